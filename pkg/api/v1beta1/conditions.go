@@ -1,0 +1,45 @@
+package v1beta1
+
+// Phase summarises a resource's conditions in one word for `kubectl get`.
+// +kubebuilder:validation:Enum=Pending;Installing;Ready;Failed;Deleting
+type Phase string
+
+// Phases, in the order an install moves through them.
+const (
+	PhasePending    Phase = "Pending"
+	PhaseInstalling Phase = "Installing"
+	PhaseReady      Phase = "Ready"
+	PhaseFailed     Phase = "Failed"
+	PhaseDeleting   Phase = "Deleting"
+)
+
+// Condition types of an Istio resource, one per install step.
+const (
+	// ConditionPreCheckPassed: the spec is valid and the cluster can take the
+	// install (Kubernetes version, namespace, no conflicting control plane).
+	ConditionPreCheckPassed = "PreCheckPassed"
+	// ConditionResourceDefinitionsCreated: Istio's CRDs are established and the
+	// mesh's CA certificates are issued.
+	ConditionResourceDefinitionsCreated = "ResourceDefinitionsCreated"
+	// ConditionControlPlaneDeployed: every rendered object is applied.
+	ConditionControlPlaneDeployed = "ControlPlaneDeployed"
+	// ConditionReady: istiod and the gateways have rolled out the desired version.
+	ConditionReady = "Ready"
+)
+
+// Condition reasons. Each names what happened; the condition's message says
+// what to do about it.
+const (
+	ReasonSucceeded            = "Succeeded"
+	ReasonPending              = "Pending"
+	ReasonInvalidSpec          = "InvalidSpec"
+	ReasonUnsupportedVersion   = "UnsupportedKubernetesVersion"
+	ReasonNamespaceTerminating = "NamespaceTerminating"
+	ReasonConflict             = "ConflictingInstall"
+	ReasonCAError              = "CertificateAuthorityError"
+	ReasonCRDNotEstablished    = "CRDsNotEstablished"
+	ReasonApplyFailed          = "ApplyFailed"
+	ReasonRollingOut           = "RollingOut"
+	ReasonDeploymentFailed     = "DeploymentFailed"
+	ReasonDeleting             = "Deleting"
+)

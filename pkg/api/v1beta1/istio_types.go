@@ -1,0 +1,232 @@
+package v1beta1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MultiClusterMode is how the clusters of a mesh reach each other.
+// +kubebuilder:validation:Enum=none;flatNetwork;gatewayConnected
+type MultiClusterMode string
+
+const (
+	// MultiClusterNone runs a single-cluster mesh.
+	MultiClusterNone MultiClusterMode = "none"
+	// MultiClusterFlatNetwork joins clusters whose pods reach each other directly.
+	MultiClusterFlatNetwork MultiClusterMode = "flatNetwork"
+	// MultiClusterGatewayConnected joins clusters on separate networks through
+	// east-west gateways (port 15443, AUTO_PASSTHROUGH).
+	MultiClusterGatewayConnected MultiClusterMode = "gatewayConnected"
+)
+
+// IstioSpec is the desired control plane of one cluster.
+type IstioSpec struct {
+	// Hub is the image registry and repository, e.g. docker.io/istio.
+	// +kubebuilder:default="docker.io/istio"
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Hub string `json:"hub,omitempty"`
+
+	// Version is the Istio release to install, e.g. 1.30.3. Changing it rolls
+	// the control plane to the new release.
+	// +kubebuilder:validation:Pattern=`^[0-9]+\.[0-9]+\.[0-9]+([-+.][0-9A-Za-z.-]+)?$`
+	// +kubebuilder:validation:MinLength=1
+	Version string `json:"version"`
+
+	// ClusterName identifies this cluster in the mesh (istiod's CLUSTER_ID,
+	// locality and telemetry labels). Default: the resource's name.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	ClusterName string `json:"clusterName,omitempty"`
+
+	// Network names the network this cluster's pods are on. Clusters on
+	// different networks reach each other through east-west gateways.
+	// Default: network-<clusterName> in gatewayConnected mode, unset otherwise.
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?$`
+	// +optional
+	Network string `json:"network,omitempty"`
+
+	// MultiCluster sets how clusters of this mesh are connected.
+	// +optional
+	MultiCluster MultiClusterSpec `json:"multiCluster,omitempty"`
+
+	// ControlPlaneSecurityEnabled closes istiod's plain-text xDS port (15010),
+	// so proxies can reach the control plane only over mutual TLS on 15012.
+	// +optional
+	ControlPlaneSecurityEnabled bool `json:"controlPlaneSecurityEnabled,omitempty"`
+
+	// MTLS sets mesh-wide mutual TLS between workloads.
+	// +optional
+	MTLS MTLSSpec `json:"mtls,omitempty"`
+
+	// Security chooses the mesh's root of trust and certificate lifetimes.
+	// +optional
+	Security SecuritySpec `json:"security,omitempty"`
+
+	// MeshExpansion exposes istiod through the east-west gateway so workloads
+	// outside the cluster (VMs, remote networks) can reach it.
+	// +optional
+	MeshExpansion Toggle `json:"meshExpansion,omitempty"`
+
+	// IncludeIPRanges lists the CIDRs whose outbound traffic sidecars capture,
+	// comma-separated, or "*" for all. Traffic to other ranges bypasses the mesh.
+	// +kubebuilder:default="*"
+	// +optional
+	IncludeIPRanges string `json:"includeIPRanges,omitempty"`
+
+	// ExcludeIPRanges lists CIDRs, comma-separated, whose outbound traffic
+	// bypasses the sidecar even when includeIPRanges covers them.
+	// +optional
+	ExcludeIPRanges string `json:"excludeIPRanges,omitempty"`
+
+	// OutboundTrafficPolicy sets what happens to traffic for unknown hosts.
+	// +optional
+	OutboundTrafficPolicy OutboundTrafficPolicySpec `json:"outboundTrafficPolicy,omitempty"`
+
+	// Logging sets istiod's log levels.
+	// +optional
+	Logging LoggingSpec `json:"logging,omitempty"`
+
+	// DockerImage selects a regional mirror of the hub.
+	// +optional
+	DockerImage DockerImageSpec `json:"dockerImage,omitempty"`
+
+	// Gateways sets the gateways installed in this cluster.
+	// +optional
+	Gateways GatewaysSpec `json:"gateways,omitempty"`
+
+	// SidecarInjector sets automatic sidecar injection.
+	// +optional
+	SidecarInjector SidecarInjectorSpec `json:"sidecarInjector,omitempty"`
+
+	// AutoInjectionNamespaces are labelled istio-injection=enabled.
+	// +listType=set
+	// +optional
+	AutoInjectionNamespaces []string `json:"autoInjectionNamespaces,omitempty"`
+
+	// Proxy sets defaults for all proxies of the mesh.
+	// +optional
+	Proxy ProxySpec `json:"proxy,omitempty"`
+
+	// Tracing sets trace sampling.
+	// +optional
+	Tracing TracingSpec `json:"tracing,omitempty"`
+
+	// LocalityLB sets locality-aware routing and failover.
+	// +optional
+	LocalityLB LocalityLBSpec `json:"localityLB,omitempty"`
+}
+
+// MultiClusterSpec sets how the clusters of the mesh are connected.
+type MultiClusterSpec struct {
+	// Mode is none, flatNetwork or gatewayConnected.
+	// +kubebuilder:default=none
+	// +optional
+	Mode MultiClusterMode `json:"mode,omitempty"`
+}
+
+// TracingSpec sets distributed tracing.
+type TracingSpec struct {
+	// SamplingPercent of requests traced, 0 to 100. Default 1.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	SamplingPercent *float64 `json:"samplingPercent,omitempty"`
+}
+
+// LocalityLBSpec sets locality-aware routing.
+type LocalityLBSpec struct {
+	// Enabled keeps traffic in its own zone, then region, while endpoints there
+	// are healthy, and fails over to other localities when they are not.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// Failover gives, per source region, the region to fail over to. Regions
+	// not listed fail over nearest-first, as measured or by a stable default.
+	// +listType=map
+	// +listMapKey=from
+	// +optional
+	Failover []LocalityFailover `json:"failover,omitempty"`
+}
+
+// LocalityFailover sends traffic from one region to another when the first
+// region has no healthy endpoints.
+type LocalityFailover struct {
+	// From is the region whose traffic fails over.
+	// +kubebuilder:validation:MinLength=1
+	From string `json:"from"`
+	// To is the region that receives it.
+	// +kubebuilder:validation:MinLength=1
+	To string `json:"to"`
+}
+
+// IstioStatus is the observed state of a control plane.
+type IstioStatus struct {
+	// ObservedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase summarises the conditions: Pending, Installing, Ready, Failed or Deleting.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// Version is the Istio release the running control plane has rolled out.
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// ClusterName is the cluster ID in use.
+	// +optional
+	ClusterName string `json:"clusterName,omitempty"`
+
+	// Certificates describes the mesh's root and this cluster's intermediate CA.
+	// +optional
+	Certificates *CertificatesStatus `json:"certificates,omitempty"`
+
+	// Conditions follow the install steps: PreCheckPassed,
+	// ResourceDefinitionsCreated, ControlPlaneDeployed, Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// CertificatesStatus describes the CA certificates the operator manages.
+type CertificatesStatus struct {
+	// RootFingerprint is the SHA-256 fingerprint of the root certificate.
+	RootFingerprint string `json:"rootFingerprint,omitempty"`
+	// RootExpiry is when the root certificate expires.
+	RootExpiry *metav1.Time `json:"rootExpiry,omitempty"`
+	// IntermediateExpiry is when this cluster's intermediate CA expires.
+	IntermediateExpiry *metav1.Time `json:"intermediateExpiry,omitempty"`
+	// IntermediateRenewal is when the intermediate CA will be reissued.
+	IntermediateRenewal *metav1.Time `json:"intermediateRenewal,omitempty"`
+}
+
+// Istio installs and runs the mesh control plane in the cluster it is created
+// in. Create one per cluster that runs istiod, in the namespace the control
+// plane should live in (usually istio-system).
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=meshfleet
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Running",type=string,JSONPath=`.status.version`,priority=1
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.status.clusterName`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Istio struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   IstioSpec   `json:"spec,omitempty"`
+	Status IstioStatus `json:"status,omitempty"`
+}
+
+// IstioList is a list of Istio resources.
+//
+// +kubebuilder:object:root=true
+type IstioList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Istio `json:"items"`
+}

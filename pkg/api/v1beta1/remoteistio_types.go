@@ -1,0 +1,123 @@
+package v1beta1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RemoteIstioSpec is the desired mesh membership of one remote cluster.
+type RemoteIstioSpec struct {
+	// ClusterName identifies the remote cluster in the mesh. Default: the
+	// resource's name.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	ClusterName string `json:"clusterName,omitempty"`
+
+	// Network names the network the remote cluster's pods are on. Default:
+	// the primary's network in flatNetwork mode, network-<clusterName> in
+	// gatewayConnected mode.
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?$`
+	// +optional
+	Network string `json:"network,omitempty"`
+
+	// IstioRef names the Istio resource, in this namespace, whose control plane
+	// the remote cluster joins. Default: the only Istio resource in the namespace.
+	// +optional
+	IstioRef string `json:"istioRef,omitempty"`
+
+	// KubeconfigSecretRef names a Secret in this namespace whose "kubeconfig" key
+	// reaches the remote cluster's API server. Leave it unset when the cluster
+	// is reached through the meshfleet tunnel.
+	// +optional
+	KubeconfigSecretRef *corev1.LocalObjectReference `json:"kubeconfigSecretRef,omitempty"`
+
+	// Hub is the image registry and repository. Default: the primary's hub.
+	// +optional
+	Hub string `json:"hub,omitempty"`
+
+	// Version of the Istio components in the remote cluster. Default: the
+	// primary's version.
+	// +kubebuilder:validation:Pattern=`^[0-9]+\.[0-9]+\.[0-9]+([-+.][0-9A-Za-z.-]+)?$`
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// AutoInjectionNamespaces are labelled istio-injection=enabled.
+	// +listType=set
+	// +optional
+	AutoInjectionNamespaces []string `json:"autoInjectionNamespaces,omitempty"`
+
+	// DockerImage selects a regional mirror of the hub.
+	// +optional
+	DockerImage DockerImageSpec `json:"dockerImage,omitempty"`
+
+	// Gateways sets the gateways installed in the remote cluster.
+	// +optional
+	Gateways GatewaysSpec `json:"gateways,omitempty"`
+
+	// IncludeIPRanges lists the CIDRs whose outbound traffic sidecars capture,
+	// comma-separated, or "*" for all.
+	// +kubebuilder:default="*"
+	// +optional
+	IncludeIPRanges string `json:"includeIPRanges,omitempty"`
+
+	// ExcludeIPRanges lists CIDRs, comma-separated, that bypass the sidecar.
+	// +optional
+	ExcludeIPRanges string `json:"excludeIPRanges,omitempty"`
+
+	// Proxy overrides proxy defaults for workloads of the remote cluster.
+	// +optional
+	Proxy ProxySpec `json:"proxy,omitempty"`
+
+	// Security of the remote cluster. Its intermediate CA is always issued by
+	// the primary's root; only lifetimes may be set here.
+	// +optional
+	Security SecuritySpec `json:"security,omitempty"`
+
+	// SidecarInjector sets automatic sidecar injection in the remote cluster.
+	// +optional
+	SidecarInjector SidecarInjectorSpec `json:"sidecarInjector,omitempty"`
+}
+
+// RemoteIstioStatus is the observed state of a remote cluster's membership.
+type RemoteIstioStatus struct {
+	// ObservedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase summarises the conditions.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// Conditions: Connected, CertificatesIssued, Installed, Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// RemoteIstio joins one remote cluster to the mesh of an Istio control plane.
+// Create it next to that Istio resource in the primary cluster.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=meshfleet
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RemoteIstio struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RemoteIstioSpec   `json:"spec,omitempty"`
+	Status RemoteIstioStatus `json:"status,omitempty"`
+}
+
+// RemoteIstioList is a list of RemoteIstio resources.
+//
+// +kubebuilder:object:root=true
+type RemoteIstioList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RemoteIstio `json:"items"`
+}

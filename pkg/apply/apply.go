@@ -1,0 +1,126 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Applier applies objects with server-side apply under one field manager.
+type Applier struct {
+	// Client reads (ideally from a cache) and writes objects.
+	Client client.Client
+	// FieldManager owns the fields meshfleet applies.
+	FieldManager string
+}
+
+// Result lists what one pass did, as kind/namespace/name keys.
+type Result struct {
+	Created   []string
+	Updated   []string
+	Unchanged int
+	Deleted   []string
+}
+
+// Writes is the number of API writes the pass made.
+func (r Result) Writes() int { return len(r.Created) + len(r.Updated) + len(r.Deleted) }
+
+// Apply makes each object match its desired form. An object that is missing
+// is created; one whose live form does not cover the desired form (someone
+// edited or removed a field we own) is re-applied, taking ownership back;
+// one that already matches is left alone, so a steady-state pass writes nothing.
+func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) (Result, error) {
+	var res Result
+	for _, desired := range objs {
+		key := keyOf(desired)
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(desired.GroupVersionKind())
+		err := a.Client.Get(ctx, client.ObjectKeyFromObject(desired), live)
+		switch {
+		case apierrors.IsNotFound(err):
+			if err := a.ssa(ctx, desired); err != nil {
+				return res, err
+			}
+			res.Created = append(res.Created, key)
+		case err != nil:
+			return res, fmt.Errorf("get %s: %w", key, err)
+		default:
+			if ok, _ := Covers(live.Object, desired.Object); ok {
+				res.Unchanged++
+				continue
+			}
+			if err := a.ssa(ctx, desired); err != nil {
+				return res, err
+			}
+			res.Updated = append(res.Updated, key)
+		}
+	}
+	return res, nil
+}
+
+// Drift returns the path of the first field where live differs from desired,
+// or "" when it does not. It is Covers, exposed for logs and events.
+func Drift(live, desired *unstructured.Unstructured) string {
+	if ok, at := Covers(live.Object, desired.Object); !ok {
+		return at
+	}
+	return ""
+}
+
+func (a *Applier) ssa(ctx context.Context, obj *unstructured.Unstructured) error {
+	u := obj.DeepCopy()
+	u.SetResourceVersion("")
+	u.SetManagedFields(nil)
+	err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner(a.FieldManager), client.ForceOwnership)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", keyOf(obj), err)
+	}
+	return nil
+}
+
+// Prune deletes objects of the given kinds that carry the owner's labels but
+// are not in keep (keys as returned by Key). Kinds the API server does not
+// serve are skipped.
+func (a *Applier) Prune(ctx context.Context, owner labels.Set, kinds []schema.GroupVersionKind, keep map[string]bool) (Result, error) {
+	var res Result
+	for _, gvk := range kinds {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := a.Client.List(ctx, list, client.MatchingLabels(owner)); err != nil {
+			if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+				continue
+			}
+			return res, fmt.Errorf("list %s: %w", gvk.Kind, err)
+		}
+		sort.Slice(list.Items, func(i, j int) bool { return keyOf(&list.Items[i]) < keyOf(&list.Items[j]) })
+		for i := range list.Items {
+			o := &list.Items[i]
+			if keep[keyOf(o)] || o.GetDeletionTimestamp() != nil {
+				continue
+			}
+			if err := a.Client.Delete(ctx, o, client.PropagationPolicy("Background")); err != nil && !apierrors.IsNotFound(err) {
+				return res, fmt.Errorf("delete %s: %w", keyOf(o), err)
+			}
+			res.Deleted = append(res.Deleted, keyOf(o))
+		}
+	}
+	return res, nil
+}
+
+// Key names an object as kind/namespace/name, the form Result and Prune use.
+func Key(o *unstructured.Unstructured) string { return keyOf(o) }
+
+func keyOf(o *unstructured.Unstructured) string {
+	if o.GetNamespace() == "" {
+		return o.GetKind() + "/" + o.GetName()
+	}
+	return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
+}

@@ -1,0 +1,129 @@
+package render
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+)
+
+// ControlPlane is the resolved, validated description of one cluster's
+// control plane: every default applied, every field checked. It is the only
+// input of Render, and it prints as YAML for golden tests and debugging.
+type ControlPlane struct {
+	// Owner is the Istio resource this control plane belongs to.
+	Owner Owner `json:"owner"`
+	// Namespace the control plane is installed in (the owner's namespace).
+	Namespace string `json:"namespace"`
+	// ClusterName is istiod's cluster ID.
+	ClusterName string `json:"clusterName"`
+	// Network the cluster's pods are on ("" when the mesh has one network).
+	Network string `json:"network,omitempty"`
+	// Mode is how clusters of the mesh are connected.
+	Mode v1beta1.MultiClusterMode `json:"mode"`
+
+	// Hub is the image registry and repository, regional mirror applied.
+	Hub string `json:"hub"`
+	// Version is the Istio release (image tag).
+	Version string `json:"version"`
+	// LogLevel is istiod's --log_output_level.
+	LogLevel string `json:"logLevel,omitempty"`
+	// IstiodReplicas is istiod's replica count.
+	IstiodReplicas int32 `json:"istiodReplicas"`
+	// ClosePlaintextXDS removes istiod's plain-text xDS port 15010.
+	ClosePlaintextXDS bool `json:"closePlaintextXDS,omitempty"`
+	// SidecarInjection installs the injection webhook.
+	SidecarInjection bool `json:"sidecarInjection"`
+	// InjectionNamespaces are labelled istio-injection=enabled.
+	InjectionNamespaces []string `json:"injectionNamespaces,omitempty"`
+	// MTLSMode of the mesh-wide PeerAuthentication: STRICT or PERMISSIVE.
+	MTLSMode string `json:"mtlsMode"`
+	// ExposeIstiod routes istiod's ports through the east-west gateway.
+	ExposeIstiod bool `json:"exposeIstiod,omitempty"`
+
+	// Proxy holds defaults for every proxy.
+	Proxy Proxy `json:"proxy"`
+	// OutboundTrafficPolicy is REGISTRY_ONLY or ALLOW_ANY.
+	OutboundTrafficPolicy string `json:"outboundTrafficPolicy"`
+	// TraceSamplingPercent of requests traced.
+	TraceSamplingPercent float64 `json:"traceSamplingPercent"`
+	// LocalityLB sets locality-aware routing.
+	LocalityLB LocalityLB `json:"localityLB"`
+	// Members are the other clusters of the mesh, for meshNetworks.
+	Members []Member `json:"members,omitempty"`
+
+	// Gateways to install.
+	Gateways []Gateway `json:"gateways,omitempty"`
+
+	// CA is where the root of trust comes from and how long certificates live.
+	CA CA `json:"ca"`
+}
+
+// Owner identifies the resource that owns a rendered object.
+type Owner struct {
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+}
+
+// Proxy holds proxy defaults.
+type Proxy struct {
+	IncludeIPRanges                 string                       `json:"includeIPRanges"`
+	ExcludeIPRanges                 string                       `json:"excludeIPRanges,omitempty"`
+	Concurrency                     *int32                       `json:"concurrency,omitempty"`
+	LogLevel                        string                       `json:"logLevel,omitempty"`
+	HoldApplicationUntilProxyStarts bool                         `json:"holdApplicationUntilProxyStarts,omitempty"`
+	Resources                       *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// LocalityLB sets locality-aware routing.
+type LocalityLB struct {
+	Enabled  bool                       `json:"enabled"`
+	Failover []v1beta1.LocalityFailover `json:"failover,omitempty"`
+}
+
+// Member is another cluster of the mesh.
+type Member struct {
+	ClusterName string `json:"clusterName"`
+	Network     string `json:"network,omitempty"`
+}
+
+// GatewayKind says what a gateway is for.
+type GatewayKind string
+
+// Gateway kinds.
+const (
+	IngressGateway  GatewayKind = "ingress"
+	EastWestGateway GatewayKind = "eastWest"
+)
+
+// EastWestGatewayName is the name of the east-west gateway's Deployment and Service.
+const EastWestGatewayName = "istio-eastwestgateway"
+
+// CrossNetworkPort is the east-west gateway's AUTO_PASSTHROUGH port.
+const CrossNetworkPort = 15443
+
+// Gateway is one gateway Deployment and Service.
+type Gateway struct {
+	Name        string             `json:"name"`
+	Kind        GatewayKind        `json:"kind"`
+	ServiceType corev1.ServiceType `json:"serviceType"`
+	Replicas    int32              `json:"replicas"`
+	// IngressClass is set when the gateway serves Kubernetes Ingress.
+	IngressClass string `json:"ingressClass,omitempty"`
+}
+
+// CA says where the mesh's root comes from and how long certificates live.
+type CA struct {
+	// SelfSigned makes the operator generate the root.
+	SelfSigned bool `json:"selfSigned"`
+	// SecretName names the Secret holding the user's root (when not self-signed).
+	SecretName string `json:"secretName,omitempty"`
+	// RootTTL is the lifetime of a self-signed root.
+	RootTTL time.Duration `json:"rootTTL"`
+	// IntermediateTTL is the lifetime of each cluster's intermediate.
+	IntermediateTTL time.Duration `json:"intermediateTTL"`
+	// RenewBefore is how long before expiry an intermediate is reissued.
+	RenewBefore time.Duration `json:"renewBefore"`
+}

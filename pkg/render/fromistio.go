@@ -1,0 +1,299 @@
+package render
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+)
+
+// Defaults applied when the spec leaves a field empty.
+const (
+	DefaultHub             = "docker.io/istio"
+	DefaultRootTTL         = 10 * 365 * 24 * time.Hour
+	DefaultIntermediateTTL = 365 * 24 * time.Hour
+	DefaultTraceSampling   = 1.0
+	DefaultIngressGateway  = "istio-ingressgateway"
+	DefaultIngressClass    = "istio"
+)
+
+var logLevelPattern = regexp.MustCompile(`^([a-zA-Z0-9_-]+:(none|error|warn|info|debug))(,[a-zA-Z0-9_-]+:(none|error|warn|info|debug))*$`)
+
+// FromIstio resolves an Istio resource into a ControlPlane. It applies every
+// default and checks what the CRD schema cannot; each error names the field,
+// the value and the fix. It reads nothing but its argument.
+func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
+	spec := &in.Spec
+	p := field.NewPath("spec")
+	var errs field.ErrorList
+
+	cp := &ControlPlane{
+		Owner:                 Owner{Kind: "Istio", Name: in.Name, Namespace: in.Namespace},
+		Namespace:             in.Namespace,
+		ClusterName:           orDefault(spec.ClusterName, in.Name),
+		Mode:                  spec.MultiCluster.Mode,
+		Version:               spec.Version,
+		LogLevel:              spec.Logging.Level,
+		ClosePlaintextXDS:     spec.ControlPlaneSecurityEnabled,
+		SidecarInjection:      boolOr(spec.SidecarInjector.Enabled, true),
+		IstiodReplicas:        int32Or(spec.SidecarInjector.ReplicaCount, 1),
+		InjectionNamespaces:   spec.AutoInjectionNamespaces,
+		MTLSMode:              "PERMISSIVE",
+		OutboundTrafficPolicy: orDefault(spec.OutboundTrafficPolicy.Mode, "ALLOW_ANY"),
+		TraceSamplingPercent:  DefaultTraceSampling,
+		LocalityLB:            LocalityLB{Enabled: spec.LocalityLB.Enabled, Failover: spec.LocalityLB.Failover},
+	}
+	if cp.Mode == "" {
+		cp.Mode = v1beta1.MultiClusterNone
+	}
+	if spec.MTLS.Enabled {
+		cp.MTLSMode = "STRICT"
+	}
+	if spec.Tracing.SamplingPercent != nil {
+		cp.TraceSamplingPercent = *spec.Tracing.SamplingPercent
+		if v := cp.TraceSamplingPercent; v < 0 || v > 100 {
+			errs = append(errs, field.Invalid(p.Child("tracing", "samplingPercent"), v, "must be between 0 and 100"))
+		}
+	}
+	if spec.Version == "" {
+		errs = append(errs, field.Required(p.Child("version"), "set the Istio release to install, e.g. 1.30.3"))
+	}
+	if spec.ClusterName != "" {
+		for _, msg := range validation.IsDNS1123Label(spec.ClusterName) {
+			errs = append(errs, field.Invalid(p.Child("clusterName"), spec.ClusterName, msg))
+		}
+	}
+
+	hub, err := resolveHub(orDefault(spec.Hub, DefaultHub), spec.DockerImage.Region)
+	if err != nil {
+		errs = append(errs, field.Invalid(p.Child("hub"), spec.Hub, err.Error()))
+	}
+	cp.Hub = hub
+
+	if cp.LogLevel != "" && !logLevelPattern.MatchString(cp.LogLevel) {
+		errs = append(errs, field.Invalid(p.Child("logging", "level"), cp.LogLevel,
+			"use comma-separated scope:level pairs such as default:info,ads:debug (levels: none, error, warn, info, debug)"))
+	}
+
+	cp.Proxy, errs = resolveProxy(spec.Proxy, spec.IncludeIPRanges, spec.ExcludeIPRanges, p, errs)
+
+	switch cp.Mode {
+	case v1beta1.MultiClusterGatewayConnected:
+		cp.Network = orDefault(spec.Network, "network-"+cp.ClusterName)
+		cp.ExposeIstiod = true
+	case v1beta1.MultiClusterNone, v1beta1.MultiClusterFlatNetwork:
+		cp.Network = spec.Network
+	default:
+		errs = append(errs, field.NotSupported(p.Child("multiCluster", "mode"), cp.Mode,
+			[]string{string(v1beta1.MultiClusterNone), string(v1beta1.MultiClusterFlatNetwork), string(v1beta1.MultiClusterGatewayConnected)}))
+	}
+	if spec.MeshExpansion.Enabled {
+		cp.ExposeIstiod = true
+	}
+
+	for i, f := range cp.LocalityLB.Failover {
+		if f.From == f.To {
+			errs = append(errs, field.Invalid(p.Child("localityLB", "failover").Index(i).Child("to"), f.To,
+				"a region cannot fail over to itself; name a different region"))
+		}
+	}
+	for i, ns := range cp.InjectionNamespaces {
+		for _, msg := range validation.IsDNS1123Label(ns) {
+			errs = append(errs, field.Invalid(p.Child("autoInjectionNamespaces").Index(i), ns, msg))
+		}
+	}
+
+	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected || cp.ExposeIstiod, p.Child("gateways"), errs)
+	cp.CA, errs = resolveCA(spec.Security, p.Child("security"), errs)
+
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cp, nil
+}
+
+// resolveHub applies the regional mirror to the hub.
+func resolveHub(hub, region string) (string, error) {
+	if strings.ContainsAny(hub, " \t@") {
+		return "", fmt.Errorf("not an image repository; use a registry and repository such as docker.io/istio")
+	}
+	if last := hub[strings.LastIndex(hub, "/")+1:]; strings.Contains(last, ":") {
+		return "", fmt.Errorf("the hub must not carry a tag; put the release in spec.version")
+	}
+	if region == "" {
+		return strings.ReplaceAll(hub, "{region}", ""), nil
+	}
+	if strings.Contains(hub, "{region}") {
+		return strings.ReplaceAll(hub, "{region}", region), nil
+	}
+	host, path, found := strings.Cut(hub, "/")
+	if !found || !strings.Contains(host, ".") {
+		return "", fmt.Errorf("dockerImage.region needs a hub whose host is a registry domain (e.g. registry.example.com/istio) or contains {region}")
+	}
+	first, rest, _ := strings.Cut(host, ".")
+	return first + "." + region + "." + rest + "/" + path, nil
+}
+
+func resolveProxy(in v1beta1.ProxySpec, include, exclude string, p *field.Path, errs field.ErrorList) (Proxy, field.ErrorList) {
+	out := Proxy{
+		IncludeIPRanges: orDefault(strings.TrimSpace(include), "*"),
+		ExcludeIPRanges: strings.TrimSpace(exclude),
+		Concurrency:     in.Concurrency,
+		LogLevel:        in.LogLevel,
+		Resources:       in.Resources,
+	}
+	if in.HoldApplicationUntilProxyStarts != nil {
+		out.HoldApplicationUntilProxyStarts = *in.HoldApplicationUntilProxyStarts
+	}
+	if out.IncludeIPRanges != "*" {
+		errs = append(errs, checkCIDRs(p.Child("includeIPRanges"), out.IncludeIPRanges, `or "*" for all`)...)
+	}
+	errs = append(errs, checkCIDRs(p.Child("excludeIPRanges"), out.ExcludeIPRanges, `or leave it empty`)...)
+	return out, errs
+}
+
+func checkCIDRs(path *field.Path, list, alternative string) field.ErrorList {
+	var errs field.ErrorList
+	if list == "" {
+		return nil
+	}
+	for _, c := range strings.Split(list, ",") {
+		c = strings.TrimSpace(c)
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			errs = append(errs, field.Invalid(path, list,
+				fmt.Sprintf("%q is not a CIDR; use comma-separated CIDRs such as 10.0.0.0/8,172.16.0.0/12, %s", c, alternative)))
+		}
+	}
+	return errs
+}
+
+func resolveGateways(in v1beta1.GatewaysSpec, eastWest bool, p *field.Path, errs field.ErrorList) ([]Gateway, field.ErrorList) {
+	var out []Gateway
+	if in.Enabled {
+		ingress := in.Ingress
+		if len(ingress) == 0 {
+			ingress = []v1beta1.IngressGatewaySpec{{Enabled: true}}
+		}
+		seen := map[string]bool{}
+		for i, g := range ingress {
+			name := orDefault(g.Name, DefaultIngressGateway)
+			if seen[name] {
+				errs = append(errs, field.Duplicate(p.Child("ingress").Index(i).Child("name"), name))
+				continue
+			}
+			seen[name] = true
+			if name == EastWestGatewayName {
+				errs = append(errs, field.Invalid(p.Child("ingress").Index(i).Child("name"), name,
+					"this name is reserved for the east-west gateway; choose another"))
+				continue
+			}
+			if !g.Enabled {
+				continue
+			}
+			gw := Gateway{
+				Name:        name,
+				Kind:        IngressGateway,
+				ServiceType: serviceTypeOr(g.ServiceType),
+				Replicas:    int32Or(g.ReplicaCount, 1),
+			}
+			if g.K8sIngress != nil {
+				gw.IngressClass = orDefault(g.K8sIngress.IngressClass, DefaultIngressClass)
+			}
+			out = append(out, gw)
+		}
+		classes := 0
+		for _, g := range out {
+			if g.IngressClass != "" {
+				classes++
+			}
+		}
+		if classes > 1 {
+			errs = append(errs, field.Invalid(p.Child("ingress"), classes,
+				"only one ingress gateway can serve Kubernetes Ingress (k8sIngress); remove k8sIngress from the others"))
+		}
+	}
+	if eastWest {
+		ew := Gateway{Name: EastWestGatewayName, Kind: EastWestGateway, ServiceType: corev1.ServiceTypeLoadBalancer, Replicas: 1}
+		if in.EastWest != nil {
+			ew.ServiceType = serviceTypeOr(in.EastWest.ServiceType)
+			ew.Replicas = int32Or(in.EastWest.ReplicaCount, 1)
+		}
+		out = append(out, ew)
+	}
+	return out, errs
+}
+
+func resolveCA(in v1beta1.SecuritySpec, p *field.Path, errs field.ErrorList) (CA, field.ErrorList) {
+	ca := CA{SelfSigned: boolOr(in.SelfSigned, in.CASecretRef == nil)}
+	if in.CASecretRef != nil {
+		ca.SecretName = in.CASecretRef.Name
+	}
+	switch {
+	case ca.SelfSigned && ca.SecretName != "":
+		errs = append(errs, field.Invalid(p.Child("caSecretRef"), ca.SecretName,
+			"selfSigned is true, so the operator generates the root; remove caSecretRef or set selfSigned: false"))
+	case !ca.SelfSigned && ca.SecretName == "":
+		errs = append(errs, field.Required(p.Child("caSecretRef"),
+			"selfSigned is false, so the mesh needs your root CA: name a Secret holding tls.crt and tls.key, or set selfSigned: true"))
+	}
+	var d time.Duration
+	ca.RootTTL, errs = parseDuration(in.RootCertTTL, DefaultRootTTL, p.Child("rootCertTTL"), errs)
+	ca.IntermediateTTL, errs = parseDuration(in.IntermediateCertTTL, DefaultIntermediateTTL, p.Child("intermediateCertTTL"), errs)
+	d, errs = parseDuration(in.RenewBefore, ca.IntermediateTTL/3, p.Child("renewBefore"), errs)
+	ca.RenewBefore = d
+	if ca.SelfSigned && ca.IntermediateTTL > ca.RootTTL {
+		errs = append(errs, field.Invalid(p.Child("intermediateCertTTL"), in.IntermediateCertTTL,
+			fmt.Sprintf("an intermediate cannot outlive its root (rootCertTTL %s); shorten it or lengthen rootCertTTL", ca.RootTTL)))
+	}
+	if ca.RenewBefore >= ca.IntermediateTTL {
+		errs = append(errs, field.Invalid(p.Child("renewBefore"), in.RenewBefore,
+			fmt.Sprintf("must be shorter than intermediateCertTTL (%s), or the certificate is reissued forever", ca.IntermediateTTL)))
+	}
+	return ca, errs
+}
+
+func parseDuration(in *v1beta1.Duration, def time.Duration, p *field.Path, errs field.ErrorList) (time.Duration, field.ErrorList) {
+	if in == nil || *in == "" {
+		return def, errs
+	}
+	d, err := time.ParseDuration(string(*in))
+	if err != nil || d <= 0 {
+		return def, append(errs, field.Invalid(p, *in, "use a positive duration such as 8760h or 90m"))
+	}
+	return d, errs
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+func int32Or(i *int32, def int32) int32 {
+	if i == nil {
+		return def
+	}
+	return *i
+}
+
+func serviceTypeOr(t corev1.ServiceType) corev1.ServiceType {
+	if t == "" {
+		return corev1.ServiceTypeLoadBalancer
+	}
+	return t
+}

@@ -1,0 +1,101 @@
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// The functions below map a ControlPlane onto the values of each chart. They
+// set only what the Istio resource decides; the charts' defaults cover the rest.
+
+func baseValues(cp *ControlPlane) map[string]any {
+	return map[string]any{
+		"global": map[string]any{"istioNamespace": cp.Namespace},
+	}
+}
+
+func istiodValues(cp *ControlPlane) (map[string]any, error) {
+	mesh, err := messageToMap(MeshConfig(cp))
+	if err != nil {
+		return nil, err
+	}
+	proxy := map[string]any{
+		"includeIPRanges": cp.Proxy.IncludeIPRanges,
+		"excludeIPRanges": cp.Proxy.ExcludeIPRanges,
+	}
+	if cp.Proxy.LogLevel != "" {
+		proxy["logLevel"] = cp.Proxy.LogLevel
+	}
+	if cp.Proxy.Resources != nil {
+		res, err := toMap(cp.Proxy.Resources)
+		if err != nil {
+			return nil, fmt.Errorf("proxy resources: %w", err)
+		}
+		proxy["resources"] = res
+	}
+	global := map[string]any{
+		"hub":                          cp.Hub,
+		"tag":                          cp.Version,
+		"istioNamespace":               cp.Namespace,
+		"meshID":                       cp.Owner.Name,
+		"multiCluster":                 map[string]any{"clusterName": cp.ClusterName},
+		"network":                      cp.Network,
+		"meshNetworks":                 MeshNetworks(cp),
+		"proxy":                        proxy,
+		"omitSidecarInjectorConfigMap": !cp.SidecarInjection,
+	}
+	if cp.LogLevel != "" {
+		global["logging"] = map[string]any{"level": cp.LogLevel}
+	}
+	v := map[string]any{
+		"replicaCount":     cp.IstiodReplicas,
+		"autoscaleEnabled": false,
+		"traceSampling":    cp.TraceSamplingPercent,
+		"meshConfig":       mesh,
+		"global":           global,
+	}
+	if cp.ClosePlaintextXDS {
+		// An empty address disables istiod's plain-text gRPC server.
+		v["extraContainerArgs"] = []any{"--grpcAddr="}
+	}
+	return v, nil
+}
+
+func gatewayValues(cp *ControlPlane, gw Gateway) map[string]any {
+	v := map[string]any{
+		"replicaCount": gw.Replicas,
+		"autoscaling":  map[string]any{"enabled": false},
+		"service":      map[string]any{"type": string(gw.ServiceType)},
+		"global":       map[string]any{"hub": cp.Hub, "tag": cp.Version, "istioNamespace": cp.Namespace},
+	}
+	if gw.Kind == EastWestGateway {
+		v["networkGateway"] = cp.Network
+		v["env"] = map[string]any{"ISTIO_META_REQUESTED_NETWORK_VIEW": cp.Network}
+	}
+	return v
+}
+
+func meshValues(cp *ControlPlane) map[string]any {
+	v := map[string]any{
+		"mtlsMode":         cp.MTLSMode,
+		"crossNetworkPort": CrossNetworkPort,
+		"exposeIstiod":     cp.ExposeIstiod,
+		"eastWestGateway":  "",
+	}
+	for _, g := range cp.Gateways {
+		if g.Kind == EastWestGateway {
+			v["eastWestGateway"] = g.Name
+		}
+	}
+	return v
+}
+
+// toMap converts a typed value to the generic form Helm values hold.
+func toMap(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	return out, json.Unmarshal(b, &out)
+}
