@@ -12,6 +12,12 @@ K8S_BIN              := $(CACHE)/k8s-$(K8S_VERSION)
 DEV_BIN              := $(CACHE)/dev-$(shell sha256sum tests/tools/dev/go.sum | cut -c1-12)
 BIN                  := bin
 
+# Version stamps that a plain `go build` leaves empty (the API server would
+# report v0.0.0-master and misjudge its own compatibility version).
+K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+  -X $(p).gitVersion=$(K8S_VERSION) -X $(p).gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
+  -X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) -X $(p).gitTreeState=clean)
+
 KUBE_APISERVER := $(K8S_BIN)/kube-apiserver
 KUBECTL        := $(K8S_BIN)/kubectl
 KUBE_CM        := $(K8S_BIN)/kube-controller-manager
@@ -71,7 +77,7 @@ tools: $(KUBE_APISERVER) etcd ## Build kube-apiserver, kubectl and kube-controll
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 	mkdir -p $(K8S_BIN)
-	cd tests/tools/k8s && go build -o $(K8S_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager
+	cd tests/tools/k8s && go build -ldflags '$(K8S_LDFLAGS)' -o $(K8S_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager
 
 $(CONTROLLER_GEN) $(STATICCHECK) &:
 	mkdir -p $(DEV_BIN)

@@ -2,6 +2,9 @@ package apply
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -17,14 +20,19 @@ import (
 type Applier struct {
 	// Client reads (ideally from a cache) and writes objects.
 	Client client.Client
+	// Reader, when set, is read instead of Client: for kinds the cache does
+	// not hold.
+	Reader client.Reader
 	// FieldManager owns the fields meshfleet applies.
 	FieldManager string
 }
 
 // Result lists what one pass did, as kind/namespace/name keys.
 type Result struct {
-	Created   []string
-	Updated   []string
+	Created []string
+	Updated []string
+	// Drift holds, for each updated object, the first field found changed.
+	Drift     map[string]string
 	Unchanged int
 	Deleted   []string
 }
@@ -39,10 +47,14 @@ func (r Result) Writes() int { return len(r.Created) + len(r.Updated) + len(r.De
 func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) (Result, error) {
 	var res Result
 	for _, desired := range objs {
+		desired, err := withHash(desired)
+		if err != nil {
+			return res, err
+		}
 		key := keyOf(desired)
 		live := &unstructured.Unstructured{}
 		live.SetGroupVersionKind(desired.GroupVersionKind())
-		err := a.Client.Get(ctx, client.ObjectKeyFromObject(desired), live)
+		err = a.reader().Get(ctx, client.ObjectKeyFromObject(desired), live)
 		switch {
 		case apierrors.IsNotFound(err):
 			if err := a.ssa(ctx, desired); err != nil {
@@ -52,10 +64,15 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 		case err != nil:
 			return res, fmt.Errorf("get %s: %w", key, err)
 		default:
-			if ok, _ := Covers(live.Object, desired.Object); ok {
+			ok, at := Covers(live.Object, desired.Object)
+			if ok {
 				res.Unchanged++
 				continue
 			}
+			if res.Drift == nil {
+				res.Drift = map[string]string{}
+			}
+			res.Drift[key] = at
 			if err := a.ssa(ctx, desired); err != nil {
 				return res, err
 			}
@@ -65,6 +82,28 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) 
 	return res, nil
 }
 
+// HashAnnotation records a digest of the configuration last applied. Covers
+// cannot see a field that was dropped from the desired object (live still has
+// it); the digest changes then, and the object is re-applied, which removes
+// the field.
+const HashAnnotation = "meshfleet.io/applied-hash"
+
+func withHash(o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	o = o.DeepCopy()
+	b, err := json.Marshal(o.Object)
+	if err != nil {
+		return nil, fmt.Errorf("hash %s: %w", keyOf(o), err)
+	}
+	sum := sha256.Sum256(b)
+	a := o.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[HashAnnotation] = hex.EncodeToString(sum[:8])
+	o.SetAnnotations(a)
+	return o, nil
+}
+
 // Drift returns the path of the first field where live differs from desired,
 // or "" when it does not. It is Covers, exposed for logs and events.
 func Drift(live, desired *unstructured.Unstructured) string {
@@ -72,6 +111,24 @@ func Drift(live, desired *unstructured.Unstructured) string {
 		return at
 	}
 	return ""
+}
+
+func (a *Applier) reader() client.Reader {
+	if a.Reader != nil {
+		return a.Reader
+	}
+	return a.Client
+}
+
+// Release gives up every field the field manager owns on obj (applying an
+// empty configuration), which removes those fields unless another manager
+// also set them.
+func (a *Applier) Release(ctx context.Context, obj *unstructured.Unstructured) error {
+	empty := &unstructured.Unstructured{}
+	empty.SetGroupVersionKind(obj.GroupVersionKind())
+	empty.SetName(obj.GetName())
+	empty.SetNamespace(obj.GetNamespace())
+	return a.ssa(ctx, empty)
 }
 
 func (a *Applier) ssa(ctx context.Context, obj *unstructured.Unstructured) error {

@@ -81,10 +81,16 @@ func coversValue(live, desired any, path string) (bool, string) {
 	}
 }
 
+// isEmpty reports whether v is a zero value that the API server drops when
+// it serializes a typed object (omitempty): absent in live means equal.
 func isEmpty(v any) bool {
 	switch t := v.(type) {
 	case nil:
 		return true
+	case string:
+		return t == ""
+	case bool:
+		return !t
 	case map[string]any:
 		return len(t) == 0
 	case []any:

@@ -1,9 +1,8 @@
 package render
 
 import (
-	"time"
-
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 )
@@ -121,9 +120,9 @@ type CA struct {
 	// SecretName names the Secret holding the user's root (when not self-signed).
 	SecretName string `json:"secretName,omitempty"`
 	// RootTTL is the lifetime of a self-signed root.
-	RootTTL time.Duration `json:"rootTTL"`
+	RootTTL metav1.Duration `json:"rootTTL"`
 	// IntermediateTTL is the lifetime of each cluster's intermediate.
-	IntermediateTTL time.Duration `json:"intermediateTTL"`
+	IntermediateTTL metav1.Duration `json:"intermediateTTL"`
 	// RenewBefore is how long before expiry an intermediate is reissued.
-	RenewBefore time.Duration `json:"renewBefore"`
+	RenewBefore metav1.Duration `json:"renewBefore"`
 }

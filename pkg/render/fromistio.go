@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -231,32 +232,38 @@ func resolveGateways(in v1beta1.GatewaysSpec, eastWest bool, p *field.Path, errs
 }
 
 func resolveCA(in v1beta1.SecuritySpec, p *field.Path, errs field.ErrorList) (CA, field.ErrorList) {
-	ca := CA{SelfSigned: boolOr(in.SelfSigned, in.CASecretRef == nil)}
+	selfSigned := boolOr(in.SelfSigned, in.CASecretRef == nil)
+	secret := ""
 	if in.CASecretRef != nil {
-		ca.SecretName = in.CASecretRef.Name
+		secret = in.CASecretRef.Name
 	}
 	switch {
-	case ca.SelfSigned && ca.SecretName != "":
-		errs = append(errs, field.Invalid(p.Child("caSecretRef"), ca.SecretName,
+	case selfSigned && secret != "":
+		errs = append(errs, field.Invalid(p.Child("caSecretRef"), secret,
 			"selfSigned is true, so the operator generates the root; remove caSecretRef or set selfSigned: false"))
-	case !ca.SelfSigned && ca.SecretName == "":
+	case !selfSigned && secret == "":
 		errs = append(errs, field.Required(p.Child("caSecretRef"),
 			"selfSigned is false, so the mesh needs your root CA: name a Secret holding tls.crt and tls.key, or set selfSigned: true"))
 	}
-	var d time.Duration
-	ca.RootTTL, errs = parseDuration(in.RootCertTTL, DefaultRootTTL, p.Child("rootCertTTL"), errs)
-	ca.IntermediateTTL, errs = parseDuration(in.IntermediateCertTTL, DefaultIntermediateTTL, p.Child("intermediateCertTTL"), errs)
-	d, errs = parseDuration(in.RenewBefore, ca.IntermediateTTL/3, p.Child("renewBefore"), errs)
-	ca.RenewBefore = d
-	if ca.SelfSigned && ca.IntermediateTTL > ca.RootTTL {
+	var rootTTL, interTTL, renew time.Duration
+	rootTTL, errs = parseDuration(in.RootCertTTL, DefaultRootTTL, p.Child("rootCertTTL"), errs)
+	interTTL, errs = parseDuration(in.IntermediateCertTTL, DefaultIntermediateTTL, p.Child("intermediateCertTTL"), errs)
+	renew, errs = parseDuration(in.RenewBefore, interTTL/3, p.Child("renewBefore"), errs)
+	if selfSigned && interTTL > rootTTL {
 		errs = append(errs, field.Invalid(p.Child("intermediateCertTTL"), in.IntermediateCertTTL,
-			fmt.Sprintf("an intermediate cannot outlive its root (rootCertTTL %s); shorten it or lengthen rootCertTTL", ca.RootTTL)))
+			fmt.Sprintf("an intermediate cannot outlive its root (rootCertTTL %s); shorten it or lengthen rootCertTTL", rootTTL)))
 	}
-	if ca.RenewBefore >= ca.IntermediateTTL {
+	if renew >= interTTL {
 		errs = append(errs, field.Invalid(p.Child("renewBefore"), in.RenewBefore,
-			fmt.Sprintf("must be shorter than intermediateCertTTL (%s), or the certificate is reissued forever", ca.IntermediateTTL)))
+			fmt.Sprintf("must be shorter than intermediateCertTTL (%s), or the certificate is reissued forever", interTTL)))
 	}
-	return ca, errs
+	return CA{
+		SelfSigned:      selfSigned,
+		SecretName:      secret,
+		RootTTL:         metav1.Duration{Duration: rootTTL},
+		IntermediateTTL: metav1.Duration{Duration: interTTL},
+		RenewBefore:     metav1.Duration{Duration: renew},
+	}, errs
 }
 
 func parseDuration(in *v1beta1.Duration, def time.Duration, p *field.Path, errs field.ErrorList) (time.Duration, field.ErrorList) {

@@ -19,6 +19,8 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// protojson leaves out enum zero values, and REGISTRY_ONLY is zero.
+	mesh["outboundTrafficPolicy"] = map[string]any{"mode": cp.OutboundTrafficPolicy}
 	proxy := map[string]any{
 		"includeIPRanges": cp.Proxy.IncludeIPRanges,
 		"excludeIPRanges": cp.Proxy.ExcludeIPRanges,
@@ -69,8 +71,8 @@ func gatewayValues(cp *ControlPlane, gw Gateway) map[string]any {
 		"global":       map[string]any{"hub": cp.Hub, "tag": cp.Version, "istioNamespace": cp.Namespace},
 	}
 	if gw.Kind == EastWestGateway {
+		// The chart also sets ISTIO_META_REQUESTED_NETWORK_VIEW and the network label from this.
 		v["networkGateway"] = cp.Network
-		v["env"] = map[string]any{"ISTIO_META_REQUESTED_NETWORK_VIEW": cp.Network}
 	}
 	return v
 }

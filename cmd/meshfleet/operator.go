@@ -1,0 +1,55 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meshfleet/meshfleet/pkg/operator"
+)
+
+func newOperatorCommand() *cobra.Command {
+	var (
+		opts       operator.Options
+		kubeconfig string
+		kubeCtx    string
+		zapOpts    = zap.Options{}
+	)
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Reconcile Istio resources into running control planes",
+		Example: `  # in a cluster (service account credentials)
+  meshfleet operator --leader-elect
+
+  # against a cluster from a kubeconfig
+  meshfleet operator --kubeconfig ~/.kube/config --metrics-addr :8080`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			rules := clientcmd.NewDefaultClientConfigLoadingRules()
+			rules.ExplicitPath = kubeconfig
+			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+				&clientcmd.ConfigOverrides{CurrentContext: kubeCtx}).ClientConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w (pass --kubeconfig, or run in a cluster)", err)
+			}
+			return operator.Run(ctrl.SetupSignalHandler(), cfg, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config)")
+	f.StringVar(&kubeCtx, "context", "", "kubeconfig context to use")
+	f.StringVar(&opts.MetricsAddr, "metrics-addr", ":8080", "address serving Prometheus metrics (0 disables)")
+	f.StringVar(&opts.HealthAddr, "health-addr", ":8081", "address serving /healthz and /readyz (0 disables)")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect one active replica through a Lease")
+	f.StringVar(&opts.LeaderElectionNamespace, "leader-elect-namespace", "", "namespace of the leader Lease (default: the pod's)")
+	f.DurationVar(&opts.Resync, "resync", 5*time.Minute, "how often a Ready control plane is checked again for drift and certificate renewal")
+	gf := flag.NewFlagSet("zap", flag.ContinueOnError)
+	zapOpts.BindFlags(gf)
+	f.AddGoFlagSet(gf)
+	return cmd
+}

@@ -1,0 +1,170 @@
+package localcluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// etcdStartTimeout bounds how long StartEtcd waits for etcd to be healthy
+// when ctx has no earlier deadline.
+const etcdStartTimeout = 30 * time.Second
+
+// Etcd is a running single-member etcd listening on 127.0.0.1. Several
+// clusters can share it, each under its own key prefix.
+type Etcd struct {
+	// Endpoint is the client URL, http://127.0.0.1:<port>.
+	Endpoint string
+	// DataDir is etcd's data directory.
+	DataDir string
+	// LogPath is the file etcd's output goes to.
+	LogPath string
+
+	proc *process
+}
+
+// StartEtcd starts bin as a single-member etcd with its client and peer URLs
+// on free ports of 127.0.0.1, its data in <dir>/etcd-data and its output in
+// <dir>/etcd.log, and waits until GET /health reports healthy. ctx bounds the
+// start-up only (at most 30 s); etcd runs until Stop.
+func StartEtcd(ctx context.Context, dir, bin string) (*Etcd, error) {
+	if bin == "" {
+		return nil, errors.New("starting etcd: no etcd binary given")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("starting etcd: creating %s: %w", dir, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, etcdStartTimeout)
+	defer cancel()
+
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		e, err := startEtcdOnce(ctx, dir, bin)
+		if err == nil {
+			return e, nil
+		}
+		lastErr = err
+		if !errors.Is(err, errPortInUse) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+var errPortInUse = errors.New("port already in use")
+
+func startEtcdOnce(ctx context.Context, dir, bin string) (*Etcd, error) {
+	clientPort, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd: %w", err)
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd: %w", err)
+	}
+	dataDir := filepath.Join(dir, "etcd-data")
+	// A failed attempt may have left a half-initialised member behind.
+	if err := os.RemoveAll(dataDir); err != nil {
+		return nil, fmt.Errorf("starting etcd: clearing %s: %w", dataDir, err)
+	}
+	e := &Etcd{
+		Endpoint: "http://127.0.0.1:" + itoa(clientPort),
+		DataDir:  dataDir,
+		LogPath:  filepath.Join(dir, "etcd.log"),
+	}
+	p, err := startProcess("etcd", bin, etcdArgs(dataDir, clientPort, peerPort), e.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	e.proc = p
+	if err := e.waitHealthy(ctx); err != nil {
+		_ = p.stop(0)
+		tail := tailFile(e.LogPath, 30)
+		if portInUse(tail) {
+			err = errors.Join(err, errPortInUse)
+		}
+		return nil, fmt.Errorf("starting etcd: %w; last lines of %s:\n%s", err, e.LogPath, tail)
+	}
+	return e, nil
+}
+
+// etcdArgs returns the etcd command line.
+func etcdArgs(dataDir string, clientPort, peerPort int) []string {
+	clientURL := "http://127.0.0.1:" + itoa(clientPort)
+	peerURL := "http://127.0.0.1:" + itoa(peerPort)
+	return []string{
+		"--name=localcluster",
+		"--data-dir=" + dataDir,
+		"--listen-client-urls=" + clientURL,
+		"--advertise-client-urls=" + clientURL,
+		"--listen-peer-urls=" + peerURL,
+		"--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=localcluster=" + peerURL,
+		"--initial-cluster-state=new",
+		"--logger=zap",
+		"--log-outputs=stderr",
+		"--log-level=warn",
+	}
+}
+
+// waitHealthy polls GET /health until etcd reports healthy, it exits, or ctx
+// is done.
+func (e *Etcd) waitHealthy(ctx context.Context) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var lastErr error
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if exited, _ := e.proc.exited(); exited {
+			return fmt.Errorf("etcd %s before becoming healthy", e.proc.describeExit())
+		}
+		lastErr = etcdHealth(ctx, client, e.Endpoint)
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcd at %s not healthy: %w (last check: %v)", e.Endpoint, ctx.Err(), lastErr)
+		case <-tick.C:
+		}
+	}
+}
+
+func etcdHealth(ctx context.Context, client *http.Client, endpoint string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var h struct {
+		Health string `json:"health"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &h) != nil || h.Health != "true" {
+		return fmt.Errorf("GET /health: %s: %s", resp.Status, body)
+	}
+	return nil
+}
+
+// Stop stops etcd (SIGTERM, then SIGKILL to its process group after 10 s)
+// and waits for it to exit. The data directory is left in place. Stop stops
+// only etcd: stop the clusters that use it first.
+func (e *Etcd) Stop() error {
+	if e == nil || e.proc == nil {
+		return nil
+	}
+	if err := e.proc.stop(stopGracePeriod); err != nil {
+		return fmt.Errorf("stopping etcd: %w", err)
+	}
+	return nil
+}

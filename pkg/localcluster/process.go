@@ -1,0 +1,169 @@
+package localcluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// stopGracePeriod is how long Stop waits after SIGTERM before it sends SIGKILL.
+const stopGracePeriod = 10 * time.Second
+
+// process is a child process running in its own process group, with its
+// stdout and stderr appended to a log file.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed once Wait has returned
+	waitErr error         // set before done is closed
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// startProcess starts bin with args, its output appended to logPath. The
+// process gets its own process group and, on Linux, SIGKILL when the thread
+// that started it dies.
+func startProcess(name, bin string, args []string, logPath string) (*process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening log file for %s: %w", name, err)
+	}
+	fmt.Fprintf(logFile, "+ %s %q\n", bin, args)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = logFile // an *os.File: no copying goroutine, Wait never blocks on pipes
+	cmd.Stderr = logFile
+	cmd.Stdin = nil
+	cmd.SysProcAttr = sysProcAttr()
+	if err := startCmd(cmd); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s (%s): %w", name, bin, err)
+	}
+	// The child has its own copy of the descriptor.
+	logFile.Close()
+	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// pid returns the process id (also the process group id).
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the process has exited, and how.
+func (p *process) exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.waitErr
+	default:
+		return false, nil
+	}
+}
+
+// stop sends SIGTERM to the process group, waits up to grace for the process
+// to exit, then sends SIGKILL to the group. It always kills the group one last
+// time so that no child of the process survives. It is safe to call stop
+// more than once.
+func (p *process) stop(grace time.Duration) error {
+	p.stopOnce.Do(func() {
+		pgid := p.pid()
+		if exited, _ := p.exited(); !exited {
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(grace):
+			}
+		}
+		// SIGKILL the group even when the leader exited, in case it left
+		// children behind. ESRCH means the group is already empty.
+		if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			p.stopErr = fmt.Errorf("killing %s (process group %d): %w", p.name, pgid, err)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			p.stopErr = errors.Join(p.stopErr, fmt.Errorf("%s (pid %d) did not exit 30s after SIGKILL", p.name, pgid))
+		}
+		// Give the other members of the group (reaped by init, not by us)
+		// a moment to disappear, so that callers see them gone.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	return p.stopErr
+}
+
+// describeExit describes how an exited process ended, for error messages.
+func (p *process) describeExit() string {
+	if p.waitErr == nil {
+		return "exited with status 0"
+	}
+	return p.waitErr.Error()
+}
+
+// tailFile returns at most the last n lines of the file at path (reading at
+// most the last 64 KiB). Errors are rendered into the result.
+func tailFile(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	defer f.Close()
+	const maxRead = 64 << 10
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	off := st.Size() - maxRead
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	return tailLines(buf, n)
+}
+
+func tailLines(buf []byte, n int) string {
+	buf = bytes.TrimRight(buf, "\n")
+	lines := bytes.Split(buf, []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// Another process may take it before it is used; callers retry on
+// "address already in use".
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port on 127.0.0.1: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portInUse reports whether a log tail shows that a listen failed because
+// the port was taken.
+func portInUse(logTail string) bool {
+	return bytes.Contains([]byte(logTail), []byte("address already in use"))
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,123 @@
+package istio
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/render"
+)
+
+// namespaceFieldManager owns only the labels meshfleet sets on namespaces it
+// does not own, so that giving them up removes exactly those labels.
+const namespaceFieldManager = "meshfleet-operator-namespace-labels"
+
+// deploy applies every rendered object and the cacerts Secret, labels the
+// namespaces, and deletes objects this Istio resource no longer renders.
+func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest, certs *issued) outcome {
+	log := logf.FromContext(ctx)
+	objs := append([]*unstructured.Unstructured{certs.secret}, m.Objects...)
+	ref := ownerReference(ist)
+	for _, o := range objs {
+		if o.GetNamespace() == ist.Namespace {
+			o.SetOwnerReferences([]metav1.OwnerReference{ref})
+		}
+	}
+
+	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
+	res, err := applier.Apply(ctx, objs)
+	if err != nil {
+		return transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("%v; the operator retries with backoff", err), err)
+	}
+	if err := r.labelNamespaces(ctx, m.NamespaceLabels); err != nil {
+		return transient(v1beta1.ReasonApplyFailed, err.Error(), err)
+	}
+
+	keep := map[string]bool{}
+	for _, o := range objs {
+		keep[apply.Key(o)] = true
+	}
+	pruned, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), prunedKinds, keep)
+	if err != nil {
+		return transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("deleting objects no longer rendered: %v", err), err)
+	}
+	res.Deleted = pruned.Deleted
+	if res.Writes() > 0 {
+		log.Info("applied control plane", "created", res.Created, "updated", res.Updated, "drift", res.Drift, "deleted", res.Deleted)
+		if len(res.Updated) > 0 && len(res.Created) == 0 {
+			r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "Repaired", "Apply",
+				"brought %d object(s) back to the desired state: %s", len(res.Updated), strings.Join(res.Updated, ", "))
+		}
+	}
+	return succeeded(fmt.Sprintf("%d objects applied", len(objs)))
+}
+
+// labelNamespaces applies meshfleet's labels on namespaces it does not own.
+// Only the labels are applied, under a field manager of their own; the
+// namespace is created if it does not exist yet.
+func (r *Reconciler) labelNamespaces(ctx context.Context, want map[string]map[string]string) error {
+	applier := &apply.Applier{Client: r.Client, Reader: r.APIReader, FieldManager: namespaceFieldManager}
+	var objs []*unstructured.Unstructured
+	for name, l := range want {
+		objs = append(objs, namespaceLabels(name, l))
+	}
+	if _, err := applier.Apply(ctx, objs); err != nil {
+		return fmt.Errorf("labelling namespaces: %w", err)
+	}
+	// Give up the labels of namespaces no longer listed.
+	var all corev1.NamespaceList
+	if err := r.APIReader.List(ctx, &all); err != nil {
+		return fmt.Errorf("listing namespaces: %w", err)
+	}
+	for i := range all.Items {
+		ns := &all.Items[i]
+		if _, listed := want[ns.Name]; listed || !ownsLabels(ns.ManagedFields, namespaceFieldManager) {
+			continue
+		}
+		if err := applier.Release(ctx, namespaceLabels(ns.Name, nil)); err != nil {
+			return fmt.Errorf("removing meshfleet's labels from namespace %s: %w", ns.Name, err)
+		}
+	}
+	return nil
+}
+
+// ownsLabels reports whether manager owns any label in managedFields.
+func ownsLabels(fields []metav1.ManagedFieldsEntry, manager string) bool {
+	for _, f := range fields {
+		if f.Manager == manager && f.FieldsV1 != nil && strings.Contains(string(f.FieldsV1.Raw), `"f:labels"`) {
+			return true
+		}
+	}
+	return false
+}
+
+func namespaceLabels(name string, l map[string]string) *unstructured.Unstructured {
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(name)
+	if len(l) > 0 {
+		ns.SetLabels(l)
+	}
+	return ns
+}
+
+func ownerReference(ist *v1beta1.Istio) metav1.OwnerReference {
+	t := true
+	return metav1.OwnerReference{
+		APIVersion:         v1beta1.GroupVersion.String(),
+		Kind:               "Istio",
+		Name:               ist.Name,
+		UID:                ist.UID,
+		Controller:         &t,
+		BlockOwnerDeletion: &t,
+	}
+}

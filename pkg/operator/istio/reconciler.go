@@ -1,0 +1,256 @@
+package istio
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/render"
+)
+
+// Finalizer holds an Istio resource until its control plane is uninstalled.
+const Finalizer = "meshfleet.io/uninstall"
+
+// FieldManager owns the fields the operator applies.
+const FieldManager = "meshfleet-operator"
+
+// Reconciler installs and maintains the control plane an Istio resource describes.
+type Reconciler struct {
+	// Client reads from the manager's cache (objects labelled managed-by=meshfleet
+	// and Istio resources) and writes to the API server.
+	Client client.Client
+	// APIReader reads objects the cache does not hold (namespaces, user Secrets,
+	// foreign installs) straight from the API server.
+	APIReader client.Reader
+	// Discovery tells the server's Kubernetes version.
+	Discovery discovery.ServerVersionInterface
+	// Events records what the operator did to each Istio resource.
+	Events events.EventRecorder
+	// Resync is how often a Ready control plane is checked again for drift in
+	// kinds the operator does not watch, and for certificates nearing renewal.
+	Resync time.Duration
+	// Now is the clock; tests set it.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=meshfleet.io,resources=istios,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=meshfleet.io,resources=istios/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=meshfleet.io,resources=istios/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;patch;create
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets;serviceaccounts;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch;delete;bind;escalate
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=networking.istio.io;security.istio.io,resources=*,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile moves one Istio resource's control plane one step closer to its
+// spec. It is level-triggered and idempotent: it reads the whole desired and
+// live state each time, and writes only what differs.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	ist := &v1beta1.Istio{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ist); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ist.DeletionTimestamp.IsZero() {
+		return r.uninstall(ctx, ist)
+	}
+	if !controllerutil.ContainsFinalizer(ist, Finalizer) {
+		controllerutil.AddFinalizer(ist, Finalizer)
+		if err := r.Client.Update(ctx, ist); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to Istio %s: %w", req, err)
+		}
+	}
+
+	before := ist.Status.DeepCopy()
+	res, err := r.install(ctx, ist)
+	if conflict, serr := r.writeStatus(ctx, ist, before); serr != nil {
+		if err == nil {
+			err = serr
+		}
+	} else if conflict {
+		// Our copy was stale; look again at once rather than lose this status.
+		return ctrl.Result{Requeue: true}, err
+	}
+	if err != nil {
+		log.Error(err, "install step failed", "phase", ist.Status.Phase)
+	}
+	return res, err
+}
+
+// install runs the install steps in order and records each as a condition.
+// A step that is not done stops the steps after it.
+func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Result, error) {
+	s := newStatus(ist)
+
+	cp, out := r.preCheck(ctx, ist)
+	if !s.record(v1beta1.ConditionPreCheckPassed, out) {
+		return out.result(), out.err
+	}
+	ist.Status.ClusterName = cp.ClusterName
+
+	manifest, err := render.Render(cp)
+	if err != nil {
+		// The charts are embedded, so this is a bug, not the user's doing.
+		out := failed(v1beta1.ReasonInvalidSpec, fmt.Sprintf("rendering the control plane failed: %v; this is a meshfleet bug, please report it with the Istio resource attached", err))
+		s.record(v1beta1.ConditionResourceDefinitionsCreated, out)
+		return out.result(), nil
+	}
+
+	certs, out := r.definitions(ctx, ist, cp, manifest)
+	if !s.record(v1beta1.ConditionResourceDefinitionsCreated, out) {
+		return out.result(), out.err
+	}
+
+	out = r.deploy(ctx, ist, cp, manifest, certs)
+	if !s.record(v1beta1.ConditionControlPlaneDeployed, out) {
+		return out.result(), out.err
+	}
+
+	out = r.readiness(ctx, manifest)
+	s.record(v1beta1.ConditionReady, out)
+	if out.done {
+		ist.Status.Version = cp.Version
+	}
+	next := r.Resync
+	if certs != nil && certs.renewAt.After(r.now()) {
+		if d := certs.renewAt.Sub(r.now()); d < next {
+			next = d
+		}
+	}
+	if out.requeue > 0 && out.requeue < next {
+		next = out.requeue
+	}
+	return ctrl.Result{RequeueAfter: next}, out.err
+}
+
+// writeStatus writes the status only when it changed, so a steady-state
+// reconcile makes no API writes. It reports a write conflict (a stale copy)
+// separately, so that the caller can look again.
+func (r *Reconciler) writeStatus(ctx context.Context, ist *v1beta1.Istio, before *v1beta1.IstioStatus) (conflict bool, err error) {
+	ist.Status.ObservedGeneration = ist.Generation
+	ist.Status.Phase = phaseOf(ist.Status.Conditions, ist.DeletionTimestamp != nil)
+	if equality.Semantic.DeepEqual(before, &ist.Status) {
+		return false, nil
+	}
+	if err := r.Client.Status().Update(ctx, ist); err != nil {
+		if apierrors.IsConflict(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("update status of Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+	}
+	if before.Phase != ist.Status.Phase {
+		r.Events.Eventf(ist, nil, eventType(ist.Status.Phase), string(ist.Status.Phase), "Reconcile",
+			"%s", conditionSummary(ist.Status.Conditions))
+	}
+	return false, nil
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager registers the reconciler: it watches Istio resources, and
+// every kind it renders through the owner labels, so that a managed object
+// that is edited or deleted is repaired at once.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("istio").
+		For(&v1beta1.Istio{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate())))
+	for _, gvk := range WatchedKinds {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		b = b.Watches(u, handler.EnqueueRequestsFromMapFunc(ownerOf))
+	}
+	return b.Complete(r)
+}
+
+// WatchedKinds are the kinds the charts render whose changes trigger a
+// reconcile. Istio's own config kinds (Gateway, PeerAuthentication) are not
+// watched, because they only exist once the CRDs do; the periodic resync
+// repairs them.
+var WatchedKinds = []schema.GroupVersionKind{
+	{Version: "v1", Kind: "ServiceAccount"},
+	{Version: "v1", Kind: "ConfigMap"},
+	{Version: "v1", Kind: "Secret"},
+	{Version: "v1", Kind: "Service"},
+	{Group: "apps", Version: "v1", Kind: "Deployment"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBinding"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingWebhookConfiguration"},
+	{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"},
+	{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"},
+	{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"},
+}
+
+// prunedKinds are the kinds whose leftovers (objects of ours no longer
+// rendered) are deleted. CRDs are never deleted: that would delete every
+// user's Istio config with them.
+var prunedKinds = append(append([]schema.GroupVersionKind{}, WatchedKinds[:len(WatchedKinds)-1]...),
+	schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "Gateway"},
+	schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService"},
+	schema.GroupVersionKind{Group: "security.istio.io", Version: "v1", Kind: "PeerAuthentication"},
+)
+
+// ownerOf maps a managed object to the Istio resource named in its labels.
+func ownerOf(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	if l[render.LabelOwnerKind] != "Istio" || l[render.LabelOwnerName] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{
+		Namespace: l[render.LabelOwnerNamespace], Name: l[render.LabelOwnerName]}}}
+}
+
+func deletionPredicate() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
+	}}
+}
+
+func eventType(p v1beta1.Phase) string {
+	if p == v1beta1.PhaseFailed {
+		return "Warning"
+	}
+	return "Normal"
+}
+
+func conditionSummary(conds []metav1.Condition) string {
+	for _, t := range stepOrder {
+		c := meta.FindStatusCondition(conds, t)
+		if c != nil && c.Status != metav1.ConditionTrue {
+			return fmt.Sprintf("%s: %s", c.Type, c.Message)
+		}
+	}
+	return "control plane is ready"
+}

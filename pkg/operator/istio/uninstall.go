@@ -1,0 +1,53 @@
+package istio
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/render"
+)
+
+// uninstall deletes everything the Istio resource installed, gives up its
+// namespace labels, then releases the finalizer. Istio's CRDs (and with them
+// users' Istio config) and the root CA Secret are kept on purpose.
+func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(ist, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	log := logf.FromContext(ctx)
+	before := ist.Status.DeepCopy()
+	newStatus(ist).set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, "uninstalling the control plane")
+	if conflict, err := r.writeStatus(ctx, ist, before); err != nil || conflict {
+		return ctrl.Result{Requeue: conflict}, err
+	}
+
+	owner := render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace}
+	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
+	res, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(owner)), prunedKinds, nil)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+	}
+	if err := r.labelNamespaces(ctx, nil); err != nil {
+		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+	}
+	if len(res.Deleted) > 0 {
+		log.Info("deleted control plane objects", "objects", res.Deleted)
+		// Look again: deletion is asynchronous, and nothing may be left behind.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	controllerutil.RemoveFinalizer(ist, Finalizer)
+	if err := r.Client.Update(ctx, ist); client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer from Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+	}
+	log.Info("uninstalled control plane")
+	return ctrl.Result{}, nil
+}
