@@ -23,10 +23,15 @@ KUBECTL        := $(K8S_BIN)/kubectl
 KUBE_CM        := $(K8S_BIN)/kube-controller-manager
 CONTROLLER_GEN := $(DEV_BIN)/controller-gen
 STATICCHECK    := $(DEV_BIN)/staticcheck
+# istiod, from the tools module tests/tools/istio (which pins the same
+# ISTIO_MODULE_VERSION), cached under the pseudo-version's commit hash.
+ISTIO_BIN       := $(CACHE)/istio-$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))
+PILOT_DISCOVERY := $(ISTIO_BIN)/pilot-discovery
 
 export MESHFLEET_KUBE_APISERVER          := $(KUBE_APISERVER)
 export MESHFLEET_KUBECTL                 := $(KUBECTL)
 export MESHFLEET_KUBE_CONTROLLER_MANAGER := $(KUBE_CM)
+export MESHFLEET_PILOT_DISCOVERY         := $(PILOT_DISCOVERY)
 
 GO_TEST_FLAGS ?=
 
@@ -69,15 +74,19 @@ lint: $(STATICCHECK) ## go vet and staticcheck.
 ##@ Build
 
 .PHONY: build
-build: ## Build meshfleet (operator) into bin/.
+build: ## Build meshfleet (control-plane components) and meshctl into bin/.
 	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
-tools: $(KUBE_APISERVER) etcd ## Build kube-apiserver, kubectl and kube-controller-manager; install etcd.
+tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd.
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 	mkdir -p $(K8S_BIN)
 	cd tests/tools/k8s && go build -ldflags '$(K8S_LDFLAGS)' -o $(K8S_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager
+
+$(PILOT_DISCOVERY):
+	mkdir -p $(ISTIO_BIN)
+	cd tests/tools/istio && go build -o $(ISTIO_BIN)/ istio.io/istio/pilot/cmd/pilot-discovery
 
 $(CONTROLLER_GEN) $(STATICCHECK) &:
 	mkdir -p $(DEV_BIN)
@@ -109,5 +118,5 @@ bench: tools ## Benchmarks: print figures next to a baseline measured in the sam
 	go run -tags integration ./tests/bench/install
 
 .PHONY: sandbox
-sandbox: tools build ## Start a local multi-cluster sandbox with the mesh installed.
-	$(BIN)/meshfleet sandbox up
+sandbox: tools build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).
+	$(BIN)/meshctl sandbox up

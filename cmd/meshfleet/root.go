@@ -11,6 +11,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newOperatorCommand())
+	root.AddCommand(newOperatorCommand(), newRenderCommand())
 	return root
 }

@@ -587,4 +587,3 @@ func hasPort(svc *corev1.Service, port int32) bool {
 }
 
 func repoPath(p string) string { return filepath.Join("..", "..", p) }
-

@@ -47,8 +47,13 @@ func countWrites(c client.WithWatch, scheme *runtime.Scheme) (client.WithWatch, 
 		},
 		Apply: func(ctx context.Context, c client.WithWatch, o runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
 			kind := "unknown"
-			if u, ok := o.(interface{ GetKind() *string }); ok && u.GetKind() != nil {
-				kind = *u.GetKind()
+			switch a := o.(type) {
+			case interface{ GetKind() *string }: // typed apply configurations
+				if a.GetKind() != nil {
+					kind = *a.GetKind()
+				}
+			case interface{ GetKind() string }: // unstructured ones
+				kind = a.GetKind()
 			}
 			APIWrites.WithLabelValues("apply", kind).Inc()
 			return c.Apply(ctx, o, opts...)

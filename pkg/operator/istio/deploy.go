@@ -92,7 +92,7 @@ func (r *Reconciler) labelNamespaces(ctx context.Context, want map[string]map[st
 // ownsLabels reports whether manager owns any label in managedFields.
 func ownsLabels(fields []metav1.ManagedFieldsEntry, manager string) bool {
 	for _, f := range fields {
-		if f.Manager == manager && f.FieldsV1 != nil && strings.Contains(string(f.FieldsV1.Raw), `"f:labels"`) {
+		if f.Manager == manager && f.FieldsV1 != nil && strings.Contains(f.FieldsV1.GetRawString(), `"f:labels"`) {
 			return true
 		}
 	}

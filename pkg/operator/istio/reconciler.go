@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -33,6 +33,10 @@ const Finalizer = "meshfleet.io/uninstall"
 
 // FieldManager owns the fields the operator applies.
 const FieldManager = "meshfleet-operator"
+
+// conflictRetry is how soon a reconcile whose status write met a newer
+// version of the resource looks again.
+const conflictRetry = 100 * time.Millisecond
 
 // Reconciler installs and maintains the control plane an Istio resource describes.
 type Reconciler struct {
@@ -94,7 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	} else if conflict {
 		// Our copy was stale; look again at once rather than lose this status.
-		return ctrl.Result{Requeue: true}, err
+		return ctrl.Result{RequeueAfter: conflictRetry}, err
 	}
 	if err != nil {
 		log.Error(err, "install step failed", "phase", ist.Status.Phase)
@@ -157,6 +161,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, ist *v1beta1.Istio, before
 	if equality.Semantic.DeepEqual(before, &ist.Status) {
 		return false, nil
 	}
+	logf.FromContext(ctx).V(1).Info("status changed", "phase", ist.Status.Phase, "summary", conditionSummary(ist.Status.Conditions))
 	if err := r.Client.Status().Update(ctx, ist); err != nil {
 		if apierrors.IsConflict(err) {
 			return true, nil

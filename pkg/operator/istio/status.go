@@ -40,7 +40,9 @@ type outcome struct {
 	err error
 }
 
-func succeeded(msg string) outcome { return outcome{done: true, reason: v1beta1.ReasonSucceeded, message: msg} }
+func succeeded(msg string) outcome {
+	return outcome{done: true, reason: v1beta1.ReasonSucceeded, message: msg}
+}
 
 func failed(reason, msg string) outcome { return outcome{reason: reason, message: msg} }
 

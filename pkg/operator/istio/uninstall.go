@@ -27,7 +27,10 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 	before := ist.Status.DeepCopy()
 	newStatus(ist).set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, "uninstalling the control plane")
 	if conflict, err := r.writeStatus(ctx, ist, before); err != nil || conflict {
-		return ctrl.Result{Requeue: conflict}, err
+		if conflict {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return ctrl.Result{}, err
 	}
 
 	owner := render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace}
