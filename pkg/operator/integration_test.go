@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -182,7 +181,7 @@ func (h *harness) cacertsChains(t *testing.T) {
 }
 
 func (h *harness) steadyState(t *testing.T) {
-	writes := testutil.ToFloat64(operator.APIWrites.WithLabelValues("apply", "Deployment"))
+	h.quiesce()
 	total := sumWrites()
 	for i := 0; i < 3; i++ {
 		h.resync("istio")
@@ -191,7 +190,22 @@ func (h *harness) steadyState(t *testing.T) {
 		t.Errorf("3 steady-state resyncs made %v API writes, want 0", d)
 	}
 	t.Logf("BENCH API writes per steady-state resync: %v", (sumWrites()-total)/3)
-	_ = writes
+}
+
+// quiesce waits until the operator has made no write for a second: the
+// reconciles queued by the install's own events have drained.
+func (h *harness) quiesce() {
+	h.t.Helper()
+	last, since := sumWrites(), time.Now()
+	h.eventually("the operator to settle", func() error {
+		if n := sumWrites(); n != last {
+			last, since = n, time.Now()
+		}
+		if time.Since(since) < time.Second {
+			return fmt.Errorf("last write %v ago", time.Since(since))
+		}
+		return nil
+	})
 }
 
 func (h *harness) driftRepaired(t *testing.T) {
@@ -327,13 +341,14 @@ func (h *harness) gatewayConnected(t *testing.T) {
 		t.Errorf("meshNetworks = %s", cm.Data["meshNetworks"])
 	}
 	for name, label := range map[string]string{ns: render.LabelNetwork, "default-apps": render.LabelInjection} {
-		n := &corev1.Namespace{}
-		if err := h.direct.Get(h.ctx, client.ObjectKey{Name: name}, n); err != nil {
-			t.Fatal(err)
-		}
-		if n.Labels[label] == "" {
-			t.Errorf("namespace %s lacks label %s: %v", name, label, n.Labels)
-		}
+		h.eventually("namespace "+name+" labelled "+label, func() error {
+			n := &corev1.Namespace{}
+			h.apiGet(client.ObjectKey{Name: name}, n)
+			if n.Labels[label] == "" {
+				return fmt.Errorf("labels %v", n.Labels)
+			}
+			return nil
+		})
 	}
 	// Turning the mode off again removes the gateway (prune).
 	h.kubectl("-n", ns, "patch", "istio", "istio", "--type=json", "-p",
