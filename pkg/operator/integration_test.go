@@ -107,6 +107,7 @@ func TestOperator(t *testing.T) {
 	t.Run("gateway-connected mode", h.gatewayConnected)
 	t.Run("uninstall removes everything it installed", h.uninstall)
 	t.Run("user-provided root CA", h.userRoot)
+	t.Run("intermediate CA is reissued before it expires", h.rotation)
 }
 
 func (h *harness) sampleInstalls(t *testing.T) {
@@ -421,6 +422,37 @@ func (h *harness) userRoot(t *testing.T) {
 	}
 	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: "byo", Name: istio.RootSecretName}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("a self-signed root was created although the user brought one: %v", err)
+	}
+}
+
+func (h *harness) rotation(t *testing.T) {
+	// A 40s intermediate renewed 30s before expiry is reissued every ~10s.
+	h.kubectl("-n", "byo", "patch", "istio", "mesh", "--type=merge", "-p",
+		`{"spec":{"security":{"intermediateCertTTL":"40s","renewBefore":"30s"}}}`)
+	serial := func() string {
+		s := &corev1.Secret{}
+		h.apiGet(client.ObjectKey{Namespace: "byo", Name: istio.CACertsSecretName}, s)
+		return parseCert(t, s.Data[ca.CACertKey]).SerialNumber.String()
+	}
+	first := serial()
+	seen := map[string]bool{first: true}
+	h.eventually("two reissues", func() error {
+		seen[serial()] = true
+		if len(seen) < 3 {
+			return fmt.Errorf("%d distinct intermediates so far", len(seen))
+		}
+		return nil
+	})
+	cacerts := &corev1.Secret{}
+	h.apiGet(client.ObjectKey{Namespace: "byo", Name: istio.CACertsSecretName}, cacerts)
+	root := &corev1.Secret{}
+	h.apiGet(client.ObjectKey{Namespace: "byo", Name: "my-root"}, root)
+	inter := parseCert(t, cacerts.Data[ca.CACertKey])
+	if err := ca.VerifyChain(inter, parseCert(t, root.Data["tls.crt"]), time.Now()); err != nil {
+		t.Errorf("reissued intermediate does not chain to the root: %v", err)
+	}
+	if life := inter.NotAfter.Sub(inter.NotBefore); life > 2*time.Minute {
+		t.Errorf("intermediate lifetime %v, want about 40s (+1m clock-skew allowance)", life)
 	}
 }
 

@@ -171,6 +171,13 @@ func (r *Reconciler) cacerts(ctx context.Context, ist *v1beta1.Istio, cp *render
 	existed := err == nil && len(live.Data) > 0
 	data := live.Data
 	reason := ca.ReissueReason(data, root, cp.ClusterName, cp.CA.RenewBefore.Duration, now)
+	if reason == "" {
+		// A shortened spec.security.intermediateCertTTL applies at once.
+		if im, _, err := ca.ParsePluginCerts(data, now); err == nil && im.Cert.NotAfter.After(now.Add(cp.CA.IntermediateTTL.Duration+time.Minute)) {
+			reason = fmt.Sprintf("valid until %s, longer than spec.security.intermediateCertTTL (%s) allows",
+				im.Cert.NotAfter.UTC().Format(time.RFC3339), cp.CA.IntermediateTTL.Duration)
+		}
+	}
 	if reason != "" {
 		im, err := ca.IssueIntermediate(root, ca.IntermediateOptions{ClusterName: cp.ClusterName, TTL: cp.CA.IntermediateTTL.Duration, Now: now})
 		if err != nil {
