@@ -101,9 +101,10 @@ etcd:
 ##@ Test
 
 .PHONY: test
-test: tools ## Unit tests and integration tests against real kube-apiservers.
+test: tools ## Unit, integration (real kube-apiservers) and end-to-end (real istiod, gRPC xDS clients) tests.
 	go test $(GO_TEST_FLAGS) ./...
 	go test $(GO_TEST_FLAGS) -tags integration -p 1 ./...
+	go test $(GO_TEST_FLAGS) -tags e2e -p 1 ./tests/e2e/...
 
 .PHONY: unit
 unit: ## Unit tests only (no binaries needed).
@@ -116,6 +117,7 @@ e2e: tools ## End-to-end tests under tests/e2e.
 .PHONY: bench
 bench: tools ## Benchmarks: print figures next to a baseline measured in the same run.
 	go run -tags integration ./tests/bench/install
+	go run -tags integration ./tests/bench/tunnel
 
 .PHONY: sandbox
 sandbox: tools build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).

@@ -12,5 +12,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newOperatorCommand(), newRenderCommand())
+	root.AddCommand(newTunnelCommand())
 	return root
 }

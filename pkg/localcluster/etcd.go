@@ -110,6 +110,12 @@ func etcdArgs(dataDir string, clientPort, peerPort int) []string {
 		"--logger=zap",
 		"--log-outputs=stderr",
 		"--log-level=warn",
+		// Several API servers share this etcd under different prefixes: the
+		// revision moves with every cluster's writes, and an API server's
+		// watch cache only learns of revisions from other prefixes through
+		// progress notifications. Without them, a watch at a fresh revision
+		// waits and fails with "Too large resource version".
+		"--experimental-watch-progress-notify-interval=1s",
 	}
 }
 

@@ -1,0 +1,105 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+)
+
+// Identity is an authenticated caller, as the remote cluster will see it
+// through impersonation.
+type Identity struct {
+	User   string
+	UID    string
+	Groups []string
+	Extra  map[string][]string
+	// Method is how the caller authenticated: "x509" or "token".
+	Method string
+}
+
+// errUnauthenticated means the caller presented no valid credentials.
+var errUnauthenticated = errors.New("unauthenticated")
+
+// authenticator establishes the Identity of a caller of the API proxy.
+type authenticator struct {
+	// clientCerts accepts verified TLS client certificates (the TLS layer
+	// verified them against the client CA): CN is the user, O the groups.
+	clientCerts bool
+	// reviews checks bearer tokens with TokenReview; nil refuses tokens.
+	reviews   authnv1client.TokenReviewInterface
+	audiences []string
+	cache     *tokenCache
+	timeout   time.Duration
+}
+
+// authenticate returns the caller's identity. It returns an error wrapping
+// errUnauthenticated when the caller has no valid credentials, and another
+// error when a token could not be checked.
+func (a *authenticator) authenticate(r *http.Request) (*Identity, error) {
+	if a.clientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		leaf := r.TLS.VerifiedChains[0][0]
+		if leaf.Subject.CommonName == "" {
+			return nil, fmt.Errorf("%w: client certificate has an empty Subject CN (the user name)", errUnauthenticated)
+		}
+		return &Identity{User: leaf.Subject.CommonName, Groups: leaf.Subject.Organization, Method: "x509"}, nil
+	}
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
+		return nil, fmt.Errorf("%w: no client certificate and no bearer token", errUnauthenticated)
+	}
+	if a.reviews == nil {
+		return nil, fmt.Errorf("%w: bearer tokens are not accepted by this server (no TokenReview configured)", errUnauthenticated)
+	}
+	if id, err, ok := a.cache.get(token); ok {
+		return id, err
+	}
+	id, err := a.review(r.Context(), token)
+	if err == nil || errors.Is(err, errUnauthenticated) {
+		a.cache.put(token, id, err)
+	}
+	return id, err
+}
+
+func (a *authenticator) review(ctx context.Context, token string) (*Identity, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	tr, err := a.reviews.Create(ctx, &authnv1.TokenReview{
+		Spec: authnv1.TokenReviewSpec{Token: token, Audiences: a.audiences},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("check bearer token with a TokenReview against the primary cluster: %w (the server needs RBAC create on tokenreviews.authentication.k8s.io)", err)
+	}
+	if !tr.Status.Authenticated {
+		msg := "token rejected by TokenReview"
+		if tr.Status.Error != "" {
+			msg += ": " + tr.Status.Error
+		}
+		return nil, fmt.Errorf("%w: %s", errUnauthenticated, msg)
+	}
+	u := tr.Status.User
+	id := &Identity{User: u.Username, UID: u.UID, Groups: u.Groups, Method: "token"}
+	if len(u.Extra) > 0 {
+		id.Extra = make(map[string][]string, len(u.Extra))
+		for k, v := range u.Extra {
+			id.Extra[k] = v
+		}
+	}
+	return id, nil
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>" header.
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}

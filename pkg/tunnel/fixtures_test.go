@@ -1,0 +1,229 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/meshfleet/meshfleet/pkg/ca"
+)
+
+// testPKI is a mesh root with one intermediate per cluster, the tunnel
+// server's certificate and a CA for callers' client certificates.
+type testPKI struct {
+	root     *ca.KeyPair
+	inter    map[string]*ca.KeyPair
+	roots    *x509.CertPool
+	serving  tls.Certificate
+	clientCA *ca.KeyPair
+	clients  *x509.CertPool
+}
+
+func newTestPKI(t testing.TB, clusters ...string) *testPKI {
+	t.Helper()
+	now := time.Now()
+	root, err := ca.NewRoot(ca.RootOptions{TTL: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{root: root, inter: map[string]*ca.KeyPair{}, roots: x509.NewCertPool(), clients: x509.NewCertPool()}
+	p.roots.AddCert(root.Cert)
+	for _, c := range clusters {
+		in, err := ca.IssueIntermediate(root, ca.IntermediateOptions{ClusterName: c, TTL: time.Hour, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.inter[c] = in
+	}
+	sc, err := IssueServerCertificate(root, []string{"127.0.0.1", "localhost"}, CertificateOptions{TTL: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.serving, err = sc.TLSCertificate(); err != nil {
+		t.Fatal(err)
+	}
+	p.clientCA, err = ca.NewRoot(ca.RootOptions{CommonName: "callers", TTL: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.clients.AddCert(p.clientCA.Cert)
+	return p
+}
+
+// agentCert issues an agent certificate for cluster signed by the
+// intermediate of issuerCluster (which may differ, to forge a foreign one).
+func (p *testPKI) agentCert(t testing.TB, cluster, issuerCluster string) tls.Certificate {
+	t.Helper()
+	c, err := issueLeaf(p.inter[issuerCluster], &x509.Certificate{
+		Subject:     pkix.Name{OrganizationalUnit: []string{cluster}, CommonName: agentCommonName},
+		URIs:        []*url.URL{AgentIdentityURI(cluster)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := c.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tc
+}
+
+// clientCert issues a caller's client certificate (CN user, O groups).
+func (p *testPKI) clientCert(t testing.TB, user string, groups ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	c, err := issueLeaf(p.clientCA, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: user, Organization: groups},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.CertPEM, c.KeyPEM
+}
+
+// testServer is a Server serving on loopback ports.
+type testServer struct {
+	*Server
+	apiURL, agentURL string
+	cancel           context.CancelFunc
+	done             chan error
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("TUNNEL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
+
+// startTestServer starts a server with opts completed from p; opts may set
+// authentication, lease and logger.
+func startTestServer(t testing.TB, p *testPKI, opts ServerOptions) *testServer {
+	t.Helper()
+	opts.ServingCertificate = p.serving
+	opts.AgentCAs = p.roots
+	if opts.ClientCAs == nil && opts.TokenReviews == nil {
+		opts.ClientCAs = p.clients
+	}
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = 200 * time.Millisecond
+	}
+	s, err := NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiLn := listen(t)
+	agentLn := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{
+		Server:   s,
+		apiURL:   "https://" + apiLn.Addr().String(),
+		agentURL: "https://" + agentLn.Addr().String(),
+		cancel:   cancel,
+		done:     make(chan error, 1),
+	}
+	go func() { ts.done <- s.Serve(ctx, apiLn, agentLn) }()
+	t.Cleanup(ts.stop)
+	return ts
+}
+
+func (ts *testServer) stop() {
+	ts.cancel()
+	<-ts.done
+	ts.done <- nil // later stops return at once
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// testAgent is an Agent running in the background.
+type testAgent struct {
+	*Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startTestAgent(t testing.TB, p *testPKI, cluster string, cert tls.Certificate, upstream *rest.Config, servers ...string) *testAgent {
+	t.Helper()
+	a, err := NewAgent(AgentOptions{
+		Cluster:        cluster,
+		Servers:        servers,
+		Certificate:    cert,
+		ServerCAs:      p.roots,
+		Upstream:       upstream,
+		BackoffInitial: 50 * time.Millisecond,
+		BackoffMax:     time.Second,
+		Logger:         testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ta := &testAgent{Agent: a, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		_ = a.Run(ctx)
+		close(ta.done)
+	}()
+	t.Cleanup(ta.stop)
+	return ta
+}
+
+// stop kills the agent: its session closes at once.
+func (ta *testAgent) stop() {
+	ta.cancel()
+	<-ta.done
+}
+
+// waitAgents waits until srv has n agents for cluster.
+func waitAgents(t testing.TB, srv *Server, cluster string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(srv.Agents(cluster)) == n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("cluster %q has %d agents, want %d", cluster, len(srv.Agents(cluster)), n)
+}
+
+// callerConfig is a rest.Config for cluster through ts, authenticating with
+// a client certificate.
+func (ts *testServer) callerConfig(p *testPKI, cluster string, certPEM, keyPEM []byte) *rest.Config {
+	return &rest.Config{
+		Host: ts.apiURL + ClustersPathPrefix + cluster,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData:   p.root.CertPEM,
+			CertData: certPEM,
+			KeyData:  keyPEM,
+		},
+		QPS:   -1,
+		Burst: -1,
+	}
+}

@@ -1,0 +1,94 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+)
+
+// forwarder is the agent's handler: it sends each request from the server to
+// the cluster's API server with the agent's own credentials, keeping the
+// impersonation headers the server set.
+type forwarder struct {
+	proxy   *httputil.ReverseProxy
+	metrics *agentMetrics
+}
+
+func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forwarder, error) {
+	if cfg.Impersonate.UserName != "" || len(cfg.Impersonate.Groups) > 0 {
+		return nil, errors.New("upstream configuration impersonates a user itself; the agent impersonates each caller and needs plain credentials")
+	}
+	upstream, err := url.Parse(cfg.Host)
+	if err != nil || cfg.Host == "" {
+		return nil, fmt.Errorf("upstream API server %q is not a URL", cfg.Host)
+	}
+	if upstream.Scheme == "" {
+		upstream, _ = url.Parse("https://" + cfg.Host)
+	}
+	plain, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("build transport to the API server %s: %w", cfg.Host, err)
+	}
+	// Upgrades (SPDY, WebSocket) need HTTP/1.1 all the way.
+	h1 := rest.CopyConfig(cfg)
+	h1.NextProtos = []string{"http/1.1"}
+	upgrade, err := rest.TransportFor(h1)
+	if err != nil {
+		return nil, fmt.Errorf("build upgrade transport to the API server %s: %w", cfg.Host, err)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.Out.Header.Del("Authorization")
+		},
+		Transport:     &upgradeSplit{plain: plain, upgrade: upgrade},
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BufferPool:    proxyBuffers,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return
+			}
+			log.Warn("forwarding to the API server failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			writeStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable,
+				fmt.Sprintf("tunnel agent: API server %s: %v", upstream.Host, err))
+		},
+	}
+	return &forwarder{proxy: rp, metrics: m}, nil
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The agent's credentials never act on their own behalf: every request
+	// must name the caller to impersonate.
+	if strings.TrimSpace(r.Header.Get(authnv1.ImpersonateUserHeader)) == "" {
+		f.metrics.requests.WithLabelValues(strconv.Itoa(http.StatusForbidden)).Inc()
+		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden,
+			"tunnel agent: request carries no Impersonate-User header; the agent forwards only requests on behalf of an authenticated caller")
+		return
+	}
+	rec := &responseRecorder{ResponseWriter: w}
+	f.proxy.ServeHTTP(rec, r)
+	f.metrics.requests.WithLabelValues(strconv.Itoa(rec.status())).Inc()
+}
+
+// upgradeSplit sends Upgrade requests over an HTTP/1.1-only transport and
+// the rest over one that may use HTTP/2.
+type upgradeSplit struct {
+	plain, upgrade http.RoundTripper
+}
+
+func (u *upgradeSplit) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Upgrade") != "" {
+		return u.upgrade.RoundTrip(req)
+	}
+	return u.plain.RoundTrip(req)
+}

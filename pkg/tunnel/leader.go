@@ -1,0 +1,88 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// LeaseOptions makes one server of several active: the holder of a
+// coordination.k8s.io Lease in the primary cluster.
+type LeaseOptions struct {
+	// Client reaches the cluster that holds the Lease.
+	Client kubernetes.Interface
+	// Namespace and Name locate the Lease.
+	Namespace, Name string
+	// Identity names this server in the Lease (normally the pod name); it
+	// must differ between servers.
+	Identity string
+	// LeaseDuration, RenewDeadline and RetryPeriod are as in
+	// k8s.io/client-go/tools/leaderelection; 15s, 10s and 2s if zero.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+func (o *LeaseOptions) validate() error {
+	switch {
+	case o.Client == nil:
+		return errors.New("lease: no client for the primary cluster")
+	case o.Namespace == "" || o.Name == "":
+		return fmt.Errorf("lease: namespace %q and name %q must both be set (--lease-namespace, --lease-name)", o.Namespace, o.Name)
+	case o.Identity == "":
+		return errors.New("lease: no identity; set --lease-identity (default: POD_NAME or the host name)")
+	}
+	return nil
+}
+
+// runWithLease competes for the Lease; the server is active while it holds
+// it. It returns nil when ctx is done and an error when the lease is lost.
+func (s *Server) runWithLease(ctx context.Context) error {
+	o := s.opts.Lease
+	dur, renew, retry := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
+	if dur == 0 {
+		dur = 15 * time.Second
+	}
+	if renew == 0 {
+		renew = 10 * time.Second
+	}
+	if retry == 0 {
+		retry = 2 * time.Second
+	}
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name},
+			Client:     o.Client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
+		},
+		LeaseDuration:   dur,
+		RenewDeadline:   renew,
+		RetryPeriod:     retry,
+		ReleaseOnCancel: true,
+		Name:            "meshfleet-tunnel",
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(context.Context) {
+				s.log.Info("acquired the tunnel lease", "lease", o.Namespace+"/"+o.Name, "identity", o.Identity)
+				s.setActive(true)
+			},
+			OnStoppedLeading: func() { s.setActive(false) },
+			OnNewLeader: func(id string) {
+				if id != o.Identity {
+					s.log.Info("tunnel lease held by another server; standing by", "lease", o.Namespace+"/"+o.Name, "leader", id)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("lease %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	le.Run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("lost the tunnel lease %s/%s", o.Namespace, o.Name)
+}

@@ -1,0 +1,101 @@
+package tunnel
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serverMetrics are the Server's Prometheus metrics.
+type serverMetrics struct {
+	agents           *prometheus.GaugeVec
+	agentConnections *prometheus.CounterVec
+	agentRejections  *prometheus.CounterVec
+	agentRTT         *prometheus.GaugeVec
+	requests         *prometheus.CounterVec
+	requestDuration  *prometheus.HistogramVec
+	bytes            *prometheus.CounterVec
+	rejectedRequests *prometheus.CounterVec
+	active           prometheus.Gauge
+}
+
+func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
+	m := &serverMetrics{
+		agents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshfleet_tunnel_agents_connected",
+			Help: "Agents connected to this server, per cluster.",
+		}, []string{"cluster"}),
+		agentConnections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshfleet_tunnel_agent_connections_total",
+			Help: "Agent sessions accepted, per cluster; every reconnect counts.",
+		}, []string{"cluster"}),
+		agentRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshfleet_tunnel_agent_rejections_total",
+			Help: "Agent connections refused, by reason (unauthenticated, forbidden, standby, bad_request).",
+		}, []string{"reason"}),
+		agentRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshfleet_tunnel_agent_rtt_seconds",
+			Help: "Last measured round-trip time from the server to each agent.",
+		}, []string{"cluster", "agent"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshfleet_tunnel_requests_total",
+			Help: "Requests proxied to a cluster, by Kubernetes verb and HTTP status code.",
+		}, []string{"cluster", "verb", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "meshfleet_tunnel_request_duration_seconds",
+			Help:    "Duration of proxied requests, by Kubernetes verb (watches and upgraded connections last as long as they are open).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+		}, []string{"cluster", "verb"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshfleet_tunnel_bytes_total",
+			Help: "Bytes proxied, by direction: to_cluster (request bodies and upgraded streams) and from_cluster.",
+		}, []string{"cluster", "direction"}),
+		rejectedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshfleet_tunnel_rejected_requests_total",
+			Help: "Requests refused before reaching an agent, by reason (unauthenticated, impersonation, no_agent, standby, bad_path, auth_error).",
+		}, []string{"reason"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshfleet_tunnel_server_active",
+			Help: "1 while this server holds the tunnel Lease (or runs without one), else 0.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.agents, m.agentConnections, m.agentRejections, m.agentRTT,
+		m.requests, m.requestDuration, m.bytes, m.rejectedRequests, m.active} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// agentMetrics are the Agent's Prometheus metrics.
+type agentMetrics struct {
+	connected  prometheus.Gauge
+	reconnects prometheus.Counter
+	requests   *prometheus.CounterVec
+}
+
+func newAgentMetrics(reg prometheus.Registerer, cluster string) (*agentMetrics, error) {
+	labels := prometheus.Labels{"cluster": cluster}
+	m := &agentMetrics{
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name:        "meshfleet_tunnel_agent_connected",
+			Help:        "1 while the agent has a session with a tunnel server, else 0.",
+			ConstLabels: labels,
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "meshfleet_tunnel_agent_reconnects_total",
+			Help:        "Sessions the agent established after its first one.",
+			ConstLabels: labels,
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "meshfleet_tunnel_agent_requests_total",
+			Help:        "Requests the agent forwarded to its API server, by HTTP status code.",
+			ConstLabels: labels,
+		}, []string{"code"}),
+	}
+	for _, c := range []prometheus.Collector{m.connected, m.reconnects, m.requests} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,105 @@
+package tunnel
+
+import (
+	"slices"
+	"sync"
+)
+
+// registry holds the connected agents of every cluster.
+type registry struct {
+	mu       sync.Mutex
+	clusters map[string][]*agentSession
+	next     map[string]int
+}
+
+func newRegistry() *registry {
+	return &registry{clusters: map[string][]*agentSession{}, next: map[string]int{}}
+}
+
+// add registers s, returning the session it replaces: an older session of
+// an agent with the same cluster and ID, which has evidently reconnected.
+func (r *registry) add(s *agentSession) (replaced *agentSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.clusters[s.cluster]
+	for i, old := range list {
+		if old.id == s.id {
+			list[i] = s
+			return old
+		}
+	}
+	r.clusters[s.cluster] = append(list, s)
+	return nil
+}
+
+// remove unregisters s; it reports whether s was registered.
+func (r *registry) remove(s *agentSession) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.clusters[s.cluster]
+	i := slices.Index(list, s)
+	if i < 0 {
+		return false
+	}
+	list = slices.Delete(list, i, i+1)
+	if len(list) == 0 {
+		delete(r.clusters, s.cluster)
+		delete(r.next, s.cluster)
+	} else {
+		r.clusters[s.cluster] = list
+	}
+	return true
+}
+
+// pick returns the agent of cluster with the fewest requests in flight,
+// skipping those in tried; ties go round-robin. It returns nil if no agent
+// is left.
+func (r *registry) pick(cluster string, tried []*agentSession) *agentSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.clusters[cluster]
+	n := len(list)
+	if n == 0 {
+		return nil
+	}
+	start := r.next[cluster] % n
+	r.next[cluster] = start + 1
+	var best *agentSession
+	for i := range n {
+		s := list[(start+i)%n]
+		if slices.Contains(tried, s) {
+			continue
+		}
+		if best == nil || s.inflight.Load() < best.inflight.Load() {
+			best = s
+		}
+	}
+	return best
+}
+
+// sessions returns a copy of cluster's agents.
+func (r *registry) sessions(cluster string) []*agentSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.clusters[cluster])
+}
+
+// drain returns every session and forgets them all.
+func (r *registry) drain() []*agentSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*agentSession
+	for _, list := range r.clusters {
+		out = append(out, list...)
+	}
+	r.clusters = map[string][]*agentSession{}
+	r.next = map[string]int{}
+	return out
+}
+
+// count returns the number of agents of cluster.
+func (r *registry) count(cluster string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.clusters[cluster])
+}

@@ -1,0 +1,301 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
+	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+)
+
+// Defaults for ServerOptions and AgentOptions.
+const (
+	DefaultPingInterval = 5 * time.Second
+	// DefaultStreamWindow bounds the data buffered for one stream at the
+	// receiving end; it is also the most a stream may have in flight, so it
+	// caps one stream's throughput at window/RTT.
+	DefaultStreamWindow = 4 << 20
+)
+
+// ServerOptions configures a Server.
+type ServerOptions struct {
+	// ServingCertificate is presented to agents and to API callers.
+	ServingCertificate tls.Certificate
+	// AgentCAs are the roots agent certificates must chain to: the mesh
+	// root. Required.
+	AgentCAs *x509.CertPool
+	// ClientCAs, when set, authenticate callers by TLS client certificate
+	// (CN is the user, O the groups), as kube-apiserver's --client-ca-file.
+	ClientCAs *x509.CertPool
+	// TokenReviews, when set, authenticates callers' bearer tokens with a
+	// TokenReview, normally against the primary cluster.
+	TokenReviews authnv1client.TokenReviewInterface
+	// TokenAudiences are passed in each TokenReview; empty means the API
+	// server's own audiences.
+	TokenAudiences []string
+	// Lease, when set, makes this server active only while it holds the
+	// Lease; without it the server is always active.
+	Lease *LeaseOptions
+	// PingInterval is how often the RTT to each agent is measured;
+	// DefaultPingInterval if zero.
+	PingInterval time.Duration
+	// StreamWindow is the per-stream flow-control window in bytes;
+	// DefaultStreamWindow if zero.
+	StreamWindow uint32
+	// Logger receives the audit lines and events; slog.Default() if nil.
+	Logger *slog.Logger
+	// Registerer receives the server's metrics; a private registry if nil.
+	Registerer prometheus.Registerer
+}
+
+// Server accepts agents and proxies API requests to their clusters.
+type Server struct {
+	opts    ServerOptions
+	log     *slog.Logger
+	metrics *serverMetrics
+	agents  *registry
+	auth    *authenticator
+	proxy   *httputil.ReverseProxy
+	active  atomic.Bool
+}
+
+// NewServer checks opts and returns a server that is not yet serving.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.AgentCAs == nil {
+		return nil, errors.New("tunnel server: no agent CA given; pass the mesh root that agent certificates chain to (--agent-ca-file)")
+	}
+	if len(opts.ServingCertificate.Certificate) == 0 {
+		return nil, errors.New("tunnel server: no serving certificate given (--tls-cert-file, --tls-key-file)")
+	}
+	if opts.ClientCAs == nil && opts.TokenReviews == nil {
+		return nil, errors.New("tunnel server: no way to authenticate callers; give a client CA (--client-ca-file), TokenReview (--token-review), or both")
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
+	if opts.StreamWindow == 0 {
+		opts.StreamWindow = DefaultStreamWindow
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Lease != nil {
+		if err := opts.Lease.validate(); err != nil {
+			return nil, fmt.Errorf("tunnel server: %w", err)
+		}
+	}
+	m, err := newServerMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel server: register metrics: %w", err)
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: m,
+		agents:  newRegistry(),
+		auth: &authenticator{
+			clientCerts: opts.ClientCAs != nil,
+			reviews:     opts.TokenReviews,
+			audiences:   opts.TokenAudiences,
+			cache:       newTokenCache(4096, 10*time.Second, 2*time.Second),
+			timeout:     10 * time.Second,
+		},
+	}
+	s.proxy = s.newReverseProxy()
+	return s, nil
+}
+
+// Run listens on apiAddr (callers) and agentAddr (agents) and serves until
+// ctx is done or, with a Lease, until the lease is lost.
+func (s *Server) Run(ctx context.Context, apiAddr, agentAddr string) error {
+	apiLn, err := net.Listen("tcp", apiAddr)
+	if err != nil {
+		return fmt.Errorf("tunnel server: listen for API callers on %s: %w", apiAddr, err)
+	}
+	agentLn, err := net.Listen("tcp", agentAddr)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("tunnel server: listen for agents on %s: %w", agentAddr, err)
+	}
+	return s.Serve(ctx, apiLn, agentLn)
+}
+
+// Serve serves API callers on apiLn and agents on agentLn (both plain TCP
+// listeners; Serve adds TLS) until ctx is done or, with a Lease, until the
+// lease is lost, which is returned as an error. It closes both listeners.
+func (s *Server) Serve(ctx context.Context, apiLn, agentLn net.Listener) error {
+	errorLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+	apiSrv := &http.Server{
+		Handler:           http.HandlerFunc(s.serveAPI),
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          errorLog,
+		TLSConfig:         s.apiTLSConfig(),
+	}
+	agentSrv := &http.Server{
+		Handler:           http.HandlerFunc(s.serveConnect),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errorLog,
+		TLSConfig:         s.agentTLSConfig(),
+		// Agents speak HTTP/1.1 only: the session starts with an Upgrade.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	errs := make(chan error, 3)
+	go func() { errs <- serveTLS(apiSrv, apiLn, "API callers") }()
+	go func() { errs <- serveTLS(agentSrv, agentLn, "agents") }()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if s.opts.Lease == nil {
+			s.setActive(true)
+			<-runCtx.Done()
+			errs <- nil
+			return
+		}
+		errs <- s.runWithLease(runCtx)
+	}()
+
+	var err error
+	select {
+	case err = <-errs:
+	case <-ctx.Done():
+	}
+	cancel()
+	s.setActive(false)
+	apiSrv.Close()
+	agentSrv.Close()
+	return err
+}
+
+func serveTLS(srv *http.Server, ln net.Listener, what string) error {
+	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("tunnel server: serving %s on %s: %w", what, ln.Addr(), err)
+	}
+	return nil
+}
+
+func (s *Server) apiTLSConfig() *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{s.opts.ServingCertificate},
+	}
+	if s.opts.ClientCAs != nil {
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		cfg.ClientCAs = s.opts.ClientCAs
+	}
+	return cfg
+}
+
+func (s *Server) agentTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{s.opts.ServingCertificate},
+		// Verified if given; a missing certificate gets a readable 401
+		// instead of a failed handshake.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  s.opts.AgentCAs,
+		NextProtos: []string{"http/1.1"},
+	}
+}
+
+// yamuxConfig is the session configuration of both ends.
+func yamuxConfig(window uint32, log *slog.Logger) *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.AcceptBacklog = 1024
+	cfg.EnableKeepAlive = true
+	cfg.KeepAliveInterval = 15 * time.Second
+	cfg.ConnectionWriteTimeout = 15 * time.Second
+	cfg.MaxStreamWindowSize = window
+	cfg.LogOutput = nil
+	cfg.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	return cfg
+}
+
+// setActive starts or stops accepting agents and requests. Stopping closes
+// every agent session, so the agents move to the new active server.
+func (s *Server) setActive(active bool) {
+	was := s.active.Swap(active)
+	if active {
+		s.metrics.active.Set(1)
+	} else {
+		s.metrics.active.Set(0)
+	}
+	if was && !active {
+		for _, sess := range s.agents.drain() {
+			sess.close()
+			s.forgetSession(sess)
+		}
+	}
+	if was != active {
+		s.log.Info("tunnel server active state changed", "active", active)
+	}
+}
+
+// Active reports whether the server accepts agents and requests.
+func (s *Server) Active() bool { return s.active.Load() }
+
+// AgentInfo describes a connected agent.
+type AgentInfo struct {
+	Cluster   string
+	ID        string
+	Remote    string
+	Connected time.Time
+	// RTT is the last measured round-trip time to the agent; 0 before the
+	// first measurement.
+	RTT time.Duration
+	// InFlight and Served count requests open now and proxied so far.
+	InFlight int64
+	Served   uint64
+}
+
+// Agents returns the agents connected for cluster.
+func (s *Server) Agents(cluster string) []AgentInfo {
+	var out []AgentInfo
+	for _, a := range s.agents.sessions(cluster) {
+		out = append(out, AgentInfo{
+			Cluster: a.cluster, ID: a.id, Remote: a.remote, Connected: a.connected,
+			RTT: a.rtt(), InFlight: a.inflight.Load(), Served: a.served.Load(),
+		})
+	}
+	return out
+}
+
+// RTT returns the smallest measured round-trip time from this server to an
+// agent of cluster — the latency a request to that cluster adds at best —
+// and false if no agent of cluster has been measured yet. The locality
+// server can use it to order failover regions.
+func (s *Server) RTT(cluster string) (time.Duration, bool) {
+	var best time.Duration
+	for _, a := range s.agents.sessions(cluster) {
+		if r := a.rtt(); r > 0 && (best == 0 || r < best) {
+			best = r
+		}
+	}
+	return best, best > 0
+}
+
+// Clusters returns the clusters with at least one connected agent, sorted.
+func (s *Server) Clusters() []string {
+	s.agents.mu.Lock()
+	out := make([]string, 0, len(s.agents.clusters))
+	for c := range s.agents.clusters {
+		out = append(out, c)
+	}
+	s.agents.mu.Unlock()
+	slices.Sort(out)
+	return out
+}

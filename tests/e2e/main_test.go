@@ -1,0 +1,28 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/meshfleet/meshfleet/pkg/netns"
+)
+
+// Workload addresses on the namespace's lo: one echo server per zone, and
+// the client's (only used as its identity in the xDS node id).
+var (
+	echoAddrs = []netip.Addr{
+		netip.MustParseAddr("198.18.1.1"), // r1/z1
+		netip.MustParseAddr("198.18.1.2"), // r1/z2
+		netip.MustParseAddr("198.18.1.3"), // r2/z3
+	}
+	clientAddr = netip.MustParseAddr("198.18.0.10")
+)
+
+// TestMain re-executes the test binary in a private network namespace and
+// runs the tests there.
+func TestMain(m *testing.M) {
+	os.Exit(netns.Main(m.Run, append(echoAddrs, clientAddr)...))
+}
