@@ -29,7 +29,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator"
-	"github.com/meshfleet/meshfleet/pkg/operator/istio"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -151,9 +151,9 @@ func (h *harness) sampleInstalls(t *testing.T) {
 
 func (h *harness) cacertsChains(t *testing.T) {
 	cacerts := &corev1.Secret{}
-	h.get(ns, istio.CACertsSecretName, cacerts)
+	h.get(ns, meshca.CACertsSecretName, cacerts)
 	rootSecret := &corev1.Secret{}
-	h.get(ns, istio.RootSecretName, rootSecret)
+	h.get(ns, meshca.RootSecretName, rootSecret)
 	if _, ok := cacerts.Data["root-key.pem"]; ok {
 		t.Fatal("cacerts holds the root key")
 	}
@@ -390,7 +390,7 @@ func (h *harness) uninstall(t *testing.T) {
 	}
 	// Kept on purpose: Istio's CRDs (users' config) and the root CA.
 	h.apiGet(client.ObjectKey{Name: "virtualservices.networking.istio.io"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}})
-	h.apiGet(client.ObjectKey{Namespace: ns, Name: istio.RootSecretName}, &corev1.Secret{})
+	h.apiGet(client.ObjectKey{Namespace: ns, Name: meshca.RootSecretName}, &corev1.Secret{})
 	n := &corev1.Namespace{}
 	h.apiGet(client.ObjectKey{Name: ns}, n)
 	if _, ok := n.Labels[render.LabelNetwork]; ok {
@@ -416,11 +416,11 @@ func (h *harness) userRoot(t *testing.T) {
 	h.kubectl("-n", "byo", "create", "secret", "tls", "my-root", "--cert="+filepath.Join(dir, "root.pem"), "--key="+filepath.Join(dir, "root-key.pem"))
 	h.waitCondition("byo/mesh", v1beta1.ConditionControlPlaneDeployed, metav1.ConditionTrue)
 	cacerts := &corev1.Secret{}
-	h.get("byo", istio.CACertsSecretName, cacerts)
+	h.get("byo", meshca.CACertsSecretName, cacerts)
 	if err := ca.VerifyChain(parseCert(t, cacerts.Data[ca.CACertKey]), root.Cert, time.Now()); err != nil {
 		t.Errorf("cacerts does not chain to the user's root: %v", err)
 	}
-	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: "byo", Name: istio.RootSecretName}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: "byo", Name: meshca.RootSecretName}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("a self-signed root was created although the user brought one: %v", err)
 	}
 }
@@ -431,7 +431,7 @@ func (h *harness) rotation(t *testing.T) {
 		`{"spec":{"security":{"intermediateCertTTL":"40s","renewBefore":"30s"}}}`)
 	serial := func() string {
 		s := &corev1.Secret{}
-		h.apiGet(client.ObjectKey{Namespace: "byo", Name: istio.CACertsSecretName}, s)
+		h.apiGet(client.ObjectKey{Namespace: "byo", Name: meshca.CACertsSecretName}, s)
 		return parseCert(t, s.Data[ca.CACertKey]).SerialNumber.String()
 	}
 	first := serial()
@@ -444,7 +444,7 @@ func (h *harness) rotation(t *testing.T) {
 		return nil
 	})
 	cacerts := &corev1.Secret{}
-	h.apiGet(client.ObjectKey{Namespace: "byo", Name: istio.CACertsSecretName}, cacerts)
+	h.apiGet(client.ObjectKey{Namespace: "byo", Name: meshca.CACertsSecretName}, cacerts)
 	root := &corev1.Secret{}
 	h.apiGet(client.ObjectKey{Namespace: "byo", Name: "my-root"}, root)
 	inter := parseCert(t, cacerts.Data[ca.CACertKey])

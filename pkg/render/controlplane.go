@@ -21,6 +21,11 @@ type ControlPlane struct {
 	Network string `json:"network,omitempty"`
 	// Mode is how clusters of the mesh are connected.
 	Mode v1beta1.MultiClusterMode `json:"mode"`
+	// MeshID names the mesh; every cluster of one mesh shares it.
+	MeshID string `json:"meshID"`
+	// Remote is set when this is a remote cluster, whose proxies are served
+	// by the primary's istiod; nil for the primary itself.
+	Remote *Remote `json:"remote,omitempty"`
 
 	// Hub is the image registry and repository, regional mirror applied.
 	Hub string `json:"hub"`
@@ -57,6 +62,14 @@ type ControlPlane struct {
 
 	// CA is where the root of trust comes from and how long certificates live.
 	CA CA `json:"ca"`
+}
+
+// Remote holds what only a remote cluster has.
+type Remote struct {
+	// Primary is the Istio resource whose istiod serves this cluster.
+	Primary Owner `json:"primary"`
+	// PilotAddress is where the remote's proxies reach that istiod.
+	PilotAddress string `json:"pilotAddress,omitempty"`
 }
 
 // Owner identifies the resource that owns a rendered object.

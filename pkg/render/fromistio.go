@@ -40,6 +40,7 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 		Namespace:             in.Namespace,
 		ClusterName:           orDefault(spec.ClusterName, in.Name),
 		Mode:                  spec.MultiCluster.Mode,
+		MeshID:                in.Name,
 		Version:               spec.Version,
 		LogLevel:              spec.Logging.Level,
 		ClosePlaintextXDS:     spec.ControlPlaneSecurityEnabled,

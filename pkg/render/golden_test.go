@@ -30,11 +30,7 @@ func TestGolden(t *testing.T) {
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
-			ist := readIstio(t, in)
-			cp, errs := FromIstio(ist)
-			if len(errs) > 0 {
-				t.Fatalf("FromIstio: %v", errs)
-			}
+			cp := readControlPlane(t, in)
 			cpYAML, err := yaml.Marshal(cp)
 			if err != nil {
 				t.Fatal(err)
@@ -58,17 +54,35 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func readIstio(t *testing.T, path string) *v1beta1.Istio {
+// readControlPlane resolves an input file: an Istio resource, or an Istio
+// resource and a RemoteIstio joined to it (the remote is rendered).
+func readControlPlane(t *testing.T, path string) *ControlPlane {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	docs := strings.Split(string(b), "\n---\n")
 	ist := &v1beta1.Istio{}
-	if err := yaml.UnmarshalStrict(b, ist); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(docs[0]), ist); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return ist
+	cp, errs := FromIstio(ist)
+	if len(errs) > 0 {
+		t.Fatalf("FromIstio: %v", errs)
+	}
+	if len(docs) == 1 {
+		return cp
+	}
+	ri := &v1beta1.RemoteIstio{}
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), ri); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	remote, errs := FromRemoteIstio(ri, cp)
+	if len(errs) > 0 {
+		t.Fatalf("FromRemoteIstio: %v", errs)
+	}
+	return remote
 }
 
 // manifestYAML prints a manifest for golden files: CRDs by name only (they

@@ -108,6 +108,9 @@ func renderGateways(cp *ControlPlane, m *Manifest) error {
 }
 
 func renderMesh(cp *ControlPlane, m *Manifest) error {
+	if cp.Remote != nil {
+		return nil // mesh-wide config lives in the primary, the config cluster
+	}
 	objs, err := renderObjects(chartMesh, "meshfleet", cp.Namespace, meshValues(cp))
 	m.Objects = append(m.Objects, objs...)
 	return err

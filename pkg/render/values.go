@@ -39,7 +39,7 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 		"hub":                          cp.Hub,
 		"tag":                          cp.Version,
 		"istioNamespace":               cp.Namespace,
-		"meshID":                       cp.Owner.Name,
+		"meshID":                       cp.MeshID,
 		"multiCluster":                 map[string]any{"clusterName": cp.ClusterName},
 		"network":                      cp.Network,
 		"meshNetworks":                 MeshNetworks(cp),
@@ -55,6 +55,18 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 		"traceSampling":    cp.TraceSamplingPercent,
 		"meshConfig":       mesh,
 		"global":           global,
+	}
+	if r := cp.Remote; r != nil {
+		// Istio's remote profile: no istiod here; the injection webhook and
+		// proxies reach the primary's istiod at PilotAddress.
+		v["profile"] = "remote"
+		v["istiodRemote"] = map[string]any{
+			"enabled":       true,
+			"injectionPath": fmt.Sprintf("/inject/cluster/%s/net/%s", cp.ClusterName, cp.Network),
+		}
+		global["remotePilotAddress"] = r.PilotAddress
+		global["configCluster"] = false
+		global["omitSidecarInjectorConfigMap"] = true
 	}
 	if cp.ClosePlaintextXDS {
 		// An empty address disables istiod's plain-text gRPC server.

@@ -27,6 +27,25 @@ const (
 	ConditionReady = "Ready"
 )
 
+// Condition types of a RemoteIstio resource.
+const (
+	// ConditionConnected: the operator reaches the remote API server and it
+	// is the cluster first seen under this name.
+	ConditionConnected = "Connected"
+	// ConditionCertificatesIssued: the remote's intermediate CA (cacerts),
+	// signed by the mesh's root, is in place.
+	ConditionCertificatesIssued = "CertificatesIssued"
+	// ConditionInstalled: the remote pieces are applied in the remote cluster
+	// and the primary's istiod has the remote secret to discover it.
+	ConditionInstalled = "Installed"
+)
+
+// Connection kinds of a RemoteIstio.
+const (
+	ConnectionDirect = "Direct"
+	ConnectionTunnel = "Tunnel"
+)
+
 // Condition reasons. Each names what happened; the condition's message says
 // what to do about it.
 const (

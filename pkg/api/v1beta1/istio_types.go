@@ -182,12 +182,32 @@ type IstioStatus struct {
 	// +optional
 	Certificates *CertificatesStatus `json:"certificates,omitempty"`
 
+	// Members are the remote clusters joined to this control plane.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Members []MemberStatus `json:"members,omitempty"`
+
 	// Conditions follow the install steps: PreCheckPassed,
 	// ResourceDefinitionsCreated, ControlPlaneDeployed, Ready.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// MemberStatus is one remote cluster of the mesh, as its RemoteIstio reports it.
+type MemberStatus struct {
+	// Name of the RemoteIstio resource.
+	Name string `json:"name"`
+	// ClusterName is the remote's cluster ID.
+	ClusterName string `json:"clusterName,omitempty"`
+	// Network the remote's pods are on.
+	Network string `json:"network,omitempty"`
+	// Phase of the RemoteIstio resource.
+	Phase Phase `json:"phase,omitempty"`
+	// Connection is Direct or Tunnel.
+	Connection string `json:"connection,omitempty"`
 }
 
 // CertificatesStatus describes the CA certificates the operator manages.

@@ -32,6 +32,13 @@ type RemoteIstioSpec struct {
 	// +optional
 	KubeconfigSecretRef *corev1.LocalObjectReference `json:"kubeconfigSecretRef,omitempty"`
 
+	// PilotAddress is the IP address or DNS name at which the remote
+	// cluster's proxies reach the primary's istiod (ports 15012 and 15017),
+	// usually the primary's east-west gateway. Default: the external address
+	// of the primary's east-west gateway Service.
+	// +optional
+	PilotAddress string `json:"pilotAddress,omitempty"`
+
 	// Hub is the image registry and repository. Default: the primary's hub.
 	// +optional
 	Hub string `json:"hub,omitempty"`
@@ -89,6 +96,25 @@ type RemoteIstioStatus struct {
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 
+	// ClusterName is the cluster ID in use.
+	// +optional
+	ClusterName string `json:"clusterName,omitempty"`
+
+	// Connection is how the operator reaches the remote API server: Direct
+	// (kubeconfig Secret) or Tunnel.
+	// +optional
+	Connection string `json:"connection,omitempty"`
+
+	// ClusterUID identifies the remote cluster (the UID of its kube-system
+	// namespace), recorded on first contact: a kubeconfig that later points
+	// at another cluster is refused.
+	// +optional
+	ClusterUID string `json:"clusterUID,omitempty"`
+
+	// KubernetesVersion of the remote API server.
+	// +optional
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+
 	// Conditions: Connected, CertificatesIssued, Installed, Ready.
 	// +listType=map
 	// +listMapKey=type
@@ -103,6 +129,8 @@ type RemoteIstioStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=meshfleet
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.status.clusterName`
+// +kubebuilder:printcolumn:name="Connection",type=string,JSONPath=`.status.connection`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type RemoteIstio struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -22,9 +23,9 @@ const namespaceFieldManager = "meshfleet-operator-namespace-labels"
 
 // deploy applies every rendered object and the cacerts Secret, labels the
 // namespaces, and deletes objects this Istio resource no longer renders.
-func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest, certs *issued) outcome {
+func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest, certs *meshca.Issued) outcome {
 	log := logf.FromContext(ctx)
-	objs := append([]*unstructured.Unstructured{certs.secret}, m.Objects...)
+	objs := append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
 	ref := ownerReference(ist)
 	for _, o := range objs {
 		if o.GetNamespace() == ist.Namespace {

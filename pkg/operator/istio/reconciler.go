@@ -141,8 +141,8 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 		ist.Status.Version = cp.Version
 	}
 	next := r.Resync
-	if certs != nil && certs.renewAt.After(r.now()) {
-		if d := certs.renewAt.Sub(r.now()); d < next {
+	if certs != nil && certs.RenewAt.After(r.now()) {
+		if d := certs.RenewAt.Sub(r.now()); d < next {
 			next = d
 		}
 	}

@@ -1,0 +1,107 @@
+package render
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+)
+
+// FromRemoteIstio resolves a RemoteIstio into the ControlPlane of a remote
+// cluster: what the remote needs so that the primary's istiod serves its
+// proxies. Unset fields take the primary's values. Like FromIstio it is pure
+// and names the field and the fix in every error.
+func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPlane, field.ErrorList) {
+	spec := &in.Spec
+	p := field.NewPath("spec")
+	var errs field.ErrorList
+
+	cp := &ControlPlane{
+		Owner:                 Owner{Kind: "RemoteIstio", Name: in.Name, Namespace: in.Namespace},
+		Namespace:             primary.Namespace,
+		ClusterName:           orDefault(spec.ClusterName, in.Name),
+		Mode:                  primary.Mode,
+		MeshID:                primary.MeshID,
+		Version:               orDefault(spec.Version, primary.Version),
+		LogLevel:              primary.LogLevel,
+		SidecarInjection:      boolOr(spec.SidecarInjector.Enabled, true),
+		IstiodReplicas:        int32Or(spec.SidecarInjector.ReplicaCount, 1),
+		InjectionNamespaces:   spec.AutoInjectionNamespaces,
+		MTLSMode:              primary.MTLSMode,
+		OutboundTrafficPolicy: primary.OutboundTrafficPolicy,
+		TraceSamplingPercent:  primary.TraceSamplingPercent,
+		LocalityLB:            primary.LocalityLB,
+		Remote:                &Remote{Primary: primary.Owner, PilotAddress: spec.PilotAddress},
+	}
+	if spec.ClusterName != "" {
+		for _, msg := range validation.IsDNS1123Label(spec.ClusterName) {
+			errs = append(errs, field.Invalid(p.Child("clusterName"), spec.ClusterName, msg))
+		}
+	}
+	if cp.ClusterName == primary.ClusterName {
+		errs = append(errs, field.Invalid(p.Child("clusterName"), cp.ClusterName,
+			fmt.Sprintf("the primary (Istio %s/%s) already uses this cluster name; give the remote cluster a name of its own",
+				primary.Owner.Namespace, primary.Owner.Name)))
+	}
+
+	switch primary.Mode {
+	case v1beta1.MultiClusterFlatNetwork:
+		cp.Network = orDefault(spec.Network, primary.Network)
+	case v1beta1.MultiClusterGatewayConnected:
+		cp.Network = orDefault(spec.Network, "network-"+cp.ClusterName)
+	default:
+		errs = append(errs, field.Invalid(field.NewPath("spec", "istioRef"), primary.Owner.Name,
+			fmt.Sprintf("Istio %s/%s has spec.multiCluster.mode %q, which admits no remote clusters; set it to flatNetwork or gatewayConnected",
+				primary.Owner.Namespace, primary.Owner.Name, primary.Mode)))
+	}
+
+	hub := primary.Hub
+	if spec.Hub != "" || spec.DockerImage.Region != "" {
+		h, err := resolveHub(orDefault(spec.Hub, primary.Hub), spec.DockerImage.Region)
+		if err != nil {
+			errs = append(errs, field.Invalid(p.Child("hub"), spec.Hub, err.Error()))
+		}
+		hub = h
+	}
+	cp.Hub = hub
+
+	include := spec.IncludeIPRanges
+	if include == "" {
+		include = primary.Proxy.IncludeIPRanges
+	}
+	cp.Proxy, errs = resolveProxy(spec.Proxy, include, spec.ExcludeIPRanges, p, errs)
+	for i, ns := range cp.InjectionNamespaces {
+		for _, msg := range validation.IsDNS1123Label(ns) {
+			errs = append(errs, field.Invalid(p.Child("autoInjectionNamespaces").Index(i), ns, msg))
+		}
+	}
+	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected, p.Child("gateways"), errs)
+
+	sec := spec.Security
+	if sec.SelfSigned != nil || sec.CASecretRef != nil {
+		errs = append(errs, field.Forbidden(p.Child("security"),
+			"a remote cluster's intermediate CA is always issued by the primary's root; remove selfSigned and caSecretRef (set them on the Istio resource)"))
+	}
+	cp.CA = primary.CA
+	if len(errs) == 0 && (sec.IntermediateCertTTL != nil || sec.RenewBefore != nil) {
+		var ca CA
+		ca, errs = resolveCA(remoteSecurity(sec, primary.CA), p.Child("security"), errs)
+		cp.CA.IntermediateTTL, cp.CA.RenewBefore = ca.IntermediateTTL, ca.RenewBefore
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cp, nil
+}
+
+// remoteSecurity completes a remote's lifetime settings with the primary's
+// root settings, so that resolveCA checks them together.
+func remoteSecurity(s v1beta1.SecuritySpec, primary CA) v1beta1.SecuritySpec {
+	t := true
+	s.SelfSigned, s.CASecretRef = &t, nil
+	root := v1beta1.Duration(primary.RootTTL.Duration.String())
+	s.RootCertTTL = &root
+	return s
+}
