@@ -61,4 +61,9 @@ const (
 	ReasonRollingOut           = "RollingOut"
 	ReasonDeploymentFailed     = "DeploymentFailed"
 	ReasonDeleting             = "Deleting"
+	ReasonNoControlPlane       = "NoControlPlane"
+	ReasonBadKubeconfig        = "InvalidKubeconfig"
+	ReasonUnreachable          = "Unreachable"
+	ReasonUnauthorized         = "Unauthorized"
+	ReasonWrongCluster         = "WrongCluster"
 )

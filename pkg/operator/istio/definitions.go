@@ -85,4 +85,3 @@ func established(crd *unstructured.Unstructured) bool {
 	}
 	return false
 }
-

@@ -7,8 +7,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -112,8 +111,8 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 	s := newStatus(ist)
 
 	cp, out := r.preCheck(ctx, ist)
-	if !s.record(v1beta1.ConditionPreCheckPassed, out) {
-		return out.result(), out.err
+	if !s.Record(v1beta1.ConditionPreCheckPassed, out) {
+		return out.Result(), out.Err
 	}
 	ist.Status.ClusterName = cp.ClusterName
 
@@ -121,23 +120,23 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 	if err != nil {
 		// The charts are embedded, so this is a bug, not the user's doing.
 		out := failed(v1beta1.ReasonInvalidSpec, fmt.Sprintf("rendering the control plane failed: %v; this is a meshfleet bug, please report it with the Istio resource attached", err))
-		s.record(v1beta1.ConditionResourceDefinitionsCreated, out)
-		return out.result(), nil
+		s.Record(v1beta1.ConditionResourceDefinitionsCreated, out)
+		return out.Result(), nil
 	}
 
 	certs, out := r.definitions(ctx, ist, cp, manifest)
-	if !s.record(v1beta1.ConditionResourceDefinitionsCreated, out) {
-		return out.result(), out.err
+	if !s.Record(v1beta1.ConditionResourceDefinitionsCreated, out) {
+		return out.Result(), out.Err
 	}
 
 	out = r.deploy(ctx, ist, cp, manifest, certs)
-	if !s.record(v1beta1.ConditionControlPlaneDeployed, out) {
-		return out.result(), out.err
+	if !s.Record(v1beta1.ConditionControlPlaneDeployed, out) {
+		return out.Result(), out.Err
 	}
 
 	out = r.readiness(ctx, manifest)
-	s.record(v1beta1.ConditionReady, out)
-	if out.done {
+	s.Record(v1beta1.ConditionReady, out)
+	if out.Done {
 		ist.Status.Version = cp.Version
 	}
 	next := r.Resync
@@ -146,10 +145,10 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 			next = d
 		}
 	}
-	if out.requeue > 0 && out.requeue < next {
-		next = out.requeue
+	if out.Requeue > 0 && out.Requeue < next {
+		next = out.Requeue
 	}
-	return ctrl.Result{RequeueAfter: next}, out.err
+	return ctrl.Result{RequeueAfter: next}, out.Err
 }
 
 // writeStatus writes the status only when it changed, so a steady-state
@@ -157,11 +156,11 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 // separately, so that the caller can look again.
 func (r *Reconciler) writeStatus(ctx context.Context, ist *v1beta1.Istio, before *v1beta1.IstioStatus) (conflict bool, err error) {
 	ist.Status.ObservedGeneration = ist.Generation
-	ist.Status.Phase = phaseOf(ist.Status.Conditions, ist.DeletionTimestamp != nil)
+	ist.Status.Phase = conditions.Phase(ist.Status.Conditions, stepOrder, ist.DeletionTimestamp != nil)
 	if equality.Semantic.DeepEqual(before, &ist.Status) {
 		return false, nil
 	}
-	logf.FromContext(ctx).V(1).Info("status changed", "phase", ist.Status.Phase, "summary", conditionSummary(ist.Status.Conditions))
+	logf.FromContext(ctx).V(1).Info("status changed", "phase", ist.Status.Phase, "summary", conditions.Summary(ist.Status.Conditions, stepOrder))
 	if err := r.Client.Status().Update(ctx, ist); err != nil {
 		if apierrors.IsConflict(err) {
 			return true, nil
@@ -170,7 +169,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, ist *v1beta1.Istio, before
 	}
 	if before.Phase != ist.Status.Phase {
 		r.Events.Eventf(ist, nil, eventType(ist.Status.Phase), string(ist.Status.Phase), "Reconcile",
-			"%s", conditionSummary(ist.Status.Conditions))
+			"%s", conditions.Summary(ist.Status.Conditions, stepOrder))
 	}
 	return false, nil
 }
@@ -250,12 +249,3 @@ func eventType(p v1beta1.Phase) string {
 	return "Normal"
 }
 
-func conditionSummary(conds []metav1.Condition) string {
-	for _, t := range stepOrder {
-		c := meta.FindStatusCondition(conds, t)
-		if c != nil && c.Status != metav1.ConditionTrue {
-			return fmt.Sprintf("%s: %s", c.Type, c.Message)
-		}
-	}
-	return "control plane is ready"
-}

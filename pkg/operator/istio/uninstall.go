@@ -25,7 +25,7 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 	}
 	log := logf.FromContext(ctx)
 	before := ist.Status.DeepCopy()
-	newStatus(ist).set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, "uninstalling the control plane")
+	newStatus(ist).Set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, "uninstalling the control plane")
 	if conflict, err := r.writeStatus(ctx, ist, before); err != nil || conflict {
 		if conflict {
 			return ctrl.Result{RequeueAfter: conflictRetry}, nil

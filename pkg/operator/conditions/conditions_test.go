@@ -1,4 +1,4 @@
-package istio
+package conditions
 
 import (
 	"testing"
@@ -11,11 +11,11 @@ import (
 
 func TestRecordMarksLaterStepsPending(t *testing.T) {
 	ist := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
-	s := newStatus(ist)
-	if !s.record(v1beta1.ConditionPreCheckPassed, succeeded("ok")) {
+	s := Recorder{Conditions: &ist.Status.Conditions, Generation: ist.Generation, Steps: istioSteps}
+	if !s.Record(v1beta1.ConditionPreCheckPassed, Succeeded("ok")) {
 		t.Fatal("a succeeded step is not done")
 	}
-	if s.record(v1beta1.ConditionResourceDefinitionsCreated, failed(v1beta1.ReasonCAError, "no root")) {
+	if s.Record(v1beta1.ConditionResourceDefinitionsCreated, Failed(v1beta1.ReasonCAError, "no root")) {
 		t.Fatal("a failed step is done")
 	}
 	for _, c := range []struct {
@@ -35,7 +35,14 @@ func TestRecordMarksLaterStepsPending(t *testing.T) {
 	}
 }
 
-func TestPhaseOf(t *testing.T) {
+var istioSteps = []string{
+	v1beta1.ConditionPreCheckPassed,
+	v1beta1.ConditionResourceDefinitionsCreated,
+	v1beta1.ConditionControlPlaneDeployed,
+	v1beta1.ConditionReady,
+}
+
+func TestPhase(t *testing.T) {
 	cond := func(typ string, s metav1.ConditionStatus, reason string) metav1.Condition {
 		return metav1.Condition{Type: typ, Status: s, Reason: reason}
 	}
@@ -63,7 +70,7 @@ func TestPhaseOf(t *testing.T) {
 		{"deleting", all(T, "Succeeded"), true, v1beta1.PhaseDeleting},
 	}
 	for _, c := range cases {
-		if got := phaseOf(c.conds, c.deleting); got != c.want {
+		if got := Phase(c.conds, istioSteps, c.deleting); got != c.want {
 			t.Errorf("%s: phase %s, want %s", c.name, got, c.want)
 		}
 	}
