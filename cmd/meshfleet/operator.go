@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 )
 
 func newOperatorCommand() *cobra.Command {
@@ -19,6 +21,8 @@ func newOperatorCommand() *cobra.Command {
 		kubeconfig string
 		kubeCtx    string
 		zapOpts    = zap.Options{}
+		tunnel     remoteistio.Tunnel
+		tunnelCA   string
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -37,6 +41,12 @@ func newOperatorCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("load kubeconfig: %w (pass --kubeconfig, or run in a cluster)", err)
 			}
+			if tunnel.URL != "" {
+				if tunnel.CAData, err = os.ReadFile(tunnelCA); err != nil {
+					return fmt.Errorf("--tunnel-ca-file: %w", err)
+				}
+				opts.Tunnel = &tunnel
+			}
 			return operator.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},
 	}
@@ -47,6 +57,11 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&opts.HealthAddr, "health-addr", ":8081", "address serving /healthz and /readyz (0 disables)")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect one active replica through a Lease")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-elect-namespace", "", "namespace of the leader Lease (default: the pod's)")
+	f.StringVar(&tunnel.URL, "tunnel-url", "", "URL of the tunnel server; remote clusters without a kubeconfig Secret are reached at <url>/clusters/<name>")
+	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "CA certificate that verifies the tunnel server (required with --tunnel-url)")
+	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token",
+		"where istiod reads its own token, written into the remote secrets of tunnelled clusters")
+	f.DurationVar(&opts.RemoteResync, "remote-resync", time.Minute, "how often a remote cluster is checked again for drift and token renewal")
 	f.DurationVar(&opts.Resync, "resync", 5*time.Minute, "how often a Ready control plane is checked again for drift and certificate renewal")
 	gf := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(gf)

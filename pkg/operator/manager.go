@@ -15,11 +15,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/operator/istio"
+	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -35,6 +37,12 @@ type Options struct {
 	LeaderElectionNamespace string
 	// Resync is how often a Ready control plane is checked again. Default 5m.
 	Resync time.Duration
+	// RemoteResync is how often a remote cluster is checked again for drift
+	// (remote objects are not watched). Default 1m.
+	RemoteResync time.Duration
+	// Tunnel, when set, reaches remote clusters without a kubeconfig Secret
+	// through the tunnel server.
+	Tunnel *remoteistio.Tunnel
 }
 
 // Scheme returns the scheme with every type the operator reads typed.
@@ -57,11 +65,17 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if opts.Resync == 0 {
 		opts.Resync = 5 * time.Minute
 	}
+	if opts.RemoteResync == 0 {
+		opts.RemoteResync = time.Minute
+	}
 	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:  opts.HealthAddr,
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: opts.HealthAddr,
+		// Controller names are unique within a manager; several managers in
+		// one process (tests, the sandbox's benchmark) may reuse them.
+		Controller:              config.Controller{SkipNameValidation: ptr(true)},
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "meshfleet-operator",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
@@ -100,6 +114,18 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Istio controller: %w", err)
 	}
+	rr := &remoteistio.Reconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Scheme:        scheme,
+		PrimaryConfig: cfg,
+		Tunnel:        opts.Tunnel,
+		Events:        mgr.GetEventRecorder("meshfleet-operator"),
+		Resync:        opts.RemoteResync,
+	}
+	if err := rr.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up RemoteIstio controller: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -122,3 +148,5 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	return mgr.Start(ctx)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -70,3 +70,19 @@ func RemoteSecret(remote *ControlPlane, access RemoteAccess) (*unstructured.Unst
 	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
 	return obj, nil
 }
+
+// ReaderBinding binds Istio's reader ClusterRole of a remote cluster to user,
+// the identity under which istiod reads the remote (through the tunnel, the
+// primary's istiod service account, impersonated).
+func ReaderBinding(remote *ControlPlane, user string) *unstructured.Unstructured {
+	role := "istio-reader-clusterrole-" + remote.Namespace
+	b := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1",
+		"kind":       "ClusterRoleBinding",
+		"metadata":   map[string]any{"name": role + "-tunnel"},
+		"roleRef":    map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+		"subjects":   []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}},
+	}}
+	b.SetLabels(OwnerLabels(remote.Owner))
+	return b
+}

@@ -19,7 +19,7 @@ import (
 
 // namespaceFieldManager owns only the labels meshfleet sets on namespaces it
 // does not own, so that giving them up removes exactly those labels.
-const namespaceFieldManager = "meshfleet-operator-namespace-labels"
+const namespaceFieldManager = apply.NamespaceLabelsManager
 
 // deploy applies every rendered object and the cacerts Secret, labels the
 // namespaces, and deletes objects this Istio resource no longer renders.
@@ -46,7 +46,7 @@ func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.
 	for _, o := range objs {
 		keep[apply.Key(o)] = true
 	}
-	pruned, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), prunedKinds, keep)
+	pruned, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), render.PrunedKinds, keep)
 	if err != nil {
 		return transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("deleting objects no longer rendered: %v", err), err)
 	}
@@ -61,54 +61,11 @@ func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.
 	return succeeded(fmt.Sprintf("%d objects applied", len(objs)))
 }
 
-// labelNamespaces applies meshfleet's labels on namespaces it does not own.
-// Only the labels are applied, under a field manager of their own; the
-// namespace is created if it does not exist yet.
+// labelNamespaces applies meshfleet's labels on namespaces it does not own,
+// and gives up those of namespaces no longer listed.
 func (r *Reconciler) labelNamespaces(ctx context.Context, want map[string]map[string]string) error {
 	applier := &apply.Applier{Client: r.Client, Reader: r.APIReader, FieldManager: namespaceFieldManager}
-	var objs []*unstructured.Unstructured
-	for name, l := range want {
-		objs = append(objs, namespaceLabels(name, l))
-	}
-	if _, err := applier.Apply(ctx, objs); err != nil {
-		return fmt.Errorf("labelling namespaces: %w", err)
-	}
-	// Give up the labels of namespaces no longer listed.
-	var all corev1.NamespaceList
-	if err := r.APIReader.List(ctx, &all); err != nil {
-		return fmt.Errorf("listing namespaces: %w", err)
-	}
-	for i := range all.Items {
-		ns := &all.Items[i]
-		if _, listed := want[ns.Name]; listed || !ownsLabels(ns.ManagedFields, namespaceFieldManager) {
-			continue
-		}
-		if err := applier.Release(ctx, namespaceLabels(ns.Name, nil)); err != nil {
-			return fmt.Errorf("removing meshfleet's labels from namespace %s: %w", ns.Name, err)
-		}
-	}
-	return nil
-}
-
-// ownsLabels reports whether manager owns any label in managedFields.
-func ownsLabels(fields []metav1.ManagedFieldsEntry, manager string) bool {
-	for _, f := range fields {
-		if f.Manager == manager && f.FieldsV1 != nil && strings.Contains(f.FieldsV1.GetRawString(), `"f:labels"`) {
-			return true
-		}
-	}
-	return false
-}
-
-func namespaceLabels(name string, l map[string]string) *unstructured.Unstructured {
-	ns := &unstructured.Unstructured{}
-	ns.SetAPIVersion("v1")
-	ns.SetKind("Namespace")
-	ns.SetName(name)
-	if len(l) > 0 {
-		ns.SetLabels(l)
-	}
-	return ns
+	return applier.LabelNamespaces(ctx, want)
 }
 
 func ownerReference(ist *v1beta1.Istio) metav1.OwnerReference {

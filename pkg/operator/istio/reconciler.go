@@ -8,7 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/events"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/operator/rollout"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -115,6 +115,9 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 		return out.Result(), out.Err
 	}
 	ist.Status.ClusterName = cp.ClusterName
+	if err := r.members(ctx, ist, cp); err != nil {
+		return ctrl.Result{}, err
+	}
 
 	manifest, err := render.Render(cp)
 	if err != nil {
@@ -134,7 +137,7 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 		return out.Result(), out.Err
 	}
 
-	out = r.readiness(ctx, manifest)
+	out = rollout.Status(ctx, r.Client, manifest.Objects)
 	s.Record(v1beta1.ConditionReady, out)
 	if out.Done {
 		ist.Status.Version = cp.Version
@@ -187,8 +190,9 @@ func (r *Reconciler) now() time.Time {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("istio").
-		For(&v1beta1.Istio{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate())))
-	for _, gvk := range WatchedKinds {
+		For(&v1beta1.Istio{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+		Watches(&v1beta1.RemoteIstio{}, handler.EnqueueRequestsFromMapFunc(r.istiosOf))
+	for _, gvk := range render.WatchedKinds {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)
 		b = b.Watches(u, handler.EnqueueRequestsFromMapFunc(ownerOf))
@@ -196,35 +200,51 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
-// WatchedKinds are the kinds the charts render whose changes trigger a
-// reconcile. Istio's own config kinds (Gateway, PeerAuthentication) are not
-// watched, because they only exist once the CRDs do; the periodic resync
-// repairs them.
-var WatchedKinds = []schema.GroupVersionKind{
-	{Version: "v1", Kind: "ServiceAccount"},
-	{Version: "v1", Kind: "ConfigMap"},
-	{Version: "v1", Kind: "Secret"},
-	{Version: "v1", Kind: "Service"},
-	{Group: "apps", Version: "v1", Kind: "Deployment"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBinding"},
-	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"},
-	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingWebhookConfiguration"},
-	{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"},
-	{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"},
-	{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"},
+// members lists the remote clusters joined to this control plane: in the
+// status, and in the ControlPlane for meshNetworks.
+func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane) error {
+	var list v1beta1.RemoteIstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
+		return fmt.Errorf("list RemoteIstio resources in %s: %w", ist.Namespace, err)
+	}
+	ist.Status.Members = nil
+	for i := range list.Items {
+		ri := &list.Items[i]
+		if ri.Spec.IstioRef != "" && ri.Spec.IstioRef != ist.Name || !ri.DeletionTimestamp.IsZero() {
+			continue
+		}
+		remote, errs := render.FromRemoteIstio(ri, cp)
+		if len(errs) > 0 {
+			continue // its own status says what is wrong
+		}
+		cp.Members = append(cp.Members, render.Member{ClusterName: remote.ClusterName, Network: remote.Network})
+		ist.Status.Members = append(ist.Status.Members, v1beta1.MemberStatus{
+			Name: ri.Name, ClusterName: remote.ClusterName, Network: remote.Network,
+			Phase: ri.Status.Phase, Connection: ri.Status.Connection,
+		})
+	}
+	return nil
 }
 
-// prunedKinds are the kinds whose leftovers (objects of ours no longer
-// rendered) are deleted. CRDs are never deleted: that would delete every
-// user's Istio config with them.
-var prunedKinds = append(append([]schema.GroupVersionKind{}, WatchedKinds[:len(WatchedKinds)-1]...),
-	schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "Gateway"},
-	schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService"},
-	schema.GroupVersionKind{Group: "security.istio.io", Version: "v1", Kind: "PeerAuthentication"},
-)
+// istiosOf maps a RemoteIstio to the Istio resources it may join.
+func (r *Reconciler) istiosOf(ctx context.Context, o client.Object) []reconcile.Request {
+	ri, ok := o.(*v1beta1.RemoteIstio)
+	if !ok {
+		return nil
+	}
+	if ri.Spec.IstioRef != "" {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ri.Namespace, Name: ri.Spec.IstioRef}}}
+	}
+	var list v1beta1.IstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ri.Namespace)); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ist := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ist.Namespace, Name: ist.Name}})
+	}
+	return reqs
+}
 
 // ownerOf maps a managed object to the Istio resource named in its labels.
 func ownerOf(_ context.Context, o client.Object) []reconcile.Request {
@@ -248,4 +268,3 @@ func eventType(p v1beta1.Phase) string {
 	}
 	return "Normal"
 }
-

@@ -35,7 +35,7 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 
 	owner := render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace}
 	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
-	res, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(owner)), prunedKinds, nil)
+	res, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(owner)), render.PrunedKinds, nil)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
 	}

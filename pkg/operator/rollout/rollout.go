@@ -1,4 +1,6 @@
-package istio
+// Package rollout tells whether the Deployments of a manifest have rolled
+// out, the way `kubectl rollout status` does.
+package rollout
 
 import (
 	"context"
@@ -13,29 +15,29 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 )
 
-// readiness reports whether every rendered Deployment (istiod, gateways) has
+// Status reports whether every Deployment among objs (istiod, gateways) has
 // rolled out its current template and has all replicas available.
-func (r *Reconciler) readiness(ctx context.Context, m *render.Manifest) outcome {
+func Status(ctx context.Context, r client.Reader, objs []*unstructured.Unstructured) conditions.Outcome {
 	var waitingOn []string
-	for _, o := range m.Objects {
+	for _, o := range objs {
 		if o.GetKind() != "Deployment" {
 			continue
 		}
 		live := &unstructured.Unstructured{}
 		live.SetGroupVersionKind(o.GroupVersionKind())
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(o), live); err != nil {
-			return transient(v1beta1.ReasonRollingOut, fmt.Sprintf("reading Deployment %s/%s: %v", o.GetNamespace(), o.GetName(), err), err)
+		if err := r.Get(ctx, client.ObjectKeyFromObject(o), live); err != nil {
+			return conditions.Transient(v1beta1.ReasonRollingOut, fmt.Sprintf("reading Deployment %s/%s: %v", o.GetNamespace(), o.GetName(), err), err)
 		}
 		dep := &appsv1.Deployment{}
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, dep); err != nil {
-			return transient(v1beta1.ReasonRollingOut, err.Error(), err)
+			return conditions.Transient(v1beta1.ReasonRollingOut, err.Error(), err)
 		}
 		done, msg, stuck := rolledOut(dep)
 		if stuck {
-			return failed(v1beta1.ReasonDeploymentFailed, fmt.Sprintf(
+			return conditions.Failed(v1beta1.ReasonDeploymentFailed, fmt.Sprintf(
 				"Deployment %s/%s cannot roll out: %s; check its pods (kubectl -n %s describe deployment %s) and that spec.hub and spec.version name images that exist",
 				dep.Namespace, dep.Name, msg, dep.Namespace, dep.Name))
 		}
@@ -44,9 +46,9 @@ func (r *Reconciler) readiness(ctx context.Context, m *render.Manifest) outcome 
 		}
 	}
 	if len(waitingOn) > 0 {
-		return waiting(v1beta1.ReasonRollingOut, "waiting for Deployments to roll out: "+strings.Join(waitingOn, ", "), 10*time.Second)
+		return conditions.Waiting(v1beta1.ReasonRollingOut, "waiting for Deployments to roll out: "+strings.Join(waitingOn, ", "), 10*time.Second)
 	}
-	return succeeded("istiod and gateways are available")
+	return conditions.Succeeded("istiod and gateways are available")
 }
 
 // rolledOut is kubectl rollout status for one Deployment: whether the current

@@ -1,0 +1,413 @@
+//go:build integration
+
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/ca"
+	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/tests/testenv"
+)
+
+// remoteHarness is a primary and two remote clusters with the operator
+// running against the primary.
+type remoteHarness struct {
+	t       *testing.T
+	env     *testenv.Env
+	ctx     context.Context
+	clients map[string]client.Client
+}
+
+func TestRemoteIstio(t *testing.T) {
+	env := testenv.Start(t,
+		localcluster.ClusterOptions{Name: "primary"},
+		localcluster.ClusterOptions{Name: "remote1"},
+		localcluster.ClusterOptions{Name: "remote2"},
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
+	scheme, err := operator.Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range env.Clusters {
+		if h.clients[name], err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.kubectl("primary", "apply", "-f", repoPath("crds"))
+	h.kubectl("primary", "create", "namespace", ns)
+	for _, r := range []string{"remote1", "remote2"} {
+		h.kubeconfigSecret(r+"-kubeconfig", env.Cluster(r).Kubeconfig)
+	}
+	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"Istio","metadata":{"name":"istio","namespace":"istio-system"},
+		"spec":{"version":"1.30.3","clusterName":"primary","multiCluster":{"mode":"flatNetwork"}}}`)
+
+	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("operator stopped: %v", err)
+		}
+	}()
+
+	start := time.Now()
+	for _, r := range []string{"remote1", "remote2"} {
+		h.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system"},
+			"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["default"],"pilotAddress":"203.0.113.10"}}`, r, r))
+	}
+	for _, r := range []string{"remote1", "remote2"} {
+		h.waitRemote(r, v1beta1.ConditionReady, metav1.ConditionTrue)
+	}
+	t.Logf("BENCH RemoteIstio applied → Ready (two clusters, direct): %v", time.Since(start).Round(time.Millisecond))
+
+	t.Run("every cluster's cacerts chains to one root", h.sharedRoot)
+	t.Run("remote pieces are installed", h.remotePieces)
+	t.Run("remote secret lets istiod read the remote, not write Secrets", h.remoteSecret)
+	t.Run("Istio lists its members", h.members)
+	t.Run("drift in the remote is repaired", h.remoteDrift)
+	t.Run("connection problems get a condition with the fix", h.connectionErrors)
+	t.Run("a kubeconfig pointing at another cluster is refused", h.wrongCluster)
+	t.Run("deleting a RemoteIstio removes that cluster, nothing else", h.leave)
+}
+
+func (h *remoteHarness) sharedRoot(t *testing.T) {
+	root := &corev1.Secret{}
+	h.get("primary", ns, meshca.RootSecretName, root)
+	rootCert := parseCert(t, root.Data[meshca.RootCertKey])
+	seen := map[string]bool{}
+	for _, c := range []string{"primary", "remote1", "remote2"} {
+		s := &corev1.Secret{}
+		h.get(c, ns, meshca.CACertsSecretName, s)
+		inter := parseCert(t, s.Data[ca.CACertKey])
+		if err := ca.VerifyChain(inter, rootCert, time.Now()); err != nil {
+			t.Errorf("cacerts of %s does not chain to the primary's root: %v", c, err)
+		}
+		if got := ca.ClusterOf(inter); got != c {
+			t.Errorf("cacerts of %s was issued for cluster %q", c, got)
+		}
+		if _, ok := s.Data[meshca.RootKeyKey]; ok {
+			t.Errorf("cacerts of %s holds the root key", c)
+		}
+		seen[inter.SerialNumber.String()] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("clusters share intermediates: %d distinct of 3", len(seen))
+	}
+	if err := h.clients["remote1"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: meshca.RootSecretName}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the root Secret exists in a remote cluster: %v", err)
+	}
+}
+
+func (h *remoteHarness) remotePieces(t *testing.T) {
+	for _, o := range []struct{ apiVersion, kind, namespace, name string }{
+		{"v1", "ServiceAccount", ns, "istio-reader-service-account"},
+		{"rbac.authorization.k8s.io/v1", "ClusterRole", "", "istio-reader-clusterrole-istio-system"},
+		{"admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "", "istio-sidecar-injector"},
+		{"v1", "Service", ns, "istiod"},
+		{"apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "virtualservices.networking.istio.io"},
+	} {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(o.apiVersion)
+		u.SetKind(o.kind)
+		if err := h.clients["remote1"].Get(h.ctx, client.ObjectKey{Namespace: o.namespace, Name: o.name}, u); err != nil {
+			t.Errorf("%s %s/%s missing in remote1: %v", o.kind, o.namespace, o.name, err)
+		}
+	}
+	// istiod is not installed in a remote: the primary's serves it.
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment"}}
+	if err := h.clients["remote1"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istiod"}, u); !apierrors.IsNotFound(err) {
+		t.Errorf("remote1 runs an istiod Deployment: %v", err)
+	}
+	n := &corev1.Namespace{}
+	h.get("remote1", "", "default", n)
+	if n.Labels[render.LabelInjection] != "enabled" {
+		t.Errorf("default namespace of remote1 not labelled for injection: %v", n.Labels)
+	}
+}
+
+func (h *remoteHarness) remoteSecret(t *testing.T) {
+	s := &corev1.Secret{}
+	h.get("primary", ns, render.RemoteSecretName("remote1"), s)
+	if s.Labels[render.LabelMultiCluster] != "true" {
+		t.Errorf("remote secret labels %v lack %s=true", s.Labels, render.LabelMultiCluster)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(s.Data["remote1"])
+	if err != nil {
+		t.Fatalf("remote secret kubeconfig: %v", err)
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(h.ctx, &corev1.ServiceList{}); err != nil {
+		t.Errorf("istiod's credentials cannot list remote1's Services: %v", err)
+	}
+	if err := c.List(h.ctx, &corev1.NodeList{}); err != nil {
+		t.Errorf("istiod's credentials cannot list remote1's Nodes (localities): %v", err)
+	}
+	// Istio's reader role may write ConfigMaps (istiod publishes its root
+	// certificate there) and patch webhooks, nothing more.
+	err = c.Create(h.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}})
+	if !apierrors.IsForbidden(err) {
+		t.Errorf("istiod's credentials may create Secrets in remote1: %v", err)
+	}
+}
+
+func (h *remoteHarness) members(t *testing.T) {
+	h.eventually("Istio lists two Ready members", func() error {
+		ist := &v1beta1.Istio{}
+		h.get("primary", ns, "istio", ist)
+		ready := 0
+		for _, m := range ist.Status.Members {
+			if m.Phase == v1beta1.PhaseReady && m.Connection == v1beta1.ConnectionDirect {
+				ready++
+			}
+		}
+		if ready != 2 {
+			return fmt.Errorf("members %+v", ist.Status.Members)
+		}
+		return nil
+	})
+	out := h.kubectl("primary", "-n", ns, "get", "remoteistios")
+	if !strings.Contains(out, "Direct") || !strings.Contains(out, "Ready") {
+		t.Errorf("kubectl get remoteistios:\n%s", out)
+	}
+}
+
+func (h *remoteHarness) remoteDrift(t *testing.T) {
+	h.kubectl("remote1", "delete", "clusterrole", "istio-reader-clusterrole-istio-system")
+	h.eventually("reader ClusterRole restored in remote1", func() error {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}}
+		return h.clients["remote1"].Get(h.ctx, client.ObjectKey{Name: "istio-reader-clusterrole-istio-system"}, u)
+	})
+}
+
+func (h *remoteHarness) connectionErrors(t *testing.T) {
+	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":"broken","namespace":"istio-system"},
+		"spec":{"kubeconfigSecretRef":{"name":"broken-kubeconfig"}}}`)
+	h.expectConnected("broken", v1beta1.ReasonBadKubeconfig, "broken-kubeconfig not found")
+
+	h.secret("broken-kubeconfig", map[string]string{"config": "x"})
+	h.expectConnected("broken", v1beta1.ReasonBadKubeconfig, `has no key "kubeconfig" (it has config)`)
+
+	h.secret("broken-kubeconfig", map[string]string{"kubeconfig": "this is not a kubeconfig"})
+	h.expectConnected("broken", v1beta1.ReasonBadKubeconfig, "not usable")
+
+	h.secret("broken-kubeconfig", map[string]string{"kubeconfig": kubeconfigFor("https://127.0.0.1:1", nil, nil)})
+	h.expectConnected("broken", v1beta1.ReasonUnreachable, "cannot reach the API server of cluster broken at https://127.0.0.1:1")
+
+	nobody, err := h.env.Cluster("remote1").UserConfig("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.secret("broken-kubeconfig", map[string]string{"kubeconfig": kubeconfigFor(nobody.Host, nobody.CAData, nobody)})
+	h.expectConnected("broken", v1beta1.ReasonUnauthorized, "bind the kubeconfig's user to cluster-admin")
+
+	ri := &v1beta1.RemoteIstio{}
+	h.get("primary", ns, "broken", ri)
+	if ri.Status.Phase != v1beta1.PhaseFailed {
+		t.Errorf("phase = %s, want Failed", ri.Status.Phase)
+	}
+	h.kubectl("primary", "-n", ns, "delete", "remoteistio", "broken", "--wait=false")
+	h.kubectl("primary", "-n", ns, "annotate", "remoteistio", "broken", "meshfleet.io/abandon-remote=true")
+	h.eventually("broken RemoteIstio gone", func() error {
+		err := h.clients["primary"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "broken"}, &v1beta1.RemoteIstio{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+}
+
+func (h *remoteHarness) wrongCluster(t *testing.T) {
+	b, err := os.ReadFile(h.env.Cluster("remote2").Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.secret("remote1-kubeconfig", map[string]string{"kubeconfig": string(b)})
+	h.expectConnected("remote1", v1beta1.ReasonWrongCluster, "reaches a different cluster")
+	h.kubeconfigSecret("remote1-kubeconfig", h.env.Cluster("remote1").Kubeconfig)
+	h.waitRemote("remote1", v1beta1.ConditionReady, metav1.ConditionTrue)
+}
+
+func (h *remoteHarness) leave(t *testing.T) {
+	h.kubectl("primary", "-n", ns, "delete", "remoteistio", "remote2", "--timeout=60s")
+	if err := h.clients["primary"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: render.RemoteSecretName("remote2")}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("remote secret of remote2 still in the primary: %v", err)
+	}
+	sel := client.MatchingLabels{render.LabelOwnerKind: "RemoteIstio", render.LabelOwnerName: "remote2"}
+	for _, kind := range []string{"ServiceList", "ServiceAccountList", "SecretList", "ConfigMapList"} {
+		list := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": kind}}
+		if err := h.clients["remote2"].List(h.ctx, list, sel); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range list.Items {
+			if o.GetDeletionTimestamp() == nil {
+				t.Errorf("%s %s/%s left in remote2", strings.TrimSuffix(kind, "List"), o.GetNamespace(), o.GetName())
+			}
+		}
+	}
+	n := &corev1.Namespace{}
+	h.get("remote2", "", "default", n)
+	if _, ok := n.Labels[render.LabelInjection]; ok {
+		t.Errorf("remote2's default namespace keeps the injection label")
+	}
+	// remote1 is untouched.
+	h.get("primary", ns, render.RemoteSecretName("remote1"), &corev1.Secret{})
+	h.waitRemote("remote1", v1beta1.ConditionReady, metav1.ConditionTrue)
+	h.eventually("Istio lists one member", func() error {
+		ist := &v1beta1.Istio{}
+		h.get("primary", ns, "istio", ist)
+		if len(ist.Status.Members) != 1 || ist.Status.Members[0].Name != "remote1" {
+			return fmt.Errorf("members %+v", ist.Status.Members)
+		}
+		return nil
+	})
+}
+
+// --- helpers ---
+
+func (h *remoteHarness) kubectl(cluster string, args ...string) string {
+	h.t.Helper()
+	out, err := h.env.Kubectl(h.ctx, cluster, args...)
+	if err != nil {
+		h.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (h *remoteHarness) apply(obj string) {
+	h.t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON([]byte(obj)); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.clients["primary"].Create(h.ctx, u); err != nil {
+		h.t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+func (h *remoteHarness) get(cluster, namespace, name string, obj client.Object) {
+	h.t.Helper()
+	if err := h.clients[cluster].Get(h.ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		h.t.Fatalf("get %T %s/%s in %s: %v", obj, namespace, name, cluster, err)
+	}
+}
+
+func (h *remoteHarness) secret(name string, data map[string]string) {
+	h.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
+	c := h.clients["primary"]
+	_ = c.Delete(h.ctx, s)
+	h.eventually("secret "+name+" recreated", func() error { return c.Create(h.ctx, s.DeepCopy()) })
+	// The operator does not watch user Secrets: nudge the RemoteIstios.
+	var list v1beta1.RemoteIstioList
+	if err := c.List(h.ctx, &list, client.InNamespace(ns)); err != nil {
+		h.t.Fatal(err)
+	}
+	for i := range list.Items {
+		ri := &list.Items[i]
+		patch := client.MergeFrom(ri.DeepCopy())
+		metav1.SetMetaDataAnnotation(&ri.ObjectMeta, "test/nudge", fmt.Sprint(time.Now().UnixNano()))
+		_ = c.Patch(h.ctx, ri, patch)
+	}
+}
+
+func (h *remoteHarness) kubeconfigSecret(name, path string) {
+	h.t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.secret(name, map[string]string{"kubeconfig": string(b)})
+}
+
+// kubeconfigFor writes a kubeconfig for server that authenticates with the
+// client certificate of user, or with a made-up token when user is nil.
+func kubeconfigFor(server string, caData []byte, user *rest.Config) string {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caData, InsecureSkipTLSVerify: caData == nil}
+	auth := &clientcmdapi.AuthInfo{Token: "t"}
+	if user != nil {
+		auth = &clientcmdapi.AuthInfo{ClientCertificateData: user.CertData, ClientKeyData: user.KeyData}
+	}
+	kc.AuthInfos["u"] = auth
+	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "c"
+	b, _ := clientcmd.Write(*kc)
+	return string(b)
+}
+
+func (h *remoteHarness) waitRemote(name, condType string, status metav1.ConditionStatus) *v1beta1.RemoteIstio {
+	h.t.Helper()
+	var ri *v1beta1.RemoteIstio
+	h.eventually(fmt.Sprintf("RemoteIstio %s %s=%s", name, condType, status), func() error {
+		ri = &v1beta1.RemoteIstio{}
+		h.get("primary", ns, name, ri)
+		c := meta.FindStatusCondition(ri.Status.Conditions, condType)
+		if c == nil || c.Status != status {
+			return fmt.Errorf("conditions: %s", remoteConditions(ri))
+		}
+		return nil
+	})
+	return ri
+}
+
+func (h *remoteHarness) expectConnected(name, reason, msg string) {
+	h.t.Helper()
+	h.eventually(fmt.Sprintf("RemoteIstio %s Connected=False %s", name, reason), func() error {
+		ri := &v1beta1.RemoteIstio{}
+		h.get("primary", ns, name, ri)
+		c := meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason || !strings.Contains(c.Message, msg) {
+			return fmt.Errorf("conditions: %s", remoteConditions(ri))
+		}
+		h.t.Logf("%s: %s: %s", name, c.Reason, c.Message)
+		return nil
+	})
+}
+
+func remoteConditions(ri *v1beta1.RemoteIstio) string {
+	var b strings.Builder
+	for _, c := range ri.Status.Conditions {
+		fmt.Fprintf(&b, "[%s=%s %s: %s] ", c.Type, c.Status, c.Reason, c.Message)
+	}
+	return b.String()
+}
+
+func (h *remoteHarness) eventually(what string, f func() error) {
+	h.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.t.Fatalf("timed out waiting for %s: %v", what, err)
+}

@@ -1,0 +1,161 @@
+package remoteistio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+)
+
+// KubeconfigKey is the key of a RemoteIstio's kubeconfig Secret.
+const KubeconfigKey = "kubeconfig"
+
+// Tunnel is how the operator reaches tunnelled clusters: through the tunnel
+// server, authenticating with its own credentials to the primary.
+type Tunnel struct {
+	// URL of the tunnel server; cluster C is served at URL/clusters/C.
+	URL string
+	// CAData verifies the tunnel server's certificate.
+	CAData []byte
+	// IstiodTokenFile is where istiod reads its own service-account token,
+	// written into the remote secrets of tunnelled clusters.
+	IstiodTokenFile string
+}
+
+// remote is a connected remote cluster.
+type remote struct {
+	client     client.Client
+	config     *rest.Config
+	connection string
+	version    string
+	uid        string
+}
+
+// connect reaches the remote API server, through the kubeconfig Secret when
+// the spec names one, else through the tunnel. It checks the server answers,
+// that the operator may read it, and that it is the cluster first seen.
+func (r *Reconciler) connect(ctx context.Context, ri *v1beta1.RemoteIstio, clusterName string) (*remote, conditions.Outcome) {
+	cfg, connection, out := r.restConfig(ctx, ri, clusterName)
+	if !out.Done {
+		return nil, out
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = 15 * time.Second
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, conditions.Failed(v1beta1.ReasonBadKubeconfig, fmt.Sprintf("cannot use the connection to cluster %s: %v", clusterName, err))
+	}
+	info, err := dc.ServerVersion()
+	if err != nil {
+		return nil, classify(err, clusterName, cfg.Host, connection)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: r.Scheme})
+	if err != nil {
+		return nil, conditions.Transient(v1beta1.ReasonUnreachable, fmt.Sprintf("client for cluster %s: %v", clusterName, err), err)
+	}
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "kube-system"}, ns); err != nil {
+		return nil, classify(err, clusterName, cfg.Host, connection)
+	}
+	uid := string(ns.UID)
+	if ri.Status.ClusterUID != "" && ri.Status.ClusterUID != uid {
+		return nil, conditions.Failed(v1beta1.ReasonWrongCluster, fmt.Sprintf(
+			"%s now reaches a different cluster (kube-system UID %s) than the one joined as %s (UID %s); point the connection back at that cluster, or delete and re-create the RemoteIstio to join the new one",
+			cfg.Host, uid, clusterName, ri.Status.ClusterUID))
+	}
+	return &remote{client: c, config: cfg, connection: connection, version: info.GitVersion, uid: uid},
+		conditions.Succeeded(fmt.Sprintf("%s connection to %s (Kubernetes %s)", connection, cfg.Host, info.GitVersion))
+}
+
+// restConfig builds the connection from the kubeconfig Secret or the tunnel.
+func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, clusterName string) (*rest.Config, string, conditions.Outcome) {
+	if ref := ri.Spec.KubeconfigSecretRef; ref != nil {
+		s := &corev1.Secret{}
+		key := client.ObjectKey{Namespace: ri.Namespace, Name: ref.Name}
+		if err := r.APIReader.Get(ctx, key, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, "", conditions.Waiting(v1beta1.ReasonBadKubeconfig, fmt.Sprintf(
+					"spec.kubeconfigSecretRef: Secret %s not found; create it with the remote cluster's kubeconfig under the key %q (kubectl -n %s create secret generic %s --from-file=%s=remote.kubeconfig)",
+					key, KubeconfigKey, key.Namespace, key.Name, KubeconfigKey), 30*time.Second)
+			}
+			return nil, "", conditions.Transient(v1beta1.ReasonUnreachable, fmt.Sprintf("reading Secret %s: %v", key, err), err)
+		}
+		data, ok := s.Data[KubeconfigKey]
+		if !ok {
+			return nil, "", conditions.Waiting(v1beta1.ReasonBadKubeconfig, fmt.Sprintf(
+				"spec.kubeconfigSecretRef: Secret %s has no key %q (it has %s); put the remote cluster's kubeconfig under %q",
+				key, KubeconfigKey, keysOf(s.Data), KubeconfigKey), 30*time.Second)
+		}
+		cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+		if err != nil {
+			return nil, "", conditions.Waiting(v1beta1.ReasonBadKubeconfig, fmt.Sprintf(
+				"spec.kubeconfigSecretRef: the kubeconfig in Secret %s is not usable: %v; check it with kubectl --kubeconfig <file> get ns", key, err), 30*time.Second)
+		}
+		return cfg, v1beta1.ConnectionDirect, conditions.Succeeded("")
+	}
+	if r.Tunnel == nil || r.Tunnel.URL == "" {
+		return nil, "", conditions.Failed(v1beta1.ReasonBadKubeconfig,
+			"spec.kubeconfigSecretRef is not set and the operator runs without a tunnel (--tunnel-url); name a Secret with the remote cluster's kubeconfig, or install the tunnel")
+	}
+	cfg := rest.AnonymousClientConfig(r.PrimaryConfig)
+	cfg.BearerToken, cfg.BearerTokenFile = r.PrimaryConfig.BearerToken, r.PrimaryConfig.BearerTokenFile
+	cfg.CertData, cfg.KeyData = r.PrimaryConfig.CertData, r.PrimaryConfig.KeyData
+	cfg.CertFile, cfg.KeyFile = r.PrimaryConfig.CertFile, r.PrimaryConfig.KeyFile
+	cfg.Host = strings.TrimSuffix(r.Tunnel.URL, "/") + "/clusters/" + clusterName
+	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = r.Tunnel.CAData, ""
+	cfg.TLSClientConfig.ServerName = ""
+	return cfg, v1beta1.ConnectionTunnel, conditions.Succeeded("")
+}
+
+// classify turns a failed first request into a condition that says what to do.
+func classify(err error, cluster, host, connection string) conditions.Outcome {
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return conditions.Failed(v1beta1.ReasonUnauthorized, fmt.Sprintf(
+			"cluster %s (%s) rejected the operator's credentials (401); give the kubeconfig valid credentials%s", cluster, host, tunnelHint(connection)))
+	case apierrors.IsForbidden(err):
+		return conditions.Failed(v1beta1.ReasonUnauthorized, fmt.Sprintf(
+			"cluster %s (%s) forbids the operator to read it: %v; bind the kubeconfig's user to cluster-admin in that cluster", cluster, host, err))
+	case apierrors.IsServiceUnavailable(err) && connection == v1beta1.ConnectionTunnel:
+		return conditions.Waiting(v1beta1.ReasonUnreachable, fmt.Sprintf(
+			"no tunnel agent of cluster %s is connected to %s; install the agent in that cluster (manifests/tunnel/agent.yaml) and check its logs", cluster, host), 10*time.Second)
+	}
+	var netErr net.Error
+	var urlErr *url.Error
+	if errors.As(err, &netErr) || errors.As(err, &urlErr) {
+		return conditions.Waiting(v1beta1.ReasonUnreachable, fmt.Sprintf(
+			"cannot reach the API server of cluster %s at %s: %v; check the address and the network path%s", cluster, host, err, tunnelHint(connection)), 10*time.Second)
+	}
+	return conditions.Waiting(v1beta1.ReasonUnreachable, fmt.Sprintf("cluster %s (%s): %v", cluster, host, err), 10*time.Second)
+}
+
+func tunnelHint(connection string) string {
+	if connection == v1beta1.ConnectionTunnel {
+		return " (through the tunnel: check the agent's logs and the tunnel server's)"
+	}
+	return ""
+}
+
+func keysOf(m map[string][]byte) string {
+	if len(m) == 0 {
+		return "no keys"
+	}
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return strings.Join(ks, ", ")
+}

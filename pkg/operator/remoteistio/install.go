@@ -1,0 +1,237 @@
+package remoteistio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/operator/rollout"
+	"github.com/meshfleet/meshfleet/pkg/render"
+)
+
+// Token lifetimes of the istio-reader service account in remote secrets.
+const (
+	readerTokenTTL   = 24 * time.Hour
+	readerTokenRenew = 8 * time.Hour
+	// annotationTokenExpiry records when the token in a remote secret expires.
+	annotationTokenExpiry = "meshfleet.io/token-expires"
+	readerServiceAccount  = "istio-reader-service-account"
+)
+
+// certificates issues the remote's intermediate CA from the primary's root
+// and writes it into the remote cluster as cacerts.
+func (r *Reconciler) certificates(ctx context.Context, primary, cp *render.ControlPlane, rem *remote) (*meshca.Issued, conditions.Outcome) {
+	now := r.now()
+	root, _, err := meshca.Root(ctx, r.Client, r.APIReader, primary, now)
+	if err != nil {
+		return nil, caOutcome(err)
+	}
+	// The remote's namespace first: cacerts lives in it.
+	if err := ensureNamespace(ctx, rem, cp.Namespace); err != nil {
+		return nil, conditions.Transient(v1beta1.ReasonApplyFailed, err.Error(), err)
+	}
+	certs, err := meshca.CACerts(ctx, rem.client, cp, root, now)
+	if err != nil {
+		return nil, caOutcome(err)
+	}
+	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
+	if _, err := a.Apply(ctx, []*unstructured.Unstructured{certs.Secret}); err != nil {
+		return nil, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("writing cacerts into cluster %s: %v", cp.ClusterName, err), err)
+	}
+	return certs, conditions.Succeeded(fmt.Sprintf("intermediate CA for cluster %s, signed by the mesh root, valid until %s",
+		cp.ClusterName, certs.NotAfter.UTC().Format(time.RFC3339)))
+}
+
+func caOutcome(err error) conditions.Outcome {
+	var e *meshca.Error
+	if errors.As(err, &e) && e.Transient {
+		return conditions.Transient(v1beta1.ReasonCAError, e.Message, e)
+	}
+	return conditions.Waiting(v1beta1.ReasonCAError, err.Error(), 30*time.Second)
+}
+
+// install applies the remote pieces in the remote cluster and the remote
+// secret in the primary. It returns when the remote secret's token must be
+// renewed.
+func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *render.ControlPlane, rem *remote, certs *meshca.Issued) (*render.Manifest, time.Time, conditions.Outcome) {
+	if cp.Remote.PilotAddress == "" {
+		addr, err := r.eastWestAddress(ctx, cp.Remote.Primary.Namespace)
+		if err != nil {
+			return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, err.Error(), err)
+		}
+		cp.Remote.PilotAddress = addr
+	}
+	m, err := render.Render(cp)
+	if err != nil {
+		return nil, time.Time{}, conditions.Failed(v1beta1.ReasonInvalidSpec, fmt.Sprintf("rendering the remote pieces failed: %v; this is a meshfleet bug", err))
+	}
+	if rem.connection == v1beta1.ConnectionTunnel {
+		// Through the tunnel istiod reads the remote as itself (impersonated).
+		m.Objects = append(m.Objects, render.ReaderBinding(cp, fmt.Sprintf("system:serviceaccount:%s:istiod", cp.Remote.Primary.Namespace)))
+	}
+
+	if _, ok := m.NamespaceLabels[cp.Namespace]; !ok {
+		m.NamespaceLabels[cp.Namespace] = nil
+	}
+	nsApplier := &apply.Applier{Client: rem.client, FieldManager: apply.NamespaceLabelsManager}
+	if err := nsApplier.LabelNamespaces(ctx, m.NamespaceLabels); err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, err.Error(), err)
+	}
+	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
+	objs := append(append([]*unstructured.Unstructured{}, m.CRDs...), certs.Secret)
+	objs = append(objs, m.Objects...)
+	if _, err := a.Apply(ctx, objs); err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: %v", cp.ClusterName, err), err)
+	}
+	keep := map[string]bool{}
+	for _, o := range objs {
+		keep[apply.Key(o)] = true
+	}
+	if _, err := a.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), render.PrunedKinds, keep); err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: deleting objects no longer rendered: %v", cp.ClusterName, err), err)
+	}
+
+	secret, renew, err := r.remoteSecret(ctx, cp, rem)
+	if err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secret of cluster %s: %v", cp.ClusterName, err), err)
+	}
+	pa := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
+	if _, err := pa.Apply(ctx, []*unstructured.Unstructured{secret}); err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secret of cluster %s: %v", cp.ClusterName, err), err)
+	}
+	return m, renew, conditions.Succeeded(fmt.Sprintf("%d objects applied in cluster %s; istiod discovers it through Secret %s/%s",
+		len(objs), cp.ClusterName, cp.Remote.Primary.Namespace, render.RemoteSecretName(cp.ClusterName)))
+}
+
+// ensureNamespace creates a namespace in the remote if it is missing.
+func ensureNamespace(ctx context.Context, rem *remote, name string) error {
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(name)
+	a := &apply.Applier{Client: rem.client, FieldManager: apply.NamespaceLabelsManager}
+	if _, err := a.Apply(ctx, []*unstructured.Unstructured{ns}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// eastWestAddress is the external address of the primary's east-west gateway.
+func (r *Reconciler) eastWestAddress(ctx context.Context, ns string) (string, error) {
+	svc := &corev1.Service{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.EastWestGatewayName}, svc)
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the primary's east-west gateway: %w", err)
+	}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if in.IP != "" {
+			return in.IP, nil
+		}
+		if in.Hostname != "" {
+			return in.Hostname, nil
+		}
+	}
+	return "", nil
+}
+
+// remoteSecret renders the Secret istiod discovers the remote through. Over
+// the tunnel istiod presents its own token; directly, a token of the remote's
+// istio-reader service account, renewed before it expires.
+func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, rem *remote) (*unstructured.Unstructured, time.Time, error) {
+	caData := rem.config.CAData
+	if len(caData) == 0 && rem.config.CAFile != "" {
+		b, err := os.ReadFile(rem.config.CAFile)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("reading the CA file of the connection: %w", err)
+		}
+		caData = b
+	}
+	access := render.RemoteAccess{Server: rem.config.Host, CAData: caData}
+	if rem.connection == v1beta1.ConnectionTunnel {
+		access.TokenFile = r.Tunnel.IstiodTokenFile
+		s, err := render.RemoteSecret(cp, access)
+		return s, time.Time{}, err
+	}
+
+	token, expires, err := r.currentToken(ctx, cp, access.Server)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if token == "" {
+		secs := int64(readerTokenTTL.Seconds())
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: cp.Namespace, Name: readerServiceAccount}}
+		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
+		if err := rem.client.SubResource("token").Create(ctx, sa, tr); err != nil {
+			return nil, time.Time{}, fmt.Errorf("requesting a token for %s/%s in cluster %s: %w", cp.Namespace, readerServiceAccount, cp.ClusterName, err)
+		}
+		token, expires = tr.Status.Token, tr.Status.ExpirationTimestamp.Time
+	}
+	access.Token = token
+	s, err := render.RemoteSecret(cp, access)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	ann := s.GetAnnotations()
+	ann[annotationTokenExpiry] = expires.UTC().Format(time.RFC3339)
+	s.SetAnnotations(ann)
+	return s, expires.Add(-readerTokenRenew), nil
+}
+
+// currentToken returns the token of the live remote secret while it has
+// long enough to live and was issued for the same server; "" otherwise.
+func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, server string) (string, time.Time, error) {
+	live := &corev1.Secret{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: cp.Remote.Primary.Namespace, Name: render.RemoteSecretName(cp.ClusterName)}, live)
+	if apierrors.IsNotFound(err) {
+		return "", time.Time{}, nil
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	expires, err := time.Parse(time.RFC3339, live.Annotations[annotationTokenExpiry])
+	if err != nil || expires.Before(r.now().Add(readerTokenRenew)) {
+		return "", time.Time{}, nil
+	}
+	kc, err := clientcmd.Load(live.Data[cp.ClusterName])
+	if err != nil {
+		return "", time.Time{}, nil
+	}
+	c, ok := kc.Clusters[cp.ClusterName]
+	a, ok2 := kc.AuthInfos[cp.ClusterName]
+	if !ok || !ok2 || c.Server != server || a.Token == "" {
+		return "", time.Time{}, nil
+	}
+	return a.Token, expires, nil
+}
+
+// readiness: the remote's gateways rolled out and its proxies can reach istiod.
+func (r *Reconciler) readiness(ctx context.Context, cp *render.ControlPlane, rem *remote, m *render.Manifest) conditions.Outcome {
+	if cp.Remote.PilotAddress == "" {
+		return conditions.Waiting(v1beta1.ReasonPending, fmt.Sprintf(
+			"proxies in cluster %s have no address to reach istiod: set spec.pilotAddress, or give the primary's east-west gateway (Service %s/%s) an external address",
+			cp.ClusterName, cp.Remote.Primary.Namespace, render.EastWestGatewayName), 30*time.Second)
+	}
+	out := rollout.Status(ctx, rem.client, m.Objects)
+	if out.Done {
+		out.Message = fmt.Sprintf("cluster %s is a member of the mesh; its proxies reach istiod at %s", cp.ClusterName, cp.Remote.PilotAddress)
+	}
+	return out
+}

@@ -1,0 +1,239 @@
+package remoteistio
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/render"
+)
+
+// Finalizer holds a RemoteIstio until the remote cluster is cleaned up.
+const Finalizer = "meshfleet.io/leave"
+
+// FieldManager owns the fields the operator applies in remote clusters and
+// the remote secrets in the primary.
+const FieldManager = "meshfleet-operator"
+
+// steps are the install steps of a remote cluster, one condition each.
+var steps = []string{
+	v1beta1.ConditionConnected,
+	v1beta1.ConditionCertificatesIssued,
+	v1beta1.ConditionInstalled,
+	v1beta1.ConditionReady,
+}
+
+// Reconciler joins remote clusters to the mesh of an Istio control plane.
+type Reconciler struct {
+	// Client reads the primary through the manager's cache and writes to it.
+	Client client.Client
+	// APIReader reads the primary uncached (user Secrets).
+	APIReader client.Reader
+	// Scheme types the remote clients.
+	Scheme *runtime.Scheme
+	// PrimaryConfig are the operator's credentials, reused for the tunnel.
+	PrimaryConfig *rest.Config
+	// Tunnel, when set, reaches clusters that have no kubeconfig Secret.
+	Tunnel *Tunnel
+	// Events records what the operator did to each RemoteIstio.
+	Events events.EventRecorder
+	// Resync is how often a remote cluster is checked again for drift (its
+	// objects are not watched) and for certificates and tokens to renew.
+	Resync time.Duration
+	// Now is the clock; tests set it.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=meshfleet.io,resources=remoteistios,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=meshfleet.io,resources=remoteistios/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=meshfleet.io,resources=remoteistios/finalizers,verbs=update
+
+// Reconcile brings one remote cluster to the state its RemoteIstio describes.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ri := &v1beta1.RemoteIstio{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ri); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ri.DeletionTimestamp.IsZero() {
+		return r.leave(ctx, ri)
+	}
+	if !controllerutil.ContainsFinalizer(ri, Finalizer) {
+		controllerutil.AddFinalizer(ri, Finalizer)
+		if err := r.Client.Update(ctx, ri); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to RemoteIstio %s: %w", req, err)
+		}
+	}
+	before := ri.Status.DeepCopy()
+	res, err := r.join(ctx, ri)
+	if conflict, serr := r.writeStatus(ctx, ri, before); serr != nil && err == nil {
+		err = serr
+	} else if conflict {
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, err
+	}
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "join step failed", "phase", ri.Status.Phase)
+	}
+	return res, err
+}
+
+func (r *Reconciler) recorder(ri *v1beta1.RemoteIstio) conditions.Recorder {
+	return conditions.Recorder{Conditions: &ri.Status.Conditions, Generation: ri.Generation, Steps: steps}
+}
+
+// join runs the steps in order; a step that is not done stops the others.
+func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Result, error) {
+	rec := r.recorder(ri)
+	primary, cp, out := r.resolve(ctx, ri)
+	if !rec.Record(v1beta1.ConditionConnected, out) {
+		return out.Result(), out.Err
+	}
+	ri.Status.ClusterName = cp.ClusterName
+
+	rem, out := r.connect(ctx, ri, cp.ClusterName)
+	if !rec.Record(v1beta1.ConditionConnected, out) {
+		return out.Result(), out.Err
+	}
+	ri.Status.Connection, ri.Status.KubernetesVersion = rem.connection, rem.version
+	if ri.Status.ClusterUID == "" {
+		ri.Status.ClusterUID = rem.uid
+	}
+
+	certs, out := r.certificates(ctx, primary, cp, rem)
+	if !rec.Record(v1beta1.ConditionCertificatesIssued, out) {
+		return out.Result(), out.Err
+	}
+
+	manifest, renew, out := r.install(ctx, ri, cp, rem, certs)
+	if !rec.Record(v1beta1.ConditionInstalled, out) {
+		return out.Result(), out.Err
+	}
+
+	out = r.readiness(ctx, cp, rem, manifest)
+	rec.Record(v1beta1.ConditionReady, out)
+	next := r.Resync
+	for _, t := range []time.Time{certs.RenewAt, renew} {
+		if d := t.Sub(r.now()); d > 0 && d < next {
+			next = d
+		}
+	}
+	if out.Requeue > 0 && out.Requeue < next {
+		next = out.Requeue
+	}
+	return ctrl.Result{RequeueAfter: next}, out.Err
+}
+
+// resolve finds the Istio resource the remote joins and resolves both.
+func (r *Reconciler) resolve(ctx context.Context, ri *v1beta1.RemoteIstio) (*render.ControlPlane, *render.ControlPlane, conditions.Outcome) {
+	ist, msg, err := r.primaryOf(ctx, ri)
+	if err != nil {
+		return nil, nil, conditions.Transient(v1beta1.ReasonNoControlPlane, err.Error(), err)
+	}
+	if ist == nil {
+		return nil, nil, conditions.Waiting(v1beta1.ReasonNoControlPlane, msg, 30*time.Second)
+	}
+	primary, errs := render.FromIstio(ist)
+	if len(errs) > 0 {
+		return nil, nil, conditions.Failed(v1beta1.ReasonNoControlPlane, fmt.Sprintf(
+			"Istio %s/%s has an invalid spec (%v); fix it first", ist.Namespace, ist.Name, errs.ToAggregate()))
+	}
+	cp, errs := render.FromRemoteIstio(ri, primary)
+	if len(errs) > 0 {
+		return nil, nil, conditions.Failed(v1beta1.ReasonInvalidSpec, "fix the spec: "+errs.ToAggregate().Error())
+	}
+	return primary, cp, conditions.Succeeded("")
+}
+
+// primaryOf returns the Istio resource named by spec.istioRef, or the only
+// one in the namespace; nil with a message when there is none to join.
+func (r *Reconciler) primaryOf(ctx context.Context, ri *v1beta1.RemoteIstio) (*v1beta1.Istio, string, error) {
+	if ref := ri.Spec.IstioRef; ref != "" {
+		ist := &v1beta1.Istio{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: ri.Namespace, Name: ref}, ist)
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Sprintf("spec.istioRef: Istio %s/%s not found; create it, or name an existing one", ri.Namespace, ref), nil
+		}
+		return ist, "", err
+	}
+	var list v1beta1.IstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ri.Namespace)); err != nil {
+		return nil, "", fmt.Errorf("list Istio resources in %s: %w", ri.Namespace, err)
+	}
+	switch len(list.Items) {
+	case 0:
+		return nil, fmt.Sprintf("no Istio resource in namespace %s to join; create the primary's Istio resource there first", ri.Namespace), nil
+	case 1:
+		return &list.Items[0], "", nil
+	}
+	return nil, fmt.Sprintf("namespace %s holds %d Istio resources; set spec.istioRef to the one to join", ri.Namespace, len(list.Items)), nil
+}
+
+// writeStatus writes the status when it changed, and reports a conflict.
+func (r *Reconciler) writeStatus(ctx context.Context, ri *v1beta1.RemoteIstio, before *v1beta1.RemoteIstioStatus) (bool, error) {
+	ri.Status.ObservedGeneration = ri.Generation
+	ri.Status.Phase = conditions.Phase(ri.Status.Conditions, steps, ri.DeletionTimestamp != nil)
+	if equality.Semantic.DeepEqual(before, &ri.Status) {
+		return false, nil
+	}
+	if err := r.Client.Status().Update(ctx, ri); err != nil {
+		if apierrors.IsConflict(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("update status of RemoteIstio %s/%s: %w", ri.Namespace, ri.Name, err)
+	}
+	if before.Phase != ri.Status.Phase {
+		kind := "Normal"
+		if ri.Status.Phase == v1beta1.PhaseFailed {
+			kind = "Warning"
+		}
+		r.Events.Eventf(ri, nil, kind, string(ri.Status.Phase), "Reconcile", "%s", conditions.Summary(ri.Status.Conditions, steps))
+	}
+	return false, nil
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager registers the controller. A change of an Istio resource
+// (its spec, its certificates) reconciles the RemoteIstios of its namespace;
+// a change of a remote secret reconciles its owner.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("remoteistio").
+		For(&v1beta1.RemoteIstio{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&v1beta1.Istio{}, handler.EnqueueRequestsFromMapFunc(r.remotesOf), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
+}
+
+// remotesOf maps an Istio resource to the RemoteIstios of its namespace.
+func (r *Reconciler) remotesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1beta1.RemoteIstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ri := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ri.Namespace, Name: ri.Name}})
+	}
+	return reqs
+}
