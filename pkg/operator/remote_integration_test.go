@@ -4,7 +4,9 @@ package operator_test
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -25,7 +27,9 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -33,6 +37,7 @@ import (
 // running against the primary.
 type remoteHarness struct {
 	t       *testing.T
+	tunnel  *tunnelServer
 	env     *testenv.Env
 	ctx     context.Context
 	clients map[string]client.Client
@@ -43,6 +48,7 @@ func TestRemoteIstio(t *testing.T) {
 		localcluster.ClusterOptions{Name: "primary"},
 		localcluster.ClusterOptions{Name: "remote1"},
 		localcluster.ClusterOptions{Name: "remote2"},
+		localcluster.ClusterOptions{Name: "remote3"},
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -63,8 +69,13 @@ func TestRemoteIstio(t *testing.T) {
 	}
 	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"Istio","metadata":{"name":"istio","namespace":"istio-system"},
 		"spec":{"version":"1.30.3","clusterName":"primary","multiCluster":{"mode":"flatNetwork"}}}`)
+	// remote3 sits behind the tunnel: its agent dials out to a tunnel server
+	// whose certificates chain to the mesh root, created here up front.
+	root := h.meshRoot()
+	h.tunnel = startTunnel(t, root, env.Cluster("primary"))
 
-	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second})
+	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second,
+		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.apiURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +103,146 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("connection problems get a condition with the fix", h.connectionErrors)
 	t.Run("a kubeconfig pointing at another cluster is refused", h.wrongCluster)
 	t.Run("deleting a RemoteIstio removes that cluster, nothing else", h.leave)
+	t.Run("a cluster behind the tunnel joins without stored credentials", h.tunnelled)
+}
+
+// meshRoot creates the mesh's root CA Secret before the operator would.
+func (h *remoteHarness) meshRoot() *ca.KeyPair {
+	root, err := ca.NewRoot(ca.RootOptions{TTL: 24 * time.Hour, Now: time.Now()})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: meshca.RootSecretName, Namespace: ns,
+		Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue}},
+		Data: map[string][]byte{meshca.RootCertKey: root.CertPEM, meshca.RootKeyKey: root.KeyPEM}}
+	if err := h.clients["primary"].Create(h.ctx, s); err != nil {
+		h.t.Fatal(err)
+	}
+	return root
+}
+
+type tunnelServer struct {
+	*tunnel.Server
+	apiURL, agentURL string
+}
+
+// startTunnel runs a tunnel server that authenticates callers by client
+// certificates of the primary's CA (the operator's, istiod's).
+func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnelServer {
+	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := serving.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, clients := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	clients.AppendCertsFromPEM(primary.CACertPEM)
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: cert, AgentCAs: roots, ClientCAs: clients, PingInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ctx, apiLn, agentLn); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &tunnelServer{Server: srv, apiURL: "https://" + apiLn.Addr().String(), agentURL: "https://" + agentLn.Addr().String()}
+}
+
+// startAgent runs remote3's tunnel agent; it forwards with the cluster's
+// admin credentials, which may impersonate.
+func (h *remoteHarness) startAgent(root *ca.KeyPair) context.CancelFunc {
+	leaf, err := tunnel.IssueAgentCertificate(root, "remote3", tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cert, err := leaf.TLSCertificate()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: "remote3", Servers: []string{h.tunnel.agentURL}, Certificate: cert,
+		ServerCAs: roots, Upstream: h.env.Cluster("remote3").Config, BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	h.t.Cleanup(stop)
+	return stop
+}
+
+func (h *remoteHarness) tunnelled(t *testing.T) {
+	root := &corev1.Secret{}
+	h.get("primary", ns, meshca.RootSecretName, root)
+	rootKP, err := ca.ParseKeyPair(root.Data[meshca.RootCertKey], root.Data[meshca.RootKeyKey], time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":"remote3","namespace":"istio-system"},
+		"spec":{"pilotAddress":"203.0.113.10"}}`)
+	h.expectConnected("remote3", v1beta1.ReasonUnreachable, "no tunnel agent of cluster remote3")
+
+	start := time.Now()
+	stopAgent := h.startAgent(rootKP)
+	ri := h.waitRemote("remote3", v1beta1.ConditionReady, metav1.ConditionTrue)
+	t.Logf("BENCH tunnel agent connected → RemoteIstio Ready: %v", time.Since(start).Round(time.Millisecond))
+	if ri.Status.Connection != v1beta1.ConnectionTunnel {
+		t.Errorf("connection = %q, want Tunnel", ri.Status.Connection)
+	}
+	// The remote secret points istiod at the tunnel with its own token: no
+	// remote credential is stored in the primary.
+	s := &corev1.Secret{}
+	h.get("primary", ns, render.RemoteSecretName("remote3"), s)
+	kc, err := clientcmd.Load(s.Data["remote3"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := kc.Clusters["remote3"]; c == nil || c.Server != h.tunnel.apiURL+"/clusters/remote3" {
+		t.Errorf("remote secret server = %+v, want the tunnel URL", kc.Clusters["remote3"])
+	}
+	if a := kc.AuthInfos["remote3"]; a == nil || a.Token != "" || a.TokenFile == "" {
+		t.Errorf("remote secret credentials = %+v, want only istiod's token file", kc.AuthInfos["remote3"])
+	}
+	// istiod, authenticated by the tunnel as itself, may read remote3.
+	istiod, err := h.env.Cluster("primary").UserConfig("system:serviceaccount:istio-system:istiod", "system:serviceaccounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	istiod.Host = h.tunnel.apiURL + "/clusters/remote3"
+	istiod.TLSClientConfig.CAData = rootKP.CertPEM
+	c, err := client.New(istiod, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(h.ctx, &corev1.ServiceList{}); err != nil {
+		t.Errorf("istiod cannot list remote3's Services through the tunnel: %v", err)
+	}
+	if err := c.Create(h.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}}); !apierrors.IsForbidden(err) {
+		t.Errorf("istiod may create Secrets in remote3 through the tunnel: %v", err)
+	}
+	cacerts := &corev1.Secret{}
+	h.get("remote3", ns, meshca.CACertsSecretName, cacerts)
+	if err := ca.VerifyChain(parseCert(t, cacerts.Data[ca.CACertKey]), rootKP.Cert, time.Now()); err != nil {
+		t.Errorf("remote3's cacerts does not chain to the mesh root: %v", err)
+	}
+
+	// The agent goes away: the condition says so, and names the fix.
+	stopAgent()
+	h.expectConnected("remote3", v1beta1.ReasonUnreachable, "install the agent")
 }
 
 func (h *remoteHarness) sharedRoot(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -220,6 +221,8 @@ func (r *Reconciler) now() time.Time {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("remoteistio").
+		// Joins talk to different clusters: one slow cluster must not hold up the others.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&v1beta1.RemoteIstio{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1beta1.Istio{}, handler.EnqueueRequestsFromMapFunc(r.remotesOf), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
