@@ -13,5 +13,6 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newOperatorCommand(), newRenderCommand())
 	root.AddCommand(newTunnelCommand())
+	root.AddCommand(newXDSCommand())
 	return root
 }

@@ -1,0 +1,274 @@
+package locality
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshfleet/meshfleet/pkg/topology"
+)
+
+// Labels and annotations on generated rules.
+const (
+	LabelManagedBy      = "app.kubernetes.io/managed-by"
+	ManagedBy           = "meshfleet"
+	AnnotationGenerated = "meshfleet.io/generated-for"
+	// NamePrefix starts the name of every generated DestinationRule.
+	NamePrefix = "meshfleet-locality-"
+)
+
+// Result is the output of Translate.
+type Result struct {
+	// Decisions holds one entry per Service, sorted by namespace/name.
+	Decisions []Decision `json:"decisions"`
+}
+
+// Decision is what was generated for one Service, and why.
+type Decision struct {
+	Service string `json:"service"`
+	Host    string `json:"host"`
+	// Rule is the generated DestinationRule; nil when Skipped says why not.
+	Rule    *Rule  `json:"rule,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
+	// Reasons explain each failover entry: the order and where it came from.
+	Reasons []string `json:"reasons,omitempty"`
+	// Warnings report per-service settings that were ignored, and the fix.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Rule is a generated DestinationRule, shaped like the Kubernetes object.
+type Rule struct {
+	APIVersion string                      `json:"apiVersion"`
+	Kind       string                      `json:"kind"`
+	Metadata   RuleMeta                    `json:"metadata"`
+	Spec       *networking.DestinationRule `json:"spec"`
+}
+
+// RuleMeta is a generated rule's metadata.
+type RuleMeta struct {
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Rules returns the generated rules, in Decisions order.
+func (r *Result) Rules() []*Rule {
+	var out []*Rule
+	for _, d := range r.Decisions {
+		if d.Rule != nil {
+			out = append(out, d.Rule)
+		}
+	}
+	return out
+}
+
+// Translate turns the topology and policy into DestinationRules. It is pure
+// and deterministic: equal inputs give equal outputs.
+func Translate(t *topology.Topology, p Policy) (*Result, error) {
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("topology: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	od := DefaultOutlierDetection()
+	if p.OutlierDetection != nil {
+		od = *p.OutlierDetection
+	}
+	regions := t.Regions()
+	meshOrders := ComputeOrders(regions, p.Failover, p.Distances)
+	users := newUserHosts(t.UserDestinationRules)
+
+	out := &Result{}
+	services := append([]topology.Service(nil), t.Services...)
+	sort.Slice(services, func(i, j int) bool { return services[i].Key() < services[j].Key() })
+	for _, svc := range services {
+		d := Decision{Service: svc.Key(), Host: svc.Hostname}
+		switch {
+		case strings.EqualFold(svc.Annotations[AnnotationLocality], "off"):
+			d.Skipped = fmt.Sprintf("annotation %s: off on Service %s", AnnotationLocality, svc.Key())
+		case users.covers(svc.Hostname) != "":
+			d.Skipped = fmt.Sprintf("user DestinationRule %s covers host %s; user config wins", users.covers(svc.Hostname), svc.Hostname)
+		case !hasEndpoints(svc):
+			d.Skipped = "no endpoints in any cluster"
+		default:
+			generate(&d, svc, regions, meshOrders, p, od)
+		}
+		out.Decisions = append(out.Decisions, d)
+	}
+	return out, nil
+}
+
+// generate fills d.Rule, d.Reasons and d.Warnings for svc.
+func generate(d *Decision, svc topology.Service, regions []string, meshOrders Orders, p Policy, od OutlierDetection) {
+	spec := &networking.DestinationRule{
+		Host: svc.Hostname,
+		TrafficPolicy: &networking.TrafficPolicy{
+			OutlierDetection: &networking.OutlierDetection{
+				Consecutive_5XxErrors: wrapperspb.UInt32(od.Consecutive5xxErrors),
+				Interval:              durationpb.New(od.Interval.Duration),
+				BaseEjectionTime:      durationpb.New(od.BaseEjectionTime.Duration),
+				MaxEjectionPercent:    od.MaxEjectionPercent,
+			},
+		},
+	}
+	d.Rule = &Rule{
+		APIVersion: "networking.istio.io/v1",
+		Kind:       "DestinationRule",
+		Metadata: RuleMeta{
+			Name:        NamePrefix + svc.Name,
+			Namespace:   svc.Namespace,
+			Labels:      map[string]string{LabelManagedBy: ManagedBy},
+			Annotations: map[string]string{AnnotationGenerated: "Service " + svc.Key()},
+		},
+		Spec: spec,
+	}
+	if svc.TrafficDistribution != "" {
+		d.Reasons = append(d.Reasons, fmt.Sprintf("Service sets trafficDistribution %s: keeping it (no localityLbSetting), adding only the outlier detection failover needs", svc.TrafficDistribution))
+		return
+	}
+
+	orders := meshOrders
+	if v, ok := svc.Annotations[AnnotationFailover]; ok {
+		own, err := ParseFailoverAnnotation(v)
+		if err != nil {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("Service %s annotation %s: %v; using the mesh-wide order", svc.Key(), AnnotationFailover, err))
+		} else {
+			orders = ComputeOrders(regions, mergeFailover(p.Failover, own), p.Distances)
+		}
+	}
+
+	ready, any := map[string]int{}, map[string]int{}
+	for _, e := range svc.Endpoints {
+		if e.Locality.Region == "" {
+			continue
+		}
+		ready[e.Locality.Region] += e.Ready
+		any[e.Locality.Region] += e.Ready + e.NotReady
+	}
+	lb := &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(true)}
+	froms := make([]string, 0, len(orders))
+	for from := range orders {
+		froms = append(froms, from)
+	}
+	sort.Strings(froms)
+	for _, from := range froms {
+		to, why := pickTarget(orders[from], ready, any)
+		if to == "" {
+			d.Reasons = append(d.Reasons, fmt.Sprintf("from %s: no failover entry (%s)", from, why))
+			continue
+		}
+		lb.Failover = append(lb.Failover, &networking.LocalityLoadBalancerSetting_Failover{From: from, To: to})
+		d.Reasons = append(d.Reasons, fmt.Sprintf("from %s: to %s (%s; order %s)", from, to, why, formatOrder(orders[from])))
+	}
+	spec.TrafficPolicy.LoadBalancer = &networking.LoadBalancerSettings{LocalityLbSetting: lb}
+}
+
+// pickTarget returns the first region of order with ready endpoints, else
+// the first with any endpoints, and why.
+func pickTarget(order []Ranked, ready, any map[string]int) (string, string) {
+	for _, r := range order {
+		if ready[r.Region] > 0 {
+			return r.Region, "nearest " + source(r) + " with ready endpoints"
+		}
+	}
+	for _, r := range order {
+		if any[r.Region] > 0 {
+			return r.Region, "nearest " + source(r) + " with endpoints, none ready"
+		}
+	}
+	return "", "no other region has endpoints"
+}
+
+func source(r Ranked) string {
+	switch r.Source {
+	case "explicit":
+		return "by explicit order"
+	case "rtt":
+		return "by RTT " + r.RTT
+	}
+	return "by default order"
+}
+
+func formatOrder(order []Ranked) string {
+	parts := make([]string, len(order))
+	for i, r := range order {
+		parts[i] = r.Region + "[" + r.Source + "]"
+	}
+	return strings.Join(parts, " ")
+}
+
+// mergeFailover returns mesh with the entries of own replacing those with
+// the same source region.
+func mergeFailover(mesh, own []Failover) []Failover {
+	byFrom := map[string]bool{}
+	for _, f := range own {
+		byFrom[f.From] = true
+	}
+	out := append([]Failover(nil), own...)
+	for _, f := range mesh {
+		if !byFrom[f.From] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func hasEndpoints(s topology.Service) bool {
+	for _, e := range s.Endpoints {
+		if e.Ready+e.NotReady > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// userHosts matches hostnames against users' DestinationRule hosts.
+type userHosts struct {
+	exact    map[string]string
+	suffixes [][2]string // suffix, rule
+}
+
+func newUserHosts(rules []topology.UserDestinationRule) *userHosts {
+	u := &userHosts{exact: map[string]string{}}
+	for _, r := range rules {
+		id := r.Cluster + "/" + r.Namespace + "/" + r.Name
+		h := r.Host
+		switch {
+		case h == "*":
+			u.suffixes = append(u.suffixes, [2]string{"", id})
+		case strings.HasPrefix(h, "*."):
+			u.suffixes = append(u.suffixes, [2]string{h[1:], id})
+		case !strings.Contains(h, "."):
+			// Short name: relative to the rule's namespace.
+			u.exact[h+"."+r.Namespace+".svc."] = id
+		default:
+			u.exact[h] = id
+		}
+	}
+	return u
+}
+
+// covers returns the rule that covers host, or "".
+func (u *userHosts) covers(host string) string {
+	if id, ok := u.exact[host]; ok {
+		return id
+	}
+	// Short names were stored as name.namespace.svc. (any domain).
+	if i := strings.Index(host, ".svc."); i >= 0 {
+		if id, ok := u.exact[host[:i+5]]; ok {
+			return id
+		}
+	}
+	for _, s := range u.suffixes {
+		if strings.HasSuffix(host, s[0]) {
+			return s[1]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,219 @@
+package topology
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Label keys that carry locality.
+const (
+	LabelRegion        = "topology.kubernetes.io/region"
+	LabelZone          = "topology.kubernetes.io/zone"
+	LabelRegionLegacy  = "failure-domain.beta.kubernetes.io/region"
+	LabelZoneLegacy    = "failure-domain.beta.kubernetes.io/zone"
+	LabelSubzone       = "topology.istio.io/subzone"
+	LabelIstioLocality = "topology.istio.io/locality"
+)
+
+// Locality is where a node or endpoint runs.
+type Locality struct {
+	Region  string `json:"region,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+	Subzone string `json:"subzone,omitempty"`
+}
+
+// String returns region/zone/subzone, without trailing empty parts.
+func (l Locality) String() string {
+	return strings.TrimRight(l.Region+"/"+l.Zone+"/"+l.Subzone, "/")
+}
+
+// NodeLocality derives a Node's locality from its labels: the
+// topology.kubernetes.io keys, else the legacy failure-domain ones; the
+// subzone from topology.istio.io/subzone.
+func NodeLocality(labels map[string]string) Locality {
+	l := Locality{Region: labels[LabelRegion], Zone: labels[LabelZone], Subzone: labels[LabelSubzone]}
+	if l.Region == "" {
+		l.Region = labels[LabelRegionLegacy]
+	}
+	if l.Zone == "" {
+		l.Zone = labels[LabelZoneLegacy]
+	}
+	return l
+}
+
+// PodLocality parses a Pod's topology.istio.io/locality label
+// ("region.zone.subzone", as istiod reads it); ok is false without one.
+func PodLocality(labels map[string]string) (Locality, bool) {
+	v, ok := labels[LabelIstioLocality]
+	if !ok || v == "" {
+		return Locality{}, false
+	}
+	parts := strings.SplitN(v, ".", 3)
+	l := Locality{Region: parts[0]}
+	if len(parts) > 1 {
+		l.Zone = parts[1]
+	}
+	if len(parts) > 2 {
+		l.Subzone = parts[2]
+	}
+	return l, true
+}
+
+// Topology is the state of every member cluster that locality routing needs.
+type Topology struct {
+	// Clusters are the member clusters, sorted by name.
+	Clusters []Cluster `json:"clusters,omitempty"`
+	// Services are the services of all clusters, merged by namespace and
+	// name (namespace sameness), sorted.
+	Services []Service `json:"services,omitempty"`
+	// UserDestinationRules are the DestinationRules users keep in the
+	// clusters; meshfleet generates nothing for the hosts they cover.
+	UserDestinationRules []UserDestinationRule `json:"userDestinationRules,omitempty"`
+}
+
+// Cluster is one member cluster.
+type Cluster struct {
+	Name  string `json:"name"`
+	Nodes []Node `json:"nodes,omitempty"`
+}
+
+// Node is a Kubernetes Node and the locality its labels give.
+type Node struct {
+	Name     string   `json:"name"`
+	Locality Locality `json:"locality"`
+}
+
+// Service is a Kubernetes Service, merged over the clusters that have it.
+type Service struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Hostname is the service's FQDN, name.namespace.svc.<domain>.
+	Hostname string `json:"hostname"`
+	// Annotations holds the Service's meshfleet.io/ annotations (per-service
+	// settings), from the first cluster by name that sets any.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// TrafficDistribution is spec.trafficDistribution if any cluster sets it.
+	TrafficDistribution string `json:"trafficDistribution,omitempty"`
+	// Endpoints counts endpoints per cluster and locality, sorted.
+	Endpoints []EndpointGroup `json:"endpoints,omitempty"`
+}
+
+// Key returns namespace/name.
+func (s Service) Key() string { return s.Namespace + "/" + s.Name }
+
+// EndpointGroup counts one service's endpoints in one cluster and locality.
+type EndpointGroup struct {
+	Cluster  string   `json:"cluster"`
+	Locality Locality `json:"locality"`
+	Ready    int      `json:"ready"`
+	NotReady int      `json:"notReady,omitempty"`
+}
+
+// UserDestinationRule is a DestinationRule found in a cluster.
+type UserDestinationRule struct {
+	Cluster   string `json:"cluster"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Host is spec.host as written (short names are relative to Namespace).
+	Host string `json:"host"`
+}
+
+// Regions returns the regions of all nodes and endpoints, sorted.
+func (t *Topology) Regions() []string {
+	set := map[string]bool{}
+	for _, c := range t.Clusters {
+		for _, n := range c.Nodes {
+			if n.Locality.Region != "" {
+				set[n.Locality.Region] = true
+			}
+		}
+	}
+	for _, s := range t.Services {
+		for _, e := range s.Endpoints {
+			if e.Locality.Region != "" {
+				set[e.Locality.Region] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for r := range set {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Sort puts every list in its canonical order, so that equal states print
+// equally.
+func (t *Topology) Sort() {
+	sort.Slice(t.Clusters, func(i, j int) bool { return t.Clusters[i].Name < t.Clusters[j].Name })
+	for _, c := range t.Clusters {
+		sort.Slice(c.Nodes, func(i, j int) bool { return c.Nodes[i].Name < c.Nodes[j].Name })
+	}
+	sort.Slice(t.Services, func(i, j int) bool { return t.Services[i].Key() < t.Services[j].Key() })
+	for _, s := range t.Services {
+		sort.Slice(s.Endpoints, func(i, j int) bool {
+			a, b := s.Endpoints[i], s.Endpoints[j]
+			if a.Cluster != b.Cluster {
+				return a.Cluster < b.Cluster
+			}
+			return a.Locality.String() < b.Locality.String()
+		})
+	}
+	sort.Slice(t.UserDestinationRules, func(i, j int) bool {
+		a, b := t.UserDestinationRules[i], t.UserDestinationRules[j]
+		return a.Cluster+"/"+a.Namespace+"/"+a.Name < b.Cluster+"/"+b.Namespace+"/"+b.Name
+	})
+}
+
+// Validate checks what the watchers guarantee and golden inputs must keep:
+// names present, services unique, counts not negative.
+func (t *Topology) Validate() error {
+	seen := map[string]bool{}
+	for i, s := range t.Services {
+		if s.Namespace == "" || s.Name == "" || s.Hostname == "" {
+			return fmt.Errorf("services[%d]: namespace, name and hostname are required (got %q/%q, %q)", i, s.Namespace, s.Name, s.Hostname)
+		}
+		if seen[s.Key()] {
+			return fmt.Errorf("services[%d]: %s is listed twice; merge its endpoints into one entry", i, s.Key())
+		}
+		seen[s.Key()] = true
+		for j, e := range s.Endpoints {
+			if e.Ready < 0 || e.NotReady < 0 {
+				return fmt.Errorf("services[%d] (%s).endpoints[%d]: ready and notReady must not be negative", i, s.Key(), j)
+			}
+		}
+	}
+	for i, c := range t.Clusters {
+		if c.Name == "" {
+			return fmt.Errorf("clusters[%d]: name is required", i)
+		}
+	}
+	return nil
+}
+
+// DeepCopy returns a copy that shares nothing with t.
+func (t *Topology) DeepCopy() *Topology {
+	if t == nil {
+		return nil
+	}
+	out := &Topology{}
+	for _, c := range t.Clusters {
+		c.Nodes = append([]Node(nil), c.Nodes...)
+		out.Clusters = append(out.Clusters, c)
+	}
+	for _, s := range t.Services {
+		if s.Annotations != nil {
+			a := make(map[string]string, len(s.Annotations))
+			for k, v := range s.Annotations {
+				a[k] = v
+			}
+			s.Annotations = a
+		}
+		s.Endpoints = append([]EndpointGroup(nil), s.Endpoints...)
+		out.Services = append(out.Services, s)
+	}
+	out.UserDestinationRules = append([]UserDestinationRule(nil), t.UserDestinationRules...)
+	return out
+}

@@ -1,0 +1,315 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// destinationRules is the resource users' DestinationRules are read from.
+var destinationRules = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
+
+// WatcherOptions configures a Watcher.
+type WatcherOptions struct {
+	// Domain is the clusters' DNS domain; "cluster.local" if empty.
+	Domain string
+	// OnChange is called (from informer goroutines; it must not block) after
+	// any change that may alter the Topology.
+	OnChange func()
+	Logger   *slog.Logger
+	// Resync is the informers' resync period; 0 disables it.
+	Resync time.Duration
+}
+
+// Watcher keeps informers on Nodes, Services, EndpointSlices, Pod metadata
+// and DestinationRules in every member cluster; Snapshot builds the
+// Topology from their caches.
+type Watcher struct {
+	opts     WatcherOptions
+	clusters map[string]*clusterWatch
+}
+
+type clusterWatch struct {
+	name     string
+	factory  informers.SharedInformerFactory
+	meta     metadatainformer.SharedInformerFactory
+	dyn      dynamicinformer.DynamicSharedInformerFactory // nil without Istio's CRDs
+	nodes    cache.SharedIndexInformer
+	services cache.SharedIndexInformer
+	slices   cache.SharedIndexInformer
+	pods     cache.SharedIndexInformer
+	drs      cache.SharedIndexInformer
+}
+
+// NewWatcher returns a Watcher over clusters (name → client config), e.g.
+// from --cluster flags or, later, the operator's RemoteIstio members.
+func NewWatcher(clusters map[string]*rest.Config, opts WatcherOptions) (*Watcher, error) {
+	if len(clusters) == 0 {
+		return nil, fmt.Errorf("topology: no member clusters given; pass at least one --cluster NAME=KUBECONFIG")
+	}
+	if opts.Domain == "" {
+		opts.Domain = "cluster.local"
+	}
+	if opts.OnChange == nil {
+		opts.OnChange = func() {}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	w := &Watcher{opts: opts, clusters: map[string]*clusterWatch{}}
+	for name, cfg := range clusters {
+		cw, err := w.newClusterWatch(name, cfg)
+		if err != nil {
+			return nil, err
+		}
+		w.clusters[name] = cw
+	}
+	return w, nil
+}
+
+func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("topology: client for cluster %s: %w", name, err)
+	}
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("topology: metadata client for cluster %s: %w", name, err)
+	}
+	cw := &clusterWatch{name: name}
+	cw.factory = informers.NewSharedInformerFactory(kube, w.opts.Resync)
+	cw.meta = metadatainformer.NewSharedInformerFactory(mc, w.opts.Resync)
+	cw.nodes = cw.factory.Core().V1().Nodes().Informer()
+	cw.services = cw.factory.Core().V1().Services().Informer()
+	cw.slices = cw.factory.Discovery().V1().EndpointSlices().Informer()
+	cw.pods = cw.meta.ForResource(corev1.SchemeGroupVersion.WithResource("pods")).Informer()
+	for _, inf := range []cache.SharedIndexInformer{cw.nodes, cw.services, cw.slices, cw.pods} {
+		_ = inf.SetTransform(stripManagedFields)
+	}
+	_, _ = cw.nodes.AddEventHandler(w.handler(func(old, cur any) bool {
+		o, ok1 := old.(*corev1.Node)
+		n, ok2 := cur.(*corev1.Node)
+		return !ok1 || !ok2 || NodeLocality(o.Labels) != NodeLocality(n.Labels)
+	}))
+	_, _ = cw.services.AddEventHandler(w.handler(nil))
+	_, _ = cw.slices.AddEventHandler(w.handler(nil))
+	_, _ = cw.pods.AddEventHandler(w.handler(func(old, cur any) bool {
+		o, ok1 := old.(*metav1.PartialObjectMetadata)
+		n, ok2 := cur.(*metav1.PartialObjectMetadata)
+		return !ok1 || !ok2 || o.Labels[LabelIstioLocality] != n.Labels[LabelIstioLocality]
+	}))
+
+	// Users' DestinationRules, when Istio's CRDs are installed.
+	if _, err := kube.Discovery().ServerResourcesForGroupVersion(destinationRules.GroupVersion().String()); err == nil {
+		dc, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("topology: dynamic client for cluster %s: %w", name, err)
+		}
+		cw.dyn = dynamicinformer.NewDynamicSharedInformerFactory(dc, w.opts.Resync)
+		cw.drs = cw.dyn.ForResource(destinationRules).Informer()
+		_ = cw.drs.SetTransform(stripManagedFields)
+		_, _ = cw.drs.AddEventHandler(w.handler(nil))
+	} else {
+		w.opts.Logger.Info("no DestinationRule API in cluster; users' rules there are not considered", "cluster", name, "err", err)
+	}
+	return cw, nil
+}
+
+// handler calls OnChange on add, delete, and on updates that relevant
+// reports as relevant (all if nil).
+func (w *Watcher) handler(relevant func(old, cur any) bool) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { w.opts.OnChange() },
+		UpdateFunc: func(old, cur any) {
+			if relevant == nil || relevant(old, cur) {
+				w.opts.OnChange()
+			}
+		},
+		DeleteFunc: func(any) { w.opts.OnChange() },
+	}
+}
+
+func stripManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// Start starts the informers; they run until ctx ends. Call WaitForSync
+// before the first Snapshot.
+func (w *Watcher) Start(ctx context.Context) {
+	for _, cw := range w.clusters {
+		cw.factory.Start(ctx.Done())
+		cw.meta.Start(ctx.Done())
+		if cw.dyn != nil {
+			cw.dyn.Start(ctx.Done())
+		}
+	}
+}
+
+// WaitForSync waits until every cache has synced, or fails when ctx ends.
+func (w *Watcher) WaitForSync(ctx context.Context) error {
+	for name, cw := range w.clusters {
+		syncs := []cache.InformerSynced{cw.nodes.HasSynced, cw.services.HasSynced, cw.slices.HasSynced, cw.pods.HasSynced}
+		if cw.drs != nil {
+			syncs = append(syncs, cw.drs.HasSynced)
+		}
+		if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+			return fmt.Errorf("topology: caches of cluster %s did not sync: %w (check that the kubeconfig reaches the API server and may list nodes, services, endpointslices, pods)", name, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Snapshot builds the current Topology from the informers' caches.
+func (w *Watcher) Snapshot() *Topology {
+	t := &Topology{}
+	services := map[string]*Service{}
+	names := make([]string, 0, len(w.clusters))
+	for n := range w.clusters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		cw := w.clusters[name]
+		nodes := map[string]Locality{}
+		c := Cluster{Name: name}
+		for _, o := range cw.nodes.GetStore().List() {
+			n := o.(*corev1.Node)
+			l := NodeLocality(n.Labels)
+			nodes[n.Name] = l
+			c.Nodes = append(c.Nodes, Node{Name: n.Name, Locality: l})
+		}
+		t.Clusters = append(t.Clusters, c)
+
+		for _, o := range cw.services.GetStore().List() {
+			s := o.(*corev1.Service)
+			if s.Spec.Type == corev1.ServiceTypeExternalName {
+				continue
+			}
+			key := s.Namespace + "/" + s.Name
+			svc := services[key]
+			if svc == nil {
+				svc = &Service{Namespace: s.Namespace, Name: s.Name, Hostname: s.Name + "." + s.Namespace + ".svc." + w.opts.Domain}
+				services[key] = svc
+			}
+			if svc.Annotations == nil {
+				for k, v := range s.Annotations {
+					if strings.HasPrefix(k, "meshfleet.io/") {
+						if svc.Annotations == nil {
+							svc.Annotations = map[string]string{}
+						}
+						svc.Annotations[k] = v
+					}
+				}
+			}
+			if s.Spec.TrafficDistribution != nil && svc.TrafficDistribution == "" {
+				svc.TrafficDistribution = *s.Spec.TrafficDistribution
+			}
+		}
+
+		groups := map[string]map[Locality]*EndpointGroup{}
+		for _, o := range cw.slices.GetStore().List() {
+			es := o.(*discoveryv1.EndpointSlice)
+			svcName := es.Labels[discoveryv1.LabelServiceName]
+			if svcName == "" {
+				continue
+			}
+			key := es.Namespace + "/" + svcName
+			if services[key] == nil {
+				continue // slice of a Service this cluster does not have (yet)
+			}
+			for _, ep := range es.Endpoints {
+				l := cw.endpointLocality(es.Namespace, ep, nodes)
+				if groups[key] == nil {
+					groups[key] = map[Locality]*EndpointGroup{}
+				}
+				g := groups[key][l]
+				if g == nil {
+					g = &EndpointGroup{Cluster: name, Locality: l}
+					groups[key][l] = g
+				}
+				n := len(ep.Addresses)
+				if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+					g.Ready += n
+				} else {
+					g.NotReady += n
+				}
+			}
+		}
+		for key, byLoc := range groups {
+			for _, g := range byLoc {
+				services[key].Endpoints = append(services[key].Endpoints, *g)
+			}
+		}
+
+		if cw.drs != nil {
+			for _, o := range cw.drs.GetStore().List() {
+				u, ok := o.(*unstructured.Unstructured)
+				if !ok {
+					continue
+				}
+				host, _, _ := unstructured.NestedString(u.Object, "spec", "host")
+				if host == "" {
+					continue
+				}
+				t.UserDestinationRules = append(t.UserDestinationRules, UserDestinationRule{Cluster: name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host})
+			}
+		}
+	}
+	for _, s := range services {
+		t.Services = append(t.Services, *s)
+	}
+	t.Sort()
+	return t
+}
+
+// endpointLocality is the Pod's topology.istio.io/locality label, else the
+// Node's labels, else the zone the EndpointSlice reports.
+func (cw *clusterWatch) endpointLocality(ns string, ep discoveryv1.Endpoint, nodes map[string]Locality) Locality {
+	if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
+		podNS := ref.Namespace
+		if podNS == "" {
+			podNS = ns
+		}
+		if o, ok, _ := cw.pods.GetStore().GetByKey(podNS + "/" + ref.Name); ok {
+			if pm, ok := o.(*metav1.PartialObjectMetadata); ok {
+				if l, ok := PodLocality(pm.Labels); ok {
+					return l
+				}
+			}
+		}
+	}
+	if ep.NodeName != nil {
+		if l, ok := nodes[*ep.NodeName]; ok && l != (Locality{}) {
+			return l
+		}
+	}
+	if ep.Zone != nil {
+		return Locality{Zone: *ep.Zone}
+	}
+	return Locality{}
+}

@@ -1,0 +1,233 @@
+//go:build e2e
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/xds"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/locality"
+	xdsserver "github.com/meshfleet/meshfleet/pkg/xds"
+)
+
+const foPort = 7070
+
+// failoverBench measures, for a service ruled by meshfleet over MCP ("mcp")
+// and one ruled by a hand-written Kubernetes DestinationRule ("user"), the
+// time from its r1/z1 endpoint going not ready to ≥ 99 of 100 consecutive
+// RPCs from an r1/z1 client landing on r1/z2.
+func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config, d *localistiod.Istiod, srv *xdsserver.Server) (map[string][]time.Duration, error) {
+	out := map[string][]time.Duration{}
+	setups := []struct {
+		key, name string
+		addrs     []netip.Addr
+	}{{"mcp", "fo-mcp", mcpAddrs}, {"user", "fo-user", userAddrs}}
+	for _, s := range setups {
+		if err := createFailoverService(ctx, kube, s.name, s.addrs, s.key == "user"); err != nil {
+			return nil, err
+		}
+		for _, a := range s.addrs {
+			l, err := net.Listen("tcp", netip.AddrPortFrom(a, foPort).String())
+			if err != nil {
+				return nil, err
+			}
+			gs := grpc.NewServer()
+			healthpb.RegisterHealthServer(gs, health.NewServer())
+			go func() { _ = gs.Serve(l) }()
+			defer gs.Stop()
+		}
+	}
+	if err := applyUserRule(ctx, cfg, "fo-user"); err != nil {
+		return nil, err
+	}
+	srv.Notify()
+	for _, s := range setups {
+		cc, err := dialXDS(d.GRPCAddr, s.name)
+		if err != nil {
+			return nil, err
+		}
+		defer cc.Close()
+		home, next := s.addrs[0].String(), s.addrs[1].String()
+		for range *failover {
+			if err := setReady(ctx, kube, s.name, s.addrs, true); err != nil {
+				return nil, err
+			}
+			if _, err := waitWindow(ctx, cc, home, 60*time.Second); err != nil {
+				return nil, fmt.Errorf("%s: traffic did not settle on r1/z1: %w", s.name, err)
+			}
+			t0 := time.Now()
+			if err := setReady(ctx, kube, s.name, s.addrs, false); err != nil {
+				return nil, err
+			}
+			at, err := waitWindow(ctx, cc, next, 60*time.Second)
+			if err != nil {
+				return nil, fmt.Errorf("%s: no failover to r1/z2: %w", s.name, err)
+			}
+			out[s.key] = append(out[s.key], at.Sub(t0))
+		}
+		_ = setReady(ctx, kube, s.name, s.addrs, true)
+	}
+	return out, nil
+}
+
+// waitWindow calls until 100 consecutive RPCs have ≥ 99 answered by want and
+// returns when the first RPC of that window was made.
+func waitWindow(ctx context.Context, cc *grpc.ClientConn, want string, timeout time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type call struct {
+		at time.Time
+		ok bool
+	}
+	var calls []call
+	hc := healthpb.NewHealthClient(cc)
+	for ctx.Err() == nil {
+		var p peer.Peer
+		at := time.Now()
+		cctx, c := context.WithTimeout(ctx, 2*time.Second)
+		_, err := hc.Check(cctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p), grpc.WaitForReady(true))
+		c()
+		ok := false
+		if err == nil {
+			host, _, _ := net.SplitHostPort(p.Addr.String())
+			ok = host == want
+		}
+		calls = append(calls, call{at, ok})
+		if len(calls) > 100 {
+			calls = calls[1:]
+		}
+		if len(calls) == 100 {
+			n := 0
+			for _, c := range calls {
+				if c.ok {
+					n++
+				}
+			}
+			if n >= 99 {
+				return calls[0].at, nil
+			}
+		}
+	}
+	return time.Time{}, ctx.Err()
+}
+
+func dialXDS(istiod, service string) (*grpc.ClientConn, error) {
+	b, _ := json.Marshal(map[string]any{
+		"xds_servers": []any{map[string]any{"server_uri": istiod, "channel_creds": []any{map[string]any{"type": "insecure"}}, "server_features": []any{"xds_v3"}}},
+		"node": map[string]any{
+			"id":       "sidecar~198.18.0.10~client.default~default.svc.cluster.local",
+			"metadata": map[string]any{"GENERATOR": "grpc", "NAMESPACE": "default", "CLUSTER_ID": "c1", "ISTIO_VERSION": "1.30.0"},
+			"locality": map[string]any{"region": "r1", "zone": "z1"},
+		},
+	})
+	rb, err := xds.NewXDSResolverWithConfigForTesting(b)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(fmt.Sprintf("xds:///%s.default.svc.cluster.local:%d", service, foPort), grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// createFailoverService creates a Service with a Pod on n-r1-z1 and one on
+// n-r1-z2 and their EndpointSlice; off turns meshfleet off for it.
+func createFailoverService(ctx context.Context, kube kubernetes.Interface, name string, addrs []netip.Addr, off bool) error {
+	labels := map[string]string{"app": name}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: labels}, Spec: corev1.ServiceSpec{
+		Selector: labels, Ports: []corev1.ServicePort{{Name: "grpc", Port: foPort, AppProtocol: ptr("grpc")}}}}
+	if off {
+		svc.Annotations = map[string]string{locality.AnnotationLocality: "off"}
+	}
+	if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating service %s: %w", name, err)
+	}
+	for i, a := range addrs {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, i), Namespace: "default", Labels: labels},
+			Spec: corev1.PodSpec{NodeName: []string{"n-r1-z1", "n-r1-z2"}[i], Containers: []corev1.Container{{Name: "echo", Image: "echo"}}}}
+		created, err := kube.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating pod %s: %w", pod.Name, err)
+		}
+		created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: a.String(), PodIPs: []corev1.PodIP{{IP: a.String()}}, HostIP: "127.0.0.1",
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		if _, err := kube.CoreV1().Pods("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+	_, err := kube.DiscoveryV1().EndpointSlices("default").Create(ctx, failoverSlice(name, addrs, true), metav1.CreateOptions{})
+	return err
+}
+
+func failoverSlice(name string, addrs []netip.Addr, homeReady bool) *discoveryv1.EndpointSlice {
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: ptr(int32(foPort)), Protocol: ptr(corev1.ProtocolTCP), AppProtocol: ptr("grpc")}},
+	}
+	for i, a := range addrs {
+		ready := i != 0 || homeReady
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{a.String()}, NodeName: ptr([]string{"n-r1-z1", "n-r1-z2"}[i]),
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready, Terminating: ptr(false)},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: fmt.Sprintf("%s-%d", name, i)},
+		})
+	}
+	return es
+}
+
+func setReady(ctx context.Context, kube kubernetes.Interface, name string, addrs []netip.Addr, homeReady bool) error {
+	slices := kube.DiscoveryV1().EndpointSlices("default")
+	live, err := slices.Get(ctx, name+"-1", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	es := failoverSlice(name, addrs, homeReady)
+	es.ResourceVersion = live.ResourceVersion
+	_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+	return err
+}
+
+// applyUserRule writes, as a Kubernetes DestinationRule, what meshfleet
+// would generate (locality failover + its outlier detection defaults).
+func applyUserRule(ctx context.Context, cfg *rest.Config, name string) error {
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	od := locality.DefaultOutlierDetection()
+	dr := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+		"metadata": map[string]any{"name": name, "namespace": "default"},
+		"spec": map[string]any{
+			"host": name + ".default.svc.cluster.local",
+			"trafficPolicy": map[string]any{
+				"loadBalancer": map[string]any{"localityLbSetting": map[string]any{"enabled": true,
+					"failover": []any{map[string]any{"from": "r1", "to": "r2"}}}},
+				"outlierDetection": map[string]any{
+					"consecutive5xxErrors": int64(od.Consecutive5xxErrors), "interval": od.Interval.Duration.String(),
+					"baseEjectionTime": od.BaseEjectionTime.Duration.String(), "maxEjectionPercent": int64(od.MaxEjectionPercent),
+				},
+			},
+		},
+	}}
+	return c.Create(ctx, dr)
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,126 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/topology"
+	"github.com/meshfleet/meshfleet/pkg/xds"
+	"github.com/meshfleet/meshfleet/tests/testenv"
+)
+
+// localityStack is one API server with Istio's CRDs, an istiod, and (when
+// asked) meshfleet's locality server feeding istiod over MCP-over-xDS.
+type localityStack struct {
+	*stack
+	xds     *xds.Server
+	xdsAddr string
+}
+
+// startLocalityStack is startStack with, when policy is not nil, the
+// locality server started first (watching the cluster) and istiod's
+// MeshConfig listing it in configSources ahead of k8s://.
+func startLocalityStack(t *testing.T, name string, policy *locality.Policy) *localityStack {
+	t.Helper()
+	env := testenv.Start(t, localcluster.ClusterOptions{Name: name})
+	c := env.Cluster(name)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := localistiod.InstallCRDs(ctx, c.Config); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(c.Config)
+	mustCreate(t, "namespace istio-system", func() error {
+		_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, "serviceaccount default/default", func() error {
+		_, err := kube.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+		return err
+	})
+
+	ls := &localityStack{}
+	mesh := "localityLbSetting:\n  enabled: true\n"
+	if policy != nil {
+		srvCtx, stop := context.WithCancel(context.Background())
+		t.Cleanup(stop)
+		var srv *xds.Server
+		w, err := topology.NewWatcher(map[string]*rest.Config{name: c.Config}, topology.WatcherOptions{
+			OnChange: func() {
+				if srv != nil {
+					srv.Notify()
+				}
+			},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := *policy
+		srv, err = xds.NewServer(xds.Options{
+			Snapshot: w.Snapshot, Policy: func() locality.Policy { return p },
+			Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The informers live as long as the server (srvCtx), not the start-up ctx.
+		w.Start(srvCtx)
+		if err := w.WaitForSync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.Run(srvCtx, l) }()
+		ls.xds, ls.xdsAddr = srv, l.Addr().String()
+		mesh += fmt.Sprintf("configSources:\n- address: xds://%s\n- address: k8s://\n", ls.xdsAddr)
+		t.Logf("meshfleet locality server on %s", ls.xdsAddr)
+	}
+	start := time.Now()
+	d, err := localistiod.Start(ctx, localistiod.Options{
+		Kubeconfig: c.Kubeconfig,
+		Dir:        filepath.Join(env.Dir, "istiod-"+name),
+		ClusterID:  name,
+		MeshConfig: mesh,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("istiod ready in %v, xDS on %s, log %s", time.Since(start).Round(time.Millisecond), d.GRPCAddr, d.LogPath)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", d.LogPath, tail(d.LogPath, 60))
+		}
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	ls.stack = &stack{env: env, cluster: c, kube: kube, istiod: d}
+	return ls
+}
+
+// testLogWriter sends log lines to t.Log.
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
