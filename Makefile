@@ -118,6 +118,7 @@ e2e: tools ## End-to-end tests under tests/e2e.
 bench: tools ## Benchmarks: print figures next to a baseline measured in the same run.
 	go run -tags integration ./tests/bench/install
 	go run -tags integration ./tests/bench/tunnel
+	go run -tags e2e ./tests/bench/locality
 
 .PHONY: sandbox
 sandbox: tools build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).

@@ -1,24 +1,38 @@
-// Command meshctl is meshfleet's command-line tool. Today it runs the local
-// sandbox; install, cluster join, status and canary commands follow.
+// Command meshctl installs and runs a meshfleet multi-cluster Istio mesh:
+// install, cluster join/leave/list, status, and a local sandbox.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
-
-	"github.com/spf13/cobra"
 )
 
+// Exit codes scripts can rely on.
+const (
+	exitFailure   = 1 // the command failed (a check, the install, a wait)
+	exitUsage     = 2 // bad flags or arguments
+	exitNotReady  = 3 // --wait ran out before the resources were Ready
+	exitPreflight = 4 // pre-flight checks failed; nothing was written
+)
+
+// exitError carries an exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 func main() {
-	root := &cobra.Command{
-		Use:           "meshctl",
-		Short:         "Run and inspect a meshfleet multi-cluster Istio mesh",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(newSandboxCommand())
+	root := newRootCommand()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
-		os.Exit(1)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(exitFailure)
 	}
 }

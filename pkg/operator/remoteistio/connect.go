@@ -54,6 +54,9 @@ func (r *Reconciler) connect(ctx context.Context, ri *v1beta1.RemoteIstio, clust
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.Timeout = 15 * time.Second
+	if cfg.QPS == 0 && cfg.Burst == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, conditions.Failed(v1beta1.ReasonBadKubeconfig, fmt.Sprintf("cannot use the connection to cluster %s: %v", clusterName, err))

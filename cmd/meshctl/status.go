@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/operator"
+)
+
+// clusterStatus is one cluster of the mesh, as status and list print it.
+type clusterStatus struct {
+	Name        string         `json:"name"`
+	Role        string         `json:"role"`
+	ClusterName string         `json:"clusterName"`
+	Phase       v1beta1.Phase  `json:"phase"`
+	Connection  string         `json:"connection,omitempty"`
+	Version     string         `json:"version,omitempty"`
+	Kubernetes  string         `json:"kubernetes,omitempty"`
+	Network     string         `json:"network,omitempty"`
+	CAExpiry    *metav1.Time   `json:"caExpiry,omitempty"`
+	Gateways    []string       `json:"gateways,omitempty"`
+	Localities  map[string]int `json:"localities,omitempty"`
+	Problems    []string       `json:"problems,omitempty"`
+}
+
+func newListCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the clusters of the mesh with their state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			clusters, err := gather(cmd, g, false)
+			if err != nil {
+				return err
+			}
+			return printClusters(cmd.OutOrStdout(), g.output, clusters, false)
+		},
+	}
+}
+
+func newStatusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show every cluster of the mesh: connection, version, CA, gateways, localities, problems and their fixes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			clusters, err := gather(cmd, g, true)
+			if err != nil {
+				return err
+			}
+			if err := printClusters(cmd.OutOrStdout(), g.output, clusters, true); err != nil {
+				return err
+			}
+			for _, c := range clusters {
+				if len(c.Problems) > 0 {
+					return &exitError{exitFailure, fmt.Errorf("%d cluster(s) have problems", countProblems(clusters))}
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func countProblems(cs []clusterStatus) int {
+	n := 0
+	for _, c := range cs {
+		if len(c.Problems) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// gather reads the Istio and RemoteIstio resources and, with detail, each
+// cluster's gateways and node localities.
+func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error) {
+	ctx := cmd.Context()
+	c, _, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	var istios v1beta1.IstioList
+	if err := c.List(ctx, &istios, client.InNamespace(g.namespace)); err != nil {
+		return nil, fmt.Errorf("list Istio resources in %s: %w (is meshfleet installed? meshctl install)", g.namespace, err)
+	}
+	var remotes v1beta1.RemoteIstioList
+	if err := c.List(ctx, &remotes, client.InNamespace(g.namespace)); err != nil {
+		return nil, fmt.Errorf("list RemoteIstio resources in %s: %w", g.namespace, err)
+	}
+	var out []clusterStatus
+	for _, ist := range istios.Items {
+		cs := clusterStatus{Name: ist.Name, Role: "primary", ClusterName: ist.Status.ClusterName, Phase: ist.Status.Phase,
+			Version: ist.Status.Version, Network: ist.Spec.Network, Problems: problems(ist.Status.Conditions)}
+		if ist.Status.Certificates != nil {
+			cs.CAExpiry = ist.Status.Certificates.IntermediateExpiry
+		}
+		if detail {
+			describe(ctx, c, g.namespace, &cs)
+		}
+		out = append(out, cs)
+	}
+	for _, ri := range remotes.Items {
+		cs := clusterStatus{Name: ri.Name, Role: "remote", ClusterName: ri.Status.ClusterName, Phase: ri.Status.Phase,
+			Connection: ri.Status.Connection, Version: ri.Spec.Version, Kubernetes: ri.Status.KubernetesVersion,
+			Network: ri.Spec.Network, Problems: problems(ri.Status.Conditions)}
+		if detail && ri.Spec.KubeconfigSecretRef != nil {
+			if rc, err := remoteClient(ctx, c, g.namespace, ri.Spec.KubeconfigSecretRef.Name); err == nil {
+				describe(ctx, rc, g.namespace, &cs)
+			} else {
+				cs.Problems = append(cs.Problems, err.Error())
+			}
+		}
+		out = append(out, cs)
+	}
+	return out, nil
+}
+
+func problems(conds []metav1.Condition) []string {
+	var out []string
+	for _, c := range conds {
+		if c.Status != metav1.ConditionTrue && c.Reason != v1beta1.ReasonPending {
+			out = append(out, fmt.Sprintf("%s (%s): %s", c.Type, c.Reason, c.Message))
+		}
+	}
+	return out
+}
+
+func remoteClient(ctx context.Context, c client.Client, ns, secret string) (client.Client, error) {
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s); err != nil {
+		return nil, fmt.Errorf("kubeconfig Secret %s/%s: %w", ns, secret, err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(s.Data["kubeconfig"])
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 10 * time.Second
+	scheme, err := operator.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+// describe adds the gateways' addresses and the localities of the nodes.
+func describe(ctx context.Context, c client.Client, ns string, cs *clusterStatus) {
+	var svcs corev1.ServiceList
+	if err := c.List(ctx, &svcs, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "meshfleet"}); err == nil {
+		for _, s := range svcs.Items {
+			if !strings.Contains(s.Name, "gateway") {
+				continue
+			}
+			addr := "<pending>"
+			for _, in := range s.Status.LoadBalancer.Ingress {
+				addr = in.IP + in.Hostname
+			}
+			cs.Gateways = append(cs.Gateways, s.Name+"="+addr)
+		}
+	}
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err == nil {
+		cs.Localities = map[string]int{}
+		for _, n := range nodes.Items {
+			region := firstLabel(n.Labels, "topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
+			zone := firstLabel(n.Labels, "topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
+			cs.Localities[region+"/"+zone]++
+		}
+	}
+}
+
+func firstLabel(l map[string]string, keys ...string) string {
+	for _, k := range keys {
+		if v := l[k]; v != "" {
+			return v
+		}
+	}
+	return "-"
+}
+
+func printClusters(w io.Writer, format string, cs []clusterStatus, detail bool) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"clusters": cs})
+	case "yaml":
+		b, err := yaml.Marshal(map[string]any{"clusters": cs})
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tCLUSTER\tPHASE\tCONNECTION\tVERSION\tNETWORK")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Role, dash(c.ClusterName), dash(string(c.Phase)),
+			dash(c.Connection), dash(c.Version), dash(c.Network))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !detail {
+		return nil
+	}
+	for _, c := range cs {
+		fmt.Fprintf(w, "\n%s (%s)\n", c.Name, c.Role)
+		if c.CAExpiry != nil {
+			fmt.Fprintf(w, "  intermediate CA expires  %s\n", c.CAExpiry.UTC().Format(time.RFC3339))
+		}
+		if len(c.Gateways) > 0 {
+			fmt.Fprintf(w, "  gateways                 %s\n", strings.Join(c.Gateways, ", "))
+		}
+		if len(c.Localities) > 0 {
+			keys := make([]string, 0, len(c.Localities))
+			for k := range c.Localities {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s (%d nodes)", k, c.Localities[k]))
+			}
+			fmt.Fprintf(w, "  localities               %s\n", strings.Join(parts, ", "))
+		}
+		for _, p := range c.Problems {
+			fmt.Fprintf(w, "  problem: %s\n", p)
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,260 @@
+//go:build integration
+
+// Package cli drives the built meshctl binary as a user would, against real
+// kube-apiservers with the operator running.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meshfleet/meshfleet/pkg/install"
+	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/tests/testenv"
+)
+
+type cli struct {
+	t       *testing.T
+	bin     string
+	env     *testenv.Env
+	primary string // kubeconfig
+	ctx     context.Context
+}
+
+// run runs meshctl and returns its combined output and exit code.
+func (c *cli) run(args ...string) (string, int) {
+	c.t.Helper()
+	cmd := exec.CommandContext(c.ctx, c.bin, args...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("meshctl %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), code
+}
+
+func (c *cli) ok(args ...string) string {
+	c.t.Helper()
+	out, code := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("meshctl %s exited %d:\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+func TestMeshctl(t *testing.T) {
+	ctrllog.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	bin := filepath.Join(t.TempDir(), "meshctl")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meshfleet/meshfleet/cmd/meshctl").CombinedOutput(); err != nil {
+		t.Fatalf("build meshctl: %v\n%s", err, out)
+	}
+	env := testenv.Start(t,
+		localcluster.ClusterOptions{Name: "primary"},
+		localcluster.ClusterOptions{Name: "remote1"},
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := &cli{t: t, bin: bin, env: env, primary: env.Cluster("primary").Kubeconfig, ctx: ctx}
+	k := "--kubeconfig=" + c.primary
+
+	// The operator runs in-process here (no kubelet to run its image); it
+	// needs meshfleet's CRDs before it starts.
+	scheme, _ := operator.Scheme()
+	pc, err := client.New(env.Cluster("primary").Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds, err := install.CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := install.Apply(ctx, pc, crds); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	go playDeploymentController(ctx, pc)
+
+	t.Run("install --dry-run prints the manifests", func(t *testing.T) {
+		out := c.ok("install", "--dry-run", "--version", "1.30.3", "--operator-image", "example.com/meshfleet:test")
+		for _, want := range []string{"kind: CustomResourceDefinition", "kind: Deployment", "image: example.com/meshfleet:test", "kind: Istio"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("dry run lacks %q", want)
+			}
+		}
+	})
+	t.Run("install checks, applies and waits until Ready", func(t *testing.T) {
+		start := time.Now()
+		out := c.ok("install", k, "--version", "1.30.3", "--cluster-name", "primary", "--mode", "flatNetwork", "--skip-operator", "--wait", "2m")
+		t.Logf("BENCH meshctl install → Ready: %v", time.Since(start).Round(time.Millisecond))
+		for _, want := range []string{"√ can reach the Kubernetes API", "√ Kubernetes version is supported", "√ has the permissions to install", "Ready", "The control plane is Ready"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("install output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("status shows the control plane Ready, as JSON too", func(t *testing.T) {
+		out := c.ok("status", k)
+		if !strings.Contains(out, "primary") || !strings.Contains(out, "Ready") {
+			t.Errorf("status:\n%s", out)
+		}
+		var parsed struct {
+			Clusters []struct{ Name, Role, Phase string }
+		}
+		if err := json.Unmarshal([]byte(c.ok("status", k, "-o", "json")), &parsed); err != nil {
+			t.Fatalf("status -o json does not parse: %v", err)
+		}
+		if len(parsed.Clusters) != 1 || parsed.Clusters[0].Phase != "Ready" {
+			t.Errorf("status -o json: %+v", parsed)
+		}
+	})
+	t.Run("join a cluster directly", func(t *testing.T) {
+		start := time.Now()
+		out := c.ok("cluster", "join", "remote1", k, "--remote-kubeconfig", env.Cluster("remote1").Kubeconfig, "--pilot-address", "203.0.113.10", "--inject", "default", "--wait", "2m")
+		t.Logf("BENCH meshctl cluster join → Ready: %v", time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(out, "Cluster remote1 joined the mesh") {
+			t.Errorf("join output:\n%s", out)
+		}
+		list := c.ok("cluster", "list", k)
+		if !strings.Contains(list, "remote1") || !strings.Contains(list, "Direct") || strings.Count(list, "Ready") != 2 {
+			t.Errorf("cluster list:\n%s", list)
+		}
+		status := c.ok("status", k)
+		if !strings.Contains(status, "intermediate CA expires") {
+			t.Errorf("status lacks the CA expiry:\n%s", status)
+		}
+	})
+	t.Run("join through the tunnel prints the agent manifest", func(t *testing.T) {
+		out := c.ok("cluster", "join", "private", k, "--tunnel", "--tunnel-server", "tunnel.example.com:443")
+		for _, want := range []string{"name: meshfleet-tunnel-agent-tls", "--cluster=private", "--server=https://tunnel.example.com:443", "tls.crt:"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("agent manifest lacks %q", want)
+			}
+		}
+		list := c.ok("cluster", "list", k, "-o", "yaml")
+		if !strings.Contains(list, "name: private") {
+			t.Errorf("cluster list lacks the tunnelled cluster:\n%s", list)
+		}
+		// Its agent never connected: leaving waits for a clean-up that cannot
+		// happen, and says how to give up on it.
+		out, code := c.run("cluster", "leave", "private", k, "--timeout", "3s")
+		if code != 3 || !strings.Contains(out, "--force") {
+			t.Errorf("leave of an unreachable cluster: exit %d:\n%s", code, out)
+		}
+		c.ok("cluster", "leave", "private", k, "--force")
+	})
+	t.Run("bad input gets a clear error and a non-zero exit", func(t *testing.T) {
+		cases := []struct {
+			name string
+			args []string
+			code int
+			want string
+		}{
+			{"missing kubeconfig", []string{"status", "--kubeconfig", "/no/such/file"}, 2, "pass --kubeconfig"},
+			{"bad output format", []string{"status", k, "-o", "xml"}, 2, "use table, json or yaml"},
+			{"join with neither mode", []string{"cluster", "join", "x", k}, 2, "either --remote-kubeconfig"},
+			{"remote kubeconfig missing", []string{"cluster", "join", "x", k, "--remote-kubeconfig", "/no/such/file"}, 2, "--remote-kubeconfig"},
+			{"unreachable cluster", []string{"cluster", "join", "x", k, "--remote-kubeconfig", c.kubeconfig("https://127.0.0.1:1", nil)}, 4, "hint: check that the API server is up"},
+			{"missing permission", []string{"cluster", "join", "x", k, "--remote-kubeconfig", c.userKubeconfig("remote1", "nobody")}, 4, "hint: run as a cluster administrator"},
+			{"leave an unknown cluster", []string{"cluster", "leave", "nope", k}, 1, "no cluster nope in the mesh"},
+			{"invalid install flags", []string{"install", "--dry-run", "--mode", "mesh"}, 2, "spec.multiCluster.mode"},
+		}
+		for _, tc := range cases {
+			out, code := c.run(tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("%s: exit %d (want %d), output does not say %q:\n%s", tc.name, code, tc.code, tc.want, out)
+			}
+		}
+	})
+	t.Run("leave and uninstall", func(t *testing.T) {
+		c.ok("cluster", "leave", "remote1", k)
+		out := c.ok("cluster", "list", k)
+		if strings.Contains(out, "remote1") {
+			t.Errorf("remote1 still listed:\n%s", out)
+		}
+		c.ok("uninstall", k, "--timeout", "2m")
+		out, _ = c.run("status", k)
+		if strings.Contains(out, "primary ") && strings.Contains(out, "Ready") {
+			t.Errorf("control plane still there after uninstall:\n%s", out)
+		}
+	})
+}
+
+// kubeconfig writes a kubeconfig for server to a file.
+func (c *cli) kubeconfig(server string, auth *clientcmdapi.AuthInfo) string {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
+	if auth == nil {
+		auth = &clientcmdapi.AuthInfo{Token: "t"}
+	}
+	kc.AuthInfos["u"] = auth
+	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "c"
+	p := filepath.Join(c.t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, p); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// userKubeconfig is a kubeconfig of cluster for a user without rights.
+func (c *cli) userKubeconfig(cluster, user string) string {
+	cfg, err := c.env.Cluster(cluster).UserConfig(user)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
+	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "c"
+	p := filepath.Join(c.t.TempDir(), "kubeconfig-"+user)
+	if err := clientcmd.WriteToFile(*kc, p); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// playDeploymentController reports every Deployment as rolled out: nothing
+// runs pods in this environment.
+func playDeploymentController(ctx context.Context, c client.Client) {
+	for ctx.Err() == nil {
+		var list appsv1.DeploymentList
+		if err := c.List(ctx, &list); err == nil {
+			for i := range list.Items {
+				d := &list.Items[i]
+				r := int32(1)
+				if d.Spec.Replicas != nil {
+					r = *d.Spec.Replicas
+				}
+				if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == r {
+					continue
+				}
+				d.Status.ObservedGeneration, d.Status.Replicas, d.Status.UpdatedReplicas = d.Generation, r, r
+				d.Status.ReadyReplicas, d.Status.AvailableReplicas = r, r
+				_ = c.Status().Update(ctx, d)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
