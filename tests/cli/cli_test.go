@@ -257,4 +257,3 @@ func playDeploymentController(ctx context.Context, c client.Client) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
