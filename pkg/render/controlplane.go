@@ -91,8 +91,10 @@ type Proxy struct {
 
 // LocalityLB sets locality-aware routing.
 type LocalityLB struct {
-	Enabled  bool                       `json:"enabled"`
-	Failover []v1beta1.LocalityFailover `json:"failover,omitempty"`
+	Enabled bool `json:"enabled"`
+	// ServerAddress is the locality server istiod reads config from.
+	ServerAddress string                     `json:"serverAddress,omitempty"`
+	Failover      []v1beta1.LocalityFailover `json:"failover,omitempty"`
 }
 
 // Member is another cluster of the mesh.

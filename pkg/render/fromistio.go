@@ -50,7 +50,7 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 		MTLSMode:              "PERMISSIVE",
 		OutboundTrafficPolicy: orDefault(spec.OutboundTrafficPolicy.Mode, "ALLOW_ANY"),
 		TraceSamplingPercent:  DefaultTraceSampling,
-		LocalityLB:            LocalityLB{Enabled: spec.LocalityLB.Enabled, Failover: spec.LocalityLB.Failover},
+		LocalityLB:            LocalityLB{Enabled: spec.LocalityLB.Enabled, ServerAddress: spec.LocalityLB.ServerAddress, Failover: spec.LocalityLB.Failover},
 	}
 	if cp.Mode == "" {
 		cp.Mode = v1beta1.MultiClusterNone
@@ -100,6 +100,12 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 		cp.ExposeIstiod = true
 	}
 
+	if a := cp.LocalityLB.ServerAddress; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			errs = append(errs, field.Invalid(p.Child("localityLB", "serverAddress"), a,
+				"use host:port of the locality server, e.g. meshfleet-locality.meshfleet-system.svc:15020"))
+		}
+	}
 	for i, f := range cp.LocalityLB.Failover {
 		if f.From == f.To {
 			errs = append(errs, field.Invalid(p.Child("localityLB", "failover").Index(i).Child("to"), f.To,

@@ -28,6 +28,9 @@ func MeshConfig(cp *ControlPlane) *meshv1alpha1.MeshConfig {
 			Enabled: wrapperspb.Bool(cp.LocalityLB.Enabled),
 		},
 	}
+	if a := cp.LocalityLB.ServerAddress; a != "" {
+		mc.ConfigSources = []*meshv1alpha1.ConfigSource{{Address: "xds://" + a}, {Address: "k8s://"}}
+	}
 	for _, f := range cp.LocalityLB.Failover {
 		mc.LocalityLbSetting.Failover = append(mc.LocalityLbSetting.Failover,
 			&networkingv1alpha3.LocalityLoadBalancerSetting_Failover{From: f.From, To: f.To})

@@ -141,6 +141,12 @@ type LocalityLBSpec struct {
 	// +optional
 	Enabled bool `json:"enabled,omitempty"`
 
+	// ServerAddress is the host:port of meshfleet's locality server (meshfleet
+	// xds). When set, istiod reads the locality-aware DestinationRules it
+	// generates (MeshConfig configSources: xds://<address>, then k8s://).
+	// +optional
+	ServerAddress string `json:"serverAddress,omitempty"`
+
 	// Failover gives, per source region, the region to fail over to. Regions
 	// not listed fail over nearest-first, as measured or by a stable default.
 	// +listType=map
