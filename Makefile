@@ -119,6 +119,7 @@ bench: tools ## Benchmarks: print figures next to a baseline measured in the sam
 	go run -tags integration ./tests/bench/install
 	go run -tags integration ./tests/bench/tunnel
 	go run -tags e2e ./tests/bench/locality
+	go run -tags e2e ./tests/bench/join
 
 .PHONY: sandbox
 sandbox: tools build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).

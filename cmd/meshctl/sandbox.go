@@ -54,7 +54,14 @@ func newSandboxUpCommand() *cobra.Command {
 			for _, c := range sb.Clusters {
 				fmt.Fprintf(out, "  %-10s %s   kubectl --kubeconfig %s get nodes\n", c.Name, c.URL, c.Kubeconfig)
 			}
-			fmt.Fprintf(out, "\nWatch the control plane:  kubectl --kubeconfig %s -n istio-system get istio -w\n", sb.Primary().Kubeconfig)
+			fmt.Fprintf(out, "\nThe mesh:              kubectl --kubeconfig %s -n istio-system get istio,remoteistio\n", sb.Primary().Kubeconfig)
+			fmt.Fprintf(out, "                       meshctl --kubeconfig %s status\n", sb.Primary().Kubeconfig)
+			if sb.Istiod != nil {
+				fmt.Fprintf(out, "istiod:                xDS %s, debug http://%s/debug/configz\n", sb.Istiod.GRPCAddr, sb.Istiod.HTTPAddr)
+			}
+			if sb.XDSAddr != "" {
+				fmt.Fprintf(out, "locality server:       %s (istiod configSources xds://%s)\n", sb.XDSAddr, sb.XDSAddr)
+			}
 			fmt.Fprintf(out, "Logs are under %s. Press Ctrl-C to stop everything.\n", dir)
 			<-ctx.Done()
 			fmt.Fprintln(out, "stopping the sandbox")

@@ -128,6 +128,9 @@ func waitServed(ctx context.Context, c client.Client) error {
 	for {
 		err := c.List(ctx, &v1beta1.IstioList{}, client.Limit(1))
 		if err == nil {
+			err = c.List(ctx, &v1beta1.RemoteIstioList{}, client.Limit(1))
+		}
+		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {

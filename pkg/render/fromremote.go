@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"net"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -34,6 +35,10 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 		TraceSamplingPercent:  primary.TraceSamplingPercent,
 		LocalityLB:            primary.LocalityLB,
 		Remote:                &Remote{Primary: primary.Owner, PilotAddress: spec.PilotAddress},
+	}
+	if ip := net.ParseIP(spec.PilotAddress); ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+		errs = append(errs, field.Invalid(p.Child("pilotAddress"), spec.PilotAddress,
+			"a loopback or unspecified address cannot be reached from the remote's pods (nor registered as an endpoint); use the address of the primary's east-west gateway"))
 	}
 	if spec.ClusterName != "" {
 		for _, msg := range validation.IsDNS1123Label(spec.ClusterName) {

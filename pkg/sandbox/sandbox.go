@@ -1,32 +1,42 @@
-// Package sandbox brings up a local multi-cluster environment on this
-// machine, with no containers: one etcd, a primary and remote kube-apiservers
-// (package localcluster), meshfleet's CRDs, the operator running against the
-// primary, and an Istio resource it installs. It is what `meshctl sandbox up`
-// and `make sandbox` run.
+// Package sandbox brings up a local multi-cluster mesh on this machine, with
+// no containers: one etcd; a primary and remote kube-apiservers (package
+// localcluster); meshfleet's CRDs; the operator, which installs the control
+// plane in the primary and joins the remotes; the locality server; and a real
+// istiod process that discovers all clusters and reads the locality server's
+// DestinationRules. It is what `meshctl sandbox up` and `make sandbox` run.
+//
+// Nothing runs pods here: istiod runs as a local process in place of the
+// Deployment the operator renders, and the sandbox reports that Deployment
+// (and the gateways') as rolled out, as the deployment controller would.
 package sandbox
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/yaml"
 
-	"github.com/meshfleet/meshfleet/crds"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/topology"
+	"github.com/meshfleet/meshfleet/pkg/xds"
 )
 
 // Options configure a sandbox.
@@ -37,6 +47,8 @@ type Options struct {
 	Remotes int
 	// Istio is the Istio resource installed in the primary; nil installs DefaultIstio.
 	Istio *v1beta1.Istio
+	// NoIstiod skips the istiod process (and the locality server).
+	NoIstiod bool
 	// Progress receives one line per step.
 	Progress io.Writer
 }
@@ -61,15 +73,19 @@ type Sandbox struct {
 	Dir      string
 	Etcd     *localcluster.Etcd
 	Clusters []*localcluster.Cluster
-	stopOp   context.CancelFunc
-	opDone   chan error
+	// Istiod is the running istiod (nil with NoIstiod).
+	Istiod *localistiod.Istiod
+	// XDSAddr is where the locality server serves istiod.
+	XDSAddr string
+
+	stops []func()
 }
 
 // Primary is the cluster that runs the control plane.
 func (s *Sandbox) Primary() *localcluster.Cluster { return s.Clusters[0] }
 
-// Up starts the sandbox and returns once the operator has deployed the
-// control plane. On error, whatever was started is stopped again.
+// Up starts the sandbox and returns once every cluster is Ready and istiod
+// is serving. On error, whatever was started is stopped again.
 func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if opts.Istio == nil {
 		opts.Istio = DefaultIstio()
@@ -102,10 +118,8 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		names = append(names, fmt.Sprintf("remote-%d", i))
 	}
 	for _, n := range names {
-		say("• starting kube-apiserver and kube-controller-manager for cluster %s", n)
-		c, err := localcluster.StartCluster(ctx, s.Etcd, bins, localcluster.ClusterOptions{
-			Name: n, Dir: filepath.Join(opts.Dir, n), ControllerManager: true,
-		})
+		say("• starting kube-apiserver for cluster %s", n)
+		c, err := localcluster.StartCluster(ctx, s.Etcd, bins, localcluster.ClusterOptions{Name: n, Dir: filepath.Join(opts.Dir, n)})
 		if err != nil {
 			return s, fmt.Errorf("cluster %s: %w", n, err)
 		}
@@ -122,7 +136,11 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		return s, fmt.Errorf("client for primary: %w", err)
 	}
 	say("• installing meshfleet's CRDs")
-	if err := ApplyCRDs(ctx, c); err != nil {
+	crds, err := install.CRDs()
+	if err != nil {
+		return s, err
+	}
+	if err := install.Apply(ctx, c, crds); err != nil {
 		return s, err
 	}
 
@@ -132,36 +150,145 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		return s, fmt.Errorf("operator log: %w", err)
 	}
 	ctrllog.SetLogger(zap.New(zap.WriteTo(logFile)))
-	mgr, err := operator.New(cfg, operator.Options{MetricsAddr: "127.0.0.1:0", HealthAddr: "0"})
+	mgr, err := operator.New(cfg, operator.Options{MetricsAddr: "127.0.0.1:0", HealthAddr: "0", RemoteResync: 30 * time.Second})
 	if err != nil {
 		return s, err
 	}
-	opCtx, cancel := context.WithCancel(context.Background())
-	s.stopOp, s.opDone = cancel, make(chan error, 1)
-	go func() { s.opDone <- mgr.Start(opCtx) }()
+	s.goRun(func(ctx context.Context) { _ = mgr.Start(ctx) })
+	s.goRun(func(ctx context.Context) { reportRollouts(ctx, c) })
 
 	ist := opts.Istio.DeepCopy()
+	var xdsLn net.Listener
+	if !opts.NoIstiod && ist.Spec.LocalityLB.Enabled && ist.Spec.LocalityLB.ServerAddress == "" {
+		if xdsLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return s, fmt.Errorf("locality server: %w", err)
+		}
+		s.XDSAddr = xdsLn.Addr().String()
+		ist.Spec.LocalityLB.ServerAddress = s.XDSAddr
+	}
 	say("• applying Istio %s/%s (version %s)", ist.Namespace, ist.Name, ist.Spec.Version)
-	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ist.Namespace}}}
-	if err := client.IgnoreAlreadyExists(c.Create(ctx, ns)); err != nil {
-		return s, fmt.Errorf("create namespace %s: %w", ist.Namespace, err)
+	istObj, err := install.ToUnstructured(ist, ist.TypeMeta)
+	if err != nil {
+		return s, err
 	}
-	if err := client.IgnoreAlreadyExists(c.Create(ctx, ist)); err != nil {
-		return s, fmt.Errorf("create Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+	if err := install.Apply(ctx, c, append(crds[:0:0], install.Namespace(ist.Namespace), istObj)); err != nil {
+		return s, err
 	}
-	if err := waitDeployed(ctx, c, client.ObjectKeyFromObject(ist), say); err != nil {
+	if err := waitFor(ctx, c, ist, v1beta1.ConditionReady, opts.Progress); err != nil {
+		return s, err
+	}
+
+	for _, rc := range s.Clusters[1:] {
+		say("• joining cluster %s", rc.Name)
+		kc, err := os.ReadFile(rc.Kubeconfig)
+		if err != nil {
+			return s, err
+		}
+		secret := install.KubeconfigSecret(ist.Namespace, rc.Name+"-kubeconfig", kc)
+		ri := &v1beta1.RemoteIstio{
+			ObjectMeta: metav1.ObjectMeta{Name: rc.Name, Namespace: ist.Namespace},
+			Spec: v1beta1.RemoteIstioSpec{
+				KubeconfigSecretRef: &corev1.LocalObjectReference{Name: secret.Name},
+				// Proxies of a remote would reach istiod through the primary's
+				// east-west gateway; here istiod is a local process.
+				PilotAddress: "localhost",
+			},
+		}
+		if err := client.IgnoreAlreadyExists(c.Create(ctx, secret)); err != nil {
+			return s, err
+		}
+		if err := client.IgnoreAlreadyExists(c.Create(ctx, ri)); err != nil {
+			return s, err
+		}
+	}
+	for _, rc := range s.Clusters[1:] {
+		ri := &v1beta1.RemoteIstio{ObjectMeta: metav1.ObjectMeta{Name: rc.Name, Namespace: ist.Namespace}}
+		if err := waitFor(ctx, c, ri, v1beta1.ConditionReady, opts.Progress); err != nil {
+			return s, err
+		}
+	}
+	if opts.NoIstiod {
+		return s, nil
+	}
+
+	if xdsLn != nil {
+		say("• starting the locality server on %s", s.XDSAddr)
+		if err := s.startLocality(ctx, xdsLn, filepath.Join(opts.Dir, "locality.log")); err != nil {
+			return s, err
+		}
+	}
+	say("• starting istiod (log: %s)", filepath.Join(opts.Dir, "istiod", "istiod.log"))
+	mesh := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ist.Namespace, Name: "istio"}, mesh); err != nil {
+		return s, fmt.Errorf("reading the MeshConfig the operator rendered: %w", err)
+	}
+	if s.Istiod, err = localistiod.Start(ctx, localistiod.Options{
+		Kubeconfig: s.Primary().Kubeconfig,
+		Dir:        filepath.Join(opts.Dir, "istiod"),
+		MeshConfig: mesh.Data["mesh"],
+		ClusterID:  ist.Spec.ClusterName,
+		Namespace:  ist.Namespace,
+	}); err != nil {
 		return s, err
 	}
 	return s, nil
 }
 
+// startLocality runs the locality server over every cluster of the sandbox.
+func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, logPath string) error {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(f, nil))
+	cfgs := map[string]*rest.Config{}
+	for _, c := range s.Clusters {
+		cfgs[c.Name] = c.Config
+	}
+	var srv *xds.Server
+	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Logger: log, OnChange: func() {
+		if srv != nil {
+			srv.Notify()
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	srv, err = xds.NewServer(xds.Options{Snapshot: w.Snapshot, Policy: func() locality.Policy { return locality.Policy{} },
+		Logger: log, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		return err
+	}
+	s.goRun(func(ctx context.Context) { w.Start(ctx) })
+	syncCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := w.WaitForSync(syncCtx); err != nil {
+		return fmt.Errorf("locality server: %w", err)
+	}
+	s.goRun(func(ctx context.Context) { _ = srv.Run(ctx, ln) })
+	return nil
+}
+
+// goRun runs f until Down.
+func (s *Sandbox) goRun(f func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f(ctx); close(done) }()
+	s.stops = append(s.stops, func() { cancel(); <-done })
+}
+
 // Down stops every process of the sandbox.
 func (s *Sandbox) Down() error {
 	var first error
-	if s.stopOp != nil {
-		s.stopOp()
-		<-s.opDone
+	if s.Istiod != nil {
+		if err := s.Istiod.Stop(); err != nil {
+			first = err
+		}
 	}
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+	s.stops = nil
 	for i := len(s.Clusters) - 1; i >= 0; i-- {
 		if err := s.Clusters[i].Stop(); err != nil && first == nil {
 			first = err
@@ -175,68 +302,34 @@ func (s *Sandbox) Down() error {
 	return first
 }
 
-// ApplyCRDs applies meshfleet's CRDs and waits until the API server serves them.
-func ApplyCRDs(ctx context.Context, c client.Client) error {
-	files, err := fs.Glob(crds.FS, "*.yaml")
-	if err != nil {
-		return err
-	}
-	var objs []*unstructured.Unstructured
-	for _, f := range files {
-		b, err := fs.ReadFile(crds.FS, f)
-		if err != nil {
-			return err
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(b, &u.Object); err != nil {
-			return fmt.Errorf("crds/%s: %w", f, err)
-		}
-		objs = append(objs, u)
-	}
-	a := &apply.Applier{Client: c, FieldManager: "meshfleet-sandbox"}
-	if _, err := a.Apply(ctx, objs); err != nil {
-		return fmt.Errorf("apply meshfleet CRDs: %w", err)
-	}
-	// The API server serves a new kind a moment after the CRD is created.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := c.List(ctx, &v1beta1.IstioList{})
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("meshfleet CRDs not served after 30s: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func waitDeployed(ctx context.Context, c client.Client, key client.ObjectKey, say func(string, ...any)) error {
-	seen := map[string]string{}
+func waitFor(ctx context.Context, c client.Client, obj client.Object, cond string, progress io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	for {
-		ist := &v1beta1.Istio{}
-		if err := c.Get(ctx, key, ist); err != nil {
-			return fmt.Errorf("read Istio %s: %w", key, err)
-		}
-		for _, cond := range ist.Status.Conditions {
-			line := fmt.Sprintf("%s %s", cond.Status, cond.Message)
-			if seen[cond.Type] != line {
-				seen[cond.Type] = line
-				say("  %-27s %-7s %s", cond.Type, cond.Status, cond.Message)
+	return install.Wait(ctx, c, obj, cond, progress)
+}
+
+// reportRollouts plays the deployment controller: every Deployment is
+// reported rolled out. istiod itself runs as a local process.
+func reportRollouts(ctx context.Context, c client.Client) {
+	for ctx.Err() == nil {
+		var list appsv1.DeploymentList
+		if err := c.List(ctx, &list); err == nil {
+			for i := range list.Items {
+				d := &list.Items[i]
+				r := int32(1)
+				if d.Spec.Replicas != nil {
+					r = *d.Spec.Replicas
+				}
+				if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == r && d.Status.UpdatedReplicas == r {
+					continue
+				}
+				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, ReadyReplicas: r, AvailableReplicas: r}
+				_ = c.Status().Update(ctx, d)
 			}
-		}
-		if ist.Status.Phase == v1beta1.PhaseFailed {
-			return fmt.Errorf("the control plane of Istio resource %s failed: see its conditions above", key)
-		}
-		if meta.IsStatusConditionTrue(ist.Status.Conditions, v1beta1.ConditionControlPlaneDeployed) {
-			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the control plane of Istio resource %s was not deployed in time: %w", key, ctx.Err())
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(time.Second):
 		}
 	}
 }

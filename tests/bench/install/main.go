@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -173,7 +174,11 @@ func startOperator(ctx context.Context, dir string, etcd *localcluster.Etcd, bin
 	if err != nil {
 		return cl, nil, err
 	}
-	if err := sandbox.ApplyCRDs(ctx, c); err != nil {
+	crds, err := install.CRDs()
+	if err != nil {
+		return cl, nil, err
+	}
+	if err := install.Apply(ctx, c, crds); err != nil {
 		return cl, nil, err
 	}
 	mgr, err := operator.New(cl.Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
