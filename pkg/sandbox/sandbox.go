@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,9 @@ type Sandbox struct {
 	// XDSAddr is where the locality server serves istiod.
 	XDSAddr string
 
-	stops []func()
+	stops    []func()
+	downOnce sync.Once
+	downErr  error
 }
 
 // Primary is the cluster that runs the control plane.
@@ -277,8 +280,13 @@ func (s *Sandbox) goRun(f func(ctx context.Context)) {
 	s.stops = append(s.stops, func() { cancel(); <-done })
 }
 
-// Down stops every process of the sandbox.
+// Down stops every process of the sandbox. It may be called more than once.
 func (s *Sandbox) Down() error {
+	s.downOnce.Do(func() { s.downErr = s.down() })
+	return s.downErr
+}
+
+func (s *Sandbox) down() error {
 	var first error
 	if s.Istiod != nil {
 		if err := s.Istiod.Stop(); err != nil {
