@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,8 +104,8 @@ type Cluster struct {
 	ControllerManagerLog string
 
 	ca        *certAuthority
-	apiserver *process
-	kcm       *process
+	apiserver *localproc.Process
+	kcm       *localproc.Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -145,7 +147,7 @@ func (o ClusterOptions) validate() error {
 		return fmt.Errorf("cluster %q: no Dir given", o.Name)
 	}
 	for _, a := range o.ExtraAPIServerArgs {
-		if _, err := flagName(a); err != nil {
+		if _, err := localproc.FlagName(a); err != nil {
 			return fmt.Errorf("cluster %q: ExtraAPIServerArgs: %w", o.Name, err)
 		}
 	}
@@ -271,7 +273,7 @@ func apiServerArgs(opts ClusterOptions, files clusterFiles, etcdEndpoint string,
 		"--etcd-servers=" + etcdEndpoint,
 		"--etcd-prefix=/" + opts.Name,
 		"--bind-address=127.0.0.1",
-		"--secure-port=" + itoa(port),
+		"--secure-port=" + strconv.Itoa(port),
 		"--advertise-address=127.0.0.1",
 		"--cert-dir=" + opts.Dir,
 		"--tls-cert-file=" + files.servingCert,
@@ -295,7 +297,7 @@ func apiServerArgs(opts ClusterOptions, files clusterFiles, etcdEndpoint string,
 			"--audit-log-path="+files.auditLog,
 		)
 	}
-	return mergeArgs(args, opts.ExtraAPIServerArgs)
+	return localproc.MergeArgs(args, opts.ExtraAPIServerArgs)
 }
 
 // controllerManagerArgs returns the kube-controller-manager command line.
@@ -312,34 +314,6 @@ func controllerManagerArgs(files clusterFiles) []string {
 	}
 }
 
-// flagName returns the name of a --flag or --flag=value argument.
-func flagName(arg string) (string, error) {
-	if !strings.HasPrefix(arg, "--") || len(arg) < 3 || arg[2] == '=' {
-		return "", fmt.Errorf("argument %q is not of the form --flag=value", arg)
-	}
-	name, _, _ := strings.Cut(arg[2:], "=")
-	return name, nil
-}
-
-// mergeArgs returns base followed by extra, dropping the arguments of base
-// whose flag is set again in extra. Both must be --flag[=value] arguments.
-func mergeArgs(base, extra []string) []string {
-	override := map[string]bool{}
-	for _, a := range extra {
-		if n, err := flagName(a); err == nil {
-			override[n] = true
-		}
-	}
-	out := make([]string, 0, len(base)+len(extra))
-	for _, a := range base {
-		if n, err := flagName(a); err == nil && override[n] {
-			continue
-		}
-		out = append(out, a)
-	}
-	return append(out, extra...)
-}
-
 // startAPIServer starts kube-apiserver on a free port and waits until it is
 // ready, retrying with another port if the chosen one was taken meanwhile.
 func (c *Cluster) startAPIServer(ctx context.Context, etcdEndpoint, bin string, opts ClusterOptions, files clusterFiles, adminCert, adminKey []byte, timeout time.Duration) error {
@@ -347,11 +321,11 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdEndpoint, bin string, 
 	defer cancel()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := localproc.FreePort()
 		if err != nil {
 			return err
 		}
-		c.URL = "https://127.0.0.1:" + itoa(port)
+		c.URL = "https://127.0.0.1:" + strconv.Itoa(port)
 		c.Config = &rest.Config{
 			Host: c.URL,
 			TLSClientConfig: rest.TLSClientConfig{
@@ -362,7 +336,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdEndpoint, bin string, 
 			QPS:   50,
 			Burst: 100,
 		}
-		p, err := startProcess("kube-apiserver", bin, apiServerArgs(opts, files, etcdEndpoint, port), files.apiserverLog)
+		p, err := localproc.Start("kube-apiserver", bin, apiServerArgs(opts, files, etcdEndpoint, port), nil, files.apiserverLog)
 		if err != nil {
 			return err
 		}
@@ -371,11 +345,11 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdEndpoint, bin string, 
 		if err == nil {
 			return nil
 		}
-		_ = p.stop(0)
+		_ = p.Stop(0)
 		c.apiserver = nil
-		tail := tailFile(files.apiserverLog, 40)
+		tail := localproc.TailFile(files.apiserverLog, 40)
 		lastErr = fmt.Errorf("kube-apiserver not ready: %w; last lines of %s:\n%s", err, files.apiserverLog, tail)
-		if !portInUse(tail) || ctx.Err() != nil {
+		if !localproc.PortInUse(tail) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -384,7 +358,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdEndpoint, bin string, 
 
 // waitAPIServerReady polls GET /readyz until it succeeds, the process exits or
 // ctx is done.
-func waitAPIServerReady(ctx context.Context, p *process, cfg *rest.Config) error {
+func waitAPIServerReady(ctx context.Context, p *localproc.Process, cfg *rest.Config) error {
 	client, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return fmt.Errorf("building HTTP client: %w", err)
@@ -394,8 +368,8 @@ func waitAPIServerReady(ctx context.Context, p *process, cfg *rest.Config) error
 	defer tick.Stop()
 	var lastErr error
 	for {
-		if exited, _ := p.exited(); exited {
-			return fmt.Errorf("kube-apiserver %s", p.describeExit())
+		if exited, _ := p.Exited(); exited {
+			return fmt.Errorf("kube-apiserver %s", p.DescribeExit())
 		}
 		lastErr = getOK(ctx, client, cfg.Host+"/readyz")
 		if lastErr == nil {
@@ -434,7 +408,7 @@ func getOK(ctx context.Context, client *http.Client, url string) error {
 // startControllerManager starts kube-controller-manager and waits until its
 // serviceaccount controller has created default/default.
 func (c *Cluster) startControllerManager(ctx context.Context, bin string, files clusterFiles, timeout time.Duration) error {
-	p, err := startProcess("kube-controller-manager", bin, controllerManagerArgs(files), files.kcmLog)
+	p, err := localproc.Start("kube-controller-manager", bin, controllerManagerArgs(files), nil, files.kcmLog)
 	if err != nil {
 		return err
 	}
@@ -442,12 +416,12 @@ func (c *Cluster) startControllerManager(ctx context.Context, bin string, files 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := waitDefaultServiceAccount(ctx, p, c.Config); err != nil {
-		return fmt.Errorf("kube-controller-manager not working: %w; last lines of %s:\n%s", err, files.kcmLog, tailFile(files.kcmLog, 40))
+		return fmt.Errorf("kube-controller-manager not working: %w; last lines of %s:\n%s", err, files.kcmLog, localproc.TailFile(files.kcmLog, 40))
 	}
 	return nil
 }
 
-func waitDefaultServiceAccount(ctx context.Context, p *process, cfg *rest.Config) error {
+func waitDefaultServiceAccount(ctx context.Context, p *localproc.Process, cfg *rest.Config) error {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("building client: %w", err)
@@ -456,8 +430,8 @@ func waitDefaultServiceAccount(ctx context.Context, p *process, cfg *rest.Config
 	defer tick.Stop()
 	var lastErr error
 	for {
-		if exited, _ := p.exited(); exited {
-			return fmt.Errorf("kube-controller-manager %s", p.describeExit())
+		if exited, _ := p.Exited(); exited {
+			return fmt.Errorf("kube-controller-manager %s", p.DescribeExit())
 		}
 		_, lastErr = client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 		if lastErr == nil {
@@ -518,12 +492,12 @@ func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
 		if c.kcm != nil {
-			if err := c.kcm.stop(stopGracePeriod); err != nil {
+			if err := c.kcm.Stop(localproc.StopGracePeriod); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		if c.apiserver != nil {
-			if err := c.apiserver.stop(stopGracePeriod); err != nil {
+			if err := c.apiserver.Stop(localproc.StopGracePeriod); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -26,7 +28,7 @@ type Etcd struct {
 	// LogPath is the file etcd's output goes to.
 	LogPath string
 
-	proc *process
+	proc *localproc.Process
 }
 
 // StartEtcd starts bin as a single-member etcd with its client and peer URLs
@@ -60,11 +62,11 @@ func StartEtcd(ctx context.Context, dir, bin string) (*Etcd, error) {
 var errPortInUse = errors.New("port already in use")
 
 func startEtcdOnce(ctx context.Context, dir, bin string) (*Etcd, error) {
-	clientPort, err := freePort()
+	clientPort, err := localproc.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
-	peerPort, err := freePort()
+	peerPort, err := localproc.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
@@ -74,19 +76,19 @@ func startEtcdOnce(ctx context.Context, dir, bin string) (*Etcd, error) {
 		return nil, fmt.Errorf("starting etcd: clearing %s: %w", dataDir, err)
 	}
 	e := &Etcd{
-		Endpoint: "http://127.0.0.1:" + itoa(clientPort),
+		Endpoint: "http://127.0.0.1:" + strconv.Itoa(clientPort),
 		DataDir:  dataDir,
 		LogPath:  filepath.Join(dir, "etcd.log"),
 	}
-	p, err := startProcess("etcd", bin, etcdArgs(dataDir, clientPort, peerPort), e.LogPath)
+	p, err := localproc.Start("etcd", bin, etcdArgs(dataDir, clientPort, peerPort), nil, e.LogPath)
 	if err != nil {
 		return nil, err
 	}
 	e.proc = p
 	if err := e.waitHealthy(ctx); err != nil {
-		_ = p.stop(0)
-		tail := tailFile(e.LogPath, 30)
-		if portInUse(tail) {
+		_ = p.Stop(0)
+		tail := localproc.TailFile(e.LogPath, 30)
+		if localproc.PortInUse(tail) {
 			err = errors.Join(err, errPortInUse)
 		}
 		return nil, fmt.Errorf("starting etcd: %w; last lines of %s:\n%s", err, e.LogPath, tail)
@@ -96,8 +98,8 @@ func startEtcdOnce(ctx context.Context, dir, bin string) (*Etcd, error) {
 
 // etcdArgs returns the etcd command line.
 func etcdArgs(dataDir string, clientPort, peerPort int) []string {
-	clientURL := "http://127.0.0.1:" + itoa(clientPort)
-	peerURL := "http://127.0.0.1:" + itoa(peerPort)
+	clientURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 	return []string{
 		"--name=localcluster",
 		"--data-dir=" + dataDir,
@@ -127,8 +129,8 @@ func (e *Etcd) waitHealthy(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if exited, _ := e.proc.exited(); exited {
-			return fmt.Errorf("etcd %s before becoming healthy", e.proc.describeExit())
+		if exited, _ := e.proc.Exited(); exited {
+			return fmt.Errorf("etcd %s before becoming healthy", e.proc.DescribeExit())
 		}
 		lastErr = etcdHealth(ctx, client, e.Endpoint)
 		if lastErr == nil {
@@ -169,7 +171,7 @@ func (e *Etcd) Stop() error {
 	if e == nil || e.proc == nil {
 		return nil
 	}
-	if err := e.proc.stop(stopGracePeriod); err != nil {
+	if err := e.proc.Stop(localproc.StopGracePeriod); err != nil {
 		return fmt.Errorf("stopping etcd: %w", err)
 	}
 	return nil

@@ -3,7 +3,7 @@ package localcluster
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"net"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -115,31 +115,6 @@ func TestSigningKeyParses(t *testing.T) {
 	}
 }
 
-func TestMergeArgsOverridesDefaults(t *testing.T) {
-	base := []string{"--a=1", "--b=2", "--flag", "--c=3"}
-	got := mergeArgs(base, []string{"--b=20", "--flag=false", "--d=4"})
-	want := []string{"--a=1", "--c=3", "--b=20", "--flag=false", "--d=4"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("mergeArgs = %q, want %q", got, want)
-	}
-	if got := mergeArgs(base, nil); !reflect.DeepEqual(got, base) {
-		t.Errorf("mergeArgs(base, nil) = %q", got)
-	}
-}
-
-func TestFlagName(t *testing.T) {
-	for arg, want := range map[string]string{"--v=4": "v", "--x": "x", "--a-b=c=d": "a-b"} {
-		if got, err := flagName(arg); err != nil || got != want {
-			t.Errorf("flagName(%q) = %q, %v; want %q", arg, got, err, want)
-		}
-	}
-	for _, bad := range []string{"-v=4", "v", "--", "--=x", "value"} {
-		if _, err := flagName(bad); err == nil {
-			t.Errorf("flagName(%q) succeeded", bad)
-		}
-	}
-}
-
 // flagValue returns the value of --name in args, and whether it is there.
 func flagValue(args []string, name string) (string, bool) {
 	for _, a := range args {
@@ -180,7 +155,7 @@ func TestAPIServerArgs(t *testing.T) {
 		t.Error("audit log enabled without AuditLog")
 	}
 	for _, a := range args {
-		if _, err := flagName(a); err != nil {
+		if _, err := localproc.FlagName(a); err != nil {
 			t.Error(err)
 		}
 	}
@@ -327,28 +302,4 @@ func TestDefaultBinariesFromEnv(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want it to mention %s", err, want)
 	}
-}
-
-func TestTailLines(t *testing.T) {
-	if got := tailLines([]byte("a\nb\nc\n"), 2); got != "b\nc" {
-		t.Errorf("tailLines = %q", got)
-	}
-	if got := tailLines([]byte("a"), 5); got != "a" {
-		t.Errorf("tailLines = %q", got)
-	}
-	if !portInUse("listen tcp 127.0.0.1:1: bind: address already in use") {
-		t.Error("portInUse missed a bind failure")
-	}
-}
-
-func TestFreePort(t *testing.T) {
-	p, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:"+itoa(p))
-	if err != nil {
-		t.Fatalf("free port %d not usable: %v", p, err)
-	}
-	l.Close()
 }

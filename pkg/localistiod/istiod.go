@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"io"
 	"net"
 	"net/http"
@@ -61,7 +62,7 @@ type Istiod struct {
 	// LogPath is the file istiod's output goes to.
 	LogPath string
 
-	proc     *process
+	proc     *localproc.Process
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -90,17 +91,17 @@ func Start(ctx context.Context, opts Options) (*Istiod, error) {
 		return nil, fmt.Errorf("starting istiod: %w", err)
 	}
 	d.GRPCAddr, d.HTTPAddr, d.MonitoringAddr = ports[0], ports[1], ports[2]
-	args := mergeArgs(d.args(opts), opts.Args)
+	args := localproc.MergeArgs(d.args(opts), opts.Args)
 	env := mergeEnv(DefaultEnv(opts.ClusterID, opts.Namespace), opts.Env)
-	d.proc, err = startProcess(opts.Binary, args, env, d.LogPath)
+	d.proc, err = localproc.Start("istiod", opts.Binary, args, env, d.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("starting istiod: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
 	if err := d.waitReady(ctx); err != nil {
-		_ = d.proc.stop(0)
-		return nil, fmt.Errorf("starting istiod: %w; last lines of %s:\n%s", err, d.LogPath, tailFile(d.LogPath, 40))
+		_ = d.proc.Stop(0)
+		return nil, fmt.Errorf("starting istiod: %w; last lines of %s:\n%s", err, d.LogPath, localproc.TailFile(d.LogPath, 40))
 	}
 	return d, nil
 }
@@ -113,7 +114,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("no Dir given")
 	}
 	for _, a := range o.Args {
-		if _, err := flagName(a); err != nil {
+		if _, err := localproc.FlagName(a); err != nil {
 			return o, fmt.Errorf("option Args: %w", err)
 		}
 	}
@@ -191,8 +192,8 @@ func (d *Istiod) waitReady(ctx context.Context) error {
 	defer tick.Stop()
 	var lastErr error
 	for {
-		if done, how := d.proc.exited(); done {
-			return fmt.Errorf("istiod %s before becoming ready", how)
+		if done, _ := d.proc.Exited(); done {
+			return fmt.Errorf("istiod %s before becoming ready", d.proc.DescribeExit())
 		}
 		lastErr = getOK(ctx, client, url)
 		if lastErr == nil {
@@ -245,7 +246,7 @@ func (d *Istiod) Stop() error {
 		return nil
 	}
 	d.stopOnce.Do(func() {
-		if err := d.proc.stop(stopGracePeriod); err != nil {
+		if err := d.proc.Stop(stopGracePeriod); err != nil {
 			d.stopErr = fmt.Errorf("stopping istiod: %w", err)
 		}
 	})

@@ -1,6 +1,7 @@
 package localistiod
 
 import (
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,7 +13,7 @@ import (
 
 func TestMergeArgs(t *testing.T) {
 	base := []string{"discovery", "--a=1", "--b=2", "--httpsAddr="}
-	got := mergeArgs(base, []string{"--b=3", "--httpsAddr=127.0.0.1:1"})
+	got := localproc.MergeArgs(base, []string{"--b=3", "--httpsAddr=127.0.0.1:1"})
 	want := []string{"discovery", "--a=1", "--b=3", "--httpsAddr=127.0.0.1:1"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("mergeArgs = %q, want %q", got, want)

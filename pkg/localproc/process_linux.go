@@ -1,4 +1,4 @@
-package localcluster
+package localproc
 
 import (
 	"os/exec"

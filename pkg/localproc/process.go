@@ -1,4 +1,8 @@
-package localcluster
+// Package localproc runs the child processes of a local environment (etcd,
+// kube-apiserver, istiod): each in its own process group, its output appended
+// to a log file, killed by the kernel if its parent dies, and stopped with
+// SIGTERM then SIGKILL so that nothing is left behind.
+package localproc
 
 import (
 	"bytes"
@@ -9,17 +13,19 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// stopGracePeriod is how long Stop waits after SIGTERM before it sends SIGKILL.
-const stopGracePeriod = 10 * time.Second
+// StopGracePeriod is how long Stop usually waits after SIGTERM before it
+// sends SIGKILL.
+const StopGracePeriod = 10 * time.Second
 
-// process is a child process running in its own process group, with its
+// Process is a child process running in its own process group, with its
 // stdout and stderr appended to a log file.
-type process struct {
+type Process struct {
 	name    string
 	cmd     *exec.Cmd
 	logPath string
@@ -30,16 +36,22 @@ type process struct {
 	stopErr  error
 }
 
-// startProcess starts bin with args, its output appended to logPath. The
-// process gets its own process group and, on Linux, SIGKILL when the thread
-// that started it dies.
-func startProcess(name, bin string, args []string, logPath string) (*process, error) {
+// Start starts bin with args and env (added to this process's environment),
+// its output appended to logPath. The process gets its own process group
+// and, on Linux, SIGKILL when the thread that started it dies.
+func Start(name, bin string, args, env []string, logPath string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening log file for %s: %w", name, err)
 	}
+	if len(env) > 0 {
+		fmt.Fprintf(logFile, "+ env %q\n", env)
+	}
 	fmt.Fprintf(logFile, "+ %s %q\n", bin, args)
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = logFile // an *os.File: no copying goroutine, Wait never blocks on pipes
 	cmd.Stderr = logFile
 	cmd.Stdin = nil
@@ -50,7 +62,7 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 	}
 	// The child has its own copy of the descriptor.
 	logFile.Close()
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
@@ -58,11 +70,11 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 	return p, nil
 }
 
-// pid returns the process id (also the process group id).
-func (p *process) pid() int { return p.cmd.Process.Pid }
+// Pid returns the process id (also the process group id).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// exited reports whether the process has exited, and how.
-func (p *process) exited() (bool, error) {
+// Exited reports whether the process has exited, and how.
+func (p *Process) Exited() (bool, error) {
 	select {
 	case <-p.done:
 		return true, p.waitErr
@@ -71,14 +83,14 @@ func (p *process) exited() (bool, error) {
 	}
 }
 
-// stop sends SIGTERM to the process group, waits up to grace for the process
+// Stop sends SIGTERM to the process group, waits up to grace for the process
 // to exit, then sends SIGKILL to the group. It always kills the group one last
-// time so that no child of the process survives. It is safe to call stop
+// time so that no child of the process survives. It is safe to call Stop
 // more than once.
-func (p *process) stop(grace time.Duration) error {
+func (p *Process) Stop(grace time.Duration) error {
 	p.stopOnce.Do(func() {
-		pgid := p.pid()
-		if exited, _ := p.exited(); !exited {
+		pgid := p.Pid()
+		if exited, _ := p.Exited(); !exited {
 			_ = syscall.Kill(-pgid, syscall.SIGTERM)
 			select {
 			case <-p.done:
@@ -107,17 +119,17 @@ func (p *process) stop(grace time.Duration) error {
 	return p.stopErr
 }
 
-// describeExit describes how an exited process ended, for error messages.
-func (p *process) describeExit() string {
+// DescribeExit describes how an exited process ended, for error messages.
+func (p *Process) DescribeExit() string {
 	if p.waitErr == nil {
 		return "exited with status 0"
 	}
 	return p.waitErr.Error()
 }
 
-// tailFile returns at most the last n lines of the file at path (reading at
+// TailFile returns at most the last n lines of the file at path (reading at
 // most the last 64 KiB). Errors are rendered into the result.
-func tailFile(path string, n int) string {
+func TailFile(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", path, err)
@@ -148,10 +160,10 @@ func tailLines(buf []byte, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 // Another process may take it before it is used; callers retry on
 // "address already in use".
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port on 127.0.0.1: %w", err)
@@ -160,10 +172,38 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// portInUse reports whether a log tail shows that a listen failed because
+// PortInUse reports whether a log tail shows that a listen failed because
 // the port was taken.
-func portInUse(logTail string) bool {
+func PortInUse(logTail string) bool {
 	return bytes.Contains([]byte(logTail), []byte("address already in use"))
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// FlagName returns the name of a --flag or --flag=value argument.
+func FlagName(arg string) (string, error) {
+	if !strings.HasPrefix(arg, "--") || len(arg) < 3 || arg[2] == '=' {
+		return "", fmt.Errorf("argument %q is not of the form --flag=value", arg)
+	}
+	name, _, _ := strings.Cut(arg[2:], "=")
+	return name, nil
+}
+
+// MergeArgs returns base followed by extra, dropping the --flag arguments of
+// base whose flag extra sets again. Positional arguments of base stay.
+func MergeArgs(base, extra []string) []string {
+	override := map[string]bool{}
+	for _, a := range extra {
+		if n, err := FlagName(a); err == nil {
+			override[n] = true
+		}
+	}
+	out := make([]string, 0, len(base)+len(extra))
+	for _, a := range base {
+		if n, err := FlagName(a); err == nil && override[n] {
+			continue
+		}
+		out = append(out, a)
+	}
+	return append(out, extra...)
+}

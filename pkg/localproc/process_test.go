@@ -1,4 +1,4 @@
-package localcluster
+package localproc
 
 import (
 	"os"
@@ -41,52 +41,52 @@ func TestProcessStopKillsWholeGroup(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "p.log")
 	// The shell ignores SIGTERM, so stop must fall back to SIGKILL; its
 	// background child must die with it.
-	p, err := startProcess("sh", "/bin/sh", []string{"-c", "trap '' TERM; sleep 300 & echo started; wait"}, log)
+	p, err := Start("sh", "/bin/sh", []string{"-c", "trap '' TERM; sleep 300 & echo started; wait"}, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(groupMembers(t, p.pid())) < 2 && time.Now().Before(deadline) {
+	for len(groupMembers(t, p.Pid())) < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := len(groupMembers(t, p.pid())); n < 2 {
+	if n := len(groupMembers(t, p.Pid())); n < 2 {
 		t.Fatalf("expected shell and sleep in the process group, found %d", n)
 	}
 	start := time.Now()
-	if err := p.stop(200 * time.Millisecond); err != nil {
+	if err := p.Stop(200 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("stop took %v", d)
 	}
-	if left := groupMembers(t, p.pid()); len(left) > 0 {
+	if left := groupMembers(t, p.Pid()); len(left) > 0 {
 		t.Errorf("processes left in group: %v", left)
 		for _, pid := range left {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if exited, _ := p.exited(); !exited {
+	if exited, _ := p.Exited(); !exited {
 		t.Error("process not reaped")
 	}
-	if err := p.stop(0); err != nil {
+	if err := p.Stop(0); err != nil {
 		t.Errorf("second stop: %v", err)
 	}
-	if !strings.Contains(tailFile(log, 5), "started") {
-		t.Errorf("log lacks output: %q", tailFile(log, 5))
+	if !strings.Contains(TailFile(log, 5), "started") {
+		t.Errorf("log lacks output: %q", TailFile(log, 5))
 	}
 }
 
 func TestProcessExitIsReported(t *testing.T) {
-	p, err := startProcess("false", "/bin/sh", []string{"-c", "exit 3"}, filepath.Join(t.TempDir(), "log"))
+	p, err := Start("false", "/bin/sh", []string{"-c", "exit 3"}, nil, filepath.Join(t.TempDir(), "log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-p.done
-	exited, err := p.exited()
-	if !exited || err == nil || !strings.Contains(p.describeExit(), "exit status 3") {
-		t.Errorf("exited=%v err=%v describe=%q", exited, err, p.describeExit())
+	exited, err := p.Exited()
+	if !exited || err == nil || !strings.Contains(p.DescribeExit(), "exit status 3") {
+		t.Errorf("exited=%v err=%v describe=%q", exited, err, p.DescribeExit())
 	}
-	if err := p.stop(time.Second); err != nil {
+	if err := p.Stop(time.Second); err != nil {
 		t.Errorf("stop after exit: %v", err)
 	}
 }
