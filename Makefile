@@ -78,7 +78,7 @@ build: ## Build meshfleet (control-plane components) and meshctl into bin/.
 	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
-tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd.
+tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd and Prometheus.
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 	mkdir -p $(K8S_BIN)
@@ -91,6 +91,12 @@ $(PILOT_DISCOVERY):
 $(CONTROLLER_GEN) $(STATICCHECK) &:
 	mkdir -p $(DEV_BIN)
 	cd tests/tools/dev && go build -o $(DEV_BIN)/ sigs.k8s.io/controller-tools/cmd/controller-gen honnef.co/go/tools/cmd/staticcheck
+
+.PHONY: prometheus
+prometheus: ## Install Debian's Prometheus (dashboard tests, canary gate).
+	@test -x /usr/bin/prometheus || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
 
 .PHONY: etcd
 etcd:
