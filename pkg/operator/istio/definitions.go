@@ -46,6 +46,7 @@ func (r *Reconciler) definitions(ctx context.Context, ist *v1beta1.Istio, cp *re
 		r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "RootCreated", "CreateRootCA",
 			"created self-signed root CA %s/%s (SHA-256 %s)", cp.Namespace, meshca.RootSecretName, ca.Fingerprint(root.Cert))
 	}
+	meshca.RecordExpiry(cp.ClusterName, "root", root.Cert.NotAfter)
 	certs, err := meshca.CACerts(ctx, r.Client, cp, root, now)
 	if err != nil {
 		return nil, caOutcome(err)

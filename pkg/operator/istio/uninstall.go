@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -47,6 +48,7 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 		// Look again: deletion is asynchronous, and nothing may be left behind.
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
+	meshca.ForgetCluster(ist.Status.ClusterName)
 	controllerutil.RemoveFinalizer(ist, Finalizer)
 	if err := r.Client.Update(ctx, ist); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer from Istio %s/%s: %w", ist.Namespace, ist.Name, err)

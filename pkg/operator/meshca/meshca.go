@@ -176,6 +176,7 @@ func CACerts(ctx context.Context, r client.Reader, cp *render.ControlPlane, root
 	}
 	obj := &unstructured.Unstructured{Object: u}
 	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+	RecordExpiry(cp.ClusterName, "intermediate", im.Cert.NotAfter)
 	return &Issued{
 		Secret:   obj,
 		NotAfter: im.Cert.NotAfter,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -68,6 +69,7 @@ func (r *Reconciler) leave(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.R
 			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
 	}
+	meshca.ForgetCluster(clusterName)
 	controllerutil.RemoveFinalizer(ri, Finalizer)
 	if err := r.Client.Update(ctx, ri); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer from RemoteIstio %s/%s: %w", ri.Namespace, ri.Name, err)

@@ -1,0 +1,28 @@
+package meshca
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// CertificateExpiry is when each CA certificate of the mesh expires, as a
+// Unix timestamp by cluster and certificate (root, intermediate); alert on
+// `meshfleet_operator_certificate_expiry_timestamp_seconds - time()`.
+var CertificateExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "meshfleet_operator_certificate_expiry_timestamp_seconds",
+	Help: "When the mesh's CA certificates expire (Unix time), by cluster and certificate (root or intermediate).",
+}, []string{"cluster", "certificate"})
+
+func init() { metrics.Registry.MustRegister(CertificateExpiry) }
+
+// RecordExpiry publishes the expiry of a cluster's certificate.
+func RecordExpiry(cluster, certificate string, notAfter time.Time) {
+	CertificateExpiry.WithLabelValues(cluster, certificate).Set(float64(notAfter.Unix()))
+}
+
+// ForgetCluster removes a cluster's series, once it has left the mesh.
+func ForgetCluster(cluster string) {
+	CertificateExpiry.DeletePartialMatch(prometheus.Labels{"cluster": cluster})
+}
