@@ -2,73 +2,221 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
 
+func defaultSandboxDir() string {
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "meshfleet", "sandbox")
+}
+
 func newSandboxCommand() *cobra.Command {
+	var dir string
 	cmd := &cobra.Command{
 		Use:   "sandbox",
 		Short: "A local multi-cluster mesh on this machine, no containers",
+		Long: `The sandbox runs, in a network namespace of its own: etcd, a primary and
+remote kube-apiservers, the operator (which installs the control plane and
+joins the remotes), the locality server, a real istiod, and a demo app: gRPC
+servers in three zones of two regions and proxyless gRPC clients calling them
+through istiod. fail-zone takes a zone's endpoints down to show failover;
+restore brings them back.`,
 	}
-	cmd.AddCommand(newSandboxUpCommand())
+	cmd.PersistentFlags().StringVar(&dir, "dir", defaultSandboxDir(), "the sandbox's directory (data, kubeconfigs, logs, control socket)")
+	cmd.AddCommand(newSandboxUpCommand(&dir), newSandboxStatusCommand(&dir), newSandboxZoneCommand(&dir, true), newSandboxZoneCommand(&dir, false), newSandboxDownCommand(&dir))
 	return cmd
 }
 
-func newSandboxUpCommand() *cobra.Command {
+func newSandboxUpCommand(dir *string) *cobra.Command {
 	var (
-		dir     string
 		remotes int
+		watch   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Start etcd, a primary and remote kube-apiservers and the operator; install the mesh; run until interrupted",
-		Example: `  meshctl sandbox up                 # Ctrl-C stops everything
+		Short: "Start the sandbox and run until interrupted (Ctrl-C or meshctl sandbox down)",
+		Example: `  meshctl sandbox up
   meshctl sandbox up --remotes 1 --dir /tmp/mesh`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			if dir == "" {
-				home, _ := os.UserHomeDir()
-				dir = filepath.Join(home, ".cache", "meshfleet", "sandbox")
-			}
-			// Each run starts from a clean state: etcd data from an earlier run
-			// would hold objects signed with keys this run does not have.
-			if err := os.RemoveAll(dir); err != nil {
-				return fmt.Errorf("clean %s: %w", dir, err)
-			}
 			out := cmd.OutOrStdout()
-			sb, err := sandbox.Up(ctx, sandbox.Options{Dir: dir, Remotes: remotes, Progress: out})
+			if !netns.Inside() {
+				// Each run starts clean: data from an earlier run holds objects
+				// signed with keys this run does not have.
+				if err := os.RemoveAll(*dir); err != nil {
+					return fmt.Errorf("clean %s: %w", *dir, err)
+				}
+			}
+			// Re-run in a network namespace of its own, where the demo's
+			// servers may listen on 198.18.0.0/15 addresses.
+			var runErr error
+			code := netns.Main(func() int {
+				runErr = runSandbox(cmd.Context(), out, *dir, remotes, watch)
+				if runErr != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "Error:", runErr)
+					return exitFailure
+				}
+				return 0
+			}, sandbox.Addrs()...)
+			if code != 0 {
+				return &exitError{code, fmt.Errorf("the sandbox stopped with status %d (logs in %s)", code, *dir)}
+			}
+			return runErr
+		},
+	}
+	cmd.Flags().IntVar(&remotes, "remotes", 2, "number of remote clusters")
+	cmd.Flags().DurationVar(&watch, "watch", 5*time.Second, "how often to print where the demo's traffic goes (0: never)")
+	return cmd
+}
+
+// runSandbox runs inside the sandbox's network namespace.
+func runSandbox(parent context.Context, out io.Writer, dir string, remotes int, watch time.Duration) error {
+	ctx, stopSignals := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	start := time.Now()
+	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: dir, Remotes: remotes, Progress: out})
+	if err != nil {
+		return err
+	}
+	defer sb.Down()
+	down := make(chan struct{})
+	go func() { _ = sb.Serve(ctx, down) }()
+
+	st := sb.Status()
+	fmt.Fprintf(out, "\nThe sandbox is up (%v). Its clusters:\n", time.Since(start).Round(time.Second))
+	for _, c := range st.Clusters {
+		fmt.Fprintf(out, "  %-10s %s   kubeconfig %s\n", c.Name, c.URL, c.Kubeconfig)
+	}
+	fmt.Fprintf(out, "\nIt runs in a network namespace of its own; reach its API servers with\n")
+	fmt.Fprintf(out, "  nsenter --net=/proc/%d/ns/net kubectl --kubeconfig %s get istio,remoteistio -n istio-system\n", st.PID, st.Clusters[0].Kubeconfig)
+	fmt.Fprintf(out, "istiod:           %s (log %s)\n", st.Istiod, filepath.Join(dir, "istiod", "istiod.log"))
+	fmt.Fprintf(out, "locality server:  %s (istiod reads it as configSources xds://%s)\n", st.Locality, st.Locality)
+	fmt.Fprintf(out, "Try:              meshctl sandbox fail-zone eu-west-a; meshctl sandbox restore eu-west-a; meshctl sandbox status\n")
+	fmt.Fprintf(out, "Logs are under %s. Press Ctrl-C or run meshctl sandbox down to stop everything.\n\n", dir)
+
+	var tick <-chan time.Time
+	if watch > 0 {
+		t := time.NewTicker(watch)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "stopping the sandbox")
+			return sb.Down()
+		case <-down:
+			fmt.Fprintln(out, "stopping the sandbox")
+			return sb.Down()
+		case <-tick:
+			fmt.Fprintln(out, trafficLine(sb.Status().Traffic))
+		}
+	}
+}
+
+// trafficLine is one line of the live view: per client, where its calls went.
+func trafficLine(ts []sandbox.Traffic) string {
+	var parts []string
+	for _, t := range ts {
+		zones := make([]string, 0, len(t.ByZone))
+		for z := range t.ByZone {
+			zones = append(zones, z)
+		}
+		sort.Strings(zones)
+		var to []string
+		for _, z := range zones {
+			to = append(to, fmt.Sprintf("%s %.0f%%", z, t.ByZone[z]))
+		}
+		if t.Errors > 0 {
+			to = append(to, fmt.Sprintf("errors %d", t.Errors))
+		}
+		parts = append(parts, fmt.Sprintf("client in %s → %s", t.Client, strings.Join(to, ", ")))
+	}
+	return time.Now().Format("15:04:05") + "  " + strings.Join(parts, " | ")
+}
+
+func newSandboxStatusCommand(dir *string) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running sandbox: clusters, zones and where the demo's traffic goes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := sandbox.Connect(*dir).Status()
 			if err != nil {
 				return err
 			}
-			defer sb.Down()
-			fmt.Fprintf(out, "\nThe sandbox is up. Its clusters:\n")
-			for _, c := range sb.Clusters {
-				fmt.Fprintf(out, "  %-10s %s   kubectl --kubeconfig %s get nodes\n", c.Name, c.URL, c.Kubeconfig)
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
 			}
-			fmt.Fprintf(out, "\nThe mesh:              kubectl --kubeconfig %s -n istio-system get istio,remoteistio\n", sb.Primary().Kubeconfig)
-			fmt.Fprintf(out, "                       meshctl --kubeconfig %s status\n", sb.Primary().Kubeconfig)
-			if sb.Istiod != nil {
-				fmt.Fprintf(out, "istiod:                xDS %s, debug http://%s/debug/configz\n", sb.Istiod.GRPCAddr, sb.Istiod.HTTPAddr)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CLUSTER\tURL\tKUBECONFIG")
+			for _, c := range st.Clusters {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, c.URL, c.Kubeconfig)
 			}
-			if sb.XDSAddr != "" {
-				fmt.Fprintf(out, "locality server:       %s (istiod configSources xds://%s)\n", sb.XDSAddr, sb.XDSAddr)
+			fmt.Fprintln(tw, "\nZONE\tREGION\tCLUSTER\tSERVER\tREADY")
+			for _, z := range st.Zones {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", z.Zone, z.Region, z.Cluster, z.Addr, z.Ready)
 			}
-			fmt.Fprintf(out, "Logs are under %s. Press Ctrl-C to stop everything.\n", dir)
-			<-ctx.Done()
-			fmt.Fprintln(out, "stopping the sandbox")
-			return sb.Down()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "\n"+trafficLine(st.Traffic))
+			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "directory for the sandbox's data and logs (default ~/.cache/meshfleet/sandbox; wiped at start)")
-	cmd.Flags().IntVar(&remotes, "remotes", 2, "number of remote clusters")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	return cmd
+}
+
+func newSandboxZoneCommand(dir *string, fail bool) *cobra.Command {
+	use, short := "restore ZONE|REGION", "Bring a zone's (or region's) endpoints back"
+	if fail {
+		use, short = "fail-zone ZONE|REGION", "Take a zone's (or a whole region's) endpoints down, to watch failover"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := sandbox.Connect(*dir)
+			if fail {
+				return c.FailZone(args[0])
+			}
+			return c.Restore(args[0])
+		},
+	}
+}
+
+func newSandboxDownCommand(dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Stop the running sandbox and every process it started",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := sandbox.Connect(*dir).Down(2 * time.Minute); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "The sandbox is down.")
+			return nil
+		},
+	}
 }

@@ -48,8 +48,11 @@ type Options struct {
 	Remotes int
 	// Istio is the Istio resource installed in the primary; nil installs DefaultIstio.
 	Istio *v1beta1.Istio
-	// NoIstiod skips the istiod process (and the locality server).
+	// NoIstiod skips the istiod process (and the locality server and demo).
 	NoIstiod bool
+	// NoDemo skips the demo app (its servers need the sandbox's network
+	// namespace for their 198.18.0.0/15 addresses).
+	NoDemo bool
 	// Progress receives one line per step.
 	Progress io.Writer
 }
@@ -79,6 +82,8 @@ type Sandbox struct {
 	// XDSAddr is where the locality server serves istiod.
 	XDSAddr string
 
+	demo     *demo
+	started  time.Time
 	stops    []func()
 	downOnce sync.Once
 	downErr  error
@@ -105,7 +110,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s = &Sandbox{Dir: opts.Dir}
+	s = &Sandbox{Dir: opts.Dir, started: time.Now()}
 	defer func() {
 		if err != nil {
 			_ = s.Down()
@@ -234,6 +239,13 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}); err != nil {
 		return s, err
 	}
+	if opts.NoDemo {
+		return s, nil
+	}
+	say("• starting the demo: gRPC servers in %d zones, proxyless clients calling demo.demo.svc.cluster.local", len(Addrs()))
+	if s.demo, err = startDemo(ctx, s, s.Istiod.GRPCAddr); err != nil {
+		return s, fmt.Errorf("demo: %w", err)
+	}
 	return s, nil
 }
 
@@ -307,6 +319,7 @@ func (s *Sandbox) down() error {
 			first = err
 		}
 	}
+	_ = os.Remove(filepath.Join(s.Dir, SocketName))
 	return first
 }
 
