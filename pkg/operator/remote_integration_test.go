@@ -68,7 +68,7 @@ func TestRemoteIstio(t *testing.T) {
 		h.kubeconfigSecret(r+"-kubeconfig", env.Cluster(r).Kubeconfig)
 	}
 	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"Istio","metadata":{"name":"istio","namespace":"istio-system"},
-		"spec":{"version":"1.30.3","clusterName":"primary","multiCluster":{"mode":"flatNetwork"}}}`)
+		"spec":{"version":"1.30.3","clusterName":"primary","multiCluster":{"mode":"flatNetwork"},"kiali":{"enabled":true}}}`)
 	// remote3 sits behind the tunnel: its agent dials out to a tunnel server
 	// whose certificates chain to the mesh root, created here up front.
 	root := h.meshRoot()
@@ -99,6 +99,7 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("remote pieces are installed", h.remotePieces)
 	t.Run("remote secret lets istiod read the remote, not write Secrets", h.remoteSecret)
 	t.Run("Istio lists its members", h.members)
+	t.Run("Kiali gets read access to the remotes", h.kiali)
 	t.Run("drift in the remote is repaired", h.remoteDrift)
 	t.Run("connection problems get a condition with the fix", h.connectionErrors)
 	t.Run("a kubeconfig pointing at another cluster is refused", h.wrongCluster)
@@ -217,6 +218,11 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 	if a := kc.AuthInfos["remote3"]; a == nil || a.Token != "" || a.TokenFile == "" {
 		t.Errorf("remote secret credentials = %+v, want only istiod's token file", kc.AuthInfos["remote3"])
 	}
+	ks := &corev1.Secret{}
+	h.get("primary", ns, render.Kiali.SecretName("remote3"), ks)
+	if kkc, err := clientcmd.Load(ks.Data["remote3"]); err != nil || kkc.Clusters["remote3"].Server != h.tunnel.apiURL+"/clusters/remote3" || kkc.AuthInfos["remote3"].Token != "" {
+		t.Errorf("Kiali's secret for remote3 does not go through the tunnel with Kiali's own token: %v %+v", err, kkc)
+	}
 	// istiod, authenticated by the tunnel as itself, may read remote3.
 	istiod, err := h.env.Cluster("primary").UserConfig("system:serviceaccount:istio-system:istiod", "system:serviceaccounts")
 	if err != nil {
@@ -325,6 +331,32 @@ func (h *remoteHarness) remoteSecret(t *testing.T) {
 	err = c.Create(h.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("istiod's credentials may create Secrets in remote1: %v", err)
+	}
+}
+
+func (h *remoteHarness) kiali(t *testing.T) {
+	s := &corev1.Secret{}
+	h.get("primary", ns, render.Kiali.SecretName("remote1"), s)
+	if s.Labels["kiali.io/multiCluster"] != "true" || s.Annotations["kiali.io/cluster"] != "remote1" {
+		t.Errorf("Kiali secret labels %v annotations %v", s.Labels, s.Annotations)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(s.Data["remote1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(h.ctx, &corev1.NamespaceList{}); err != nil {
+		t.Errorf("Kiali's credentials cannot list remote1's namespaces: %v", err)
+	}
+	vs := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "VirtualServiceList"}}
+	if err := c.List(h.ctx, vs); err != nil {
+		t.Errorf("Kiali's credentials cannot list remote1's VirtualServices: %v", err)
+	}
+	if err := c.Create(h.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}}); !apierrors.IsForbidden(err) {
+		t.Errorf("Kiali's credentials may create Secrets in remote1: %v", err)
 	}
 }
 

@@ -54,6 +54,8 @@ type ControlPlane struct {
 	TraceSamplingPercent float64 `json:"traceSamplingPercent"`
 	// LocalityLB sets locality-aware routing.
 	LocalityLB LocalityLB `json:"localityLB"`
+	// Kiali gives Kiali in the primary access to the remote clusters.
+	Kiali bool `json:"kiali,omitempty"`
 	// Members are the other clusters of the mesh, for meshNetworks.
 	Members []Member `json:"members,omitempty"`
 

@@ -41,6 +41,7 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 		ClusterName:           orDefault(spec.ClusterName, in.Name),
 		Mode:                  spec.MultiCluster.Mode,
 		MeshID:                in.Name,
+		Kiali:                 spec.Kiali.Enabled,
 		Version:               spec.Version,
 		LogLevel:              spec.Logging.Level,
 		ClosePlaintextXDS:     spec.ControlPlaneSecurityEnabled,

@@ -25,6 +25,7 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 		ClusterName:           orDefault(spec.ClusterName, in.Name),
 		Mode:                  primary.Mode,
 		MeshID:                primary.MeshID,
+		Kiali:                 primary.Kiali,
 		Version:               orDefault(spec.Version, primary.Version),
 		LogLevel:              primary.LogLevel,
 		SidecarInjection:      boolOr(spec.SidecarInjector.Enabled, true),

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,14 +32,51 @@ type RemoteAccess struct {
 	TokenFile string
 }
 
-// RemoteSecretName is the name of the remote secret of a cluster.
-func RemoteSecretName(cluster string) string { return "istio-remote-secret-" + cluster }
+// Consumer is a component of the primary that reads remote clusters from
+// kubeconfig Secrets it finds by label: istiod, and Kiali.
+type Consumer struct {
+	// Name is the component's name, for messages.
+	Name string
+	// SecretPrefix, Label and ClusterAnnotation shape the Secret.
+	SecretPrefix, Label, ClusterAnnotation string
+	// ServiceAccount in the remote whose token a direct connection's Secret
+	// holds; ChartServiceAccount when Istio's chart creates it.
+	ServiceAccount      string
+	ChartServiceAccount bool
+	// Identity is the component's service account in the primary's
+	// namespace: through the tunnel it is impersonated under that name.
+	Identity string
+	// ClusterRoles it is bound to in the remote (%s is the namespace).
+	ClusterRoles []string
+}
 
-// RemoteSecret renders the Secret from which the primary's istiod discovers
-// the services, endpoints and nodes of a remote cluster (what `istioctl
-// create-remote-secret` writes): label istio/multiCluster=true, one key, the
-// cluster name, holding a kubeconfig.
+// The consumers of remote clusters.
+var (
+	// Istiod discovers the remote's services, endpoints and nodes.
+	Istiod = Consumer{Name: "istiod", SecretPrefix: "istio-remote-secret-", Label: LabelMultiCluster,
+		ClusterAnnotation: AnnotationClusterName, ServiceAccount: "istio-reader-service-account", ChartServiceAccount: true,
+		Identity: "istiod", ClusterRoles: []string{"istio-reader-clusterrole-%s"}}
+	// Kiali shows the remote in its multi-cluster graph.
+	Kiali = Consumer{Name: "Kiali", SecretPrefix: "kiali-remote-cluster-secret-", Label: "kiali.io/multiCluster",
+		ClusterAnnotation: "kiali.io/cluster", ServiceAccount: "kiali-remote",
+		Identity: "kiali", ClusterRoles: []string{"view", "istio-reader-clusterrole-%s"}}
+)
+
+// SecretName is the name of the consumer's Secret for a cluster.
+func (c Consumer) SecretName(cluster string) string { return c.SecretPrefix + cluster }
+
+// RemoteSecretName is the name of istiod's remote secret of a cluster.
+func RemoteSecretName(cluster string) string { return Istiod.SecretName(cluster) }
+
+// RemoteSecret renders istiod's remote secret of a cluster.
 func RemoteSecret(remote *ControlPlane, access RemoteAccess) (*unstructured.Unstructured, error) {
+	return Istiod.Secret(remote, access)
+}
+
+// Secret renders the consumer's kubeconfig Secret for a remote cluster (for
+// istiod, what `istioctl create-remote-secret` writes): one key, the cluster
+// name, holding a kubeconfig.
+func (c Consumer) Secret(remote *ControlPlane, access RemoteAccess) (*unstructured.Unstructured, error) {
 	name := remote.ClusterName
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters[name] = &clientcmdapi.Cluster{Server: access.Server, CertificateAuthorityData: access.CAData}
@@ -47,17 +85,17 @@ func RemoteSecret(remote *ControlPlane, access RemoteAccess) (*unstructured.Unst
 	kc.CurrentContext = name
 	b, err := clientcmd.Write(*kc)
 	if err != nil {
-		return nil, fmt.Errorf("remote secret for cluster %s: %w", name, err)
+		return nil, fmt.Errorf("%s secret for cluster %s: %w", c.Name, name, err)
 	}
 	labels := OwnerLabels(remote.Owner)
-	labels[LabelMultiCluster] = "true"
+	labels[c.Label] = "true"
 	s := &corev1.Secret{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        RemoteSecretName(name),
+			Name:        c.SecretName(name),
 			Namespace:   remote.Remote.Primary.Namespace,
 			Labels:      labels,
-			Annotations: map[string]string{AnnotationClusterName: name},
+			Annotations: map[string]string{c.ClusterAnnotation: name},
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{name: b},
@@ -71,18 +109,38 @@ func RemoteSecret(remote *ControlPlane, access RemoteAccess) (*unstructured.Unst
 	return obj, nil
 }
 
-// ReaderBinding binds Istio's reader ClusterRole of a remote cluster to user,
-// the identity under which istiod reads the remote (through the tunnel, the
-// primary's istiod service account, impersonated).
-func ReaderBinding(remote *ControlPlane, user string) *unstructured.Unstructured {
-	role := "istio-reader-clusterrole-" + remote.Namespace
-	b := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "rbac.authorization.k8s.io/v1",
-		"kind":       "ClusterRoleBinding",
-		"metadata":   map[string]any{"name": role + "-tunnel"},
-		"roleRef":    map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-		"subjects":   []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}},
-	}}
-	b.SetLabels(OwnerLabels(remote.Owner))
-	return b
+// RemoteRBAC renders what the consumer needs in the remote: through the
+// tunnel, bindings of its roles to its primary identity (impersonated);
+// directly, its service account and bindings (unless Istio's chart has them).
+func (c Consumer) RemoteRBAC(remote *ControlPlane, tunnel bool) []*unstructured.Unstructured {
+	var subject map[string]any
+	var out []*unstructured.Unstructured
+	switch {
+	case tunnel:
+		subject = map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+			"name": fmt.Sprintf("system:serviceaccount:%s:%s", remote.Remote.Primary.Namespace, c.Identity)}
+	case c.ChartServiceAccount:
+		return nil
+	default:
+		sa := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ServiceAccount",
+			"metadata": map[string]any{"name": c.ServiceAccount, "namespace": remote.Namespace}}}
+		sa.SetLabels(OwnerLabels(remote.Owner))
+		out = append(out, sa)
+		subject = map[string]any{"kind": "ServiceAccount", "name": c.ServiceAccount, "namespace": remote.Namespace}
+	}
+	for _, role := range c.ClusterRoles {
+		if strings.Contains(role, "%s") {
+			role = fmt.Sprintf(role, remote.Namespace)
+		}
+		b := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1",
+			"kind":       "ClusterRoleBinding",
+			"metadata":   map[string]any{"name": fmt.Sprintf("meshfleet-%s-%s", strings.ToLower(c.Name), role)},
+			"roleRef":    map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+			"subjects":   []any{subject},
+		}}
+		b.SetLabels(OwnerLabels(remote.Owner))
+		out = append(out, b)
+	}
+	return out
 }

@@ -2,10 +2,13 @@ package topology
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,14 +44,25 @@ type WatcherOptions struct {
 
 // Watcher keeps informers on Nodes, Services, EndpointSlices, Pod metadata
 // and DestinationRules in every member cluster; Snapshot builds the
-// Topology from their caches.
+// Topology from their caches. SetClusters changes the member set while it
+// runs (RemoteIstio added or removed).
 type Watcher struct {
-	opts     WatcherOptions
+	opts WatcherOptions
+
+	mu       sync.RWMutex
 	clusters map[string]*clusterWatch
+	ctx      context.Context // set by Start; nil before
 }
 
 type clusterWatch struct {
-	name     string
+	name string
+	// key fingerprints the client config; a changed key restarts the watch.
+	key    string
+	cancel context.CancelFunc
+	// synced is closed once every informer of the cluster has synced; a
+	// cluster added by SetClusters enters Snapshot only then, so a slow or
+	// unreachable new member never shows as a cluster without endpoints.
+	synced   chan struct{}
 	factory  informers.SharedInformerFactory
 	meta     metadatainformer.SharedInformerFactory
 	dyn      dynamicinformer.DynamicSharedInformerFactory // nil without Istio's CRDs
@@ -86,6 +100,7 @@ func NewWatcher(clusters map[string]*rest.Config, opts WatcherOptions) (*Watcher
 }
 
 func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch, error) {
+	key := ConfigKey(cfg)
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 {
 		cfg.QPS, cfg.Burst = 50, 100
@@ -98,7 +113,7 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	if err != nil {
 		return nil, fmt.Errorf("topology: metadata client for cluster %s: %w", name, err)
 	}
-	cw := &clusterWatch{name: name}
+	cw := &clusterWatch{name: name, key: key, synced: make(chan struct{})}
 	cw.factory = informers.NewSharedInformerFactory(kube, w.opts.Resync)
 	cw.meta = metadatainformer.NewSharedInformerFactory(mc, w.opts.Resync)
 	cw.nodes = cw.factory.Core().V1().Nodes().Informer()
@@ -158,43 +173,166 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// Start starts the informers; they run until ctx ends. Call WaitForSync
-// before the first Snapshot.
+// Start starts the informers; they run until ctx ends (or their cluster is
+// removed by SetClusters). Call WaitForSync before the first Snapshot.
 func (w *Watcher) Start(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ctx = ctx
 	for _, cw := range w.clusters {
-		cw.factory.Start(ctx.Done())
-		cw.meta.Start(ctx.Done())
-		if cw.dyn != nil {
-			cw.dyn.Start(ctx.Done())
-		}
+		w.startCluster(cw)
 	}
 }
 
-// WaitForSync waits until every cache has synced, or fails when ctx ends.
-func (w *Watcher) WaitForSync(ctx context.Context) error {
-	for name, cw := range w.clusters {
-		syncs := []cache.InformerSynced{cw.nodes.HasSynced, cw.services.HasSynced, cw.slices.HasSynced, cw.pods.HasSynced}
-		if cw.drs != nil {
-			syncs = append(syncs, cw.drs.HasSynced)
+// startCluster runs cw's informers under a child of w.ctx; w.mu is held.
+func (w *Watcher) startCluster(cw *clusterWatch) {
+	ctx, cancel := context.WithCancel(w.ctx)
+	cw.cancel = cancel
+	cw.factory.Start(ctx.Done())
+	cw.meta.Start(ctx.Done())
+	if cw.dyn != nil {
+		cw.dyn.Start(ctx.Done())
+	}
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), cw.hasSynced()...) {
+			close(cw.synced)
+			w.opts.OnChange()
 		}
-		if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
-			return fmt.Errorf("topology: caches of cluster %s did not sync: %w (check that the kubeconfig reaches the API server and may list nodes, services, endpointslices, pods)", name, ctx.Err())
+	}()
+}
+
+func (cw *clusterWatch) hasSynced() []cache.InformerSynced {
+	syncs := []cache.InformerSynced{cw.nodes.HasSynced, cw.services.HasSynced, cw.slices.HasSynced, cw.pods.HasSynced}
+	if cw.drs != nil {
+		syncs = append(syncs, cw.drs.HasSynced)
+	}
+	return syncs
+}
+
+// WaitForSync waits until the caches of every current cluster have synced,
+// or fails when ctx ends.
+func (w *Watcher) WaitForSync(ctx context.Context) error {
+	w.mu.RLock()
+	cws := make([]*clusterWatch, 0, len(w.clusters))
+	for _, cw := range w.clusters {
+		cws = append(cws, cw)
+	}
+	w.mu.RUnlock()
+	for _, cw := range cws {
+		select {
+		case <-cw.synced:
+		case <-ctx.Done():
+			return fmt.Errorf("topology: caches of cluster %s did not sync: %w (check that the kubeconfig reaches the API server and may list nodes, services, endpointslices, pods)", cw.name, ctx.Err())
 		}
 	}
 	return nil
+}
+
+// Clusters returns the names of the current member clusters and whether
+// each has synced (is part of Snapshot).
+func (w *Watcher) Clusters() map[string]bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := make(map[string]bool, len(w.clusters))
+	for name, cw := range w.clusters {
+		out[name] = isClosed(cw.synced)
+	}
+	return out
+}
+
+// SetClusters makes clusters the member set: watches of clusters no longer
+// listed stop and leave the Snapshot at once; new clusters (and clusters
+// whose config changed, by ConfigKey) start watching and join the Snapshot
+// once their caches synced. OnChange is called when the set changed. A
+// cluster whose watch cannot be built is left out and reported in the
+// error; the others are still applied.
+func (w *Watcher) SetClusters(clusters map[string]*rest.Config) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	changed := false
+	for name, cw := range w.clusters {
+		if cfg, ok := clusters[name]; ok && ConfigKey(cfg) == cw.key {
+			continue
+		}
+		if cw.cancel != nil {
+			cw.cancel()
+		}
+		delete(w.clusters, name)
+		changed = true
+		w.opts.Logger.Info("member cluster removed from the topology", "cluster", name)
+	}
+	var errs []string
+	names := make([]string, 0, len(clusters))
+	for name := range clusters {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, ok := w.clusters[name]; ok {
+			continue
+		}
+		cw, err := w.newClusterWatch(name, clusters[name])
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		w.clusters[name] = cw
+		if w.ctx != nil {
+			w.startCluster(cw)
+		}
+		changed = true
+		w.opts.Logger.Info("member cluster added to the topology", "cluster", name, "host", clusters[name].Host)
+	}
+	if changed {
+		w.opts.OnChange()
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ConfigKey fingerprints what in a client config decides which cluster is
+// reached and as whom.
+func ConfigKey(cfg *rest.Config) string {
+	h := sha256.New()
+	for _, s := range []string{cfg.Host, cfg.APIPath, cfg.Username, cfg.Password, cfg.BearerToken, cfg.BearerTokenFile,
+		cfg.Impersonate.UserName, cfg.CertFile, cfg.KeyFile, cfg.CAFile, cfg.ServerName,
+		string(cfg.CertData), string(cfg.KeyData), string(cfg.CAData), fmt.Sprint(cfg.Insecure)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Snapshot builds the current Topology from the informers' caches.
 func (w *Watcher) Snapshot() *Topology {
 	t := &Topology{}
 	services := map[string]*Service{}
-	names := make([]string, 0, len(w.clusters))
-	for n := range w.clusters {
+	w.mu.RLock()
+	cws := map[string]*clusterWatch{}
+	for n, cw := range w.clusters {
+		if isClosed(cw.synced) {
+			cws[n] = cw
+		}
+	}
+	w.mu.RUnlock()
+	names := make([]string, 0, len(cws))
+	for n := range cws {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		cw := w.clusters[name]
+		cw := cws[name]
 		nodes := map[string]Locality{}
 		c := Cluster{Name: name}
 		for _, o := range cw.nodes.GetStore().List() {

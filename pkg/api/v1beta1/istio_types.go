@@ -115,6 +115,13 @@ type IstioSpec struct {
 	// LocalityLB sets locality-aware routing and failover.
 	// +optional
 	LocalityLB LocalityLBSpec `json:"localityLB,omitempty"`
+
+	// Kiali, when enabled, gives a Kiali in this cluster access to every
+	// remote cluster for its multi-cluster graph: a Secret labelled
+	// kiali.io/multiCluster per remote (through the tunnel when the remote
+	// is tunnelled) and read-only RBAC in the remote.
+	// +optional
+	Kiali Toggle `json:"kiali,omitempty"`
 }
 
 // MultiClusterSpec sets how the clusters of the mesh are connected.

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,7 +31,8 @@ const (
 	readerTokenRenew = 8 * time.Hour
 	// annotationTokenExpiry records when the token in a remote secret expires.
 	annotationTokenExpiry = "meshfleet.io/token-expires"
-	readerServiceAccount  = "istio-reader-service-account"
+	// inClusterTokenFile is where a pod reads its service account's token.
+	inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 )
 
 // certificates issues the remote's intermediate CA from the primary's root
@@ -80,9 +82,9 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	if err != nil {
 		return nil, time.Time{}, conditions.Failed(v1beta1.ReasonInvalidSpec, fmt.Sprintf("rendering the remote pieces failed: %v; this is a meshfleet bug", err))
 	}
-	if rem.connection == v1beta1.ConnectionTunnel {
-		// Through the tunnel istiod reads the remote as itself (impersonated).
-		m.Objects = append(m.Objects, render.ReaderBinding(cp, fmt.Sprintf("system:serviceaccount:%s:istiod", cp.Remote.Primary.Namespace)))
+	for _, c := range consumers(cp) {
+		// Through the tunnel istiod (and Kiali) read the remote as themselves, impersonated.
+		m.Objects = append(m.Objects, c.RemoteRBAC(cp, rem.connection == v1beta1.ConnectionTunnel)...)
 	}
 
 	if _, ok := m.NamespaceLabels[cp.Namespace]; !ok {
@@ -106,13 +108,28 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: deleting objects no longer rendered: %v", cp.ClusterName, err), err)
 	}
 
-	secret, renew, err := r.remoteSecret(ctx, cp, rem)
-	if err != nil {
-		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secret of cluster %s: %v", cp.ClusterName, err), err)
+	var secrets []*unstructured.Unstructured
+	var renew time.Time
+	for _, c := range consumers(cp) {
+		secret, at, err := r.remoteSecret(ctx, cp, rem, c)
+		if err != nil {
+			return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("%s secret of cluster %s: %v", c.Name, cp.ClusterName, err), err)
+		}
+		secrets = append(secrets, secret)
+		if renew.IsZero() || (!at.IsZero() && at.Before(renew)) {
+			renew = at
+		}
 	}
 	pa := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
-	if _, err := pa.Apply(ctx, []*unstructured.Unstructured{secret}); err != nil {
-		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secret of cluster %s: %v", cp.ClusterName, err), err)
+	if _, err := pa.Apply(ctx, secrets); err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secrets of cluster %s: %v", cp.ClusterName, err), err)
+	}
+	keepSecrets := map[string]bool{}
+	for _, s := range secrets {
+		keepSecrets[apply.Key(s)] = true
+	}
+	if _, err := pa.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), []schema.GroupVersionKind{{Version: "v1", Kind: "Secret"}}, keepSecrets); err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secrets of cluster %s: %v", cp.ClusterName, err), err)
 	}
 	return m, renew, conditions.Succeeded(fmt.Sprintf("%d objects applied in cluster %s; istiod discovers it through Secret %s/%s",
 		len(objs), cp.ClusterName, cp.Remote.Primary.Namespace, render.RemoteSecretName(cp.ClusterName)))
@@ -152,10 +169,19 @@ func (r *Reconciler) eastWestAddress(ctx context.Context, ns string) (string, er
 	return "", nil
 }
 
-// remoteSecret renders the Secret istiod discovers the remote through. Over
-// the tunnel istiod presents its own token; directly, a token of the remote's
-// istio-reader service account, renewed before it expires.
-func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, rem *remote) (*unstructured.Unstructured, time.Time, error) {
+// consumers are the primary's components that read the remote: istiod, and
+// Kiali when the Istio resource enables it.
+func consumers(cp *render.ControlPlane) []render.Consumer {
+	if cp.Kiali {
+		return []render.Consumer{render.Istiod, render.Kiali}
+	}
+	return []render.Consumer{render.Istiod}
+}
+
+// remoteSecret renders the Secret a consumer (istiod, Kiali) reads the remote
+// through. Over the tunnel it presents its own token; directly, a token of
+// its service account in the remote, renewed before it expires.
+func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, rem *remote, c render.Consumer) (*unstructured.Unstructured, time.Time, error) {
 	caData := rem.config.CAData
 	if len(caData) == 0 && rem.config.CAFile != "" {
 		b, err := os.ReadFile(rem.config.CAFile)
@@ -166,26 +192,29 @@ func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, 
 	}
 	access := render.RemoteAccess{Server: rem.config.Host, CAData: caData}
 	if rem.connection == v1beta1.ConnectionTunnel {
-		access.TokenFile = r.Tunnel.IstiodTokenFile
-		s, err := render.RemoteSecret(cp, access)
+		access.TokenFile = inClusterTokenFile
+		if c.Identity == render.Istiod.Identity && r.Tunnel.IstiodTokenFile != "" {
+			access.TokenFile = r.Tunnel.IstiodTokenFile
+		}
+		s, err := c.Secret(cp, access)
 		return s, time.Time{}, err
 	}
 
-	token, expires, err := r.currentToken(ctx, cp, access.Server)
+	token, expires, err := r.currentToken(ctx, cp, c, access.Server)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	if token == "" {
 		secs := int64(readerTokenTTL.Seconds())
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: cp.Namespace, Name: readerServiceAccount}}
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: cp.Namespace, Name: c.ServiceAccount}}
 		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
 		if err := rem.client.SubResource("token").Create(ctx, sa, tr); err != nil {
-			return nil, time.Time{}, fmt.Errorf("requesting a token for %s/%s in cluster %s: %w", cp.Namespace, readerServiceAccount, cp.ClusterName, err)
+			return nil, time.Time{}, fmt.Errorf("requesting a token for %s/%s in cluster %s: %w", cp.Namespace, c.ServiceAccount, cp.ClusterName, err)
 		}
 		token, expires = tr.Status.Token, tr.Status.ExpirationTimestamp.Time
 	}
 	access.Token = token
-	s, err := render.RemoteSecret(cp, access)
+	s, err := c.Secret(cp, access)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -197,9 +226,9 @@ func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, 
 
 // currentToken returns the token of the live remote secret while it has
 // long enough to live and was issued for the same server; "" otherwise.
-func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, server string) (string, time.Time, error) {
+func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, c render.Consumer, server string) (string, time.Time, error) {
 	live := &corev1.Secret{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: cp.Remote.Primary.Namespace, Name: render.RemoteSecretName(cp.ClusterName)}, live)
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: cp.Remote.Primary.Namespace, Name: c.SecretName(cp.ClusterName)}, live)
 	if apierrors.IsNotFound(err) {
 		return "", time.Time{}, nil
 	}
@@ -214,9 +243,9 @@ func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, 
 	if err != nil {
 		return "", time.Time{}, nil
 	}
-	c, ok := kc.Clusters[cp.ClusterName]
+	cl, ok := kc.Clusters[cp.ClusterName]
 	a, ok2 := kc.AuthInfos[cp.ClusterName]
-	if !ok || !ok2 || c.Server != server || a.Token == "" {
+	if !ok || !ok2 || cl.Server != server || a.Token == "" {
 		return "", time.Time{}, nil
 	}
 	return a.Token, expires, nil
