@@ -152,7 +152,7 @@ func joinTunnel(ctx context.Context, cmd *cobra.Command, c client.Client, g *glo
 	}
 	kp, err := ca.ParseKeyPair(root.Data[meshca.RootCertKey], root.Data[meshca.RootKeyKey], time.Now())
 	if err != nil {
-		return fmt.Errorf("Secret %s: %w", key, err)
+		return fmt.Errorf("the mesh root in Secret %s: %w", key, err)
 	}
 	leaf, err := tunnel.IssueAgentCertificate(kp, ri.Name, tunnel.CertificateOptions{TTL: 365 * 24 * time.Hour, Now: time.Now()})
 	if err != nil {

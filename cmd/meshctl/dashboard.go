@@ -85,7 +85,7 @@ func runDashboard(ctx context.Context, cmd *cobra.Command, g *globals, name stri
 	}
 	svc, err := kube.CoreV1().Services(g.namespace).Get(ctx, a.service, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("Service %s/%s for %s: %w (install the add-on, or pass -n and --service)", g.namespace, a.service, name, err)
+		return fmt.Errorf("service %s/%s for %s: %w (install the add-on, or pass -n and --service)", g.namespace, a.service, name, err)
 	}
 	pod, targetPort, err := podBehind(ctx, kube, svc, a.port)
 	if err != nil {
@@ -125,7 +125,7 @@ func runDashboard(ctx context.Context, cmd *cobra.Command, g *globals, name stri
 // the Service's port forwards to.
 func podBehind(ctx context.Context, kube kubernetes.Interface, svc *corev1.Service, port int) (*corev1.Pod, int, error) {
 	if len(svc.Spec.Selector) == 0 {
-		return nil, 0, fmt.Errorf("Service %s/%s has no selector; port-forward to its pods directly with kubectl", svc.Namespace, svc.Name)
+		return nil, 0, fmt.Errorf("service %s/%s has no selector; port-forward to its pods directly with kubectl", svc.Namespace, svc.Name)
 	}
 	pods, err := kube.CoreV1().Pods(svc.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
 	if err != nil {
@@ -138,7 +138,7 @@ func podBehind(ctx context.Context, kube kubernetes.Interface, svc *corev1.Servi
 		}
 	}
 	if sp == nil {
-		return nil, 0, fmt.Errorf("Service %s/%s has no ports", svc.Namespace, svc.Name)
+		return nil, 0, fmt.Errorf("service %s/%s has no ports", svc.Namespace, svc.Name)
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -160,7 +160,7 @@ func podBehind(ctx context.Context, kube kubernetes.Interface, svc *corev1.Servi
 		}
 		return p, target, nil
 	}
-	return nil, 0, fmt.Errorf("Service %s/%s has no running, ready pod (of %d); check kubectl -n %s get pods -l %s",
+	return nil, 0, fmt.Errorf("service %s/%s has no running, ready pod (of %d); check kubectl -n %s get pods -l %s",
 		svc.Namespace, svc.Name, len(pods.Items), svc.Namespace, labels.SelectorFromSet(svc.Spec.Selector))
 }
 

@@ -86,7 +86,7 @@ func (o *installOptions) istioFrom(namespace string) (*v1beta1.Istio, error) {
 	}
 	ist.TypeMeta = metav1.TypeMeta{APIVersion: v1beta1.GroupVersion.String(), Kind: "Istio"}
 	if _, errs := render.FromIstio(ist); len(errs) > 0 {
-		return nil, &exitError{exitUsage, fmt.Errorf("Istio %s/%s: %v", ist.Namespace, ist.Name, errs.ToAggregate())}
+		return nil, &exitError{exitUsage, fmt.Errorf("invalid Istio resource %s/%s: %v", ist.Namespace, ist.Name, errs.ToAggregate())}
 	}
 	return ist, nil
 }

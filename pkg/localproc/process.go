@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,7 +177,6 @@ func PortInUse(logTail string) bool {
 	return bytes.Contains([]byte(logTail), []byte("address already in use"))
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
 
 // FlagName returns the name of a --flag or --flag=value argument.
 func FlagName(arg string) (string, error) {

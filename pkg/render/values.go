@@ -68,6 +68,11 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 		global["configCluster"] = false
 		global["omitSidecarInjectorConfigMap"] = true
 	}
+	if cp.Remote == nil && cp.Mode != "none" {
+		// Remote secrets of tunnelled clusters authenticate istiod with its
+		// own token file, which istiod refuses unless allowed here.
+		v["env"] = map[string]any{"PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS": "tokenFile"}
+	}
 	if cp.ClosePlaintextXDS {
 		// An empty address disables istiod's plain-text gRPC server.
 		v["extraContainerArgs"] = []any{"--grpcAddr="}
