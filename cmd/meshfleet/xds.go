@@ -20,6 +20,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/xds"
+	"github.com/meshfleet/meshfleet/pkg/xds/members"
 )
 
 func newXDSCommand() *cobra.Command {
@@ -29,6 +30,9 @@ func newXDSCommand() *cobra.Command {
 		policyFile, domain    string
 		debounce, maxDebounce time.Duration
 		nackBackoff           time.Duration
+		meshKubeconfig        string
+		meshOpts              members.Options
+		tunnelURL, tunnelCA   string
 	)
 	cmd := &cobra.Command{
 		Use:   "xds",
@@ -37,12 +41,18 @@ func newXDSCommand() *cobra.Command {
 istiod DestinationRules with localityLbSetting (failover to the nearest region)
 and outlier detection. Point istiod at it with MeshConfig
   configSources: [{address: "xds://<addr>"}, {address: "k8s://"}]
+The member clusters come from the mesh (--mesh-kubeconfig: the primary's Istio
+resource and its RemoteIstio resources, followed as they are added and removed;
+the Istio resource's spec.localityLB.failover is the explicit failover order),
+or are given statically (--cluster NAME=KUBECONFIG, repeated).
 The debug address serves /debug/locality (per service: the rule and why) and /metrics.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			cfgs, err := parseClusters(clusters)
-			if err != nil {
-				return err
+			if (meshKubeconfig == "") == (len(clusters) == 0) {
+				return errors.New("give the member clusters either from the mesh (--mesh-kubeconfig PRIMARY_KUBECONFIG) or statically (--cluster NAME=KUBECONFIG, repeated), not both")
+			}
+			if (tunnelURL == "") != (tunnelCA == "") || (tunnelURL != "" && meshKubeconfig == "") {
+				return errors.New("--tunnel-url and --tunnel-ca-file go together, with --mesh-kubeconfig")
 			}
 			policy := locality.Policy{}
 			if policyFile != "" {
@@ -59,19 +69,55 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 			}
 			ctx := signalContext()
 			var srv *xds.Server
-			w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{
-				Domain: domain, Logger: log,
-				OnChange: func() {
-					if srv != nil {
-						srv.Notify()
+			notify := func() {
+				if srv != nil {
+					srv.Notify()
+				}
+			}
+			policyFn := func() locality.Policy { return policy }
+			var cfgs map[string]*rest.Config
+			var follower *members.Follower
+			if meshKubeconfig != "" {
+				primary, err := loadKubeconfig(meshKubeconfig)
+				if err != nil {
+					return fmt.Errorf("--mesh-kubeconfig: %w", err)
+				}
+				if tunnelURL != "" {
+					ca, err := os.ReadFile(tunnelCA)
+					if err != nil {
+						return fmt.Errorf("--tunnel-ca-file: %w", err)
 					}
-				},
-			})
+					meshOpts.Tunnel = &members.Tunnel{URL: tunnelURL, CAData: ca}
+				}
+				follower = &members.Follower{Base: policy, Notify: notify, Log: log}
+				if len(policy.Failover) > 0 {
+					log.Info("--policy-file sets a failover order; the Istio resource's spec.localityLB.failover wins whenever it sets one")
+				}
+				mw, err := members.NewWatcher(primary, meshOpts, log, follower.OnChange)
+				if err != nil {
+					return err
+				}
+				mw.Start(ctx)
+				mctx, cancel := context.WithTimeout(ctx, time.Minute)
+				mesh, err := mw.Current(mctx)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("--mesh-kubeconfig: %w", err)
+				}
+				cfgs = mesh.Configs()
+				policyFn = follower.Policy
+			} else {
+				var err error
+				if cfgs, err = parseClusters(clusters); err != nil {
+					return err
+				}
+			}
+			w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Domain: domain, Logger: log, OnChange: notify})
 			if err != nil {
 				return err
 			}
 			srv, err = xds.NewServer(xds.Options{
-				Snapshot: w.Snapshot, Policy: func() locality.Policy { return policy },
+				Snapshot: w.Snapshot, Policy: policyFn,
 				Debounce: debounce, MaxDebounce: maxDebounce, NACKBackoff: nackBackoff,
 				Logger: log, Registerer: prometheus.DefaultRegisterer,
 			})
@@ -84,6 +130,10 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 			if err := w.WaitForSync(syncCtx); err != nil {
 				return err
 			}
+			if follower != nil {
+				// From now on RemoteIstios added or removed change the clusters.
+				follower.Attach(w)
+			}
 			l, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("--addr %s: %w", addr, err)
@@ -94,7 +144,12 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&clusters, "cluster", nil, "member cluster as NAME=KUBECONFIG (repeat for each cluster)")
+	f.StringVar(&meshKubeconfig, "mesh-kubeconfig", "", "kubeconfig of the primary: members are its Istio resource's cluster and its RemoteIstios' clusters, followed as they change")
+	f.StringVar(&meshOpts.Namespace, "namespace", "istio-system", "namespace of the Istio and RemoteIstio resources (with --mesh-kubeconfig)")
+	f.StringVar(&meshOpts.Istio, "istio", "", "name of the Istio resource (with --mesh-kubeconfig); default: the only (oldest) one in --namespace")
+	f.StringVar(&tunnelURL, "tunnel-url", "", "URL of the tunnel server; RemoteIstios without a kubeconfig Secret are reached at <url>/clusters/<name> with --mesh-kubeconfig's credentials")
+	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "CA certificate that verifies the tunnel server (with --tunnel-url)")
+	f.StringArrayVar(&clusters, "cluster", nil, "static member cluster as NAME=KUBECONFIG (repeat for each cluster), instead of --mesh-kubeconfig")
 	f.StringVar(&addr, "addr", ":15020", "address serving ADS (MCP-over-xDS) to istiod, plain text")
 	f.StringVar(&debugAddr, "debug-addr", ":9092", "address serving /debug/locality and /metrics (empty disables)")
 	f.StringVar(&policyFile, "policy-file", "", "YAML locality policy: failover [{from, to}], distances [{from, to, rtt}], outlierDetection")

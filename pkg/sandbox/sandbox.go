@@ -50,6 +50,9 @@ type Options struct {
 	Istio *v1beta1.Istio
 	// NoIstiod skips the istiod process (and the locality server and demo).
 	NoIstiod bool
+	// Direct joins the remotes with kubeconfig Secrets instead of through
+	// the tunnel.
+	Direct bool
 	// NoDemo skips the demo app (its servers need the sandbox's network
 	// namespace for their 198.18.0.0/15 addresses).
 	NoDemo bool
@@ -152,20 +155,39 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		return s, err
 	}
 
+	ist := opts.Istio.DeepCopy()
+	if err := install.Apply(ctx, c, append(crds[:0:0], install.Namespace(ist.Namespace))); err != nil {
+		return s, err
+	}
+	var tun *sandboxTunnel
+	if !opts.Direct && len(s.Clusters) > 1 {
+		say("• starting the tunnel server (log: %s)", filepath.Join(opts.Dir, "tunnel.log"))
+		root, err := meshRoot(ctx, c, ist.Namespace)
+		if err != nil {
+			return s, err
+		}
+		if tun, err = s.startTunnel(root); err != nil {
+			return s, fmt.Errorf("tunnel: %w", err)
+		}
+	}
+
 	say("• starting the operator (log: %s)", filepath.Join(opts.Dir, "operator.log"))
 	logFile, err := os.Create(filepath.Join(opts.Dir, "operator.log"))
 	if err != nil {
 		return s, fmt.Errorf("operator log: %w", err)
 	}
 	ctrllog.SetLogger(zap.New(zap.WriteTo(logFile)))
-	mgr, err := operator.New(cfg, operator.Options{MetricsAddr: "127.0.0.1:0", HealthAddr: "0", RemoteResync: 30 * time.Second})
+	opOpts := operator.Options{MetricsAddr: "127.0.0.1:0", HealthAddr: "0", RemoteResync: 30 * time.Second}
+	if tun != nil {
+		opOpts.Tunnel = tun.operatorTunnel()
+	}
+	mgr, err := operator.New(cfg, opOpts)
 	if err != nil {
 		return s, err
 	}
 	s.goRun(func(ctx context.Context) { _ = mgr.Start(ctx) })
 	s.goRun(func(ctx context.Context) { reportRollouts(ctx, c) })
 
-	ist := opts.Istio.DeepCopy()
 	var xdsLn net.Listener
 	if !opts.NoIstiod && ist.Spec.LocalityLB.Enabled && ist.Spec.LocalityLB.ServerAddress == "" {
 		if xdsLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
@@ -187,23 +209,28 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 
 	for _, rc := range s.Clusters[1:] {
-		say("• joining cluster %s", rc.Name)
-		kc, err := os.ReadFile(rc.Kubeconfig)
-		if err != nil {
-			return s, err
-		}
-		secret := install.KubeconfigSecret(ist.Namespace, rc.Name+"-kubeconfig", kc)
 		ri := &v1beta1.RemoteIstio{
 			ObjectMeta: metav1.ObjectMeta{Name: rc.Name, Namespace: ist.Namespace},
-			Spec: v1beta1.RemoteIstioSpec{
-				KubeconfigSecretRef: &corev1.LocalObjectReference{Name: secret.Name},
-				// Proxies of a remote would reach istiod through the primary's
-				// east-west gateway; here istiod is a local process.
-				PilotAddress: "localhost",
-			},
+			// Proxies of a remote would reach istiod through the primary's
+			// east-west gateway; here istiod is a local process.
+			Spec: v1beta1.RemoteIstioSpec{PilotAddress: "localhost"},
 		}
-		if err := client.IgnoreAlreadyExists(c.Create(ctx, secret)); err != nil {
-			return s, err
+		if tun != nil {
+			say("• joining cluster %s through the tunnel (its agent dials out to %s)", rc.Name, tun.agentURL)
+			if err := s.startAgent(tun, rc.Name); err != nil {
+				return s, fmt.Errorf("agent of %s: %w", rc.Name, err)
+			}
+		} else {
+			say("• joining cluster %s directly", rc.Name)
+			kc, err := os.ReadFile(rc.Kubeconfig)
+			if err != nil {
+				return s, err
+			}
+			secret := install.KubeconfigSecret(ist.Namespace, rc.Name+"-kubeconfig", kc)
+			if err := client.IgnoreAlreadyExists(c.Create(ctx, secret)); err != nil {
+				return s, err
+			}
+			ri.Spec.KubeconfigSecretRef = &corev1.LocalObjectReference{Name: secret.Name}
 		}
 		if err := client.IgnoreAlreadyExists(c.Create(ctx, ri)); err != nil {
 			return s, err
@@ -225,6 +252,15 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 			return s, err
 		}
 	}
+	var istiodEnv []string
+	if tun != nil {
+		// istiod reads the tunnelled remotes with its own token, from the file
+		// the remote secrets name, as its pod would.
+		if err := writeIstiodToken(ctx, s, tun, ist.Namespace); err != nil {
+			return s, err
+		}
+		istiodEnv = append(istiodEnv, "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS=tokenFile")
+	}
 	say("• starting istiod (log: %s)", filepath.Join(opts.Dir, "istiod", "istiod.log"))
 	mesh := &corev1.ConfigMap{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ist.Namespace, Name: "istio"}, mesh); err != nil {
@@ -236,6 +272,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		MeshConfig: mesh.Data["mesh"],
 		ClusterID:  ist.Spec.ClusterName,
 		Namespace:  ist.Namespace,
+		Env:        istiodEnv,
 	}); err != nil {
 		return s, err
 	}

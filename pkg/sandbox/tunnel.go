@@ -1,0 +1,156 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/meshfleet/pkg/ca"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
+	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/tunnel"
+)
+
+// sandboxTunnel is the tunnel server of the sandbox and what the operator
+// needs to reach the remotes through it.
+type sandboxTunnel struct {
+	server   *tunnel.Server
+	root     *ca.KeyPair
+	apiURL   string
+	agentURL string
+	log      *slog.Logger
+	// tokenFile holds istiod's token, as its pod would have it.
+	tokenFile string
+}
+
+// meshRoot creates the mesh's root CA in the primary before the operator
+// would, so that the tunnel's certificates chain to it.
+func meshRoot(ctx context.Context, c client.Client, namespace string) (*ca.KeyPair, error) {
+	root, err := ca.NewRoot(ca.RootOptions{TTL: render.DefaultRootTTL, Now: time.Now(), CommonName: "meshfleet sandbox root CA"})
+	if err != nil {
+		return nil, err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: meshca.RootSecretName, Namespace: namespace,
+			Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue, meshca.LabelRole: "root-ca"}},
+		Data: map[string][]byte{meshca.RootCertKey: root.CertPEM, meshca.RootKeyKey: root.KeyPEM},
+	}
+	if err := c.Create(ctx, s); err != nil {
+		return nil, fmt.Errorf("create the mesh root: %w", err)
+	}
+	return root, nil
+}
+
+// startTunnel runs the tunnel server in the sandbox: agents present
+// certificates of the mesh root; callers, client certificates of the
+// primary's CA (the operator) or tokens the primary accepts (istiod).
+func (s *Sandbox) startTunnel(root *ca.KeyPair) (*sandboxTunnel, error) {
+	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := serving.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	agentCAs, clientCAs := x509.NewCertPool(), x509.NewCertPool()
+	agentCAs.AddCert(root.Cert)
+	clientCAs.AppendCertsFromPEM(s.Primary().CACertPEM)
+	kube, err := kubernetes.NewForConfig(s.Primary().Config)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(s.Dir, "tunnel.log"))
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(f, nil))
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: cert, AgentCAs: agentCAs, ClientCAs: clientCAs,
+		TokenReviews: kube.AuthenticationV1().TokenReviews(), Logger: log.With("component", "tunnel-server")})
+	if err != nil {
+		return nil, err
+	}
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.goRun(func(ctx context.Context) { _ = srv.Serve(ctx, apiLn, agentLn) })
+	return &sandboxTunnel{server: srv, root: root, log: log, apiURL: "https://" + apiLn.Addr().String(),
+		agentURL: "https://" + agentLn.Addr().String(), tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
+}
+
+// operatorTunnel is the operator's view of the tunnel.
+func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
+	return &remoteistio.Tunnel{URL: t.apiURL, CAData: t.root.CertPEM, IstiodTokenFile: t.tokenFile}
+}
+
+// startAgent runs the agent of one remote, as `meshctl cluster join --tunnel`
+// would have it installed there: a certificate of the mesh root for that
+// cluster, forwarding with the cluster's admin credentials (which may
+// impersonate).
+func (s *Sandbox) startAgent(t *sandboxTunnel, cluster string) error {
+	leaf, err := tunnel.IssueAgentCertificate(t.root, cluster, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	cert, err := leaf.TLSCertificate()
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(t.root.Cert)
+	var up *rest.Config
+	for _, c := range s.Clusters {
+		if c.Name == cluster {
+			up = c.Config
+		}
+	}
+	if up == nil {
+		return fmt.Errorf("no cluster %s", cluster)
+	}
+	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, ID: "agent-" + cluster, Servers: []string{t.agentURL},
+		Certificate: cert, ServerCAs: roots, Upstream: up, BackoffMax: 5 * time.Second,
+		Logger: t.log.With("component", "tunnel-agent", "cluster", cluster)})
+	if err != nil {
+		return err
+	}
+	s.goRun(func(ctx context.Context) { _ = a.Run(ctx) })
+	return nil
+}
+
+// writeIstiodToken writes a token of the primary's istio-system/istiod
+// service account where the remote secrets say istiod reads it, as the
+// kubelet would project it into istiod's pod.
+func writeIstiodToken(ctx context.Context, s *Sandbox, t *sandboxTunnel, namespace string) error {
+	kube, err := kubernetes.NewForConfig(s.Primary().Config)
+	if err != nil {
+		return err
+	}
+	secs := int64((24 * time.Hour).Seconds())
+	tr, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, "istiod",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token for %s/istiod: %w", namespace, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(t.tokenFile), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(t.tokenFile, []byte(tr.Status.Token), 0o600)
+}
