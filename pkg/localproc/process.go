@@ -177,7 +177,6 @@ func PortInUse(logTail string) bool {
 	return bytes.Contains([]byte(logTail), []byte("address already in use"))
 }
 
-
 // FlagName returns the name of a --flag or --flag=value argument.
 func FlagName(arg string) (string, error) {
 	if !strings.HasPrefix(arg, "--") || len(arg) < 3 || arg[2] == '=' {
