@@ -6,7 +6,10 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,15 +18,24 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
+	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
+	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -67,6 +79,7 @@ func TestMeshctl(t *testing.T) {
 	env := testenv.Start(t,
 		localcluster.ClusterOptions{Name: "primary"},
 		localcluster.ClusterOptions{Name: "remote1"},
+		localcluster.ClusterOptions{Name: "remote2"},
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -87,7 +100,12 @@ func TestMeshctl(t *testing.T) {
 	if err := install.Apply(ctx, pc, crds); err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second})
+	// remote2 joins through the tunnel: a tunnel server whose certificates
+	// chain to the mesh root, created here before the operator would.
+	root := meshRoot(t, ctx, pc)
+	tun := startTunnel(t, root, env.Cluster("primary"))
+	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second,
+		Tunnel: &remoteistio.Tunnel{URL: tun.apiURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +160,32 @@ func TestMeshctl(t *testing.T) {
 		if !strings.Contains(status, "intermediate CA expires") {
 			t.Errorf("status lacks the CA expiry:\n%s", status)
 		}
+	})
+	t.Run("join through the tunnel: the printed agent connects and the cluster is Ready", func(t *testing.T) {
+		agentServer := strings.TrimPrefix(tun.agentURL, "https://")
+		out := c.ok("cluster", "join", "remote2", k, "--tunnel", "--tunnel-server", agentServer, "--pilot-address", "203.0.113.10")
+		// Play the remote's kubelet: run the agent the manifest describes,
+		// with the certificate it carries.
+		secret := agentSecret(t, out)
+		runAgent(t, ctx, "remote2", secret, "https://"+agentServer, env.Cluster("remote2").Config)
+		start := time.Now()
+		deadline := time.Now().Add(90 * time.Second)
+		var list string
+		for time.Now().Before(deadline) {
+			list = c.ok("cluster", "list", k)
+			if line := lineOf(list, "remote2"); strings.Contains(line, "Ready") && strings.Contains(line, "Tunnel") {
+				t.Logf("BENCH agent started → remote2 Ready through the tunnel: %v", time.Since(start).Round(time.Millisecond))
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if line := lineOf(list, "remote2"); !strings.Contains(line, "Ready") || !strings.Contains(line, "Tunnel") {
+			t.Fatalf("remote2 not Ready through the tunnel:\n%s\n%s", list, c.ok("status", k))
+		}
+		if list := c.ok("cluster", "list", k); strings.Count(list, "Ready") != 3 {
+			t.Errorf("want primary, remote1 and remote2 Ready:\n%s", list)
+		}
+		c.ok("cluster", "leave", "remote2", k)
 	})
 	t.Run("join through the tunnel prints the agent manifest", func(t *testing.T) {
 		out := c.ok("cluster", "join", "private", k, "--tunnel", "--tunnel-server", "tunnel.example.com:443")
@@ -256,4 +300,99 @@ func playDeploymentController(ctx context.Context, c client.Client) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func lineOf(out, name string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			return l
+		}
+	}
+	return ""
+}
+
+// agentSecret finds the agent's certificate Secret in join's output.
+func agentSecret(t *testing.T, out string) *corev1.Secret {
+	t.Helper()
+	for _, doc := range strings.Split(out, "\n---\n") {
+		s := &corev1.Secret{}
+		if err := yaml.Unmarshal([]byte(doc), s); err == nil && s.Kind == "Secret" && s.Name == "meshfleet-tunnel-agent-tls" {
+			return s
+		}
+	}
+	t.Fatalf("no agent Secret in the join output:\n%s", out)
+	return nil
+}
+
+// runAgent runs the tunnel agent of cluster with the certificate join issued.
+func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secret, server string, upstream *rest.Config) {
+	t.Helper()
+	cert, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
+	if err != nil {
+		t.Fatalf("agent certificate from join: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(s.Data["ca.crt"])
+	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, Servers: []string{server}, Certificate: cert, ServerCAs: roots,
+		Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Run(ctx) }()
+}
+
+// meshRoot creates the mesh's root CA Secret in the primary.
+func meshRoot(t *testing.T, ctx context.Context, c client.Client) *ca.KeyPair {
+	t.Helper()
+	root, err := ca.NewRoot(ca.RootOptions{TTL: 24 * time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: meshca.RootSecretName, Namespace: "istio-system",
+			Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue}},
+			Data: map[string][]byte{meshca.RootCertKey: root.CertPEM, meshca.RootKeyKey: root.KeyPEM}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+type tunnelServer struct{ apiURL, agentURL string }
+
+// startTunnel runs a tunnel server authenticating callers by client
+// certificates of the primary's CA (the operator's).
+func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnelServer {
+	t.Helper()
+	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := serving.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, clients := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	clients.AppendCertsFromPEM(primary.CACertPEM)
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: cert, AgentCAs: roots, ClientCAs: clients})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ctx, apiLn, agentLn); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &tunnelServer{apiURL: "https://" + apiLn.Addr().String(), agentURL: "https://" + agentLn.Addr().String()}
 }

@@ -66,4 +66,5 @@ const (
 	ReasonUnreachable          = "Unreachable"
 	ReasonUnauthorized         = "Unauthorized"
 	ReasonWrongCluster         = "WrongCluster"
+	ReasonNoPilotAddress       = "NoPilotAddress"
 )

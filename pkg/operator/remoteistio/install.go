@@ -254,7 +254,7 @@ func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, 
 // readiness: the remote's gateways rolled out and its proxies can reach istiod.
 func (r *Reconciler) readiness(ctx context.Context, cp *render.ControlPlane, rem *remote, m *render.Manifest) conditions.Outcome {
 	if cp.Remote.PilotAddress == "" {
-		return conditions.Waiting(v1beta1.ReasonPending, fmt.Sprintf(
+		return conditions.Waiting(v1beta1.ReasonNoPilotAddress, fmt.Sprintf(
 			"proxies in cluster %s have no address to reach istiod: set spec.pilotAddress, or give the primary's east-west gateway (Service %s/%s) an external address",
 			cp.ClusterName, cp.Remote.Primary.Namespace, render.EastWestGatewayName), 30*time.Second)
 	}
