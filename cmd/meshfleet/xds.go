@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/xds"
 	"github.com/meshfleet/meshfleet/pkg/xds/members"
+	"github.com/meshfleet/meshfleet/pkg/xds/rtt"
 )
 
 func newXDSCommand() *cobra.Command {
@@ -33,6 +35,9 @@ func newXDSCommand() *cobra.Command {
 		meshKubeconfig        string
 		meshOpts              members.Options
 		tunnelURL, tunnelCA   string
+		tunnelMetrics         string
+		rttInterval           time.Duration
+		primaryCluster        string
 	)
 	cmd := &cobra.Command{
 		Use:   "xds",
@@ -45,6 +50,9 @@ The member clusters come from the mesh (--mesh-kubeconfig: the primary's Istio
 resource and its RemoteIstio resources, followed as they are added and removed;
 the Istio resource's spec.localityLB.failover is the explicit failover order),
 or are given statically (--cluster NAME=KUBECONFIG, repeated).
+With --tunnel-metrics, the round-trip times the tunnel server measures from the
+primary cluster to the others order the failover regions nearest first, after
+any explicit order and before the default one.
 The debug address serves /debug/locality (per service: the rule and why) and /metrics.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -53,6 +61,14 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 			}
 			if (tunnelURL == "") != (tunnelCA == "") || (tunnelURL != "" && meshKubeconfig == "") {
 				return errors.New("--tunnel-url and --tunnel-ca-file go together, with --mesh-kubeconfig")
+			}
+			if tunnelMetrics != "" && meshKubeconfig == "" && primaryCluster == "" {
+				return errors.New("--tunnel-metrics with --cluster needs --primary-cluster NAME: the cluster the tunnel server runs in, whose region the RTTs are measured from")
+			}
+			if tunnelMetrics != "" {
+				if u, err := url.Parse(tunnelMetrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("--tunnel-metrics %q: want the tunnel server's metrics URL, e.g. http://meshfleet-tunnel.istio-system:9090/metrics", tunnelMetrics)
+				}
 			}
 			policy := locality.Policy{}
 			if policyFile != "" {
@@ -75,6 +91,16 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 				}
 			}
 			policyFn := func() locality.Policy { return policy }
+			var poller *rtt.Poller
+			var tracker *rtt.Tracker
+			if tunnelMetrics != "" {
+				poller = &rtt.Poller{URL: tunnelMetrics, Interval: rttInterval, Log: log}
+				tracker = &rtt.Tracker{RTT: poller.RTTs, Notify: notify}
+				poller.OnPoll = tracker.Check
+				if primaryCluster != "" {
+					tracker.SetPrimary(primaryCluster)
+				}
+			}
 			var cfgs map[string]*rest.Config
 			var follower *members.Follower
 			if meshKubeconfig != "" {
@@ -93,7 +119,14 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 				if len(policy.Failover) > 0 {
 					log.Info("--policy-file sets a failover order; the Istio resource's spec.localityLB.failover wins whenever it sets one")
 				}
-				mw, err := members.NewWatcher(primary, meshOpts, log, follower.OnChange)
+				onMesh := follower.OnChange
+				if tracker != nil && primaryCluster == "" {
+					onMesh = func(m *members.Mesh) {
+						tracker.SetPrimary(primaryMember(m))
+						follower.OnChange(m)
+					}
+				}
+				mw, err := members.NewWatcher(primary, meshOpts, log, onMesh)
 				if err != nil {
 					return err
 				}
@@ -111,13 +144,21 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 				if cfgs, err = parseClusters(clusters); err != nil {
 					return err
 				}
+				if _, ok := cfgs[primaryCluster]; primaryCluster != "" && !ok {
+					return fmt.Errorf("--primary-cluster %s is none of the --cluster names", primaryCluster)
+				}
 			}
 			w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Domain: domain, Logger: log, OnChange: notify})
 			if err != nil {
 				return err
 			}
+			snapshotFn := w.Snapshot
+			if tracker != nil {
+				// Explicit order first, then measured RTT, then the default.
+				snapshotFn, policyFn = tracker.Snapshot(snapshotFn), tracker.Policy(policyFn)
+			}
 			srv, err = xds.NewServer(xds.Options{
-				Snapshot: w.Snapshot, Policy: policyFn,
+				Snapshot: snapshotFn, Policy: policyFn,
 				Debounce: debounce, MaxDebounce: maxDebounce, NACKBackoff: nackBackoff,
 				Logger: log, Registerer: prometheus.DefaultRegisterer,
 			})
@@ -125,6 +166,9 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 				return err
 			}
 			w.Start(ctx)
+			if poller != nil {
+				go poller.Run(ctx)
+			}
 			syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
 			if err := w.WaitForSync(syncCtx); err != nil {
@@ -156,8 +200,21 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 	f.StringVar(&domain, "domain", "cluster.local", "clusters' DNS domain")
 	f.DurationVar(&debounce, "debounce", xds.DefaultDebounce, "quiet period that ends a burst of changes before a push")
 	f.DurationVar(&maxDebounce, "max-debounce", xds.DefaultMaxDebounce, "longest a continuous burst of changes delays a push")
+	f.StringVar(&tunnelMetrics, "tunnel-metrics", "", "URL of the tunnel server's /metrics (e.g. http://meshfleet-tunnel.istio-system:9090/metrics): its meshfleet_tunnel_agent_rtt_seconds order the failover regions nearest first")
+	f.DurationVar(&rttInterval, "tunnel-metrics-interval", rtt.DefaultInterval, "how often --tunnel-metrics is read")
+	f.StringVar(&primaryCluster, "primary-cluster", "", "cluster the tunnel server runs in, whose region RTTs are measured from (with --tunnel-metrics; default with --mesh-kubeconfig: the Istio resource's cluster)")
 	f.DurationVar(&nackBackoff, "nack-backoff", xds.DefaultNACKBackoff, "wait before re-sending a response istiod rejected")
 	return cmd
+}
+
+// primaryMember returns the name of the mesh's primary cluster ("" if none).
+func primaryMember(m *members.Mesh) string {
+	for _, mb := range m.Members {
+		if mb.Connection == members.ConnectionPrimary {
+			return mb.Name
+		}
+	}
+	return ""
 }
 
 // parseClusters turns NAME=KUBECONFIG flags into client configs.
