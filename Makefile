@@ -57,12 +57,12 @@ istio-charts: ## Copy Istio's Helm charts from the Istio Go module into manifest
 	done; chmod -R u+w manifests/charts
 
 .PHONY: update-golden
-update-golden: ## Rewrite golden files under testdata/ from the current code.
-	go test ./pkg/... -run Golden -update
+update-golden: ## Rewrite golden files (testdata/, dashboard ConfigMaps) from the current code.
+	go test ./pkg/render ./pkg/locality -run Golden -update
+	go test -tags integration ./tests/dashboards -run TestDashboards -update
 
 .PHONY: gen-check
-gen-check: generate ## Regenerate everything and fail if the tree changed.
-	go test ./pkg/... -run Golden -update >/dev/null
+gen-check: generate update-golden ## Regenerate everything and fail if the tree changed.
 	git diff --exit-code -- crds pkg manifests || { echo "generated files are stale: run make generate update-golden and commit"; exit 1; }
 
 .PHONY: lint
