@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,9 +85,10 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 				}
 			}
 			ctx := signalContext()
-			var srv *xds.Server
+			// Watchers may report changes before the server exists.
+			var current atomic.Pointer[xds.Server]
 			notify := func() {
-				if srv != nil {
+				if srv := current.Load(); srv != nil {
 					srv.Notify()
 				}
 			}
@@ -157,7 +159,7 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 				// Explicit order first, then measured RTT, then the default.
 				snapshotFn, policyFn = tracker.Snapshot(snapshotFn), tracker.Policy(policyFn)
 			}
-			srv, err = xds.NewServer(xds.Options{
+			srv, err := xds.NewServer(xds.Options{
 				Snapshot: snapshotFn, Policy: policyFn,
 				Debounce: debounce, MaxDebounce: maxDebounce, NACKBackoff: nackBackoff,
 				Logger: log, Registerer: prometheus.DefaultRegisterer,
@@ -165,6 +167,7 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 			if err != nil {
 				return err
 			}
+			current.Store(srv)
 			w.Start(ctx)
 			if poller != nil {
 				go poller.Run(ctx)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -297,20 +298,21 @@ func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, logPath st
 	for _, c := range s.Clusters {
 		cfgs[c.Name] = c.Config
 	}
-	var srv *xds.Server
+	var current atomic.Pointer[xds.Server]
 	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Logger: log, OnChange: func() {
-		if srv != nil {
+		if srv := current.Load(); srv != nil {
 			srv.Notify()
 		}
 	}})
 	if err != nil {
 		return err
 	}
-	srv, err = xds.NewServer(xds.Options{Snapshot: w.Snapshot, Policy: func() locality.Policy { return locality.Policy{} },
+	srv, err := xds.NewServer(xds.Options{Snapshot: w.Snapshot, Policy: func() locality.Policy { return locality.Policy{} },
 		Logger: log, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		return err
 	}
+	current.Store(srv)
 	s.goRun(func(ctx context.Context) { w.Start(ctx) })
 	syncCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
