@@ -4,9 +4,7 @@ package operator_test
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -37,7 +35,7 @@ import (
 // running against the primary.
 type remoteHarness struct {
 	t       *testing.T
-	tunnel  *tunnelServer
+	tunnel  *tunnel.Local
 	env     *testenv.Env
 	ctx     context.Context
 	clients map[string]client.Client
@@ -75,7 +73,7 @@ func TestRemoteIstio(t *testing.T) {
 	h.tunnel = startTunnel(t, root, env.Cluster("primary"))
 
 	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.apiURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
+		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.APIURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,67 +120,24 @@ func (h *remoteHarness) meshRoot() *ca.KeyPair {
 	return root
 }
 
-type tunnelServer struct {
-	*tunnel.Server
-	apiURL, agentURL string
-}
-
 // startTunnel runs a tunnel server that authenticates callers by client
 // certificates of the primary's CA (the operator's, istiod's).
-func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnelServer {
-	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: primary.CACertPEM})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := serving.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots, clients := x509.NewCertPool(), x509.NewCertPool()
-	roots.AddCert(root.Cert)
-	clients.AppendCertsFromPEM(primary.CACertPEM)
-	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: cert, AgentCAs: roots, ClientCAs: clients, PingInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, apiLn, agentLn); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &tunnelServer{Server: srv, apiURL: "https://" + apiLn.Addr().String(), agentURL: "https://" + agentLn.Addr().String()}
+	t.Cleanup(l.Stop)
+	return l
 }
 
 // startAgent runs remote3's tunnel agent; it forwards with the cluster's
 // admin credentials, which may impersonate.
-func (h *remoteHarness) startAgent(root *ca.KeyPair) context.CancelFunc {
-	leaf, err := tunnel.IssueAgentCertificate(root, "remote3", tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+func (h *remoteHarness) startAgent() func() {
+	stop, err := h.tunnel.StartAgent("remote3", h.env.Cluster("remote3").Config)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	cert, err := leaf.TLSCertificate()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(root.Cert)
-	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: "remote3", Servers: []string{h.tunnel.agentURL}, Certificate: cert,
-		ServerCAs: roots, Upstream: h.env.Cluster("remote3").Config, BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); close(done) }()
-	stop := func() { cancel(); <-done }
-	h.t.Cleanup(stop)
 	return stop
 }
 
@@ -198,7 +153,7 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 	h.expectConnected("remote3", v1beta1.ReasonUnreachable, "no tunnel agent of cluster remote3")
 
 	start := time.Now()
-	stopAgent := h.startAgent(rootKP)
+	stopAgent := h.startAgent()
 	ri := h.waitRemote("remote3", v1beta1.ConditionReady, metav1.ConditionTrue)
 	t.Logf("BENCH tunnel agent connected → RemoteIstio Ready: %v", time.Since(start).Round(time.Millisecond))
 	if ri.Status.Connection != v1beta1.ConnectionTunnel {
@@ -212,7 +167,7 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := kc.Clusters["remote3"]; c == nil || c.Server != h.tunnel.apiURL+"/clusters/remote3" {
+	if c := kc.Clusters["remote3"]; c == nil || c.Server != h.tunnel.APIURL+"/clusters/remote3" {
 		t.Errorf("remote secret server = %+v, want the tunnel URL", kc.Clusters["remote3"])
 	}
 	if a := kc.AuthInfos["remote3"]; a == nil || a.Token != "" || a.TokenFile == "" {
@@ -220,7 +175,7 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 	}
 	ks := &corev1.Secret{}
 	h.get("primary", ns, render.Kiali.SecretName("remote3"), ks)
-	if kkc, err := clientcmd.Load(ks.Data["remote3"]); err != nil || kkc.Clusters["remote3"].Server != h.tunnel.apiURL+"/clusters/remote3" || kkc.AuthInfos["remote3"].Token != "" {
+	if kkc, err := clientcmd.Load(ks.Data["remote3"]); err != nil || kkc.Clusters["remote3"].Server != h.tunnel.APIURL+"/clusters/remote3" || kkc.AuthInfos["remote3"].Token != "" {
 		t.Errorf("Kiali's secret for remote3 does not go through the tunnel with Kiali's own token: %v %+v", err, kkc)
 	}
 	// istiod, authenticated by the tunnel as itself, may read remote3.
@@ -228,7 +183,7 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	istiod.Host = h.tunnel.apiURL + "/clusters/remote3"
+	istiod.Host = h.tunnel.APIURL + "/clusters/remote3"
 	istiod.TLSClientConfig.CAData = rootKP.CertPEM
 	c, err := client.New(istiod, client.Options{})
 	if err != nil {

@@ -217,7 +217,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 			Spec: v1beta1.RemoteIstioSpec{PilotAddress: "localhost"},
 		}
 		if tun != nil {
-			say("• joining cluster %s through the tunnel (its agent dials out to %s)", rc.Name, tun.agentURL)
+			say("• joining cluster %s through the tunnel (its agent dials out to %s)", rc.Name, tun.AgentURL)
 			if err := s.startAgent(tun, rc.Name); err != nil {
 				return s, fmt.Errorf("agent of %s: %w", rc.Name, err)
 			}

@@ -2,10 +2,8 @@ package sandbox
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
@@ -24,14 +21,11 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
-// sandboxTunnel is the tunnel server of the sandbox and what the operator
-// needs to reach the remotes through it.
+// sandboxTunnel is the tunnel of the sandbox and what the operator needs to
+// reach the remotes through it.
 type sandboxTunnel struct {
-	server   *tunnel.Server
-	root     *ca.KeyPair
-	apiURL   string
-	agentURL string
-	log      *slog.Logger
+	*tunnel.Local
+	root *ca.KeyPair
 	// tokenFile holds istiod's token, as its pod would have it.
 	tokenFile string
 }
@@ -58,17 +52,6 @@ func meshRoot(ctx context.Context, c client.Client, namespace string) (*ca.KeyPa
 // certificates of the mesh root; callers, client certificates of the
 // primary's CA (the operator) or tokens the primary accepts (istiod).
 func (s *Sandbox) startTunnel(root *ca.KeyPair) (*sandboxTunnel, error) {
-	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
-	if err != nil {
-		return nil, err
-	}
-	cert, err := serving.TLSCertificate()
-	if err != nil {
-		return nil, err
-	}
-	agentCAs, clientCAs := x509.NewCertPool(), x509.NewCertPool()
-	agentCAs.AddCert(root.Cert)
-	clientCAs.AppendCertsFromPEM(s.Primary().CACertPEM)
 	kube, err := kubernetes.NewForConfig(s.Primary().Config)
 	if err != nil {
 		return nil, err
@@ -77,62 +60,30 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair) (*sandboxTunnel, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewJSONHandler(f, nil))
-	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: cert, AgentCAs: agentCAs, ClientCAs: clientCAs,
-		TokenReviews: kube.AuthenticationV1().TokenReviews(), Logger: log.With("component", "tunnel-server")})
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: s.Primary().CACertPEM,
+		TokenReviews: kube.AuthenticationV1().TokenReviews(), Logger: slog.New(slog.NewJSONHandler(f, nil))})
 	if err != nil {
 		return nil, err
 	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s.goRun(func(ctx context.Context) { _ = srv.Serve(ctx, apiLn, agentLn) })
-	return &sandboxTunnel{server: srv, root: root, log: log, apiURL: "https://" + apiLn.Addr().String(),
-		agentURL: "https://" + agentLn.Addr().String(), tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
+	s.stops = append(s.stops, l.Stop)
+	return &sandboxTunnel{Local: l, root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
 }
 
 // operatorTunnel is the operator's view of the tunnel.
 func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
-	return &remoteistio.Tunnel{URL: t.apiURL, CAData: t.root.CertPEM, IstiodTokenFile: t.tokenFile}
+	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.root.CertPEM, IstiodTokenFile: t.tokenFile}
 }
 
 // startAgent runs the agent of one remote, as `meshctl cluster join --tunnel`
-// would have it installed there: a certificate of the mesh root for that
-// cluster, forwarding with the cluster's admin credentials (which may
-// impersonate).
+// would have it installed there.
 func (s *Sandbox) startAgent(t *sandboxTunnel, cluster string) error {
-	leaf, err := tunnel.IssueAgentCertificate(t.root, cluster, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
-	if err != nil {
-		return err
-	}
-	cert, err := leaf.TLSCertificate()
-	if err != nil {
-		return err
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(t.root.Cert)
-	var up *rest.Config
 	for _, c := range s.Clusters {
 		if c.Name == cluster {
-			up = c.Config
+			_, err := t.StartAgent(cluster, c.Config)
+			return err
 		}
 	}
-	if up == nil {
-		return fmt.Errorf("no cluster %s", cluster)
-	}
-	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, ID: "agent-" + cluster, Servers: []string{t.agentURL},
-		Certificate: cert, ServerCAs: roots, Upstream: up, BackoffMax: 5 * time.Second,
-		Logger: t.log.With("component", "tunnel-agent", "cluster", cluster)})
-	if err != nil {
-		return err
-	}
-	s.goRun(func(ctx context.Context) { _ = a.Run(ctx) })
-	return nil
+	return fmt.Errorf("no cluster %s", cluster)
 }
 
 // writeIstiodToken writes a token of the primary's istio-system/istiod

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,7 +104,7 @@ func TestMeshctl(t *testing.T) {
 	root := meshRoot(t, ctx, pc)
 	tun := startTunnel(t, root, env.Cluster("primary"))
 	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: tun.apiURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
+		Tunnel: &remoteistio.Tunnel{URL: tun.APIURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +161,7 @@ func TestMeshctl(t *testing.T) {
 		}
 	})
 	t.Run("join through the tunnel: the printed agent connects and the cluster is Ready", func(t *testing.T) {
-		agentServer := strings.TrimPrefix(tun.agentURL, "https://")
+		agentServer := strings.TrimPrefix(tun.AgentURL, "https://")
 		out := c.ok("cluster", "join", "remote2", k, "--tunnel", "--tunnel-server", agentServer, "--pilot-address", "203.0.113.10")
 		// Play the remote's kubelet: run the agent the manifest describes,
 		// with the certificate it carries.
@@ -361,38 +360,14 @@ func meshRoot(t *testing.T, ctx context.Context, c client.Client) *ca.KeyPair {
 	return root
 }
 
-type tunnelServer struct{ apiURL, agentURL string }
-
 // startTunnel runs a tunnel server authenticating callers by client
 // certificates of the primary's CA (the operator's).
-func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnelServer {
+func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
 	t.Helper()
-	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: primary.CACertPEM})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := serving.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots, clients := x509.NewCertPool(), x509.NewCertPool()
-	roots.AddCert(root.Cert)
-	clients.AppendCertsFromPEM(primary.CACertPEM)
-	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: cert, AgentCAs: roots, ClientCAs: clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, apiLn, agentLn); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &tunnelServer{apiURL: "https://" + apiLn.Addr().String(), agentURL: "https://" + agentLn.Addr().String()}
+	t.Cleanup(l.Stop)
+	return l
 }
