@@ -104,15 +104,6 @@ func withHash(o *unstructured.Unstructured) (*unstructured.Unstructured, error) 
 	return o, nil
 }
 
-// Drift returns the path of the first field where live differs from desired,
-// or "" when it does not. It is Covers, exposed for logs and events.
-func Drift(live, desired *unstructured.Unstructured) string {
-	if ok, at := Covers(live.Object, desired.Object); !ok {
-		return at
-	}
-	return ""
-}
-
 func (a *Applier) reader() client.Reader {
 	if a.Reader != nil {
 		return a.Reader
