@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
@@ -14,7 +12,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -82,11 +79,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !ist.DeletionTimestamp.IsZero() {
 		return r.uninstall(ctx, ist)
 	}
-	if !controllerutil.ContainsFinalizer(ist, Finalizer) {
-		controllerutil.AddFinalizer(ist, Finalizer)
-		if err := r.Client.Update(ctx, ist); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer to Istio %s: %w", req, err)
-		}
+	if err := conditions.EnsureFinalizer(ctx, r.Client, ist, Finalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	before := ist.Status.DeepCopy()
@@ -160,21 +154,10 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 func (r *Reconciler) writeStatus(ctx context.Context, ist *v1beta1.Istio, before *v1beta1.IstioStatus) (conflict bool, err error) {
 	ist.Status.ObservedGeneration = ist.Generation
 	ist.Status.Phase = conditions.Phase(ist.Status.Conditions, stepOrder, ist.DeletionTimestamp != nil)
-	if equality.Semantic.DeepEqual(before, &ist.Status) {
-		return false, nil
-	}
-	logf.FromContext(ctx).V(1).Info("status changed", "phase", ist.Status.Phase, "summary", conditions.Summary(ist.Status.Conditions, stepOrder))
-	if err := r.Client.Status().Update(ctx, ist); err != nil {
-		if apierrors.IsConflict(err) {
-			return true, nil
-		}
-		return false, fmt.Errorf("update status of Istio %s/%s: %w", ist.Namespace, ist.Name, err)
-	}
-	if before.Phase != ist.Status.Phase {
-		r.Events.Eventf(ist, nil, eventType(ist.Status.Phase), string(ist.Status.Phase), "Reconcile",
-			"%s", conditions.Summary(ist.Status.Conditions, stepOrder))
-	}
-	return false, nil
+	return conditions.WriteStatus(ctx, r.Client, r.Events, ist, conditions.Change{
+		Before: before, After: &ist.Status, From: before.Phase, To: ist.Status.Phase,
+		Summary: conditions.Summary(ist.Status.Conditions, stepOrder),
+	})
 }
 
 func (r *Reconciler) now() time.Time {
@@ -260,11 +243,4 @@ func deletionPredicate() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
 	}}
-}
-
-func eventType(p v1beta1.Phase) string {
-	if p == v1beta1.PhaseFailed {
-		return "Warning"
-	}
-	return "Normal"
 }

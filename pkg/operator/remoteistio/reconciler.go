@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -75,11 +73,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !ri.DeletionTimestamp.IsZero() {
 		return r.leave(ctx, ri)
 	}
-	if !controllerutil.ContainsFinalizer(ri, Finalizer) {
-		controllerutil.AddFinalizer(ri, Finalizer)
-		if err := r.Client.Update(ctx, ri); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer to RemoteIstio %s: %w", req, err)
-		}
+	if err := conditions.EnsureFinalizer(ctx, r.Client, ri, Finalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	before := ri.Status.DeepCopy()
 	res, err := r.join(ctx, ri)
@@ -189,23 +184,10 @@ func (r *Reconciler) primaryOf(ctx context.Context, ri *v1beta1.RemoteIstio) (*v
 func (r *Reconciler) writeStatus(ctx context.Context, ri *v1beta1.RemoteIstio, before *v1beta1.RemoteIstioStatus) (bool, error) {
 	ri.Status.ObservedGeneration = ri.Generation
 	ri.Status.Phase = conditions.Phase(ri.Status.Conditions, steps, ri.DeletionTimestamp != nil)
-	if equality.Semantic.DeepEqual(before, &ri.Status) {
-		return false, nil
-	}
-	if err := r.Client.Status().Update(ctx, ri); err != nil {
-		if apierrors.IsConflict(err) {
-			return true, nil
-		}
-		return false, fmt.Errorf("update status of RemoteIstio %s/%s: %w", ri.Namespace, ri.Name, err)
-	}
-	if before.Phase != ri.Status.Phase {
-		kind := "Normal"
-		if ri.Status.Phase == v1beta1.PhaseFailed {
-			kind = "Warning"
-		}
-		r.Events.Eventf(ri, nil, kind, string(ri.Status.Phase), "Reconcile", "%s", conditions.Summary(ri.Status.Conditions, steps))
-	}
-	return false, nil
+	return conditions.WriteStatus(ctx, r.Client, r.Events, ri, conditions.Change{
+		Before: before, After: &ri.Status, From: before.Phase, To: ri.Status.Phase,
+		Summary: conditions.Summary(ri.Status.Conditions, steps),
+	})
 }
 
 func (r *Reconciler) now() time.Time {
