@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/meshfleet/meshfleet/pkg/localproc"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -371,14 +369,14 @@ func waitAPIServerReady(ctx context.Context, p *localproc.Process, cfg *rest.Con
 		if exited, _ := p.Exited(); exited {
 			return fmt.Errorf("kube-apiserver %s", p.DescribeExit())
 		}
-		lastErr = getOK(ctx, client, cfg.Host+"/readyz")
+		lastErr = localproc.GetOK(ctx, client, cfg.Host+"/readyz")
 		if lastErr == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			// Ask for the list of failing checks to explain the timeout.
-			verbose := getOK(context.Background(), client, cfg.Host+"/readyz?verbose")
+			verbose := localproc.GetOK(context.Background(), client, cfg.Host+"/readyz?verbose")
 			if verbose == nil {
 				verbose = lastErr
 			}
@@ -386,23 +384,6 @@ func waitAPIServerReady(ctx context.Context, p *localproc.Process, cfg *rest.Con
 		case <-tick.C:
 		}
 	}
-}
-
-func getOK(ctx context.Context, client *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
 }
 
 // startControllerManager starts kube-controller-manager and waits until its

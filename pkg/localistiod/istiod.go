@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/meshfleet/meshfleet/pkg/localproc"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -195,7 +194,7 @@ func (d *Istiod) waitReady(ctx context.Context) error {
 		if done, _ := d.proc.Exited(); done {
 			return fmt.Errorf("istiod %s before becoming ready", d.proc.DescribeExit())
 		}
-		lastErr = getOK(ctx, client, url)
+		lastErr = localproc.GetOK(ctx, client, url)
 		if lastErr == nil {
 			return nil
 		}
@@ -205,23 +204,6 @@ func (d *Istiod) waitReady(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
-}
-
-func getOK(ctx context.Context, client *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
 }
 
 // freePorts returns n distinct 127.0.0.1:<port> addresses that were free a
