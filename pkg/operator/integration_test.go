@@ -198,7 +198,7 @@ func (h *harness) steadyState(t *testing.T) {
 func (h *harness) quiesce() {
 	h.t.Helper()
 	last, since := sumWrites(), time.Now()
-	h.eventually("the operator to settle", func() error {
+	eventually(h.t, "the operator to settle", func() error {
 		if n := sumWrites(); n != last {
 			last, since = n, time.Now()
 		}
@@ -212,7 +212,7 @@ func (h *harness) quiesce() {
 func (h *harness) driftRepaired(t *testing.T) {
 	// Someone edits istiod's image.
 	h.kubectl("-n", ns, "set", "image", "deployment/istiod", "discovery=evil.example.com/pilot:hacked")
-	h.eventually("istiod image restored", func() error {
+	eventually(h.t, "istiod image restored", func() error {
 		d := &appsv1.Deployment{}
 		h.get(ns, "istiod", d)
 		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/istio/pilot:1.1.8" {
@@ -223,7 +223,7 @@ func (h *harness) driftRepaired(t *testing.T) {
 	// Someone deletes the mesh config and a cluster role.
 	h.kubectl("-n", ns, "delete", "configmap", "istio")
 	h.kubectl("delete", "clusterrole", "istiod-clusterrole-istio-system")
-	h.eventually("deleted objects recreated", func() error {
+	eventually(h.t, "deleted objects recreated", func() error {
 		if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istio"}, &corev1.ConfigMap{}); err != nil {
 			return err
 		}
@@ -233,7 +233,7 @@ func (h *harness) driftRepaired(t *testing.T) {
 
 func (h *harness) versionRoll(t *testing.T) {
 	h.kubectl("-n", ns, "patch", "istio", "istio", "--type=merge", "-p", `{"spec":{"version":"1.1.9"}}`)
-	h.eventually("istiod on 1.1.9", func() error {
+	eventually(h.t, "istiod on 1.1.9", func() error {
 		d := &appsv1.Deployment{}
 		h.get(ns, "istiod", d)
 		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/istio/pilot:1.1.9" {
@@ -305,7 +305,7 @@ func (h *harness) badSpecs(t *testing.T) {
 func (h *harness) gatewayConnected(t *testing.T) {
 	h.kubectl("-n", ns, "patch", "istio", "istio", "--type=merge", "-p",
 		`{"spec":{"network":"net1","multiCluster":{"mode":"gatewayConnected"},"mtls":{"enabled":true},"controlPlaneSecurityEnabled":true,"autoInjectionNamespaces":["default-apps"]}}`)
-	h.eventually("east-west gateway installed", func() error {
+	eventually(h.t, "east-west gateway installed", func() error {
 		svc := &corev1.Service{}
 		if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: render.EastWestGatewayName}, svc); err != nil {
 			return err
@@ -315,7 +315,7 @@ func (h *harness) gatewayConnected(t *testing.T) {
 		}
 		return nil
 	})
-	h.eventually("cross-network Gateway", func() error {
+	eventually(h.t, "cross-network Gateway", func() error {
 		return h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "cross-network-gateway"},
 			&unstructured.Unstructured{Object: map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "Gateway"}})
 	})
@@ -324,7 +324,7 @@ func (h *harness) gatewayConnected(t *testing.T) {
 	if len(servers) != 1 || fmt.Sprint(servers[0].(map[string]any)["tls"]) != "map[mode:AUTO_PASSTHROUGH]" {
 		t.Errorf("cross-network Gateway servers = %v", servers)
 	}
-	h.eventually("istiod Service closed its plain-text port, mTLS strict", func() error {
+	eventually(h.t, "istiod Service closed its plain-text port, mTLS strict", func() error {
 		svc := &corev1.Service{}
 		h.get(ns, "istiod", svc)
 		if hasPort(svc, 15010) {
@@ -342,7 +342,7 @@ func (h *harness) gatewayConnected(t *testing.T) {
 		t.Errorf("meshNetworks = %s", cm.Data["meshNetworks"])
 	}
 	for name, label := range map[string]string{ns: render.LabelNetwork, "default-apps": render.LabelInjection} {
-		h.eventually("namespace "+name+" labelled "+label, func() error {
+		eventually(h.t, "namespace "+name+" labelled "+label, func() error {
 			n := &corev1.Namespace{}
 			h.apiGet(client.ObjectKey{Name: name}, n)
 			if n.Labels[label] == "" {
@@ -354,7 +354,7 @@ func (h *harness) gatewayConnected(t *testing.T) {
 	// Turning the mode off again removes the gateway (prune).
 	h.kubectl("-n", ns, "patch", "istio", "istio", "--type=json", "-p",
 		`[{"op":"replace","path":"/spec/multiCluster/mode","value":"none"},{"op":"remove","path":"/spec/network"},{"op":"remove","path":"/spec/autoInjectionNamespaces"}]`)
-	h.eventually("east-west gateway pruned", func() error {
+	eventually(h.t, "east-west gateway pruned", func() error {
 		err := h.c.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: render.EastWestGatewayName}, &appsv1.Deployment{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there: %v", err)
@@ -436,7 +436,7 @@ func (h *harness) rotation(t *testing.T) {
 	}
 	first := serial()
 	seen := map[string]bool{first: true}
-	h.eventually("two reissues", func() error {
+	eventually(h.t, "two reissues", func() error {
 		seen[serial()] = true
 		if len(seen) < 3 {
 			return fmt.Errorf("%d distinct intermediates so far", len(seen))
@@ -524,11 +524,11 @@ func (h *harness) istio(ref string) *v1beta1.Istio {
 func (h *harness) waitCondition(ref, condType string, status metav1.ConditionStatus) *v1beta1.Istio {
 	h.t.Helper()
 	var ist *v1beta1.Istio
-	h.eventually(fmt.Sprintf("Istio %s %s=%s", ref, condType, status), func() error {
+	eventually(h.t, fmt.Sprintf("Istio %s %s=%s", ref, condType, status), func() error {
 		ist = h.istio(ref)
 		c := meta.FindStatusCondition(ist.Status.Conditions, condType)
 		if c == nil || c.Status != status || ist.Status.ObservedGeneration != ist.Generation {
-			return fmt.Errorf("conditions: %s", conditions(ist))
+			return fmt.Errorf("conditions: %s", formatConditions(ist.Status.Conditions))
 		}
 		return nil
 	})
@@ -538,22 +538,14 @@ func (h *harness) waitCondition(ref, condType string, status metav1.ConditionSta
 func (h *harness) waitPhase(ref string, phase v1beta1.Phase) *v1beta1.Istio {
 	h.t.Helper()
 	var ist *v1beta1.Istio
-	h.eventually(fmt.Sprintf("Istio %s phase %s", ref, phase), func() error {
+	eventually(h.t, fmt.Sprintf("Istio %s phase %s", ref, phase), func() error {
 		ist = h.istio(ref)
 		if ist.Status.Phase != phase || ist.Status.ObservedGeneration != ist.Generation {
-			return fmt.Errorf("phase %s, conditions: %s", ist.Status.Phase, conditions(ist))
+			return fmt.Errorf("phase %s, conditions: %s", ist.Status.Phase, formatConditions(ist.Status.Conditions))
 		}
 		return nil
 	})
 	return ist
-}
-
-func conditions(ist *v1beta1.Istio) string {
-	var b strings.Builder
-	for _, c := range ist.Status.Conditions {
-		fmt.Fprintf(&b, "[%s=%s %s: %s] ", c.Type, c.Status, c.Reason, c.Message)
-	}
-	return b.String()
 }
 
 // rollOut plays the part of the deployment controller and kubelet, which this
@@ -584,7 +576,7 @@ func (h *harness) resync(name string) {
 	h.t.Helper()
 	before := reconciles()
 	h.kubectl("-n", ns, "annotate", "--overwrite", "istio", name, fmt.Sprintf("test/resync=%d", time.Now().UnixNano()))
-	h.eventually("a reconcile", func() error {
+	eventually(h.t, "a reconcile", func() error {
 		if reconciles() <= before {
 			return fmt.Errorf("no reconcile yet")
 		}
@@ -597,19 +589,6 @@ func reconciles() float64 {
 }
 
 func sumWrites() float64 { return gatherSum("meshfleet_operator_api_writes_total", nil) }
-
-func (h *harness) eventually(what string, f func() error) {
-	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	h.t.Fatalf("timed out waiting for %s: %v", what, err)
-}
 
 func parseCert(t *testing.T, pemBytes []byte) *x509.Certificate {
 	t.Helper()

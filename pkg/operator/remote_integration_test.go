@@ -316,7 +316,7 @@ func (h *remoteHarness) kiali(t *testing.T) {
 }
 
 func (h *remoteHarness) members(t *testing.T) {
-	h.eventually("Istio lists two Ready members", func() error {
+	eventually(h.t, "Istio lists two Ready members", func() error {
 		ist := &v1beta1.Istio{}
 		h.get("primary", ns, "istio", ist)
 		ready := 0
@@ -338,7 +338,7 @@ func (h *remoteHarness) members(t *testing.T) {
 
 func (h *remoteHarness) remoteDrift(t *testing.T) {
 	h.kubectl("remote1", "delete", "clusterrole", "istio-reader-clusterrole-istio-system")
-	h.eventually("reader ClusterRole restored in remote1", func() error {
+	eventually(h.t, "reader ClusterRole restored in remote1", func() error {
 		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}}
 		return h.clients["remote1"].Get(h.ctx, client.ObjectKey{Name: "istio-reader-clusterrole-istio-system"}, u)
 	})
@@ -372,7 +372,7 @@ func (h *remoteHarness) connectionErrors(t *testing.T) {
 	}
 	h.kubectl("primary", "-n", ns, "delete", "remoteistio", "broken", "--wait=false")
 	h.kubectl("primary", "-n", ns, "annotate", "remoteistio", "broken", "meshfleet.io/abandon-remote=true")
-	h.eventually("broken RemoteIstio gone", func() error {
+	eventually(h.t, "broken RemoteIstio gone", func() error {
 		err := h.clients["primary"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "broken"}, &v1beta1.RemoteIstio{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there: %v", err)
@@ -417,7 +417,7 @@ func (h *remoteHarness) leave(t *testing.T) {
 	// remote1 is untouched.
 	h.get("primary", ns, render.RemoteSecretName("remote1"), &corev1.Secret{})
 	h.waitRemote("remote1", v1beta1.ConditionReady, metav1.ConditionTrue)
-	h.eventually("Istio lists one member", func() error {
+	eventually(h.t, "Istio lists one member", func() error {
 		ist := &v1beta1.Istio{}
 		h.get("primary", ns, "istio", ist)
 		if len(ist.Status.Members) != 1 || ist.Status.Members[0].Name != "remote1" {
@@ -461,7 +461,7 @@ func (h *remoteHarness) secret(name string, data map[string]string) {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
 	c := h.clients["primary"]
 	_ = c.Delete(h.ctx, s)
-	h.eventually("secret "+name+" recreated", func() error { return c.Create(h.ctx, s.DeepCopy()) })
+	eventually(h.t, "secret "+name+" recreated", func() error { return c.Create(h.ctx, s.DeepCopy()) })
 	// The operator does not watch user Secrets: nudge the RemoteIstios.
 	var list v1beta1.RemoteIstioList
 	if err := c.List(h.ctx, &list, client.InNamespace(ns)); err != nil {
@@ -503,12 +503,12 @@ func kubeconfigFor(server string, caData []byte, user *rest.Config) string {
 func (h *remoteHarness) waitRemote(name, condType string, status metav1.ConditionStatus) *v1beta1.RemoteIstio {
 	h.t.Helper()
 	var ri *v1beta1.RemoteIstio
-	h.eventually(fmt.Sprintf("RemoteIstio %s %s=%s", name, condType, status), func() error {
+	eventually(h.t, fmt.Sprintf("RemoteIstio %s %s=%s", name, condType, status), func() error {
 		ri = &v1beta1.RemoteIstio{}
 		h.get("primary", ns, name, ri)
 		c := meta.FindStatusCondition(ri.Status.Conditions, condType)
 		if c == nil || c.Status != status {
-			return fmt.Errorf("conditions: %s", remoteConditions(ri))
+			return fmt.Errorf("conditions: %s", formatConditions(ri.Status.Conditions))
 		}
 		return nil
 	})
@@ -517,35 +517,14 @@ func (h *remoteHarness) waitRemote(name, condType string, status metav1.Conditio
 
 func (h *remoteHarness) expectConnected(name, reason, msg string) {
 	h.t.Helper()
-	h.eventually(fmt.Sprintf("RemoteIstio %s Connected=False %s", name, reason), func() error {
+	eventually(h.t, fmt.Sprintf("RemoteIstio %s Connected=False %s", name, reason), func() error {
 		ri := &v1beta1.RemoteIstio{}
 		h.get("primary", ns, name, ri)
 		c := meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason || !strings.Contains(c.Message, msg) {
-			return fmt.Errorf("conditions: %s", remoteConditions(ri))
+			return fmt.Errorf("conditions: %s", formatConditions(ri.Status.Conditions))
 		}
 		h.t.Logf("%s: %s: %s", name, c.Reason, c.Message)
 		return nil
 	})
-}
-
-func remoteConditions(ri *v1beta1.RemoteIstio) string {
-	var b strings.Builder
-	for _, c := range ri.Status.Conditions {
-		fmt.Fprintf(&b, "[%s=%s %s: %s] ", c.Type, c.Status, c.Reason, c.Message)
-	}
-	return b.String()
-}
-
-func (h *remoteHarness) eventually(what string, f func() error) {
-	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	h.t.Fatalf("timed out waiting for %s: %v", what, err)
 }
