@@ -42,6 +42,7 @@ func newTunnelServerCommand() *cobra.Command {
 		kubeconfig                      string
 		lease                           tunnel.LeaseOptions
 		leaseEnabled                    bool
+		pingInterval                    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -52,7 +53,10 @@ func newTunnelServerCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("load --tls-cert-file %s / --tls-key-file %s: %w", certFile, keyFile, err)
 			}
-			opts := tunnel.ServerOptions{ServingCertificate: cert, Logger: log, Registerer: prometheus.DefaultRegisterer}
+			if pingInterval <= 0 {
+				return fmt.Errorf("--ping-interval %v: want a positive duration, e.g. 5s", pingInterval)
+			}
+			opts := tunnel.ServerOptions{ServingCertificate: cert, PingInterval: pingInterval, Logger: log, Registerer: prometheus.DefaultRegisterer}
 			if opts.AgentCAs, err = loadPool(agentCAFile, "--agent-ca-file"); err != nil {
 				return err
 			}
@@ -101,6 +105,7 @@ func newTunnelServerCommand() *cobra.Command {
 	f.BoolVar(&tokenReview, "token-review", true, "authenticate bearer tokens with a TokenReview against the primary cluster")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the primary cluster (default: in-cluster)")
 	f.BoolVar(&leaseEnabled, "leader-elect", false, "be active only while holding the tunnel Lease (run several replicas for HA)")
+	f.DurationVar(&pingInterval, "ping-interval", tunnel.DefaultPingInterval, "how often the RTT to each agent is measured (meshfleet_tunnel_agent_rtt_seconds, which `meshfleet xds --tunnel-metrics` orders failover by)")
 	f.StringVar(&lease.Namespace, "lease-namespace", "meshfleet-system", "namespace of the tunnel Lease")
 	f.StringVar(&lease.Name, "lease-name", "meshfleet-tunnel-server", "name of the tunnel Lease")
 	f.StringVar(&lease.Identity, "lease-identity", "", "this server's identity in the Lease (default: $POD_NAME or the host name)")

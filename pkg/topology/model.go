@@ -1,7 +1,9 @@
 package topology
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -145,26 +147,33 @@ func (t *Topology) Regions() []string {
 }
 
 // Sort puts every list in its canonical order, so that equal states print
-// equally.
+// equally: clusters and nodes by name, services by namespace then name,
+// endpoint groups by cluster then locality, users' rules by cluster,
+// namespace and name.
 func (t *Topology) Sort() {
-	sort.Slice(t.Clusters, func(i, j int) bool { return t.Clusters[i].Name < t.Clusters[j].Name })
+	slices.SortFunc(t.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
 	for _, c := range t.Clusters {
-		sort.Slice(c.Nodes, func(i, j int) bool { return c.Nodes[i].Name < c.Nodes[j].Name })
+		slices.SortFunc(c.Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	}
-	sort.Slice(t.Services, func(i, j int) bool { return t.Services[i].Key() < t.Services[j].Key() })
-	for _, s := range t.Services {
-		sort.Slice(s.Endpoints, func(i, j int) bool {
-			a, b := s.Endpoints[i], s.Endpoints[j]
-			if a.Cluster != b.Cluster {
-				return a.Cluster < b.Cluster
-			}
-			return a.Locality.String() < b.Locality.String()
-		})
-	}
-	sort.Slice(t.UserDestinationRules, func(i, j int) bool {
-		a, b := t.UserDestinationRules[i], t.UserDestinationRules[j]
-		return a.Cluster+"/"+a.Namespace+"/"+a.Name < b.Cluster+"/"+b.Namespace+"/"+b.Name
+	slices.SortFunc(t.Services, func(a, b Service) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
+	for _, s := range t.Services {
+		slices.SortFunc(s.Endpoints, compareEndpoints)
+	}
+	slices.SortFunc(t.UserDestinationRules, func(a, b UserDestinationRule) int {
+		return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+}
+
+// compareEndpoints orders endpoint groups by cluster, then locality.
+func compareEndpoints(a, b EndpointGroup) int {
+	return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), a.Locality.Compare(b.Locality))
+}
+
+// Compare orders localities by region, zone, then subzone.
+func (l Locality) Compare(o Locality) int {
+	return cmp.Or(cmp.Compare(l.Region, o.Region), cmp.Compare(l.Zone, o.Zone), cmp.Compare(l.Subzone, o.Subzone))
 }
 
 // Validate checks what the watchers guarantee and golden inputs must keep:

@@ -1,14 +1,17 @@
 package topology
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -71,6 +74,13 @@ type clusterWatch struct {
 	slices   cache.SharedIndexInformer
 	pods     cache.SharedIndexInformer
 	drs      cache.SharedIndexInformer
+
+	// gen counts the changes seen by the informers' handlers; built is the
+	// cluster's share of the Topology as of builtGen.
+	gen      atomic.Uint64
+	partMu   sync.Mutex
+	built    *part
+	builtGen uint64
 }
 
 // NewWatcher returns a Watcher over clusters (name → client config), e.g.
@@ -123,14 +133,14 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	for _, inf := range []cache.SharedIndexInformer{cw.nodes, cw.services, cw.slices, cw.pods} {
 		_ = inf.SetTransform(stripManagedFields)
 	}
-	_, _ = cw.nodes.AddEventHandler(w.handler(func(old, cur any) bool {
+	_, _ = cw.nodes.AddEventHandler(w.handler(cw, func(old, cur any) bool {
 		o, ok1 := old.(*corev1.Node)
 		n, ok2 := cur.(*corev1.Node)
 		return !ok1 || !ok2 || NodeLocality(o.Labels) != NodeLocality(n.Labels)
 	}))
-	_, _ = cw.services.AddEventHandler(w.handler(nil))
-	_, _ = cw.slices.AddEventHandler(w.handler(nil))
-	_, _ = cw.pods.AddEventHandler(w.handler(func(old, cur any) bool {
+	_, _ = cw.services.AddEventHandler(w.handler(cw, nil))
+	_, _ = cw.slices.AddEventHandler(w.handler(cw, nil))
+	_, _ = cw.pods.AddEventHandler(w.handler(cw, func(old, cur any) bool {
 		o, ok1 := old.(*metav1.PartialObjectMetadata)
 		n, ok2 := cur.(*metav1.PartialObjectMetadata)
 		return !ok1 || !ok2 || o.Labels[LabelIstioLocality] != n.Labels[LabelIstioLocality]
@@ -145,24 +155,28 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 		cw.dyn = dynamicinformer.NewDynamicSharedInformerFactory(dc, w.opts.Resync)
 		cw.drs = cw.dyn.ForResource(destinationRules).Informer()
 		_ = cw.drs.SetTransform(stripManagedFields)
-		_, _ = cw.drs.AddEventHandler(w.handler(nil))
+		_, _ = cw.drs.AddEventHandler(w.handler(cw, nil))
 	} else {
 		w.opts.Logger.Info("no DestinationRule API in cluster; users' rules there are not considered", "cluster", name, "err", err)
 	}
 	return cw, nil
 }
 
-// handler calls OnChange on add, delete, and on updates that relevant
-// reports as relevant (all if nil).
-func (w *Watcher) handler(relevant func(old, cur any) bool) cache.ResourceEventHandler {
+// handler marks cw changed and calls OnChange on add, delete, and on
+// updates that relevant reports as relevant (all if nil).
+func (w *Watcher) handler(cw *clusterWatch, relevant func(old, cur any) bool) cache.ResourceEventHandler {
+	changed := func() {
+		cw.gen.Add(1)
+		w.opts.OnChange()
+	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { w.opts.OnChange() },
+		AddFunc: func(any) { changed() },
 		UpdateFunc: func(old, cur any) {
 			if relevant == nil || relevant(old, cur) {
-				w.opts.OnChange()
+				changed()
 			}
 		},
-		DeleteFunc: func(any) { w.opts.OnChange() },
+		DeleteFunc: func(any) { changed() },
 	}
 }
 
@@ -314,140 +328,60 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-// Snapshot builds the current Topology from the informers' caches.
+// Snapshot builds the current Topology from the informers' caches. Each
+// cluster's share is rebuilt only when one of its caches changed since the
+// last Snapshot.
 func (w *Watcher) Snapshot() *Topology {
-	t := &Topology{}
-	services := map[string]*Service{}
 	w.mu.RLock()
-	cws := map[string]*clusterWatch{}
-	for n, cw := range w.clusters {
+	cws := make([]*clusterWatch, 0, len(w.clusters))
+	for _, cw := range w.clusters {
 		if isClosed(cw.synced) {
-			cws[n] = cw
+			cws = append(cws, cw)
 		}
 	}
 	w.mu.RUnlock()
-	names := make([]string, 0, len(cws))
-	for n := range cws {
-		names = append(names, n)
+	slices.SortFunc(cws, func(a, b *clusterWatch) int { return cmp.Compare(a.name, b.name) })
+	parts := make([]*part, len(cws))
+	for i, cw := range cws {
+		parts[i] = cw.part(w.opts.Domain)
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		cw := cws[name]
-		nodes := map[string]Locality{}
-		c := Cluster{Name: name}
-		for _, o := range cw.nodes.GetStore().List() {
-			n := o.(*corev1.Node)
-			l := NodeLocality(n.Labels)
-			nodes[n.Name] = l
-			c.Nodes = append(c.Nodes, Node{Name: n.Name, Locality: l})
-		}
-		t.Clusters = append(t.Clusters, c)
-
-		for _, o := range cw.services.GetStore().List() {
-			s := o.(*corev1.Service)
-			if s.Spec.Type == corev1.ServiceTypeExternalName {
-				continue
-			}
-			key := s.Namespace + "/" + s.Name
-			svc := services[key]
-			if svc == nil {
-				svc = &Service{Namespace: s.Namespace, Name: s.Name, Hostname: s.Name + "." + s.Namespace + ".svc." + w.opts.Domain}
-				services[key] = svc
-			}
-			if svc.Annotations == nil {
-				for k, v := range s.Annotations {
-					if strings.HasPrefix(k, "meshfleet.io/") {
-						if svc.Annotations == nil {
-							svc.Annotations = map[string]string{}
-						}
-						svc.Annotations[k] = v
-					}
-				}
-			}
-			if s.Spec.TrafficDistribution != nil && svc.TrafficDistribution == "" {
-				svc.TrafficDistribution = *s.Spec.TrafficDistribution
-			}
-		}
-
-		groups := map[string]map[Locality]*EndpointGroup{}
-		for _, o := range cw.slices.GetStore().List() {
-			es := o.(*discoveryv1.EndpointSlice)
-			svcName := es.Labels[discoveryv1.LabelServiceName]
-			if svcName == "" {
-				continue
-			}
-			key := es.Namespace + "/" + svcName
-			if services[key] == nil {
-				continue // slice of a Service this cluster does not have (yet)
-			}
-			for _, ep := range es.Endpoints {
-				l := cw.endpointLocality(es.Namespace, ep, nodes)
-				if groups[key] == nil {
-					groups[key] = map[Locality]*EndpointGroup{}
-				}
-				g := groups[key][l]
-				if g == nil {
-					g = &EndpointGroup{Cluster: name, Locality: l}
-					groups[key][l] = g
-				}
-				n := len(ep.Addresses)
-				if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
-					g.Ready += n
-				} else {
-					g.NotReady += n
-				}
-			}
-		}
-		for key, byLoc := range groups {
-			for _, g := range byLoc {
-				services[key].Endpoints = append(services[key].Endpoints, *g)
-			}
-		}
-
-		if cw.drs != nil {
-			for _, o := range cw.drs.GetStore().List() {
-				u, ok := o.(*unstructured.Unstructured)
-				if !ok {
-					continue
-				}
-				host, _, _ := unstructured.NestedString(u.Object, "spec", "host")
-				if host == "" {
-					continue
-				}
-				t.UserDestinationRules = append(t.UserDestinationRules, UserDestinationRule{Cluster: name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host})
-			}
-		}
-	}
-	for _, s := range services {
-		t.Services = append(t.Services, *s)
-	}
-	t.Sort()
-	return t
+	return merge(parts)
 }
 
-// endpointLocality is the Pod's topology.istio.io/locality label, else the
-// Node's labels, else the zone the EndpointSlice reports.
-func (cw *clusterWatch) endpointLocality(ns string, ep discoveryv1.Endpoint, nodes map[string]Locality) Locality {
-	if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
-		podNS := ref.Namespace
-		if podNS == "" {
-			podNS = ns
-		}
-		if o, ok, _ := cw.pods.GetStore().GetByKey(podNS + "/" + ref.Name); ok {
-			if pm, ok := o.(*metav1.PartialObjectMetadata); ok {
-				if l, ok := PodLocality(pm.Labels); ok {
-					return l
-				}
-			}
+// part returns the cluster's share of the Topology, rebuilt from its
+// caches if they changed since it was last built.
+func (cw *clusterWatch) part(domain string) *part {
+	// Read the generation first: a change racing with the build makes the
+	// next call build again.
+	gen := cw.gen.Load()
+	cw.partMu.Lock()
+	defer cw.partMu.Unlock()
+	if cw.built != nil && cw.builtGen == gen {
+		return cw.built
+	}
+	in := clusterObjects{name: cw.name, domain: domain, pod: func(key string) (*metav1.PartialObjectMetadata, bool) {
+		o, ok, _ := cw.pods.GetStore().GetByKey(key)
+		pm, _ := o.(*metav1.PartialObjectMetadata)
+		return pm, ok && pm != nil
+	}}
+	in.nodes = listAs[*corev1.Node](cw.nodes)
+	in.services = listAs[*corev1.Service](cw.services)
+	in.slices = listAs[*discoveryv1.EndpointSlice](cw.slices)
+	if cw.drs != nil {
+		in.rules = listAs[*unstructured.Unstructured](cw.drs)
+	}
+	cw.built, cw.builtGen = buildPart(in), gen
+	return cw.built
+}
+
+// listAs lists an informer's cache as T.
+func listAs[T any](inf cache.SharedIndexInformer) []T {
+	objs := inf.GetStore().List()
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if v, ok := o.(T); ok {
+			out = append(out, v)
 		}
 	}
-	if ep.NodeName != nil {
-		if l, ok := nodes[*ep.NodeName]; ok && l != (Locality{}) {
-			return l
-		}
-	}
-	if ep.Zone != nil {
-		return Locality{Zone: *ep.Zone}
-	}
-	return Locality{}
+	return out
 }

@@ -1,28 +1,37 @@
 package xds
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"context"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	mcp "istio.io/api/mcp/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshfleet/meshfleet/pkg/locality"
 )
 
 // emptyVersion is the version of every type this server serves empty.
 const emptyVersion = "empty"
+
+// destinationRuleBodyType is the type URL of an MCP Resource's body holding
+// a DestinationRule spec (what anypb.New would write for it).
+var destinationRuleBodyType = "type.googleapis.com/" + string((&networking.DestinationRule{}).ProtoReflect().Descriptor().FullName())
 
 // IsDestinationRuleType reports whether typeURL is an MCP type URL for
 // DestinationRules (any API version istiod may ask for).
@@ -80,12 +89,13 @@ func (c *mcpCache) update(rules []*locality.Rule, changedAt time.Time) (changed 
 	defer c.mu.Unlock()
 	for _, r := range rules {
 		name := r.Metadata.Namespace + "/" + r.Metadata.Name
+		// The spec is marshalled once: its bytes give the content hash and
+		// become the MCP body as they are.
 		spec, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
 		if err != nil {
 			return nil, "", fmt.Errorf("marshalling DestinationRule %s: %w", name, err)
 		}
-		sum := sha256.Sum256(append(spec, []byte(fmt.Sprint(r.Metadata.Labels, r.Metadata.Annotations))...))
-		hash := hex.EncodeToString(sum[:8])
+		hash := contentHash(spec, r.Metadata.Labels, r.Metadata.Annotations)
 		old, ok := c.entries[name]
 		if ok && old.hash == hash {
 			next[name] = old
@@ -95,10 +105,6 @@ func (c *mcpCache) update(rules []*locality.Rule, changedAt time.Time) (changed 
 		if ok {
 			created = old.created
 		}
-		body, err := anypb.New(r.Spec)
-		if err != nil {
-			return nil, "", fmt.Errorf("wrapping DestinationRule %s: %w", name, err)
-		}
 		res, err := anypb.New(&mcp.Resource{
 			Metadata: &mcp.Metadata{
 				Name:        name,
@@ -107,7 +113,7 @@ func (c *mcpCache) update(rules []*locality.Rule, changedAt time.Time) (changed 
 				Labels:      r.Metadata.Labels,
 				Annotations: r.Metadata.Annotations,
 			},
-			Body: body,
+			Body: &anypb.Any{TypeUrl: destinationRuleBodyType, Value: spec},
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("wrapping DestinationRule %s as an MCP resource: %w", name, err)
@@ -151,6 +157,26 @@ func (c *mcpCache) update(rules []*locality.Rule, changedAt time.Time) (changed 
 		}
 	}
 	return changed, version, nil
+}
+
+// contentHash is a short digest of a rule's marshalled spec and its
+// metadata maps (in key order): the MCP resource version.
+func contentHash(spec []byte, kvs ...map[string]string) string {
+	h := sha256.New()
+	h.Write(spec)
+	var n [binary.MaxVarintLen64]byte
+	put := func(s string) {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		io.WriteString(h, s)
+	}
+	for _, m := range kvs {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(m)))])
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			put(k)
+			put(m[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // changeTime returns when the change that produced version was first seen.

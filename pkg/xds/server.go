@@ -42,9 +42,11 @@ type Options struct {
 	NACKBackoff time.Duration
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
-	// OnAck, if set, is called when istiod acknowledges a DestinationRule
-	// version, with the time since the change behind it was first seen.
-	OnAck func(version string, latency time.Duration)
+	// OnPush, if set, is called when a DestinationRule version has been
+	// written to an istiod's stream, and OnAck when istiod acknowledges one
+	// (it has stored the rules), each with the time since the change behind
+	// it was first seen.
+	OnPush, OnAck func(version string, latency time.Duration)
 }
 
 // Server serves generated DestinationRules to istiod over MCP-over-xDS.
@@ -130,9 +132,13 @@ func (s *Server) Run(ctx context.Context, l net.Listener) error {
 	}
 }
 
-// debounceLoop waits for a change, then for Debounce without another one
-// (at most MaxDebounce after the first), then syncs.
+// debounceLoop pushes a change that follows a quiet period (no change for
+// Debounce) at once: a single change, such as a node relabelled or a zone's
+// endpoints going not ready, is not delayed. Changes that follow it within
+// Debounce are a burst: they are coalesced and pushed once Debounce passes
+// without another (at most MaxDebounce after the first of them).
 func (s *Server) debounceLoop(ctx context.Context) {
+	var last time.Time // when the previous change was seen
 	for {
 		var first time.Time
 		select {
@@ -140,27 +146,35 @@ func (s *Server) debounceLoop(ctx context.Context) {
 			return
 		case first = <-s.notify:
 		}
-		quiet := time.NewTimer(s.opts.Debounce)
-		deadline := time.NewTimer(time.Until(first.Add(s.opts.MaxDebounce)))
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				quiet.Stop()
-				deadline.Stop()
-				return
-			case <-s.notify:
-				quiet.Reset(s.opts.Debounce)
-			case <-quiet.C:
-				break wait
-			case <-deadline.C:
-				break wait
-			}
+		quietBefore := first.Sub(last) >= s.opts.Debounce
+		last = first
+		if !quietBefore && !s.waitQuiet(ctx, first, &last) {
+			return
 		}
-		quiet.Stop()
-		deadline.Stop()
 		if err := s.Sync(first); err != nil {
 			s.log.Error("translation failed; istiod keeps the last good DestinationRules", "err", err)
+		}
+	}
+}
+
+// waitQuiet waits until Debounce passes without a change, or MaxDebounce
+// after first; last is updated with each change seen. It returns false if
+// ctx ended.
+func (s *Server) waitQuiet(ctx context.Context, first time.Time, last *time.Time) bool {
+	quiet := time.NewTimer(s.opts.Debounce)
+	defer quiet.Stop()
+	deadline := time.NewTimer(time.Until(first.Add(s.opts.MaxDebounce)))
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case *last = <-s.notify:
+			quiet.Reset(s.opts.Debounce)
+		case <-quiet.C:
+			return true
+		case <-deadline.C:
+			return true
 		}
 	}
 }
@@ -246,7 +260,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.metrics.pushes.WithLabelValues(resp.TypeUrl).Inc()
 			if IsDestinationRuleType(resp.TypeUrl) {
 				if at, ok := s.cache.changeTime(resp.VersionInfo); ok {
-					s.metrics.pushLatency.Observe(time.Since(at).Seconds())
+					lat := time.Since(at)
+					s.metrics.pushLatency.Observe(lat.Seconds())
+					if s.opts.OnPush != nil {
+						s.opts.OnPush(resp.VersionInfo, lat)
+					}
 				}
 			}
 			s.mu.Lock()

@@ -280,3 +280,65 @@ func TestCacheNeverBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestDebounce checks that a lone change is translated at once, and that
+// the changes following it within Debounce are coalesced into one more.
+func TestDebounce(t *testing.T) {
+	const debounce = 400 * time.Millisecond
+	var mu sync.Mutex
+	var syncs []time.Time
+	srv, err := NewServer(Options{
+		Snapshot: func() *topology.Topology {
+			mu.Lock()
+			syncs = append(syncs, time.Now())
+			mu.Unlock()
+			return twoServices(1)
+		},
+		Debounce: debounce, MaxDebounce: 10 * debounce,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.debounceLoop(ctx)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(syncs)
+	}
+	waitFor := func(n int, within time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(within); count() < n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d translations after %v, want %d", count(), within, n)
+			}
+		}
+	}
+
+	start := time.Now()
+	srv.Notify()
+	waitFor(1, debounce/2) // the leading edge: not held for the quiet period
+	for range 5 {          // a burst right behind it
+		time.Sleep(20 * time.Millisecond)
+		srv.Notify()
+	}
+	burstEnd := time.Now()
+	waitFor(2, 3*debounce)
+	mu.Lock()
+	trailing := syncs[1]
+	mu.Unlock()
+	if trailing.Before(burstEnd.Add(debounce - 50*time.Millisecond)) {
+		t.Errorf("the burst was translated %v after its last change, want after the %v quiet period", trailing.Sub(burstEnd), debounce)
+	}
+	time.Sleep(debounce)
+	if n := count(); n != 2 {
+		t.Errorf("%d translations for one change and a burst behind it, want 2", n)
+	}
+	t.Logf("leading edge %v after the change, burst %v after its last change", func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return syncs[0].Sub(start)
+	}(), trailing.Sub(burstEnd))
+}

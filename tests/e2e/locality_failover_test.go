@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +77,7 @@ func TestLocalityServerFailover(t *testing.T) {
 			if i >= len(results[setup]) {
 				continue
 			}
-			fmt.Fprintf(&b, "%-22s %-10s %s\n", p.name, setup, shares(results[setup][i]))
+			fmt.Fprintf(&b, "%-22s %-10s %s\n", p.name, setup, sharesOf(results[setup][i], localityWorkloads, 11))
 		}
 	}
 	t.Log("\n" + b.String())
@@ -126,7 +125,7 @@ func runLocalityScenario(t *testing.T, policy *locality.Policy) []map[string]int
 			waitNoneOn(t, cc, p.notReady, 30*time.Second)
 		}
 		got := callPeers(ctx, cc, rpcsPerPhase)
-		t.Logf("%s: %s", p.name, shares(got))
+		t.Logf("%s: %s", p.name, sharesOf(got, localityWorkloads, 11))
 		out = append(out, got)
 		if policy != nil && float64(got[want]) < 0.99*rpcsPerPhase {
 			t.Errorf("%s: %d/%d RPCs on %s (%s), want ≥ 99%%", p.name, got[want], rpcsPerPhase, p.want, want)
@@ -134,7 +133,7 @@ func runLocalityScenario(t *testing.T, policy *locality.Policy) []map[string]int
 		if policy != nil && p.name == "healthy" {
 			got2 := callPeers(ctx, cc2, rpcsPerPhase)
 			if own := addrOf("echo-3"); float64(got2[own]) < 0.99*rpcsPerPhase {
-				t.Errorf("client in r2/z3: %d/%d RPCs on echo-3, want ≥ 99%% (%s)", got2[own], rpcsPerPhase, shares(got2))
+				t.Errorf("client in r2/z3: %d/%d RPCs on echo-3, want ≥ 99%% (%s)", got2[own], rpcsPerPhase, sharesOf(got2, localityWorkloads, 11))
 			}
 		}
 	}
@@ -187,31 +186,6 @@ func addrOf(name string) string {
 	return "?"
 }
 
-// shares formats a distribution as percentages per workload, in workload order.
-func shares(got map[string]int) string {
-	total := 0
-	for _, n := range got {
-		total += n
-	}
-	if total == 0 {
-		return "no RPCs"
-	}
-	var parts []string
-	for _, w := range localityWorkloads {
-		parts = append(parts, fmt.Sprintf("%11.1f%%", 100*float64(got[w.addr.String()])/float64(total)))
-	}
-	errs := 0
-	var keys []string
-	for k, n := range got {
-		if strings.HasPrefix(k, "error") {
-			errs += n
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	parts = append(parts, fmt.Sprintf("%5.1f%%", 100*float64(errs)/float64(total)))
-	return strings.Join(parts, " |")
-}
 
 // debugState returns the locality server's debug view.
 func debugState(t *testing.T, s *localityStack) string {
@@ -222,4 +196,25 @@ func debugState(t *testing.T, s *localityStack) string {
 		fmt.Fprintf(&b, "%s: skipped=%q reasons=%v warnings=%v\n", d.Service, d.Skipped, d.Reasons, d.Warnings)
 	}
 	return b.String()
+}
+
+// sharesOf formats a distribution of RPCs as the percentage answered by
+// each of columns' workloads, each width wide, then the rest (errors).
+func sharesOf(got map[string]int, columns []workload, width int) string {
+	total := 0
+	for _, n := range got {
+		total += n
+	}
+	if total == 0 {
+		return "no RPCs"
+	}
+	var parts []string
+	rest := total
+	for _, w := range columns {
+		n := got[w.addr.String()]
+		rest -= n
+		parts = append(parts, fmt.Sprintf("%*.1f%%", width, 100*float64(n)/float64(total)))
+	}
+	parts = append(parts, fmt.Sprintf("%5.1f%%", 100*float64(rest)/float64(total)))
+	return strings.Join(parts, " |")
 }

@@ -153,7 +153,7 @@ func TestLocalityServerMulticluster(t *testing.T) {
 		return nil
 	})
 	baseline := callPeers(ctx, cc, rpcsPerPhase)
-	t.Logf("baseline (plain istiod): %s", lmcShares(baseline))
+	t.Logf("baseline (plain istiod): %s", sharesOf(baseline, lmcOrder, 9))
 
 	// The locality server takes its members from the mesh.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -211,7 +211,7 @@ func TestLocalityServerMulticluster(t *testing.T) {
 		moved := time.Since(start)
 		dist := callPeers(ctx, cc, rpcsPerPhase)
 		got = append(got, dist)
-		t.Logf("%s: traffic on %s after %v; %s", p.name, p.want, moved.Round(time.Millisecond), lmcShares(dist))
+		t.Logf("%s: traffic on %s after %v; %s", p.name, p.want, moved.Round(time.Millisecond), sharesOf(dist, lmcOrder, 9))
 		if float64(dist[wantAddr]) < 0.99*rpcsPerPhase {
 			t.Errorf("%s: %d/%d RPCs on %s, want ≥ 99%%", p.name, dist[wantAddr], rpcsPerPhase, p.want)
 		}
@@ -220,9 +220,9 @@ func TestLocalityServerMulticluster(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "share of %d RPCs from a client in r1/z1 (3 clusters; remote1: r1/z1 r1/z2, remote2: r2/z3):\n", rpcsPerPhase)
 	fmt.Fprintf(&b, "%-22s %-10s %s\n", "phase", "setup", "echo-r1-z1 | echo-r1-z2 | echo-r2-z3 | errors")
-	fmt.Fprintf(&b, "%-22s %-10s %s\n", "healthy", "baseline", lmcShares(baseline))
+	fmt.Fprintf(&b, "%-22s %-10s %s\n", "healthy", "baseline", sharesOf(baseline, lmcOrder, 9))
 	for i, p := range lmcPhases {
-		fmt.Fprintf(&b, "%-22s %-10s %s\n", p.name, "meshfleet", lmcShares(got[i]))
+		fmt.Fprintf(&b, "%-22s %-10s %s\n", p.name, "meshfleet", sharesOf(got[i], lmcOrder, 9))
 	}
 	t.Log("\n" + b.String())
 }
@@ -254,25 +254,6 @@ func lmcAddrOf(phase, name string) string {
 	panic("phase " + phase + ": no workload " + name)
 }
 
-// lmcShares formats a distribution as percentages per workload.
-func lmcShares(got map[string]int) string {
-	total := 0
-	for _, n := range got {
-		total += n
-	}
-	if total == 0 {
-		return "no RPCs"
-	}
-	var parts []string
-	errs := total
-	for _, w := range lmcOrder {
-		n := got[w.addr.String()]
-		errs -= n
-		parts = append(parts, fmt.Sprintf("%9.1f%%", 100*float64(n)/float64(total)))
-	}
-	parts = append(parts, fmt.Sprintf("%5.1f%%", 100*float64(errs)/float64(total)))
-	return strings.Join(parts, " |")
-}
 
 func lmcMembers(m *members.Mesh) string {
 	var parts []string

@@ -281,3 +281,20 @@ func tail(path string, n int) string {
 	}
 	return string(b[start:end])
 }
+
+// Eventually calls f until it returns nil, and fails the test with what and
+// f's last error if that has not happened within timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -53,7 +53,7 @@ func TestMembersFollowRemoteIstios(t *testing.T) {
 	if err := install.Apply(ctx, pc, crds); err != nil {
 		t.Fatalf("applying meshfleet's CRDs: %v", err)
 	}
-	eventually(t, 30*time.Second, "RemoteIstio kind served", func() error { return pc.List(ctx, &v1beta1.RemoteIstioList{}) })
+	testenv.Eventually(t, 30*time.Second, "RemoteIstio kind served", func() error { return pc.List(ctx, &v1beta1.RemoteIstioList{}) })
 	must(t, pc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}))
 	must(t, pc.Create(ctx, &v1beta1.Istio{
 		ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
@@ -118,7 +118,7 @@ func TestMembersFollowRemoteIstios(t *testing.T) {
 	must(t, pc.Get(ctx, client.ObjectKey{Namespace: "istio-system", Name: "istio"}, ist))
 	ist.Spec.LocalityLB.Failover = []v1beta1.LocalityFailover{{From: "r1", To: "r2"}, {From: "r2", To: "r1"}}
 	must(t, pc.Update(ctx, ist))
-	eventually(t, 10*time.Second, "policy follows the Istio resource", func() error {
+	testenv.Eventually(t, 10*time.Second, "policy follows the Istio resource", func() error {
 		if got := fmt.Sprint(f.Policy().Failover); got != "[{r1 r2} {r2 r1}]" {
 			return fmt.Errorf("failover %s", got)
 		}
@@ -144,7 +144,7 @@ func TestMembersFollowRemoteIstios(t *testing.T) {
 
 func waitNodes(t *testing.T, tw *topology.Watcher, want string) {
 	t.Helper()
-	eventually(t, 30*time.Second, "topology nodes "+want, func() error {
+	testenv.Eventually(t, 30*time.Second, "topology nodes "+want, func() error {
 		var parts []string
 		for _, c := range tw.Snapshot().Clusters {
 			for _, n := range c.Nodes {
@@ -156,21 +156,6 @@ func waitNodes(t *testing.T, tw *topology.Watcher, want string) {
 		}
 		return nil
 	})
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func must(t *testing.T, err error) {

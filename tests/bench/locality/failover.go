@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,27 +21,49 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/topology"
 	xdsserver "github.com/meshfleet/meshfleet/pkg/xds"
 )
 
 const foPort = 7070
 
+// failoverSteps are the failovers measured: which of a service's endpoints
+// (on foNodes) go not ready, and which must then get the RPCs.
+var failoverSteps = []struct {
+	key      string
+	notReady []int
+	want     int
+}{
+	{"zone", []int{0}, 1},      // r1/z1 → r1/z2
+	{"region", []int{0, 1}, 2}, // r1 → r2
+}
+
+// foNodes are the nodes of c1 the failover services' endpoints run on:
+// r1/z1 and r1/z2 (created with the cluster) and r2/z5 (created here).
+var foNodes = []string{"n-r1-z1", "n-r1-z2", "n-r2-z5"}
+
 // failoverBench measures, for a service ruled by meshfleet over MCP ("mcp")
 // and one ruled by a hand-written Kubernetes DestinationRule ("user"), the
-// time from its r1/z1 endpoint going not ready to ≥ 99 of 100 consecutive
-// RPCs from an r1/z1 client landing on r1/z2.
+// time from endpoints going not ready to ≥ 99 of 100 consecutive RPCs from
+// an r1/z1 client landing in the next locality: r1/z2 when r1/z1 fails
+// ("zone"), r2 when all of r1 fails ("region"). Keys are "step/setup".
 func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config, d *localistiod.Istiod, srv *xdsserver.Server) (map[string][]time.Duration, error) {
 	out := map[string][]time.Duration{}
 	setups := []struct {
 		key, name string
 		addrs     []netip.Addr
 	}{{"mcp", "fo-mcp", mcpAddrs}, {"user", "fo-user", userAddrs}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: foNodes[2], Labels: map[string]string{topology.LabelRegion: "r2", topology.LabelZone: "z5"}}}
+	if _, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating node %s: %w", node.Name, err)
+	}
 	for _, s := range setups {
 		if err := createFailoverService(ctx, kube, s.name, s.addrs, s.key == "user"); err != nil {
 			return nil, err
@@ -66,25 +89,28 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 			return nil, err
 		}
 		defer cc.Close()
-		home, next := s.addrs[0].String(), s.addrs[1].String()
-		for range *failover {
-			if err := setReady(ctx, kube, s.name, s.addrs, true); err != nil {
-				return nil, err
+		home := s.addrs[0].String()
+		for _, step := range failoverSteps {
+			next := s.addrs[step.want].String()
+			for range *failover {
+				if err := setNotReady(ctx, kube, s.name, s.addrs, nil); err != nil {
+					return nil, err
+				}
+				if _, err := waitWindow(ctx, cc, home, 60*time.Second); err != nil {
+					return nil, fmt.Errorf("%s: traffic did not settle on r1/z1: %w", s.name, err)
+				}
+				t0 := time.Now()
+				if err := setNotReady(ctx, kube, s.name, s.addrs, step.notReady); err != nil {
+					return nil, err
+				}
+				at, err := waitWindow(ctx, cc, next, 60*time.Second)
+				if err != nil {
+					return nil, fmt.Errorf("%s: no %s failover to %s: %w", s.name, step.key, foNodes[step.want], err)
+				}
+				out[step.key+"/"+s.key] = append(out[step.key+"/"+s.key], at.Sub(t0))
 			}
-			if _, err := waitWindow(ctx, cc, home, 60*time.Second); err != nil {
-				return nil, fmt.Errorf("%s: traffic did not settle on r1/z1: %w", s.name, err)
-			}
-			t0 := time.Now()
-			if err := setReady(ctx, kube, s.name, s.addrs, false); err != nil {
-				return nil, err
-			}
-			at, err := waitWindow(ctx, cc, next, 60*time.Second)
-			if err != nil {
-				return nil, fmt.Errorf("%s: no failover to r1/z2: %w", s.name, err)
-			}
-			out[s.key] = append(out[s.key], at.Sub(t0))
 		}
-		_ = setReady(ctx, kube, s.name, s.addrs, true)
+		_ = setNotReady(ctx, kube, s.name, s.addrs, nil)
 	}
 	return out, nil
 }
@@ -146,8 +172,8 @@ func dialXDS(istiod, service string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(fmt.Sprintf("xds:///%s.default.svc.cluster.local:%d", service, foPort), grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
-// createFailoverService creates a Service with a Pod on n-r1-z1 and one on
-// n-r1-z2 and their EndpointSlice; off turns meshfleet off for it.
+// createFailoverService creates a Service with a Pod on each of foNodes and
+// their EndpointSlice; off turns meshfleet off for it.
 func createFailoverService(ctx context.Context, kube kubernetes.Interface, name string, addrs []netip.Addr, off bool) error {
 	labels := map[string]string{"app": name}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: labels}, Spec: corev1.ServiceSpec{
@@ -160,7 +186,7 @@ func createFailoverService(ctx context.Context, kube kubernetes.Interface, name 
 	}
 	for i, a := range addrs {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, i), Namespace: "default", Labels: labels},
-			Spec: corev1.PodSpec{NodeName: []string{"n-r1-z1", "n-r1-z2"}[i], Containers: []corev1.Container{{Name: "echo", Image: "echo"}}}}
+			Spec: corev1.PodSpec{NodeName: foNodes[i], Containers: []corev1.Container{{Name: "echo", Image: "echo"}}}}
 		created, err := kube.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating pod %s: %w", pod.Name, err)
@@ -171,20 +197,22 @@ func createFailoverService(ctx context.Context, kube kubernetes.Interface, name 
 			return err
 		}
 	}
-	_, err := kube.DiscoveryV1().EndpointSlices("default").Create(ctx, failoverSlice(name, addrs, true), metav1.CreateOptions{})
+	_, err := kube.DiscoveryV1().EndpointSlices("default").Create(ctx, failoverSlice(name, addrs, nil), metav1.CreateOptions{})
 	return err
 }
 
-func failoverSlice(name string, addrs []netip.Addr, homeReady bool) *discoveryv1.EndpointSlice {
+// failoverSlice is the EndpointSlice of addrs (on foNodes), with the ones
+// at the indexes in notReady not ready.
+func failoverSlice(name string, addrs []netip.Addr, notReady []int) *discoveryv1.EndpointSlice {
 	es := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: ptr(int32(foPort)), Protocol: ptr(corev1.ProtocolTCP), AppProtocol: ptr("grpc")}},
 	}
 	for i, a := range addrs {
-		ready := i != 0 || homeReady
+		ready := !slices.Contains(notReady, i)
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-			Addresses: []string{a.String()}, NodeName: ptr([]string{"n-r1-z1", "n-r1-z2"}[i]),
+			Addresses: []string{a.String()}, NodeName: ptr(foNodes[i]),
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready, Terminating: ptr(false)},
 			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: fmt.Sprintf("%s-%d", name, i)},
 		})
@@ -192,22 +220,24 @@ func failoverSlice(name string, addrs []netip.Addr, homeReady bool) *discoveryv1
 	return es
 }
 
-func setReady(ctx context.Context, kube kubernetes.Interface, name string, addrs []netip.Addr, homeReady bool) error {
-	slices := kube.DiscoveryV1().EndpointSlices("default")
-	live, err := slices.Get(ctx, name+"-1", metav1.GetOptions{})
+// setNotReady rewrites the service's EndpointSlice with the endpoints at the
+// indexes in notReady not ready, the others ready.
+func setNotReady(ctx context.Context, kube kubernetes.Interface, name string, addrs []netip.Addr, notReady []int) error {
+	api := kube.DiscoveryV1().EndpointSlices("default")
+	live, err := api.Get(ctx, name+"-1", metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	es := failoverSlice(name, addrs, homeReady)
+	es := failoverSlice(name, addrs, notReady)
 	es.ResourceVersion = live.ResourceVersion
-	_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+	_, err = api.Update(ctx, es, metav1.UpdateOptions{})
 	return err
 }
 
 // applyUserRule writes, as a Kubernetes DestinationRule, what meshfleet
 // would generate (locality failover + its outlier detection defaults).
 func applyUserRule(ctx context.Context, cfg *rest.Config, name string) error {
-	c, err := client.New(cfg, client.Options{})
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -227,7 +257,9 @@ func applyUserRule(ctx context.Context, cfg *rest.Config, name string) error {
 			},
 		},
 	}}
-	return c.Create(ctx, dr)
+	_, err = dyn.Resource(schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}).
+		Namespace("default").Create(ctx, dr, metav1.CreateOptions{})
+	return err
 }
 
 func ptr[T any](v T) *T { return &v }

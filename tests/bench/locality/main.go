@@ -4,14 +4,15 @@
 // kube-apiservers and a real istiod, and prints a table:
 //
 //   - push latency: a Node's region label changes in one of 3 clusters
-//     holding 1,000 services each → istiod acknowledges the new
-//     DestinationRules (it has stored them), p50/p99/max, next to a baseline
-//     measured in the same run: the same 1,000 rules changed by a direct
-//     policy change (no watch, no debounce), which is the transport and
-//     istiod's own cost; plus the server's heap there;
-//   - failover time: an endpoint goes not ready → ≥ 99 of 100 consecutive
-//     RPCs of a real proxyless gRPC client land in the next locality, for a
-//     service whose DestinationRule comes from meshfleet over MCP, next to a
+//     holding 1,000 services each → the new DestinationRules are written to
+//     istiod's stream, received by istiod (the timestamp of its MCP client's
+//     log line), and stored and acknowledged by istiod; p50/p99/max, next to
+//     a baseline measured in the same run: the same 1,000 rules changed by a
+//     direct policy change (no watch, no debounce); plus the server's heap;
+//   - failover time: endpoints go not ready → ≥ 99 of 100 consecutive RPCs
+//     of a real proxyless gRPC client in r1/z1 land in the next locality
+//     (r1/z2 when its zone fails, r2 when its region fails), for a service
+//     whose DestinationRule comes from meshfleet over MCP, next to a
 //     baseline service with the same rule written by hand as a Kubernetes
 //     DestinationRule (istiod's usual path).
 //
@@ -22,6 +23,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -33,6 +35,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,8 +63,8 @@ var (
 
 // Workload addresses for the failover part.
 var (
-	mcpAddrs  = []netip.Addr{netip.MustParseAddr("198.18.3.1"), netip.MustParseAddr("198.18.3.2")}
-	userAddrs = []netip.Addr{netip.MustParseAddr("198.18.4.1"), netip.MustParseAddr("198.18.4.2")}
+	mcpAddrs  = []netip.Addr{netip.MustParseAddr("198.18.3.1"), netip.MustParseAddr("198.18.3.2"), netip.MustParseAddr("198.18.3.3")}
+	userAddrs = []netip.Addr{netip.MustParseAddr("198.18.4.1"), netip.MustParseAddr("198.18.4.2"), netip.MustParseAddr("198.18.4.3")}
 )
 
 func main() {
@@ -120,7 +123,7 @@ func bench() error {
 
 	// The locality server, watching all three clusters.
 	var policyFlip atomic.Bool
-	acks := make(chan time.Time, 1024)
+	ev := &pushEvents{sent: make(chan time.Time, 1024), acked: make(chan time.Time, 1024)}
 	var srv *xds.Server
 	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{OnChange: func() {
 		if srv != nil {
@@ -139,12 +142,8 @@ func bench() error {
 			return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r2"}}}
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnAck: func(string, time.Duration) {
-			select {
-			case acks <- time.Now():
-			default:
-			}
-		},
+		OnPush: func(string, time.Duration) { ev.record(ev.sent) },
+		OnAck:  func(string, time.Duration) { ev.record(ev.acked) },
 	})
 	if err != nil {
 		return err
@@ -166,12 +165,13 @@ func bench() error {
 		return err
 	}
 	defer d.Stop()
-	drain(acks, 2*time.Second)
+	time.Sleep(2 * time.Second) // istiod's first full set
+	ilog := &istiodLog{path: d.LogPath}
 
 	// Push latency: relabel the r3 node of c3 between r3 and r4: every
 	// service's failover entries change.
 	nodes := kubes["c3"].CoreV1().Nodes()
-	var pipeline []time.Duration
+	var pipeline, direct pushTimes
 	for i := range *rounds {
 		region := "r4"
 		if i%2 == 1 {
@@ -182,32 +182,19 @@ func bench() error {
 			return err
 		}
 		n.Labels[topology.LabelRegion] = region
-		drain(acks, 0)
-		t0 := time.Now()
-		if _, err := nodes.Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		err = pipeline.measure(ev, ilog, func() error {
+			_, err := nodes.Update(ctx, n, metav1.UpdateOptions{})
 			return err
-		}
-		select {
-		case at := <-acks:
-			pipeline = append(pipeline, at.Sub(t0))
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("istiod did not acknowledge the DestinationRules after relabelling node n-r3-z4 to %s", region)
+		})
+		if err != nil {
+			return fmt.Errorf("relabelling node n-r3-z4 to %s: %w", region, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var direct []time.Duration
 	for range *rounds {
 		policyFlip.Store(!policyFlip.Load())
-		drain(acks, 0)
-		t0 := time.Now()
-		if err := srv.Sync(t0); err != nil {
-			return err
-		}
-		select {
-		case at := <-acks:
-			direct = append(direct, at.Sub(t0))
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("istiod did not acknowledge a direct policy change")
+		if err := direct.measure(ev, ilog, func() error { return srv.Sync(time.Now()) }); err != nil {
+			return fmt.Errorf("direct policy change: %w", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -227,32 +214,139 @@ func bench() error {
 	}
 
 	fmt.Printf("\nlocality server, %d services × %d clusters (%d DestinationRules served), real istiod\n\n", *services, len(clusterNodes), rules)
-	fmt.Printf("%-62s %9s %9s %9s\n", "push latency (change → istiod ACK), per round", "p50", "p99", "max")
-	fmt.Printf("%-62s %9s %9s %9s\n", "node label change (watch + debounce + translate + push)", pct(pipeline, 50), pct(pipeline, 99), pct(pipeline, 100))
-	fmt.Printf("%-62s %9s %9s %9s\n", "baseline: direct policy change (translate + push only)", pct(direct, 50), pct(direct, 99), pct(direct, 100))
+	row := func(name string, ds []time.Duration) {
+		fmt.Printf("%-66s %9s %9s %9s\n", name, pct(ds, 50), pct(ds, 99), pct(ds, 100))
+	}
+	fmt.Printf("%-66s %9s %9s %9s\n", "push latency per round, from the change to", "p50", "p99", "max")
+	fmt.Println("node label change (watch + debounce + translate + push):")
+	row("  written to istiod's stream", pipeline.sent)
+	row("  received by istiod (its adsc log line)", pipeline.received)
+	row("  stored and acknowledged by istiod", pipeline.acked)
+	fmt.Println("baseline: direct policy change (translate + push only):")
+	row("  written to istiod's stream", direct.sent)
+	row("  received by istiod (its adsc log line)", direct.received)
+	row("  stored and acknowledged by istiod", direct.acked)
 	fmt.Printf("\nprocess heap in use after GC (server + informers of 3 clusters + bench clients): %.1f MiB\n", float64(ms.HeapInuse)/(1<<20))
 	if fo != nil {
-		fmt.Printf("\n%-62s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in next zone)", "p50", "p99", "max")
-		fmt.Printf("%-62s %9s %9s %9s\n", "meshfleet DestinationRule over MCP", pct(fo["mcp"], 50), pct(fo["mcp"], 99), pct(fo["mcp"], 100))
-		fmt.Printf("%-62s %9s %9s %9s\n", "baseline: same rule as a Kubernetes DestinationRule", pct(fo["user"], 50), pct(fo["user"], 99), pct(fo["user"], 100))
+		fmt.Printf("\n%-66s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in the next locality)", "p50", "p99", "max")
+		for _, step := range failoverSteps {
+			row(step.key+": meshfleet DestinationRule over MCP", fo[step.key+"/mcp"])
+			row(step.key+": baseline, same rule as a Kubernetes DestinationRule", fo[step.key+"/user"])
+		}
 	}
 	return err
 }
 
-func drain(ch chan time.Time, wait time.Duration) {
-	deadline := time.After(wait)
-	for {
-		select {
-		case <-ch:
-		case <-deadline:
-			return
-		default:
-			if wait == 0 {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+// pushEvents are the times the server wrote DestinationRules to istiod's
+// stream and istiod acknowledged them.
+type pushEvents struct{ sent, acked chan time.Time }
+
+func (e *pushEvents) record(ch chan time.Time) {
+	select {
+	case ch <- time.Now():
+	default:
+	}
+}
+
+func (e *pushEvents) drain() {
+	for _, ch := range []chan time.Time{e.sent, e.acked} {
+		for len(ch) > 0 {
+			<-ch
 		}
 	}
+}
+
+// pushTimes are one figure's rounds: the time from a change to the new
+// DestinationRules being written to istiod's stream, received by istiod,
+// and acknowledged by it.
+type pushTimes struct{ sent, received, acked []time.Duration }
+
+// measure makes one change and records when its push was written, received
+// and acknowledged.
+func (p *pushTimes) measure(ev *pushEvents, ilog *istiodLog, change func() error) error {
+	ev.drain()
+	if err := ilog.skip(); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := change(); err != nil {
+		return err
+	}
+	var sent, acked time.Time
+	for _, w := range []struct {
+		ch   chan time.Time
+		at   *time.Time
+		what string
+	}{{ev.sent, &sent, "written to istiod's stream"}, {ev.acked, &acked, "acknowledged by istiod"}} {
+		select {
+		case *w.at = <-w.ch:
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("the new DestinationRules were not %s within 30s", w.what)
+		}
+	}
+	received, err := ilog.received()
+	if err != nil {
+		return err
+	}
+	p.sent = append(p.sent, sent.Sub(t0))
+	p.received = append(p.received, received.Sub(t0))
+	p.acked = append(p.acked, acked.Sub(t0))
+	return nil
+}
+
+// istiodLog reads, from istiod's log, when its MCP client received
+// DestinationRules: it logs each response it receives, with a microsecond
+// timestamp, before it stores the resources.
+type istiodLog struct {
+	path   string
+	offset int64
+}
+
+const receivedLine = "\tadsc\tReceived\ttype=networking.istio.io/v1/DestinationRule "
+
+// skip moves past what the log holds now.
+func (l *istiodLog) skip() error {
+	fi, err := os.Stat(l.path)
+	if err != nil {
+		return err
+	}
+	l.offset = fi.Size()
+	return nil
+}
+
+// received returns the time of the last DestinationRule response logged
+// since skip.
+func (l *istiodLog) received() (time.Time, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(l.offset, io.SeekStart); err != nil {
+		return time.Time{}, err
+	}
+	var last time.Time
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, receivedLine) {
+			continue
+		}
+		ts, _, _ := strings.Cut(line, "\t")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("istiod log %s: timestamp of %q: %w", l.path, line, err)
+		}
+		last = at
+	}
+	if err := sc.Err(); err != nil {
+		return time.Time{}, fmt.Errorf("reading istiod log %s: %w", l.path, err)
+	}
+	if last.IsZero() {
+		return time.Time{}, fmt.Errorf("istiod log %s: no %q line after the change", l.path, strings.TrimSpace(receivedLine))
+	}
+	return last, nil
 }
 
 // populate creates the nodes, and n services each with one ready endpoint
