@@ -4,6 +4,10 @@
 // endpoints run (region/zone/subzone, ready or not) and which hosts users
 // already configure themselves.
 //
+// Snapshot is cheap after a change in one cluster: the watcher keeps each
+// cluster's share of the model (buildPart, pure) and rebuilds only the
+// shares of clusters whose informers saw a change before merging them.
+//
 // The model (Topology) is plain data: it can be copied, printed as YAML and
 // validated, and is the input of pkg/locality's golden tests.
 //

@@ -1,5 +1,6 @@
 // Package xds is the serving stage of the locality pipeline: it debounces
-// topology changes, runs pkg/locality's translation and serves the
+// topology changes (a lone change is pushed at once, the burst behind it is
+// coalesced), runs pkg/locality's translation and serves the
 // resulting DestinationRules to istiod over MCP-over-xDS, on
 // github.com/envoyproxy/go-control-plane's ADS server.
 //

@@ -122,7 +122,7 @@ func runLocalityScenario(t *testing.T, policy *locality.Policy) []map[string]int
 		if policy != nil {
 			waitAllOn(t, cc, want, 20, 60*time.Second)
 		} else {
-			waitNoneOn(t, cc, p.notReady, 30*time.Second)
+			waitNoneOn(t, cc, localityWorkloads, p.notReady, 30*time.Second)
 		}
 		got := callPeers(ctx, cc, rpcsPerPhase)
 		t.Logf("%s: %s", p.name, sharesOf(got, localityWorkloads, 11))
@@ -158,14 +158,14 @@ func setNotReady(ctx context.Context, t *testing.T, s *localityStack, notReady m
 // waitNoneOn waits until 40 consecutive RPCs avoid every not-ready workload
 // and reach every ready one (istiod has caught up; the baseline spreads
 // RPCs over all ready endpoints), or gives up quietly after timeout.
-func waitNoneOn(t *testing.T, cc *grpc.ClientConn, notReady map[string]bool, timeout time.Duration) {
+func waitNoneOn(t *testing.T, cc *grpc.ClientConn, workloads []workload, notReady map[string]bool, timeout time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for ctx.Err() == nil {
 		got := callPeers(ctx, cc, 40)
 		ok := true
-		for _, w := range localityWorkloads {
+		for _, w := range workloads {
 			if n := got[w.addr.String()]; (notReady[w.name] && n > 0) || (!notReady[w.name] && n == 0) {
 				ok = false
 			}
@@ -185,7 +185,6 @@ func addrOf(name string) string {
 	}
 	return "?"
 }
-
 
 // debugState returns the locality server's debug view.
 func debugState(t *testing.T, s *localityStack) string {

@@ -63,9 +63,10 @@ var lmcPhases = []struct {
 // through RemoteIstio kubeconfig Secrets), with its members read from the
 // mesh (pkg/xds/members) and the real istiod consuming it through the
 // configSources the operator rendered from spec.localityLB.serverAddress.
-// A real proxyless gRPC client in r1/z1 first shows plain istiod (no rule
-// yet: the baseline), then ≥99% of RPCs in its zone, in r1/z2 when its
-// zone is not ready, in r2 when r1 is not ready, and home after recovery.
+// A real proxyless gRPC client in r1/z1 first goes through every phase
+// with plain istiod (no rule yet: the baseline), then shows ≥99% of RPCs
+// in its zone, in r1/z2 when its zone is not ready, in r2 when r1 is not
+// ready, and home after recovery.
 func TestLocalityServerMulticluster(t *testing.T) {
 	addrs := []netip.Addr{lmcServerAddr, lmcClientAddr}
 	for _, w := range lmcOrder {
@@ -152,8 +153,17 @@ func TestLocalityServerMulticluster(t *testing.T) {
 		}
 		return nil
 	})
-	baseline := callPeers(ctx, cc, rpcsPerPhase)
-	t.Logf("baseline (plain istiod): %s", sharesOf(baseline, lmcOrder, 9))
+	// The baseline goes through the same phases: plain istiod keeps
+	// spreading the RPCs over every ready endpoint, near or far.
+	var baseline []map[string]int
+	for i, p := range lmcPhases {
+		if i > 0 {
+			lmcSetNotReady(ctx, t, m, p.notReady)
+		}
+		waitNoneOn(t, cc, lmcOrder, p.notReady, 30*time.Second)
+		baseline = append(baseline, callPeers(ctx, cc, rpcsPerPhase))
+		t.Logf("baseline (plain istiod), %s: %s", p.name, sharesOf(baseline[i], lmcOrder, 9))
+	}
 
 	// The locality server takes its members from the mesh.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -220,9 +230,9 @@ func TestLocalityServerMulticluster(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "share of %d RPCs from a client in r1/z1 (3 clusters; remote1: r1/z1 r1/z2, remote2: r2/z3):\n", rpcsPerPhase)
 	fmt.Fprintf(&b, "%-22s %-10s %s\n", "phase", "setup", "echo-r1-z1 | echo-r1-z2 | echo-r2-z3 | errors")
-	fmt.Fprintf(&b, "%-22s %-10s %s\n", "healthy", "baseline", sharesOf(baseline, lmcOrder, 9))
 	for i, p := range lmcPhases {
-		fmt.Fprintf(&b, "%-22s %-10s %s\n", p.name, "meshfleet", sharesOf(got[i], lmcOrder, 9))
+		fmt.Fprintf(&b, "%-22s %-10s %s\n", p.name, "baseline", sharesOf(baseline[i], lmcOrder, 9))
+		fmt.Fprintf(&b, "%-22s %-10s %s\n", "", "meshfleet", sharesOf(got[i], lmcOrder, 9))
 	}
 	t.Log("\n" + b.String())
 }
@@ -253,7 +263,6 @@ func lmcAddrOf(phase, name string) string {
 	}
 	panic("phase " + phase + ": no workload " + name)
 }
-
 
 func lmcMembers(m *members.Mesh) string {
 	var parts []string

@@ -481,7 +481,6 @@ func waitFailover(m *mcMesh, debugURL, from, to string) string {
 	return desc
 }
 
-
 // delayProxy is the test's network emulation (this machine has no tc
 // netem): a TCP proxy on 127.0.0.1 to target that holds every chunk of
 // bytes, in each direction, for the current one-way delay before passing
