@@ -92,7 +92,12 @@ func (s *Server) watchSession(sess *agentSession) {
 	t := time.NewTicker(s.opts.PingInterval)
 	defer t.Stop()
 	ping := func() bool {
-		rtt, err := sess.mux.Ping()
+		// yamux starts its clock only once the ping is written, so a reply
+		// that arrives before its goroutine runs again reads as a few µs:
+		// time the whole exchange instead.
+		start := time.Now()
+		_, err := sess.mux.Ping()
+		rtt := time.Since(start)
 		if err != nil {
 			s.log.Warn("agent ping failed; closing its session", "cluster", sess.cluster, "agent", sess.id, "error", err)
 			return false

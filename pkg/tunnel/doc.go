@@ -45,7 +45,9 @@
 //     data buffered for a stream is bounded by that window (the bounded
 //     per-stream queue).
 //   - Session.Ping gives the server→agent round-trip time that Server.RTT
-//     exposes, and keep-alives detect a dead agent.
+//     exposes (timed around the whole call: yamux's own figure starts after
+//     the write and can miss a fast reply), and keep-alives detect a dead
+//     agent.
 //   - QUIC (quic-go) would avoid TCP head-of-line blocking on lossy links
 //     but needs UDP egress, which private networks often block, while
 //     outbound TCP/443 is nearly always allowed.
