@@ -211,23 +211,10 @@ func TestLocalityRTTOrder(t *testing.T) {
 			return err
 		})
 	}
-	start := time.Now()
-	istiod, err := localistiod.Start(ctx, localistiod.Options{
+	istiod := startIstiod(ctx, t, localistiod.Options{
 		Kubeconfig: primary.Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: mcPrimary,
 		MeshConfig: fmt.Sprintf("localityLbSetting:\n  enabled: true\nconfigSources:\n- address: xds://%s:15010\n- address: k8s://\n", rttXDSHost),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", istiod.LogPath, tail(istiod.LogPath, 60))
-		}
-		if err := istiod.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	t.Logf("istiod ready in %v, xDS on %s", time.Since(start).Round(time.Millisecond), istiod.GRPCAddr)
 
 	nodeID := "sidecar~" + rttClientAddr.String() + "~client.default~default.svc.cluster.local"
 	cc := dialXDS(t, "xds:///"+echoHost+":"+itoa(echoPort), xdsBootstrap(istiod.GRPCAddr, nodeID, mcPrimary, "r1", "z1"))
@@ -313,7 +300,7 @@ func runMeshfleet(t *testing.T, bin, dir, name string, args ...string) *localpro
 			t.Errorf("stopping %s: %v", name, err)
 		}
 		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", logPath, tail(logPath, 30))
+			t.Logf("last lines of %s:\n%s", logPath, localproc.TailFile(logPath, 30))
 		}
 	})
 	return p

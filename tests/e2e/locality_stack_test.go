@@ -94,24 +94,11 @@ func startLocalityStack(t *testing.T, name string, policy *locality.Policy) *loc
 		mesh += fmt.Sprintf("configSources:\n- address: xds://%s\n- address: k8s://\n", ls.xdsAddr)
 		t.Logf("meshfleet locality server on %s", ls.xdsAddr)
 	}
-	start := time.Now()
-	d, err := localistiod.Start(ctx, localistiod.Options{
+	d := startIstiod(ctx, t, localistiod.Options{
 		Kubeconfig: c.Kubeconfig,
 		Dir:        filepath.Join(env.Dir, "istiod-"+name),
 		ClusterID:  name,
 		MeshConfig: mesh,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("istiod ready in %v, xDS on %s, log %s", time.Since(start).Round(time.Millisecond), d.GRPCAddr, d.LogPath)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", d.LogPath, tail(d.LogPath, 60))
-		}
-		if err := d.Stop(); err != nil {
-			t.Error(err)
-		}
 	})
 	ls.stack = &stack{env: env, cluster: c, kube: kube, istiod: d}
 	return ls

@@ -42,6 +42,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -186,7 +187,7 @@ func startMesh(t *testing.T, spec v1beta1.IstioSpec) *mcMesh {
 			t.Errorf("operator: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("last lines of the operator log %s:\n%s", m.opLog, tail(m.opLog, 40))
+			t.Logf("last lines of the operator log %s:\n%s", m.opLog, localproc.TailFile(m.opLog, 40))
 		}
 		mcLogs.set(nil)
 		f.Close()
@@ -219,24 +220,11 @@ func startMesh(t *testing.T, spec v1beta1.IstioSpec) *mcMesh {
 	start = time.Now()
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer scancel()
-	d, err := localistiod.Start(sctx, localistiod.Options{
+	m.istiod = startIstiod(sctx, t, localistiod.Options{
 		Kubeconfig: env.Cluster(mcPrimary).Kubeconfig,
 		Dir:        filepath.Join(env.Dir, "istiod"),
 		ClusterID:  mcPrimary,
 		MeshConfig: cm.Data["mesh"],
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.istiod = d
-	t.Logf("istiod ready in %v, xDS on %s, log %s", time.Since(start).Round(time.Millisecond), d.GRPCAddr, d.LogPath)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", d.LogPath, tail(d.LogPath, 80))
-		}
-		if err := d.Stop(); err != nil {
-			t.Error(err)
-		}
 	})
 	return m
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
@@ -172,8 +173,8 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 			t.Errorf("operator: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("last lines of the operator log %s:\n%s", m.opLog, tail(m.opLog, 40))
-			t.Logf("last lines of the tunnel log %s:\n%s", m.tunnelLog, tail(m.tunnelLog, 30))
+			t.Logf("last lines of the operator log %s:\n%s", m.opLog, localproc.TailFile(m.opLog, 40))
+			t.Logf("last lines of the tunnel log %s:\n%s", m.tunnelLog, localproc.TailFile(m.tunnelLog, 30))
 		}
 		mcLogs.set(nil)
 		f.Close()
@@ -203,25 +204,12 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 	start = time.Now()
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer scancel()
-	d, err := localistiod.Start(sctx, localistiod.Options{
+	m.istiod = startIstiod(sctx, t, localistiod.Options{
 		Kubeconfig: env.Cluster(mcPrimary).Kubeconfig,
 		Dir:        filepath.Join(env.Dir, "istiod"),
 		ClusterID:  mcPrimary,
 		MeshConfig: cm.Data["mesh"],
 		Env:        m.istiodEnv(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.istiod = d
-	t.Logf("istiod ready in %v, xDS on %s, log %s", time.Since(start).Round(time.Millisecond), d.GRPCAddr, d.LogPath)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", d.LogPath, tail(d.LogPath, 80))
-		}
-		if err := d.Stop(); err != nil {
-			t.Error(err)
-		}
 	})
 	return m
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,11 @@ func TestMulticlusterTunnel(t *testing.T) {
 			}
 		}
 		// istiod's own account of it: each remote's registry synced.
-		log := tail(m.istiod.LogPath, 1<<20)
+		raw, err := os.ReadFile(m.istiod.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := string(raw)
 		for _, r := range mcRemotes {
 			want := fmt.Sprintf("kube controller for %s synced", r)
 			if !strings.Contains(log, want) {

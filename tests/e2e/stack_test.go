@@ -48,24 +48,11 @@ func startStack(t *testing.T, name, meshConfig string) *stack {
 		_, err := kube.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 		return err
 	})
-	start = time.Now()
-	d, err := localistiod.Start(ctx, localistiod.Options{
+	d := startIstiod(ctx, t, localistiod.Options{
 		Kubeconfig: c.Kubeconfig,
 		Dir:        filepath.Join(env.Dir, "istiod-"+name),
 		ClusterID:  name,
 		MeshConfig: meshConfig,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("istiod ready in %v, xDS on %s, log %s", time.Since(start).Round(time.Millisecond), d.GRPCAddr, d.LogPath)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", d.LogPath, tail(d.LogPath, 60))
-		}
-		if err := d.Stop(); err != nil {
-			t.Error(err)
-		}
 	})
 	return &stack{env: env, cluster: c, kube: kube, istiod: d}
 }
