@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,25 +73,7 @@ func fetchRouteWeights(ctx context.Context, xdsAddr, nodeID, clusterID, name str
 // equal want.
 func waitRouteWeights(ctx context.Context, t *testing.T, xdsAddr, nodeID, clusterID, name string, want map[string]uint32) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var got map[string]uint32
-	var err error
-	for ctx.Err() == nil {
-		got, err = fetchRouteWeights(ctx, xdsAddr, nodeID, clusterID, name)
-		if err == nil && formatWeights(got) == formatWeights(want) {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("istiod RDS %s: weights %s (err %v), want %s", name, formatWeights(got), err, formatWeights(want))
-}
-
-func formatWeights(m map[string]uint32) string {
-	var parts []string
-	for k, v := range m {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, " ")
+	waitXDSValues(ctx, t, "istiod RDS "+name+" weights", want, func(ctx context.Context) (map[string]uint32, error) {
+		return fetchRouteWeights(ctx, xdsAddr, nodeID, clusterID, name)
+	})
 }

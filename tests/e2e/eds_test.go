@@ -69,22 +69,33 @@ func fetchPriorities(ctx context.Context, xdsAddr, nodeID, clusterID string) (ma
 // waitPriorities polls istiod's EDS until the priorities equal want.
 func waitPriorities(ctx context.Context, t *testing.T, xdsAddr, nodeID, clusterID string, want map[string]uint32) {
 	t.Helper()
+	got := waitXDSValues(ctx, t, "istiod EDS priorities for "+edsCluster, want, func(ctx context.Context) (map[string]uint32, error) {
+		return fetchPriorities(ctx, xdsAddr, nodeID, clusterID)
+	})
+	t.Logf("istiod EDS priorities for %s: %s", edsCluster, formatValues(got))
+}
+
+// waitXDSValues polls fetch (a read of istiod's xDS) for up to 30 s until
+// it returns want, and returns it; the test fails otherwise.
+func waitXDSValues(ctx context.Context, t *testing.T, what string, want map[string]uint32, fetch func(context.Context) (map[string]uint32, error)) map[string]uint32 {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var got map[string]uint32
 	var err error
 	for ctx.Err() == nil {
-		got, err = fetchPriorities(ctx, xdsAddr, nodeID, clusterID)
-		if err == nil && format(got) == format(want) {
-			t.Logf("istiod EDS priorities for %s: %s", edsCluster, format(got))
-			return
+		got, err = fetch(ctx)
+		if err == nil && formatValues(got) == formatValues(want) {
+			return got
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("istiod EDS priorities for %s: got %s (err %v), want %s", edsCluster, format(got), err, format(want))
+	t.Fatalf("%s: got %s (err %v), want %s", what, formatValues(got), err, formatValues(want))
+	return nil
 }
 
-func format(m map[string]uint32) string {
+// formatValues prints m as sorted key=value pairs.
+func formatValues(m map[string]uint32) string {
 	var parts []string
 	for k, v := range m {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, v))

@@ -8,21 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/meshfleet/meshfleet/pkg/localcluster"
-	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/xds"
-	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
 // localityStack is one API server with Istio's CRDs, an istiod, and (when
@@ -38,30 +31,16 @@ type localityStack struct {
 // MeshConfig listing it in configSources ahead of k8s://.
 func startLocalityStack(t *testing.T, name string, policy *locality.Policy) *localityStack {
 	t.Helper()
-	env := testenv.Start(t, localcluster.ClusterOptions{Name: name})
-	c := env.Cluster(name)
+	ls := &localityStack{stack: startCluster(t, name)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := localistiod.InstallCRDs(ctx, c.Config); err != nil {
-		t.Fatal(err)
-	}
-	kube := kubernetes.NewForConfigOrDie(c.Config)
-	mustCreate(t, "namespace istio-system", func() error {
-		_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, "serviceaccount default/default", func() error {
-		_, err := kube.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-		return err
-	})
 
-	ls := &localityStack{}
 	mesh := "localityLbSetting:\n  enabled: true\n"
 	if policy != nil {
 		srvCtx, stop := context.WithCancel(context.Background())
 		t.Cleanup(stop)
 		var srv *xds.Server
-		w, err := topology.NewWatcher(map[string]*rest.Config{name: c.Config}, topology.WatcherOptions{
+		w, err := topology.NewWatcher(map[string]*rest.Config{name: ls.cluster.Config}, topology.WatcherOptions{
 			OnChange: func() {
 				if srv != nil {
 					srv.Notify()
@@ -94,13 +73,7 @@ func startLocalityStack(t *testing.T, name string, policy *locality.Policy) *loc
 		mesh += fmt.Sprintf("configSources:\n- address: xds://%s\n- address: k8s://\n", ls.xdsAddr)
 		t.Logf("meshfleet locality server on %s", ls.xdsAddr)
 	}
-	d := startIstiod(ctx, t, localistiod.Options{
-		Kubeconfig: c.Kubeconfig,
-		Dir:        filepath.Join(env.Dir, "istiod-"+name),
-		ClusterID:  name,
-		MeshConfig: mesh,
-	})
-	ls.stack = &stack{env: env, cluster: c, kube: kube, istiod: d}
+	ls.startIstiod(t, mesh)
 	return ls
 }
 

@@ -29,6 +29,15 @@ type stack struct {
 // meshConfig. Everything is stopped by t.Cleanup.
 func startStack(t *testing.T, name, meshConfig string) *stack {
 	t.Helper()
+	s := startCluster(t, name)
+	s.startIstiod(t, meshConfig)
+	return s
+}
+
+// startCluster is startStack without istiod (s.istiod is nil until
+// startIstiod).
+func startCluster(t *testing.T, name string) *stack {
+	t.Helper()
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: name})
 	c := env.Cluster(name)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -48,13 +57,20 @@ func startStack(t *testing.T, name, meshConfig string) *stack {
 		_, err := kube.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 		return err
 	})
-	d := startIstiod(ctx, t, localistiod.Options{
-		Kubeconfig: c.Kubeconfig,
-		Dir:        filepath.Join(env.Dir, "istiod-"+name),
-		ClusterID:  name,
+	return &stack{env: env, cluster: c, kube: kube}
+}
+
+// startIstiod starts the stack's istiod with meshConfig.
+func (s *stack) startIstiod(t *testing.T, meshConfig string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s.istiod = startIstiod(ctx, t, localistiod.Options{
+		Kubeconfig: s.cluster.Kubeconfig,
+		Dir:        filepath.Join(s.env.Dir, "istiod-"+s.cluster.Name),
+		ClusterID:  s.cluster.Name,
 		MeshConfig: meshConfig,
 	})
-	return &stack{env: env, cluster: c, kube: kube, istiod: d}
 }
 
 func mustCreate(t *testing.T, what string, create func() error) {
