@@ -103,6 +103,19 @@ type LocalityLB struct {
 type Member struct {
 	ClusterName string `json:"clusterName"`
 	Network     string `json:"network,omitempty"`
+	// Tunnel is set when istiod reaches the cluster through the tunnel.
+	Tunnel bool `json:"tunnel,omitempty"`
+}
+
+// UsesTunnel reports whether istiod reaches any member through the tunnel,
+// which is when its remote secrets name its own token file.
+func (cp *ControlPlane) UsesTunnel() bool {
+	for _, m := range cp.Members {
+		if m.Tunnel {
+			return true
+		}
+	}
+	return false
 }
 
 // GatewayKind says what a gateway is for.

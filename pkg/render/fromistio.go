@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -68,11 +69,8 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 	if spec.Version == "" {
 		errs = append(errs, field.Required(p.Child("version"), "set the Istio release to install, e.g. 1.30.3"))
 	}
-	if spec.ClusterName != "" {
-		for _, msg := range validation.IsDNS1123Label(spec.ClusterName) {
-			errs = append(errs, field.Invalid(p.Child("clusterName"), spec.ClusterName, msg))
-		}
-	}
+	errs = append(errs, checkClusterName(spec.ClusterName, in.Name, p)...)
+	errs = append(errs, checkReplicas(p.Child("sidecarInjector", "replicaCount"), spec.SidecarInjector.ReplicaCount, 1)...)
 
 	hub, err := resolveHub(orDefault(spec.Hub, DefaultHub), spec.DockerImage.Region)
 	if err != nil {
@@ -113,11 +111,7 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 				"a region cannot fail over to itself; name a different region"))
 		}
 	}
-	for i, ns := range cp.InjectionNamespaces {
-		for _, msg := range validation.IsDNS1123Label(ns) {
-			errs = append(errs, field.Invalid(p.Child("autoInjectionNamespaces").Index(i), ns, msg))
-		}
-	}
+	errs = append(errs, checkInjectionNamespaces(cp.InjectionNamespaces, cp.Namespace, p.Child("autoInjectionNamespaces"))...)
 
 	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected || cp.ExposeIstiod, p.Child("gateways"), errs)
 	cp.CA, errs = resolveCA(spec.Security, p.Child("security"), errs)
@@ -128,19 +122,38 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 	return cp, nil
 }
 
-// resolveHub applies the regional mirror to the hub.
+// resolveHub applies the regional mirror to the hub and checks that the
+// result is an image repository (registry and path, no tag or digest), the
+// form that goes into every container image the charts render.
 func resolveHub(hub, region string) (string, error) {
-	if strings.ContainsAny(hub, " \t@") {
-		return "", fmt.Errorf("not an image repository; use a registry and repository such as docker.io/istio")
+	if strings.ContainsAny(hub, unsafeHubChars) {
+		return "", repositoryError("it holds a quote, a space or a line break")
+	}
+	if strings.Contains(hub, "@") {
+		return "", fmt.Errorf("not an image repository (it carries a digest); use a registry and repository such as docker.io/istio")
 	}
 	if last := hub[strings.LastIndex(hub, "/")+1:]; strings.Contains(last, ":") {
 		return "", fmt.Errorf("the hub must not carry a tag; put the release in spec.version")
 	}
-	if region == "" {
-		return strings.ReplaceAll(hub, "{region}", ""), nil
+	out, err := applyRegion(hub, region)
+	if err != nil {
+		return "", err
 	}
+	if err := checkRepository(out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func applyRegion(hub, region string) (string, error) {
 	if strings.Contains(hub, "{region}") {
+		if region == "" {
+			return "", fmt.Errorf("the hub contains {region} but dockerImage.region is empty; set the region, or remove {region} from the hub")
+		}
 		return strings.ReplaceAll(hub, "{region}", region), nil
+	}
+	if region == "" {
+		return hub, nil
 	}
 	host, path, found := strings.Cut(hub, "/")
 	if !found || !strings.Contains(host, ".") {
@@ -148,6 +161,83 @@ func resolveHub(hub, region string) (string, error) {
 	}
 	first, rest, _ := strings.Cut(host, ".")
 	return first + "." + region + "." + rest + "/" + path, nil
+}
+
+// checkRepository accepts only what container runtimes accept as an image
+// repository name (lower-case path, optional registry host and port).
+func checkRepository(hub string) error {
+	named, err := reference.ParseNormalizedNamed(hub)
+	switch {
+	case len(hub) > maxHubLength:
+		return repositoryError(fmt.Sprintf("%d characters, at most %d", len(hub), maxHubLength))
+	case err != nil:
+		return repositoryError(err.Error())
+	case !reference.IsNameOnly(named):
+		return repositoryError("it is not a plain repository name")
+	}
+	return nil
+}
+
+// unsafeHubChars can never be in an image reference, and would break out of
+// the YAML and shell contexts the hub is rendered into.
+const unsafeHubChars = "\"'`\n\r\t \\$"
+
+func repositoryError(problem string) error {
+	return fmt.Errorf("not an image repository (%s); use a registry host and a lower-case repository path of letters, digits, '.', '_', '-' and '/', such as docker.io/istio or registry.example.com:5000/istio", problem)
+}
+
+// maxHubLength leaves room for "/<component>:<tag>" within the 255
+// characters of an image reference.
+const maxHubLength = 200
+
+// Names that may not be injection namespaces: Kubernetes' own (a sidecar
+// webhook there can stop the cluster's system pods) and the control plane's.
+var reservedNamespaces = map[string]bool{"kube-system": true, "kube-public": true, "kube-node-lease": true}
+
+func checkInjectionNamespaces(names []string, controlPlane string, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, ns := range names {
+		for _, msg := range validation.IsDNS1123Label(ns) {
+			errs = append(errs, field.Invalid(p.Index(i), ns, msg))
+		}
+		switch {
+		case reservedNamespaces[ns]:
+			errs = append(errs, field.Invalid(p.Index(i), ns,
+				"Kubernetes' own namespaces cannot get sidecar injection (their system pods would depend on istiod); remove it from the list"))
+		case ns == controlPlane:
+			errs = append(errs, field.Invalid(p.Index(i), ns,
+				"the control-plane namespace cannot get sidecar injection (istiod would inject itself); remove it from the list"))
+		}
+	}
+	return errs
+}
+
+// checkClusterName checks the cluster name in use: spec.clusterName, or the
+// resource's name when it is unset (which may hold dots and 253 characters,
+// neither of which a cluster ID may).
+func checkClusterName(clusterName, objectName string, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if clusterName != "" {
+		for _, msg := range validation.IsDNS1123Label(clusterName) {
+			errs = append(errs, field.Invalid(p.Child("clusterName"), clusterName, msg))
+		}
+		return errs
+	}
+	for _, msg := range validation.IsDNS1123Label(objectName) {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "name"), objectName,
+			fmt.Sprintf("the cluster name defaults to the resource's name, which is not a valid cluster name: %s; set spec.clusterName to a DNS-1123 label (lower case, digits and '-', at most 63 characters, no dots)", msg)))
+	}
+	return errs
+}
+
+// MaxReplicas bounds every replica count of the spec.
+const MaxReplicas = 100
+
+func checkReplicas(p *field.Path, n *int32, minimum int32) field.ErrorList {
+	if n == nil || (*n >= minimum && *n <= MaxReplicas) {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(p, *n, fmt.Sprintf("must be between %d and %d", minimum, MaxReplicas))}
 }
 
 func resolveProxy(in v1beta1.ProxySpec, include, exclude string, p *field.Path, errs field.ErrorList) (Proxy, field.ErrorList) {
@@ -203,6 +293,7 @@ func resolveGateways(in v1beta1.GatewaysSpec, eastWest bool, p *field.Path, errs
 					"this name is reserved for the east-west gateway; choose another"))
 				continue
 			}
+			errs = append(errs, checkReplicas(p.Child("ingress").Index(i).Child("replicaCount"), g.ReplicaCount, 0)...)
 			if !g.Enabled {
 				continue
 			}
@@ -231,6 +322,7 @@ func resolveGateways(in v1beta1.GatewaysSpec, eastWest bool, p *field.Path, errs
 	if eastWest {
 		ew := Gateway{Name: EastWestGatewayName, Kind: EastWestGateway, ServiceType: corev1.ServiceTypeLoadBalancer, Replicas: 1}
 		if in.EastWest != nil {
+			errs = append(errs, checkReplicas(p.Child("eastWest", "replicaCount"), in.EastWest.ReplicaCount, 0)...)
 			ew.ServiceType = serviceTypeOr(in.EastWest.ServiceType)
 			ew.Replicas = int32Or(in.EastWest.ReplicaCount, 1)
 		}

@@ -38,6 +38,20 @@ func TestFromIstioRejects(t *testing.T) {
 		{"bad namespace", v1beta1.IstioSpec{AutoInjectionNamespaces: []string{"Not_A_Name"}}, "spec.autoInjectionNamespaces[0]", "lower case"},
 		{"sampling over 100", v1beta1.IstioSpec{Tracing: v1beta1.TracingSpec{SamplingPercent: ptr(101.0)}}, "spec.tracing.samplingPercent", "between 0 and 100"},
 		{"unknown mode", v1beta1.IstioSpec{MultiCluster: v1beta1.MultiClusterSpec{Mode: "mesh"}}, "spec.multiCluster.mode", "gatewayConnected"},
+		{"hub with a quote", v1beta1.IstioSpec{Hub: `docker.io/istio"`}, "spec.hub", "quote"},
+		{"hub with a newline", v1beta1.IstioSpec{Hub: "docker.io/istio\n  evil: true"}, "spec.hub", "line break"},
+		{"hub upper case", v1beta1.IstioSpec{Hub: "docker.io/Istio"}, "spec.hub", "lower-case repository path"},
+		{"hub too long", v1beta1.IstioSpec{Hub: "docker.io/" + strings.Repeat("a", 200)}, "spec.hub", "at most 200"},
+		{"hub region placeholder without region", v1beta1.IstioSpec{Hub: "registry-{region}.example.com/istio"}, "spec.hub", "set the region"},
+		{"cluster name 64 characters", v1beta1.IstioSpec{ClusterName: strings.Repeat("c", 64)}, "spec.clusterName", "no more than 63"},
+		{"cluster name with dots", v1beta1.IstioSpec{ClusterName: "eu.west"}, "spec.clusterName", "must not contain dots"},
+		{"kube-system injection", v1beta1.IstioSpec{AutoInjectionNamespaces: []string{"default", "kube-system"}}, "spec.autoInjectionNamespaces[1]", "Kubernetes' own namespaces"},
+		{"kube-node-lease injection", v1beta1.IstioSpec{AutoInjectionNamespaces: []string{"kube-node-lease"}}, "spec.autoInjectionNamespaces[0]", "Kubernetes' own namespaces"},
+		{"control-plane namespace injection", v1beta1.IstioSpec{AutoInjectionNamespaces: []string{"istio-system"}}, "spec.autoInjectionNamespaces[0]", "istiod would inject itself"},
+		{"replicaCount 10^6", v1beta1.IstioSpec{SidecarInjector: v1beta1.SidecarInjectorSpec{ReplicaCount: ptr(int32(1000000))}}, "spec.sidecarInjector.replicaCount", "between 1 and 100"},
+		{"replicaCount 0", v1beta1.IstioSpec{SidecarInjector: v1beta1.SidecarInjectorSpec{ReplicaCount: ptr(int32(0))}}, "spec.sidecarInjector.replicaCount", "between 1 and 100"},
+		{"gateway replicaCount 10^6", v1beta1.IstioSpec{Gateways: v1beta1.GatewaysSpec{Enabled: true, Ingress: []v1beta1.IngressGatewaySpec{{Enabled: true, ReplicaCount: ptr(int32(1000000))}}}}, "spec.gateways.ingress[0].replicaCount", "between 0 and 100"},
+		{"east-west replicaCount negative", v1beta1.IstioSpec{MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterGatewayConnected}, Gateways: v1beta1.GatewaysSpec{EastWest: &v1beta1.EastWestGatewaySpec{ReplicaCount: ptr(int32(-1))}}}, "spec.gateways.eastWest.replicaCount", "between 0 and 100"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -60,12 +74,98 @@ func TestFromIstioRejects(t *testing.T) {
 	}
 }
 
+// TestClusterNameFromObjectName: the cluster name defaults to metadata.name,
+// which the API server lets hold dots and 253 characters.
+func TestClusterNameFromObjectName(t *testing.T) {
+	for _, name := range []string{"eu.west", strings.Repeat("c", 64)} {
+		in := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "istio-system"}, Spec: v1beta1.IstioSpec{Version: "1.30.3"}}
+		_, errs := FromIstio(in)
+		msg := errs.ToAggregate()
+		if msg == nil || !strings.Contains(msg.Error(), "metadata.name") || !strings.Contains(msg.Error(), "set spec.clusterName") {
+			t.Errorf("Istio named %q: errors %v, want metadata.name and the fix", name, msg)
+		}
+		in.Spec.ClusterName = "eu-west"
+		if _, errs := FromIstio(in); len(errs) > 0 {
+			t.Errorf("Istio named %q with spec.clusterName: %v", name, errs)
+		}
+	}
+}
+
+func TestFromRemoteIstioRejects(t *testing.T) {
+	primary, errs := FromIstio(&v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
+		Spec: v1beta1.IstioSpec{Version: "1.30.3", ClusterName: "primary", MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork}}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	cases := []struct {
+		name, objectName string
+		spec             v1beta1.RemoteIstioSpec
+		field, fix       string
+	}{
+		{"hub with a quote", "r1", v1beta1.RemoteIstioSpec{Hub: `evil"hub`}, "spec.hub", "quote"},
+		{"hub with a newline", "r1", v1beta1.RemoteIstioSpec{Hub: "docker.io/istio\nx"}, "spec.hub", "line break"},
+		{"name with dots", "eu.west.1", v1beta1.RemoteIstioSpec{}, "metadata.name", "set spec.clusterName"},
+		{"name of 64 characters", strings.Repeat("r", 64), v1beta1.RemoteIstioSpec{}, "metadata.name", "at most 63 characters"},
+		{"kube-system injection", "r1", v1beta1.RemoteIstioSpec{AutoInjectionNamespaces: []string{"kube-system"}}, "spec.autoInjectionNamespaces[0]", "Kubernetes' own"},
+		{"kube-public injection", "r1", v1beta1.RemoteIstioSpec{AutoInjectionNamespaces: []string{"kube-public"}}, "spec.autoInjectionNamespaces[0]", "Kubernetes' own"},
+		{"control-plane namespace injection", "r1", v1beta1.RemoteIstioSpec{AutoInjectionNamespaces: []string{"istio-system"}}, "spec.autoInjectionNamespaces[0]", "inject itself"},
+		{"replicaCount 10^6", "r1", v1beta1.RemoteIstioSpec{SidecarInjector: v1beta1.SidecarInjectorSpec{ReplicaCount: ptr(int32(1000000))}}, "spec.sidecarInjector.replicaCount", "between 1 and 100"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ri := &v1beta1.RemoteIstio{ObjectMeta: metav1.ObjectMeta{Name: c.objectName, Namespace: "istio-system"}, Spec: c.spec}
+			cp, errs := FromRemoteIstio(ri, primary)
+			if cp != nil || len(errs) == 0 {
+				t.Fatalf("accepted: %+v", cp)
+			}
+			msg := errs.ToAggregate().Error()
+			if !strings.Contains(msg, c.field) || !strings.Contains(msg, c.fix) {
+				t.Errorf("error %q should name %q and say %q", msg, c.field, c.fix)
+			}
+		})
+	}
+}
+
+// TestTokenFileOptionOnlyWithTunnel: istiod may read token files named in
+// remote secrets only when a member is reached through the tunnel.
+func TestTokenFileOptionOnlyWithTunnel(t *testing.T) {
+	cp, errs := FromIstio(&v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
+		Spec: v1beta1.IstioSpec{Version: "1.30.3", MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterGatewayConnected}}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for _, c := range []struct {
+		name    string
+		members []Member
+		want    bool
+	}{
+		{"no members", nil, false},
+		{"direct members", []Member{{ClusterName: "r1"}}, false},
+		{"a tunnelled member", []Member{{ClusterName: "r1"}, {ClusterName: "r2", Tunnel: true}}, true},
+	} {
+		cp.Members = c.members
+		m, err := Render(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := false
+		for _, o := range m.Objects {
+			if o.GetKind() == "Deployment" && o.GetName() == "istiod" {
+				b, _ := o.MarshalJSON()
+				got = strings.Contains(string(b), "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS")
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: istiod has PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestResolveHub(t *testing.T) {
 	for _, c := range []struct{ hub, region, want string }{
 		{"registry.example.com/istio", "", "registry.example.com/istio"},
 		{"registry.example.com/istio", "cn-beijing", "registry.cn-beijing.example.com/istio"},
 		{"registry-{region}.example.com/istio", "us-east-1", "registry-us-east-1.example.com/istio"},
-		{"registry-{region}.example.com/istio", "", "registry-.example.com/istio"},
 		{"localhost:5000/istio", "", "localhost:5000/istio"},
 	} {
 		got, err := resolveHub(c.hub, c.region)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
@@ -41,11 +40,8 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 		errs = append(errs, field.Invalid(p.Child("pilotAddress"), spec.PilotAddress,
 			"a loopback or unspecified address cannot be reached from the remote's pods (nor registered as an endpoint); use the address of the primary's east-west gateway"))
 	}
-	if spec.ClusterName != "" {
-		for _, msg := range validation.IsDNS1123Label(spec.ClusterName) {
-			errs = append(errs, field.Invalid(p.Child("clusterName"), spec.ClusterName, msg))
-		}
-	}
+	errs = append(errs, checkClusterName(spec.ClusterName, in.Name, p)...)
+	errs = append(errs, checkReplicas(p.Child("sidecarInjector", "replicaCount"), spec.SidecarInjector.ReplicaCount, 1)...)
 	if cp.ClusterName == primary.ClusterName {
 		errs = append(errs, field.Invalid(p.Child("clusterName"), cp.ClusterName,
 			fmt.Sprintf("the primary (Istio %s/%s) already uses this cluster name; give the remote cluster a name of its own",
@@ -78,11 +74,7 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 		include = primary.Proxy.IncludeIPRanges
 	}
 	cp.Proxy, errs = resolveProxy(spec.Proxy, include, spec.ExcludeIPRanges, p, errs)
-	for i, ns := range cp.InjectionNamespaces {
-		for _, msg := range validation.IsDNS1123Label(ns) {
-			errs = append(errs, field.Invalid(p.Child("autoInjectionNamespaces").Index(i), ns, msg))
-		}
-	}
+	errs = append(errs, checkInjectionNamespaces(cp.InjectionNamespaces, cp.Namespace, p.Child("autoInjectionNamespaces"))...)
 	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected, p.Child("gateways"), errs)
 
 	sec := spec.Security

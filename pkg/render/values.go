@@ -68,9 +68,10 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 		global["configCluster"] = false
 		global["omitSidecarInjectorConfigMap"] = true
 	}
-	if cp.Remote == nil && cp.Mode != "none" {
+	if cp.Remote == nil && cp.UsesTunnel() {
 		// Remote secrets of tunnelled clusters authenticate istiod with its
-		// own token file, which istiod refuses unless allowed here.
+		// own token file, which istiod refuses unless allowed here. Only then:
+		// the option lets any remote secret make istiod read a local file.
 		v["env"] = map[string]any{"PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS": "tokenFile"}
 	}
 	if cp.ClosePlaintextXDS {

@@ -125,8 +125,9 @@ type IngressGatewaySpec struct {
 	// +optional
 	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
 
-	// ReplicaCount of the gateway Deployment. Default 1.
+	// ReplicaCount of the gateway Deployment, 0 to 100. Default 1.
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
 	// +optional
 	ReplicaCount *int32 `json:"replicaCount,omitempty"`
 }
@@ -145,8 +146,9 @@ type EastWestGatewaySpec struct {
 	// +optional
 	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
 
-	// ReplicaCount of the gateway Deployment. Default 1.
+	// ReplicaCount of the gateway Deployment, 0 to 100. Default 1.
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
 	// +optional
 	ReplicaCount *int32 `json:"replicaCount,omitempty"`
 }
@@ -158,8 +160,9 @@ type SidecarInjectorSpec struct {
 	Enabled *bool `json:"enabled,omitempty"`
 
 	// ReplicaCount of the injector. On a primary cluster istiod itself serves
-	// injection, so this sets istiod's replica count. Default 1.
+	// injection, so this sets istiod's replica count. 1 to 100, default 1.
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
 	// +optional
 	ReplicaCount *int32 `json:"replicaCount,omitempty"`
 }

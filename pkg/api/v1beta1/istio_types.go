@@ -23,6 +23,8 @@ type IstioSpec struct {
 	// Hub is the image registry and repository, e.g. docker.io/istio.
 	// +kubebuilder:default="docker.io/istio"
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][-a-zA-Z0-9._:/{}]*$`
 	// +optional
 	Hub string `json:"hub,omitempty"`
 

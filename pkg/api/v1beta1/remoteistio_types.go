@@ -40,6 +40,8 @@ type RemoteIstioSpec struct {
 	PilotAddress string `json:"pilotAddress,omitempty"`
 
 	// Hub is the image registry and repository. Default: the primary's hub.
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][-a-zA-Z0-9._:/{}]*$`
 	// +optional
 	Hub string `json:"hub,omitempty"`
 
