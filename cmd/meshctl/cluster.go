@@ -20,6 +20,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/install"
+	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/preflight"
@@ -96,6 +97,11 @@ func runJoin(cmd *cobra.Command, g *globals, o *joinOptions, name string) error 
 	raw, err := minifiedKubeconfig(o.remoteKubeconfig, o.remoteContext)
 	if err != nil {
 		return &exitError{exitUsage, err}
+	}
+	// The operator refuses kubeconfigs that run plugins or read files: say so
+	// before anything is written.
+	if _, errs := kubeconfig.Inline(raw); len(errs) > 0 {
+		return &exitError{exitUsage, fmt.Errorf("--remote-kubeconfig: the operator accepts only inline credentials, nothing was changed: %w", errs.ToAggregate())}
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
 	if err != nil {

@@ -13,11 +13,11 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 )
 
@@ -150,9 +150,10 @@ func remoteClient(ctx context.Context, c client.Client, ns, secret string) (clie
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s); err != nil {
 		return nil, fmt.Errorf("kubeconfig Secret %s/%s: %w", ns, secret, err)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(s.Data["kubeconfig"])
-	if err != nil {
-		return nil, err
+	// The Secret is the cluster's, not the user's: run nothing it names.
+	cfg, errs := kubeconfig.Inline(s.Data["kubeconfig"])
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("kubeconfig Secret %s/%s is refused: %w", ns, secret, errs.ToAggregate())
 	}
 	cfg.Timeout = 10 * time.Second
 	scheme, err := operator.Scheme()

@@ -13,10 +13,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 )
 
@@ -102,10 +102,13 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 				"spec.kubeconfigSecretRef: Secret %s has no key %q (it has %s); put the remote cluster's kubeconfig under %q",
 				key, KubeconfigKey, keysOf(s.Data), KubeconfigKey), 30*time.Second)
 		}
-		cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
-		if err != nil {
+		// Only inline credentials: whoever may write this Secret must not make
+		// the operator run a program, read its own files or skip TLS.
+		cfg, errs := kubeconfig.Inline(data)
+		if len(errs) > 0 {
 			return nil, "", conditions.Waiting(v1beta1.ReasonBadKubeconfig, fmt.Sprintf(
-				"spec.kubeconfigSecretRef: the kubeconfig in Secret %s is not usable: %v; check it with kubectl --kubeconfig <file> get ns", key, err), 30*time.Second)
+				"spec.kubeconfigSecretRef: the kubeconfig in Secret %s, key %q, is refused (nothing was run or sent): %v",
+				key, KubeconfigKey, errs.ToAggregate()), 30*time.Second)
 		}
 		return cfg, v1beta1.ConnectionDirect, conditions.Succeeded("")
 	}

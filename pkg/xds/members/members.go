@@ -30,9 +30,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	inlinekc "github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 )
@@ -183,9 +183,9 @@ func remoteMember(primary *rest.Config, ri *v1beta1.RemoteIstio, name string, se
 		if !ok {
 			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: Secret %s has no key %q; put the cluster's kubeconfig there", ref.Name, KubeconfigKey)
 		}
-		cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
-		if err != nil {
-			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: the kubeconfig in Secret %s is not usable: %v", ref.Name, err)
+		cfg, errs := inlinekc.Inline(data)
+		if len(errs) > 0 {
+			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: the kubeconfig in Secret %s, key %q, is refused: %v", ref.Name, KubeconfigKey, errs.ToAggregate())
 		}
 		return Member{Name: name, Connection: ConnectionDirect, Source: "Secret " + ri.Namespace + "/" + ref.Name, Config: cfg}, ""
 	}
