@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -23,8 +24,20 @@ type Applier struct {
 	// Reader, when set, is read instead of Client: for kinds the cache does
 	// not hold.
 	Reader client.Reader
+	// Uncached, when set, is asked before an object is created whether it
+	// really is missing: a cache that holds only meshfleet's objects does
+	// not see a user's object of the same name.
+	Uncached client.Reader
 	// FieldManager owns the fields meshfleet applies.
 	FieldManager string
+	// OwnerUID is the UID of the resource the objects belong to. It is
+	// recorded on every object created (OwnerUIDAnnotation); an existing
+	// object that does not belong to it is left alone and reported as a
+	// ConflictError, unless annotated AdoptAnnotation=true. Prune deletes
+	// only objects that belong to it. Leave it empty only for objects shared
+	// with others whose fields meshfleet merely adds to (namespace labels,
+	// Istio's CRDs).
+	OwnerUID types.UID
 }
 
 // Result lists what one pass did, as kind/namespace/name keys.
@@ -43,43 +56,92 @@ func (r Result) Writes() int { return len(r.Created) + len(r.Updated) + len(r.De
 // Apply makes each object match its desired form. An object that is missing
 // is created; one whose live form does not cover the desired form (someone
 // edited or removed a field we own) is re-applied, taking ownership back;
-// one that already matches is left alone, so a steady-state pass writes nothing.
+// one that already matches is left alone, so a steady-state pass writes
+// nothing. All objects are read first: when any of them exists but does not
+// belong to OwnerUID, Apply writes nothing and returns a *ConflictError.
 func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) (Result, error) {
 	var res Result
+	type planned struct {
+		desired *unstructured.Unstructured
+		live    *unstructured.Unstructured // nil when missing
+	}
+	plan := make([]planned, 0, len(objs))
+	var conflicts []Conflict
 	for _, desired := range objs {
-		desired, err := withHash(desired)
+		desired, err := a.withOwner(desired)
 		if err != nil {
 			return res, err
 		}
-		key := keyOf(desired)
-		live := &unstructured.Unstructured{}
-		live.SetGroupVersionKind(desired.GroupVersionKind())
-		err = a.reader().Get(ctx, client.ObjectKeyFromObject(desired), live)
-		switch {
-		case apierrors.IsNotFound(err):
-			if err := a.ssa(ctx, desired); err != nil {
+		live, err := a.live(ctx, desired)
+		if err != nil {
+			return res, err
+		}
+		if live != nil && a.OwnerUID != "" && !Owned(live, desired, a.OwnerUID, a.FieldManager) && !adoptable(live) {
+			conflicts = append(conflicts, Conflict{Key: keyOf(desired), Holder: holder(live)})
+			continue
+		}
+		plan = append(plan, planned{desired, live})
+	}
+	if len(conflicts) > 0 {
+		return res, &ConflictError{Conflicts: conflicts}
+	}
+	for _, p := range plan {
+		key := keyOf(p.desired)
+		if p.live == nil {
+			if err := a.ssa(ctx, p.desired); err != nil {
 				return res, err
 			}
 			res.Created = append(res.Created, key)
-		case err != nil:
-			return res, fmt.Errorf("get %s: %w", key, err)
-		default:
-			ok, at := Covers(live.Object, desired.Object)
-			if ok {
-				res.Unchanged++
-				continue
-			}
-			if res.Drift == nil {
-				res.Drift = map[string]string{}
-			}
-			res.Drift[key] = at
-			if err := a.ssa(ctx, desired); err != nil {
-				return res, err
-			}
-			res.Updated = append(res.Updated, key)
+			continue
 		}
+		ok, at := Covers(p.live.Object, p.desired.Object)
+		if ok {
+			res.Unchanged++
+			continue
+		}
+		if res.Drift == nil {
+			res.Drift = map[string]string{}
+		}
+		res.Drift[key] = at
+		if err := a.ssa(ctx, p.desired); err != nil {
+			return res, err
+		}
+		res.Updated = append(res.Updated, key)
 	}
 	return res, nil
+}
+
+// live reads the live copy of desired, nil when it does not exist.
+func (a *Applier) live(ctx context.Context, desired *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	key := keyOf(desired)
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(desired.GroupVersionKind())
+	err := a.reader().Get(ctx, client.ObjectKeyFromObject(desired), live)
+	if apierrors.IsNotFound(err) && a.Uncached != nil {
+		err = a.Uncached.Get(ctx, client.ObjectKeyFromObject(desired), live)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return live, nil
+}
+
+// withOwner returns a copy of o that records its owner and its digest.
+func (a *Applier) withOwner(o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	if a.OwnerUID == "" {
+		return withHash(o)
+	}
+	o = o.DeepCopy()
+	ann := o.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[OwnerUIDAnnotation] = string(a.OwnerUID)
+	o.SetAnnotations(ann)
+	return withHash(o)
 }
 
 // HashAnnotation records a digest of the configuration last applied. Covers
@@ -134,11 +196,17 @@ func (a *Applier) ssa(ctx context.Context, obj *unstructured.Unstructured) error
 	return nil
 }
 
-// Prune deletes objects of the given kinds that carry the owner's labels but
+// Prune deletes objects of the given kinds that carry the owner's labels,
+// belong to OwnerUID (labels alone prove nothing: anyone can set them) and
 // are not in keep (keys as returned by Key). Kinds the API server does not
 // serve are skipped.
 func (a *Applier) Prune(ctx context.Context, owner labels.Set, kinds []schema.GroupVersionKind, keep map[string]bool) (Result, error) {
 	var res Result
+	if a.OwnerUID == "" {
+		return res, fmt.Errorf("prune %v: no owner UID to check ownership against", owner)
+	}
+	desired := &unstructured.Unstructured{}
+	desired.SetLabels(owner)
 	for _, gvk := range kinds {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
@@ -151,7 +219,7 @@ func (a *Applier) Prune(ctx context.Context, owner labels.Set, kinds []schema.Gr
 		sort.Slice(list.Items, func(i, j int) bool { return keyOf(&list.Items[i]) < keyOf(&list.Items[j]) })
 		for i := range list.Items {
 			o := &list.Items[i]
-			if keep[keyOf(o)] || o.GetDeletionTimestamp() != nil {
+			if keep[keyOf(o)] || o.GetDeletionTimestamp() != nil || !Owned(o, desired, a.OwnerUID, a.FieldManager) {
 				continue
 			}
 			if err := a.Client.Delete(ctx, o, client.PropagationPolicy("Background")); err != nil && !apierrors.IsNotFound(err) {

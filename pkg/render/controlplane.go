@@ -3,6 +3,7 @@ package render
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 )
@@ -79,6 +80,8 @@ type Owner struct {
 	Kind      string `json:"kind"`
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
+	// UID of the resource: only objects recorded with it belong to it.
+	UID types.UID `json:"uid,omitempty"`
 }
 
 // Proxy holds proxy defaults.

@@ -37,7 +37,7 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 	var errs field.ErrorList
 
 	cp := &ControlPlane{
-		Owner:                 Owner{Kind: "Istio", Name: in.Name, Namespace: in.Namespace},
+		Owner:                 Owner{Kind: "Istio", Name: in.Name, Namespace: in.Namespace, UID: in.UID},
 		Namespace:             in.Namespace,
 		ClusterName:           orDefault(spec.ClusterName, in.Name),
 		Mode:                  spec.MultiCluster.Mode,

@@ -19,7 +19,7 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 	var errs field.ErrorList
 
 	cp := &ControlPlane{
-		Owner:                 Owner{Kind: "RemoteIstio", Name: in.Name, Namespace: in.Namespace},
+		Owner:                 Owner{Kind: "RemoteIstio", Name: in.Name, Namespace: in.Namespace, UID: in.UID},
 		Namespace:             primary.Namespace,
 		ClusterName:           orDefault(spec.ClusterName, in.Name),
 		Mode:                  primary.Mode,

@@ -67,4 +67,8 @@ const (
 	ReasonUnauthorized         = "Unauthorized"
 	ReasonWrongCluster         = "WrongCluster"
 	ReasonNoPilotAddress       = "NoPilotAddress"
+	// ReasonNotOwned: objects to be written exist and meshfleet did not create them.
+	ReasonNotOwned = "ObjectsNotOwned"
+	// ReasonRemotesJoined: an Istio's deletion waits for its RemoteIstios to go.
+	ReasonRemotesJoined = "RemotesJoined"
 )

@@ -20,6 +20,7 @@ var Terminal = map[string]bool{
 	v1beta1.ReasonUnsupportedVersion:   true,
 	v1beta1.ReasonNamespaceTerminating: true,
 	v1beta1.ReasonConflict:             true,
+	v1beta1.ReasonNotOwned:             true,
 	v1beta1.ReasonCAError:              true,
 	v1beta1.ReasonDeploymentFailed:     true,
 	v1beta1.ReasonNoControlPlane:       true,

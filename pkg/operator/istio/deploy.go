@@ -2,8 +2,10 @@ package istio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +23,10 @@ import (
 // does not own, so that giving them up removes exactly those labels.
 const namespaceFieldManager = apply.NamespaceLabelsManager
 
+// conflictRecheck is how often an install held up by objects it did not
+// create looks again (they are not watched).
+const conflictRecheck = 30 * time.Second
+
 // deploy applies every rendered object and the cacerts Secret, labels the
 // namespaces, and deletes objects this Istio resource no longer renders.
 func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest, certs *meshca.Issued) outcome {
@@ -33,8 +39,13 @@ func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.
 		}
 	}
 
-	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
+	applier := &apply.Applier{Client: r.Client, Uncached: r.APIReader, FieldManager: FieldManager, OwnerUID: ist.UID}
 	res, err := applier.Apply(ctx, objs)
+	var conflict *apply.ConflictError
+	if errors.As(err, &conflict) {
+		// Not watched (the cache holds only meshfleet's objects): look again.
+		return waiting(v1beta1.ReasonNotOwned, conflict.Error(), conflictRecheck)
+	}
 	if err != nil {
 		return transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("%v; the operator retries with backoff", err), err)
 	}

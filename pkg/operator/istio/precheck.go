@@ -3,16 +3,16 @@ package istio
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/version"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -55,54 +55,64 @@ func (r *Reconciler) preCheck(ctx context.Context, ist *v1beta1.Istio) (*render.
 	if msg, err := r.conflict(ctx, ist); err != nil {
 		return nil, transient(v1beta1.ReasonPending, fmt.Sprintf("cannot check for other installs: %v", err), err)
 	} else if msg != "" {
-		return nil, failed(v1beta1.ReasonConflict, msg)
+		// Looked at again: the other install may go away.
+		return nil, waiting(v1beta1.ReasonConflict, msg, conflictRecheck)
 	}
 	return cp, succeeded(fmt.Sprintf("Kubernetes %s, namespace %s, no conflicting install", info.GitVersion, ist.Namespace))
 }
 
-// conflict returns why this install would collide with another control plane,
-// or "" when it would not. Of several Istio resources in one cluster, the
-// oldest keeps the control plane and the others wait.
+// conflict returns why this install would collide with another control
+// plane, or "" when it would not. One mesh per cluster, whatever the
+// namespace: of several Istio resources the oldest holds the cluster, also
+// while it is being uninstalled, and the others wait; an istiod that this
+// resource did not install, in any namespace, is another mesh.
 func (r *Reconciler) conflict(ctx context.Context, ist *v1beta1.Istio) (string, error) {
 	var list v1beta1.IstioList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return "", fmt.Errorf("list Istio resources: %w", err)
 	}
-	others := make([]v1beta1.Istio, 0, len(list.Items))
-	for _, o := range list.Items {
-		if o.DeletionTimestamp.IsZero() {
-			others = append(others, o)
+	if holder := holderOf(list.Items); holder != nil && (holder.Namespace != ist.Namespace || holder.Name != ist.Name) {
+		if !holder.DeletionTimestamp.IsZero() {
+			return fmt.Sprintf("Istio %s/%s holds the control plane of this cluster and is being uninstalled (one mesh per cluster, whatever the namespace); this one installs once it is gone",
+				holder.Namespace, holder.Name), nil
 		}
-	}
-	sort.Slice(others, func(i, j int) bool {
-		a, b := others[i], others[j]
-		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-			return a.CreationTimestamp.Before(&b.CreationTimestamp)
-		}
-		return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
-	})
-	if len(others) > 0 && (others[0].Namespace != ist.Namespace || others[0].Name != ist.Name) {
-		return fmt.Sprintf("Istio %s/%s already manages the control plane of this cluster; delete one of the two Istio resources",
-			others[0].Namespace, others[0].Name), nil
+		return fmt.Sprintf("Istio %s/%s already manages the control plane of this cluster (one mesh per cluster, whatever the namespace); delete this Istio resource, or delete that one first",
+			holder.Namespace, holder.Name), nil
 	}
 
-	dep := &appsv1.Deployment{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ist.Namespace, Name: "istiod"}, dep)
-	switch {
-	case apierrors.IsNotFound(err):
-		return "", nil
-	case err != nil:
-		return "", fmt.Errorf("get Deployment %s/istiod: %w", ist.Namespace, err)
+	var deps appsv1.DeploymentList
+	if err := r.APIReader.List(ctx, &deps, client.MatchingLabels{"app": "istiod"}); err != nil {
+		return "", fmt.Errorf("list istiod Deployments: %w", err)
 	}
-	l := dep.Labels
-	if l[render.LabelManagedBy] != render.ManagedByValue ||
-		l[render.LabelOwnerName] != ist.Name || l[render.LabelOwnerNamespace] != ist.Namespace {
-		by := l["app.kubernetes.io/managed-by"]
-		if by == "" {
+	own := &metav1.ObjectMeta{Labels: render.OwnerLabels(render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace})}
+	for i := range deps.Items {
+		dep := &deps.Items[i]
+		if apply.Owned(dep, own, ist.UID, FieldManager) {
+			continue
+		}
+		by := dep.Labels[render.LabelManagedBy]
+		switch {
+		case by == render.ManagedByValue:
+			by = fmt.Sprintf("meshfleet for Istio %s/%s", dep.Labels[render.LabelOwnerNamespace], dep.Labels[render.LabelOwnerName])
+		case by == "":
 			by = "another tool"
 		}
-		return fmt.Sprintf("Deployment %s/istiod exists and is managed by %s, not by this Istio resource; uninstall that control plane (istioctl uninstall --purge, or helm uninstall) first",
-			ist.Namespace, by), nil
+		return fmt.Sprintf("Deployment %s/%s (app=istiod) exists and is managed by %s, not by this Istio resource (one mesh per cluster); uninstall that control plane (istioctl uninstall --purge, or helm uninstall) first",
+			dep.Namespace, dep.Name, by), nil
 	}
 	return "", nil
+}
+
+// holderOf returns the Istio resource that holds the cluster: the oldest,
+// deleting or not (ties broken by namespace/name).
+func holderOf(items []v1beta1.Istio) *v1beta1.Istio {
+	var h *v1beta1.Istio
+	for i := range items {
+		o := &items[i]
+		if h == nil || o.CreationTimestamp.Before(&h.CreationTimestamp) ||
+			o.CreationTimestamp.Equal(&h.CreationTimestamp) && o.Namespace+"/"+o.Name < h.Namespace+"/"+h.Name {
+			h = o
+		}
+	}
+	return h
 }

@@ -3,6 +3,8 @@ package istio
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -26,6 +28,22 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 	}
 	log := logf.FromContext(ctx)
 	before := ist.Status.DeepCopy()
+	joined, err := r.joinedRemotes(ctx, ist)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(joined) > 0 {
+		// Hold: each remote runs an injection webhook (failurePolicy Fail)
+		// that calls this istiod; uninstalling it first would stop pod
+		// creation in those clusters.
+		newStatus(ist).Set(v1beta1.ConditionReady, "False", v1beta1.ReasonRemotesJoined, fmt.Sprintf(
+			"uninstall is held: RemoteIstio %s still joined to this control plane; delete %s first (each leaves its cluster cleanly), then this Istio resource is uninstalled",
+			strings.Join(joined, ", "), plural(len(joined), "it", "them")))
+		if _, err := r.writeStatus(ctx, ist, before); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: conflictRecheck}, nil
+	}
 	newStatus(ist).Set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, "uninstalling the control plane")
 	if conflict, err := r.writeStatus(ctx, ist, before); err != nil || conflict {
 		if conflict {
@@ -35,7 +53,7 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 	}
 
 	owner := render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace}
-	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
+	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager, OwnerUID: ist.UID}
 	res, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(owner)), render.PrunedKinds, nil)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
@@ -55,4 +73,29 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 	}
 	log.Info("uninstalled control plane")
 	return ctrl.Result{}, nil
+}
+
+// joinedRemotes lists, as namespace/name, the RemoteIstios that join (or
+// may join) this control plane, those leaving included: they are gone only
+// once their finalizer has cleaned up the remote.
+func (r *Reconciler) joinedRemotes(ctx context.Context, ist *v1beta1.Istio) ([]string, error) {
+	var list v1beta1.RemoteIstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
+		return nil, fmt.Errorf("list RemoteIstio resources in %s: %w", ist.Namespace, err)
+	}
+	var out []string
+	for _, ri := range list.Items {
+		if ri.Spec.IstioRef == "" || ri.Spec.IstioRef == ist.Name {
+			out = append(out, ri.Namespace+"/"+ri.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

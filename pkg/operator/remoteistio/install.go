@@ -51,12 +51,25 @@ func (r *Reconciler) certificates(ctx context.Context, primary, cp *render.Contr
 	if err != nil {
 		return nil, caOutcome(err)
 	}
-	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
+	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
 	if _, err := a.Apply(ctx, []*unstructured.Unstructured{certs.Secret}); err != nil {
+		if out, ok := conflictOutcome(err, cp.ClusterName); ok {
+			return nil, out
+		}
 		return nil, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("writing cacerts into cluster %s: %v", cp.ClusterName, err), err)
 	}
 	return certs, conditions.Succeeded(fmt.Sprintf("intermediate CA for cluster %s, signed by the mesh root, valid until %s",
 		cp.ClusterName, certs.NotAfter.UTC().Format(time.RFC3339)))
+}
+
+// conflictOutcome is the outcome of an apply that met objects it did not
+// create (in cluster), which waits for the user and is looked at again.
+func conflictOutcome(err error, cluster string) (conditions.Outcome, bool) {
+	var c *apply.ConflictError
+	if !errors.As(err, &c) {
+		return conditions.Outcome{}, false
+	}
+	return conditions.Waiting(v1beta1.ReasonNotOwned, fmt.Sprintf("cluster %s: %v", cluster, c), 30*time.Second), true
 }
 
 func caOutcome(err error) conditions.Outcome {
@@ -94,10 +107,17 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	if err := nsApplier.LabelNamespaces(ctx, m.NamespaceLabels); err != nil {
 		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, err.Error(), err)
 	}
-	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
-	objs := append(append([]*unstructured.Unstructured{}, m.CRDs...), certs.Secret)
-	objs = append(objs, m.Objects...)
+	// Istio's CRDs are shared (applied without an owner, never deleted).
+	crds := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
+	if _, err := crds.Apply(ctx, m.CRDs); err != nil {
+		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: %v", cp.ClusterName, err), err)
+	}
+	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
+	objs := append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
 	if _, err := a.Apply(ctx, objs); err != nil {
+		if out, ok := conflictOutcome(err, cp.ClusterName); ok {
+			return nil, time.Time{}, out
+		}
 		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: %v", cp.ClusterName, err), err)
 	}
 	keep := map[string]bool{}
@@ -120,8 +140,11 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 			renew = at
 		}
 	}
-	pa := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
+	pa := &apply.Applier{Client: r.Client, Uncached: r.APIReader, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
 	if _, err := pa.Apply(ctx, secrets); err != nil {
+		if out, ok := conflictOutcome(err, "primary"); ok {
+			return nil, time.Time{}, out
+		}
 		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secrets of cluster %s: %v", cp.ClusterName, err), err)
 	}
 	keepSecrets := map[string]bool{}
