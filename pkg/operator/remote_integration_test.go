@@ -100,9 +100,11 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("Kiali gets read access to the remotes", h.kiali)
 	t.Run("drift in the remote is repaired", h.remoteDrift)
 	t.Run("connection problems get a condition with the fix", h.connectionErrors)
+	t.Run("kubeconfigs that run, read or skip verification are refused", h.untrustedKubeconfigs)
 	t.Run("a kubeconfig pointing at another cluster is refused", h.wrongCluster)
 	t.Run("deleting a RemoteIstio removes that cluster, nothing else", h.leave)
 	t.Run("a cluster behind the tunnel joins without stored credentials", h.tunnelled)
+	t.Run("deleting the Istio waits for its joined remotes", h.istioDeletionHeld)
 }
 
 // meshRoot creates the mesh's root CA Secret before the operator would.
@@ -355,7 +357,7 @@ func (h *remoteHarness) connectionErrors(t *testing.T) {
 	h.secret("broken-kubeconfig", map[string]string{"kubeconfig": "this is not a kubeconfig"})
 	h.expectConnected("broken", v1beta1.ReasonBadKubeconfig, "not usable")
 
-	h.secret("broken-kubeconfig", map[string]string{"kubeconfig": kubeconfigFor("https://127.0.0.1:1", nil, nil)})
+	h.secret("broken-kubeconfig", map[string]string{"kubeconfig": kubeconfigFor("https://127.0.0.1:1", h.env.Cluster("remote1").CACertPEM, nil)})
 	h.expectConnected("broken", v1beta1.ReasonUnreachable, "cannot reach the API server of cluster broken at https://127.0.0.1:1")
 
 	nobody, err := h.env.Cluster("remote1").UserConfig("nobody")
@@ -488,7 +490,7 @@ func (h *remoteHarness) kubeconfigSecret(name, path string) {
 // client certificate of user, or with a made-up token when user is nil.
 func kubeconfigFor(server string, caData []byte, user *rest.Config) string {
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caData, InsecureSkipTLSVerify: caData == nil}
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caData}
 	auth := &clientcmdapi.AuthInfo{Token: "t"}
 	if user != nil {
 		auth = &clientcmdapi.AuthInfo{ClientCertificateData: user.CertData, ClientKeyData: user.KeyData}

@@ -1,0 +1,117 @@
+//go:build integration
+
+package operator_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+)
+
+// untrustedKubeconfigs: a kubeconfig Secret is written by whoever may create
+// Secrets and RemoteIstios; it must not make the operator run a program,
+// read its own files, or skip TLS verification. Each is refused before
+// anything is run or sent, with a condition naming the Secret, the key and
+// the field.
+func (h *remoteHarness) untrustedKubeconfigs(t *testing.T) {
+	remote := h.env.Cluster("remote1")
+	marker := filepath.Join(t.TempDir(), "exec-plugin-ran")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("operator-secret-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := os.Stat(marker); err == nil {
+			t.Errorf("the exec plugin of a kubeconfig Secret ran in the operator (marker %s exists)", marker)
+		}
+	}()
+	cluster := fmt.Sprintf("    server: %s\n    certificate-authority-data: %s\n", remote.Config.Host, b64(remote.CACertPEM))
+	kc := func(cluster, user string) string {
+		return "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\nclusters:\n- name: c\n  cluster:\n" +
+			cluster + "users:\n- name: u\n  user:\n" + user + "\n"
+	}
+	h.secret("untrusted-kubeconfig", map[string]string{"kubeconfig": kc(cluster, fmt.Sprintf(
+		"    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      interactiveMode: Never\n      command: /bin/sh\n      args: [-c, 'touch %s; echo {\\\"apiVersion\\\":\\\"client.authentication.k8s.io/v1\\\",\\\"kind\\\":\\\"ExecCredential\\\",\\\"status\\\":{\\\"token\\\":\\\"x\\\"}}']", marker))})
+	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":"untrusted","namespace":"istio-system"},
+		"spec":{"kubeconfigSecretRef":{"name":"untrusted-kubeconfig"},"pilotAddress":"203.0.113.10"}}`)
+	for _, c := range []struct {
+		name, cluster, user, field string
+	}{
+		{"exec", cluster, "", "users[u].user.exec"},
+		{"auth-provider", cluster, "    auth-provider:\n      name: oidc\n      config: {idp-issuer-url: 'https://198.51.100.9', client-id: x, id-token: x}", "users[u].user.auth-provider"},
+		{"tokenFile", cluster, "    tokenFile: " + tokenFile, "users[u].user.tokenFile"},
+		{"client certificate path", cluster, "    client-certificate: /etc/kubernetes/pki/admin.crt\n    client-key: /etc/kubernetes/pki/admin.key", "users[u].user.client-certificate"},
+		{"insecure-skip-tls-verify", fmt.Sprintf("    server: %s\n    insecure-skip-tls-verify: true\n", remote.Config.Host), "    token: x", "clusters[c].cluster.insecure-skip-tls-verify"},
+	} {
+		if c.user != "" {
+			h.secret("untrusted-kubeconfig", map[string]string{"kubeconfig": kc(c.cluster, c.user)})
+		}
+		h.expectConnected("untrusted", v1beta1.ReasonBadKubeconfig, c.field)
+		ri := &v1beta1.RemoteIstio{}
+		h.get("primary", ns, "untrusted", ri)
+		msg := meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected).Message
+		for _, want := range []string{"Secret istio-system/untrusted-kubeconfig", `key "kubeconfig"`, "nothing was run or sent", "put the credentials inline"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: condition %q does not say %q", c.name, msg, want)
+			}
+		}
+	}
+	h.kubectl("primary", "-n", ns, "delete", "remoteistio", "untrusted", "--wait=false")
+	h.kubectl("primary", "-n", ns, "annotate", "remoteistio", "untrusted", "meshfleet.io/abandon-remote=true")
+	eventually(h.t, "untrusted RemoteIstio gone", func() error {
+		if err := h.clients["primary"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "untrusted"}, &v1beta1.RemoteIstio{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+}
+
+// istioDeletionHeld: deleting the primary's Istio while remotes are joined
+// would leave each remote with an injection webhook (failurePolicy Fail)
+// calling an istiod that is gone. The deletion waits, naming the remotes.
+func (h *remoteHarness) istioDeletionHeld(t *testing.T) {
+	h.kubectl("primary", "-n", ns, "delete", "istio", "istio", "--wait=false")
+	eventually(h.t, "Istio deletion held with the remotes named", func() error {
+		ist := &v1beta1.Istio{}
+		h.get("primary", ns, "istio", ist)
+		c := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionReady)
+		if ist.Status.Phase != v1beta1.PhaseDeleting || c == nil || c.Reason != v1beta1.ReasonRemotesJoined ||
+			!strings.Contains(c.Message, "istio-system/remote1") || !strings.Contains(c.Message, "istio-system/remote3") {
+			return fmt.Errorf("phase %s, conditions: %s", ist.Status.Phase, formatConditions(ist.Status.Conditions))
+		}
+		h.t.Logf("%s: %s", c.Reason, c.Message)
+		return nil
+	})
+	// Nothing was uninstalled meanwhile: the remote's webhook still has its istiod.
+	istiod := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment"}}
+	h.get("primary", ns, "istiod", istiod)
+	if istiod.GetDeletionTimestamp() != nil {
+		t.Errorf("istiod is being deleted while remotes are joined")
+	}
+	// The remotes leave (remote3's agent is gone: abandoned), then the Istio goes.
+	h.kubectl("primary", "-n", ns, "annotate", "remoteistio", "remote3", "meshfleet.io/abandon-remote=true")
+	h.kubectl("primary", "-n", ns, "delete", "remoteistio", "remote1", "remote3", "--wait=false")
+	eventually(h.t, "Istio uninstalled after its remotes left", func() error {
+		err := h.clients["primary"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istio"}, &v1beta1.Istio{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+	webhook := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration"}}
+	if err := h.clients["remote1"].Get(h.ctx, client.ObjectKey{Name: "istio-sidecar-injector"}, webhook); !apierrors.IsNotFound(err) {
+		t.Errorf("remote1 keeps the injection webhook after leaving: %v", err)
+	}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
