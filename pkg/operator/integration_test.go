@@ -266,6 +266,8 @@ func (h *harness) badSpecs(t *testing.T) {
 		{"renew-too-early", `{"version":"1.30.3","security":{"intermediateCertTTL":"24h","renewBefore":"48h"}}`, "spec.security.renewBefore"},
 		{"region-without-domain", `{"version":"1.30.3","hub":"istio","dockerImage":{"region":"eu-west"}}`, "spec.hub"},
 		{"second-install", `{"version":"1.30.3"}`, "Istio istio-system/istio already manages"},
+		{"kube-system-injection", `{"version":"1.30.3","autoInjectionNamespaces":["default","kube-system"]}`, "spec.autoInjectionNamespaces[1]"},
+		{"self-injection", `{"version":"1.30.3","autoInjectionNamespaces":["self-injection"]}`, "spec.autoInjectionNamespaces[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -287,6 +289,18 @@ func (h *harness) badSpecs(t *testing.T) {
 			h.kubectl("-n", c.name, "delete", "istio", "istio", "--wait=true")
 		})
 	}
+	// The cluster name defaults to the resource's name, which may hold dots
+	// and 253 characters; a cluster ID may not.
+	for _, name := range []string{"eu.west", strings.Repeat("c", 64)} {
+		h.applyIstio("default", name, `{"version":"1.30.3"}`)
+		ist := h.waitCondition("default/"+name, v1beta1.ConditionPreCheckPassed, metav1.ConditionFalse)
+		cond := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionPreCheckPassed)
+		if cond.Reason != v1beta1.ReasonInvalidSpec || !strings.Contains(cond.Message, "metadata.name") || !strings.Contains(cond.Message, "set spec.clusterName") {
+			t.Errorf("Istio named %s: %s: %s", name, cond.Reason, cond.Message)
+		}
+		t.Logf("%s: %s: %s", name, cond.Reason, cond.Message)
+		h.kubectl("-n", "default", "delete", "istio", name, "--wait=true")
+	}
 	// The API server itself rejects what the schema forbids, before the operator sees it.
 	for _, c := range []struct{ spec, want string }{
 		{`{"version":"latest"}`, "spec.version"},
@@ -294,6 +308,11 @@ func (h *harness) badSpecs(t *testing.T) {
 		{`{"version":"1.30.3","multiCluster":{"mode":"mesh"}}`, "spec.multiCluster.mode"},
 		{`{"version":"1.30.3","tracing":{"samplingPercent":150}}`, "spec.tracing.samplingPercent"},
 		{`{"version":"1.30.3","logging":{"level":"verbose"}}`, "spec.logging.level"},
+		{`{"version":"1.30.3","hub":"docker.io/istio\"\n  evil: x"}`, "spec.hub"},
+		{`{"version":"1.30.3","hub":"docker.io/istio\""}`, "spec.hub"},
+		{`{"version":"1.30.3","sidecarInjector":{"replicaCount":1000000}}`, "spec.sidecarInjector.replicaCount"},
+		{`{"version":"1.30.3","gateways":{"enabled":true,"ingress":[{"enabled":true,"replicaCount":1000000}]}}`, "spec.gateways.ingress[0].replicaCount"},
+		{`{"version":"1.30.3","clusterName":"eu.west"}`, "spec.clusterName"},
 	} {
 		out, err := h.kubectlStdin(istioYAML("default", "schema", c.spec), "apply", "--dry-run=server", "-f", "-")
 		if err == nil || !strings.Contains(out, c.want) {
@@ -369,7 +388,19 @@ func (h *harness) gatewayConnected(t *testing.T) {
 }
 
 func (h *harness) uninstall(t *testing.T) {
-	h.kubectl("-n", ns, "delete", "istio", "istio", "--wait=true", "--timeout=60s")
+	// The sample RemoteIstio is joined: the uninstall waits for it.
+	h.kubectl("-n", ns, "delete", "istio", "istio", "--wait=false")
+	eventually(h.t, "uninstall held by the joined RemoteIstio", func() error {
+		c := meta.FindStatusCondition(h.istio("istio").Status.Conditions, v1beta1.ConditionReady)
+		if c == nil || c.Reason != v1beta1.ReasonRemotesJoined || !strings.Contains(c.Message, "istio-system/localityaware-bj") {
+			return fmt.Errorf("Ready condition %+v", c)
+		}
+		return nil
+	})
+	// It never reached its cluster (no kubeconfig, no tunnel): abandon it.
+	h.kubectl("-n", ns, "annotate", "remoteistio", "localityaware-bj", "meshfleet.io/abandon-remote=true")
+	h.kubectl("-n", ns, "delete", "remoteistio", "localityaware-bj", "--wait=true", "--timeout=60s")
+	h.kubectl("-n", ns, "wait", "--for=delete", "istio/istio", "--timeout=60s")
 	sel := client.MatchingLabels{render.LabelOwnerName: "istio", render.LabelOwnerNamespace: ns}
 	for _, gvk := range []string{"v1/ConfigMap", "v1/Secret", "v1/Service", "v1/ServiceAccount", "apps/v1/Deployment",
 		"rbac.authorization.k8s.io/v1/ClusterRole", "rbac.authorization.k8s.io/v1/ClusterRoleBinding",
