@@ -97,6 +97,7 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("remote pieces are installed", h.remotePieces)
 	t.Run("remote secret lets istiod read the remote, not write Secrets", h.remoteSecret)
 	t.Run("Istio lists its members", h.members)
+	t.Run("istiod reads no token files while no member is tunnelled", h.tokenFileOption(false))
 	t.Run("Kiali gets read access to the remotes", h.kiali)
 	t.Run("drift in the remote is repaired", h.remoteDrift)
 	t.Run("connection problems get a condition with the fix", h.connectionErrors)
@@ -104,6 +105,7 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("a kubeconfig pointing at another cluster is refused", h.wrongCluster)
 	t.Run("deleting a RemoteIstio removes that cluster, nothing else", h.leave)
 	t.Run("a cluster behind the tunnel joins without stored credentials", h.tunnelled)
+	t.Run("istiod reads token files once a member is tunnelled", h.tokenFileOption(true))
 	t.Run("deleting the Istio waits for its joined remotes", h.istioDeletionHeld)
 }
 

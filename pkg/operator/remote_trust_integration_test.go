@@ -60,7 +60,7 @@ func (h *remoteHarness) untrustedKubeconfigs(t *testing.T) {
 		ri := &v1beta1.RemoteIstio{}
 		h.get("primary", ns, "untrusted", ri)
 		msg := meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected).Message
-		for _, want := range []string{"Secret istio-system/untrusted-kubeconfig", `key "kubeconfig"`, "nothing was run or sent", "put the credentials inline"} {
+		for _, want := range []string{"Secret istio-system/untrusted-kubeconfig", `key "kubeconfig"`, "nothing was run or sent", c.field + ": Forbidden", "put the"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("%s: condition %q does not say %q", c.name, msg, want)
 			}
@@ -74,6 +74,26 @@ func (h *remoteHarness) untrustedKubeconfigs(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// tokenFileOption: istiod may follow token files named in remote secrets
+// (PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS=tokenFile) only once a
+// member is reached through the tunnel, whose remote secret needs it.
+func (h *remoteHarness) tokenFileOption(want bool) func(t *testing.T) {
+	return func(t *testing.T) {
+		eventually(h.t, fmt.Sprintf("istiod's tokenFile option = %v", want), func() error {
+			dep := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment"}}
+			h.get("primary", ns, "istiod", dep)
+			b, err := dep.MarshalJSON()
+			if err != nil {
+				return err
+			}
+			if got := strings.Contains(string(b), "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS"); got != want {
+				return fmt.Errorf("istiod has the option: %v", got)
+			}
+			return nil
+		})
+	}
 }
 
 // istioDeletionHeld: deleting the primary's Istio while remotes are joined
