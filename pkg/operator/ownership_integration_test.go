@@ -80,9 +80,8 @@ func TestOwnership(t *testing.T) {
 	h.applyIstio(ns, "istio", `{"version":"1.30.3"}`)
 
 	t.Run("an istiod of another mesh in another namespace is a conflict", func(t *testing.T) {
-		ist := h.waitCondition("istio", v1beta1.ConditionPreCheckPassed, metav1.ConditionFalse)
-		c := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionPreCheckPassed)
-		if c.Reason != v1beta1.ReasonConflict || !strings.Contains(c.Message, "other-mesh/istiod") || !strings.Contains(c.Message, "uninstall that control plane") {
+		c, _ := h.settled("istio", v1beta1.ConditionPreCheckPassed, "")
+		if c.Status != metav1.ConditionFalse || c.Reason != v1beta1.ReasonConflict || !strings.Contains(c.Message, "other-mesh/istiod") || !strings.Contains(c.Message, "uninstall that control plane") {
 			t.Errorf("PreCheckPassed: %s: %s", c.Reason, c.Message)
 		}
 		t.Logf("%s: %s", c.Reason, c.Message)
@@ -91,8 +90,7 @@ func TestOwnership(t *testing.T) {
 	})
 
 	t.Run("a user's cacerts and STRICT PeerAuthentication are not taken over", func(t *testing.T) {
-		ist := h.waitCondition("istio", v1beta1.ConditionControlPlaneDeployed, metav1.ConditionFalse)
-		c := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionControlPlaneDeployed)
+		c, ist := h.settled("istio", v1beta1.ConditionControlPlaneDeployed, "")
 		for _, want := range []string{"Secret/istio-system/cacerts", "PeerAuthentication/istio-system/default", "meshfleet.io/adopt=true", "nothing was changed"} {
 			if c.Reason != v1beta1.ReasonNotOwned || !strings.Contains(c.Message, want) {
 				t.Errorf("ControlPlaneDeployed %s: %q does not say %q", c.Reason, c.Message, want)
@@ -131,14 +129,14 @@ func TestOwnership(t *testing.T) {
 
 	t.Run("a second Istio in another namespace is refused", func(t *testing.T) {
 		h.applyIstio("tenant", "istio", `{"version":"1.30.3"}`)
-		ist := h.waitCondition("tenant/istio", v1beta1.ConditionPreCheckPassed, metav1.ConditionFalse)
-		c := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionPreCheckPassed)
-		if c.Reason != v1beta1.ReasonConflict || !strings.Contains(c.Message, "Istio istio-system/istio already manages the control plane of this cluster") {
+		c, _ := h.settled("tenant/istio", v1beta1.ConditionPreCheckPassed, "")
+		if c.Status != metav1.ConditionFalse || c.Reason != v1beta1.ReasonConflict || !strings.Contains(c.Message, "Istio istio-system/istio already manages the control plane of this cluster") {
 			t.Errorf("PreCheckPassed: %s: %s", c.Reason, c.Message)
 		}
 	})
 
 	t.Run("the first Istio still holds the cluster while it is being deleted", func(t *testing.T) {
+		before, _ := h.settled("tenant/istio", v1beta1.ConditionPreCheckPassed, "")
 		h.kubectl("-n", ns, "patch", "istio", "istio", "--type=json", "-p", `[{"op":"add","path":"/metadata/finalizers/-","value":"test/hold"}]`)
 		h.kubectl("-n", ns, "delete", "istio", "istio", "--wait=false")
 		eventually(h.t, "the control plane uninstalled", func() error {
@@ -149,13 +147,10 @@ func TestOwnership(t *testing.T) {
 			return nil
 		})
 		h.kubectl("-n", "tenant", "annotate", "--overwrite", "istio", "istio", fmt.Sprintf("test/resync=%d", time.Now().UnixNano()))
-		eventually(h.t, "tenant's Istio told to wait", func() error {
-			c := meta.FindStatusCondition(h.istio("tenant/istio").Status.Conditions, v1beta1.ConditionPreCheckPassed)
-			if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "being uninstalled") {
-				return fmt.Errorf("PreCheckPassed %+v", c)
-			}
-			return nil
-		})
+		c, _ := h.settled("tenant/istio", v1beta1.ConditionPreCheckPassed, before.Message)
+		if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "Istio istio-system/istio holds the control plane of this cluster and is being uninstalled") {
+			t.Errorf("tenant's PreCheckPassed while istio-system/istio is deleting: %s %s: %s", c.Status, c.Reason, c.Message)
+		}
 		if err := h.direct.Get(h.ctx, client.ObjectKey{Namespace: "tenant", Name: "istiod"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 			t.Errorf("a second control plane was installed in tenant: %v", err)
 		}
@@ -169,6 +164,23 @@ func TestOwnership(t *testing.T) {
 		}
 		h.kubectl("-n", ns, "patch", "istio", "istio", "--type=json", "-p", `[{"op":"remove","path":"/metadata/finalizers"}]`)
 	})
+}
+
+// settled waits until the condition has been decided (True or False) for
+// the current generation, with a message other than previous, and returns it.
+func (h *harness) settled(ref, condType, previous string) (*metav1.Condition, *v1beta1.Istio) {
+	h.t.Helper()
+	var c *metav1.Condition
+	var ist *v1beta1.Istio
+	eventually(h.t, fmt.Sprintf("Istio %s %s decided", ref, condType), func() error {
+		ist = h.istio(ref)
+		c = meta.FindStatusCondition(ist.Status.Conditions, condType)
+		if c == nil || c.Status == metav1.ConditionUnknown || c.Message == previous || ist.Status.ObservedGeneration != ist.Generation {
+			return fmt.Errorf("conditions: %s", formatConditions(ist.Status.Conditions))
+		}
+		return nil
+	})
+	return c, ist
 }
 
 // sameContent compares what a user wrote: data, spec, labels, annotations.

@@ -12,6 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,40 +41,41 @@ func (h *remoteHarness) untrustedKubeconfigs(t *testing.T) {
 		return "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\nclusters:\n- name: c\n  cluster:\n" +
 			cluster + "users:\n- name: u\n  user:\n" + user + "\n"
 	}
-	h.secret("untrusted-kubeconfig", map[string]string{"kubeconfig": kc(cluster, fmt.Sprintf(
-		"    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      interactiveMode: Never\n      command: /bin/sh\n      args: [-c, 'touch %s; echo {\\\"apiVersion\\\":\\\"client.authentication.k8s.io/v1\\\",\\\"kind\\\":\\\"ExecCredential\\\",\\\"status\\\":{\\\"token\\\":\\\"x\\\"}}']", marker))})
-	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":"untrusted","namespace":"istio-system"},
-		"spec":{"kubeconfigSecretRef":{"name":"untrusted-kubeconfig"},"pilotAddress":"203.0.113.10"}}`)
-	for _, c := range []struct {
+	for i, c := range []struct {
 		name, cluster, user, field string
 	}{
-		{"exec", cluster, "", "users[u].user.exec"},
+		{"exec", cluster, fmt.Sprintf("    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      interactiveMode: Never\n      command: /bin/sh\n      args: [-c, 'touch %s; echo {\\\"apiVersion\\\":\\\"client.authentication.k8s.io/v1\\\",\\\"kind\\\":\\\"ExecCredential\\\",\\\"status\\\":{\\\"token\\\":\\\"x\\\"}}']", marker), "users[u].user.exec"},
 		{"auth-provider", cluster, "    auth-provider:\n      name: oidc\n      config: {idp-issuer-url: 'https://198.51.100.9', client-id: x, id-token: x}", "users[u].user.auth-provider"},
 		{"tokenFile", cluster, "    tokenFile: " + tokenFile, "users[u].user.tokenFile"},
 		{"client certificate path", cluster, "    client-certificate: /etc/kubernetes/pki/admin.crt\n    client-key: /etc/kubernetes/pki/admin.key", "users[u].user.client-certificate"},
 		{"insecure-skip-tls-verify", fmt.Sprintf("    server: %s\n    insecure-skip-tls-verify: true\n", remote.Config.Host), "    token: x", "clusters[c].cluster.insecure-skip-tls-verify"},
 	} {
-		if c.user != "" {
-			h.secret("untrusted-kubeconfig", map[string]string{"kubeconfig": kc(c.cluster, c.user)})
+		name := fmt.Sprintf("untrusted-%d", i)
+		h.secret(name, map[string]string{"kubeconfig": kc(c.cluster, c.user)})
+		h.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system"},
+			"spec":{"kubeconfigSecretRef":{"name":%q},"pilotAddress":"203.0.113.10"}}`, name, name))
+		var cond *metav1.Condition
+		eventually(h.t, "RemoteIstio "+name+" Connected decided", func() error {
+			ri := &v1beta1.RemoteIstio{}
+			h.get("primary", ns, name, ri)
+			cond = meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected)
+			if cond == nil || cond.Status == metav1.ConditionUnknown {
+				return fmt.Errorf("conditions: %s", formatConditions(ri.Status.Conditions))
+			}
+			return nil
+		})
+		t.Logf("%s: Connected=%s %s: %s", c.name, cond.Status, cond.Reason, cond.Message)
+		if cond.Status != metav1.ConditionFalse || cond.Reason != v1beta1.ReasonBadKubeconfig {
+			t.Errorf("%s: Connected=%s %s, want False %s", c.name, cond.Status, cond.Reason, v1beta1.ReasonBadKubeconfig)
 		}
-		h.expectConnected("untrusted", v1beta1.ReasonBadKubeconfig, c.field)
-		ri := &v1beta1.RemoteIstio{}
-		h.get("primary", ns, "untrusted", ri)
-		msg := meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected).Message
-		for _, want := range []string{"Secret istio-system/untrusted-kubeconfig", `key "kubeconfig"`, "nothing was run or sent", c.field + ": Forbidden", "put the"} {
-			if !strings.Contains(msg, want) {
-				t.Errorf("%s: condition %q does not say %q", c.name, msg, want)
+		for _, want := range []string{"Secret istio-system/" + name, `key "kubeconfig"`, "nothing was run or sent", c.field + ": Forbidden", "put the"} {
+			if !strings.Contains(cond.Message, want) {
+				t.Errorf("%s: condition %q does not say %q", c.name, cond.Message, want)
 			}
 		}
+		h.kubectl("primary", "-n", ns, "annotate", "remoteistio", name, "meshfleet.io/abandon-remote=true")
+		h.kubectl("primary", "-n", ns, "delete", "remoteistio", name, "--wait=true", "--timeout=60s")
 	}
-	h.kubectl("primary", "-n", ns, "delete", "remoteistio", "untrusted", "--wait=false")
-	h.kubectl("primary", "-n", ns, "annotate", "remoteistio", "untrusted", "meshfleet.io/abandon-remote=true")
-	eventually(h.t, "untrusted RemoteIstio gone", func() error {
-		if err := h.clients["primary"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "untrusted"}, &v1beta1.RemoteIstio{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there: %v", err)
-		}
-		return nil
-	})
 }
 
 // tokenFileOption: istiod may follow token files named in remote secrets
