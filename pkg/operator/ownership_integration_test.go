@@ -104,7 +104,11 @@ func TestOwnership(t *testing.T) {
 		h.resync("istio")
 		h.quiesce()
 		for _, before := range userObjs {
-			after := h.getU(before.GetAPIVersion(), before.GetKind(), before.GetNamespace(), before.GetName())
+			after, err := h.tryGetU(before)
+			if err != nil {
+				t.Errorf("%s %s: %v", before.GetKind(), before.GetName(), err)
+				continue
+			}
 			if after.GetResourceVersion() != before.GetResourceVersion() || !sameContent(before, after) {
 				t.Errorf("%s %s changed after install and two resyncs:\nbefore %v\nafter  %v", before.GetKind(), before.GetName(), before.Object, after.Object)
 			}
@@ -121,9 +125,8 @@ func TestOwnership(t *testing.T) {
 		if mode, _, _ := unstructured.NestedString(pa.Object, "spec", "mtls", "mode"); mode != "PERMISSIVE" {
 			t.Errorf("adopted PeerAuthentication mode %s, want PERMISSIVE", mode)
 		}
-		cm := h.getU("v1", "ConfigMap", ns, "user-settings")
-		if cm.GetResourceVersion() != userObjs[2].GetResourceVersion() {
-			t.Errorf("user's ConfigMap with meshfleet's labels was changed by the install")
+		if cm, err := h.tryGetU(userObjs[2]); err != nil || cm.GetResourceVersion() != userObjs[2].GetResourceVersion() {
+			t.Errorf("user's ConfigMap with meshfleet's labels was changed or deleted by the install: %v", err)
 		}
 	})
 
@@ -158,9 +161,8 @@ func TestOwnership(t *testing.T) {
 
 	t.Run("uninstall leaves a user's object that carries meshfleet's labels", func(t *testing.T) {
 		cm := &corev1.ConfigMap{}
-		h.apiGet(client.ObjectKey{Namespace: ns, Name: "user-settings"}, cm)
-		if cm.DeletionTimestamp != nil || cm.Data["keep"] != "me" {
-			t.Errorf("user's ConfigMap deleted or changed: %+v", cm)
+		if err := h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "user-settings"}, cm); err != nil || cm.DeletionTimestamp != nil || cm.Data["keep"] != "me" {
+			t.Errorf("user's ConfigMap deleted or changed: %v %+v", err, cm)
 		}
 		h.kubectl("-n", ns, "patch", "istio", "istio", "--type=json", "-p", `[{"op":"remove","path":"/metadata/finalizers"}]`)
 	})
@@ -193,6 +195,13 @@ func sameContent(a, b *unstructured.Unstructured) bool {
 		}
 	}
 	return true
+}
+
+// tryGetU reads the live copy of o straight from the API server.
+func (h *harness) tryGetU(o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(o.GroupVersionKind())
+	return u, h.direct.Get(h.ctx, client.ObjectKeyFromObject(o), u)
 }
 
 // kubectlIn creates an object from JSON with the real kubectl, as a user would.
