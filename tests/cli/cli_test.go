@@ -217,6 +217,8 @@ func TestMeshctl(t *testing.T) {
 			{"join with neither mode", []string{"cluster", "join", "x", k}, 2, "either --remote-kubeconfig"},
 			{"remote kubeconfig missing", []string{"cluster", "join", "x", k, "--remote-kubeconfig", "/no/such/file"}, 2, "--remote-kubeconfig"},
 			{"unreachable cluster", []string{"cluster", "join", "x", k, "--remote-kubeconfig", c.kubeconfig("https://127.0.0.1:1", nil)}, 4, "hint: check that the API server is up"},
+			{"kubeconfig that runs a plugin", []string{"cluster", "join", "x", k, "--remote-kubeconfig", c.kubeconfig("https://127.0.0.1:1",
+				&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "gke-gcloud-auth-plugin"}})}, 2, "users[u].user.exec: Forbidden"},
 			{"missing permission", []string{"cluster", "join", "x", k, "--remote-kubeconfig", c.userKubeconfig("remote1", "nobody")}, 4, "hint: run as a cluster administrator"},
 			{"leave an unknown cluster", []string{"cluster", "leave", "nope", k}, 1, "no cluster nope in the mesh"},
 			{"invalid install flags", []string{"install", "--dry-run", "--mode", "mesh"}, 2, "spec.multiCluster.mode"},
@@ -245,7 +247,7 @@ func TestMeshctl(t *testing.T) {
 // kubeconfig writes a kubeconfig for server to a file.
 func (c *cli) kubeconfig(server string, auth *clientcmdapi.AuthInfo) string {
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: c.env.Cluster("primary").CACertPEM}
 	if auth == nil {
 		auth = &clientcmdapi.AuthInfo{Token: "t"}
 	}
