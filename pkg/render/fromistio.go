@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +69,12 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 	}
 	if spec.Version == "" {
 		errs = append(errs, field.Required(p.Child("version"), "set the Istio release to install, e.g. 1.30.3"))
+	} else {
+		errs = append(errs, checkVersion(p.Child("version"), spec.Version)...)
+	}
+	errs = append(errs, checkNetwork(p.Child("network"), spec.Network)...)
+	if m := cp.OutboundTrafficPolicy; m != "ALLOW_ANY" && m != "REGISTRY_ONLY" {
+		errs = append(errs, field.NotSupported(p.Child("outboundTrafficPolicy", "mode"), m, []string{"REGISTRY_ONLY", "ALLOW_ANY"}))
 	}
 	errs = append(errs, checkClusterName(spec.ClusterName, in.Name, p)...)
 	errs = append(errs, checkReplicas(p.Child("sidecarInjector", "replicaCount"), spec.SidecarInjector.ReplicaCount, 1)...)
@@ -100,12 +107,18 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 	}
 
 	if a := cp.LocalityLB.ServerAddress; a != "" {
-		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+		if host, port, err := net.SplitHostPort(a); err != nil || port == "" || !isHost(host) {
 			errs = append(errs, field.Invalid(p.Child("localityLB", "serverAddress"), a,
 				"use host:port of the locality server, e.g. meshfleet-locality.meshfleet-system.svc:15020"))
 		}
 	}
 	for i, f := range cp.LocalityLB.Failover {
+		for _, r := range []struct{ name, v string }{{"from", f.From}, {"to", f.To}} {
+			for _, msg := range validation.IsValidLabelValue(r.v) {
+				errs = append(errs, field.Invalid(p.Child("localityLB", "failover").Index(i).Child(r.name), r.v,
+					"a region is a node label value ("+msg+"), e.g. us-east1"))
+			}
+		}
 		if f.From == f.To {
 			errs = append(errs, field.Invalid(p.Child("localityLB", "failover").Index(i).Child("to"), f.To,
 				"a region cannot fail over to itself; name a different region"))
@@ -230,6 +243,38 @@ func checkClusterName(clusterName, objectName string, p *field.Path) field.Error
 	return errs
 }
 
+// versionPattern is the CRD schema's pattern for spec.version: the image tag.
+var versionPattern = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+([-+.][0-9A-Za-z.-]+)?$`)
+
+func checkVersion(p *field.Path, v string) field.ErrorList {
+	if versionPattern.MatchString(v) && len(v) <= 100 {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(p, v, "use an Istio release such as 1.30.3 (it becomes the image tag)")}
+}
+
+func checkNetwork(p *field.Path, network string) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range validation.IsValidLabelValue(network) {
+		errs = append(errs, field.Invalid(p, network, "the network name is a label value: "+msg))
+	}
+	return errs
+}
+
+var serviceTypes = []string{string(corev1.ServiceTypeLoadBalancer), string(corev1.ServiceTypeNodePort), string(corev1.ServiceTypeClusterIP)}
+
+func checkServiceType(p *field.Path, t corev1.ServiceType) field.ErrorList {
+	if t == "" || slices.Contains(serviceTypes, string(t)) {
+		return nil
+	}
+	return field.ErrorList{field.NotSupported(p, t, serviceTypes)}
+}
+
+// isHost reports whether s is an IP address or a DNS name.
+func isHost(s string) bool {
+	return net.ParseIP(s) != nil || len(validation.IsDNS1123Subdomain(strings.ToLower(s))) == 0
+}
+
 // MaxReplicas bounds every replica count of the spec.
 const MaxReplicas = 100
 
@@ -240,7 +285,16 @@ func checkReplicas(p *field.Path, n *int32, minimum int32) field.ErrorList {
 	return field.ErrorList{field.Invalid(p, *n, fmt.Sprintf("must be between %d and %d", minimum, MaxReplicas))}
 }
 
+// proxyLogLevels are the levels Envoy accepts.
+var proxyLogLevels = []string{"trace", "debug", "info", "warning", "error", "critical", "off"}
+
 func resolveProxy(in v1beta1.ProxySpec, include, exclude string, p *field.Path, errs field.ErrorList) (Proxy, field.ErrorList) {
+	if in.LogLevel != "" && !slices.Contains(proxyLogLevels, in.LogLevel) {
+		errs = append(errs, field.NotSupported(p.Child("proxy", "logLevel"), in.LogLevel, proxyLogLevels))
+	}
+	if in.Concurrency != nil && (*in.Concurrency < 0 || *in.Concurrency > 1024) {
+		errs = append(errs, field.Invalid(p.Child("proxy", "concurrency"), *in.Concurrency, "must be between 0 (one worker per core) and 1024"))
+	}
 	out := Proxy{
 		IncludeIPRanges: orDefault(strings.TrimSpace(include), "*"),
 		ExcludeIPRanges: strings.TrimSpace(exclude),
@@ -288,6 +342,16 @@ func resolveGateways(in v1beta1.GatewaysSpec, eastWest bool, p *field.Path, errs
 				continue
 			}
 			seen[name] = true
+			if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(p.Child("ingress").Index(i).Child("name"), name, strings.Join(msgs, "; ")))
+				continue
+			}
+			errs = append(errs, checkServiceType(p.Child("ingress").Index(i).Child("serviceType"), g.ServiceType)...)
+			if g.K8sIngress != nil && g.K8sIngress.IngressClass != "" {
+				for _, msg := range validation.IsDNS1123Subdomain(g.K8sIngress.IngressClass) {
+					errs = append(errs, field.Invalid(p.Child("ingress").Index(i).Child("k8sIngress", "ingressClass"), g.K8sIngress.IngressClass, msg))
+				}
+			}
 			if name == EastWestGatewayName {
 				errs = append(errs, field.Invalid(p.Child("ingress").Index(i).Child("name"), name,
 					"this name is reserved for the east-west gateway; choose another"))
@@ -323,6 +387,7 @@ func resolveGateways(in v1beta1.GatewaysSpec, eastWest bool, p *field.Path, errs
 		ew := Gateway{Name: EastWestGatewayName, Kind: EastWestGateway, ServiceType: corev1.ServiceTypeLoadBalancer, Replicas: 1}
 		if in.EastWest != nil {
 			errs = append(errs, checkReplicas(p.Child("eastWest", "replicaCount"), in.EastWest.ReplicaCount, 0)...)
+			errs = append(errs, checkServiceType(p.Child("eastWest", "serviceType"), in.EastWest.ServiceType)...)
 			ew.ServiceType = serviceTypeOr(in.EastWest.ServiceType)
 			ew.Replicas = int32Or(in.EastWest.ReplicaCount, 1)
 		}

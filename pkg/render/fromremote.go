@@ -36,6 +36,14 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 		LocalityLB:            primary.LocalityLB,
 		Remote:                &Remote{Primary: primary.Owner, PilotAddress: spec.PilotAddress},
 	}
+	if a := spec.PilotAddress; a != "" && !isHost(a) {
+		errs = append(errs, field.Invalid(p.Child("pilotAddress"), a,
+			"use the IP address or DNS name of the primary's east-west gateway"))
+	}
+	if spec.Version != "" {
+		errs = append(errs, checkVersion(p.Child("version"), spec.Version)...)
+	}
+	errs = append(errs, checkNetwork(p.Child("network"), spec.Network)...)
 	if ip := net.ParseIP(spec.PilotAddress); ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
 		errs = append(errs, field.Invalid(p.Child("pilotAddress"), spec.PilotAddress,
 			"a loopback or unspecified address cannot be reached from the remote's pods (nor registered as an endpoint); use the address of the primary's east-west gateway"))

@@ -171,6 +171,7 @@ type SidecarInjectorSpec struct {
 type ProxySpec struct {
 	// Concurrency is the number of proxy worker threads; 0 uses one per core.
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1024
 	// +optional
 	Concurrency *int32 `json:"concurrency,omitempty"`
 
