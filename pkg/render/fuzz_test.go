@@ -17,16 +17,15 @@ import (
 // specs bypass the CRD schema, as they would if the schema were looser than
 // the code. It must never panic; a bad spec must come back as field errors
 // naming a field, and a spec FromIstio/FromRemoteIstio accepts must render.
-// Seeds: the golden inputs and the samples.
+// Seeds: the golden inputs, the sample, and testdata/fuzz/FuzzRender (attack
+// shapes: quoted hubs, dotted names, reserved namespaces, unbounded replicas).
 //
 // Run it for a bounded time with:
 //
 //	go test -run '^$' -fuzz '^FuzzRender$' -fuzztime 60s ./pkg/render/
 func FuzzRender(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.in.yaml")
-	for _, s := range []string{"../../samples/istio.yaml"} {
-		seeds = append(seeds, s)
-	}
+	seeds = append(seeds, "../../samples/istio.yaml")
 	for _, path := range seeds {
 		b, err := os.ReadFile(path)
 		if err != nil {
