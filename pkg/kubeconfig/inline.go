@@ -144,7 +144,7 @@ func currentContext(kc *clientcmdapi.Config) (string, field.ErrorList) {
 			return name, nil
 		}
 	}
-	return "", field.ErrorList{field.Required(p, fmt.Sprintf("the kubeconfig has %d contexts (%v) and no current-context; set current-context, or keep only the one to use (kubectl config view --minify --flatten)",
+	return "", field.ErrorList{field.Required(p, fmt.Sprintf("the kubeconfig has %d contexts (%v) and no current-context; set current-context, or keep only the context to use",
 		len(kc.Contexts), sortedKeys(kc.Contexts)))}
 }
 
