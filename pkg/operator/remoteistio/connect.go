@@ -114,7 +114,7 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 	}
 	if r.Tunnel == nil || r.Tunnel.URL == "" {
 		return nil, "", conditions.Failed(v1beta1.ReasonBadKubeconfig,
-			"spec.kubeconfigSecretRef is not set and the operator runs without a tunnel (--tunnel-url); name a Secret with the remote cluster's kubeconfig, or install the tunnel")
+			"spec.kubeconfigSecretRef is not set and the operator runs without a tunnel (no tunnel URL configured); name a Secret with the remote cluster's kubeconfig, or install the tunnel")
 	}
 	cfg := rest.AnonymousClientConfig(r.PrimaryConfig)
 	cfg.BearerToken, cfg.BearerTokenFile = r.PrimaryConfig.BearerToken, r.PrimaryConfig.BearerTokenFile
