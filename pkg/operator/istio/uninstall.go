@@ -16,6 +16,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -37,8 +38,8 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 		// that calls this istiod; uninstalling it first would stop pod
 		// creation in those clusters.
 		newStatus(ist).Set(v1beta1.ConditionReady, "False", v1beta1.ReasonRemotesJoined, fmt.Sprintf(
-			"uninstall is held: RemoteIstio %s still joined to this control plane; delete %s first (each leaves its cluster cleanly), then this Istio resource is uninstalled",
-			strings.Join(joined, ", "), plural(len(joined), "it", "them")))
+			"uninstall is held: RemoteIstio %s still joined to this control plane, and each remote's injection webhook calls this istiod; delete %s first (each leaves its cluster cleanly; one whose cluster is gone leaves with the annotation %s=true), then this Istio resource is uninstalled",
+			strings.Join(joined, ", "), plural(len(joined), "it", "them"), remoteistio.AnnotationAbandon))
 		if _, err := r.writeStatus(ctx, ist, before); err != nil {
 			return ctrl.Result{}, err
 		}
