@@ -51,8 +51,13 @@ type RemoteIstioSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`
 
-	// AutoInjectionNamespaces are labelled istio-injection=enabled.
+	// AutoInjectionNamespaces are labelled istio-injection=enabled. Not
+	// Kubernetes' own (kube-system, kube-public, kube-node-lease), nor the
+	// control plane's.
 	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.all(n, !(n in ['kube-system', 'kube-public', 'kube-node-lease']))",message="Kubernetes' own namespaces (kube-system, kube-public, kube-node-lease) cannot get sidecar injection; remove them from the list"
 	// +optional
 	AutoInjectionNamespaces []string `json:"autoInjectionNamespaces,omitempty"`
 
@@ -135,6 +140,7 @@ type RemoteIstioStatus struct {
 // +kubebuilder:printcolumn:name="Connection",type=string,JSONPath=`.status.connection`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="(has(self.spec) && has(self.spec.clusterName)) || (size(self.metadata.name) <= 63 && !self.metadata.name.contains('.'))",message="the cluster name defaults to metadata.name, which is not a valid cluster name (at most 63 characters, no dots); set spec.clusterName"
 type RemoteIstio struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
