@@ -190,6 +190,7 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 		t.Errorf("istiod's remote secret trusts %q for the tunnel, want only the tunnel CA", kc.Clusters["remote3"].CertificateAuthorityData)
 	}
 	t.Run("the operator renews the agent's certificate through the tunnel", h.agentRenewal)
+	t.Run("a remote's intermediate can pose neither as the tunnel server nor as an agent", h.tunnelAttacks)
 
 	// The agent goes away: the condition says so, and names the fix.
 	stopAgent()
