@@ -171,6 +171,10 @@ func (h *harness) cacertsChains(t *testing.T) {
 	if !inter.IsCA || inter.MaxPathLen != 0 || !inter.MaxPathLenZero {
 		t.Errorf("intermediate is not a path-length-0 CA")
 	}
+	want := ca.Constraints{DNSNames: []string{"istiod." + ns + ".svc", "istiod-remote." + ns + ".svc", "istio-pilot." + ns + ".svc"}}
+	if why := ca.ConstraintsReason(inter, want); why != "" {
+		t.Errorf("the primary's intermediate is not constrained to the trust domain and istiod's names: %s", why)
+	}
 	if string(cacerts.Data[ca.RootCertKey]) != string(rootSecret.Data["root-cert.pem"]) {
 		t.Errorf("cacerts root-cert.pem differs from the root")
 	}

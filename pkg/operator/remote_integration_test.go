@@ -212,6 +212,13 @@ func (h *remoteHarness) sharedRoot(t *testing.T) {
 		if got := ca.ClusterOf(inter); got != c {
 			t.Errorf("cacerts of %s was issued for cluster %q", c, got)
 		}
+		want := ca.Constraints{}
+		if c == "primary" {
+			want.DNSNames = []string{"istiod." + ns + ".svc", "istiod-remote." + ns + ".svc", "istio-pilot." + ns + ".svc"}
+		}
+		if why := ca.ConstraintsReason(inter, want); why != "" {
+			t.Errorf("cacerts of %s: %s", c, why)
+		}
 		if _, ok := s.Data[meshca.RootKeyKey]; ok {
 			t.Errorf("cacerts of %s holds the root key", c)
 		}
