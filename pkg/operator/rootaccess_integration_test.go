@@ -82,10 +82,14 @@ func (h *harness) rootIsolated(t *testing.T) {
 	}
 	// Asked for even when gone (gateway-connected mode may have been turned
 	// off again): their Roles and RoleBindings are what the charts render.
-	for _, sa := range []string{"istiod", "istio-ingressgateway", "istio-eastwestgateway"} {
-		if u := "system:serviceaccount:" + ns + ":" + sa; !slices.Contains(subjects, u) {
+	for _, u := range []string{"istiod", "istio-ingressgateway", "istio-eastwestgateway", "istio-reader-service-account"} {
+		if u := "system:serviceaccount:" + ns + ":" + u; !slices.Contains(subjects, u) {
 			subjects = append(subjects, u)
 		}
+	}
+	// A workload: the default service account of an injected namespace.
+	if u := "system:serviceaccount:default-apps:default"; !slices.Contains(subjects, u) {
+		subjects = append(subjects, u)
 	}
 	t.Logf("asking for %d service accounts: %v", len(subjects), subjects)
 	for _, user := range subjects {
