@@ -77,7 +77,6 @@ func (r *Reconciler) agentCert(ctx context.Context, live map[string][]byte, clus
 	if err != nil {
 		return nil, caOutcome(err)
 	}
-	meshca.RecordExpiry("", "tunnel-ca", tunnelCA.Cert.NotAfter)
 	cert, err := meshca.AgentCertificate(live, tunnelCA, cluster, meshca.AgentCertTTL, now)
 	if err != nil {
 		return nil, conditions.Failed(v1beta1.ReasonCAError, err.Error())
