@@ -61,6 +61,8 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "the tunnel CA, the only CA that verifies the tunnel server (required with --tunnel-url; root-cert.pem of meshfleet-system/meshfleet-tunnel-ca, never the mesh root)")
 	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token",
 		"where istiod reads its own token, written into the remote secrets of tunnelled clusters")
+	f.StringSliceVar(&opts.TunnelServerHosts, "tunnel-server-hosts", nil,
+		"keep the tunnel server's certificate for these DNS names / IPs in meshfleet-system/meshfleet-tunnel-server-tls, issued from the tunnel CA and renewed before expiry (e.g. meshfleet-tunnel.meshfleet-system.svc,tunnel.example.com)")
 	f.DurationVar(&opts.RemoteResync, "remote-resync", time.Minute, "how often a remote cluster is checked again for drift and token renewal")
 	f.DurationVar(&opts.Resync, "resync", 5*time.Minute, "how often a Ready control plane is checked again for drift and certificate renewal")
 	gf := flag.NewFlagSet("zap", flag.ContinueOnError)

@@ -13,7 +13,7 @@ import (
 // `meshfleet_operator_certificate_expiry_timestamp_seconds - time()`.
 var CertificateExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "meshfleet_operator_certificate_expiry_timestamp_seconds",
-	Help: "When the certificates the operator keeps expire (Unix time), by cluster and certificate (root, intermediate, or tunnel-agent for a tunnelled cluster's agent).",
+	Help: "When the certificates the operator keeps expire (Unix time), by cluster and certificate (root, intermediate, tunnel-agent for a tunnelled cluster's agent; tunnel-server with cluster empty).",
 }, []string{"cluster", "certificate"})
 
 func init() { metrics.Registry.MustRegister(CertificateExpiry) }

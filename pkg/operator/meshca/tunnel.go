@@ -70,9 +70,9 @@ func TunnelCA(ctx context.Context, c client.Client, now time.Time) (kp *ca.KeyPa
 // certificate.
 func AgentSecretName(cluster string) string { return AgentSecretPrefix + cluster }
 
-// AgentCert is an agent certificate as Secret data (tls.crt, tls.key,
-// ca.crt), with when it expires and when it is due for renewal.
-type AgentCert struct {
+// LeafCert is a certificate of the tunnel CA as Secret data (tls.crt,
+// tls.key, ca.crt), with when it expires and when it is due for renewal.
+type LeafCert struct {
 	// Data is the Secret data.
 	Data map[string][]byte
 	// NotAfter is when the certificate expires.
@@ -89,13 +89,13 @@ type AgentCert struct {
 // cluster that is not due for renewal (a third of its lifetime before
 // expiry), else a new one valid for ttl. It is pure apart from the key
 // generation.
-func AgentCertificate(live map[string][]byte, tunnelCA *ca.KeyPair, cluster string, ttl time.Duration, now time.Time) (*AgentCert, error) {
+func AgentCertificate(live map[string][]byte, tunnelCA *ca.KeyPair, cluster string, ttl time.Duration, now time.Time) (*LeafCert, error) {
 	leaf, why := agentLeaf(live, tunnelCA, cluster, now)
 	if why == "" && !now.Before(ca.RenewalTime(leaf, 0)) {
 		why = "expires at " + leaf.NotAfter.UTC().Format(time.RFC3339)
 	}
 	if why == "" {
-		return &AgentCert{Data: live, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0)}, nil
+		return &LeafCert{Data: live, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0)}, nil
 	}
 	c, err := tunnel.IssueAgentCertificate(tunnelCA, cluster, tunnel.CertificateOptions{TTL: ttl, Now: now})
 	if err != nil {
@@ -106,12 +106,102 @@ func AgentCertificate(live map[string][]byte, tunnelCA *ca.KeyPair, cluster stri
 	if why2 != "" {
 		return nil, fmt.Errorf("the issued agent certificate of cluster %s is not usable (%s); this is a meshfleet bug", cluster, why2)
 	}
-	return &AgentCert{Data: data, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0), Reissued: why}, nil
+	return &LeafCert{Data: data, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0), Reissued: why}, nil
 }
 
 // agentLeaf parses the agent certificate in data and says why it cannot be
 // kept ("" when it can).
 func agentLeaf(data map[string][]byte, tunnelCA *ca.KeyPair, cluster string, now time.Time) (*x509.Certificate, string) {
+	leaf, why := parseLeaf(data, tunnelCA)
+	if why != "" {
+		return nil, why
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(tunnelCA.Cert)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, "not a valid client certificate of the tunnel CA: " + err.Error()
+	}
+	want := tunnel.AgentIdentityURI(cluster).String()
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
+		return nil, fmt.Sprintf("not issued for cluster %s (URI SAN %s)", cluster, want)
+	}
+	return leaf, ""
+}
+
+// TLSSecret is a kubernetes.io/tls Secret with a certificate the operator
+// keeps (an agent's, the tunnel server's).
+func TLSSecret(namespace, name string, labels map[string]string, data map[string][]byte) (*unstructured.Unstructured, error) {
+	s := &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Type:       corev1.SecretTypeTLS,
+		Data:       data,
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(s)
+	if err != nil {
+		return nil, fmt.Errorf("converting Secret %s/%s: %w", namespace, name, err)
+	}
+	obj := &unstructured.Unstructured{Object: u}
+	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+	return obj, nil
+}
+
+// Tunnel server certificates, which the operator keeps when it is told the
+// server's names, so that no one needs the tunnel CA's key outside
+// Namespace.
+const (
+	// ServerTLSSecretName is the tunnel server's Secret in Namespace
+	// (manifests/tunnel/server.yaml): the operator owns its tls.crt, tls.key
+	// and ca.crt; client-ca.crt stays the installer's.
+	ServerTLSSecretName = "meshfleet-tunnel-server-tls"
+	// ServerCertTTL is the lifetime of a tunnel server certificate; it is
+	// renewed when a third of it is left.
+	ServerCertTTL = 30 * 24 * time.Hour
+)
+
+// ServerCertificate returns the tunnel server's certificate for hosts (DNS
+// names or IP addresses) for a Secret whose live data is live: kept while it
+// is a serving certificate of tunnelCA for every host that is not due for
+// renewal, else a new one valid for ttl.
+func ServerCertificate(live map[string][]byte, tunnelCA *ca.KeyPair, hosts []string, ttl time.Duration, now time.Time) (*LeafCert, error) {
+	leaf, why := serverLeaf(live, tunnelCA, hosts, now)
+	if why == "" && !now.Before(ca.RenewalTime(leaf, 0)) {
+		why = "expires at " + leaf.NotAfter.UTC().Format(time.RFC3339)
+	}
+	if why == "" {
+		return &LeafCert{Data: live, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0)}, nil
+	}
+	c, err := tunnel.IssueServerCertificate(tunnelCA, hosts, tunnel.CertificateOptions{TTL: ttl, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("issue the tunnel server certificate: %w", err)
+	}
+	data := map[string][]byte{corev1.TLSCertKey: c.CertPEM, corev1.TLSPrivateKeyKey: c.KeyPEM, TunnelCAKey: tunnelCA.CertPEM}
+	leaf, why2 := serverLeaf(data, tunnelCA, hosts, now)
+	if why2 != "" {
+		return nil, fmt.Errorf("the issued tunnel server certificate is not usable (%s); this is a meshfleet bug", why2)
+	}
+	return &LeafCert{Data: data, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0), Reissued: why}, nil
+}
+
+// serverLeaf parses the server certificate in data and says why it cannot
+// be kept ("" when it can).
+func serverLeaf(data map[string][]byte, tunnelCA *ca.KeyPair, hosts []string, now time.Time) (*x509.Certificate, string) {
+	leaf, why := parseLeaf(data, tunnelCA)
+	if why != "" {
+		return nil, why
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(tunnelCA.Cert)
+	for _, h := range hosts {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, DNSName: h, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			return nil, fmt.Sprintf("not a valid serving certificate of the tunnel CA for %s: %v", h, err)
+		}
+	}
+	return leaf, ""
+}
+
+// parseLeaf parses the certificate and key in data, issued under tunnelCA.
+func parseLeaf(data map[string][]byte, tunnelCA *ca.KeyPair) (*x509.Certificate, string) {
 	if len(data[corev1.TLSCertKey]) == 0 || len(data[corev1.TLSPrivateKeyKey]) == 0 {
 		return nil, "missing"
 	}
@@ -126,31 +216,5 @@ func agentLeaf(data map[string][]byte, tunnelCA *ca.KeyPair, cluster string, now
 	if err != nil {
 		return nil, "invalid: " + err.Error()
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(tunnelCA.Cert)
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, "not a valid client certificate of the tunnel CA: " + err.Error()
-	}
-	want := tunnel.AgentIdentityURI(cluster).String()
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
-		return nil, fmt.Sprintf("not issued for cluster %s (URI SAN %s)", cluster, want)
-	}
 	return leaf, ""
-}
-
-// AgentSecret is a kubernetes.io/tls Secret with an agent certificate.
-func AgentSecret(namespace, name string, labels map[string]string, data map[string][]byte) (*unstructured.Unstructured, error) {
-	s := &corev1.Secret{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
-		Type:       corev1.SecretTypeTLS,
-		Data:       data,
-	}
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(s)
-	if err != nil {
-		return nil, fmt.Errorf("agent Secret %s/%s: %w", namespace, name, err)
-	}
-	obj := &unstructured.Unstructured{Object: u}
-	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
-	return obj, nil
 }

@@ -71,3 +71,43 @@ func TestAgentCertificate(t *testing.T) {
 		})
 	}
 }
+
+func TestServerCertificate(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tunnelCA, err := ca.NewRoot(ca.RootOptions{TTL: 365 * 24 * time.Hour, Now: now.Add(-time.Hour), CommonName: "tunnel CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := []string{"tunnel.example.com", "127.0.0.1"}
+	issue := func(h []string, ttl time.Duration, at time.Time) map[string][]byte {
+		c, err := tunnel.IssueServerCertificate(tunnelCA, h, tunnel.CertificateOptions{TTL: ttl, Now: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string][]byte{corev1.TLSCertKey: c.CertPEM, corev1.TLSPrivateKeyKey: c.KeyPEM, TunnelCAKey: tunnelCA.CertPEM, "client-ca.crt": []byte("installer's")}
+	}
+	tests := []struct {
+		name       string
+		live       map[string][]byte
+		wantReason string
+	}{
+		{name: "fresh certificate kept", live: issue(hosts, ServerCertTTL, now.Add(-time.Hour))},
+		{name: "none yet", wantReason: "missing"},
+		{name: "a host added", live: issue(hosts[:1], ServerCertTTL, now), wantReason: "for 127.0.0.1"},
+		{name: "two thirds of its life gone", live: issue(hosts, ServerCertTTL, now.Add(-21*24*time.Hour)), wantReason: "expires at"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ServerCertificate(tt.live, tunnelCA, hosts, ServerCertTTL, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(got.Reissued, tt.wantReason) || (tt.wantReason == "") != (got.Reissued == "") {
+				t.Fatalf("Reissued = %q, want %q", got.Reissued, tt.wantReason)
+			}
+			if again, err := ServerCertificate(got.Data, tunnelCA, hosts, ServerCertTTL, now); err != nil || again.Reissued != "" {
+				t.Fatalf("not kept on the next pass: %v %q", err, again.Reissued)
+			}
+		})
+	}
+}

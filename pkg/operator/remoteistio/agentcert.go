@@ -45,7 +45,7 @@ func (r *Reconciler) agentBootstrap(ctx context.Context, cp *render.ControlPlane
 // renewAgent renews the agent's own certificate in its cluster, through the
 // tunnel that agent holds, before it expires; the agent reloads it. It
 // returns the certificate now in place.
-func (r *Reconciler) renewAgent(ctx context.Context, cp *render.ControlPlane, rem *remote) (*meshca.AgentCert, conditions.Outcome) {
+func (r *Reconciler) renewAgent(ctx context.Context, cp *render.ControlPlane, rem *remote) (*meshca.LeafCert, conditions.Outcome) {
 	key := client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.AgentTLSSecretName}
 	live := &corev1.Secret{}
 	if err := rem.client.Get(ctx, key, live); err != nil && !apierrors.IsNotFound(err) {
@@ -71,7 +71,7 @@ func (r *Reconciler) renewAgent(ctx context.Context, cp *render.ControlPlane, re
 }
 
 // agentCert keeps or reissues the agent certificate in live.
-func (r *Reconciler) agentCert(ctx context.Context, live map[string][]byte, cluster string) (*meshca.AgentCert, conditions.Outcome) {
+func (r *Reconciler) agentCert(ctx context.Context, live map[string][]byte, cluster string) (*meshca.LeafCert, conditions.Outcome) {
 	now := r.now()
 	tunnelCA, _, err := meshca.TunnelCA(ctx, r.Client, now)
 	if err != nil {
@@ -85,11 +85,11 @@ func (r *Reconciler) agentCert(ctx context.Context, live map[string][]byte, clus
 }
 
 // writeAgentSecret applies cert at key when it was reissued.
-func (r *Reconciler) writeAgentSecret(ctx context.Context, c client.Client, key client.ObjectKey, labels map[string]string, cert *meshca.AgentCert) error {
+func (r *Reconciler) writeAgentSecret(ctx context.Context, c client.Client, key client.ObjectKey, labels map[string]string, cert *meshca.LeafCert) error {
 	if cert.Reissued == "" {
 		return nil
 	}
-	s, err := meshca.AgentSecret(key.Namespace, key.Name, labels, cert.Data)
+	s, err := meshca.TLSSecret(key.Namespace, key.Name, labels, cert.Data)
 	if err != nil {
 		return err
 	}
