@@ -95,6 +95,25 @@ func (h *remoteHarness) tunnelAttacks(t *testing.T) {
 				}
 			}
 			t.Logf("server refused the forged agent: %v", err)
+			// A client that presents the certificate whatever CAs the
+			// server asks for (the agent does not): the handshake fails.
+			pair, err := tls.X509KeyPair(forged.CertPEM, forged.KeyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(h.tunnelCA.Cert)
+			conn, err := tls.Dial("tcp", strings.TrimPrefix(h.tunnel.AgentURL, "https://"), &tls.Config{RootCAs: roots,
+				GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }})
+			if err == nil {
+				// TLS 1.3: the client learns of the server's refusal on its first read.
+				_, err = conn.Read(make([]byte, 1))
+				conn.Close()
+			}
+			if !isCertError(err) {
+				t.Fatalf("forced presentation of the forged certificate: %v, want the server to refuse it", err)
+			}
+			t.Logf("server refused the forced forged certificate: %v", err)
 		})
 	}
 }
@@ -188,7 +207,7 @@ func isCertError(err error) bool {
 	var invalid x509.CertificateInvalidError
 	var verify *tls.CertificateVerificationError
 	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &verify) ||
-		strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls: bad certificate")
+		strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls: bad certificate") || strings.Contains(err.Error(), "tls: unknown certificate authority")
 }
 
 // forgeAgentCert signs an agent certificate for cluster with issuer, as
