@@ -18,13 +18,11 @@ import (
 
 	"github.com/meshfleet/meshfleet/manifests"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/preflight"
-	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
 func newClusterCommand(g *globals) *cobra.Command {
@@ -53,9 +51,12 @@ func newJoinCommand(g *globals) *cobra.Command {
 primary, creates the RemoteIstio and waits until the cluster is Ready.
 
 With --tunnel the remote is reached through the meshfleet tunnel instead and
-no credential of it is stored: join prints the tunnel agent's manifest, with
-a certificate for this cluster issued from the mesh's root, to apply in the
-remote cluster (kubectl --context REMOTE apply -f -).`,
+no credential of it is stored: join creates the RemoteIstio, waits for the
+operator to issue the agent's certificate for this cluster from the tunnel
+CA (7 days, renewed by the operator through the tunnel), and prints the
+agent's manifest with it, to apply in the remote cluster (kubectl --context
+REMOTE apply -f -). It reads no CA key; it needs only "get" on the Secret
+meshfleet-system/meshfleet-tunnel-agent-NAME.`,
 		Example: `  meshctl cluster join west --remote-kubeconfig ~/.kube/west.yaml --inject default
   meshctl cluster join private-dc --tunnel --tunnel-server tunnel.example.com:443 > agent.yaml`,
 		Args: cobra.ExactArgs(1),
@@ -91,7 +92,7 @@ func runJoin(cmd *cobra.Command, g *globals, o *joinOptions, name string) error 
 		},
 	}
 	if o.tunnel {
-		return joinTunnel(ctx, cmd, c, g, o, ri)
+		return joinTunnel(ctx, cmd, c, o, ri)
 	}
 
 	raw, err := minifiedKubeconfig(o.remoteKubeconfig, o.remoteContext)
@@ -145,24 +146,31 @@ func createAndWait(ctx context.Context, cmd *cobra.Command, c client.Client, wai
 	return nil
 }
 
-// joinTunnel creates the RemoteIstio and prints the agent manifest with a
-// certificate for the cluster, issued from the mesh root.
-func joinTunnel(ctx context.Context, cmd *cobra.Command, c client.Client, g *globals, o *joinOptions, ri *v1beta1.RemoteIstio) error {
+// joinTunnel creates the RemoteIstio and prints the agent manifest with the
+// certificate the operator issued for the cluster from the tunnel CA. It
+// reads no CA key: only that cluster's agent Secret.
+func joinTunnel(ctx context.Context, cmd *cobra.Command, c client.Client, o *joinOptions, ri *v1beta1.RemoteIstio) error {
 	if o.tunnelServer == "" {
 		return &exitError{exitUsage, fmt.Errorf("--tunnel needs --tunnel-server host:port, where the remote's agent reaches the tunnel server")}
 	}
-	root := &corev1.Secret{}
-	key := client.ObjectKey{Namespace: g.namespace, Name: meshca.RootSecretName}
-	if err := c.Get(ctx, key, root); err != nil {
-		return fmt.Errorf("reading the mesh root (Secret %s): %w; install the control plane first (meshctl install), or use --remote-kubeconfig", key, err)
+	// The RemoteIstio first: the operator issues the agent's certificate for it.
+	if err := c.Create(ctx, ri); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create RemoteIstio %s/%s: %w", ri.Namespace, ri.Name, err)
 	}
-	kp, err := ca.ParseKeyPair(root.Data[meshca.RootCertKey], root.Data[meshca.RootKeyKey], time.Now())
-	if err != nil {
-		return fmt.Errorf("the mesh root in Secret %s: %w", key, err)
+	fmt.Fprintf(cmd.ErrOrStderr(), "# RemoteIstio %s/%s created; waiting for the operator to issue the agent's certificate.\n", ri.Namespace, ri.Name)
+	wait := o.wait
+	if wait <= 0 {
+		wait = time.Minute
 	}
-	leaf, err := tunnel.IssueAgentCertificate(kp, ri.Name, tunnel.CertificateOptions{TTL: 365 * 24 * time.Hour, Now: time.Now()})
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tlsData, err := agentCertificate(wctx, c, ri)
 	if err != nil {
-		return err
+		code := exitFailure
+		if wctx.Err() != nil {
+			code = exitNotReady
+		}
+		return &exitError{code, err}
 	}
 	agent, err := manifests.Tunnel.ReadFile("tunnel/agent.yaml")
 	if err != nil {
@@ -171,25 +179,58 @@ func joinTunnel(ctx context.Context, cmd *cobra.Command, c client.Client, g *glo
 	manifest := strings.NewReplacer("CLUSTER_NAME", ri.Name, "TUNNEL_SERVER:443", o.tunnelServer).Replace(string(agent))
 	secret := &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: "meshfleet-tunnel-agent-tls", Namespace: install.OperatorNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: meshca.AgentTLSSecretName, Namespace: meshca.Namespace},
 		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"tls.crt": leaf.CertPEM, "tls.key": leaf.KeyPEM, "ca.crt": kp.CertPEM},
+		Data:       tlsData,
 	}
 	u, err := install.ToUnstructured(secret, secret.TypeMeta)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "# Apply this in cluster %s: it holds the agent's certificate for that cluster only.\n", ri.Name)
+	fmt.Fprintf(cmd.ErrOrStderr(), "# Apply this in cluster %s: it holds the agent's certificate for that cluster only (renewed by the operator through the tunnel).\n", ri.Name)
 	if err := install.Print(cmd.OutOrStdout(), append(namespaceFirst(), u)); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "---\n%s", manifest)
-	// The RemoteIstio waits for the agent; do not block the printed manifest on it.
-	if err := c.Create(ctx, ri); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create RemoteIstio %s/%s: %w", ri.Namespace, ri.Name, err)
-	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "# RemoteIstio %s/%s created; it becomes Ready once the agent connects (meshctl cluster list).\n", ri.Namespace, ri.Name)
+	fmt.Fprintf(cmd.ErrOrStderr(), "# RemoteIstio %s/%s becomes Ready once the agent connects (meshctl cluster list).\n", ri.Namespace, ri.Name)
 	return nil
+}
+
+// agentCertificate waits for the operator to issue the agent certificate of
+// ri's cluster and returns its Secret data.
+func agentCertificate(ctx context.Context, c client.Client, ri *v1beta1.RemoteIstio) (map[string][]byte, error) {
+	for {
+		cur := &v1beta1.RemoteIstio{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ri), cur); err != nil {
+			return nil, fmt.Errorf("read RemoteIstio %s/%s: %w", ri.Namespace, ri.Name, err)
+		}
+		cluster := cur.Status.ClusterName
+		if cluster == "" {
+			cluster = cur.Name
+		}
+		key := client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.AgentSecretName(cluster)}
+		s := &corev1.Secret{}
+		err := c.Get(ctx, key, s)
+		switch {
+		case err == nil && len(s.Data[corev1.TLSCertKey]) > 0:
+			return map[string][]byte{corev1.TLSCertKey: s.Data[corev1.TLSCertKey], corev1.TLSPrivateKeyKey: s.Data[corev1.TLSPrivateKeyKey],
+				meshca.TunnelCAKey: s.Data[meshca.TunnelCAKey]}, nil
+		case apierrors.IsForbidden(err):
+			return nil, fmt.Errorf("you may not read Secret %s, the agent certificate the operator issued for cluster %s: %w; ask for `get` on that Secret (a Role with resourceNames: [%s] in namespace %s)",
+				key, cluster, err, key.Name, key.Namespace)
+		case err != nil && !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("read Secret %s: %w", key, err)
+		}
+		if cur.Status.Phase == v1beta1.PhaseFailed {
+			return nil, fmt.Errorf("RemoteIstio %s/%s failed before its agent certificate was issued: %s", ri.Namespace, ri.Name, firstProblem(cur.Status.Conditions))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the operator has not issued the agent certificate of cluster %s (Secret %s) yet: %s; is the operator running with the tunnel (--tunnel-url)?",
+				cluster, key, firstProblem(cur.Status.Conditions))
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
 }
 
 func namespaceFirst() []*unstructured.Unstructured {

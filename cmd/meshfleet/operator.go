@@ -58,9 +58,11 @@ func newOperatorCommand() *cobra.Command {
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect one active replica through a Lease")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-elect-namespace", "", "namespace of the leader Lease (default: the pod's)")
 	f.StringVar(&tunnel.URL, "tunnel-url", "", "URL of the tunnel server; remote clusters without a kubeconfig Secret are reached at <url>/clusters/<name>")
-	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "CA certificate that verifies the tunnel server (required with --tunnel-url)")
+	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "the tunnel CA, the only CA that verifies the tunnel server (required with --tunnel-url; root-cert.pem of meshfleet-system/meshfleet-tunnel-ca, never the mesh root)")
 	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token",
 		"where istiod reads its own token, written into the remote secrets of tunnelled clusters")
+	f.StringSliceVar(&opts.TunnelServerHosts, "tunnel-server-hosts", nil,
+		"keep the tunnel server's certificate for these DNS names / IPs in meshfleet-system/meshfleet-tunnel-server-tls, issued from the tunnel CA and renewed before expiry (e.g. meshfleet-tunnel.meshfleet-system.svc,tunnel.example.com)")
 	f.DurationVar(&opts.RemoteResync, "remote-resync", time.Minute, "how often a remote cluster is checked again for drift and token renewal")
 	f.DurationVar(&opts.Resync, "resync", 5*time.Minute, "how often a Ready control plane is checked again for drift and certificate renewal")
 	gf := flag.NewFlagSet("zap", flag.ContinueOnError)

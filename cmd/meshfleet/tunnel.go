@@ -98,9 +98,9 @@ func newTunnelServerCommand() *cobra.Command {
 	f.StringVar(&apiAddr, "api-addr", ":8443", "address serving callers (kubectl, client-go) at /clusters/<name>/")
 	f.StringVar(&agentAddr, "agent-addr", ":8444", "address agents connect to")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9090", "address serving Prometheus metrics at /metrics (empty disables)")
-	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (PEM, chain to the mesh root)")
+	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (PEM, issued from the tunnel CA)")
 	f.StringVar(&keyFile, "tls-key-file", "", "serving certificate's private key (PEM)")
-	f.StringVar(&agentCAFile, "agent-ca-file", "", "mesh root CA (PEM) that agent certificates chain to")
+	f.StringVar(&agentCAFile, "agent-ca-file", "", "tunnel CA (PEM) that agent certificates chain to (meshfleet-system/meshfleet-tunnel-ca; never the mesh root)")
 	f.StringVar(&clientCAFile, "client-ca-file", "", "CA (PEM) of callers' client certificates, e.g. the primary's client CA")
 	f.BoolVar(&tokenReview, "token-review", true, "authenticate bearer tokens with a TokenReview against the primary cluster")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the primary cluster (default: in-cluster)")
@@ -156,7 +156,7 @@ func newTunnelAgentCommand() *cobra.Command {
 	f.StringSliceVar(&opts.Servers, "server", nil, "tunnel server agent URL, https://host:port (repeat for several servers)")
 	f.StringVar(&certFile, "tls-cert-file", "", "agent certificate (PEM; from `meshfleet tunnel issue-cert --agent`)")
 	f.StringVar(&keyFile, "tls-key-file", "", "agent certificate's private key (PEM)")
-	f.StringVar(&caFile, "server-ca-file", "", "mesh root CA (PEM) that the server certificate chains to")
+	f.StringVar(&caFile, "server-ca-file", "", "tunnel CA (PEM) that the server certificate chains to (ca.crt of the agent Secret; never the mesh root)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of this cluster with the agent's own credentials (default: in-cluster)")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9090", "address serving Prometheus metrics at /metrics (empty disables)")
 	return cmd
@@ -170,9 +170,15 @@ func newTunnelIssueCertCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "issue-cert",
-		Short: "Issue a tunnel agent certificate (--cluster) or server certificate (--host) from a mesh CA",
-		Example: `  meshfleet tunnel issue-cert --ca-cert ca-cert.pem --ca-key ca-key.pem --cluster remote1 --out agent
-  meshfleet tunnel issue-cert --ca-cert root-cert.pem --ca-key root-key.pem --host tunnel.example.com --out server`,
+		Short: "Issue a tunnel server certificate (--host) or agent certificate (--cluster) from the tunnel CA",
+		Long: `issue-cert signs with the tunnel CA, which the operator keeps in the Secret
+meshfleet-system/meshfleet-tunnel-ca (root-cert.pem, root-key.pem). Agents
+and the tunnel's clients trust only that CA, so certificates from the mesh
+root or a cluster's intermediate (cacerts) are refused. Agent certificates
+are normally issued and renewed by the operator (meshctl cluster join
+--tunnel); --cluster is for agents run outside it.`,
+		Example: `  meshfleet tunnel issue-cert --ca-cert tunnel-ca.pem --ca-key tunnel-ca-key.pem --host tunnel.example.com --out server
+  meshfleet tunnel issue-cert --ca-cert tunnel-ca.pem --ca-key tunnel-ca-key.pem --cluster remote1 --ttl 168h --out agent`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			certPEM, err := os.ReadFile(caCert)
 			if err != nil {
@@ -185,6 +191,9 @@ func newTunnelIssueCertCommand() *cobra.Command {
 			issuer, err := ca.ParseKeyPair(certPEM, keyPEM, time.Now())
 			if err != nil {
 				return fmt.Errorf("--ca-cert/--ca-key: %w", err)
+			}
+			if cluster := ca.ClusterOf(issuer.Cert); cluster != "" {
+				return fmt.Errorf("--ca-cert is the mesh intermediate CA of cluster %s; the tunnel trusts only the tunnel CA: pass the certificate and key of Secret meshfleet-system/meshfleet-tunnel-ca", cluster)
 			}
 			copts := tunnel.CertificateOptions{TTL: ttl, Now: time.Now()}
 			var c *tunnel.Certificate
@@ -206,12 +215,12 @@ func newTunnelIssueCertCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&caCert, "ca-cert", "", "issuing CA certificate (PEM): the cluster's intermediate or the mesh root")
-	f.StringVar(&caKey, "ca-key", "", "issuing CA private key (PEM)")
+	f.StringVar(&caCert, "ca-cert", "", "tunnel CA certificate (PEM, root-cert.pem of meshfleet-system/meshfleet-tunnel-ca)")
+	f.StringVar(&caKey, "ca-key", "", "tunnel CA private key (PEM)")
 	f.StringVar(&cluster, "cluster", "", "issue an agent certificate for this cluster")
 	f.StringSliceVar(&hosts, "host", nil, "issue a server certificate for these DNS names / IPs")
 	f.StringVar(&out, "out", "tunnel", "write <out>.crt and <out>.key")
-	f.DurationVar(&ttl, "ttl", 90*24*time.Hour, "validity")
+	f.DurationVar(&ttl, "ttl", 90*24*time.Hour, "validity (the operator issues agent certificates for 7 days and renews them)")
 	return cmd
 }
 

@@ -23,11 +23,15 @@ type IntermediateOptions struct {
 	TTL time.Duration
 	// Now is the current time; it must be set.
 	Now time.Time
+	// Constraints limit what the intermediate may sign.
+	Constraints Constraints
 }
 
 // IssueIntermediate issues a cluster's intermediate CA, signed by root, with a
-// new ECDSA P-256 key and path length 0. It is valid from one minute before Now
-// until Now plus TTL or the root's expiry, whichever comes first.
+// new ECDSA P-256 key, path length 0 (it cannot sign further CAs), extended
+// key usages serverAuth and clientAuth, and the name constraints of
+// opts.Constraints. It is valid from one minute before Now until Now plus TTL
+// or the root's expiry, whichever comes first.
 func IssueIntermediate(root *KeyPair, opts IntermediateOptions) (*KeyPair, error) {
 	if err := checkIssuer(root, opts.Now); err != nil {
 		return nil, fmt.Errorf("issue intermediate CA: %w", err)
@@ -58,6 +62,7 @@ func IssueIntermediate(root *KeyPair, opts IntermediateOptions) (*KeyPair, error
 	}
 	template.MaxPathLen = 0
 	template.MaxPathLenZero = true
+	opts.Constraints.apply(template)
 	template.AuthorityKeyId = slices.Clone(root.Cert.SubjectKeyId)
 	intermediate, err := sign(template, root.Cert, root.Key, key)
 	if err != nil {

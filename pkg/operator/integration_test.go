@@ -69,6 +69,8 @@ func TestOperator(t *testing.T) {
 	if h.direct, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		t.Fatal(err)
 	}
+	// An upgraded mesh: an older meshfleet kept the root in the Istio namespace.
+	legacyRoot := h.legacyRoot()
 	mgr, err := operator.New(cfg, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +88,7 @@ func TestOperator(t *testing.T) {
 
 	t.Run("sample installs the control plane", h.sampleInstalls)
 	t.Run("cacerts chains to the root", h.cacertsChains)
+	t.Run("the old root moved to meshfleet-system, identity kept", func(t *testing.T) { h.rootMoved(t, legacyRoot) })
 	h.rollOut("istiod", "istio-ingressgateway")
 	ist := h.waitPhase("istio", v1beta1.PhaseReady)
 	ready := time.Since(start)
@@ -105,6 +108,7 @@ func TestOperator(t *testing.T) {
 	t.Run("version change rolls the control plane", h.versionRoll)
 	t.Run("bad specs get conditions that name the field", h.badSpecs)
 	t.Run("gateway-connected mode", h.gatewayConnected)
+	t.Run("no gateway, istiod or workload may read the root", h.rootIsolated)
 	t.Run("uninstall removes everything it installed", h.uninstall)
 	t.Run("user-provided root CA", h.userRoot)
 	t.Run("intermediate CA is reissued before it expires", h.rotation)
@@ -153,7 +157,7 @@ func (h *harness) cacertsChains(t *testing.T) {
 	cacerts := &corev1.Secret{}
 	h.get(ns, meshca.CACertsSecretName, cacerts)
 	rootSecret := &corev1.Secret{}
-	h.get(ns, meshca.RootSecretName, rootSecret)
+	h.get(meshca.Namespace, meshca.RootSecretName, rootSecret)
 	if _, ok := cacerts.Data["root-key.pem"]; ok {
 		t.Fatal("cacerts holds the root key")
 	}
@@ -166,6 +170,10 @@ func (h *harness) cacertsChains(t *testing.T) {
 	}
 	if !inter.IsCA || inter.MaxPathLen != 0 || !inter.MaxPathLenZero {
 		t.Errorf("intermediate is not a path-length-0 CA")
+	}
+	want := ca.Constraints{DNSNames: []string{"istiod." + ns + ".svc", "istiod-remote." + ns + ".svc", "istio-pilot." + ns + ".svc"}}
+	if why := ca.ConstraintsReason(inter, want); why != "" {
+		t.Errorf("the primary's intermediate is not constrained to the trust domain and istiod's names: %s", why)
 	}
 	if string(cacerts.Data[ca.RootCertKey]) != string(rootSecret.Data["root-cert.pem"]) {
 		t.Errorf("cacerts root-cert.pem differs from the root")
@@ -422,7 +430,7 @@ func (h *harness) uninstall(t *testing.T) {
 	}
 	// Kept on purpose: Istio's CRDs (users' config) and the root CA.
 	h.apiGet(client.ObjectKey{Name: "virtualservices.networking.istio.io"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}})
-	h.apiGet(client.ObjectKey{Namespace: ns, Name: meshca.RootSecretName}, &corev1.Secret{})
+	h.apiGet(client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.RootSecretName}, &corev1.Secret{})
 	n := &corev1.Namespace{}
 	h.apiGet(client.ObjectKey{Name: ns}, n)
 	if _, ok := n.Labels[render.LabelNetwork]; ok {

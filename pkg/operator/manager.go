@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/operator/istio"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
@@ -43,6 +44,10 @@ type Options struct {
 	// Tunnel, when set, reaches remote clusters without a kubeconfig Secret
 	// through the tunnel server.
 	Tunnel *remoteistio.Tunnel
+	// TunnelServerHosts, when set, makes the operator keep the tunnel
+	// server's certificate for these names in
+	// meshfleet-system/meshfleet-tunnel-server-tls, from the tunnel CA.
+	TunnelServerHosts []string
 }
 
 // Scheme returns the scheme with every type the operator reads typed.
@@ -125,6 +130,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := rr.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RemoteIstio controller: %w", err)
+	}
+	if len(opts.TunnelServerHosts) > 0 {
+		if err := mgr.Add(&meshca.ServerCertKeeper{Client: mgr.GetClient(), Hosts: opts.TunnelServerHosts, Resync: opts.Resync,
+			FieldManager: remoteistio.FieldManager, Log: mgr.GetLogger().WithName("tunnel-server-cert")}); err != nil {
+			return nil, fmt.Errorf("set up the tunnel server certificate: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err

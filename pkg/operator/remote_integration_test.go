@@ -3,6 +3,7 @@
 package operator_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -34,11 +35,13 @@ import (
 // remoteHarness is a primary and two remote clusters with the operator
 // running against the primary.
 type remoteHarness struct {
-	t       *testing.T
-	tunnel  *tunnel.Local
-	env     *testenv.Env
-	ctx     context.Context
-	clients map[string]client.Client
+	t      *testing.T
+	tunnel *tunnel.Local
+	// tunnelCA issues the tunnel's certificates.
+	tunnelCA *ca.KeyPair
+	env      *testenv.Env
+	ctx      context.Context
+	clients  map[string]client.Client
 }
 
 func TestRemoteIstio(t *testing.T) {
@@ -67,13 +70,18 @@ func TestRemoteIstio(t *testing.T) {
 	}
 	h.apply(`{"apiVersion":"meshfleet.io/v1beta1","kind":"Istio","metadata":{"name":"istio","namespace":"istio-system"},
 		"spec":{"version":"1.30.3","clusterName":"primary","multiCluster":{"mode":"flatNetwork"},"kiali":{"enabled":true}}}`)
-	// remote3 sits behind the tunnel: its agent dials out to a tunnel server
-	// whose certificates chain to the mesh root, created here up front.
-	root := h.meshRoot()
-	h.tunnel = startTunnel(t, root, env.Cluster("primary"))
+	// remote3 sits behind the tunnel: its server's certificate is the
+	// tunnel CA's, which the operator keeps (created here up front, as the
+	// tunnel server's installer would have it).
+	tunnelCA, _, err := meshca.TunnelCA(ctx, h.clients["primary"], time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.tunnelCA = tunnelCA
+	h.tunnel = startTunnel(t, tunnelCA, env.Cluster("primary"))
 
 	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.APIURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
+		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.APIURL, CAData: tunnelCA.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,25 +117,10 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("deleting the Istio waits for its joined remotes", h.istioDeletionHeld)
 }
 
-// meshRoot creates the mesh's root CA Secret before the operator would.
-func (h *remoteHarness) meshRoot() *ca.KeyPair {
-	root, err := ca.NewRoot(ca.RootOptions{TTL: 24 * time.Hour, Now: time.Now()})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: meshca.RootSecretName, Namespace: ns,
-		Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue}},
-		Data: map[string][]byte{meshca.RootCertKey: root.CertPEM, meshca.RootKeyKey: root.KeyPEM}}
-	if err := h.clients["primary"].Create(h.ctx, s); err != nil {
-		h.t.Fatal(err)
-	}
-	return root
-}
-
 // startTunnel runs a tunnel server that authenticates callers by client
 // certificates of the primary's CA (the operator's, istiod's).
-func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: primary.CACertPEM})
+func startTunnel(t *testing.T, tunnelCA *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: primary.CACertPEM})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,19 +128,9 @@ func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) 
 	return l
 }
 
-// startAgent runs remote3's tunnel agent; it forwards with the cluster's
-// admin credentials, which may impersonate.
-func (h *remoteHarness) startAgent() func() {
-	stop, err := h.tunnel.StartAgent("remote3", h.env.Cluster("remote3").Config)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return stop
-}
-
 func (h *remoteHarness) tunnelled(t *testing.T) {
 	root := &corev1.Secret{}
-	h.get("primary", ns, meshca.RootSecretName, root)
+	h.get("primary", meshca.Namespace, meshca.RootSecretName, root)
 	rootKP, err := ca.ParseKeyPair(root.Data[meshca.RootCertKey], root.Data[meshca.RootKeyKey], time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -156,8 +139,10 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 		"spec":{"pilotAddress":"203.0.113.10"}}`)
 	h.expectConnected("remote3", v1beta1.ReasonUnreachable, "no tunnel agent of cluster remote3")
 
+	// The agent runs with the certificate the operator issued for remote3
+	// (what `meshctl cluster join --tunnel` prints), applied in remote3.
 	start := time.Now()
-	stopAgent := h.startAgent()
+	stopAgent := h.startIssuedAgent(t)
 	ri := h.waitRemote("remote3", v1beta1.ConditionReady, metav1.ConditionTrue)
 	t.Logf("BENCH tunnel agent connected → RemoteIstio Ready: %v", time.Since(start).Round(time.Millisecond))
 	if ri.Status.Connection != v1beta1.ConnectionTunnel {
@@ -188,7 +173,7 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	istiod.Host = h.tunnel.APIURL + "/clusters/remote3"
-	istiod.TLSClientConfig.CAData = rootKP.CertPEM
+	istiod.TLSClientConfig.CAData = kc.Clusters["remote3"].CertificateAuthorityData
 	c, err := client.New(istiod, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +190,12 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 		t.Errorf("remote3's cacerts does not chain to the mesh root: %v", err)
 	}
 
+	if !bytes.Equal(kc.Clusters["remote3"].CertificateAuthorityData, h.tunnelCA.CertPEM) {
+		t.Errorf("istiod's remote secret trusts %q for the tunnel, want only the tunnel CA", kc.Clusters["remote3"].CertificateAuthorityData)
+	}
+	t.Run("the operator renews the agent's certificate through the tunnel", h.agentRenewal)
+	t.Run("a remote's intermediate can pose neither as the tunnel server nor as an agent", h.tunnelAttacks)
+
 	// The agent goes away: the condition says so, and names the fix.
 	stopAgent()
 	h.expectConnected("remote3", v1beta1.ReasonUnreachable, "install the agent")
@@ -212,7 +203,7 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 
 func (h *remoteHarness) sharedRoot(t *testing.T) {
 	root := &corev1.Secret{}
-	h.get("primary", ns, meshca.RootSecretName, root)
+	h.get("primary", meshca.Namespace, meshca.RootSecretName, root)
 	rootCert := parseCert(t, root.Data[meshca.RootCertKey])
 	seen := map[string]bool{}
 	for _, c := range []string{"primary", "remote1", "remote2"} {
@@ -225,6 +216,13 @@ func (h *remoteHarness) sharedRoot(t *testing.T) {
 		if got := ca.ClusterOf(inter); got != c {
 			t.Errorf("cacerts of %s was issued for cluster %q", c, got)
 		}
+		want := ca.Constraints{}
+		if c == "primary" {
+			want.DNSNames = []string{"istiod." + ns + ".svc", "istiod-remote." + ns + ".svc", "istio-pilot." + ns + ".svc"}
+		}
+		if why := ca.ConstraintsReason(inter, want); why != "" {
+			t.Errorf("cacerts of %s: %s", c, why)
+		}
 		if _, ok := s.Data[meshca.RootKeyKey]; ok {
 			t.Errorf("cacerts of %s holds the root key", c)
 		}
@@ -233,7 +231,7 @@ func (h *remoteHarness) sharedRoot(t *testing.T) {
 	if len(seen) != 3 {
 		t.Errorf("clusters share intermediates: %d distinct of 3", len(seen))
 	}
-	if err := h.clients["remote1"].Get(h.ctx, client.ObjectKey{Namespace: ns, Name: meshca.RootSecretName}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+	if err := h.clients["remote1"].Get(h.ctx, client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.RootSecretName}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the root Secret exists in a remote cluster: %v", err)
 	}
 }

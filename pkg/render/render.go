@@ -55,6 +55,7 @@ var steps = []step{
 	{"namespace labels", renderNamespaceLabels},
 	{"close plain-text xDS", closePlaintextXDS},
 	{"sidecar injection", dropInjectionWebhook},
+	{"primary reader without Secrets", primaryReaderWithoutSecrets},
 	{"owner labels", labelOwned},
 	{"order", sortObjects},
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/xds"
 )
@@ -163,11 +164,11 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	var tun *sandboxTunnel
 	if !opts.Direct && len(s.Clusters) > 1 {
 		say("• starting the tunnel server (log: %s)", filepath.Join(opts.Dir, "tunnel.log"))
-		root, err := meshRoot(ctx, c, ist.Namespace)
+		tunnelCA, _, err := meshca.TunnelCA(ctx, c, time.Now())
 		if err != nil {
-			return s, err
+			return s, fmt.Errorf("tunnel CA: %w", err)
 		}
-		if tun, err = s.startTunnel(root); err != nil {
+		if tun, err = s.startTunnel(tunnelCA); err != nil {
 			return s, fmt.Errorf("tunnel: %w", err)
 		}
 	}

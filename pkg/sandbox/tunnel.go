@@ -9,15 +9,11 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
-	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
-	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
@@ -25,33 +21,19 @@ import (
 // reach the remotes through it.
 type sandboxTunnel struct {
 	*tunnel.Local
-	root *ca.KeyPair
+	// tunnelCA issues the tunnel's certificates; only it is trusted for the
+	// tunnel, never the mesh root.
+	tunnelCA *ca.KeyPair
 	// tokenFile holds istiod's token, as its pod would have it.
 	tokenFile string
 }
 
-// meshRoot creates the mesh's root CA in the primary before the operator
-// would, so that the tunnel's certificates chain to it.
-func meshRoot(ctx context.Context, c client.Client, namespace string) (*ca.KeyPair, error) {
-	root, err := ca.NewRoot(ca.RootOptions{TTL: render.DefaultRootTTL, Now: time.Now(), CommonName: "meshfleet sandbox root CA"})
-	if err != nil {
-		return nil, err
-	}
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: meshca.RootSecretName, Namespace: namespace,
-			Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue, meshca.LabelRole: "root-ca"}},
-		Data: map[string][]byte{meshca.RootCertKey: root.CertPEM, meshca.RootKeyKey: root.KeyPEM},
-	}
-	if err := c.Create(ctx, s); err != nil {
-		return nil, fmt.Errorf("create the mesh root: %w", err)
-	}
-	return root, nil
-}
-
-// startTunnel runs the tunnel server in the sandbox: agents present
-// certificates of the mesh root; callers, client certificates of the
-// primary's CA (the operator) or tokens the primary accepts (istiod).
-func (s *Sandbox) startTunnel(root *ca.KeyPair) (*sandboxTunnel, error) {
+// startTunnel runs the tunnel server in the sandbox: its certificate and
+// the agents' are the tunnel CA's (the operator's, in
+// meshfleet-system/meshfleet-tunnel-ca); callers present client
+// certificates of the primary's CA (the operator) or tokens the primary
+// accepts (istiod).
+func (s *Sandbox) startTunnel(tunnelCA *ca.KeyPair) (*sandboxTunnel, error) {
 	kube, err := kubernetes.NewForConfig(s.Primary().Config)
 	if err != nil {
 		return nil, err
@@ -60,18 +42,18 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair) (*sandboxTunnel, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: s.Primary().CACertPEM,
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: s.Primary().CACertPEM,
 		TokenReviews: kube.AuthenticationV1().TokenReviews(), Logger: slog.New(slog.NewJSONHandler(f, nil))})
 	if err != nil {
 		return nil, err
 	}
 	s.stops = append(s.stops, l.Stop)
-	return &sandboxTunnel{Local: l, root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
+	return &sandboxTunnel{Local: l, tunnelCA: tunnelCA, tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
 }
 
 // operatorTunnel is the operator's view of the tunnel.
 func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
-	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.root.CertPEM, IstiodTokenFile: t.tokenFile}
+	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.tunnelCA.CertPEM, IstiodTokenFile: t.tokenFile}
 }
 
 // startAgent runs the agent of one remote, as `meshctl cluster join --tunnel`

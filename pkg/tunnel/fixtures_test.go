@@ -2,10 +2,15 @@ package tunnel
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -38,11 +43,7 @@ func newTestPKI(t testing.TB, clusters ...string) *testPKI {
 	p := &testPKI{root: root, inter: map[string]*ca.KeyPair{}, roots: x509.NewCertPool(), clients: x509.NewCertPool()}
 	p.roots.AddCert(root.Cert)
 	for _, c := range clusters {
-		in, err := ca.IssueIntermediate(root, ca.IntermediateOptions{ClusterName: c, TTL: time.Hour, Now: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.inter[c] = in
+		p.inter[c] = clusterSubCA(t, root, c, now)
 	}
 	sc, err := IssueServerCertificate(root, []string{"127.0.0.1", "localhost"}, CertificateOptions{TTL: time.Hour, Now: now})
 	if err != nil {
@@ -57,6 +58,37 @@ func newTestPKI(t testing.TB, clusters ...string) *testPKI {
 	}
 	p.clients.AddCert(p.clientCA.Cert)
 	return p
+}
+
+// clusterSubCA is a per-cluster CA under root named as ca.IssueIntermediate
+// names them (ca.ClusterOf finds the cluster), without the name constraints
+// that keep the mesh's real intermediates from signing agent identities.
+func clusterSubCA(t testing.TB, root *ca.KeyPair, cluster string, now time.Time) *ca.KeyPair {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{OrganizationalUnit: []string{cluster}, CommonName: "meshfleet intermediate CA " + cluster},
+		NotBefore:    now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, root.Cert, key.Public(), root.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.ParseKeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
 }
 
 // agentCert issues an agent certificate for cluster signed by the

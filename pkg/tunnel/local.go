@@ -30,7 +30,8 @@ type Local struct {
 
 // LocalOptions configure StartLocal.
 type LocalOptions struct {
-	// Root is the mesh root: it issues the server's and agents' certificates.
+	// Root is the tunnel CA (never the mesh root): it issues the server's
+	// and agents' certificates, and is the only CA either side trusts.
 	Root *ca.KeyPair
 	// ClientCAPEM authenticates callers' client certificates (the primary's CA).
 	ClientCAPEM []byte

@@ -18,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -33,7 +34,6 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
-	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -99,12 +99,16 @@ func TestMeshctl(t *testing.T) {
 	if err := install.Apply(ctx, pc, crds); err != nil {
 		t.Fatal(err)
 	}
-	// remote2 joins through the tunnel: a tunnel server whose certificates
-	// chain to the mesh root, created here before the operator would.
-	root := meshRoot(t, ctx, pc)
-	tun := startTunnel(t, root, env.Cluster("primary"))
+	// remote2 joins through the tunnel: a tunnel server with a certificate
+	// of the tunnel CA, which the operator keeps (created here up front, as
+	// the tunnel server's installer would).
+	tunnelCA, _, err := meshca.TunnelCA(ctx, pc, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tun := startTunnel(t, tunnelCA, env.Cluster("primary"))
 	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: tun.APIURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
+		Tunnel: &remoteistio.Tunnel{URL: tun.APIURL, CAData: tunnelCA.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +166,18 @@ func TestMeshctl(t *testing.T) {
 	})
 	t.Run("join through the tunnel: the printed agent connects and the cluster is Ready", func(t *testing.T) {
 		agentServer := strings.TrimPrefix(tun.AgentURL, "https://")
-		out := c.ok("cluster", "join", "remote2", k, "--tunnel", "--tunnel-server", agentServer, "--pilot-address", "203.0.113.10")
+		// Run by an admin who may create RemoteIstios and read this
+		// cluster's agent certificate, and nothing else: not the root.
+		joiner := c.joinerKubeconfig(pc, "joiner", "remote2")
+		if out, _ := c.env.Kubectl(ctx, "primary", "auth", "can-i", "get", "secret/"+meshca.RootSecretName, "-n", meshca.Namespace, "--as", "joiner"); strings.TrimSpace(out) != "no" {
+			t.Fatalf("the joining user may read the root (can-i: %q); the test would prove nothing", out)
+		}
+		out := c.ok("cluster", "join", "remote2", "--kubeconfig="+joiner, "--tunnel", "--tunnel-server", agentServer, "--pilot-address", "203.0.113.10")
 		// Play the remote's kubelet: run the agent the manifest describes,
-		// with the certificate it carries.
+		// with the certificate it carries, issued by the operator from the
+		// tunnel CA.
 		secret := agentSecret(t, out)
+		checkAgentCert(t, secret, tunnelCA, "remote2")
 		runAgent(t, ctx, "remote2", secret, "https://"+agentServer, env.Cluster("remote2").Config)
 		start := time.Now()
 		deadline := time.Now().Add(90 * time.Second)
@@ -342,31 +354,63 @@ func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secre
 	go func() { _ = a.Run(ctx) }()
 }
 
-// meshRoot creates the mesh's root CA Secret in the primary.
-func meshRoot(t *testing.T, ctx context.Context, c client.Client) *ca.KeyPair {
+// joinerKubeconfig is a kubeconfig of the primary for user, who may create
+// and read RemoteIstios in istio-system and read the agent certificate
+// Secret of cluster: what `meshctl cluster join --tunnel` needs.
+func (c *cli) joinerKubeconfig(pc client.Client, user, cluster string) string {
+	c.t.Helper()
+	for _, o := range []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "join", Namespace: "istio-system"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"meshfleet.io"}, Resources: []string{"remoteistios"}, Verbs: []string{"create", "get"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "join", Namespace: "istio-system"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "join"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "join-" + cluster, Namespace: meshca.Namespace}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{meshca.AgentSecretName(cluster)}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "join-" + cluster, Namespace: meshca.Namespace},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "join-" + cluster},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}}},
+	} {
+		if err := pc.Create(c.ctx, o); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return c.userKubeconfig("primary", user)
+}
+
+// checkAgentCert: the printed agent certificate is the operator's, from
+// the tunnel CA, for cluster, short-lived; ca.crt is the tunnel CA.
+func checkAgentCert(t *testing.T, s *corev1.Secret, tunnelCA *ca.KeyPair, cluster string) {
 	t.Helper()
-	root, err := ca.NewRoot(ca.RootOptions{TTL: 24 * time.Hour, Now: time.Now()})
+	if string(s.Data["ca.crt"]) != string(tunnelCA.CertPEM) {
+		t.Errorf("the agent's ca.crt is not the tunnel CA")
+	}
+	pair, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: meshca.RootSecretName, Namespace: "istio-system",
-			Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue}},
-			Data: map[string][]byte{meshca.RootCertKey: root.CertPEM, meshca.RootKeyKey: root.KeyPEM}},
-	} {
-		if err := c.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
 	}
-	return root
+	roots := x509.NewCertPool()
+	roots.AddCert(tunnelCA.Cert)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("agent certificate does not chain to the tunnel CA: %v", err)
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != tunnel.AgentIdentityURI(cluster).String() {
+		t.Errorf("agent certificate URIs %v, want %s", leaf.URIs, tunnel.AgentIdentityURI(cluster))
+	}
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > meshca.AgentCertTTL+2*time.Minute {
+		t.Errorf("agent certificate lives %v, want at most %v", life, meshca.AgentCertTTL)
+	}
 }
 
 // startTunnel runs a tunnel server authenticating callers by client
 // certificates of the primary's CA (the operator's).
-func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
+func startTunnel(t *testing.T, tunnelCA *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
 	t.Helper()
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: primary.CACertPEM})
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: primary.CACertPEM})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -222,7 +222,7 @@ func TestMulticlusterGatewayConnected(t *testing.T) {
 // cluster and chaining to the primary's root.
 func (m *mcMesh) checkSharedRoot(t *testing.T) {
 	root := &corev1.Secret{}
-	if err := m.c[mcPrimary].Get(m.ctx, client.ObjectKey{Namespace: mcNS, Name: meshca.RootSecretName}, root); err != nil {
+	if err := m.c[mcPrimary].Get(m.ctx, client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.RootSecretName}, root); err != nil {
 		t.Fatalf("root CA Secret in the primary: %v", err)
 	}
 	rootCert := mcParseCert(t, root.Data[meshca.RootCertKey])

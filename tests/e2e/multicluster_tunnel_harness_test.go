@@ -37,7 +37,6 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
-	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -68,7 +67,7 @@ const insecureKubeconfigOptions = "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTION
 // tunnel with istiod's own service-account token.
 type tunnelMesh struct {
 	*mcMesh
-	root      *ca.KeyPair
+	tunnelCA  *ca.KeyPair
 	tunnel    *tunnel.Server
 	apiURL    string
 	agentURL  string
@@ -82,7 +81,7 @@ type tunnelAgent struct {
 	stop func()
 }
 
-// startTunnelMesh starts the three clusters, the mesh root (created before
+// startTunnelMesh starts the three clusters, the tunnel CA (created before
 // the operator, so that the tunnel's certificates chain to it), the tunnel
 // server and one agent per remote, the operator with the tunnel, the Istio
 // resource, and istiod with the MeshConfig the operator rendered.
@@ -136,15 +135,11 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 		return err
 	})
 
-	// The mesh root, before the operator would create one.
-	m.root, err = ca.NewRoot(ca.RootOptions{TTL: 24 * time.Hour, Now: time.Now()})
-	if err != nil {
+	// The tunnel CA the operator keeps, before the operator would create it:
+	// the tunnel's certificates are its, never the mesh root's.
+	if m.tunnelCA, _, err = meshca.TunnelCA(ctx, m.c[mcPrimary], time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	rootSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: meshca.RootSecretName, Namespace: mcNS,
-		Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue}},
-		Data: map[string][]byte{meshca.RootCertKey: m.root.CertPEM, meshca.RootKeyKey: m.root.KeyPEM}}
-	mustCreate(t, "mesh root Secret", func() error { return m.c[mcPrimary].Create(ctx, rootSecret) })
 
 	m.tunnelLog = filepath.Join(env.Dir, "tunnel.log")
 	m.startTunnel()
@@ -160,7 +155,7 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 	}
 	mcLogs.set(f)
 	mgr, err := operator.New(env.Cluster(mcPrimary).Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: m.apiURL, CAData: m.root.CertPEM, IstiodTokenFile: m.tokenFile}})
+		Tunnel: &remoteistio.Tunnel{URL: m.apiURL, CAData: m.tunnelCA.CertPEM, IstiodTokenFile: m.tokenFile}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,11 +210,11 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 }
 
 // startTunnel runs the tunnel server on 127.0.0.1: agents must present a
-// certificate of the mesh root; callers a client certificate of the
+// certificate of the tunnel CA; callers a client certificate of the
 // primary's CA (the operator) or a token the primary accepts (istiod).
 func (m *tunnelMesh) startTunnel() {
 	t := m.t
-	serving, err := tunnel.IssueServerCertificate(m.root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	serving, err := tunnel.IssueServerCertificate(m.tunnelCA, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +223,7 @@ func (m *tunnelMesh) startTunnel() {
 		t.Fatal(err)
 	}
 	agentCAs, clientCAs := x509.NewCertPool(), x509.NewCertPool()
-	agentCAs.AddCert(m.root.Cert)
+	agentCAs.AddCert(m.tunnelCA.Cert)
 	primary := m.env.Cluster(mcPrimary)
 	if !clientCAs.AppendCertsFromPEM(primary.CACertPEM) {
 		t.Fatal("no certificate in the primary's CA")
@@ -273,11 +268,11 @@ func (m *tunnelMesh) startTunnel() {
 }
 
 // startAgent runs the tunnel agent of a remote, with a certificate of the
-// mesh root for that cluster; it forwards with the remote's admin
+// tunnel CA for that cluster; it forwards with the remote's admin
 // credentials, which may impersonate.
 func (m *tunnelMesh) startAgent(cluster string) *tunnelAgent {
 	t := m.t
-	leaf, err := tunnel.IssueAgentCertificate(m.root, cluster, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	leaf, err := tunnel.IssueAgentCertificate(m.tunnelCA, cluster, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +281,7 @@ func (m *tunnelMesh) startAgent(cluster string) *tunnelAgent {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(m.root.Cert)
+	roots.AddCert(m.tunnelCA.Cert)
 	logf, err := os.OpenFile(m.tunnelLog, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -82,7 +82,7 @@ func TestMulticlusterTunnel(t *testing.T) {
 				t.Fatalf("remote secret of %s: %v", r, err)
 			}
 			c, a := kc.Clusters[r], kc.AuthInfos[r]
-			if c == nil || c.Server != m.apiURL+"/clusters/"+r || !bytes.Equal(c.CertificateAuthorityData, m.root.CertPEM) {
+			if c == nil || c.Server != m.apiURL+"/clusters/"+r || !bytes.Equal(c.CertificateAuthorityData, m.tunnelCA.CertPEM) {
 				t.Errorf("remote secret of %s: cluster %+v, want server %s/clusters/%s verified by the mesh root", r, c, m.apiURL, r)
 			}
 			if a == nil || a.Token != "" || a.TokenFile != m.tokenFile || len(a.ClientCertificateData) != 0 {

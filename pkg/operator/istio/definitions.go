@@ -46,7 +46,7 @@ func (r *Reconciler) definitions(ctx context.Context, ist *v1beta1.Istio, cp *re
 	}
 	if created {
 		r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "RootCreated", "CreateRootCA",
-			"created self-signed root CA %s/%s (SHA-256 %s)", cp.Namespace, meshca.RootSecretName, ca.Fingerprint(root.Cert))
+			"created self-signed root CA %s/%s (SHA-256 %s)", meshca.Namespace, meshca.RootSecretName, ca.Fingerprint(root.Cert))
 	}
 	meshca.RecordExpiry(cp.ClusterName, "root", root.Cert.NotAfter)
 	certs, err := meshca.CACerts(ctx, r.Client, cp, root, now)

@@ -1,10 +1,14 @@
-// Package meshca keeps the mesh's certificate authority in the clusters: the
-// root CA in a Secret of the primary (self-signed, or the user's), and each
-// cluster's intermediate as Istio's plug-in Secret cacerts. The x509 work is
-// package ca's; this package does the reads and decides what to write.
+// Package meshca keeps the mesh's certificate authorities in the clusters:
+// the root CA in a Secret of the primary (self-signed, or the user's), each
+// cluster's intermediate as Istio's plug-in Secret cacerts, and the tunnel's
+// own CA with the tunnel agents' certificates it issues. The root and the
+// tunnel CA live in Namespace, which no Istio workload, gateway or istiod
+// service account is granted. The x509 work is package ca's; this package
+// does the reads and decides what to write.
 package meshca
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -22,9 +26,14 @@ import (
 
 // Names of the Secrets that hold the mesh's certificates.
 const (
-	// RootSecretName holds the self-signed root and its key. It lives only in
-	// the primary cluster and is kept when the control plane is uninstalled,
-	// so that a reinstall keeps the mesh's identity.
+	// Namespace holds the root CA and the tunnel CA in the primary: the
+	// operator's namespace, where no Istio component runs.
+	Namespace = "meshfleet-system"
+	// RootSecretName holds the self-signed root and its key, in Namespace.
+	// It lives only in the primary cluster and is kept when the control
+	// plane is uninstalled, so that a reinstall keeps the mesh's identity.
+	// Before meshfleet isolated it, it lived in the Istio resource's
+	// namespace; Root moves it from there.
 	RootSecretName = "meshfleet-root-ca"
 	// CACertsSecretName is Istio's plug-in CA Secret read by istiod.
 	CACertsSecretName = "cacerts"
@@ -57,68 +66,167 @@ func permanent(format string, args ...any) *Error {
 }
 
 // Root returns the mesh's root CA for the control plane cp: the user's
-// (cp.CA.SecretName, read through api) or the self-signed one in
-// RootSecretName, created on first use through c. created reports that it
-// was created now.
+// (cp.CA.SecretName, read through api from Namespace, else from cp's
+// namespace) or the self-signed one in Namespace/RootSecretName, created on
+// first use through c, or moved there from cp's namespace where older
+// versions kept it. created reports that a new root was created now.
 func Root(ctx context.Context, c client.Client, api client.Reader, cp *render.ControlPlane, now time.Time) (root *ca.KeyPair, created bool, err error) {
 	if !cp.CA.SelfSigned {
-		s := &corev1.Secret{}
-		key := client.ObjectKey{Namespace: cp.Namespace, Name: cp.CA.SecretName}
-		if err := api.Get(ctx, key, s); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, false, permanent(
-					"spec.security.caSecretRef: Secret %s not found; create it with your root CA as tls.crt and tls.key (kubectl -n %s create secret tls %s --cert=root.pem --key=root-key.pem)",
-					key, key.Namespace, key.Name)
-			}
-			return nil, false, transient(err, "reading Secret %s: %v", key, err)
-		}
-		certPEM, keyPEM := s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
-		if len(certPEM) == 0 {
-			certPEM, keyPEM = s.Data[RootCertKey], s.Data[RootKeyKey]
-		}
-		kp, err := ca.ParseKeyPair(certPEM, keyPEM, now)
-		if err != nil {
-			return nil, false, permanent(
-				"spec.security.caSecretRef: Secret %s does not hold a usable root CA: %v; put the root certificate in tls.crt and its key in tls.key", key, err)
-		}
-		return kp, false, nil
+		kp, err := userRoot(ctx, api, cp, now)
+		return kp, false, err
 	}
-
-	s := &corev1.Secret{}
-	key := client.ObjectKey{Namespace: cp.Namespace, Name: RootSecretName}
-	err = c.Get(ctx, key, s)
-	if err == nil {
-		kp, perr := ca.ParseKeyPair(s.Data[RootCertKey], s.Data[RootKeyKey], now)
-		if perr != nil {
-			return nil, false, permanent(
-				"Secret %s holds no usable root CA (%v); delete it to let the operator create a new root (every cluster's intermediate is then reissued)", key, perr)
-		}
-		return kp, false, nil
+	key := client.ObjectKey{Namespace: Namespace, Name: RootSecretName}
+	legacy := client.ObjectKey{Namespace: cp.Namespace, Name: RootSecretName}
+	kp, err := loadCA(ctx, c, key, now)
+	if err != nil {
+		return nil, false, err
 	}
-	if !apierrors.IsNotFound(err) {
-		return nil, false, transient(err, "reading Secret %s: %v", key, err)
+	if kp != nil {
+		// A move that copied the root but failed to delete the old copy.
+		return kp, false, deleteLegacyCopy(ctx, c, legacy, kp)
 	}
-	kp, err := ca.NewRoot(ca.RootOptions{TTL: cp.CA.RootTTL.Duration, Now: now,
+	if kp, err := moveLegacyRoot(ctx, c, api, legacy, key, now); err != nil || kp != nil {
+		return kp, false, err
+	}
+	kp, err = ca.NewRoot(ca.RootOptions{TTL: cp.CA.RootTTL.Duration, Now: now,
 		CommonName: "meshfleet root CA " + cp.Owner.Namespace + "/" + cp.Owner.Name})
 	if err != nil {
 		return nil, false, permanent("creating the root CA failed: %v", err)
 	}
-	s = &corev1.Secret{
+	if err := createCA(ctx, c, key, kp, "root-ca", rootDescription); err != nil {
+		return nil, false, err
+	}
+	return kp, true, nil
+}
+
+const rootDescription = "Root CA of the mesh. Its key never leaves this cluster and this namespace. Kept on uninstall; deleting it makes the operator create a new root and reissue every cluster's intermediate."
+
+// userRoot reads the user's root named by spec.security.caSecretRef:
+// from Namespace, where no Istio component can read it, else (as before
+// meshfleet isolated the root) from the Istio resource's namespace.
+func userRoot(ctx context.Context, api client.Reader, cp *render.ControlPlane, now time.Time) (*ca.KeyPair, error) {
+	s := &corev1.Secret{}
+	var key client.ObjectKey
+	for _, ns := range []string{Namespace, cp.Namespace} {
+		key = client.ObjectKey{Namespace: ns, Name: cp.CA.SecretName}
+		err := api.Get(ctx, key, s)
+		if err == nil {
+			break
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, transient(err, "reading Secret %s: %v", key, err)
+		}
+		if ns == cp.Namespace {
+			return nil, permanent(
+				"spec.security.caSecretRef: Secret %s/%s not found, nor %s/%s; create it with your root CA as tls.crt and tls.key, in %s where no gateway or workload can read it (kubectl -n %s create secret tls %s --cert=root.pem --key=root-key.pem)",
+				cp.Namespace, cp.CA.SecretName, Namespace, cp.CA.SecretName, Namespace, Namespace, cp.CA.SecretName)
+		}
+	}
+	certPEM, keyPEM := s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
+	if len(certPEM) == 0 {
+		certPEM, keyPEM = s.Data[RootCertKey], s.Data[RootKeyKey]
+	}
+	kp, err := ca.ParseKeyPair(certPEM, keyPEM, now)
+	if err != nil {
+		return nil, permanent(
+			"spec.security.caSecretRef: Secret %s does not hold a usable root CA: %v; put the root certificate in tls.crt and its key in tls.key", key, err)
+	}
+	return kp, nil
+}
+
+// loadCA reads a CA Secret written by createCA; nil when there is none.
+func loadCA(ctx context.Context, c client.Reader, key client.ObjectKey, now time.Time) (*ca.KeyPair, error) {
+	s := &corev1.Secret{}
+	err := c.Get(ctx, key, s)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, transient(err, "reading Secret %s: %v", key, err)
+	}
+	kp, err := ca.ParseKeyPair(s.Data[RootCertKey], s.Data[RootKeyKey], now)
+	if err != nil {
+		return nil, permanent(
+			"Secret %s holds no usable CA (%v); delete it to let the operator create a new one (for the root, every cluster's intermediate is then reissued; for the tunnel CA, every agent certificate)", key, err)
+	}
+	return kp, nil
+}
+
+// createCA writes kp as a new CA Secret at key, creating the namespace when
+// it is missing. It never overwrites: a concurrent creator wins, and its CA
+// is read next time.
+func createCA(ctx context.Context, c client.Client, key client.ObjectKey, kp *ca.KeyPair, role, description string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: key.Namespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return transient(err, "creating namespace %s for Secret %s: %v", key.Namespace, key, err)
+	}
+	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: key.Name, Namespace: key.Namespace,
-			Labels: map[string]string{render.LabelManagedBy: render.ManagedByValue, LabelRole: "root-ca"},
-			Annotations: map[string]string{
-				"meshfleet.io/description": "Root CA of the mesh. Its key never leaves this cluster. Kept on uninstall; deleting it makes the operator create a new root and reissue every cluster's intermediate.",
-			},
+			Labels:      map[string]string{render.LabelManagedBy: render.ManagedByValue, LabelRole: role},
+			Annotations: map[string]string{"meshfleet.io/description": description},
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{RootCertKey: kp.CertPEM, RootKeyKey: kp.KeyPEM},
 	}
-	// Create, never overwrite: a concurrent creator wins and we read its root next time.
 	if err := c.Create(ctx, s); err != nil {
-		return nil, false, transient(err, "creating Secret %s: %v", key, err)
+		return transient(err, "creating Secret %s: %v", key, err)
 	}
-	return kp, true, nil
+	return nil
+}
+
+// moveLegacyRoot moves the root an older meshfleet kept at from (readable by
+// the gateways of that namespace) to to: copied, read back and compared, and
+// only then deleted at from, so that an upgraded mesh keeps its identity.
+// It returns nil when there is nothing at from.
+func moveLegacyRoot(ctx context.Context, c client.Client, api client.Reader, from, to client.ObjectKey, now time.Time) (*ca.KeyPair, error) {
+	old := &corev1.Secret{}
+	err := api.Get(ctx, from, old)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, transient(err, "reading Secret %s: %v", from, err)
+	}
+	kp, err := ca.ParseKeyPair(old.Data[RootCertKey], old.Data[RootKeyKey], now)
+	if err != nil {
+		return nil, permanent(
+			"Secret %s (where older meshfleet versions kept the root) holds no usable root CA (%v); fix or delete it to let the operator create a new root in %s", from, err, to)
+	}
+	if err := createCA(ctx, c, to, kp, "root-ca", rootDescription); err != nil {
+		return nil, err
+	}
+	copied := &corev1.Secret{}
+	if err := api.Get(ctx, to, copied); err != nil {
+		return nil, transient(err, "reading back the moved root %s: %v", to, err)
+	}
+	if !bytes.Equal(copied.Data[RootCertKey], old.Data[RootCertKey]) || !bytes.Equal(copied.Data[RootKeyKey], old.Data[RootKeyKey]) {
+		return nil, permanent("the root copied to %s differs from %s; delete %s to let the operator copy it again", to, from, to)
+	}
+	if err := c.Delete(ctx, old, client.Preconditions{UID: &old.UID}); client.IgnoreNotFound(err) != nil {
+		return nil, transient(err, "deleting the old root %s after copying it to %s: %v", from, to, err)
+	}
+	return kp, nil
+}
+
+// deleteLegacyCopy deletes the Secret at legacy when it holds the same root
+// certificate as kp; a different root there is left alone.
+func deleteLegacyCopy(ctx context.Context, c client.Client, legacy client.ObjectKey, kp *ca.KeyPair) error {
+	old := &corev1.Secret{}
+	err := c.Get(ctx, legacy, old)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return transient(err, "reading Secret %s: %v", legacy, err)
+	}
+	if !bytes.Equal(old.Data[RootCertKey], kp.CertPEM) {
+		return nil
+	}
+	if err := c.Delete(ctx, old, client.Preconditions{UID: &old.UID}); client.IgnoreNotFound(err) != nil {
+		return transient(err, "deleting the old copy of the root %s: %v", legacy, err)
+	}
+	return nil
 }
 
 // Issued is the cacerts Secret of one cluster, ready to apply.
@@ -145,7 +253,15 @@ func CACerts(ctx context.Context, r client.Reader, cp *render.ControlPlane, root
 		return nil, transient(err, "reading Secret %s of cluster %s: %v", key, cp.ClusterName, err)
 	}
 	data := live.Data
+	constraints := Constraints(cp)
 	reason := ca.ReissueReason(data, root, cp.ClusterName, cp.CA.RenewBefore.Duration, now)
+	if reason == "" {
+		if im, _, err := ca.ParsePluginCerts(data, now); err == nil {
+			if why := ca.ConstraintsReason(im.Cert, constraints); why != "" {
+				reason = "constraints: " + why
+			}
+		}
+	}
 	if reason == "" {
 		// A shortened intermediateCertTTL applies at once.
 		if im, _, err := ca.ParsePluginCerts(data, now); err == nil && im.Cert.NotAfter.After(now.Add(cp.CA.IntermediateTTL.Duration+time.Minute)) {
@@ -154,7 +270,7 @@ func CACerts(ctx context.Context, r client.Reader, cp *render.ControlPlane, root
 		}
 	}
 	if reason != "" {
-		im, err := ca.IssueIntermediate(root, ca.IntermediateOptions{ClusterName: cp.ClusterName, TTL: cp.CA.IntermediateTTL.Duration, Now: now})
+		im, err := ca.IssueIntermediate(root, ca.IntermediateOptions{ClusterName: cp.ClusterName, TTL: cp.CA.IntermediateTTL.Duration, Now: now, Constraints: constraints})
 		if err != nil {
 			return nil, permanent("issuing the intermediate CA for cluster %s failed: %v", cp.ClusterName, err)
 		}
@@ -183,4 +299,23 @@ func CACerts(ctx context.Context, r client.Reader, cp *render.ControlPlane, root
 		RenewAt:  ca.RenewalTime(im.Cert, cp.CA.RenewBefore.Duration),
 		Reissued: reason,
 	}, nil
+}
+
+// istiodServiceNames are the Services istiod names in its own serving
+// certificate, which it signs with the plug-in CA (getDNSNames in
+// istio.io/istio/pilot/pkg/bootstrap/server.go): <name>.<namespace>.svc.
+var istiodServiceNames = []string{"istiod", "istiod-remote", "istio-pilot"}
+
+// Constraints are the names cp's intermediate may sign: workload identities
+// of the trust domain everywhere, and istiod's serving names only in the
+// cluster that runs istiod (the primary). A remote's intermediate, whose
+// key the remote's admin holds, can sign no DNS name at all.
+func Constraints(cp *render.ControlPlane) ca.Constraints {
+	c := ca.Constraints{TrustDomain: ca.DefaultTrustDomain}
+	if cp.Remote == nil {
+		for _, n := range istiodServiceNames {
+			c.DNSNames = append(c.DNSNames, n+"."+cp.Namespace+".svc")
+		}
+	}
+	return c
 }

@@ -7,12 +7,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// CertificateExpiry is when each CA certificate of the mesh expires, as a
-// Unix timestamp by cluster and certificate (root, intermediate); alert on
+// CertificateExpiry is when each certificate the operator keeps expires, as
+// a Unix timestamp by cluster and certificate (root, intermediate,
+// tunnel-agent); alert on
 // `meshfleet_operator_certificate_expiry_timestamp_seconds - time()`.
 var CertificateExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "meshfleet_operator_certificate_expiry_timestamp_seconds",
-	Help: "When the mesh's CA certificates expire (Unix time), by cluster and certificate (root or intermediate).",
+	Help: "When the certificates the operator keeps expire (Unix time), by cluster and certificate (root, intermediate, tunnel-agent for a tunnelled cluster's agent; tunnel-server with cluster empty).",
 }, []string{"cluster", "certificate"})
 
 func init() { metrics.Registry.MustRegister(CertificateExpiry) }

@@ -151,6 +151,9 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	for _, s := range secrets {
 		keepSecrets[apply.Key(s)] = true
 	}
+	if rem.connection == v1beta1.ConnectionTunnel {
+		keepSecrets["Secret/"+meshca.Namespace+"/"+meshca.AgentSecretName(cp.ClusterName)] = true
+	}
 	if _, err := pa.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), []schema.GroupVersionKind{{Version: "v1", Kind: "Secret"}}, keepSecrets); err != nil {
 		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("remote secrets of cluster %s: %v", cp.ClusterName, err), err)
 	}

@@ -102,6 +102,15 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 	}
 	ri.Status.ClusterName = cp.ClusterName
 
+	var agentRenew time.Time
+	if r.tunnelled(ri) {
+		// Before the agent connects: the joining admin installs it with this certificate.
+		agentRenew, out = r.agentBootstrap(ctx, cp)
+		if !rec.Record(v1beta1.ConditionConnected, out) {
+			return out.Result(), out.Err
+		}
+	}
+
 	rem, out := r.connect(ctx, ri, cp.ClusterName)
 	if !rec.Record(v1beta1.ConditionConnected, out) {
 		return out.Result(), out.Err
@@ -112,6 +121,17 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 	}
 
 	certs, out := r.certificates(ctx, primary, cp, rem)
+	if out.Done && rem.connection == v1beta1.ConnectionTunnel {
+		agent, aout := r.renewAgent(ctx, cp, rem)
+		if !aout.Done {
+			out = aout
+		} else {
+			out.Message += fmt.Sprintf("; tunnel agent certificate valid until %s, renewed from %s", agent.NotAfter.UTC().Format(time.RFC3339), agent.RenewAt.UTC().Format(time.RFC3339))
+			if agentRenew.IsZero() || agent.RenewAt.Before(agentRenew) {
+				agentRenew = agent.RenewAt
+			}
+		}
+	}
 	if !rec.Record(v1beta1.ConditionCertificatesIssued, out) {
 		return out.Result(), out.Err
 	}
@@ -124,7 +144,7 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 	out = r.readiness(ctx, cp, rem, manifest)
 	rec.Record(v1beta1.ConditionReady, out)
 	next := r.Resync
-	for _, t := range []time.Time{certs.RenewAt, renew} {
+	for _, t := range []time.Time{certs.RenewAt, renew, agentRenew} {
 		if d := t.Sub(r.now()); d > 0 && d < next {
 			next = d
 		}
