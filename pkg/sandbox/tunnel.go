@@ -2,16 +2,22 @@ package sandbox
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
@@ -21,14 +27,42 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
-// sandboxTunnel is the tunnel of the sandbox and what the operator needs to
-// reach the remotes through it.
+// sandboxTunnel is the tunnel of the sandbox, highly available as it would
+// be deployed: two servers competing for a Lease in the primary (the holder
+// is active, the other answers 503), a front that sends callers to the
+// active one (the Service whose readiness follows the Lease), and two
+// agents per remote that know both servers.
 type sandboxTunnel struct {
-	*tunnel.Local
 	root *ca.KeyPair
+	// APIURL is the front's address, where callers reach the clusters.
+	APIURL string
+	// AgentURL lists where agents connect, one URL per server.
+	AgentURLs []string
 	// tokenFile holds istiod's token, as its pod would have it.
 	tokenFile string
+
+	servers   []*tunnelServer
+	serving   tls.Certificate
+	agentCAs  *x509.CertPool
+	clientCAs *x509.CertPool
+	kube      kubernetes.Interface
+	log       *slog.Logger
 }
+
+// tunnelServer is one replica of the tunnel server.
+type tunnelServer struct {
+	name               string
+	apiAddr, agentAddr string
+	current            atomic.Pointer[tunnel.Server]
+	proc               inproc
+}
+
+// TunnelServers and TunnelAgents are how many tunnel servers the sandbox
+// runs and how many agents each remote runs.
+const (
+	TunnelServers = 2
+	TunnelAgents  = 2
+)
 
 // meshRoot creates the mesh's root CA in the primary before the operator
 // would, so that the tunnel's certificates chain to it.
@@ -48,25 +82,127 @@ func meshRoot(ctx context.Context, c client.Client, namespace string) (*ca.KeyPa
 	return root, nil
 }
 
-// startTunnel runs the tunnel server in the sandbox: agents present
-// certificates of the mesh root; callers, client certificates of the
-// primary's CA (the operator) or tokens the primary accepts (istiod).
-func (s *Sandbox) startTunnel(root *ca.KeyPair) (*sandboxTunnel, error) {
+// startTunnel runs the tunnel servers and their front in the sandbox:
+// agents present certificates of the mesh root; callers, client
+// certificates of the primary's CA (the operator) or tokens the primary
+// accepts (istiod).
+func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunnel, error) {
 	kube, err := kubernetes.NewForConfig(s.Primary().Config)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Create(filepath.Join(s.Dir, "tunnel.log"))
+	f, err := os.OpenFile(filepath.Join(s.Dir, "tunnel.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: s.Primary().CACertPEM,
-		TokenReviews: kube.AuthenticationV1().TokenReviews(), Logger: slog.New(slog.NewJSONHandler(f, nil))})
+	s.stops = append(s.stops, func() { _ = f.Close() })
+	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
 	if err != nil {
 		return nil, err
 	}
-	s.stops = append(s.stops, l.Stop)
-	return &sandboxTunnel{Local: l, root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
+	cert, err := serving.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	t := &sandboxTunnel{root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token"), serving: cert,
+		agentCAs: x509.NewCertPool(), clientCAs: x509.NewCertPool(), kube: kube, log: slog.New(slog.NewJSONHandler(f, nil))}
+	t.agentCAs.AddCert(root.Cert)
+	if !t.clientCAs.AppendCertsFromPEM(s.Primary().CACertPEM) {
+		return nil, fmt.Errorf("no certificate in the primary's CA")
+	}
+	for i := range TunnelServers {
+		addrs, err := freeAddrs(2)
+		if err != nil {
+			return nil, err
+		}
+		ts := &tunnelServer{name: fmt.Sprintf("%s/%d", ComponentTunnelServer, i), apiAddr: addrs[0], agentAddr: addrs[1]}
+		t.servers = append(t.servers, ts)
+		t.AgentURLs = append(t.AgentURLs, "https://"+ts.agentAddr)
+		start := func(context.Context) error { return t.startServer(ts, namespace) }
+		if err := start(context.Background()); err != nil {
+			return nil, err
+		}
+		s.stops = append(s.stops, ts.proc.stop)
+		s.comps.add(&component{name: ts.name, start: start,
+			kill:   func() error { ts.proc.stop(); return nil },
+			active: func() bool { srv := ts.current.Load(); return srv != nil && srv.Active() },
+			detail: func() string {
+				if srv := ts.current.Load(); srv != nil && srv.Active() {
+					return "active, agents " + ts.agentAddr
+				}
+				return "standby, agents " + ts.agentAddr
+			}})
+	}
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	t.APIURL = "https://" + front.Addr().String()
+	s.stops = append(s.stops, func() { _ = front.Close() })
+	go t.serveFront(front)
+	return t, nil
+}
+
+// startServer runs one tunnel server replica; it competes for the Lease
+// istio-system/meshfleet-tunnel.
+func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, AgentCAs: t.agentCAs, ClientCAs: t.clientCAs,
+		TokenReviews: t.kube.AuthenticationV1().TokenReviews(), PingInterval: time.Second,
+		Lease: &tunnel.LeaseOptions{Client: t.kube, Namespace: namespace, Name: "meshfleet-tunnel", Identity: ts.name,
+			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond},
+		Logger: t.log.With("component", "tunnel-server", "replica", ts.name)})
+	if err != nil {
+		return err
+	}
+	ts.current.Store(srv)
+	ts.proc.run(func(ctx context.Context) {
+		// A replica that loses the Lease (or its ports, for a moment after
+		// a restart) runs again, as its pod would be restarted.
+		for ctx.Err() == nil {
+			if err := srv.Run(ctx, ts.apiAddr, ts.agentAddr); err != nil {
+				t.log.Warn("tunnel server stopped; starting again", "replica", ts.name, "error", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	})
+	return nil
+}
+
+// serveFront plays the Service in front of the tunnel servers: each
+// connection goes to the server that holds the Lease.
+func (t *sandboxTunnel) serveFront(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			var up net.Conn
+			for deadline := time.Now().Add(10 * time.Second); up == nil && time.Now().Before(deadline); {
+				for _, ts := range t.servers {
+					if srv := ts.current.Load(); srv != nil && srv.Active() {
+						up, _ = net.DialTimeout("tcp", ts.apiAddr, 2*time.Second)
+						break
+					}
+				}
+				if up == nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			if up == nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+			<-done
+		}()
+	}
 }
 
 // operatorTunnel is the operator's view of the tunnel.
@@ -74,16 +210,74 @@ func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
 	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.root.CertPEM, IstiodTokenFile: t.tokenFile}
 }
 
-// startAgent runs the agent of one remote, as `meshctl cluster join --tunnel`
-// would have it installed there.
-func (s *Sandbox) startAgent(t *sandboxTunnel, cluster string) error {
+// startAgents runs the agents of one remote, as `meshctl cluster join
+// --tunnel` would have them installed there, and waits until one is
+// connected.
+func (s *Sandbox) startAgents(ctx context.Context, t *sandboxTunnel, cluster string) error {
+	var upstream *rest.Config
 	for _, c := range s.Clusters {
 		if c.Name == cluster {
-			_, err := t.StartAgent(cluster, c.Config)
-			return err
+			upstream = c.Config
 		}
 	}
-	return fmt.Errorf("no cluster %s", cluster)
+	if upstream == nil {
+		return fmt.Errorf("no cluster %s", cluster)
+	}
+	leaf, err := tunnel.IssueAgentCertificate(t.root, cluster, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	cert, err := leaf.TLSCertificate()
+	if err != nil {
+		return err
+	}
+	var agents []*tunnel.Agent
+	for i := range TunnelAgents {
+		name := fmt.Sprintf("%s/%s/%d", ComponentAgent, cluster, i)
+		p := &inproc{}
+		start := func(context.Context) error {
+			a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, ID: fmt.Sprintf("agent-%s-%d", cluster, i), Servers: t.AgentURLs,
+				Certificate: cert, ServerCAs: t.agentCAs, Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
+				Logger: t.log.With("component", "tunnel-agent", "cluster", cluster, "replica", i)})
+			if err != nil {
+				return err
+			}
+			agents = append(agents, a)
+			p.run(func(ctx context.Context) { _ = a.Run(ctx) })
+			return nil
+		}
+		if err := start(ctx); err != nil {
+			return err
+		}
+		s.stops = append(s.stops, p.stop)
+		s.comps.add(&component{name: name, start: start, kill: func() error { p.stop(); return nil }})
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		for _, a := range agents {
+			if a.Status().Connected {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no agent of %s connected to a tunnel server within 30s (last status %+v)", cluster, agents[0].Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freeAddrs returns n distinct 127.0.0.1:<port> addresses that were free a
+// moment ago.
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
 }
 
 // writeIstiodToken writes a token of the primary's istio-system/istiod
