@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
@@ -96,6 +97,10 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunne
 		return nil, err
 	}
 	s.stops = append(s.stops, func() { _ = f.Close() })
+	// The Lease's elector logs through klog; its lines belong in the
+	// tunnel's log, not on the sandbox's terminal.
+	klog.LogToStderr(false)
+	klog.SetOutput(f)
 	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
@@ -42,6 +43,9 @@ const (
 	// than the operator's remote resync in the sandbox (30 s), so that both
 	// the operator and istiod notice.
 	remoteOutage = 35 * time.Second
+	// localityOutage is longer than istiod's longest reconnect backoff
+	// (60 s) to its config sources.
+	localityOutage = 65 * time.Second
 )
 
 // fault is one row of the table: what to break, how long to keep it broken,
@@ -160,8 +164,20 @@ func (s *suite) faults() []fault {
 	restoreZone := func(*result) error { return s.sb.SetZoneReady(s.ctx, "eu-west-a", true) }
 	return []fault{
 		{name: "zone eu-west-a fails (locality server up)", inject: zoneFailover, recover: restoreZone, endpoints: true},
-		{name: "locality server", inject: kill(sandbox.ComponentLocality), hold: 10 * time.Second, recover: restart(sandbox.ComponentLocality)},
+		{name: "locality server", inject: kill(sandbox.ComponentLocality), hold: localityOutage, recover: restart(sandbox.ComponentLocality)},
 		{name: "active tunnel server", inject: kill(sandbox.ComponentTunnelServer), hold: 10 * time.Second,
+			during: func(r *result) error {
+				// The standby takes the Lease.
+				return s.poll(time.Minute, func() error {
+					for _, c := range s.sb.Components() {
+						if strings.HasPrefix(c.Name, sandbox.ComponentTunnelServer) && strings.HasPrefix(c.Detail, "active") {
+							r.note("%s took the Lease", c.Name)
+							return nil
+						}
+					}
+					return errors.New("no tunnel server holds the Lease")
+				})
+			},
 			recover: restart(sandbox.ComponentTunnelServer), ready: s.remotesReady},
 		{name: "one agent of remote-1", inject: kill(sandbox.ComponentAgent + "/remote-1"), hold: 10 * time.Second,
 			recover: restart(sandbox.ComponentAgent + "/remote-1")},
@@ -380,21 +396,24 @@ func (s *suite) midJoin(r *result) error {
 	if err := s.c.Create(s.ctx, ri); err != nil {
 		return err
 	}
-	// Kill the operator once it has started on the join, before it is done.
-	var state string
-	_ = s.poll(time.Minute, func() error {
-		got := &v1beta1.RemoteIstio{}
-		if err := s.c.Get(s.ctx, client.ObjectKeyFromObject(ri), got); err != nil {
-			return err
+	// Kill the operator as soon as it has begun writing into the remote
+	// (its istio-system namespace exists there), before the join is done.
+	remote := kubernetes.NewForConfigOrDie(rc.Config)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := remote.CoreV1().Namespaces().Get(s.ctx, namespace, metav1.GetOptions{}); err == nil {
+			break
 		}
-		if len(got.Status.Conditions) == 0 {
-			return errors.New("no conditions yet")
+		if time.Now().After(deadline) {
+			return errors.New("the operator wrote nothing into remote-3 within a minute")
 		}
-		state = conditionsOf(got.Status.Conditions)
-		return nil
-	})
+		time.Sleep(5 * time.Millisecond)
+	}
 	_, err = s.sb.Kill(sandbox.ComponentOperator)
-	r.note("operator killed with RemoteIstio remote-3 at: %s", state)
+	got := &v1beta1.RemoteIstio{}
+	_ = s.c.Get(s.ctx, client.ObjectKeyFromObject(ri), got)
+	objs, _ := remote.CoreV1().ConfigMaps(namespace).List(s.ctx, metav1.ListOptions{})
+	r.note("operator killed with RemoteIstio remote-3 at [%s], %d ConfigMaps in its istio-system", conditionsOf(got.Status.Conditions), len(objs.Items))
 	return err
 }
 
