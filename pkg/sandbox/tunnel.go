@@ -97,10 +97,6 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunne
 		return nil, err
 	}
 	s.stops = append(s.stops, func() { _ = f.Close() })
-	// The Lease's elector logs through klog; its lines belong in the
-	// tunnel's log, not on the sandbox's terminal.
-	klog.LogToStderr(false)
-	klog.SetOutput(f)
 	serving, err := tunnel.IssueServerCertificate(root, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
 	if err != nil {
 		return nil, err
@@ -111,6 +107,9 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunne
 	}
 	t := &sandboxTunnel{root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token"), serving: cert,
 		agentCAs: x509.NewCertPool(), clientCAs: x509.NewCertPool(), kube: kube, log: slog.New(slog.NewJSONHandler(f, nil))}
+	// The Lease's elector logs through klog; its lines belong in the
+	// tunnel's log, not on the sandbox's terminal.
+	klog.SetSlogLogger(t.log.With("component", "leader-election"))
 	t.agentCAs.AddCert(root.Cert)
 	if !t.clientCAs.AppendCertsFromPEM(s.Primary().CACertPEM) {
 		return nil, fmt.Errorf("no certificate in the primary's CA")
@@ -154,7 +153,9 @@ func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
 	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, AgentCAs: t.agentCAs, ClientCAs: t.clientCAs,
 		TokenReviews: t.kube.AuthenticationV1().TokenReviews(), PingInterval: time.Second,
 		Lease: &tunnel.LeaseOptions{Client: t.kube, Namespace: namespace, Name: "meshfleet-tunnel", Identity: ts.name,
-			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond},
+			// client-go's defaults but a shorter retry: a killed server
+			// releases the Lease, and the standby takes it within a second.
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second},
 		Logger: t.log.With("component", "tunnel-server", "replica", ts.name)})
 	if err != nil {
 		return err

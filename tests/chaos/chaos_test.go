@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +23,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/operator"
@@ -164,7 +166,8 @@ func (s *suite) faults() []fault {
 	restoreZone := func(*result) error { return s.sb.SetZoneReady(s.ctx, "eu-west-a", true) }
 	return []fault{
 		{name: "zone eu-west-a fails (locality server up)", inject: zoneFailover, recover: restoreZone, endpoints: true},
-		{name: "locality server", inject: kill(sandbox.ComponentLocality), hold: localityOutage, recover: restart(sandbox.ComponentLocality)},
+		{name: "locality server", inject: kill(sandbox.ComponentLocality), hold: localityOutage, recover: restart(sandbox.ComponentLocality),
+			ready: s.newRuleArrives()},
 		{name: "active tunnel server", inject: kill(sandbox.ComponentTunnelServer), hold: 10 * time.Second,
 			during: func(r *result) error {
 				// The standby takes the Lease.
@@ -202,7 +205,7 @@ func (s *suite) faults() []fault {
 					return err
 				}
 				return restart(sandbox.ComponentLocality)(r)
-			}, endpoints: true},
+			}, ready: s.newRuleArrives(), endpoints: true},
 		{name: "istiod restarts while the locality server is down", inject: kill(sandbox.ComponentLocality),
 			during: func(r *result) error {
 				if _, err := s.sb.Kill(sandbox.ComponentIstiod); err != nil {
@@ -226,7 +229,7 @@ func (s *suite) faults() []fault {
 					return restart(sandbox.ComponentIstiod)(r)
 				}
 				return nil
-			}},
+			}, ready: s.newRuleArrives()},
 	}
 }
 
@@ -416,6 +419,51 @@ func (s *suite) midJoin(r *result) error {
 	r.note("operator killed with RemoteIstio remote-3 at [%s], %d ConfigMaps in its istio-system", conditionsOf(got.Status.Conditions), len(objs.Items))
 	return err
 }
+
+// newRuleArrives returns a readiness check that the whole rule pipeline
+// works again: on its first call it creates a new Service (with a ready
+// endpoint) in remote-1, and it is satisfied once istiod holds the
+// DestinationRule the locality server generates for it.
+func (s *suite) newRuleArrives() func() error {
+	var name string
+	return func() error {
+		if name == "" {
+			probes++
+			name = fmt.Sprintf("probe-%d", probes)
+			remote := kubernetes.NewForConfigOrDie(s.sb.Clusters[1].Config)
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo"},
+				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}
+			if _, err := remote.CoreV1().Services("demo").Create(s.ctx, svc, metav1.CreateOptions{}); err != nil {
+				name = ""
+				return fmt.Errorf("create Service demo/probe: %w", err)
+			}
+			ready, port := true, int32(7070)
+			es := &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: "demo", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+				AddressType: discoveryv1.AddressTypeIPv4,
+				// Never called: the address only makes the Service one with endpoints.
+				Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.18.10.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+				Ports:     []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: &port}},
+			}
+			if _, err := remote.DiscoveryV1().EndpointSlices("demo").Create(s.ctx, es, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create EndpointSlice demo/%s: %w", name, err)
+			}
+		}
+		rules, err := generatedRules(s.ctx, s.sb.Istiod.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		if want := "demo/" + locality.NamePrefix + name; !rules[want] {
+			return fmt.Errorf("the rule %s for a new Service has not reached istiod", want)
+		}
+		return nil
+	}
+}
+
+// probes numbers the Services newRuleArrives creates.
+var probes int
+
+func ptr[T any](v T) *T { return &v }
 
 // remotesReady is every RemoteIstio Ready and Connected.
 func (s *suite) remotesReady() error {
