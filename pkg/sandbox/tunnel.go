@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -46,7 +48,7 @@ type sandboxTunnel struct {
 	serving   tls.Certificate
 	agentCAs  *x509.CertPool
 	clientCAs *x509.CertPool
-	kube      kubernetes.Interface
+	primary   *rest.Config
 	log       *slog.Logger
 }
 
@@ -56,6 +58,10 @@ type tunnelServer struct {
 	apiAddr, agentAddr string
 	current            atomic.Pointer[tunnel.Server]
 	proc               inproc
+	// dead cuts the replica off the primary's API before it is stopped, so
+	// that it cannot release the Lease: a crashed server does not, and
+	// the standby takes over only when the Lease expires.
+	dead atomic.Bool
 }
 
 // TunnelServers and TunnelAgents are how many tunnel servers the sandbox
@@ -88,10 +94,6 @@ func meshRoot(ctx context.Context, c client.Client, namespace string) (*ca.KeyPa
 // certificates of the primary's CA (the operator) or tokens the primary
 // accepts (istiod).
 func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunnel, error) {
-	kube, err := kubernetes.NewForConfig(s.Primary().Config)
-	if err != nil {
-		return nil, err
-	}
 	f, err := os.OpenFile(filepath.Join(s.Dir, "tunnel.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -106,7 +108,7 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunne
 		return nil, err
 	}
 	t := &sandboxTunnel{root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token"), serving: cert,
-		agentCAs: x509.NewCertPool(), clientCAs: x509.NewCertPool(), kube: kube, log: slog.New(slog.NewJSONHandler(f, nil))}
+		agentCAs: x509.NewCertPool(), clientCAs: x509.NewCertPool(), primary: s.Primary().Config, log: slog.New(slog.NewJSONHandler(f, nil))}
 	// The Lease's elector logs through klog; its lines belong in the
 	// tunnel's log, not on the sandbox's terminal.
 	klog.SetSlogLogger(t.log.With("component", "leader-election"))
@@ -128,7 +130,7 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunne
 		}
 		s.stops = append(s.stops, ts.proc.stop)
 		s.comps.add(&component{name: ts.name, start: start,
-			kill:   func() error { ts.proc.stop(); return nil },
+			kill:   func() error { ts.dead.Store(true); ts.proc.stop(); return nil },
 			active: func() bool { srv := ts.current.Load(); return srv != nil && srv.Active() },
 			detail: func() string {
 				if srv := ts.current.Load(); srv != nil && srv.Active() {
@@ -150,9 +152,16 @@ func (s *Sandbox) startTunnel(root *ca.KeyPair, namespace string) (*sandboxTunne
 // startServer runs one tunnel server replica; it competes for the Lease
 // istio-system/meshfleet-tunnel.
 func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
+	ts.dead.Store(false)
+	cfg := rest.CopyConfig(t.primary)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return cutOff{rt, &ts.dead} })
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
 	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, AgentCAs: t.agentCAs, ClientCAs: t.clientCAs,
-		TokenReviews: t.kube.AuthenticationV1().TokenReviews(), PingInterval: time.Second,
-		Lease: &tunnel.LeaseOptions{Client: t.kube, Namespace: namespace, Name: "meshfleet-tunnel", Identity: ts.name,
+		TokenReviews: kube.AuthenticationV1().TokenReviews(), PingInterval: time.Second,
+		Lease: &tunnel.LeaseOptions{Client: kube, Namespace: namespace, Name: "meshfleet-tunnel", Identity: ts.name,
 			// client-go's defaults but a shorter retry: a killed server
 			// releases the Lease, and the standby takes it within a second.
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second},
@@ -177,8 +186,23 @@ func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
 	return nil
 }
 
+// cutOff fails every request once dead is set.
+type cutOff struct {
+	rt   http.RoundTripper
+	dead *atomic.Bool
+}
+
+func (c cutOff) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.dead.Load() {
+		return nil, errors.New("this tunnel server was killed")
+	}
+	return c.rt.RoundTrip(r)
+}
+
 // serveFront plays the Service in front of the tunnel servers: each
-// connection goes to the server that holds the Lease.
+// connection goes to the server that holds the Lease. While none does (a
+// crashed server's Lease has not expired yet) connections are closed after
+// a short wait, as a Service without ready endpoints refuses them.
 func (t *sandboxTunnel) serveFront(l net.Listener) {
 	for {
 		c, err := l.Accept()
@@ -188,7 +212,7 @@ func (t *sandboxTunnel) serveFront(l net.Listener) {
 		go func() {
 			defer c.Close()
 			var up net.Conn
-			for deadline := time.Now().Add(10 * time.Second); up == nil && time.Now().Before(deadline); {
+			for deadline := time.Now().Add(2 * time.Second); up == nil && time.Now().Before(deadline); {
 				for _, ts := range t.servers {
 					if srv := ts.current.Load(); srv != nil && srv.Active() {
 						up, _ = net.DialTimeout("tcp", ts.apiAddr, 2*time.Second)

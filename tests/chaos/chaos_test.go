@@ -170,11 +170,12 @@ func (s *suite) faults() []fault {
 			ready: s.newRuleArrives()},
 		{name: "active tunnel server", inject: kill(sandbox.ComponentTunnelServer), hold: 10 * time.Second,
 			during: func(r *result) error {
-				// The standby takes the Lease.
+				// The standby takes the Lease once the killed server's expires.
+				start := time.Now()
 				return s.poll(time.Minute, func() error {
 					for _, c := range s.sb.Components() {
 						if strings.HasPrefix(c.Name, sandbox.ComponentTunnelServer) && strings.HasPrefix(c.Detail, "active") {
-							r.note("%s took the Lease", c.Name)
+							r.note("%s took the Lease %v after the kill", c.Name, time.Since(start).Round(10*time.Millisecond))
 							return nil
 						}
 					}
