@@ -111,6 +111,7 @@ test: tools ## Unit, integration (real kube-apiservers) and end-to-end (real ist
 	go test $(GO_TEST_FLAGS) ./...
 	go test $(GO_TEST_FLAGS) -tags integration -p 1 ./...
 	go test $(GO_TEST_FLAGS) -tags e2e -p 1 ./tests/e2e/...
+	$(MAKE) chaos
 
 .PHONY: unit
 unit: ## Unit tests only (no binaries needed).
@@ -119,6 +120,10 @@ unit: ## Unit tests only (no binaries needed).
 .PHONY: e2e
 e2e: tools ## End-to-end tests under tests/e2e.
 	go test $(GO_TEST_FLAGS) -tags e2e -p 1 -v ./tests/e2e/...
+
+.PHONY: chaos
+chaos: tools ## Chaos suite: kill and restart each component under traffic; prints the table (tests/chaos).
+	go test $(GO_TEST_FLAGS) -tags chaos -p 1 -v -timeout 20m ./tests/chaos/...
 
 .PHONY: bench
 bench: tools ## Benchmarks: print figures next to a baseline measured in the same run.

@@ -35,10 +35,13 @@ remote kube-apiservers, the operator (which installs the control plane and
 joins the remotes), the locality server, a real istiod, and a demo app: gRPC
 servers in three zones of two regions and proxyless gRPC clients calling them
 through istiod. fail-zone takes a zone's endpoints down to show failover;
-restore brings them back.`,
+restore brings them back. kill and restart end and start one component
+(locality, tunnel-server, agent/CLUSTER, istiod, apiserver/CLUSTER,
+etcd/CLUSTER, operator) while the traffic line shows whether calls hold.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultSandboxDir(), "the sandbox's directory (data, kubeconfigs, logs, control socket)")
-	cmd.AddCommand(newSandboxUpCommand(&dir), newSandboxStatusCommand(&dir), newSandboxZoneCommand(&dir, true), newSandboxZoneCommand(&dir, false), newSandboxDownCommand(&dir))
+	cmd.AddCommand(newSandboxUpCommand(&dir), newSandboxStatusCommand(&dir), newSandboxZoneCommand(&dir, true), newSandboxZoneCommand(&dir, false),
+		newSandboxFaultCommand(&dir, true), newSandboxFaultCommand(&dir, false), newSandboxDownCommand(&dir))
 	return cmd
 }
 
@@ -107,6 +110,7 @@ func runSandbox(parent context.Context, out io.Writer, dir string, remotes int, 
 	fmt.Fprintf(out, "istiod:           %s (log %s)\n", st.Istiod, filepath.Join(dir, "istiod", "istiod.log"))
 	fmt.Fprintf(out, "locality server:  %s (istiod reads it as configSources xds://%s)\n", st.Locality, st.Locality)
 	fmt.Fprintf(out, "Try:              meshctl sandbox fail-zone eu-west-a; meshctl sandbox restore eu-west-a; meshctl sandbox status\n")
+	fmt.Fprintf(out, "                  meshctl sandbox kill istiod; meshctl sandbox restart istiod (components: meshctl sandbox status)\n")
 	fmt.Fprintf(out, "Logs are under %s. Press Ctrl-C or run meshctl sandbox down to stop everything.\n\n", dir)
 
 	var tick <-chan time.Time
@@ -172,6 +176,10 @@ func newSandboxStatusCommand(dir *string) *cobra.Command {
 			for _, c := range st.Clusters {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, c.URL, c.Kubeconfig)
 			}
+			fmt.Fprintln(tw, "\nCOMPONENT\tRUNNING\tDETAIL")
+			for _, c := range st.Components {
+				fmt.Fprintf(tw, "%s\t%v\t%s\n", c.Name, c.Running, c.Detail)
+			}
 			fmt.Fprintln(tw, "\nZONE\tREGION\tCLUSTER\tSERVER\tREADY")
 			for _, z := range st.Zones {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", z.Zone, z.Region, z.Cluster, z.Addr, z.Ready)
@@ -202,6 +210,44 @@ func newSandboxZoneCommand(dir *string, fail bool) *cobra.Command {
 				return c.FailZone(args[0])
 			}
 			return c.Restore(args[0])
+		},
+	}
+}
+
+func newSandboxFaultCommand(dir *string, kill bool) *cobra.Command {
+	use, short := "restart COMPONENT", "Start a killed component again (or kill and start a running one)"
+	if kill {
+		use, short = "kill COMPONENT", "Kill one component as a crash would, to watch the traffic hold"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `.
+
+COMPONENT is a name from meshctl sandbox status, or one that stands for a
+group: tunnel-server (the active server; its standby takes the Lease),
+agent/CLUSTER (one of that cluster's agents), apiserver/CLUSTER,
+etcd/CLUSTER, locality, istiod, operator.`,
+		Example: `  meshctl sandbox kill tunnel-server
+  meshctl sandbox restart tunnel-server
+  meshctl sandbox kill apiserver/remote-1`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := sandbox.Connect(*dir)
+			if kill {
+				name, err := c.Kill(args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "killed %s\n", name)
+				return nil
+			}
+			names, err := c.Restart(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restarted %s\n", strings.Join(names, ", "))
+			return nil
 		},
 	}
 }

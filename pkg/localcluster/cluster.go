@@ -104,6 +104,9 @@ type Cluster struct {
 	ca        *certAuthority
 	apiserver *localproc.Process
 	kcm       *localproc.Process
+	// relaunch starts kube-apiserver again with the same command line (port,
+	// certificates, etcd), for StartAPIServer.
+	relaunch func() (*localproc.Process, error)
 
 	stopOnce sync.Once
 	stopErr  error
@@ -334,7 +337,11 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdEndpoint, bin string, 
 			QPS:   50,
 			Burst: 100,
 		}
-		p, err := localproc.Start("kube-apiserver", bin, apiServerArgs(opts, files, etcdEndpoint, port), nil, files.apiserverLog)
+		args := apiServerArgs(opts, files, etcdEndpoint, port)
+		c.relaunch = func() (*localproc.Process, error) {
+			return localproc.Start("kube-apiserver", bin, args, nil, files.apiserverLog)
+		}
+		p, err := c.relaunch()
 		if err != nil {
 			return err
 		}
@@ -460,6 +467,51 @@ func (c *Cluster) UserConfig(user string, groups ...string) (*rest.Config, error
 		KeyData:  keyPEM,
 	}
 	return cfg, nil
+}
+
+// KillAPIServer kills kube-apiserver (SIGKILL, as a crash or an evicted pod
+// would end it) and waits until it is gone. The cluster's data, certificates
+// and port stay for StartAPIServer.
+func (c *Cluster) KillAPIServer() error {
+	if c.apiserver == nil {
+		return fmt.Errorf("cluster %q: kube-apiserver is not running", c.Name)
+	}
+	if err := c.apiserver.Stop(0); err != nil {
+		return fmt.Errorf("cluster %q: %w", c.Name, err)
+	}
+	return nil
+}
+
+// StartAPIServer starts kube-apiserver again after KillAPIServer, with the
+// same command line (same port, so every client's URL stays valid), and
+// waits until it is ready.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	if c.relaunch == nil {
+		return fmt.Errorf("cluster %q: kube-apiserver was never started", c.Name)
+	}
+	if exited, _ := c.apiserver.Exited(); !exited {
+		return fmt.Errorf("cluster %q: kube-apiserver is still running (pid %d)", c.Name, c.apiserver.Pid())
+	}
+	p, err := c.relaunch()
+	if err != nil {
+		return fmt.Errorf("cluster %q: %w", c.Name, err)
+	}
+	c.apiserver = p
+	ctx, cancel := context.WithTimeout(ctx, DefaultStartTimeout)
+	defer cancel()
+	if err := waitAPIServerReady(ctx, p, c.Config); err != nil {
+		return fmt.Errorf("cluster %q: kube-apiserver not ready after restart: %w; last lines of %s:\n%s", c.Name, err, c.APIServerLog, localproc.TailFile(c.APIServerLog, 20))
+	}
+	return nil
+}
+
+// APIServerRunning reports whether kube-apiserver's process is alive.
+func (c *Cluster) APIServerRunning() bool {
+	if c.apiserver == nil {
+		return false
+	}
+	exited, _ := c.apiserver.Exited()
+	return !exited
 }
 
 // Stop stops kube-controller-manager and kube-apiserver (SIGTERM, then

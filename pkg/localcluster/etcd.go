@@ -29,6 +29,8 @@ type Etcd struct {
 	LogPath string
 
 	proc *localproc.Process
+	// relaunch starts etcd again with the same command line, for Restart.
+	relaunch func() (*localproc.Process, error)
 }
 
 // StartEtcd starts bin as a single-member etcd with its client and peer URLs
@@ -80,7 +82,9 @@ func startEtcdOnce(ctx context.Context, dir, bin string) (*Etcd, error) {
 		DataDir:  dataDir,
 		LogPath:  filepath.Join(dir, "etcd.log"),
 	}
-	p, err := localproc.Start("etcd", bin, etcdArgs(dataDir, clientPort, peerPort), nil, e.LogPath)
+	args := etcdArgs(dataDir, clientPort, peerPort)
+	e.relaunch = func() (*localproc.Process, error) { return localproc.Start("etcd", bin, args, nil, e.LogPath) }
+	p, err := e.relaunch()
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +166,49 @@ func etcdHealth(ctx context.Context, client *http.Client, endpoint string) error
 		return fmt.Errorf("GET /health: %s: %s", resp.Status, body)
 	}
 	return nil
+}
+
+// Kill kills etcd (SIGKILL, as a crash would) and waits until it is gone;
+// its data directory and ports stay for Restart.
+func (e *Etcd) Kill() error {
+	if e == nil || e.proc == nil {
+		return errors.New("etcd is not running")
+	}
+	if err := e.proc.Stop(0); err != nil {
+		return fmt.Errorf("killing etcd: %w", err)
+	}
+	return nil
+}
+
+// Restart starts etcd again after Kill, on the same ports and data, and
+// waits until it is healthy.
+func (e *Etcd) Restart(ctx context.Context) error {
+	if e == nil || e.relaunch == nil {
+		return errors.New("etcd was never started")
+	}
+	if exited, _ := e.proc.Exited(); !exited {
+		return fmt.Errorf("etcd is still running (pid %d)", e.proc.Pid())
+	}
+	p, err := e.relaunch()
+	if err != nil {
+		return err
+	}
+	e.proc = p
+	ctx, cancel := context.WithTimeout(ctx, etcdStartTimeout)
+	defer cancel()
+	if err := e.waitHealthy(ctx); err != nil {
+		return fmt.Errorf("restarting etcd: %w; last lines of %s:\n%s", err, e.LogPath, localproc.TailFile(e.LogPath, 20))
+	}
+	return nil
+}
+
+// Running reports whether etcd's process is alive.
+func (e *Etcd) Running() bool {
+	if e == nil || e.proc == nil {
+		return false
+	}
+	exited, _ := e.proc.Exited()
+	return !exited
 }
 
 // Stop stops etcd (SIGTERM, then SIGKILL to its process group after 10 s)

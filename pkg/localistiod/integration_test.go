@@ -15,8 +15,8 @@ import (
 )
 
 // TestStartStop installs the CRDs (twice: applying is idempotent), starts
-// istiod against a real API server, and checks that Stop leaves nothing
-// listening.
+// istiod against a real API server, kills and restarts it on the same
+// ports, and checks that Stop leaves nothing listening.
 func TestStartStop(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "c1"})
 	c := env.Cluster("c1")
@@ -41,6 +41,25 @@ func TestStartStop(t *testing.T) {
 		t.Fatalf("dialing istiod's xDS port: %v", err)
 	}
 	conn.Close()
+
+	// Kill and Restart: same ports, ready again.
+	if err := d.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if d.Running() {
+		t.Fatal("istiod still running after Kill")
+	}
+	if err := d.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err = net.DialTimeout("tcp", d.GRPCAddr, 2*time.Second); err != nil {
+		t.Fatalf("dialing istiod's xDS port after Restart: %v", err)
+	}
+	conn.Close()
+	if err := d.Restart(ctx); err == nil {
+		t.Error("Restart of a running istiod did not fail")
+	}
+
 	start := time.Now()
 	if err := d.Stop(); err != nil {
 		t.Fatal(err)

@@ -61,7 +61,11 @@ type Istiod struct {
 	// LogPath is the file istiod's output goes to.
 	LogPath string
 
-	proc     *localproc.Process
+	proc *localproc.Process
+	// relaunch starts istiod again with the same command line and ports,
+	// for Restart; timeout bounds its wait for readiness.
+	relaunch func() (*localproc.Process, error)
+	timeout  time.Duration
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -92,7 +96,11 @@ func Start(ctx context.Context, opts Options) (*Istiod, error) {
 	d.GRPCAddr, d.HTTPAddr, d.MonitoringAddr = ports[0], ports[1], ports[2]
 	args := localproc.MergeArgs(d.args(opts), opts.Args)
 	env := mergeEnv(DefaultEnv(opts.ClusterID, opts.Namespace), opts.Env)
-	d.proc, err = localproc.Start("istiod", opts.Binary, args, env, d.LogPath)
+	d.relaunch = func() (*localproc.Process, error) {
+		return localproc.Start("istiod", opts.Binary, args, env, d.LogPath)
+	}
+	d.timeout = opts.StartTimeout
+	d.proc, err = d.relaunch()
 	if err != nil {
 		return nil, fmt.Errorf("starting istiod: %w", err)
 	}
@@ -219,6 +227,52 @@ func freePorts(n int) ([]string, error) {
 		addrs = append(addrs, l.Addr().String())
 	}
 	return addrs, nil
+}
+
+// Kill kills istiod (SIGKILL, as a crash or an evicted pod would end it)
+// and waits until it is gone. Its ports stay reserved for Restart: xDS
+// clients reconnect to the same address, as they would through a Service.
+func (d *Istiod) Kill() error {
+	if d == nil || d.proc == nil {
+		return errors.New("istiod is not running")
+	}
+	if err := d.proc.Stop(0); err != nil {
+		return fmt.Errorf("killing istiod: %w", err)
+	}
+	return nil
+}
+
+// Restart starts istiod again after Kill, with the same command line and
+// ports, and waits until it is ready. If istiod exits or stays unready, the
+// error says so and holds the end of its log; the process (if alive) is left
+// running, as a crash-looping pod would be.
+func (d *Istiod) Restart(ctx context.Context) error {
+	if d == nil || d.relaunch == nil {
+		return errors.New("istiod was never started")
+	}
+	if d.Running() {
+		return fmt.Errorf("istiod is still running (pid %d)", d.proc.Pid())
+	}
+	p, err := d.relaunch()
+	if err != nil {
+		return fmt.Errorf("restarting istiod: %w", err)
+	}
+	d.proc = p
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	if err := d.waitReady(ctx); err != nil {
+		return fmt.Errorf("restarting istiod: %w; last lines of %s:\n%s", err, d.LogPath, localproc.TailFile(d.LogPath, 20))
+	}
+	return nil
+}
+
+// Running reports whether istiod's process is alive.
+func (d *Istiod) Running() bool {
+	if d == nil || d.proc == nil {
+		return false
+	}
+	exited, _ := d.proc.Exited()
+	return !exited
 }
 
 // Stop stops istiod (SIGTERM, then SIGKILL to its process group after 5 s)

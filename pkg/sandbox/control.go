@@ -21,14 +21,17 @@ const SocketName = "control.sock"
 
 // Status is what `meshctl sandbox status` shows.
 type Status struct {
-	Dir       string          `json:"dir"`
-	PID       int             `json:"pid"`
-	Clusters  []ClusterStatus `json:"clusters"`
-	Istiod    string          `json:"istiod,omitempty"`
-	Locality  string          `json:"localityServer,omitempty"`
-	Zones     []Zone          `json:"zones,omitempty"`
-	Traffic   []Traffic       `json:"traffic,omitempty"`
-	StartedAt time.Time       `json:"startedAt"`
+	Dir      string          `json:"dir"`
+	PID      int             `json:"pid"`
+	Clusters []ClusterStatus `json:"clusters"`
+	Istiod   string          `json:"istiod,omitempty"`
+	Locality string          `json:"localityServer,omitempty"`
+	Zones    []Zone          `json:"zones,omitempty"`
+	Traffic  []Traffic       `json:"traffic,omitempty"`
+	// Totals count every call of each demo client since the start.
+	Totals     []Totals    `json:"totals,omitempty"`
+	Components []Component `json:"components,omitempty"`
+	StartedAt  time.Time   `json:"startedAt"`
 }
 
 // ClusterStatus is one cluster of the sandbox.
@@ -52,8 +55,19 @@ func (s *Sandbox) Status() Status {
 		st.Zones = append(st.Zones, s.demo.zones...)
 		s.demo.mu.Unlock()
 		st.Traffic = s.demo.Traffic()
+		st.Totals = s.demo.Totals()
 	}
+	st.Components = s.Components()
 	return st
+}
+
+// SetZoneReady marks every demo endpoint of a zone (or region) ready or
+// not, as a failed zone would look to Kubernetes.
+func (s *Sandbox) SetZoneReady(ctx context.Context, zoneOrRegion string, ready bool) error {
+	if s.demo == nil {
+		return errors.New("the sandbox runs without the demo")
+	}
+	return s.demo.setReady(ctx, zoneOrRegion, ready)
 }
 
 // Serve answers control requests on the sandbox's socket until ctx ends or a
@@ -72,17 +86,29 @@ func (s *Sandbox) Serve(ctx context.Context, stop chan<- struct{}) error {
 	})
 	zoneOp := func(ready bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if s.demo == nil {
-				http.Error(w, "the sandbox runs without the demo", http.StatusConflict)
-				return
-			}
-			if err := s.demo.setReady(r.Context(), r.URL.Query().Get("zone"), ready); err != nil {
+			if err := s.SetZoneReady(r.Context(), r.URL.Query().Get("zone"), ready); err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}
+	mux.HandleFunc("POST /kill", func(w http.ResponseWriter, r *http.Request) {
+		name, err := s.Kill(r.URL.Query().Get("component"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_ = json.NewEncoder(w).Encode([]string{name})
+	})
+	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
+		names, err := s.Restart(r.Context(), r.URL.Query().Get("component"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(names)
+	})
 	mux.HandleFunc("POST /fail-zone", zoneOp(false))
 	mux.HandleFunc("POST /restore", zoneOp(true))
 	var once bool
@@ -113,7 +139,8 @@ type Control struct {
 // Connect returns a Control for the sandbox in dir.
 func Connect(dir string) *Control {
 	path := filepath.Join(dir, SocketName)
-	return &Control{dir: dir, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	// Restarting istiod or an API server waits until it is ready.
+	return &Control{dir: dir, client: &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", path)
 		},
@@ -153,6 +180,23 @@ func (c *Control) Status() (*Status, error) {
 // FailZone marks every endpoint in a zone (or region) not ready.
 func (c *Control) FailZone(zone string) error {
 	return c.do(http.MethodPost, "/fail-zone", url.Values{"zone": {zone}}, nil)
+}
+
+// Kill kills a component of the sandbox (see Sandbox.Kill) and returns the
+// name of the one it killed.
+func (c *Control) Kill(component string) (string, error) {
+	var names []string
+	if err := c.do(http.MethodPost, "/kill", url.Values{"component": {component}}, &names); err != nil {
+		return "", err
+	}
+	return names[0], nil
+}
+
+// Restart starts a component again (see Sandbox.Restart) and returns the
+// names of the components started.
+func (c *Control) Restart(component string) ([]string, error) {
+	var names []string
+	return names, c.do(http.MethodPost, "/restart", url.Values{"component": {component}}, &names)
 }
 
 // Restore marks a zone's (or region's) endpoints ready again.

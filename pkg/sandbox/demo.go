@@ -74,12 +74,24 @@ type Traffic struct {
 	Errors int                `json:"errors"`
 }
 
+// Totals count every call one client made since the demo started.
+type Totals struct {
+	Client string `json:"client"`
+	Calls  int    `json:"calls"`
+	Errors int    `json:"errors"`
+	// InZone counts the calls answered by a server in the client's zone.
+	InZone int `json:"inZone"`
+	// ByZone counts the answered calls per zone of the server.
+	ByZone map[string]int `json:"byZone"`
+}
+
 // demo runs the servers and clients.
 type demo struct {
 	mu       sync.Mutex
 	zones    []Zone
 	clusters map[string]client.Client
 	recent   map[string][]string // client zone -> zones (or "error") of recent calls
+	totals   map[string]*Totals  // client zone -> every call so far
 }
 
 func startDemo(ctx context.Context, s *Sandbox, istiodGRPC string) (*demo, error) {
@@ -98,7 +110,7 @@ func startDemo(ctx context.Context, s *Sandbox, istiodGRPC string) (*demo, error
 	if len(remotes) == 0 {
 		return nil, fmt.Errorf("the demo needs at least one remote cluster")
 	}
-	d := &demo{zones: DemoZones(remotes), clusters: clients, recent: map[string][]string{}}
+	d := &demo{zones: DemoZones(remotes), clusters: clients, recent: map[string][]string{}, totals: map[string]*Totals{}}
 	for _, c := range s.Clusters {
 		if err := d.namespace(ctx, clients[c.Name]); err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
@@ -256,6 +268,21 @@ func (d *demo) call(ctx context.Context, cc *grpc.ClientConn, from string) {
 			r = r[len(r)-demoWindow:]
 		}
 		d.recent[from] = r
+		t := d.totals[from]
+		if t == nil {
+			t = &Totals{Client: from, ByZone: map[string]int{}}
+			d.totals[from] = t
+		}
+		t.Calls++
+		switch to {
+		case "error":
+			t.Errors++
+		case from:
+			t.InZone++
+			t.ByZone[to]++
+		default:
+			t.ByZone[to]++
+		}
 		d.mu.Unlock()
 	}
 }
@@ -268,6 +295,23 @@ func (d *demo) zoneOf(a net.Addr) string {
 		}
 	}
 	return host
+}
+
+// Totals returns each client's counts since the start, sorted by client.
+func (d *demo) Totals() []Totals {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Totals, 0, len(d.totals))
+	for _, t := range d.totals {
+		c := *t
+		c.ByZone = map[string]int{}
+		for z, n := range t.ByZone {
+			c.ByZone[z] = n
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Client < out[j].Client })
+	return out
 }
 
 // Traffic is the distribution of each client's recent calls over zones.

@@ -1,9 +1,15 @@
 // Package sandbox brings up a local multi-cluster mesh on this machine, with
-// no containers: one etcd; a primary and remote kube-apiservers (package
-// localcluster); meshfleet's CRDs; the operator, which installs the control
-// plane in the primary and joins the remotes; the locality server; and a real
-// istiod process that discovers all clusters and reads the locality server's
-// DestinationRules. It is what `meshctl sandbox up` and `make sandbox` run.
+// no containers: a primary and remote kube-apiservers, each on an etcd of its
+// own (package localcluster); meshfleet's CRDs; the operator, which installs
+// the control plane in the primary and joins the remotes; two tunnel servers
+// (one active through a Lease) and two agents per remote; the locality
+// server; and a real istiod process that discovers all clusters and reads the
+// locality server's DestinationRules. It is what `meshctl sandbox up` and
+// `make sandbox` run.
+//
+// Every component can be killed (as a crash would end it) and restarted
+// (Sandbox.Kill, Sandbox.Restart, `meshctl sandbox kill|restart`), so that
+// a person, or the chaos suite (tests/chaos), can watch the traffic hold.
 //
 // Nothing runs pods here: istiod runs as a local process in place of the
 // Deployment the operator renders, and the sandbox reports that Deployment
@@ -79,8 +85,9 @@ func DefaultIstio() *v1beta1.Istio {
 
 // Sandbox is a running environment.
 type Sandbox struct {
-	Dir      string
-	Etcd     *localcluster.Etcd
+	Dir string
+	// Etcds are the clusters' etcds, by cluster name.
+	Etcds    map[string]*localcluster.Etcd
 	Clusters []*localcluster.Cluster
 	// Istiod is the running istiod (nil with NoIstiod).
 	Istiod *localistiod.Istiod
@@ -89,6 +96,7 @@ type Sandbox struct {
 
 	demo     *demo
 	started  time.Time
+	comps    components
 	stops    []func()
 	downOnce sync.Once
 	downErr  error
@@ -115,28 +123,22 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s = &Sandbox{Dir: opts.Dir, started: time.Now()}
+	s = &Sandbox{Dir: opts.Dir, started: time.Now(), Etcds: map[string]*localcluster.Etcd{}}
 	defer func() {
 		if err != nil {
 			_ = s.Down()
 		}
 	}()
 
-	say("• starting etcd")
-	if s.Etcd, err = localcluster.StartEtcd(ctx, filepath.Join(opts.Dir, "etcd"), bins.Etcd); err != nil {
-		return s, err
-	}
 	names := []string{"primary"}
 	for i := 1; i <= opts.Remotes; i++ {
 		names = append(names, fmt.Sprintf("remote-%d", i))
 	}
 	for _, n := range names {
-		say("• starting kube-apiserver for cluster %s", n)
-		c, err := localcluster.StartCluster(ctx, s.Etcd, bins, localcluster.ClusterOptions{Name: n, Dir: filepath.Join(opts.Dir, n)})
-		if err != nil {
+		say("• starting etcd and kube-apiserver for cluster %s", n)
+		if err := s.startCluster(ctx, bins, n); err != nil {
 			return s, fmt.Errorf("cluster %s: %w", n, err)
 		}
-		s.Clusters = append(s.Clusters, c)
 	}
 
 	cfg := s.Primary().Config
@@ -168,7 +170,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		if err != nil {
 			return s, fmt.Errorf("tunnel CA: %w", err)
 		}
-		if tun, err = s.startTunnel(tunnelCA); err != nil {
+		if tun, err = s.startTunnel(tunnelCA, ist.Namespace); err != nil {
 			return s, fmt.Errorf("tunnel: %w", err)
 		}
 	}
@@ -183,11 +185,9 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if tun != nil {
 		opOpts.Tunnel = tun.operatorTunnel()
 	}
-	mgr, err := operator.New(cfg, opOpts)
-	if err != nil {
+	if err := s.startOperator(cfg, opOpts); err != nil {
 		return s, err
 	}
-	s.goRun(func(ctx context.Context) { _ = mgr.Start(ctx) })
 	s.goRun(func(ctx context.Context) { reportRollouts(ctx, c) })
 
 	var xdsLn net.Listener
@@ -218,8 +218,8 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 			Spec: v1beta1.RemoteIstioSpec{PilotAddress: "localhost"},
 		}
 		if tun != nil {
-			say("• joining cluster %s through the tunnel (its agent dials out to %s)", rc.Name, tun.AgentURL)
-			if err := s.startAgent(tun, rc.Name); err != nil {
+			say("• joining cluster %s through the tunnel (its %d agents dial out to %v)", rc.Name, TunnelAgents, tun.AgentURLs)
+			if err := s.startAgents(ctx, tun, rc.Name); err != nil {
 				return s, fmt.Errorf("agent of %s: %w", rc.Name, err)
 			}
 		} else {
@@ -250,7 +250,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 
 	if xdsLn != nil {
 		say("• starting the locality server on %s", s.XDSAddr)
-		if err := s.startLocality(ctx, xdsLn, filepath.Join(opts.Dir, "locality.log")); err != nil {
+		if err := s.addLocality(ctx, xdsLn, filepath.Join(opts.Dir, "locality.log")); err != nil {
 			return s, err
 		}
 	}
@@ -278,6 +278,8 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}); err != nil {
 		return s, err
 	}
+	s.comps.add(&component{name: ComponentIstiod, kill: s.Istiod.Kill, start: s.Istiod.Restart,
+		detail: func() string { return "xDS " + s.Istiod.GRPCAddr }})
 	if opts.NoDemo {
 		return s, nil
 	}
@@ -288,12 +290,14 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	return s, nil
 }
 
-// startLocality runs the locality server over every cluster of the sandbox.
+// startLocality runs the locality server over every cluster of the sandbox
+// until ctx ends. It is the one place that says how the sandbox runs it.
 func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, logPath string) error {
-	f, err := os.Create(logPath)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
+	context.AfterFunc(ctx, func() { _ = f.Close() })
 	log := slog.New(slog.NewJSONHandler(f, nil))
 	cfgs := map[string]*rest.Config{}
 	for _, c := range s.Clusters {
@@ -314,13 +318,13 @@ func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, logPath st
 		return err
 	}
 	current.Store(srv)
-	s.goRun(func(ctx context.Context) { w.Start(ctx) })
+	w.Start(ctx)
 	syncCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := w.WaitForSync(syncCtx); err != nil {
 		return fmt.Errorf("locality server: %w", err)
 	}
-	s.goRun(func(ctx context.Context) { _ = srv.Run(ctx, ln) })
+	go func() { _ = srv.Run(ctx, ln) }()
 	return nil
 }
 
@@ -354,8 +358,8 @@ func (s *Sandbox) down() error {
 			first = err
 		}
 	}
-	if s.Etcd != nil {
-		if err := s.Etcd.Stop(); err != nil && first == nil {
+	for _, e := range s.Etcds {
+		if err := e.Stop(); err != nil && first == nil {
 			first = err
 		}
 	}

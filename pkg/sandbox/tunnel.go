@@ -2,53 +2,218 @@ package sandbox
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
-// sandboxTunnel is the tunnel of the sandbox and what the operator needs to
-// reach the remotes through it.
+// sandboxTunnel is the tunnel of the sandbox, highly available as it would
+// be deployed: two servers competing for a Lease in the primary (the holder
+// is active, the other answers 503), a front that sends callers to the
+// active one (the Service whose readiness follows the Lease), and two
+// agents per remote that know both servers.
 type sandboxTunnel struct {
-	*tunnel.Local
 	// tunnelCA issues the tunnel's certificates; only it is trusted for the
 	// tunnel, never the mesh root.
 	tunnelCA *ca.KeyPair
+	// APIURL is the front's address, where callers reach the clusters.
+	APIURL string
+	// AgentURL lists where agents connect, one URL per server.
+	AgentURLs []string
 	// tokenFile holds istiod's token, as its pod would have it.
 	tokenFile string
+
+	servers   []*tunnelServer
+	serving   tls.Certificate
+	agentCAs  *x509.CertPool
+	clientCAs *x509.CertPool
+	primary   *rest.Config
+	log       *slog.Logger
 }
 
-// startTunnel runs the tunnel server in the sandbox: its certificate and
-// the agents' are the tunnel CA's (the operator's, in
-// meshfleet-system/meshfleet-tunnel-ca); callers present client
+// tunnelServer is one replica of the tunnel server.
+type tunnelServer struct {
+	name               string
+	apiAddr, agentAddr string
+	current            atomic.Pointer[tunnel.Server]
+	proc               inproc
+	// dead cuts the replica off the primary's API before it is stopped, so
+	// that it cannot release the Lease: a crashed server does not, and
+	// the standby takes over only when the Lease expires.
+	dead atomic.Bool
+}
+
+// TunnelServers and TunnelAgents are how many tunnel servers the sandbox
+// runs and how many agents each remote runs.
+const (
+	TunnelServers = 2
+	TunnelAgents  = 2
+)
+
+// startTunnel runs the tunnel servers and their front in the sandbox: their
+// certificate and the agents' are the tunnel CA's (the operator's, in
+// meshfleet-system/meshfleet-tunnel-ca, never the mesh root); callers present client
 // certificates of the primary's CA (the operator) or tokens the primary
 // accepts (istiod).
-func (s *Sandbox) startTunnel(tunnelCA *ca.KeyPair) (*sandboxTunnel, error) {
-	kube, err := kubernetes.NewForConfig(s.Primary().Config)
+func (s *Sandbox) startTunnel(tunnelCA *ca.KeyPair, namespace string) (*sandboxTunnel, error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, "tunnel.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Create(filepath.Join(s.Dir, "tunnel.log"))
+	s.stops = append(s.stops, func() { _ = f.Close() })
+	serving, err := tunnel.IssueServerCertificate(tunnelCA, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
 	if err != nil {
 		return nil, err
 	}
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: s.Primary().CACertPEM,
-		TokenReviews: kube.AuthenticationV1().TokenReviews(), Logger: slog.New(slog.NewJSONHandler(f, nil))})
+	cert, err := serving.TLSCertificate()
 	if err != nil {
 		return nil, err
 	}
-	s.stops = append(s.stops, l.Stop)
-	return &sandboxTunnel{Local: l, tunnelCA: tunnelCA, tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
+	t := &sandboxTunnel{tunnelCA: tunnelCA, tokenFile: filepath.Join(s.Dir, "istiod", "token"), serving: cert,
+		agentCAs: x509.NewCertPool(), clientCAs: x509.NewCertPool(), primary: s.Primary().Config, log: slog.New(slog.NewJSONHandler(f, nil))}
+	// The Lease's elector logs through klog; its lines belong in the
+	// tunnel's log, not on the sandbox's terminal.
+	klog.SetSlogLogger(t.log.With("component", "leader-election"))
+	t.agentCAs.AddCert(tunnelCA.Cert)
+	if !t.clientCAs.AppendCertsFromPEM(s.Primary().CACertPEM) {
+		return nil, fmt.Errorf("no certificate in the primary's CA")
+	}
+	for i := range TunnelServers {
+		addrs, err := freeAddrs(2)
+		if err != nil {
+			return nil, err
+		}
+		ts := &tunnelServer{name: fmt.Sprintf("%s/%d", ComponentTunnelServer, i), apiAddr: addrs[0], agentAddr: addrs[1]}
+		t.servers = append(t.servers, ts)
+		t.AgentURLs = append(t.AgentURLs, "https://"+ts.agentAddr)
+		start := func(context.Context) error { return t.startServer(ts, namespace) }
+		if err := start(context.Background()); err != nil {
+			return nil, err
+		}
+		s.stops = append(s.stops, ts.proc.stop)
+		s.comps.add(&component{name: ts.name, start: start,
+			kill:   func() error { ts.dead.Store(true); ts.proc.stop(); return nil },
+			active: func() bool { srv := ts.current.Load(); return srv != nil && srv.Active() },
+			detail: func() string {
+				if srv := ts.current.Load(); srv != nil && srv.Active() {
+					return "active, agents " + ts.agentAddr
+				}
+				return "standby, agents " + ts.agentAddr
+			}})
+	}
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	t.APIURL = "https://" + front.Addr().String()
+	s.stops = append(s.stops, func() { _ = front.Close() })
+	go t.serveFront(front)
+	return t, nil
+}
+
+// startServer runs one tunnel server replica; it competes for the Lease
+// istio-system/meshfleet-tunnel.
+func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
+	ts.dead.Store(false)
+	cfg := rest.CopyConfig(t.primary)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return cutOff{rt, &ts.dead} })
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, AgentCAs: t.agentCAs, ClientCAs: t.clientCAs,
+		TokenReviews: kube.AuthenticationV1().TokenReviews(), PingInterval: time.Second,
+		Lease: &tunnel.LeaseOptions{Client: kube, Namespace: namespace, Name: "meshfleet-tunnel", Identity: ts.name,
+			// client-go's defaults but a shorter retry: a killed server
+			// releases the Lease, and the standby takes it within a second.
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second},
+		Logger: t.log.With("component", "tunnel-server", "replica", ts.name)})
+	if err != nil {
+		return err
+	}
+	ts.current.Store(srv)
+	ts.proc.run(func(ctx context.Context) {
+		// A replica that loses the Lease (or its ports, for a moment after
+		// a restart) runs again, as its pod would be restarted.
+		for ctx.Err() == nil {
+			if err := srv.Run(ctx, ts.apiAddr, ts.agentAddr); err != nil {
+				t.log.Warn("tunnel server stopped; starting again", "replica", ts.name, "error", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	})
+	return nil
+}
+
+// cutOff fails every request once dead is set.
+type cutOff struct {
+	rt   http.RoundTripper
+	dead *atomic.Bool
+}
+
+func (c cutOff) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.dead.Load() {
+		return nil, errors.New("this tunnel server was killed")
+	}
+	return c.rt.RoundTrip(r)
+}
+
+// serveFront plays the Service in front of the tunnel servers: each
+// connection goes to the server that holds the Lease. While none does (a
+// crashed server's Lease has not expired yet) connections are closed after
+// a short wait, as a Service without ready endpoints refuses them.
+func (t *sandboxTunnel) serveFront(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			var up net.Conn
+			for deadline := time.Now().Add(2 * time.Second); up == nil && time.Now().Before(deadline); {
+				for _, ts := range t.servers {
+					if srv := ts.current.Load(); srv != nil && srv.Active() {
+						up, _ = net.DialTimeout("tcp", ts.apiAddr, 2*time.Second)
+						break
+					}
+				}
+				if up == nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			if up == nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+			<-done
+		}()
+	}
 }
 
 // operatorTunnel is the operator's view of the tunnel.
@@ -56,16 +221,74 @@ func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
 	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.tunnelCA.CertPEM, IstiodTokenFile: t.tokenFile}
 }
 
-// startAgent runs the agent of one remote, as `meshctl cluster join --tunnel`
-// would have it installed there.
-func (s *Sandbox) startAgent(t *sandboxTunnel, cluster string) error {
+// startAgents runs the agents of one remote, as `meshctl cluster join
+// --tunnel` would have them installed there, and waits until one is
+// connected.
+func (s *Sandbox) startAgents(ctx context.Context, t *sandboxTunnel, cluster string) error {
+	var upstream *rest.Config
 	for _, c := range s.Clusters {
 		if c.Name == cluster {
-			_, err := t.StartAgent(cluster, c.Config)
-			return err
+			upstream = c.Config
 		}
 	}
-	return fmt.Errorf("no cluster %s", cluster)
+	if upstream == nil {
+		return fmt.Errorf("no cluster %s", cluster)
+	}
+	leaf, err := tunnel.IssueAgentCertificate(t.tunnelCA, cluster, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	cert, err := leaf.TLSCertificate()
+	if err != nil {
+		return err
+	}
+	var agents []*tunnel.Agent
+	for i := range TunnelAgents {
+		name := fmt.Sprintf("%s/%s/%d", ComponentAgent, cluster, i)
+		p := &inproc{}
+		start := func(context.Context) error {
+			a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, ID: fmt.Sprintf("agent-%s-%d", cluster, i), Servers: t.AgentURLs,
+				Certificate: cert, ServerCAs: t.agentCAs, Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
+				Logger: t.log.With("component", "tunnel-agent", "cluster", cluster, "replica", i)})
+			if err != nil {
+				return err
+			}
+			agents = append(agents, a)
+			p.run(func(ctx context.Context) { _ = a.Run(ctx) })
+			return nil
+		}
+		if err := start(ctx); err != nil {
+			return err
+		}
+		s.stops = append(s.stops, p.stop)
+		s.comps.add(&component{name: name, start: start, kill: func() error { p.stop(); return nil }})
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		for _, a := range agents {
+			if a.Status().Connected {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no agent of %s connected to a tunnel server within 30s (last status %+v)", cluster, agents[0].Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freeAddrs returns n distinct 127.0.0.1:<port> addresses that were free a
+// moment ago.
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
 }
 
 // writeIstiodToken writes a token of the primary's istio-system/istiod

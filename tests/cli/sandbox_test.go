@@ -23,7 +23,7 @@ func TestSandbox(t *testing.T) {
 		t.Fatalf("build meshctl: %v\n%s", err, out)
 	}
 	dir := filepath.Join(t.TempDir(), "sandbox")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "sandbox", "up", "--dir", dir, "--remotes", "2")
 	stdout, err := cmd.StdoutPipe()
@@ -101,6 +101,26 @@ func TestSandbox(t *testing.T) {
 		t.Errorf("fail-zone of an unknown zone: %v\n%s", err, out)
 	}
 
+	// Each component killed and restarted in turn: status shows it stopped,
+	// the traffic line holds in its zone, and restart brings it back.
+	for _, comp := range []string{"locality", "tunnel-server", "agent/remote-1", "istiod", "apiserver/remote-1", "etcd/remote-2", "operator"} {
+		killed := strings.TrimPrefix(strings.TrimSpace(sandbox("kill", comp)), "killed ")
+		if st := sandbox("status"); !componentState(st, killed, "false") {
+			t.Errorf("after kill %s, status does not show %s stopped:\n%s", comp, killed, st)
+		}
+		expectAllIn(comp+" killed", "eu-west-a")
+		if out := sandbox("restart", comp); !strings.Contains(out, killed) {
+			t.Errorf("restart %s: %q does not name %s", comp, out, killed)
+		}
+		if st := sandbox("status"); !componentState(st, killed, "true") {
+			t.Errorf("after restart %s, status does not show %s running:\n%s", comp, killed, st)
+		}
+		expectAllIn(comp+" restarted", "eu-west-a")
+	}
+	if out, err := exec.Command(bin, "sandbox", "--dir", dir, "kill", "etcd/atlantis").CombinedOutput(); err == nil || !strings.Contains(string(out), "no component") {
+		t.Errorf("kill of an unknown component: %v\n%s", err, out)
+	}
+
 	// meshctl sandbox down stops everything.
 	sandbox("down")
 	done := make(chan error, 1)
@@ -117,6 +137,17 @@ func TestSandbox(t *testing.T) {
 	if left := processesUsing(dir); len(left) > 0 {
 		t.Errorf("processes left after the sandbox stopped: %v", left)
 	}
+}
+
+// componentState reports whether status lists component with RUNNING state.
+func componentState(status, component, state string) bool {
+	for _, l := range strings.Split(status, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == component && f[1] == state {
+			return true
+		}
+	}
+	return false
 }
 
 func lastLine(s string) string {
