@@ -40,6 +40,7 @@ func newXDSCommand() *cobra.Command {
 		rulesNamespace        string
 		leaderElect           bool
 		leaseName             string
+		inCluster             bool
 	)
 	cmd := &cobra.Command{
 		Use:     "locality",
@@ -65,11 +66,12 @@ The debug address serves /debug/locality (per service: the rule and why; the
 members and whether each synced), /metrics and /healthz, from the start.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			if (meshKubeconfig == "") == (len(clusters) == 0) {
-				return errors.New("give the member clusters either from the mesh (--mesh-kubeconfig PRIMARY_KUBECONFIG) or statically (--cluster NAME=KUBECONFIG, repeated), not both")
+			fromMesh := meshKubeconfig != "" || inCluster
+			if fromMesh == (len(clusters) > 0) || (inCluster && meshKubeconfig != "") {
+				return errors.New("give the member clusters either from the mesh (--in-cluster, or --mesh-kubeconfig PRIMARY_KUBECONFIG) or statically (--cluster NAME=KUBECONFIG, repeated), one of them")
 			}
-			if (tunnelURL == "") != (tunnelCA == "") || (tunnelURL != "" && meshKubeconfig == "") {
-				return errors.New("--tunnel-url and --tunnel-ca-file go together, with --mesh-kubeconfig")
+			if (tunnelURL == "") != (tunnelCA == "") || (tunnelURL != "" && !fromMesh) {
+				return errors.New("--tunnel-url and --tunnel-ca-file go together, with --in-cluster or --mesh-kubeconfig")
 			}
 			if tunnelMetrics != "" {
 				if u, err := url.Parse(tunnelMetrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -85,7 +87,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 			// The primary: where the rules are written.
 			var primary *rest.Config
 			var static map[string]*rest.Config
-			if meshKubeconfig != "" {
+			if fromMesh {
 				if primary, err = loadKubeconfig(meshKubeconfig); err != nil {
 					return fmt.Errorf("--mesh-kubeconfig: %w", err)
 				}
@@ -156,7 +158,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 				notify()
 				return w, nil
 			}
-			if meshKubeconfig != "" {
+			if fromMesh {
 				if tunnelURL != "" {
 					ca, err := os.ReadFile(tunnelCA)
 					if err != nil {
@@ -217,6 +219,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&inCluster, "in-cluster", false, "the primary is the cluster this pod runs in (its service account): members from the mesh, as with --mesh-kubeconfig")
 	f.StringVar(&meshKubeconfig, "mesh-kubeconfig", "", "kubeconfig of the primary: members are its Istio resource's cluster and its RemoteIstios' clusters, followed as they change; the rules are written there")
 	f.StringVar(&meshOpts.Namespace, "namespace", "istio-system", "namespace of the Istio and RemoteIstio resources (with --mesh-kubeconfig)")
 	f.StringVar(&meshOpts.Istio, "istio", "", "name of the Istio resource (with --mesh-kubeconfig); default: the only (oldest) one in --namespace")

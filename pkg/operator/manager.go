@@ -43,6 +43,9 @@ type Options struct {
 	// Tunnel, when set, reaches remote clusters without a kubeconfig Secret
 	// through the tunnel server.
 	Tunnel *remoteistio.Tunnel
+	// LocalityImage runs the locality server (meshfleet locality) of an
+	// Istio resource with spec.localityLB.enabled; render's default if empty.
+	LocalityImage string
 }
 
 // Scheme returns the scheme with every type the operator reads typed.
@@ -110,6 +113,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Discovery: disco,
 		Events:    mgr.GetEventRecorder("meshfleet-operator"),
 		Resync:    opts.Resync,
+	}
+	r.LocalityServer.Image = opts.LocalityImage
+	if opts.Tunnel != nil {
+		r.LocalityServer.TunnelURL, r.LocalityServer.TunnelCA = opts.Tunnel.URL, opts.Tunnel.CAData
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Istio controller: %w", err)

@@ -54,6 +54,9 @@ type ControlPlane struct {
 	TraceSamplingPercent float64 `json:"traceSamplingPercent"`
 	// LocalityLB sets locality-aware routing.
 	LocalityLB LocalityLB `json:"localityLB"`
+	// LocalityServer runs the locality server (with LocalityLB.Enabled);
+	// the operator fills it from its own settings.
+	LocalityServer *LocalityServer `json:"localityServer,omitempty"`
 	// Kiali gives Kiali in the primary access to the remote clusters.
 	Kiali bool `json:"kiali,omitempty"`
 	// Members are the other clusters of the mesh, for meshNetworks.
@@ -94,7 +97,7 @@ type Proxy struct {
 // LocalityLB sets locality-aware routing.
 type LocalityLB struct {
 	Enabled bool `json:"enabled"`
-	// ServerAddress is the locality server istiod reads config from.
+	// ServerAddress is deprecated and unused (spec.localityLB.serverAddress).
 	ServerAddress string                     `json:"serverAddress,omitempty"`
 	Failover      []v1beta1.LocalityFailover `json:"failover,omitempty"`
 }
