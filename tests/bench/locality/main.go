@@ -169,8 +169,19 @@ func bench() error {
 	if err != nil {
 		return fmt.Errorf("first write of every rule: %w", err)
 	}
+	// The first writes follow the clusters as they sync; the initial
+	// write is done when no write follows for 3 s.
+	for last := first; ; {
+		select {
+		case last = <-written:
+			continue
+		case <-time.After(3 * time.Second):
+		}
+		first = last
+		break
+	}
 	firstWrite := first.Sub(start)
-	time.Sleep(2 * time.Second) // istiod takes the first full set
+	time.Sleep(2 * time.Second) // istiod takes the full set
 	ilog := &istiodLog{path: d.LogPath}
 	drs := dynamic.NewForConfigOrDie(cfgs["c1"]).Resource(rulesync.GVR).Namespace("istio-system")
 
@@ -248,7 +259,7 @@ func bench() error {
 	}
 
 	fmt.Printf("\nlocality server, %d services × %d clusters (%d DestinationRules written into c1), real istiod reading them from the API server\n\n", *services, len(clusterNodes), st.Rules)
-	fmt.Printf("first write of every rule, from the server's start: %v\n\n", firstWrite.Round(time.Millisecond))
+	fmt.Printf("every rule written, from the server's start (informers of 3 clusters syncing): %v\n\n", firstWrite.Round(time.Millisecond))
 	row := func(name string, ds []time.Duration) {
 		fmt.Printf("%-66s %9s %9s %9s\n", name, pct(ds, 50), pct(ds, 99), pct(ds, 100))
 	}
