@@ -106,6 +106,10 @@ type LocalityLB struct {
 type Member struct {
 	ClusterName string `json:"clusterName"`
 	Network     string `json:"network,omitempty"`
+	// KubeconfigSecret is the RemoteIstio's kubeconfig Secret in the
+	// control plane's namespace ("" through the tunnel): the locality
+	// server may read it, by name.
+	KubeconfigSecret string `json:"kubeconfigSecret,omitempty"`
 }
 
 // GatewayKind says what a gateway is for.

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -103,13 +104,23 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 	}
 	crb.TypeMeta, crb.ObjectMeta = meta("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", clusterRole, "")
 	// Writes only in its own namespace: its DestinationRules and its Lease;
-	// the mesh (Istio, RemoteIstio) and the remotes' kubeconfig Secrets.
+	// reads the mesh (Istio, RemoteIstio) and, by name only, the
+	// RemoteIstios' kubeconfig Secrets (no other Secret of the namespace).
 	role := &rbacv1.Role{Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"destinationrules"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 		{APIGroups: []string{"meshfleet.io"}, Resources: []string{"istios", "remoteistios"}, Verbs: read},
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: read},
 	}}
+	var secrets []string
+	for _, m := range cp.Members {
+		if m.KubeconfigSecret != "" && !slices.Contains(secrets, m.KubeconfigSecret) {
+			secrets = append(secrets, m.KubeconfigSecret)
+		}
+	}
+	if len(secrets) > 0 { // an empty resourceNames would mean every Secret
+		slices.Sort(secrets)
+		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: secrets})
+	}
 	role.TypeMeta, role.ObjectMeta = meta("Role", "rbac.authorization.k8s.io/v1", name, ns)
 	rb := &rbacv1.RoleBinding{
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},

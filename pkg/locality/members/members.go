@@ -17,8 +17,9 @@
 //     failover order of the locality policy.
 //
 // Resolve is pure (unit-tested); Watcher keeps informers on the Istio and
-// RemoteIstio resources and the namespace's Secrets in the primary and
-// calls back with each new Mesh.
+// RemoteIstio resources in the primary, reads the kubeconfig Secrets they
+// name one by one (every SecretPoll, and on each change), and calls back
+// with each new Mesh.
 package members
 
 import (

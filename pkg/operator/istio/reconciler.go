@@ -205,7 +205,11 @@ func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render
 		if len(errs) > 0 {
 			continue // its own status says what is wrong
 		}
-		cp.Members = append(cp.Members, render.Member{ClusterName: remote.ClusterName, Network: remote.Network})
+		m := render.Member{ClusterName: remote.ClusterName, Network: remote.Network}
+		if ref := ri.Spec.KubeconfigSecretRef; ref != nil {
+			m.KubeconfigSecret = ref.Name
+		}
+		cp.Members = append(cp.Members, m)
 		ist.Status.Members = append(ist.Status.Members, v1beta1.MemberStatus{
 			Name: ri.Name, ClusterName: remote.ClusterName, Network: remote.Network,
 			Phase: ri.Status.Phase, Connection: ri.Status.Connection,
