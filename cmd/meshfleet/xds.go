@@ -123,11 +123,18 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 				}
 				return &topology.Topology{}
 			}
+			var unreachable func() []string // members the mesh names but cannot reach
 			memberState := func() map[string]bool {
+				out := map[string]bool{}
 				if w := topo.Load(); w != nil {
-					return w.Clusters()
+					out = w.Clusters()
 				}
-				return map[string]bool{}
+				if unreachable != nil {
+					for _, name := range unreachable() {
+						out[name] = false
+					}
+				}
+				return out
 			}
 			// Stage 2, translate (pure, pkg/locality), reads the policy: the
 			// Istio resource's failover order, --policy-file, measured RTT.
@@ -171,6 +178,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 					log.Info("--policy-file sets a failover order; the Istio resource's spec.localityLB.failover wins whenever it sets one")
 				}
 				policyFn = follower.Policy
+				unreachable = follower.Unreachable
 				onMesh := func(m *members.Mesh) {
 					if tracker != nil && primaryCluster == "" {
 						tracker.SetPrimary(primaryMember(m))

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -37,6 +39,8 @@ import (
 // token, so --in-cluster becomes --mesh-kubeconfig). It must find both
 // remotes through their kubeconfig Secrets (readable by name only), write
 // the rules for their services, hold the Lease, and meet no "forbidden".
+// When a remote's kubeconfig Secret then goes away, that remote shows as
+// not synced and no rule changes.
 func TestLocalityServerAsDeployed(t *testing.T) {
 	m := startMesh(t, v1beta1.IstioSpec{
 		Version: "1.30.3", ClusterName: mcPrimary,
@@ -140,6 +144,25 @@ func TestLocalityServerAsDeployed(t *testing.T) {
 		}
 		return nil
 	})
+	// remote2's kubeconfig Secret goes away (deleted by mistake, rotated
+	// badly): remote2 is still joined but unreachable, so its rule is held.
+	before := ruleVersions(m.ctx, t, drs)
+	if err := c.Delete(m.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mcNS, Name: "remote2-kubeconfig"}}); err != nil {
+		t.Fatal(err)
+	}
+	m.eventually(60*time.Second, "remote2 shown as not synced, its rule held", func() error {
+		resp, err := httpGet("http://" + debug + "/debug/locality")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(resp, "name: remote2\n  synced: false") || !strings.Contains(resp, "- "+locality.RuleName("default", "echo-remote2")) {
+			return fmt.Errorf("debug state:\n%s", resp)
+		}
+		return nil
+	})
+	if after := ruleVersions(m.ctx, t, drs); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("rules changed after remote2's Secret went away: %v, before %v", after, before)
+	}
 	log, _ := os.ReadFile(filepath.Join(dir, "locality.log"))
 	if strings.Contains(strings.ToLower(string(log)), "forbidden") {
 		t.Errorf("the locality server, as its ServiceAccount, was refused something:\n%s", localproc.TailFile(filepath.Join(dir, "locality.log"), 40))
