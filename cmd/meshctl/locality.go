@@ -17,13 +17,24 @@ import (
 )
 
 // localityState is the locality server's /debug/locality answer
-// (xds.DebugState), kept generic so that every field the server sends is
-// printed by -o json|yaml as it came.
+// (rulesync.DebugState), kept generic so that every field the server sends
+// is printed by -o json|yaml as it came.
 type localityState struct {
-	Version   string             `json:"version"`
-	Error     string             `json:"error,omitempty"`
-	Clients   []string           `json:"clients,omitempty"`
-	Decisions []localityDecision `json:"decisions"`
+	Leader     bool               `json:"leader"`
+	Namespace  string             `json:"namespace,omitempty"`
+	Rules      int                `json:"rules"`
+	Members    []localityMember   `json:"members,omitempty"`
+	Held       []string           `json:"held,omitempty"`
+	HeldReason string             `json:"heldReason,omitempty"`
+	Conflicts  []string           `json:"conflicts,omitempty"`
+	Error      string             `json:"error,omitempty"`
+	LastWrite  *time.Time         `json:"lastWrite,omitempty"`
+	Decisions  []localityDecision `json:"decisions"`
+}
+
+type localityMember struct {
+	Name   string `json:"name"`
+	Synced bool   `json:"synced"`
 }
 
 type localityDecision struct {
@@ -41,8 +52,10 @@ func newLocalityCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "locality [SERVICE]",
 		Short: "Show the locality server's generated DestinationRules per service, and why",
-		Long: `Reads the locality server's debug endpoint (meshfleet xds --debug-addr, path
-/debug/locality) and prints, per service, the generated locality policy (failover
+		Long: `Reads the locality server's debug endpoint (meshfleet locality --debug-addr,
+path /debug/locality) and prints whether this replica writes the rules (it
+holds the Lease), the member clusters and any not synced since start, rules
+held or in conflict; then, per service, the generated locality policy (failover
 targets, outlier detection) and the reasons for it: the failover order and where
 it came from (the Istio resource, measured RTT, the default order), or why nothing
 was generated (a user DestinationRule, an annotation, no endpoints).
@@ -64,7 +77,7 @@ SERVICE is namespace/name, or a name matched in every namespace.`,
 			return printLocality(cmd.OutOrStdout(), g.output, st)
 		},
 	}
-	cmd.Flags().StringVar(&debugURL, "xds-debug", "http://localhost:9092", "URL of the locality server's debug address (meshfleet xds --debug-addr)")
+	cmd.Flags().StringVar(&debugURL, "xds-debug", "http://localhost:9092", "URL of the locality server's debug address (meshfleet locality --debug-addr)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the locality server")
 	return cmd
 }
@@ -93,7 +106,7 @@ func fetchLocality(ctx context.Context, base string, args []string) (*localitySt
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the locality server at %s: %w; check --xds-debug (meshfleet xds --debug-addr, e.g. kubectl port-forward to it)", u.Redacted(), err)
+		return nil, fmt.Errorf("cannot reach the locality server at %s: %w; check --xds-debug (meshfleet locality --debug-addr, e.g. kubectl port-forward to it)", u.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -136,9 +149,30 @@ func printLocality(w io.Writer, format string, st *localityState) error {
 		_, err = w.Write(b)
 		return err
 	}
-	fmt.Fprintf(w, "version %s, istiods connected: %s\n", dash(st.Version), dash(strings.Join(st.Clients, ", ")))
+	role := "standby (another replica writes)"
+	if st.Leader {
+		role = "writing"
+	}
+	fmt.Fprintf(w, "%s; %d rules in namespace %s of the primary\n", role, st.Rules, dash(st.Namespace))
+	var members, unsynced []string
+	for _, m := range st.Members {
+		members = append(members, m.Name)
+		if !m.Synced {
+			unsynced = append(unsynced, m.Name)
+		}
+	}
+	fmt.Fprintf(w, "member clusters: %s\n", dash(strings.Join(members, ", ")))
+	if len(unsynced) > 0 {
+		fmt.Fprintf(w, "not synced since start (unreachable or slow): %s; the rules written stay as they are until they sync\n", strings.Join(unsynced, ", "))
+	}
+	if len(st.Held) > 0 {
+		fmt.Fprintf(w, "%d rules held as they are: %s\n", len(st.Held), st.HeldReason)
+	}
+	for _, c := range st.Conflicts {
+		fmt.Fprintf(w, "conflict: %s\n", c)
+	}
 	if st.Error != "" {
-		fmt.Fprintf(w, "last translation failed (istiod keeps the last good rules): %s\n", st.Error)
+		fmt.Fprintf(w, "last translation failed (the rules written stay as they are): %s\n", st.Error)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -108,7 +108,7 @@ func runSandbox(parent context.Context, out io.Writer, dir string, remotes int, 
 	fmt.Fprintf(out, "\nIt runs in a network namespace of its own; reach its API servers with\n")
 	fmt.Fprintf(out, "  nsenter --net=/proc/%d/ns/net kubectl --kubeconfig %s get istio,remoteistio -n istio-system\n", st.PID, st.Clusters[0].Kubeconfig)
 	fmt.Fprintf(out, "istiod:           %s (log %s)\n", st.Istiod, filepath.Join(dir, "istiod", "istiod.log"))
-	fmt.Fprintf(out, "locality server:  %s (istiod reads it as configSources xds://%s)\n", st.Locality, st.Locality)
+	fmt.Fprintf(out, "locality server:  rules in the primary's API (kubectl get dr -n istio-system); meshctl locality --xds-debug http://%s\n", st.Locality)
 	fmt.Fprintf(out, "Try:              meshctl sandbox fail-zone eu-west-a; meshctl sandbox restore eu-west-a; meshctl sandbox status\n")
 	fmt.Fprintf(out, "                  meshctl sandbox kill istiod; meshctl sandbox restart istiod (components: meshctl sandbox status)\n")
 	fmt.Fprintf(out, "Logs are under %s. Press Ctrl-C or run meshctl sandbox down to stop everything.\n\n", dir)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,79 +19,132 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/members"
+	"github.com/meshfleet/meshfleet/pkg/locality/rtt"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/topology"
-	"github.com/meshfleet/meshfleet/pkg/xds"
-	"github.com/meshfleet/meshfleet/pkg/xds/members"
-	"github.com/meshfleet/meshfleet/pkg/xds/rtt"
 )
 
 func newXDSCommand() *cobra.Command {
 	var (
 		clusters              []string
-		addr, debugAddr       string
+		debugAddr             string
 		policyFile, domain    string
 		debounce, maxDebounce time.Duration
-		nackBackoff           time.Duration
 		meshKubeconfig        string
 		meshOpts              members.Options
 		tunnelURL, tunnelCA   string
 		tunnelMetrics         string
 		rttInterval           time.Duration
 		primaryCluster        string
+		rulesNamespace        string
+		leaderElect           bool
+		leaseName             string
+		inCluster             bool
 	)
 	cmd := &cobra.Command{
-		Use:   "xds",
-		Short: "Serve istiod locality-aware DestinationRules over MCP-over-xDS (configSources: xds://<addr>)",
-		Long: `Watches Nodes, Services and EndpointSlices in every member cluster and serves
-istiod DestinationRules with localityLbSetting (failover to the nearest region)
-and outlier detection. Point istiod at it with MeshConfig
-  configSources: [{address: "xds://<addr>"}, {address: "k8s://"}]
+		Use:     "locality",
+		Aliases: []string{"xds"},
+		Short:   "Write locality-aware DestinationRules into the primary cluster, where istiod reads them",
+		Long: `The locality server. Watches Nodes, Services and EndpointSlices in every member
+cluster and writes DestinationRules with localityLbSetting (failover to the
+nearest region) and outlier detection into the primary cluster (namespace
+--rules-namespace), where istiod reads them as any other DestinationRule. istiod
+never depends on this server: the rules last written stay in the API server.
 The member clusters come from the mesh (--mesh-kubeconfig: the primary's Istio
 resource and its RemoteIstio resources, followed as they are added and removed;
 the Istio resource's spec.localityLB.failover is the explicit failover order),
-or are given statically (--cluster NAME=KUBECONFIG, repeated).
+or are given statically (--cluster NAME=KUBECONFIG, repeated; the rules go to
+--primary-cluster).
 With --tunnel-metrics, the round-trip times the tunnel server measures from the
 primary cluster to the others order the failover regions nearest first, after
 any explicit order and before the default one.
-The debug address serves /debug/locality (per service: the rule and why) and /metrics.`,
+A member cluster that is unreachable never stops the server: until it has
+synced once, the rules already written are kept as they are.
+Several replicas may run: one writes, elected by a Lease (--leader-elect).
+The debug address serves /debug/locality (per service: the rule and why; the
+members and whether each synced), /metrics and /healthz, from the start.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			if (meshKubeconfig == "") == (len(clusters) == 0) {
-				return errors.New("give the member clusters either from the mesh (--mesh-kubeconfig PRIMARY_KUBECONFIG) or statically (--cluster NAME=KUBECONFIG, repeated), not both")
+			fromMesh := meshKubeconfig != "" || inCluster
+			if fromMesh == (len(clusters) > 0) || (inCluster && meshKubeconfig != "") {
+				return errors.New("give the member clusters either from the mesh (--in-cluster, or --mesh-kubeconfig PRIMARY_KUBECONFIG) or statically (--cluster NAME=KUBECONFIG, repeated), one of them")
 			}
-			if (tunnelURL == "") != (tunnelCA == "") || (tunnelURL != "" && meshKubeconfig == "") {
-				return errors.New("--tunnel-url and --tunnel-ca-file go together, with --mesh-kubeconfig")
-			}
-			if tunnelMetrics != "" && meshKubeconfig == "" && primaryCluster == "" {
-				return errors.New("--tunnel-metrics with --cluster needs --primary-cluster NAME: the cluster the tunnel server runs in, whose region the RTTs are measured from")
+			if (tunnelURL == "") != (tunnelCA == "") || (tunnelURL != "" && !fromMesh) {
+				return errors.New("--tunnel-url and --tunnel-ca-file go together, with --in-cluster or --mesh-kubeconfig")
 			}
 			if tunnelMetrics != "" {
 				if u, err := url.Parse(tunnelMetrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 					return fmt.Errorf("--tunnel-metrics %q: want the tunnel server's metrics URL, e.g. http://meshfleet-tunnel.istio-system:9090/metrics", tunnelMetrics)
 				}
 			}
-			policy := locality.Policy{}
-			if policyFile != "" {
-				raw, err := os.ReadFile(policyFile)
-				if err != nil {
-					return fmt.Errorf("--policy-file: %w", err)
-				}
-				if err := yaml.UnmarshalStrict(raw, &policy); err != nil {
-					return fmt.Errorf("--policy-file %s: %w (fields: failover, distances, outlierDetection)", policyFile, err)
-				}
-				if err := policy.Validate(); err != nil {
-					return fmt.Errorf("--policy-file %s: %w", policyFile, err)
-				}
+			policy, err := readPolicy(policyFile)
+			if err != nil {
+				return err
 			}
 			ctx := signalContext()
-			// Watchers may report changes before the server exists.
-			var current atomic.Pointer[xds.Server]
-			notify := func() {
-				if srv := current.Load(); srv != nil {
-					srv.Notify()
+
+			// The primary: where the rules are written.
+			var primary *rest.Config
+			var static map[string]*rest.Config
+			if fromMesh {
+				if primary, err = loadKubeconfig(meshKubeconfig); err != nil {
+					return fmt.Errorf("--mesh-kubeconfig: %w", err)
+				}
+			} else {
+				if static, err = parseClusters(clusters); err != nil {
+					return err
+				}
+				if primaryCluster == "" && len(static) == 1 {
+					for name := range static {
+						primaryCluster = name
+					}
+				}
+				if primary = static[primaryCluster]; primary == nil {
+					return fmt.Errorf("--primary-cluster %q: name the --cluster whose API server istiod reads (the rules are written there)", primaryCluster)
 				}
 			}
+			var lease *rulesync.Lease
+			if leaderElect {
+				id, _ := os.Hostname()
+				if p := os.Getenv("POD_NAME"); p != "" {
+					id = p
+				}
+				lease = &rulesync.Lease{Namespace: rulesNamespace, Name: leaseName, Identity: id}
+			}
+
+			// Stage 1, topology: member clusters → topology.Topology. The
+			// watcher exists once the members are known (at once with
+			// --cluster; with --mesh-kubeconfig, when the primary answers).
+			var topo atomic.Pointer[topology.Watcher]
+			snapshot := func() *topology.Topology {
+				if w := topo.Load(); w != nil {
+					return w.Snapshot()
+				}
+				return &topology.Topology{}
+			}
+			var unreachable func() []string // members the mesh names but cannot reach
+			memberState := func() map[string]bool {
+				out := map[string]bool{}
+				if w := topo.Load(); w != nil {
+					out = w.Clusters()
+				}
+				if unreachable != nil {
+					for _, name := range unreachable() {
+						out[name] = false
+					}
+				}
+				return out
+			}
+			// Stage 2, translate (pure, pkg/locality), reads the policy: the
+			// Istio resource's failover order, --policy-file, measured RTT.
 			policyFn := func() locality.Policy { return policy }
+			var srv atomic.Pointer[rulesync.Server]
+			notify := func() {
+				if s := srv.Load(); s != nil {
+					s.Notify()
+				}
+			}
 			var poller *rtt.Poller
 			var tracker *rtt.Tracker
 			if tunnelMetrics != "" {
@@ -103,13 +155,17 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 					tracker.SetPrimary(primaryCluster)
 				}
 			}
-			var cfgs map[string]*rest.Config
-			var follower *members.Follower
-			if meshKubeconfig != "" {
-				primary, err := loadKubeconfig(meshKubeconfig)
+			watch := func(cfgs map[string]*rest.Config) (*topology.Watcher, error) {
+				w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Domain: domain, Logger: log, OnChange: notify})
 				if err != nil {
-					return fmt.Errorf("--mesh-kubeconfig: %w", err)
+					return nil, err
 				}
+				w.Start(ctx)
+				topo.Store(w)
+				notify()
+				return w, nil
+			}
+			if fromMesh {
 				if tunnelURL != "" {
 					ca, err := os.ReadFile(tunnelCA)
 					if err != nil {
@@ -117,15 +173,25 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 					}
 					meshOpts.Tunnel = &members.Tunnel{URL: tunnelURL, CAData: ca}
 				}
-				follower = &members.Follower{Base: policy, Notify: notify, Log: log}
+				follower := &members.Follower{Base: policy, Notify: notify, Log: log}
 				if len(policy.Failover) > 0 {
 					log.Info("--policy-file sets a failover order; the Istio resource's spec.localityLB.failover wins whenever it sets one")
 				}
-				onMesh := follower.OnChange
-				if tracker != nil && primaryCluster == "" {
-					onMesh = func(m *members.Mesh) {
+				policyFn = follower.Policy
+				unreachable = follower.Unreachable
+				onMesh := func(m *members.Mesh) {
+					if tracker != nil && primaryCluster == "" {
 						tracker.SetPrimary(primaryMember(m))
-						follower.OnChange(m)
+					}
+					follower.OnChange(m)
+					if topo.Load() == nil {
+						w, err := watch(m.Configs())
+						if err != nil {
+							log.Error("cannot watch the member clusters; retrying on the next change of the mesh", "err", err)
+							return
+						}
+						// From now on RemoteIstios added or removed change the clusters.
+						follower.Attach(w)
 					}
 				}
 				mw, err := members.NewWatcher(primary, meshOpts, log, onMesh)
@@ -133,81 +199,78 @@ The debug address serves /debug/locality (per service: the rule and why) and /me
 					return err
 				}
 				mw.Start(ctx)
-				mctx, cancel := context.WithTimeout(ctx, time.Minute)
-				mesh, err := mw.Current(mctx)
-				cancel()
-				if err != nil {
-					return fmt.Errorf("--mesh-kubeconfig: %w", err)
-				}
-				cfgs = mesh.Configs()
-				policyFn = follower.Policy
-			} else {
-				var err error
-				if cfgs, err = parseClusters(clusters); err != nil {
-					return err
-				}
-				if _, ok := cfgs[primaryCluster]; primaryCluster != "" && !ok {
-					return fmt.Errorf("--primary-cluster %s is none of the --cluster names", primaryCluster)
-				}
-			}
-			w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Domain: domain, Logger: log, OnChange: notify})
-			if err != nil {
+			} else if _, err := watch(static); err != nil {
 				return err
 			}
-			snapshotFn := w.Snapshot
 			if tracker != nil {
 				// Explicit order first, then measured RTT, then the default.
-				snapshotFn, policyFn = tracker.Snapshot(snapshotFn), tracker.Policy(policyFn)
+				snapshot, policyFn = tracker.Snapshot(snapshot), tracker.Policy(policyFn)
 			}
-			srv, err := xds.NewServer(xds.Options{
-				Snapshot: snapshotFn, Policy: policyFn,
-				Debounce: debounce, MaxDebounce: maxDebounce, NACKBackoff: nackBackoff,
+
+			// Stage 3, write: rules → the primary's API server.
+			s, err := rulesync.New(rulesync.Options{
+				Config: primary, Namespace: rulesNamespace,
+				Snapshot: snapshot, Policy: policyFn, Members: memberState,
+				Debounce: debounce, MaxDebounce: maxDebounce, Lease: lease,
 				Logger: log, Registerer: prometheus.DefaultRegisterer,
 			})
 			if err != nil {
 				return err
 			}
-			current.Store(srv)
-			w.Start(ctx)
+			srv.Store(s)
+			serveDebug(ctx, debugAddr, s, log)
 			if poller != nil {
 				go poller.Run(ctx)
 			}
-			syncCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			if err := w.WaitForSync(syncCtx); err != nil {
-				return err
-			}
-			if follower != nil {
-				// From now on RemoteIstios added or removed change the clusters.
-				follower.Attach(w)
-			}
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				return fmt.Errorf("--addr %s: %w", addr, err)
-			}
-			serveDebug(ctx, debugAddr, srv, log)
-			log.Info("serving MCP-over-xDS", "addr", l.Addr().String(), "clusters", len(cfgs))
-			return srv.Run(ctx, l)
+			log.Info("writing locality DestinationRules", "primary", primary.Host, "namespace", rulesNamespace, "leaderElection", leaderElect)
+			return s.Run(ctx)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&meshKubeconfig, "mesh-kubeconfig", "", "kubeconfig of the primary: members are its Istio resource's cluster and its RemoteIstios' clusters, followed as they change")
+	f.BoolVar(&inCluster, "in-cluster", false, "the primary is the cluster this pod runs in (its service account): members from the mesh, as with --mesh-kubeconfig")
+	f.StringVar(&meshKubeconfig, "mesh-kubeconfig", "", "kubeconfig of the primary: members are its Istio resource's cluster and its RemoteIstios' clusters, followed as they change; the rules are written there")
 	f.StringVar(&meshOpts.Namespace, "namespace", "istio-system", "namespace of the Istio and RemoteIstio resources (with --mesh-kubeconfig)")
 	f.StringVar(&meshOpts.Istio, "istio", "", "name of the Istio resource (with --mesh-kubeconfig); default: the only (oldest) one in --namespace")
 	f.StringVar(&tunnelURL, "tunnel-url", "", "URL of the tunnel server; RemoteIstios without a kubeconfig Secret are reached at <url>/clusters/<name> with --mesh-kubeconfig's credentials")
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "CA certificate that verifies the tunnel server (with --tunnel-url)")
 	f.StringArrayVar(&clusters, "cluster", nil, "static member cluster as NAME=KUBECONFIG (repeat for each cluster), instead of --mesh-kubeconfig")
-	f.StringVar(&addr, "addr", ":15020", "address serving ADS (MCP-over-xDS) to istiod, plain text")
-	f.StringVar(&debugAddr, "debug-addr", ":9092", "address serving /debug/locality and /metrics (empty disables)")
+	f.StringVar(&rulesNamespace, "rules-namespace", rulesync.DefaultNamespace, "namespace of the primary that receives the generated DestinationRules (istiod's root namespace) and the Lease")
+	f.BoolVar(&leaderElect, "leader-elect", true, "write only while holding the Lease --lease-name, so that several replicas may run")
+	f.StringVar(&leaseName, "lease-name", rulesync.FieldManager, "name of the Lease in --rules-namespace that elects the writer")
+	f.StringVar(&debugAddr, "debug-addr", ":9092", "address serving /debug/locality, /metrics and /healthz (empty disables)")
 	f.StringVar(&policyFile, "policy-file", "", "YAML locality policy: failover [{from, to}], distances [{from, to, rtt}], outlierDetection")
 	f.StringVar(&domain, "domain", "cluster.local", "clusters' DNS domain")
-	f.DurationVar(&debounce, "debounce", xds.DefaultDebounce, "quiet period that ends a burst of changes before a push")
-	f.DurationVar(&maxDebounce, "max-debounce", xds.DefaultMaxDebounce, "longest a continuous burst of changes delays a push")
+	f.DurationVar(&debounce, "debounce", rulesync.DefaultDebounce, "quiet period that ends a burst of changes before a write")
+	f.DurationVar(&maxDebounce, "max-debounce", rulesync.DefaultMaxDebounce, "longest a continuous burst of changes delays a write")
 	f.StringVar(&tunnelMetrics, "tunnel-metrics", "", "URL of the tunnel server's /metrics (e.g. http://meshfleet-tunnel.istio-system:9090/metrics): its meshfleet_tunnel_agent_rtt_seconds order the failover regions nearest first")
 	f.DurationVar(&rttInterval, "tunnel-metrics-interval", rtt.DefaultInterval, "how often --tunnel-metrics is read")
-	f.StringVar(&primaryCluster, "primary-cluster", "", "cluster the tunnel server runs in, whose region RTTs are measured from (with --tunnel-metrics; default with --mesh-kubeconfig: the Istio resource's cluster)")
-	f.DurationVar(&nackBackoff, "nack-backoff", xds.DefaultNACKBackoff, "wait before re-sending a response istiod rejected")
+	f.StringVar(&primaryCluster, "primary-cluster", "", "with --cluster: the cluster whose API server istiod reads (the rules are written there; RTTs are measured from its region); default with one --cluster: that one, with --mesh-kubeconfig: the Istio resource's cluster")
+	// Flags of the MCP-over-xDS server this command used to be; accepted so
+	// that existing manifests still start.
+	f.String("addr", "", "unused: istiod reads the rules from the API server")
+	f.Duration("nack-backoff", 0, "unused")
+	_ = f.MarkDeprecated("addr", "the rules are written to the API server; istiod needs no configSources entry")
+	_ = f.MarkDeprecated("nack-backoff", "there is no MCP stream any more")
 	return cmd
+}
+
+// readPolicy reads --policy-file ("" is the zero Policy).
+func readPolicy(path string) (locality.Policy, error) {
+	var policy locality.Policy
+	if path == "" {
+		return policy, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return policy, fmt.Errorf("--policy-file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(raw, &policy); err != nil {
+		return policy, fmt.Errorf("--policy-file %s: %w (fields: failover, distances, outlierDetection)", path, err)
+	}
+	if err := policy.Validate(); err != nil {
+		return policy, fmt.Errorf("--policy-file %s: %w", path, err)
+	}
+	return policy, nil
 }
 
 // primaryMember returns the name of the mesh's primary cluster ("" if none).
@@ -243,14 +306,18 @@ func parseClusters(flags []string) (map[string]*rest.Config, error) {
 	return out, nil
 }
 
-func serveDebug(ctx context.Context, addr string, srv *xds.Server, log *slog.Logger) {
+// serveDebug serves /metrics, /debug/locality and /healthz from the start:
+// the server is healthy while its process runs, whatever the clusters do.
+func serveDebug(ctx context.Context, addr string, srv *rulesync.Server, log *slog.Logger) {
 	if addr == "" {
 		return
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
 	mux.Handle("/debug/locality", srv.DebugHandler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+	mux.HandleFunc("/healthz", ok)
+	mux.HandleFunc("/readyz", ok)
 	hs := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -69,7 +69,15 @@ func Operator(image string) ([]*unstructured.Unstructured, error) {
 		}
 		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
 		for i := range containers {
-			containers[i].(map[string]any)["image"] = image
+			c := containers[i].(map[string]any)
+			c["image"] = image
+			// The operator runs the locality server from the same image.
+			env, _ := c["env"].([]any)
+			for j := range env {
+				if e, ok := env[j].(map[string]any); ok && e["name"] == "MESHFLEET_IMAGE" {
+					e["value"] = image
+				}
+			}
 		}
 		if err := unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"); err != nil {
 			return nil, err

@@ -2,8 +2,8 @@
 // topology.Topology + Policy → Istio DestinationRules (istio.io/api types)
 // with trafficPolicy.loadBalancer.localityLbSetting (failover to the nearest
 // region that has endpoints) and the outlierDetection istiod needs before it
-// sends locality priorities at all. It does no I/O; pkg/xds serves its
-// output to istiod.
+// sends locality priorities at all. It does no I/O; pkg/locality/rulesync
+// writes its output into the primary's API server, where istiod reads it.
 //
 // Failover order, per source region, nearest first, from in order of
 // preference: an explicit order (Policy.Failover, from the Istio CR's

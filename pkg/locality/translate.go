@@ -14,12 +14,23 @@ import (
 
 // Labels and annotations on generated rules.
 const (
-	LabelManagedBy      = "app.kubernetes.io/managed-by"
-	ManagedBy           = "meshfleet"
+	LabelManagedBy = topology.LabelManagedBy
+	// ManagedBy marks the rules the locality server writes (and no other
+	// object: the operator's objects say "meshfleet"), so that it prunes
+	// only its own rules and never counts them as users' rules.
+	ManagedBy           = topology.ManagedByLocality
 	AnnotationGenerated = "meshfleet.io/generated-for"
 	// NamePrefix starts the name of every generated DestinationRule.
-	NamePrefix = "meshfleet-locality-"
+	NamePrefix = "meshfleet-locality."
 )
+
+// RuleName is the name of the rule generated for Service namespace/name:
+// "meshfleet-locality.<name>.<namespace>". Service and namespace names are
+// DNS labels (no dots), so two Services never share a rule name, even when
+// every rule is written into one namespace.
+func RuleName(namespace, name string) string {
+	return NamePrefix + name + "." + namespace
+}
 
 // Result is the output of Translate.
 type Result struct {
@@ -121,7 +132,7 @@ func generate(d *Decision, svc topology.Service, regions []string, meshOrders Or
 		APIVersion: "networking.istio.io/v1",
 		Kind:       "DestinationRule",
 		Metadata: RuleMeta{
-			Name:        NamePrefix + svc.Name,
+			Name:        RuleName(svc.Namespace, svc.Name),
 			Namespace:   svc.Namespace,
 			Labels:      map[string]string{LabelManagedBy: ManagedBy},
 			Annotations: map[string]string{AnnotationGenerated: "Service " + svc.Key()},

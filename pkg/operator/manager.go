@@ -48,6 +48,9 @@ type Options struct {
 	// server's certificate for these names in
 	// meshfleet-system/meshfleet-tunnel-server-tls, from the tunnel CA.
 	TunnelServerHosts []string
+	// LocalityImage runs the locality server (meshfleet locality) of an
+	// Istio resource with spec.localityLB.enabled; render's default if empty.
+	LocalityImage string
 }
 
 // Scheme returns the scheme with every type the operator reads typed.
@@ -115,6 +118,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Discovery: disco,
 		Events:    mgr.GetEventRecorder("meshfleet-operator"),
 		Resync:    opts.Resync,
+	}
+	r.LocalityServer.Image = opts.LocalityImage
+	if opts.Tunnel != nil {
+		r.LocalityServer.TunnelURL, r.LocalityServer.TunnelCA = opts.Tunnel.URL, opts.Tunnel.CAData
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Istio controller: %w", err)

@@ -55,6 +55,9 @@ type ControlPlane struct {
 	TraceSamplingPercent float64 `json:"traceSamplingPercent"`
 	// LocalityLB sets locality-aware routing.
 	LocalityLB LocalityLB `json:"localityLB"`
+	// LocalityServer runs the locality server (with LocalityLB.Enabled);
+	// the operator fills it from its own settings.
+	LocalityServer *LocalityServer `json:"localityServer,omitempty"`
 	// Kiali gives Kiali in the primary access to the remote clusters.
 	Kiali bool `json:"kiali,omitempty"`
 	// Members are the other clusters of the mesh, for meshNetworks.
@@ -97,7 +100,7 @@ type Proxy struct {
 // LocalityLB sets locality-aware routing.
 type LocalityLB struct {
 	Enabled bool `json:"enabled"`
-	// ServerAddress is the locality server istiod reads config from.
+	// ServerAddress is deprecated and unused (spec.localityLB.serverAddress).
 	ServerAddress string                     `json:"serverAddress,omitempty"`
 	Failover      []v1beta1.LocalityFailover `json:"failover,omitempty"`
 }
@@ -106,15 +109,21 @@ type LocalityLB struct {
 type Member struct {
 	ClusterName string `json:"clusterName"`
 	Network     string `json:"network,omitempty"`
-	// Tunnel is set when istiod reaches the cluster through the tunnel.
-	Tunnel bool `json:"tunnel,omitempty"`
+	// KubeconfigSecret is the RemoteIstio's kubeconfig Secret in the
+	// control plane's namespace ("" through the tunnel): the locality
+	// server may read it, by name.
+	KubeconfigSecret string `json:"kubeconfigSecret,omitempty"`
 }
+
+// Tunnelled reports whether istiod reaches the member through the tunnel
+// (it has no kubeconfig Secret).
+func (m Member) Tunnelled() bool { return m.KubeconfigSecret == "" }
 
 // UsesTunnel reports whether istiod reaches any member through the tunnel,
 // which is when its remote secrets name its own token file.
 func (cp *ControlPlane) UsesTunnel() bool {
 	for _, m := range cp.Members {
-		if m.Tunnel {
+		if m.Tunnelled() {
 			return true
 		}
 	}

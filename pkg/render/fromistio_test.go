@@ -151,8 +151,8 @@ func TestTokenFileOptionOnlyWithTunnel(t *testing.T) {
 		want    bool
 	}{
 		{"no members", nil, false},
-		{"direct members", []Member{{ClusterName: "r1"}}, false},
-		{"a tunnelled member", []Member{{ClusterName: "r1"}, {ClusterName: "r2", Tunnel: true}}, true},
+		{"direct members", []Member{{ClusterName: "r1", KubeconfigSecret: "r1-kubeconfig"}}, false},
+		{"a tunnelled member", []Member{{ClusterName: "r1", KubeconfigSecret: "r1-kubeconfig"}, {ClusterName: "r2"}}, true},
 	} {
 		cp.Members = c.members
 		m, err := Render(cp)

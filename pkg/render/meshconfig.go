@@ -28,9 +28,10 @@ func MeshConfig(cp *ControlPlane) *meshv1alpha1.MeshConfig {
 			Enabled: wrapperspb.Bool(cp.LocalityLB.Enabled),
 		},
 	}
-	if a := cp.LocalityLB.ServerAddress; a != "" {
-		mc.ConfigSources = []*meshv1alpha1.ConfigSource{{Address: "xds://" + a}, {Address: "k8s://"}}
-	}
+	// No configSources: istiod reads the locality server's DestinationRules
+	// from the Kubernetes API like any other (k8s://, its default), so it
+	// never depends on the server being up (spec.localityLB.serverAddress
+	// is deprecated and unused).
 	for _, f := range cp.LocalityLB.Failover {
 		mc.LocalityLbSetting.Failover = append(mc.LocalityLbSetting.Failover,
 			&networkingv1alpha3.LocalityLoadBalancerSetting_Failover{From: f.From, To: f.To})

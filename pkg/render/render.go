@@ -52,6 +52,7 @@ var steps = []step{
 	{"istiod chart", renderIstiod},
 	{"gateway charts", renderGateways},
 	{"mesh chart", renderMesh},
+	{"locality server", renderLocalityServer},
 	{"namespace labels", renderNamespaceLabels},
 	{"close plain-text xDS", closePlaintextXDS},
 	{"sidecar injection", dropInjectionWebhook},

@@ -57,12 +57,12 @@ func (s *Sandbox) startOperator(cfg *rest.Config, opts operator.Options) error {
 // addLocality starts the locality server on ln (startLocality) and
 // registers it as the component "locality": a restart listens on the same
 // address again, so istiod's config source stays valid.
-func (s *Sandbox) addLocality(ctx context.Context, ln net.Listener, logPath string) error {
+func (s *Sandbox) addLocality(ctx context.Context, ln net.Listener, namespace, logPath string) error {
 	p := &inproc{}
 	run := func(ctx context.Context, ln net.Listener) error {
 		started := make(chan error, 1)
 		p.run(func(runCtx context.Context) {
-			err := s.startLocality(runCtx, ln, logPath)
+			err := s.startLocality(runCtx, ln, namespace, logPath)
 			started <- err
 			if err == nil {
 				<-runCtx.Done()
@@ -84,7 +84,7 @@ func (s *Sandbox) addLocality(ctx context.Context, ln net.Listener, logPath stri
 	}
 	s.stops = append(s.stops, p.stop)
 	s.comps.add(&component{name: ComponentLocality, kill: func() error { p.stop(); return nil },
-		detail: func() string { return "MCP " + s.XDSAddr },
+		detail: func() string { return "debug http://" + s.XDSAddr },
 		start: func(ctx context.Context) error {
 			ln, err := listenAgain(ctx, s.XDSAddr)
 			if err != nil {

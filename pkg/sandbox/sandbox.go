@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -41,11 +42,10 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
-	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/topology"
-	"github.com/meshfleet/meshfleet/pkg/xds"
 )
 
 // Options configure a sandbox.
@@ -91,7 +91,8 @@ type Sandbox struct {
 	Clusters []*localcluster.Cluster
 	// Istiod is the running istiod (nil with NoIstiod).
 	Istiod *localistiod.Istiod
-	// XDSAddr is where the locality server serves istiod.
+	// XDSAddr is where the locality server serves its debug view
+	// (/debug/locality); istiod reads its rules from the primary's API.
 	XDSAddr string
 
 	demo     *demo
@@ -191,12 +192,11 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	s.goRun(func(ctx context.Context) { reportRollouts(ctx, c) })
 
 	var xdsLn net.Listener
-	if !opts.NoIstiod && ist.Spec.LocalityLB.Enabled && ist.Spec.LocalityLB.ServerAddress == "" {
+	if !opts.NoIstiod && ist.Spec.LocalityLB.Enabled {
 		if xdsLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return s, fmt.Errorf("locality server: %w", err)
 		}
 		s.XDSAddr = xdsLn.Addr().String()
-		ist.Spec.LocalityLB.ServerAddress = s.XDSAddr
 	}
 	say("• applying Istio %s/%s (version %s)", ist.Namespace, ist.Name, ist.Spec.Version)
 	istObj, err := install.ToUnstructured(ist, ist.TypeMeta)
@@ -249,8 +249,8 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 
 	if xdsLn != nil {
-		say("• starting the locality server on %s", s.XDSAddr)
-		if err := s.addLocality(ctx, xdsLn, filepath.Join(opts.Dir, "locality.log")); err != nil {
+		say("• starting the locality server (debug: http://%s/debug/locality)", s.XDSAddr)
+		if err := s.addLocality(ctx, xdsLn, ist.Namespace, filepath.Join(opts.Dir, "locality.log")); err != nil {
 			return s, err
 		}
 	}
@@ -291,19 +291,22 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 }
 
 // startLocality runs the locality server over every cluster of the sandbox
-// until ctx ends. It is the one place that says how the sandbox runs it.
-func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, logPath string) error {
+// until ctx ends: it writes its rules into the primary's namespace, where
+// istiod reads them, and serves its debug view on ln. It is the one place
+// that says how the sandbox runs it.
+func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, namespace, logPath string) error {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
+	context.AfterFunc(ctx, func() { _ = f.Close() })
 	context.AfterFunc(ctx, func() { _ = f.Close() })
 	log := slog.New(slog.NewJSONHandler(f, nil))
 	cfgs := map[string]*rest.Config{}
 	for _, c := range s.Clusters {
 		cfgs[c.Name] = c.Config
 	}
-	var current atomic.Pointer[xds.Server]
+	var current atomic.Pointer[rulesync.Server]
 	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Logger: log, OnChange: func() {
 		if srv := current.Load(); srv != nil {
 			srv.Notify()
@@ -312,19 +315,18 @@ func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, logPath st
 	if err != nil {
 		return err
 	}
-	srv, err := xds.NewServer(xds.Options{Snapshot: w.Snapshot, Policy: func() locality.Policy { return locality.Policy{} },
-		Logger: log, Registerer: prometheus.NewRegistry()})
+	srv, err := rulesync.New(rulesync.Options{Config: s.Primary().Config, Namespace: namespace,
+		Snapshot: w.Snapshot, Members: w.Clusters, Logger: log, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		return err
 	}
 	current.Store(srv)
-	w.Start(ctx)
-	syncCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := w.WaitForSync(syncCtx); err != nil {
-		return fmt.Errorf("locality server: %w", err)
-	}
-	go func() { _ = srv.Run(ctx, ln) }()
+	current.Store(srv)
+	go w.Start(ctx)
+	go func() { _ = srv.Run(ctx) }()
+	hs := &http.Server{Handler: srv.DebugHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = hs.Close() }()
+	go func() { _ = hs.Serve(ln) }()
 	return nil
 }
 

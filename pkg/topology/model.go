@@ -18,6 +18,13 @@ const (
 	LabelIstioLocality = "topology.istio.io/locality"
 )
 
+// The label that marks the DestinationRules the locality server writes:
+// they are left out of UserDestinationRules.
+const (
+	LabelManagedBy    = "app.kubernetes.io/managed-by"
+	ManagedByLocality = "meshfleet-locality"
+)
+
 // Locality is where a node or endpoint runs.
 type Locality struct {
 	Region  string `json:"region,omitempty"`

@@ -112,8 +112,8 @@ func buildPart(in clusterObjects) *part {
 
 	for _, u := range in.rules {
 		host, _, _ := unstructured.NestedString(u.Object, "spec", "host")
-		if host == "" {
-			continue
+		if host == "" || u.GetLabels()[LabelManagedBy] == ManagedByLocality {
+			continue // the locality server's own rules are not users' rules
 		}
 		p.rules = append(p.rules, UserDestinationRule{Cluster: in.name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host})
 	}

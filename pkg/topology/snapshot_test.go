@@ -74,6 +74,9 @@ func TestBuildAndMerge(t *testing.T) {
 		rules: []*unstructured.Unstructured{
 			{Object: map[string]any{"metadata": map[string]any{"namespace": "shop", "name": "mine"}, "spec": map[string]any{"host": "pay"}}},
 			{Object: map[string]any{"metadata": map[string]any{"namespace": "shop", "name": "hostless"}, "spec": map[string]any{}}},
+			// The locality server's own rule is no user rule.
+			{Object: map[string]any{"metadata": map[string]any{"namespace": "istio-system", "name": "meshfleet-locality.cart.shop",
+				"labels": map[string]any{LabelManagedBy: ManagedByLocality}}, "spec": map[string]any{"host": "cart.shop.svc.cluster.local"}}},
 		},
 		pod: func(key string) (*metav1.PartialObjectMetadata, bool) { p, ok := pods[key]; return p, ok },
 	}

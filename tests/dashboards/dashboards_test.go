@@ -43,11 +43,10 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
-	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
-	"github.com/meshfleet/meshfleet/pkg/xds"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -60,7 +59,7 @@ var dataPlane = []string{"istio_requests_total", "istio_request_duration_millise
 // eventOnly lists queries whose series appear only after an event the
 // test does not provoke; they must still parse.
 var eventOnly = map[string]string{
-	"meshfleet_xds_nacks_total": "istiod NACKs only config it rejects; the counter has a series per type after the first NACK",
+	"meshfleet_locality_write_errors_total": "a write of the locality server fails only when the API server refuses it; the counter has a series per operation after the first error",
 }
 
 // TestDashboards starts real meshfleet components (the operator, a tunnel
@@ -154,7 +153,8 @@ func TestMetricNames(t *testing.T) {
 		Upstream: &rest.Config{Host: "https://127.0.0.1:1"}, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := xds.NewServer(xds.Options{Snapshot: func() *topology.Topology { return &topology.Topology{} }, Registerer: reg}); err != nil {
+	if _, err := rulesync.New(rulesync.Options{Config: &rest.Config{Host: "https://127.0.0.1:1"}, Snapshot: func() *topology.Topology { return &topology.Topology{} },
+		Members: func() map[string]bool { return nil }, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
 	// Families that have no sample yet are not gathered: touch the
@@ -441,7 +441,7 @@ func startLocality(ctx context.Context, t *testing.T, env *testenv.Env, c *local
 	reg := prometheus.NewRegistry()
 	srvCtx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	var srv *xds.Server
+	var srv *rulesync.Server
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	w, err := topology.NewWatcher(map[string]*rest.Config{c.Name: c.Config}, topology.WatcherOptions{
 		OnChange: func() {
@@ -454,29 +454,20 @@ func startLocality(ctx context.Context, t *testing.T, env *testenv.Env, c *local
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err = xds.NewServer(xds.Options{Snapshot: w.Snapshot, Policy: func() locality.Policy { return locality.Policy{} }, Logger: quiet, Registerer: reg})
+	srv, err = rulesync.New(rulesync.Options{Config: c.Config, Snapshot: w.Snapshot, Members: w.Clusters, Logger: quiet, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Start(srvCtx)
-	if err := w.WaitForSync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Run(srvCtx, l) }()
+	go func() { _ = srv.Run(srvCtx) }()
 	d, err := localistiod.Start(ctx, localistiod.Options{
 		Kubeconfig: c.Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: c.Name,
-		MeshConfig: fmt.Sprintf("localityLbSetting:\n  enabled: true\nconfigSources:\n- address: xds://%s\n- address: k8s://\n", l.Addr()),
+		MeshConfig: "localityLbSetting:\n  enabled: true\n",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.Stop() })
-	// A change after istiod connected: a push with latency observed.
-	time.AfterFunc(2*time.Second, srv.Notify)
 	return ServeRegistry(t, reg)
 }
 

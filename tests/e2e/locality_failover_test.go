@@ -55,7 +55,7 @@ const rpcsPerPhase = 300
 // TestLocalityServerFailover runs the same scenario twice against real
 // istiod and a real proxyless gRPC client in r1/z1: first with plain istiod
 // (no DestinationRule: the baseline), then with meshfleet's locality server
-// feeding istiod its DestinationRules over MCP-over-xDS. With meshfleet,
+// writing its DestinationRules into the API server istiod reads. With meshfleet,
 // ≥99% of RPCs must land in the client's zone, then the same region's other
 // zone, then the nearest region by RTT (r3, not r2), then home again.
 func TestLocalityServerFailover(t *testing.T) {
@@ -102,7 +102,7 @@ func runLocalityScenario(t *testing.T, policy *locality.Policy) []map[string]int
 	}
 	nodeID := "sidecar~" + clientAddr.String() + "~client.default~default.svc.cluster.local"
 	if policy != nil {
-		// The DestinationRule from MCP gives the failover order: own zone,
+		// The generated DestinationRule gives the failover order: own zone,
 		// own region, r3 (nearest by RTT), then r2.
 		want := map[string]uint32{"r1/z1": 0, "r1/z2": 1, "r3/z4": 2, "r2/z3": 3}
 		time.Sleep(time.Second)
@@ -190,7 +190,7 @@ func addrOf(name string) string {
 func debugState(t *testing.T, s *localityStack) string {
 	st := s.xds.State()
 	var b strings.Builder
-	fmt.Fprintf(&b, "version %s, clients %v\n", st.Version, st.Clients)
+	fmt.Fprintf(&b, "leader %v, %d rules in %s, members %v, held %v\n", st.Leader, st.Rules, st.Namespace, st.Members, st.Held)
 	for _, d := range st.Decisions {
 		fmt.Fprintf(&b, "%s: skipped=%q reasons=%v warnings=%v\n", d.Service, d.Skipped, d.Reasons, d.Warnings)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -18,15 +17,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/locality/members"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/topology"
-	"github.com/meshfleet/meshfleet/pkg/xds"
-	"github.com/meshfleet/meshfleet/pkg/xds/members"
 )
 
 // Addresses of the three-cluster locality test (added to lo by the test).
 var (
-	lmcServerAddr = netip.MustParseAddr("198.18.4.10") // the locality server istiod dials
 	lmcClientAddr = netip.MustParseAddr("198.18.4.20") // the client's identity only
 )
 
@@ -61,52 +59,24 @@ var lmcPhases = []struct {
 // TestLocalityServerMulticluster runs meshfleet's locality server against
 // three clusters joined by the operator (a primary and two remotes reached
 // through RemoteIstio kubeconfig Secrets), with its members read from the
-// mesh (pkg/xds/members) and the real istiod consuming it through the
-// configSources the operator rendered from spec.localityLB.serverAddress.
+// mesh (pkg/locality/members) and its rules written into the primary's API
+// server, where the real istiod reads them.
 // A real proxyless gRPC client in r1/z1 first goes through every phase
 // with plain istiod (no rule yet: the baseline), then shows ≥99% of RPCs
 // in its zone, in r1/z2 when its zone is not ready, in r2 when r1 is not
 // ready, and home after recovery.
 func TestLocalityServerMulticluster(t *testing.T) {
-	addrs := []netip.Addr{lmcServerAddr, lmcClientAddr}
+	addrs := []netip.Addr{lmcClientAddr}
 	for _, w := range lmcOrder {
 		addrs = append(addrs, w.addr)
 	}
 	if err := netns.Setup(addrs...); err != nil {
 		t.Fatal(err)
 	}
-	// The locality server listens before the mesh exists: its address goes
-	// into the Istio resource, and istiod waits for it to become ready. Until
-	// the members watcher is attached it serves an empty topology.
-	l, err := net.Listen("tcp", netip.AddrPortFrom(lmcServerAddr, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var topo atomic.Pointer[topology.Watcher]
-	var srv *xds.Server
-	follower := &members.Follower{Notify: func() { srv.Notify() }, Log: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	srv, err = xds.NewServer(xds.Options{
-		Snapshot: func() *topology.Topology {
-			if w := topo.Load(); w != nil {
-				return w.Snapshot()
-			}
-			return &topology.Topology{}
-		},
-		Policy: follower.Policy,
-		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCtx, stopSrv := context.WithCancel(context.Background())
-	t.Cleanup(stopSrv)
-	go func() { _ = srv.Run(srvCtx, l) }()
-	serverAddr := l.Addr().String()
-
 	m := startMesh(t, v1beta1.IstioSpec{
 		Version: "1.30.3", ClusterName: mcPrimary,
 		MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork},
-		LocalityLB: v1beta1.LocalityLBSpec{Enabled: true, ServerAddress: serverAddr,
+		LocalityLB: v1beta1.LocalityLBSpec{Enabled: true,
 			Failover: []v1beta1.LocalityFailover{{From: "r1", To: "r2"}, {From: "r2", To: "r1"}}},
 	})
 	ctx, cancel := context.WithTimeout(m.ctx, 8*time.Minute)
@@ -165,9 +135,19 @@ func TestLocalityServerMulticluster(t *testing.T) {
 		t.Logf("baseline (plain istiod), %s: %s", p.name, sharesOf(baseline[i], lmcOrder, 9))
 	}
 
-	// The locality server takes its members from the mesh.
+	// The locality server takes its members from the mesh and writes its
+	// rules into the primary's API server.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := time.Now()
+	var srv atomic.Pointer[rulesync.Server]
+	notify := func() {
+		if s := srv.Load(); s != nil {
+			s.Notify()
+		}
+	}
+	follower := &members.Follower{Notify: notify, Log: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	t.Cleanup(stopSrv)
 	mw, err := members.NewWatcher(m.env.Cluster(mcPrimary).Config, members.Options{Namespace: mcNS}, quiet, follower.OnChange)
 	if err != nil {
 		t.Fatal(err)
@@ -177,17 +157,20 @@ func TestLocalityServerMulticluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tw, err := topology.NewWatcher(mesh.Configs(), topology.WatcherOptions{OnChange: srv.Notify, Logger: quiet})
+	tw, err := topology.NewWatcher(mesh.Configs(), topology.WatcherOptions{OnChange: notify, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tw.Start(srvCtx)
-	if err := tw.WaitForSync(ctx); err != nil {
+	follower.Attach(tw)
+	s, err := rulesync.New(rulesync.Options{Config: m.env.Cluster(mcPrimary).Config, Namespace: mcNS,
+		Snapshot: tw.Snapshot, Members: tw.Clusters, Policy: follower.Policy,
+		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
 		t.Fatal(err)
 	}
-	follower.Attach(tw)
-	topo.Store(tw)
-	srv.Notify()
+	srv.Store(s)
+	go func() { _ = s.Run(srvCtx) }()
 	m.eventually(30*time.Second, "the locality server watches all three clusters", func() error {
 		got := tw.Clusters()
 		if len(got) != 3 || !got[mcPrimary] || !got["remote1"] || !got["remote2"] {
@@ -199,7 +182,7 @@ func TestLocalityServerMulticluster(t *testing.T) {
 
 	want := map[string]uint32{"r1/z1": 0, "r1/z2": 1, "r2/z3": 2}
 	waitPriorities(ctx, t, m.istiod.GRPCAddr, nodeID, mcPrimary, want)
-	st := srv.State()
+	st := s.State()
 	for _, d := range st.Decisions {
 		if d.Service == "default/echo" {
 			out, _ := yaml.Marshal(d)

@@ -29,12 +29,12 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/rtt"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
-	"github.com/meshfleet/meshfleet/pkg/xds"
-	"github.com/meshfleet/meshfleet/pkg/xds/rtt"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -42,7 +42,7 @@ import (
 // there). The tunnel server and the locality server get addresses of their
 // own, so their fixed ports cannot collide with anything.
 const (
-	rttXDSHost    = "198.18.6.10" // meshfleet xds: ADS on :15010, debug on :9092
+	rttXDSHost    = "198.18.6.10" // meshfleet xds (locality server): debug on :9092
 	rttTunnelHost = "198.18.6.11" // meshfleet tunnel server: API :8443, agents :8444, metrics :9090
 )
 
@@ -192,14 +192,14 @@ func TestLocalityRTTOrder(t *testing.T) {
 		xdsArgs = append(xdsArgs, "--cluster", r+"="+writeFile(t, dir, r+".kubeconfig", kc))
 	}
 	xdsArgs = append(xdsArgs, "--primary-cluster", mcPrimary, "--tunnel-metrics", metricsURL, "--tunnel-metrics-interval", "500ms",
-		"--addr", rttXDSHost+":15010", "--debug-addr", rttXDSHost+":9092")
+		"--debug-addr", rttXDSHost+":9092")
 	localitySrv := runMeshfleet(t, bin, dir, "xds", xdsArgs...)
 	waitGetOK(m, localitySrv, "http://"+rttXDSHost+":9092/healthz")
 	debugURL := "http://" + rttXDSHost + ":9092/debug/locality?service=default/echo"
-	t.Logf("meshfleet xds synced after %v", time.Since(began).Round(time.Millisecond))
+	t.Logf("meshfleet xds healthy after %v", time.Since(began).Round(time.Millisecond))
 
-	// istiod: remote secrets through the tunnel (as user istiod), and the
-	// locality server as its first config source.
+	// istiod: remote secrets through the tunnel (as user istiod); the
+	// locality rules come through the primary's API server.
 	for _, r := range rttRemotes {
 		s := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: render.RemoteSecretName(r), Namespace: mcNS,
@@ -213,7 +213,7 @@ func TestLocalityRTTOrder(t *testing.T) {
 	}
 	istiod := startIstiod(ctx, t, localistiod.Options{
 		Kubeconfig: primary.Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: mcPrimary,
-		MeshConfig: fmt.Sprintf("localityLbSetting:\n  enabled: true\nconfigSources:\n- address: xds://%s:15010\n- address: k8s://\n", rttXDSHost),
+		MeshConfig: "localityLbSetting:\n  enabled: true\n",
 	})
 
 	nodeID := "sidecar~" + rttClientAddr.String() + "~client.default~default.svc.cluster.local"
@@ -436,7 +436,7 @@ func waitFailover(m *mcMesh, debugURL, from, to string) string {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET %s: %s %v: %s", debugURL, resp.Status, err, body)
 		}
-		var st xds.DebugState
+		var st rulesync.DebugState
 		if err := yaml.Unmarshal(body, &st); err != nil {
 			return fmt.Errorf("decoding %s: %w", debugURL, err)
 		}

@@ -155,9 +155,12 @@ type LocalityLBSpec struct {
 	// +optional
 	Enabled bool `json:"enabled,omitempty"`
 
-	// ServerAddress is the host:port of meshfleet's locality server (meshfleet
-	// xds). When set, istiod reads the locality-aware DestinationRules it
-	// generates (MeshConfig configSources: xds://<address>, then k8s://).
+	// ServerAddress is deprecated and unused: it was the host:port of the
+	// locality server's MCP-over-xDS endpoint for istiod's configSources.
+	// The locality server now writes its DestinationRules into this
+	// cluster's API server, where istiod reads them, so istiod never depends
+	// on the server being up. Still accepted so that existing resources
+	// stay valid; the Istio resource's status says it is ignored.
 	// +optional
 	ServerAddress string `json:"serverAddress,omitempty"`
 

@@ -58,7 +58,11 @@ func (r *Reconciler) preCheck(ctx context.Context, ist *v1beta1.Istio) (*render.
 		// Looked at again: the other install may go away.
 		return nil, waiting(v1beta1.ReasonConflict, msg, conflictRecheck)
 	}
-	return cp, succeeded(fmt.Sprintf("Kubernetes %s, namespace %s, no conflicting install", info.GitVersion, ist.Namespace))
+	msg := fmt.Sprintf("Kubernetes %s, namespace %s, no conflicting install", info.GitVersion, ist.Namespace)
+	if ist.Spec.LocalityLB.ServerAddress != "" {
+		msg += "; spec.localityLB.serverAddress is deprecated and ignored: the locality server writes its DestinationRules into this cluster's API, where istiod reads them; remove the field"
+	}
+	return cp, succeeded(msg)
 }
 
 // conflict returns why this install would collide with another control

@@ -49,6 +49,9 @@ type Reconciler struct {
 	// Resync is how often a Ready control plane is checked again for drift in
 	// kinds the operator does not watch, and for certificates nearing renewal.
 	Resync time.Duration
+	// LocalityServer is how the locality server is run when an Istio
+	// resource enables locality routing (the operator's image and tunnel).
+	LocalityServer render.LocalityServer
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
@@ -109,6 +112,8 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 		return out.Result(), out.Err
 	}
 	ist.Status.ClusterName = cp.ClusterName
+	ls := r.LocalityServer
+	cp.LocalityServer = &ls
 	if err := r.members(ctx, ist, cp); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -200,8 +205,11 @@ func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render
 		if len(errs) > 0 {
 			continue // its own status says what is wrong
 		}
-		cp.Members = append(cp.Members, render.Member{ClusterName: remote.ClusterName, Network: remote.Network,
-			Tunnel: ri.Spec.KubeconfigSecretRef == nil})
+		m := render.Member{ClusterName: remote.ClusterName, Network: remote.Network}
+		if ref := ri.Spec.KubeconfigSecretRef; ref != nil {
+			m.KubeconfigSecret = ref.Name
+		}
+		cp.Members = append(cp.Members, m)
 		ist.Status.Members = append(ist.Status.Members, v1beta1.MemberStatus{
 			Name: ri.Name, ClusterName: remote.ClusterName, Network: remote.Network,
 			Phase: ri.Status.Phase, Connection: ri.Status.Connection,

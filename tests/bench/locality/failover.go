@@ -28,8 +28,8 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/topology"
-	xdsserver "github.com/meshfleet/meshfleet/pkg/xds"
 )
 
 const foPort = 7070
@@ -49,17 +49,17 @@ var failoverSteps = []struct {
 // r1/z1 and r1/z2 (created with the cluster) and r2/z5 (created here).
 var foNodes = []string{"n-r1-z1", "n-r1-z2", "n-r2-z5"}
 
-// failoverBench measures, for a service ruled by meshfleet over MCP ("mcp")
+// failoverBench measures, for a service ruled by meshfleet ("meshfleet")
 // and one ruled by a hand-written Kubernetes DestinationRule ("user"), the
 // time from endpoints going not ready to ≥ 99 of 100 consecutive RPCs from
 // an r1/z1 client landing in the next locality: r1/z2 when r1/z1 fails
 // ("zone"), r2 when all of r1 fails ("region"). Keys are "step/setup".
-func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config, d *localistiod.Istiod, srv *xdsserver.Server) (map[string][]time.Duration, error) {
+func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config, d *localistiod.Istiod, srv *rulesync.Server) (map[string][]time.Duration, error) {
 	out := map[string][]time.Duration{}
 	setups := []struct {
 		key, name string
 		addrs     []netip.Addr
-	}{{"mcp", "fo-mcp", mcpAddrs}, {"user", "fo-user", userAddrs}}
+	}{{"meshfleet", "fo-meshfleet", genAddrs}, {"user", "fo-user", userAddrs}}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: foNodes[2], Labels: map[string]string{topology.LabelRegion: "r2", topology.LabelZone: "z5"}}}
 	if _, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("creating node %s: %w", node.Name, err)

@@ -1,20 +1,21 @@
 //go:build e2e
 
 // Command locality measures meshfleet's locality server against real
-// kube-apiservers and a real istiod, and prints a table:
+// kube-apiservers and a real istiod that reads the server's rules from the
+// API server, and prints a table:
 //
-//   - push latency: a Node's region label changes in one of 3 clusters
-//     holding 1,000 services each → the new DestinationRules are written to
-//     istiod's stream, received by istiod (the timestamp of its MCP client's
-//     log line), and stored and acknowledged by istiod; p50/p99/max, next to
-//     a baseline measured in the same run: the same 1,000 rules changed by a
-//     direct policy change (no watch, no debounce); plus the server's heap;
+//   - write latency: a change (one service's endpoints, or a Node's region
+//     label in one of 3 clusters holding 1,000 services each) → the
+//     DestinationRules written to the API server → istiod pushing them (the
+//     timestamp of its "Push debounce stable" log line); p50/p99/max, next
+//     to baselines measured in the same run: the same rules changed by a
+//     direct policy change (no watch, no debounce), and one hand-written
+//     DestinationRule updated (istiod's own path); plus the server's heap;
 //   - failover time: endpoints go not ready → ≥ 99 of 100 consecutive RPCs
 //     of a real proxyless gRPC client in r1/z1 land in the next locality
 //     (r1/z2 when its zone fails, r2 when its region fails), for a service
-//     whose DestinationRule comes from meshfleet over MCP, next to a
-//     baseline service with the same rule written by hand as a Kubernetes
-//     DestinationRule (istiod's usual path).
+//     whose DestinationRule meshfleet generates, next to a baseline service
+//     with the same rule written by hand.
 //
 // It re-executes itself in a private network namespace (pkg/netns) for the
 // workload addresses.
@@ -29,7 +30,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -43,15 +43,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/topology"
-	"github.com/meshfleet/meshfleet/pkg/xds"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -63,13 +65,13 @@ var (
 
 // Workload addresses for the failover part.
 var (
-	mcpAddrs  = []netip.Addr{netip.MustParseAddr("198.18.3.1"), netip.MustParseAddr("198.18.3.2"), netip.MustParseAddr("198.18.3.3")}
+	genAddrs  = []netip.Addr{netip.MustParseAddr("198.18.3.1"), netip.MustParseAddr("198.18.3.2"), netip.MustParseAddr("198.18.3.3")}
 	userAddrs = []netip.Addr{netip.MustParseAddr("198.18.4.1"), netip.MustParseAddr("198.18.4.2"), netip.MustParseAddr("198.18.4.3")}
 )
 
 func main() {
 	flag.Parse()
-	os.Exit(netns.Main(run, append(append([]netip.Addr{}, mcpAddrs...), userAddrs...)...))
+	os.Exit(netns.Main(run, append(append([]netip.Addr{}, genAddrs...), userAddrs...)...))
 }
 
 func run() int {
@@ -121,10 +123,10 @@ func bench() error {
 	}
 	fmt.Fprintf(os.Stderr, "created %d services × %d clusters in %v\n", *services, len(clusterNodes), time.Since(start).Round(time.Second))
 
-	// The locality server, watching all three clusters.
+	// The locality server, watching all three clusters, writing into c1.
 	var policyFlip atomic.Bool
-	ev := &pushEvents{sent: make(chan time.Time, 1024), acked: make(chan time.Time, 1024)}
-	var srv *xds.Server
+	written := make(chan time.Time, 1024)
+	var srv *rulesync.Server
 	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{OnChange: func() {
 		if srv != nil {
 			srv.Notify()
@@ -133,8 +135,8 @@ func bench() error {
 	if err != nil {
 		return err
 	}
-	srv, err = xds.NewServer(xds.Options{
-		Snapshot: w.Snapshot,
+	srv, err = rulesync.New(rulesync.Options{
+		Config: cfgs["c1"], Snapshot: w.Snapshot, Members: w.Clusters,
 		Policy: func() locality.Policy {
 			if policyFlip.Load() {
 				return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r3"}}}
@@ -142,37 +144,80 @@ func bench() error {
 			return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r2"}}}
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnPush: func(string, time.Duration) { ev.record(ev.sent) },
-		OnAck:  func(string, time.Duration) { ev.record(ev.acked) },
+		OnWrite: func(int, time.Duration) {
+			select {
+			case written <- time.Now():
+			default:
+			}
+		},
 	})
 	if err != nil {
 		return err
 	}
-	w.Start(ctx)
-	if err := w.WaitForSync(ctx); err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go func() { _ = srv.Run(ctx, l) }()
-	mesh := fmt.Sprintf("localityLbSetting:\n  enabled: true\nconfigSources:\n- address: xds://%s\n- address: k8s://\n", l.Addr())
 	d, err := localistiod.Start(ctx, localistiod.Options{
-		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "c1", MeshConfig: mesh,
+		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "c1",
+		MeshConfig: "localityLbSetting:\n  enabled: true\n",
 	})
 	if err != nil {
 		return err
 	}
 	defer d.Stop()
-	time.Sleep(2 * time.Second) // istiod's first full set
+	start = time.Now()
+	w.Start(ctx)
+	go func() { _ = srv.Run(ctx) }()
+	first, err := waitWritten(written, 5*time.Minute)
+	if err != nil {
+		return fmt.Errorf("first write of every rule: %w", err)
+	}
+	// The first writes follow the clusters as they sync; the initial
+	// write is done when no write follows for 3 s.
+	for last := first; ; {
+		select {
+		case last = <-written:
+			continue
+		case <-time.After(3 * time.Second):
+		}
+		first = last
+		break
+	}
+	firstWrite := first.Sub(start)
+	time.Sleep(2 * time.Second) // istiod takes the full set
 	ilog := &istiodLog{path: d.LogPath}
+	drs := dynamic.NewForConfigOrDie(cfgs["c1"]).Resource(rulesync.GVR).Namespace("istio-system")
 
-	// Push latency: relabel the r3 node of c3 between r3 and r4: every
-	// service's failover entries change.
+	// A hand-written DestinationRule for a host no generated rule covers:
+	// the baseline of istiod's own path (API server → istiod → push).
+	hand := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+		"metadata": map[string]any{"name": "bench-hand-written", "namespace": "istio-system"},
+		"spec":     map[string]any{"host": "hand.example.com", "trafficPolicy": map[string]any{"connectionPool": map[string]any{"tcp": map[string]any{"maxConnections": int64(100)}}}},
+	}}
+	if hand, err = drs.Create(ctx, hand, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating the hand-written rule: %w", err)
+	}
+
+	// Latency rounds. Each measures from the change to the rules written to
+	// the API server and to istiod's next push of DestinationRule config
+	// after the last write.
+	var one, all, direct, baseline pushTimes
 	nodes := kubes["c3"].CoreV1().Nodes()
-	var pipeline, direct pushTimes
+	slices := kubes["c2"].DiscoveryV1().EndpointSlices("default")
 	for i := range *rounds {
+		// One service: svc-0000's endpoint in r2 goes not ready (r1's
+		// failover target moves from r2 to r3), then ready again.
+		es, err := slices.Get(ctx, "svc-0000-1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		ready := i%2 == 1
+		es.Endpoints[0].Conditions.Ready = &ready
+		if err := one.measure(written, ilog, func() error {
+			_, err := slices.Update(ctx, es, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
+			return fmt.Errorf("one service's endpoints: %w", err)
+		}
+		// Every service: relabel the r3 node of c3 between r3 and r4.
 		region := "r4"
 		if i%2 == 1 {
 			region = "r3"
@@ -182,89 +227,88 @@ func bench() error {
 			return err
 		}
 		n.Labels[topology.LabelRegion] = region
-		err = pipeline.measure(ev, ilog, func() error {
+		if err := all.measure(written, ilog, func() error {
 			_, err := nodes.Update(ctx, n, metav1.UpdateOptions{})
 			return err
-		})
-		if err != nil {
+		}); err != nil {
 			return fmt.Errorf("relabelling node n-r3-z4 to %s: %w", region, err)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for range *rounds {
+		// Baseline: every rule changed by the policy, synced directly (no
+		// watch, no debounce).
 		policyFlip.Store(!policyFlip.Load())
-		if err := direct.measure(ev, ilog, func() error { return srv.Sync(time.Now()) }); err != nil {
+		if err := direct.measure(written, ilog, func() error { return srv.Sync(ctx, time.Now()) }); err != nil {
 			return fmt.Errorf("direct policy change: %w", err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		// Baseline: one hand-written DestinationRule updated, as kubectl would.
+		if err := baseline.measure(nil, ilog, func() error {
+			_ = unstructured.SetNestedField(hand.Object, int64(100+i+1), "spec", "trafficPolicy", "connectionPool", "tcp", "maxConnections")
+			hand, err = drs.Update(ctx, hand, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
+			return fmt.Errorf("hand-written rule: %w", err)
+		}
 	}
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	rules := 0
-	for _, dec := range srv.State().Decisions {
-		if dec.Rule != nil {
-			rules++
-		}
-	}
+	st := srv.State()
 
 	fo, err := failoverBench(ctx, kubes["c1"], cfgs["c1"], d, srv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "failover part failed:", err)
 	}
 
-	fmt.Printf("\nlocality server, %d services × %d clusters (%d DestinationRules served), real istiod\n\n", *services, len(clusterNodes), rules)
+	fmt.Printf("\nlocality server, %d services × %d clusters (%d DestinationRules written into c1), real istiod reading them from the API server\n\n", *services, len(clusterNodes), st.Rules)
+	fmt.Printf("every rule written, from the server's start (informers of 3 clusters syncing): %v\n\n", firstWrite.Round(time.Millisecond))
 	row := func(name string, ds []time.Duration) {
 		fmt.Printf("%-66s %9s %9s %9s\n", name, pct(ds, 50), pct(ds, 99), pct(ds, 100))
 	}
-	fmt.Printf("%-66s %9s %9s %9s\n", "push latency per round, from the change to", "p50", "p99", "max")
-	fmt.Println("node label change (watch + debounce + translate + push):")
-	row("  written to istiod's stream", pipeline.sent)
-	row("  received by istiod (its adsc log line)", pipeline.received)
-	row("  stored and acknowledged by istiod", pipeline.acked)
-	fmt.Println("baseline: direct policy change (translate + push only):")
-	row("  written to istiod's stream", direct.sent)
-	row("  received by istiod (its adsc log line)", direct.received)
-	row("  stored and acknowledged by istiod", direct.acked)
+	fmt.Printf("%-66s %9s %9s %9s\n", "latency per round, from the change to", "p50", "p99", "max")
+	fmt.Println("one service's endpoints not ready / ready (1 rule changes):")
+	row("  rule written to the API server", one.written)
+	row("  istiod pushes it (its \"Push debounce stable\" log line)", one.pushed)
+	fmt.Printf("node region relabelled (all %d rules change):\n", st.Rules)
+	row("  rules written to the API server", all.written)
+	row("  istiod pushes them", all.pushed)
+	fmt.Println("baseline: policy changed, synced directly (translate + write only):")
+	row("  rules written to the API server", direct.written)
+	row("  istiod pushes them", direct.pushed)
+	fmt.Println("baseline: a hand-written DestinationRule updated (istiod's own path):")
+	row("  istiod pushes it", baseline.pushed)
 	fmt.Printf("\nprocess heap in use after GC (server + informers of 3 clusters + bench clients): %.1f MiB\n", float64(ms.HeapInuse)/(1<<20))
 	if fo != nil {
 		fmt.Printf("\n%-66s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in the next locality)", "p50", "p99", "max")
 		for _, step := range failoverSteps {
-			row(step.key+": meshfleet DestinationRule over MCP", fo[step.key+"/mcp"])
-			row(step.key+": baseline, same rule as a Kubernetes DestinationRule", fo[step.key+"/user"])
+			row(step.key+": meshfleet's generated DestinationRule", fo[step.key+"/meshfleet"])
+			row(step.key+": baseline, same rule written by hand", fo[step.key+"/user"])
 		}
 	}
 	return err
 }
 
-// pushEvents are the times the server wrote DestinationRules to istiod's
-// stream and istiod acknowledged them.
-type pushEvents struct{ sent, acked chan time.Time }
-
-func (e *pushEvents) record(ch chan time.Time) {
+// waitWritten returns the time of the next write the server reports.
+func waitWritten(written chan time.Time, timeout time.Duration) (time.Time, error) {
 	select {
-	case ch <- time.Now():
-	default:
+	case at := <-written:
+		return at, nil
+	case <-time.After(timeout):
+		return time.Time{}, fmt.Errorf("no rule written within %v", timeout)
 	}
 }
 
-func (e *pushEvents) drain() {
-	for _, ch := range []chan time.Time{e.sent, e.acked} {
-		for len(ch) > 0 {
-			<-ch
+// pushTimes are one figure's rounds: the time from a change to the rules
+// written to the API server, and to istiod pushing them.
+type pushTimes struct{ written, pushed []time.Duration }
+
+// measure makes one change and records when the server had written its
+// rules (written nil: nothing to wait for) and when istiod next pushed
+// DestinationRule config after that.
+func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func() error) error {
+	if written != nil {
+		for len(written) > 0 {
+			<-written
 		}
 	}
-}
-
-// pushTimes are one figure's rounds: the time from a change to the new
-// DestinationRules being written to istiod's stream, received by istiod,
-// and acknowledged by it.
-type pushTimes struct{ sent, received, acked []time.Duration }
-
-// measure makes one change and records when its push was written, received
-// and acknowledged.
-func (p *pushTimes) measure(ev *pushEvents, ilog *istiodLog, change func() error) error {
-	ev.drain()
 	if err := ilog.skip(); err != nil {
 		return err
 	}
@@ -272,37 +316,42 @@ func (p *pushTimes) measure(ev *pushEvents, ilog *istiodLog, change func() error
 	if err := change(); err != nil {
 		return err
 	}
-	var sent, acked time.Time
-	for _, w := range []struct {
-		ch   chan time.Time
-		at   *time.Time
-		what string
-	}{{ev.sent, &sent, "written to istiod's stream"}, {ev.acked, &acked, "acknowledged by istiod"}} {
-		select {
-		case *w.at = <-w.ch:
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("the new DestinationRules were not %s within 30s", w.what)
+	last := t0
+	if written != nil {
+		at, err := waitWritten(written, 60*time.Second)
+		if err != nil {
+			return err
 		}
+		// Writes of one change may span several syncs (a burst, then the
+		// debounce's coalesced rest): take the last before a quiet second.
+		for quiet := false; !quiet; {
+			select {
+			case at = <-written:
+			case <-time.After(time.Second):
+				quiet = true
+			}
+		}
+		last = at
+		p.written = append(p.written, at.Sub(t0))
 	}
-	received, err := ilog.received()
+	pushed, err := ilog.pushedAfter(last, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	p.sent = append(p.sent, sent.Sub(t0))
-	p.received = append(p.received, received.Sub(t0))
-	p.acked = append(p.acked, acked.Sub(t0))
+	p.pushed = append(p.pushed, pushed.Sub(t0))
+	time.Sleep(200 * time.Millisecond)
 	return nil
 }
 
-// istiodLog reads, from istiod's log, when its MCP client received
-// DestinationRules: it logs each response it receives, with a microsecond
-// timestamp, before it stores the resources.
+// istiodLog reads, from istiod's log, when it pushed DestinationRule
+// config: istiod logs "Push debounce stable … for config DestinationRule/…"
+// (microsecond timestamps) when a debounced config change starts a push.
 type istiodLog struct {
 	path   string
 	offset int64
 }
 
-const receivedLine = "\tadsc\tReceived\ttype=networking.istio.io/v1/DestinationRule "
+const pushedLine = "Push debounce stable"
 
 // skip moves past what the log holds now.
 func (l *istiodLog) skip() error {
@@ -314,9 +363,23 @@ func (l *istiodLog) skip() error {
 	return nil
 }
 
-// received returns the time of the last DestinationRule response logged
-// since skip.
-func (l *istiodLog) received() (time.Time, error) {
+// pushedAfter waits for the first DestinationRule push logged since skip
+// at or after t, and returns its time.
+func (l *istiodLog) pushedAfter(t time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		at, err := l.scan(t)
+		if err != nil || !at.IsZero() {
+			return at, err
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("istiod log %s: no %q line for a DestinationRule after %v within %v", l.path, pushedLine, t.Format(time.RFC3339Nano), timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (l *istiodLog) scan(after time.Time) (time.Time, error) {
 	f, err := os.Open(l.path)
 	if err != nil {
 		return time.Time{}, err
@@ -325,12 +388,11 @@ func (l *istiodLog) received() (time.Time, error) {
 	if _, err := f.Seek(l.offset, io.SeekStart); err != nil {
 		return time.Time{}, err
 	}
-	var last time.Time
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.Contains(line, receivedLine) {
+		if !strings.Contains(line, pushedLine) || !strings.Contains(line, "DestinationRule") {
 			continue
 		}
 		ts, _, _ := strings.Cut(line, "\t")
@@ -338,15 +400,11 @@ func (l *istiodLog) received() (time.Time, error) {
 		if err != nil {
 			return time.Time{}, fmt.Errorf("istiod log %s: timestamp of %q: %w", l.path, line, err)
 		}
-		last = at
+		if !at.Before(after) {
+			return at, nil
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return time.Time{}, fmt.Errorf("reading istiod log %s: %w", l.path, err)
-	}
-	if last.IsZero() {
-		return time.Time{}, fmt.Errorf("istiod log %s: no %q line after the change", l.path, strings.TrimSpace(receivedLine))
-	}
-	return last, nil
+	return time.Time{}, sc.Err()
 }
 
 // populate creates the nodes, and n services each with one ready endpoint

@@ -56,6 +56,17 @@ func (f *Follower) apply() {
 	}
 }
 
+// Unreachable returns the mesh's members that cannot be reached now
+// (Mesh.Unreachable).
+func (f *Follower) Unreachable() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mesh == nil {
+		return nil
+	}
+	return append([]string(nil), f.mesh.Unreachable...)
+}
+
 // Policy returns Base with the mesh's failover order, when it sets one.
 func (f *Follower) Policy() locality.Policy {
 	f.mu.Lock()

@@ -23,8 +23,8 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/locality/members"
 	"github.com/meshfleet/meshfleet/pkg/topology"
-	"github.com/meshfleet/meshfleet/pkg/xds/members"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 

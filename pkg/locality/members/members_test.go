@@ -1,6 +1,7 @@
 package members
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,9 @@ func TestResolve(t *testing.T) {
 		want         string
 		wantFailover []locality.Failover
 		wantProblems []string
-		wantErr      string
+		// wantUnreachable lists the members left out but still joined.
+		wantUnreachable string
+		wantErr         string
 	}{
 		{
 			name:   "primary alone, named by the resource",
@@ -95,11 +98,12 @@ func TestResolve(t *testing.T) {
 			want:    "east=Tunnel@https://tunnel.example:8443/clusters/east istio=Primary@https://primary:6443",
 		},
 		{
-			name:         "tunnel remote without a tunnel is left out",
-			istios:       []v1beta1.Istio{istio("istio", t0, nil)},
-			remotes:      []v1beta1.RemoteIstio{remote("edge", func(r *v1beta1.RemoteIstio) { r.Spec.KubeconfigSecretRef = nil })},
-			want:         "istio=Primary@https://primary:6443",
-			wantProblems: []string{"--tunnel-url"},
+			name:            "tunnel remote without a tunnel is left out",
+			istios:          []v1beta1.Istio{istio("istio", t0, nil)},
+			remotes:         []v1beta1.RemoteIstio{remote("edge", func(r *v1beta1.RemoteIstio) { r.Spec.KubeconfigSecretRef = nil })},
+			want:            "istio=Primary@https://primary:6443",
+			wantProblems:    []string{"--tunnel-url"},
+			wantUnreachable: "[edge]",
 		},
 		{
 			name:   "missing Secret, missing key, bad kubeconfig, deleting, other Istio",
@@ -117,8 +121,9 @@ func TestResolve(t *testing.T) {
 					r.Spec.KubeconfigSecretRef.Name = "remote1-kubeconfig"
 				}),
 			},
-			want:         "istio=Primary@https://primary:6443 remote1=Direct@https://remote1.example:6443",
-			wantProblems: []string{"badsecret", "not usable", "nosecret", "Secret nosecret-kubeconfig not found"},
+			want:            "istio=Primary@https://primary:6443 remote1=Direct@https://remote1.example:6443",
+			wantProblems:    []string{"badsecret", "not usable", "nosecret", "Secret nosecret-kubeconfig not found"},
+			wantUnreachable: "[badsecret nosecret]",
 		},
 		{
 			name:         "a remote named like the primary is left out",
@@ -169,6 +174,9 @@ func TestResolve(t *testing.T) {
 				if i < len(m.Failover) && m.Failover[i] != tc.wantFailover[i] {
 					t.Errorf("failover = %v, want %v", m.Failover, tc.wantFailover)
 				}
+			}
+			if got := fmt.Sprint(m.Unreachable); (tc.wantUnreachable != "" || len(m.Unreachable) > 0) && got != tc.wantUnreachable {
+				t.Errorf("unreachable %s, want %s", got, tc.wantUnreachable)
 			}
 			all := strings.Join(m.Problems, "\n")
 			for _, p := range tc.wantProblems {

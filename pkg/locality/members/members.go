@@ -17,8 +17,9 @@
 //     failover order of the locality policy.
 //
 // Resolve is pure (unit-tested); Watcher keeps informers on the Istio and
-// RemoteIstio resources and the namespace's Secrets in the primary and
-// calls back with each new Mesh.
+// RemoteIstio resources in the primary, reads the kubeconfig Secrets they
+// name one by one (every SecretPoll, and on each change), and calls back
+// with each new Mesh.
 package members
 
 import (
@@ -74,6 +75,11 @@ type Mesh struct {
 	Failover []locality.Failover `json:"failover,omitempty"`
 	// Problems name RemoteIstios left out, why, and the fix.
 	Problems []string `json:"problems,omitempty"`
+	// Unreachable are the clusters of RemoteIstios that join this mesh but
+	// cannot be reached now (kubeconfig Secret missing or unusable, no
+	// tunnel), sorted: members that have not synced, to the locality
+	// server, so their rules are held rather than withdrawn.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // Configs returns the members' client configs by name.
@@ -95,6 +101,9 @@ func (m *Mesh) Key() string {
 	}
 	for _, f := range m.Failover {
 		fmt.Fprintf(h, "%s>%s\x00", f.From, f.To)
+	}
+	for _, u := range m.Unreachable {
+		fmt.Fprintf(h, "!%s\x00", u)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -162,12 +171,15 @@ func Resolve(primary *rest.Config, istios []v1beta1.Istio, remotes []v1beta1.Rem
 		mb, problem := remoteMember(primary, ri, name, secrets, opts.Tunnel)
 		if problem != "" {
 			m.Problems = append(m.Problems, fmt.Sprintf("RemoteIstio %s/%s (cluster %s): %s", ns, ri.Name, name, problem))
+			m.Unreachable = append(m.Unreachable, name)
+			seen[name] = "RemoteIstio " + ns + "/" + ri.Name
 			continue
 		}
 		seen[name] = "RemoteIstio " + ns + "/" + ri.Name
 		m.Members = append(m.Members, mb)
 	}
 	sort.Slice(m.Members, func(i, j int) bool { return m.Members[i].Name < m.Members[j].Name })
+	sort.Strings(m.Unreachable)
 	return m, nil
 }
 

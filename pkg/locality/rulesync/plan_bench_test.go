@@ -1,4 +1,4 @@
-package xds
+package rulesync
 
 import (
 	"fmt"
@@ -30,11 +30,27 @@ func benchTopology(n int, r1 string) *topology.Topology {
 	return t
 }
 
-// BenchmarkTranslateAndUpdate is the server's own part of a push after a
-// region label change: translate 1,000 services and re-wrap every rule.
-func BenchmarkTranslateAndUpdate(b *testing.B) {
+// BenchmarkTranslateAndPlan is the server's own part of a write after a
+// region label change: translate 1,000 services and plan against the
+// rules written for the other labelling (every rule changes).
+func BenchmarkTranslateAndPlan(b *testing.B) {
 	tops := []*topology.Topology{benchTopology(1000, "r1"), benchTopology(1000, "r1b")}
-	c := newMCPCache(time.Second)
+	lives := make([]map[string]Live, 2)
+	for i, top := range tops {
+		res, err := locality.Translate(top, locality.Policy{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lives[i] = map[string]Live{}
+		for _, r := range res.Rules() {
+			h, err := Hash(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lives[i][r.Metadata.Name] = Live{Name: r.Metadata.Name, UID: "u", Hash: h}
+		}
+	}
+	members := map[string]bool{"c1": true, "c2": true, "c3": true}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
@@ -43,14 +59,14 @@ func BenchmarkTranslateAndUpdate(b *testing.B) {
 			b.Fatal(err)
 		}
 		mid := time.Now()
-		changed, _, err := c.update(res.Rules(), time.Now())
+		p, err := Decide(lives[(i+1)%2], res.Rules(), members)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if i > 0 && len(changed) != 1000 {
-			b.Fatalf("changed %d", len(changed))
+		if len(p.Update) != 1000 {
+			b.Fatalf("updates %d", len(p.Update))
 		}
 		b.ReportMetric(float64(mid.Sub(start).Microseconds()), "translate-µs")
-		b.ReportMetric(float64(time.Since(mid).Microseconds()), "update-µs")
+		b.ReportMetric(float64(time.Since(mid).Microseconds()), "plan-µs")
 	}
 }

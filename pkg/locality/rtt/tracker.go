@@ -68,7 +68,7 @@ func (t *Tracker) Observe(topo *topology.Topology) {
 }
 
 // Snapshot wraps a topology source so that every topology translated is
-// observed first (xds.Server reads the policy right after the snapshot).
+// observed first (rulesync.Server reads the policy right after the snapshot).
 func (t *Tracker) Snapshot(src func() *topology.Topology) func() *topology.Topology {
 	return func() *topology.Topology {
 		topo := src()

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -25,18 +27,28 @@ var (
 	remoteIstiosGVR = v1beta1.GroupVersion.WithResource("remoteistios")
 )
 
+// SecretPoll is how often the kubeconfig Secrets the RemoteIstios name are
+// read again (a Secret created late or rotated is seen within it).
+const SecretPoll = 10 * time.Second
+
 // Watcher keeps the Mesh current from informers on the namespace's Istio
-// and RemoteIstio resources and Secrets in the primary.
+// and RemoteIstio resources in the primary, and the kubeconfig Secrets they
+// name, read one by one (Get, not list or watch, so that the locality
+// server may read those Secrets only, by name, and no other Secret of the
+// namespace).
 type Watcher struct {
 	primary  *rest.Config
 	opts     Options
 	log      *slog.Logger
 	onChange func(*Mesh)
 
-	istios, remotes, secrets cache.SharedIndexInformer
-	dyn                      dynamicinformer.DynamicSharedInformerFactory
-	kube                     informers.SharedInformerFactory
-	kick                     chan struct{}
+	istios, remotes cache.SharedIndexInformer
+	dyn             dynamicinformer.DynamicSharedInformerFactory
+	secretsAPI      corev1client.SecretInterface
+	kick            chan struct{}
+	// secrets are the last kubeconfig Secrets read, by name; a Secret that
+	// cannot be read for a moment (not "not found") keeps its last copy.
+	secrets map[string]*corev1.Secret
 
 	mu      sync.Mutex
 	current *Mesh
@@ -64,16 +76,16 @@ func NewWatcher(primary *rest.Config, opts Options, log *slog.Logger, onChange f
 	}
 	w := &Watcher{primary: primary, opts: opts, log: log, onChange: onChange, kick: make(chan struct{}, 1)}
 	w.dyn = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dc, 0, ns, nil)
-	w.kube = informers.NewSharedInformerFactoryWithOptions(kc, 0, informers.WithNamespace(ns))
+	w.secretsAPI = kc.CoreV1().Secrets(ns)
+	w.secrets = map[string]*corev1.Secret{}
 	w.istios = w.dyn.ForResource(istiosGVR).Informer()
 	w.remotes = w.dyn.ForResource(remoteIstiosGVR).Informer()
-	w.secrets = w.kube.Core().V1().Secrets().Informer()
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.trigger() },
 		UpdateFunc: func(any, any) { w.trigger() },
 		DeleteFunc: func(any) { w.trigger() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{w.istios, w.remotes, w.secrets} {
+	for _, inf := range []cache.SharedIndexInformer{w.istios, w.remotes} {
 		_, _ = inf.AddEventHandler(h)
 	}
 	return w, nil
@@ -90,16 +102,18 @@ func (w *Watcher) trigger() {
 // run until ctx ends.
 func (w *Watcher) Start(ctx context.Context) {
 	w.dyn.Start(ctx.Done())
-	w.kube.Start(ctx.Done())
 	go func() {
-		if !cache.WaitForCacheSync(ctx.Done(), w.istios.HasSynced, w.remotes.HasSynced, w.secrets.HasSynced) {
+		if !cache.WaitForCacheSync(ctx.Done(), w.istios.HasSynced, w.remotes.HasSynced) {
 			return
 		}
+		poll := time.NewTicker(SecretPoll)
+		defer poll.Stop()
 		for {
-			w.recompute()
+			w.recompute(ctx)
 			select {
 			case <-ctx.Done():
 				return
+			case <-poll.C:
 			case <-w.kick:
 				// Let a burst (RemoteIstio and its Secret created together) settle.
 				select {
@@ -133,7 +147,7 @@ func (w *Watcher) Current(ctx context.Context) (*Mesh, error) {
 	}
 }
 
-func (w *Watcher) recompute() {
+func (w *Watcher) recompute(ctx context.Context) {
 	var istios []v1beta1.Istio
 	for _, o := range w.istios.GetStore().List() {
 		var ist v1beta1.Istio
@@ -152,12 +166,7 @@ func (w *Watcher) recompute() {
 		}
 		remotes = append(remotes, ri)
 	}
-	secrets := map[string]*corev1.Secret{}
-	for _, o := range w.secrets.GetStore().List() {
-		if s, ok := o.(*corev1.Secret); ok {
-			secrets[s.Name] = s
-		}
-	}
+	secrets := w.readSecrets(ctx, remotes)
 	m, err := Resolve(w.primary, istios, remotes, secrets, w.opts)
 	w.mu.Lock()
 	prev, prevErr := w.current, w.err
@@ -196,4 +205,36 @@ func fromUnstructured(o any, into any) error {
 		return fmt.Errorf("unexpected object %T", o)
 	}
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into)
+}
+
+// readSecrets reads the kubeconfig Secrets the remotes in the namespace
+// name. A Secret not found is absent (Resolve says so); one that cannot be
+// read for another reason keeps its last copy, so a blip of the primary's
+// API does not drop a member.
+func (w *Watcher) readSecrets(ctx context.Context, remotes []v1beta1.RemoteIstio) map[string]*corev1.Secret {
+	out := map[string]*corev1.Secret{}
+	for _, ri := range remotes {
+		ref := ri.Spec.KubeconfigSecretRef
+		if ref == nil || (ri.Namespace != "" && ri.Namespace != w.opts.namespace()) {
+			continue
+		}
+		if _, done := out[ref.Name]; done {
+			continue
+		}
+		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, err := w.secretsAPI.Get(gctx, ref.Name, metav1.GetOptions{})
+		cancel()
+		switch {
+		case err == nil:
+			out[ref.Name] = s
+		case apierrors.IsNotFound(err):
+		default:
+			w.log.Warn("cannot read a RemoteIstio's kubeconfig Secret; keeping its last copy", "secret", w.opts.namespace()+"/"+ref.Name, "err", err)
+			if last := w.secrets[ref.Name]; last != nil {
+				out[ref.Name] = last
+			}
+		}
+	}
+	w.secrets = out
+	return out
 }

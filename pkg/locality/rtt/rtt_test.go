@@ -15,10 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/topology"
-	"github.com/meshfleet/meshfleet/pkg/xds"
 )
 
 // exposition is what a tunnel server's /metrics looks like: two agents in
@@ -172,7 +173,7 @@ func newRig(t *testing.T) *rig {
 		},
 		Notify: func() { r.mu.Lock(); r.notifies++; r.mu.Unlock() },
 	}
-	r.tr.Snapshot(topo)() // what xds.Server does at each translation
+	r.tr.Snapshot(topo)() // what rulesync.Server does at each translation
 	r.tr.SetPrimary("primary")
 	if r.count() != 0 {
 		t.Fatalf("notified before any RTT was measured")
@@ -343,8 +344,8 @@ func TestClusterRegions(t *testing.T) {
 	}
 }
 
-// TestServerFailoverFollowsRTT wires a Tracker into a real xds.Server the
-// way meshfleet xds does and checks the generated failover target.
+// TestServerFailoverFollowsRTT wires a Tracker into a real rulesync.Server
+// the way meshfleet locality does and checks the generated failover target.
 func TestServerFailoverFollowsRTT(t *testing.T) {
 	r := newRig(t)
 	tp := topo()
@@ -353,7 +354,10 @@ func TestServerFailoverFollowsRTT(t *testing.T) {
 		svc.Endpoints = append(svc.Endpoints, topology.EndpointGroup{Cluster: c.Name, Locality: c.Nodes[0].Locality, Ready: 1})
 	}
 	tp.Services = []topology.Service{svc}
-	srv, err := xds.NewServer(xds.Options{
+	// No API server: the server translates, and writes nothing until it runs.
+	srv, err := rulesync.New(rulesync.Options{
+		Config:   &rest.Config{Host: "https://127.0.0.1:1"},
+		Members:  func() map[string]bool { return nil },
 		Snapshot: r.tr.Snapshot(func() *topology.Topology { return tp.DeepCopy() }),
 		Policy:   r.tr.Policy(func() locality.Policy { return locality.Policy{} }),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -363,7 +367,7 @@ func TestServerFailoverFollowsRTT(t *testing.T) {
 	}
 	target := func() string {
 		t.Helper()
-		if err := srv.Sync(time.Now()); err != nil {
+		if err := srv.Sync(context.Background(), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range srv.State().Decisions {

@@ -1,0 +1,27 @@
+// Package rulesync is the last stage of the locality pipeline: it writes
+// the DestinationRules that pkg/locality translates from the topology into
+// the Kubernetes API of the primary cluster, where istiod reads them with
+// its ordinary k8s:// config source. etcd is their durable last-good store:
+// istiod starts, becomes ready and keeps serving the rules last written
+// whether or not the locality server runs.
+//
+// Stages, each in its own file:
+//
+//   - plan.go (pure): the rules live in the cluster, the desired rules and
+//     the sync state of every member cluster → creates, updates, deletes,
+//     and the rules held back. Degrade, never withdraw: while a member has
+//     not synced since start, existing rules are kept as they are (only
+//     hosts without a rule yet are created), because the translation lacks
+//     that member's endpoints and would drop or narrow their rules.
+//   - server.go (I/O): debounces topology changes, translates, plans and
+//     writes — Create for a new name (so a same-named object someone else
+//     made is never touched), server-side apply with field manager
+//     meshfleet-locality and a UID precondition for an update, delete with
+//     a UID precondition. A content-hash annotation makes unchanged rules
+//     cost no write. It watches only its own rules (label
+//     app.kubernetes.io/managed-by=meshfleet-locality) in one namespace.
+//   - leader.go: one writer at a time, by a coordination.k8s.io Lease
+//     (client-go leaderelection); the other replicas translate and serve
+//     their debug view but do not write.
+//   - debug.go, metrics.go: /debug/locality and meshfleet_locality_*.
+package rulesync

@@ -1,0 +1,318 @@
+//go:build integration
+
+package rulesync_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
+	"github.com/meshfleet/meshfleet/pkg/topology"
+	"github.com/meshfleet/meshfleet/tests/testenv"
+)
+
+const ns = "istio-system"
+
+// TestWriterAgainstAPIServer runs the writer against a real API server with
+// Istio's CRDs: it creates one rule per service, makes no write when
+// nothing changed, undoes a hand edit of its rule, never touches a user's
+// rule (one covering a host, one squatting a generated rule's name), keeps
+// every rule while a member has not synced (creating only new hosts), and
+// prunes only its own rules once every member has synced.
+func TestWriterAgainstAPIServer(t *testing.T) {
+	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
+	c := env.Cluster("primary")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	must(t, localistiod.InstallCRDs(ctx, c.Config))
+	kube := kubernetes.NewForConfigOrDie(c.Config)
+	drs := dynamic.NewForConfigOrDie(c.Config).Resource(rulesync.GVR)
+	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	must(t, err)
+	for _, n := range []struct{ name, region string }{{"node-a", "r1"}, {"node-b", "r2"}} {
+		_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name,
+			Labels: map[string]string{topology.LabelRegion: n.region, topology.LabelZone: n.region + "-z"}}}, metav1.CreateOptions{})
+		must(t, err)
+	}
+	for _, s := range []string{"echo", "echo2", "mine", "other"} {
+		createService(ctx, t, kube, s)
+	}
+	// Users' rules: one covers mine's host; one has the name the rule for
+	// "other" would get, but not the label.
+	users := map[string]*unstructured.Unstructured{
+		"default/user-mine": userRule("default", "user-mine", "mine.default.svc.cluster.local"),
+		ns + "/" + locality.RuleName("default", "other"): userRule(ns, locality.RuleName("default", "other"), "unrelated.example.com"),
+	}
+	for _, u := range users {
+		created, err := drs.Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{})
+		must(t, err)
+		u.SetResourceVersion(created.GetResourceVersion())
+	}
+	usersUntouched := func() {
+		t.Helper()
+		for key, u := range users {
+			live, err := drs.Namespace(u.GetNamespace()).Get(ctx, u.GetName(), metav1.GetOptions{})
+			if err != nil || live.GetResourceVersion() != u.GetResourceVersion() {
+				t.Errorf("user rule %s was touched: %v (resourceVersion %s, was %s)", key, err, live.GetResourceVersion(), u.GetResourceVersion())
+			}
+		}
+	}
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var srv *rulesync.Server
+	w, err := topology.NewWatcher(map[string]*rest.Config{"primary": c.Config}, topology.WatcherOptions{Logger: quiet, OnChange: func() {
+		if srv != nil {
+			srv.Notify()
+		}
+	}})
+	must(t, err)
+	var memberDown atomic.Bool // a second member that has not synced
+	reg := prometheus.NewRegistry()
+	srv, err = rulesync.New(rulesync.Options{Config: c.Config, Snapshot: w.Snapshot, Logger: quiet, Registerer: reg,
+		Members: func() map[string]bool {
+			m := w.Clusters()
+			if memberDown.Load() {
+				m["remote-down"] = false
+			}
+			return m
+		}})
+	must(t, err)
+	w.Start(ctx)
+	go func() { _ = srv.Run(ctx) }()
+
+	echoRule := locality.RuleName("default", "echo")
+	echo2Rule := locality.RuleName("default", "echo2")
+	waitRules(t, drs, echoRule, echo2Rule)
+	live, err := drs.Namespace(ns).Get(ctx, echoRule, metav1.GetOptions{})
+	must(t, err)
+	if fm := live.GetManagedFields(); len(fm) == 0 || fm[0].Manager != rulesync.FieldManager {
+		t.Errorf("field managers of %s: %+v, want %s", echoRule, fm, rulesync.FieldManager)
+	}
+	if failover, _, _ := unstructured.NestedSlice(live.Object, "spec", "trafficPolicy", "loadBalancer", "localityLbSetting", "failover"); len(failover) != 2 {
+		t.Errorf("%s: failover %v, want r1→r2 and r2→r1", echoRule, failover)
+	}
+	testenv.Eventually(t, 30*time.Second, "the squatted name reported as a conflict", func() error {
+		if st := srv.State(); len(st.Conflicts) != 1 || !strings.Contains(st.Conflicts[0], locality.RuleName("default", "other")) {
+			return fmt.Errorf("conflicts %q", st.Conflicts)
+		}
+		return nil
+	})
+	t.Logf("conflict: %s", srv.State().Conflicts[0])
+	usersUntouched()
+
+	// Steady state: no write.
+	before := writes(t, reg)
+	must(t, srv.Sync(ctx, time.Now()))
+	must(t, srv.Sync(ctx, time.Now()))
+	if after := writes(t, reg); after != before {
+		t.Errorf("resync with nothing changed wrote %v times", after-before)
+	}
+	t.Logf("writes to reach the steady state: %v; on resync: 0", before)
+
+	// A hand edit of the generated rule is undone.
+	_, err = drs.Namespace(ns).Patch(ctx, echoRule, types.MergePatchType, []byte(`{"spec":{"trafficPolicy":null}}`), metav1.PatchOptions{})
+	must(t, err)
+	testenv.Eventually(t, 30*time.Second, "hand edit undone", func() error {
+		live, err := drs.Namespace(ns).Get(ctx, echoRule, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if _, ok, _ := unstructured.NestedMap(live.Object, "spec", "trafficPolicy"); !ok {
+			return fmt.Errorf("%s has no trafficPolicy", echoRule)
+		}
+		return nil
+	})
+
+	// A member has not synced: echo2 gone from the translation keeps its
+	// rule; a new service gets one.
+	memberDown.Store(true)
+	must(t, kube.CoreV1().Services("default").Delete(ctx, "echo2", metav1.DeleteOptions{}))
+	createService(ctx, t, kube, "echo3")
+	waitRules(t, drs, echoRule, echo2Rule, locality.RuleName("default", "echo3"))
+	testenv.Eventually(t, 30*time.Second, "echo2's rule held", func() error {
+		must(t, srv.Sync(ctx, time.Now()))
+		if st := srv.State(); fmt.Sprint(st.Held) != "["+echo2Rule+"]" || !strings.Contains(st.HeldReason, "remote-down") {
+			return fmt.Errorf("held %v (%s)", st.Held, st.HeldReason)
+		}
+		return nil
+	})
+	if _, err := drs.Namespace(ns).Get(ctx, echo2Rule, metav1.GetOptions{}); err != nil {
+		t.Fatalf("%s withdrawn while a member had not synced: %v", echo2Rule, err)
+	}
+
+	// Every member synced: echo2's rule is pruned, users' rules stay.
+	memberDown.Store(false)
+	srv.Notify()
+	testenv.Eventually(t, 30*time.Second, "echo2's rule pruned", func() error {
+		_, err := drs.Namespace(ns).Get(ctx, echo2Rule, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("%s still there (%v)", echo2Rule, err)
+		}
+		return nil
+	})
+	waitRules(t, drs, echoRule, locality.RuleName("default", "echo3"))
+	usersUntouched()
+}
+
+// TestOneWriterByLease runs two replicas with one Lease: one leads and
+// writes; when it stops, the other takes over and keeps the rules current.
+func TestOneWriterByLease(t *testing.T) {
+	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
+	c := env.Cluster("primary")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	must(t, localistiod.InstallCRDs(ctx, c.Config))
+	kube := kubernetes.NewForConfigOrDie(c.Config)
+	drs := dynamic.NewForConfigOrDie(c.Config).Resource(rulesync.GVR)
+	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a",
+		Labels: map[string]string{topology.LabelRegion: "r1", topology.LabelZone: "z1"}}}, metav1.CreateOptions{})
+	must(t, err)
+	createService(ctx, t, kube, "echo")
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	type replica struct {
+		srv    *rulesync.Server
+		reg    *prometheus.Registry
+		cancel context.CancelFunc
+	}
+	var replicas []*replica
+	for _, id := range []string{"a", "b"} {
+		r := &replica{reg: prometheus.NewRegistry()}
+		rctx, rcancel := context.WithCancel(ctx)
+		r.cancel = rcancel
+		w, err := topology.NewWatcher(map[string]*rest.Config{"primary": c.Config}, topology.WatcherOptions{Logger: quiet, OnChange: func() {
+			if r.srv != nil {
+				r.srv.Notify()
+			}
+		}})
+		must(t, err)
+		r.srv, err = rulesync.New(rulesync.Options{Config: c.Config, Snapshot: w.Snapshot, Members: w.Clusters, Logger: quiet, Registerer: r.reg,
+			Lease: &rulesync.Lease{Namespace: ns, Name: "meshfleet-locality", Identity: id,
+				Duration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}})
+		must(t, err)
+		w.Start(rctx)
+		go func() { _ = r.srv.Run(rctx) }()
+		replicas = append(replicas, r)
+	}
+	waitRules(t, drs, locality.RuleName("default", "echo"))
+	var leader, follower *replica
+	testenv.Eventually(t, 30*time.Second, "exactly one leader", func() error {
+		a, b := replicas[0].srv.State().Leader, replicas[1].srv.State().Leader
+		if a == b {
+			return fmt.Errorf("leaders: a=%v b=%v", a, b)
+		}
+		leader, follower = replicas[0], replicas[1]
+		if b {
+			leader, follower = replicas[1], replicas[0]
+		}
+		return nil
+	})
+	if n := writes(t, follower.reg); n != 0 {
+		t.Errorf("the replica without the Lease wrote %v times", n)
+	}
+	leader.cancel()
+	start := time.Now()
+	testenv.Eventually(t, 30*time.Second, "the other replica leads", func() error {
+		if !follower.srv.State().Leader {
+			return fmt.Errorf("not leading yet")
+		}
+		return nil
+	})
+	t.Logf("takeover after the leader stopped: %v", time.Since(start).Round(time.Millisecond))
+	createService(ctx, t, kube, "echo2")
+	waitRules(t, drs, locality.RuleName("default", "echo"), locality.RuleName("default", "echo2"))
+}
+
+func createService(ctx context.Context, t *testing.T, kube kubernetes.Interface, name string) {
+	t.Helper()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}
+	_, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+	must(t, err)
+	ready, node := true, []string{"node-a", "node-b"}
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	nodes, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	must(t, err)
+	for i := range nodes.Items {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)},
+			NodeName: &node[i], Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+	}
+	_, err = kube.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{})
+	must(t, err)
+}
+
+func userRule(namespace, name, host string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+		"metadata": map[string]any{"name": name, "namespace": namespace},
+		"spec":     map[string]any{"host": host, "trafficPolicy": map[string]any{"tls": map[string]any{"mode": "ISTIO_MUTUAL"}}},
+	}}
+}
+
+// waitRules waits until the generated rules in the namespace are exactly names.
+func waitRules(t *testing.T, drs dynamic.NamespaceableResourceInterface, names ...string) {
+	t.Helper()
+	want := strings.Join(names, " ")
+	testenv.Eventually(t, 30*time.Second, "generated rules "+want, func() error {
+		list, err := drs.Namespace(ns).List(context.Background(), metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, u := range list.Items {
+			got = append(got, u.GetName())
+		}
+		if strings.Join(got, " ") != want {
+			return fmt.Errorf("rules %v", got)
+		}
+		return nil
+	})
+}
+
+// writes sums meshfleet_locality_writes_total.
+func writes(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	must(t, err)
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "meshfleet_locality_writes_total" {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,505 @@
+package rulesync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/topology"
+)
+
+// Defaults for Options.
+const (
+	DefaultNamespace   = "istio-system"
+	DefaultDebounce    = 20 * time.Millisecond
+	DefaultMaxDebounce = 250 * time.Millisecond
+	// FieldManager owns the fields of the rules the server writes.
+	FieldManager = "meshfleet-locality"
+	// maxRetry bounds the backoff after failed writes.
+	maxRetry = 30 * time.Second
+)
+
+// GVR is the resource the rules are written as.
+var GVR = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
+
+// Options configures a Server.
+type Options struct {
+	// Config reaches the primary cluster's API server, where the rules are
+	// written and istiod reads them (required).
+	Config *rest.Config
+	// Namespace receives every generated rule (DefaultNamespace if empty).
+	// It should be istiod's root namespace: a rule there applies to its
+	// host from every namespace, after any rule in the client's or the
+	// service's namespace. Writing into one namespace keeps the server's
+	// write permission to one Role there.
+	Namespace string
+	// Snapshot returns the current topology (required); called after each
+	// debounced burst of Notify calls.
+	Snapshot func() *topology.Topology
+	// Policy returns the current mesh-wide policy; the zero Policy if nil.
+	Policy func() locality.Policy
+	// Members returns each member cluster and whether its caches have
+	// synced since start (required). Until every member has, existing
+	// rules are kept as they are (see Decide).
+	Members func() map[string]bool
+	// Debounce is the quiet period that ends a burst of changes;
+	// MaxDebounce bounds how long a continuous burst delays a write.
+	Debounce, MaxDebounce time.Duration
+	// Lease, if set, elects one writer among the replicas; without it this
+	// server always writes (one replica, tests).
+	Lease      *Lease
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// OnWrite, if set, is called after a plan's writes all succeeded, with
+	// the number of writes and the time since the change behind them.
+	OnWrite func(writes int, latency time.Duration)
+}
+
+// Server keeps the generated DestinationRules in the primary cluster in
+// step with the topology.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	metrics  *metrics
+	rules    dynamic.ResourceInterface
+	kube     kubernetes.Interface
+	informer cache.SharedIndexInformer
+	factory  dynamicinformer.DynamicSharedInformerFactory
+	notify   chan time.Time
+	leader   atomic.Bool
+
+	syncMu   sync.Mutex // one Sync at a time; guards the fields below
+	retry    time.Duration
+	unsynced string // members not synced at the last Sync, joined
+	recent   map[string]recentWrite
+
+	mu        sync.Mutex
+	last      *locality.Result
+	lastErr   error
+	plan      Plan
+	members   map[string]bool
+	conflicts []string
+	lastWrite time.Time
+}
+
+// New returns a Server; call Run to start it.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil || opts.Snapshot == nil || opts.Members == nil {
+		return nil, errors.New("rulesync: Options.Config, Snapshot and Members are required")
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if opts.Policy == nil {
+		opts.Policy = func() locality.Policy { return locality.Policy{} }
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.MaxDebounce < opts.Debounce {
+		opts.MaxDebounce = max(DefaultMaxDebounce, opts.Debounce)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cfg := rest.CopyConfig(opts.Config)
+	if cfg.QPS == 0 {
+		// The first write of a large mesh is one request per service.
+		cfg.QPS, cfg.Burst = 100, 200
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("rulesync: client for the primary (%s): %w", cfg.Host, err)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("rulesync: client for the primary (%s): %w", cfg.Host, err)
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: newMetrics(opts.Registerer),
+		rules:   dc.Resource(GVR).Namespace(opts.Namespace),
+		kube:    kc,
+		notify:  make(chan time.Time, 1),
+		recent:  map[string]recentWrite{},
+	}
+	selector := labels.SelectorFromSet(labels.Set{locality.LabelManagedBy: locality.ManagedBy}).String()
+	s.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dc, 0, opts.Namespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	s.informer = s.factory.ForResource(GVR).Informer()
+	_ = s.informer.SetTransform(func(obj any) (any, error) {
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			u.SetManagedFields(nil)
+		}
+		return obj, nil
+	})
+	// Someone edited or deleted one of our rules: put it back.
+	_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.Notify() },
+		UpdateFunc: func(any, any) { s.Notify() },
+		DeleteFunc: func(any) { s.Notify() },
+	})
+	return s, nil
+}
+
+// Notify tells the server the topology changed. It never blocks; bursts
+// are coalesced (the consumer reads the latest state, not every event).
+func (s *Server) Notify() {
+	select {
+	case s.notify <- time.Now():
+	default: // a change is already pending; its (earlier) time is kept
+	}
+}
+
+// Run watches the server's own rules and writes the translation after
+// each debounced burst of changes, until ctx ends. It never fails because
+// a cluster is unreachable: writes are retried with backoff and the rules
+// already written stay as they are.
+func (s *Server) Run(ctx context.Context) error {
+	s.factory.Start(ctx.Done())
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), s.informer.HasSynced) {
+			s.Notify()
+		}
+	}()
+	if s.opts.Lease != nil {
+		go s.lead(ctx)
+	} else {
+		s.setLeader(true)
+	}
+	s.Notify()
+	s.debounceLoop(ctx)
+	return nil
+}
+
+func (s *Server) setLeader(on bool) {
+	s.leader.Store(on)
+	v := 0.0
+	if on {
+		v = 1
+	}
+	s.metrics.leader.Set(v)
+}
+
+// debounceLoop syncs a change that follows a quiet period (no change for
+// Debounce) at once: a single change, such as a zone's endpoints going not
+// ready, is not delayed. Changes that follow it within Debounce are a
+// burst: they are coalesced and synced once Debounce passes without
+// another (at most MaxDebounce after the first of them).
+func (s *Server) debounceLoop(ctx context.Context) {
+	var last time.Time // when the previous change was seen
+	for {
+		var first time.Time
+		select {
+		case <-ctx.Done():
+			return
+		case first = <-s.notify:
+		}
+		quietBefore := first.Sub(last) >= s.opts.Debounce
+		last = first
+		if !quietBefore && !s.waitQuiet(ctx, first, &last) {
+			return
+		}
+		if err := s.Sync(ctx, first); err != nil {
+			s.log.Error("locality rules not fully written; the rules in the cluster stay as they are", "err", err)
+		}
+	}
+}
+
+// waitQuiet waits until Debounce passes without a change, or MaxDebounce
+// after first; last is updated with each change seen. It returns false if
+// ctx ended.
+func (s *Server) waitQuiet(ctx context.Context, first time.Time, last *time.Time) bool {
+	quiet := time.NewTimer(s.opts.Debounce)
+	defer quiet.Stop()
+	deadline := time.NewTimer(time.Until(first.Add(s.opts.MaxDebounce)))
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case *last = <-s.notify:
+			quiet.Reset(s.opts.Debounce)
+		case <-quiet.C:
+			return true
+		case <-deadline.C:
+			return true
+		}
+	}
+}
+
+// Sync translates the current topology and, on the leader once its view
+// of its own rules has synced, writes what changed; changedAt is when the
+// change was first seen. A failed translation writes nothing.
+func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	members := s.opts.Members()
+	var unsynced []string
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		if !members[name] {
+			unsynced = append(unsynced, name)
+		}
+	}
+	s.metrics.unsynced.Set(float64(len(unsynced)))
+	if u := strings.Join(unsynced, ","); u != s.unsynced {
+		if u != "" {
+			s.log.Warn("member clusters not synced since start (unreachable or slow); the rules written stay as they are until they sync", "members", unsynced)
+		} else if s.unsynced != "" {
+			s.log.Info("every member cluster synced", "members", len(members))
+		}
+		s.unsynced = u
+	}
+	start := time.Now()
+	res, err := locality.Translate(s.opts.Snapshot(), s.opts.Policy())
+	s.metrics.translate.Observe(time.Since(start).Seconds())
+	s.mu.Lock()
+	s.members = members
+	s.lastErr = err
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("translating the topology: %w", err)
+	}
+	res = s.place(res)
+	s.mu.Lock()
+	s.last = res
+	s.mu.Unlock()
+	for _, d := range res.Decisions {
+		for _, w := range d.Warnings {
+			s.log.Warn(w)
+		}
+	}
+	if !s.leader.Load() || !s.informer.HasSynced() {
+		return nil
+	}
+	live := s.liveRules()
+	s.metrics.rules.Set(float64(len(live)))
+	plan, err := Decide(live, res.Rules(), members)
+	if err != nil {
+		return err
+	}
+	s.metrics.held.Set(float64(len(plan.Held)))
+	s.mu.Lock()
+	s.plan = plan
+	s.mu.Unlock()
+	if plan.Writes() == 0 {
+		return nil
+	}
+	conflicts, err := s.write(ctx, plan)
+	s.metrics.conflicts.Set(float64(len(conflicts)))
+	s.mu.Lock()
+	s.conflicts = conflicts
+	if err == nil {
+		s.lastWrite = time.Now()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.scheduleRetry()
+		return err
+	}
+	s.retry = 0
+	lat := time.Since(changedAt)
+	s.metrics.written.Observe(lat.Seconds())
+	s.log.Info("DestinationRules written", "created", len(plan.Create), "updated", len(plan.Update), "deleted", len(plan.Delete),
+		"unchanged", plan.Unchanged, "since change", lat)
+	if s.opts.OnWrite != nil {
+		s.opts.OnWrite(plan.Writes(), lat)
+	}
+	return nil
+}
+
+// place moves every generated rule into the server's namespace.
+func (s *Server) place(res *locality.Result) *locality.Result {
+	out := &locality.Result{Decisions: make([]locality.Decision, len(res.Decisions))}
+	for i, d := range res.Decisions {
+		if d.Rule != nil {
+			r := *d.Rule
+			r.Metadata.Namespace = s.opts.Namespace
+			d.Rule = &r
+		}
+		out.Decisions[i] = d
+	}
+	return out
+}
+
+// liveRules reads the server's own rules from its informer. A rule this
+// server wrote whose write the informer has not delivered yet (it still
+// holds the resourceVersion from before the write) is taken as written, so
+// a sync right after a write does not write it again.
+func (s *Server) liveRules() map[string]Live {
+	out := map[string]Live{}
+	rvs := map[string]string{}
+	for _, o := range s.informer.GetStore().List() {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		h, err := ObjectHash(u)
+		if err != nil {
+			h = "" // unreadable: rewritten
+		}
+		out[u.GetName()] = Live{Name: u.GetName(), UID: string(u.GetUID()), Hash: h}
+		rvs[u.GetName()] = u.GetResourceVersion()
+	}
+	for name, w := range s.recent {
+		if rvs[name] != w.before {
+			delete(s.recent, name) // the informer has caught up (or someone else wrote since)
+			continue
+		}
+		if w.deleted {
+			delete(out, name)
+		} else {
+			out[name] = w.live
+		}
+	}
+	return out
+}
+
+// recentWrite is a write of this server that its informer may not have
+// delivered yet: before is the resourceVersion the informer held when the
+// write was planned ("" if it held no object).
+type recentWrite struct {
+	before  string
+	live    Live
+	deleted bool
+}
+
+// scheduleRetry syncs again after a backoff that doubles up to maxRetry.
+func (s *Server) scheduleRetry() {
+	s.retry = min(max(2*s.retry, time.Second), maxRetry)
+	time.AfterFunc(s.retry, s.Notify)
+}
+
+// writeWorkers bounds the writes in flight; client QPS bounds their rate.
+const writeWorkers = 8
+
+// write carries out the plan; it returns the names of rules it left alone
+// because someone else's object has their name.
+func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err error) {
+	before := map[string]string{}
+	for _, o := range s.informer.GetStore().List() {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			before[u.GetName()] = u.GetResourceVersion()
+		}
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, writeWorkers)
+	)
+	done := func(op, name string, obj *unstructured.Unstructured, hash string, e error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e != nil {
+			s.metrics.writeErrors.WithLabelValues(op).Inc()
+			errs = append(errs, fmt.Errorf("%s DestinationRule %s/%s: %w", op, s.opts.Namespace, name, e))
+			return
+		}
+		s.metrics.writes.WithLabelValues(op).Inc()
+		rw := recentWrite{before: before[name], deleted: obj == nil}
+		if obj != nil {
+			rw.live = Live{Name: name, UID: string(obj.GetUID()), Hash: hash}
+		}
+		s.recent[name] = rw
+	}
+	run := func(f func()) {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f()
+		}()
+	}
+	for _, w := range p.Create {
+		run(func() {
+			name := w.Rule.Metadata.Name
+			obj, err := toObject(w.Rule, w.Hash, "")
+			if err == nil {
+				obj, err = s.rules.Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
+			}
+			if apierrors.IsAlreadyExists(err) {
+				// Ours but not in the informer yet, or someone else's.
+				var mine bool
+				if obj, mine, err = s.applyIfMine(ctx, w); err == nil && !mine {
+					mu.Lock()
+					conflicts = append(conflicts, fmt.Sprintf("DestinationRule %s/%s exists and was not made by meshfleet (no label %s=%s): left alone, so host %s gets no locality rule; delete or rename it",
+						s.opts.Namespace, name, locality.LabelManagedBy, locality.ManagedBy, w.Rule.Spec.GetHost()))
+					mu.Unlock()
+					return
+				}
+			}
+			done("create", name, obj, w.Hash, err)
+		})
+	}
+	for _, w := range p.Update {
+		run(func() {
+			obj, err := s.apply(ctx, w)
+			done("update", w.Rule.Metadata.Name, obj, w.Hash, err)
+		})
+	}
+	for _, d := range p.Delete {
+		run(func() {
+			uid := types.UID(d.UID)
+			err := s.rules.Delete(ctx, d.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+			if apierrors.IsNotFound(err) {
+				err = nil
+			}
+			done("delete", d.Name, nil, "", err)
+		})
+	}
+	wg.Wait()
+	sort.Strings(conflicts)
+	for _, c := range conflicts {
+		s.log.Warn(c)
+	}
+	return conflicts, errors.Join(errs...)
+}
+
+// applyIfMine updates the live object named like w if it carries the
+// server's label; it reports whether it did.
+func (s *Server) applyIfMine(ctx context.Context, w Write) (*unstructured.Unstructured, bool, error) {
+	live, err := s.rules.Get(ctx, w.Rule.Metadata.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, false, err
+	}
+	if live.GetLabels()[locality.LabelManagedBy] != locality.ManagedBy {
+		return nil, false, nil
+	}
+	w.UID = string(live.GetUID())
+	obj, err := s.apply(ctx, w)
+	return obj, true, err
+}
+
+// apply writes w with server-side apply, only onto the object with w.UID.
+func (s *Server) apply(ctx context.Context, w Write) (*unstructured.Unstructured, error) {
+	obj, err := toObject(w.Rule, w.Hash, w.UID)
+	if err != nil {
+		return nil, err
+	}
+	return s.rules.Apply(ctx, w.Rule.Metadata.Name, obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+}

@@ -1,0 +1,196 @@
+package render
+
+import (
+	"fmt"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// The locality server's objects.
+const (
+	// LocalityServerName names its ServiceAccount, Deployment, Service,
+	// PodDisruptionBudget, Role and Lease in the control plane's namespace.
+	LocalityServerName = "meshfleet-locality"
+	// LocalityServerPort serves /debug/locality, /metrics, /healthz, /readyz.
+	LocalityServerPort = 9092
+	// DefaultMeshfleetImage runs meshfleet's commands (operator, tunnel,
+	// locality server) when the operator is not told its own image.
+	DefaultMeshfleetImage = "ghcr.io/meshfleet/meshfleet:latest"
+	// localityTunnelCA is the ConfigMap (key ca.crt) and mount of the CA
+	// that verifies the tunnel server.
+	localityTunnelCA     = "meshfleet-locality-tunnel-ca"
+	localityTunnelCADir  = "/etc/meshfleet/tunnel-ca"
+	localityReplicas     = 2
+	localityClusterRoleF = "meshfleet-locality-%s"
+)
+
+// LocalityServer is how the operator runs the locality server (meshfleet
+// locality) when spec.localityLB.enabled: not from the spec, from the
+// operator's own settings.
+type LocalityServer struct {
+	// Image is meshfleet's image, the one the operator runs from.
+	Image string `json:"image,omitempty"`
+	// TunnelURL and TunnelCA reach remotes without a kubeconfig Secret
+	// through the tunnel server, as the operator does.
+	TunnelURL string `json:"tunnelURL,omitempty"`
+	TunnelCA  []byte `json:"tunnelCA,omitempty"`
+}
+
+// renderLocalityServer adds the locality server to the primary when
+// locality routing is on: two replicas (one writes, by a Lease), a
+// PodDisruptionBudget, probes, requests, spread over nodes and zones, and
+// RBAC to read the topology and write DestinationRules in its namespace
+// only.
+func renderLocalityServer(cp *ControlPlane, m *Manifest) error {
+	if cp.Remote != nil || !cp.LocalityLB.Enabled {
+		return nil
+	}
+	objs, err := localityServerObjects(cp)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			return fmt.Errorf("converting %T: %w", o, err)
+		}
+		obj := &unstructured.Unstructured{Object: u}
+		unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(obj.Object, "spec", "template", "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(obj.Object, "status")
+		m.Objects = append(m.Objects, obj)
+	}
+	return nil
+}
+
+func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
+	ns, name := cp.Namespace, LocalityServerName
+	ls := LocalityServer{}
+	if cp.LocalityServer != nil {
+		ls = *cp.LocalityServer
+	}
+	image := ls.Image
+	if image == "" {
+		image = DefaultMeshfleetImage
+	}
+	labels := map[string]string{"app": name}
+	meta := func(kind, apiVersion, n, namespace string) (metav1.TypeMeta, metav1.ObjectMeta) {
+		return metav1.TypeMeta{Kind: kind, APIVersion: apiVersion}, metav1.ObjectMeta{Name: n, Namespace: namespace, Labels: labels}
+	}
+	clusterRole := fmt.Sprintf(localityClusterRoleF, ns)
+	read := []string{"get", "list", "watch"}
+
+	sa := &corev1.ServiceAccount{}
+	sa.TypeMeta, sa.ObjectMeta = meta("ServiceAccount", "v1", name, ns)
+
+	cr := &rbacv1.ClusterRole{Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"nodes", "services", "pods"}, Verbs: read},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"destinationrules"}, Verbs: read},
+	}}
+	cr.TypeMeta, cr.ObjectMeta = meta("ClusterRole", "rbac.authorization.k8s.io/v1", clusterRole, "")
+	crb := &rbacv1.ClusterRoleBinding{
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: clusterRole},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+	}
+	crb.TypeMeta, crb.ObjectMeta = meta("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", clusterRole, "")
+	// Writes only in its own namespace: its DestinationRules and its Lease;
+	// reads the mesh (Istio, RemoteIstio) and, by name only, the
+	// RemoteIstios' kubeconfig Secrets (no other Secret of the namespace).
+	role := &rbacv1.Role{Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"destinationrules"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+		{APIGroups: []string{"meshfleet.io"}, Resources: []string{"istios", "remoteistios"}, Verbs: read},
+	}}
+	var secrets []string
+	for _, m := range cp.Members {
+		if m.KubeconfigSecret != "" && !slices.Contains(secrets, m.KubeconfigSecret) {
+			secrets = append(secrets, m.KubeconfigSecret)
+		}
+	}
+	if len(secrets) > 0 { // an empty resourceNames would mean every Secret
+		slices.Sort(secrets)
+		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: secrets})
+	}
+	role.TypeMeta, role.ObjectMeta = meta("Role", "rbac.authorization.k8s.io/v1", name, ns)
+	rb := &rbacv1.RoleBinding{
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+	}
+	rb.TypeMeta, rb.ObjectMeta = meta("RoleBinding", "rbac.authorization.k8s.io/v1", name, ns)
+
+	args := []string{"locality", "--in-cluster", "--namespace=" + ns, "--istio=" + cp.Owner.Name,
+		"--rules-namespace=" + ns, "--lease-name=" + name, fmt.Sprintf("--debug-addr=:%d", LocalityServerPort)}
+	var objs []runtime.Object
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	if ls.TunnelURL != "" {
+		cm := &corev1.ConfigMap{Data: map[string]string{"ca.crt": string(ls.TunnelCA)}}
+		cm.TypeMeta, cm.ObjectMeta = meta("ConfigMap", "v1", localityTunnelCA, ns)
+		objs = append(objs, cm)
+		args = append(args, "--tunnel-url="+ls.TunnelURL, "--tunnel-ca-file="+localityTunnelCADir+"/ca.crt")
+		volumes = append(volumes, corev1.Volume{Name: "tunnel-ca", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: localityTunnelCA}}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "tunnel-ca", MountPath: localityTunnelCADir, ReadOnly: true})
+	}
+	probe := func(path string, period int32) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http-debug")}},
+			PeriodSeconds: period, FailureThreshold: 3, TimeoutSeconds: 2}
+	}
+	replicas := int32(localityReplicas)
+	spread := func(key string) corev1.TopologySpreadConstraint {
+		return corev1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: key, WhenUnsatisfiable: corev1.ScheduleAnyway,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}
+	}
+	dep := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{
+		Replicas: &replicas,
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
+			MaxUnavailable: ptrTo(intstr.FromInt32(0)), MaxSurge: ptrTo(intstr.FromInt32(1))}},
+		Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+				"prometheus.io/scrape": "true", "prometheus.io/port": fmt.Sprint(LocalityServerPort), "sidecar.istio.io/inject": "false"}},
+			Spec: corev1.PodSpec{
+				ServiceAccountName:        name,
+				SecurityContext:           &corev1.PodSecurityContext{RunAsNonRoot: ptrTo(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+				TopologySpreadConstraints: []corev1.TopologySpreadConstraint{spread("kubernetes.io/hostname"), spread("topology.kubernetes.io/zone")},
+				Containers: []corev1.Container{{
+					Name: "locality", Image: image, Args: args,
+					Env:   []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+					Ports: []corev1.ContainerPort{{Name: "http-debug", ContainerPort: LocalityServerPort}},
+					// Both answer from the start: an unreachable member cluster
+					// is a metric, not a restart.
+					ReadinessProbe: probe("/readyz", 5),
+					LivenessProbe:  probe("/healthz", 10),
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+					},
+					SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptrTo(false), ReadOnlyRootFilesystem: ptrTo(true),
+						Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+					VolumeMounts: mounts,
+				}},
+				Volumes: volumes,
+			},
+		},
+	}}
+	dep.TypeMeta, dep.ObjectMeta = meta("Deployment", "apps/v1", name, ns)
+	pdb := &policyv1.PodDisruptionBudget{Spec: policyv1.PodDisruptionBudgetSpec{
+		MinAvailable: ptrTo(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels}}}
+	pdb.TypeMeta, pdb.ObjectMeta = meta("PodDisruptionBudget", "policy/v1", name, ns)
+	svc := &corev1.Service{Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
+		{Name: "http-debug", Port: LocalityServerPort, TargetPort: intstr.FromString("http-debug")}}}}
+	svc.TypeMeta, svc.ObjectMeta = meta("Service", "v1", name, ns)
+	return append(objs, sa, cr, crb, role, rb, dep, pdb, svc), nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
