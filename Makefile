@@ -34,6 +34,7 @@ export MESHFLEET_KUBE_CONTROLLER_MANAGER := $(KUBE_CM)
 export MESHFLEET_PILOT_DISCOVERY         := $(PILOT_DISCOVERY)
 
 GO_TEST_FLAGS ?=
+FUZZTIME      ?= 30s
 
 ##@ General
 
@@ -112,6 +113,7 @@ test: tools ## Unit, integration (real kube-apiservers) and end-to-end (real ist
 	go test $(GO_TEST_FLAGS) -tags integration -p 1 ./...
 	go test $(GO_TEST_FLAGS) -tags e2e -p 1 ./tests/e2e/...
 	$(MAKE) chaos
+	$(MAKE) fuzz
 
 .PHONY: unit
 unit: ## Unit tests only (no binaries needed).
@@ -124,6 +126,10 @@ e2e: tools ## End-to-end tests under tests/e2e.
 .PHONY: chaos
 chaos: tools ## Chaos suite: kill and restart each component under traffic; prints the table (tests/chaos).
 	go test $(GO_TEST_FLAGS) -tags chaos -p 1 -v -timeout 20m ./tests/chaos/...
+
+.PHONY: fuzz
+fuzz: ## Bounded fuzzing (FUZZTIME each) of the CR → render path and the tunnel's request parsing: no panic.
+	go test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./pkg/render/
 
 .PHONY: bench
 bench: tools ## Benchmarks: print figures next to a baseline measured in the same run.
