@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
+	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
 func newOperatorCommand() *cobra.Command {
@@ -59,8 +60,10 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-elect-namespace", "", "namespace of the leader Lease (default: the pod's)")
 	f.StringVar(&tunnel.URL, "tunnel-url", "", "URL of the tunnel server; remote clusters without a kubeconfig Secret are reached at <url>/clusters/<name>")
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "CA certificate that verifies the tunnel server (required with --tunnel-url)")
-	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token",
-		"where istiod reads its own token, written into the remote secrets of tunnelled clusters")
+	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", render.TunnelTokenPath,
+		"where istiod reads its own token for the tunnel's audience (projected into istiod's pod), written into the remote secrets of tunnelled clusters")
+	f.StringVar(&tunnel.TokenFile, "tunnel-token-file", render.TunnelTokenPath,
+		"the operator's own token for the tunnel's audience (a projected service-account token), presented to the tunnel server")
 	f.DurationVar(&opts.RemoteResync, "remote-resync", time.Minute, "how often a remote cluster is checked again for drift and token renewal")
 	f.DurationVar(&opts.Resync, "resync", 5*time.Minute, "how often a Ready control plane is checked again for drift and certificate renewal")
 	gf := flag.NewFlagSet("zap", flag.ContinueOnError)

@@ -167,7 +167,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		if err != nil {
 			return s, err
 		}
-		if tun, err = s.startTunnel(root); err != nil {
+		if tun, err = s.startTunnel(ctx, root); err != nil {
 			return s, fmt.Errorf("tunnel: %w", err)
 		}
 	}

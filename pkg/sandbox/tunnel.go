@@ -28,6 +28,8 @@ type sandboxTunnel struct {
 	root *ca.KeyPair
 	// tokenFile holds istiod's token, as its pod would have it.
 	tokenFile string
+	// opTokenFile holds the operator's token for the tunnel's audience.
+	opTokenFile string
 }
 
 // meshRoot creates the mesh's root CA in the primary before the operator
@@ -49,29 +51,31 @@ func meshRoot(ctx context.Context, c client.Client, namespace string) (*ca.KeyPa
 }
 
 // startTunnel runs the tunnel server in the sandbox: agents present
-// certificates of the mesh root; callers, client certificates of the
-// primary's CA (the operator) or tokens the primary accepts (istiod).
-func (s *Sandbox) startTunnel(root *ca.KeyPair) (*sandboxTunnel, error) {
-	kube, err := kubernetes.NewForConfig(s.Primary().Config)
-	if err != nil {
-		return nil, err
-	}
+// certificates of the mesh root and need a RemoteIstio; callers (istiod,
+// the operator) present tokens the primary issued for the tunnel's
+// audience. It writes the operator's token.
+func (s *Sandbox) startTunnel(ctx context.Context, root *ca.KeyPair) (*sandboxTunnel, error) {
 	f, err := os.Create(filepath.Join(s.Dir, "tunnel.log"))
 	if err != nil {
 		return nil, err
 	}
 	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: s.Primary().CACertPEM,
-		TokenReviews: kube.AuthenticationV1().TokenReviews(), Logger: slog.New(slog.NewJSONHandler(f, nil))})
+		Primary: s.Primary().Config, Logger: slog.New(slog.NewJSONHandler(f, nil))})
 	if err != nil {
 		return nil, err
 	}
 	s.stops = append(s.stops, l.Stop)
-	return &sandboxTunnel{Local: l, root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token")}, nil
+	t := &sandboxTunnel{Local: l, root: root, tokenFile: filepath.Join(s.Dir, "istiod", "token"),
+		opTokenFile: filepath.Join(s.Dir, "operator", "token")}
+	if err := tunnel.WriteServiceAccountToken(ctx, s.Primary().Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", t.opTokenFile, 24*time.Hour); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // operatorTunnel is the operator's view of the tunnel.
 func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
-	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.root.CertPEM, IstiodTokenFile: t.tokenFile}
+	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.root.CertPEM, IstiodTokenFile: t.tokenFile, TokenFile: t.opTokenFile}
 }
 
 // startAgent runs the agent of one remote, as `meshctl cluster join --tunnel`
@@ -87,7 +91,7 @@ func (s *Sandbox) startAgent(t *sandboxTunnel, cluster string) error {
 }
 
 // writeIstiodToken writes a token of the primary's istio-system/istiod
-// service account where the remote secrets say istiod reads it, as the
+// service account, for the tunnel's audience, where the remote secrets say istiod reads it, as the
 // kubelet would project it into istiod's pod.
 func writeIstiodToken(ctx context.Context, s *Sandbox, t *sandboxTunnel, namespace string) error {
 	kube, err := kubernetes.NewForConfig(s.Primary().Config)
@@ -96,7 +100,7 @@ func writeIstiodToken(ctx context.Context, s *Sandbox, t *sandboxTunnel, namespa
 	}
 	secs := int64((24 * time.Hour).Seconds())
 	tr, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, "istiod",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, Audiences: []string{tunnel.TokenAudience}}}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("token for %s/istiod: %w", namespace, err)
 	}

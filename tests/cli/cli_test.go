@@ -7,7 +7,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -103,8 +102,13 @@ func TestMeshctl(t *testing.T) {
 	// chain to the mesh root, created here before the operator would.
 	root := meshRoot(t, ctx, pc)
 	tun := startTunnel(t, root, env.Cluster("primary"))
+	// The operator presents its token for the tunnel's audience.
+	opToken := filepath.Join(t.TempDir(), "operator-token")
+	if err := tunnel.WriteServiceAccountToken(ctx, env.Cluster("primary").Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", opToken, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: tun.APIURL, CAData: root.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
+		Tunnel: &remoteistio.Tunnel{URL: tun.APIURL, CAData: root.CertPEM, IstiodTokenFile: render.TunnelTokenPath, TokenFile: opToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,16 +327,24 @@ func agentSecret(t *testing.T, out string) *corev1.Secret {
 	return nil
 }
 
-// runAgent runs the tunnel agent of cluster with the certificate join issued.
-func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secret, server string, upstream *rest.Config) {
+// runAgent runs the tunnel agent of cluster with the certificate join issued,
+// after creating the manifest's RBAC with the cluster's admin credentials;
+// it forwards with the agent service account's token.
+func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secret, server string, admin *rest.Config) {
 	t.Helper()
 	cert, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
 	if err != nil {
 		t.Fatalf("agent certificate from join: %v", err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(s.Data["ca.crt"])
-	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, Servers: []string{server}, Certificate: cert, ServerCAs: roots,
+	roots, err := tunnel.CABundleFromPEM(s.Data["ca.crt"])
+	if err != nil {
+		t.Fatalf("server CA from join: %v", err)
+	}
+	upstream, err := tunnel.InstallAgentRBAC(ctx, admin, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, Servers: []string{server}, Certificate: tunnel.StaticKeyPair(cert), ServerCAs: roots,
 		Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +376,7 @@ func meshRoot(t *testing.T, ctx context.Context, c client.Client) *ca.KeyPair {
 // certificates of the primary's CA (the operator's).
 func startTunnel(t *testing.T, root *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
 	t.Helper()
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: primary.CACertPEM})
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: root, ClientCAPEM: primary.CACertPEM, Primary: primary.Config})
 	if err != nil {
 		t.Fatal(err)
 	}
