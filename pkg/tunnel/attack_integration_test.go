@@ -77,6 +77,7 @@ func TestAttacks(t *testing.T) {
 		{"more agents than the per-cluster cap are refused", attackTooManyAgents},
 		{"more concurrent streams than the per-agent cap are refused", attackTooManyStreams},
 		{"rotated certificates and CA bundles take effect without restart", attackRotation},
+		{"a renewed agent certificate is used without restart", attackAgentRotation},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) { r.attack(t, s) })
@@ -751,6 +752,50 @@ func attackRotation(t *testing.T, s *attackSuite) {
 	waitFor(t, "a caller of the new client CA accepted", func() bool {
 		_, err := whoami(cfg)
 		return err == nil
+	})
+}
+
+func attackAgentRotation(t *testing.T, s *attackSuite) {
+	// The agent's certificate file first holds a certificate the server
+	// does not trust (expired, revoked, from an old CA); the renewed one is
+	// written in place, as the kubelet updates a Secret volume.
+	other := newTestPKI(t, "remote2")
+	bad, err := IssueAgentCertificate(other.root, "remote2", CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(s.dir, "agent.crt"), filepath.Join(s.dir, "agent.key")
+	writeFile(t, keyFile, bad.KeyPEM)
+	writeFile(t, certFile, bad.CertPEM)
+	kp, err := KeyPairFromFiles(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAgent(AgentOptions{Cluster: "remote2", ID: "renewed", Servers: []string{s.server.agentURL},
+		Certificate: kp, ServerCAs: StaticCABundle(s.pki.root.Cert), Upstream: agentUpstream["remote2"],
+		BackoffInitial: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the agent with an untrusted certificate refused", func() bool { return a.Status().LastError != nil })
+	good, err := IssueAgentCertificate(s.pki.root, "remote2", CertificateOptions{TTL: time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, keyFile+".tmp", good.KeyPEM)
+	writeFile(t, certFile+".tmp", good.CertPEM)
+	if err := os.Rename(keyFile+".tmp", keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(certFile+".tmp", certFile); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent connected with its renewed certificate", func() bool {
+		return slices.ContainsFunc(s.server.Agents("remote2"), func(i AgentInfo) bool { return i.ID == "renewed" })
 	})
 }
 
