@@ -102,10 +102,10 @@ func (e *RejectedError) Error() string {
 // NewAgent checks opts and returns an agent that is not yet connected.
 func NewAgent(opts AgentOptions) (*Agent, error) {
 	if err := validateClusterName(opts.Cluster); err != nil {
-		return nil, fmt.Errorf("tunnel agent: --cluster: %w", err)
+		return nil, fmt.Errorf("tunnel agent: cluster name: %w", err)
 	}
 	if len(opts.Servers) == 0 {
-		return nil, errors.New("tunnel agent: no server given; pass --server https://<tunnel server>:<agent port>")
+		return nil, errors.New("tunnel agent: no server given; give the tunnel server's agent URL, https://<tunnel server>:<agent port>")
 	}
 	for _, s := range opts.Servers {
 		if u, err := url.Parse(s); err != nil || u.Scheme != "https" || u.Host == "" {

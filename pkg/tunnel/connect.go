@@ -30,7 +30,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusServiceUnavailable, "standby", "this tunnel server is a standby; connect to the active one (the holder of the tunnel Lease)")
 		return
 	case r.TLS == nil || len(r.TLS.VerifiedChains) == 0:
-		reject(http.StatusUnauthorized, "unauthenticated", "no client certificate: an agent must present a certificate chaining to the mesh root (--tls-cert-file)")
+		reject(http.StatusUnauthorized, "unauthenticated", "no client certificate: an agent must present its agent certificate, which chains to the mesh root")
 		return
 	case !headerHasToken(r.Header, "Connection", "upgrade") || !strings.EqualFold(r.Header.Get("Upgrade"), upgradeProtocol):
 		reject(http.StatusBadRequest, "bad_request", fmt.Sprintf("expected an Upgrade to %s", upgradeProtocol))
