@@ -58,7 +58,8 @@ istiod and Kiali (--istio-namespace), the meshfleet operator and the locality
 server (--meshfleet-namespace); more with --allow-user or --access-config.
 Their user and groups are impersonated in the remote under --identity-prefix.
 Bearer tokens must be issued for the audience --token-audience. Agents are
-accepted only for clusters with a RemoteIstio in the primary (or --clusters).
+accepted only for clusters with a RemoteIstio in --istio-namespace of the
+primary (or --clusters).
 Certificates and CA files are re-read when they change.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -127,7 +128,7 @@ Certificates and CA files are re-read when they change.`,
 					if err != nil {
 						return fmt.Errorf("client for the primary cluster: %w", err)
 					}
-					opts.Clusters = tunnel.RemoteIstioClusters(ctx, dyn, log)
+					opts.Clusters = tunnel.RemoteIstioClusters(ctx, dyn, istioNS, log)
 				}
 			}
 			if len(staticClusters) > 0 {
@@ -156,7 +157,7 @@ Certificates and CA files are re-read when they change.`,
 	f.StringVar(&accessFile, "access-config", "", "YAML access policy {prefix, allow: [{user|group, clusters}]} replacing the default one")
 	f.StringSliceVar(&allowUsers, "allow-user", nil, "also allow this primary user to use the tunnel to every cluster (repeatable)")
 	f.StringVar(&prefix, "identity-prefix", mapping.DefaultPrefix, "prefix of every user and group impersonated in a remote")
-	f.StringVar(&istioNS, "istio-namespace", tunnel.DefaultIstioNamespace, "namespace of istiod and Kiali, allowed by the default access policy")
+	f.StringVar(&istioNS, "istio-namespace", tunnel.DefaultIstioNamespace, "namespace of istiod and Kiali (allowed by the default access policy) and of the RemoteIstios whose agents are accepted")
 	f.StringVar(&meshfleetNS, "meshfleet-namespace", tunnel.DefaultMeshfleetNamespace, "namespace of the meshfleet operator and locality server, allowed by the default access policy")
 	f.StringSliceVar(&staticClusters, "clusters", nil, "accept agents of these clusters only (default: the clusters of the primary's RemoteIstios, watched)")
 	f.IntVar(&opts.MaxStreamsPerAgent, "max-streams-per-agent", tunnel.DefaultMaxStreamsPerAgent, "requests open at once on one agent's session")

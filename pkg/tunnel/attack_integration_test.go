@@ -150,7 +150,7 @@ func startAttackSuite(t *testing.T) *attackSuite {
 	log := testLogger(t)
 	s.server = startTestServer(t, s.pki, ServerOptions{
 		ServingCertificate: serving, ClientCAs: clientCAs, TokenReviews: s.reviews,
-		Clusters:        RemoteIstioClusters(sctx, s.dyn, log),
+		Clusters:        RemoteIstioClusters(sctx, s.dyn, "default", log),
 		TokenReviewRate: 0.001, TokenReviewBurst: 10,
 		MaxAgentsPerCluster: 3, MaxStreamsPerAgent: 8,
 		Registerer: s.registry, Logger: log,

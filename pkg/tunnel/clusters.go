@@ -102,13 +102,14 @@ func (s *ClusterSet) notify(f func(removed []string)) {
 var RemoteIstioResource = schema.GroupVersionResource{Group: "meshfleet.io", Version: "v1beta1", Resource: "remoteistios"}
 
 // RemoteIstioClusters returns a ClusterSet kept equal to the clusters of the
-// RemoteIstios in the primary (spec.clusterName, else the name) until ctx is
-// done. A RemoteIstio being deleted still counts, so that the operator can
-// clean up its cluster through the tunnel; once it is gone, its agents are
+// RemoteIstios in namespace of the primary (spec.clusterName, else the
+// name) until ctx is done; every namespace if namespace is empty. A
+// RemoteIstio being deleted still counts, so that the operator can clean up
+// its cluster through the tunnel; once it is gone, its agents are
 // disconnected.
-func RemoteIstioClusters(ctx context.Context, client dynamic.Interface, log *slog.Logger) *ClusterSet {
+func RemoteIstioClusters(ctx context.Context, client dynamic.Interface, namespace string, log *slog.Logger) *ClusterSet {
 	set := newPendingClusterSet()
-	f := dynamicinformer.NewDynamicSharedInformerFactory(client, 10*time.Minute)
+	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(client, 10*time.Minute, namespace, nil)
 	inf := f.ForResource(RemoteIstioResource).Informer()
 	update := func() {
 		var names []string

@@ -91,7 +91,7 @@ func StartLocal(opts LocalOptions) (*Local, error) {
 				cancel()
 				return nil, err
 			}
-			opts.Clusters = RemoteIstioClusters(ctx, dyn, opts.Logger)
+			opts.Clusters = RemoteIstioClusters(ctx, dyn, "", opts.Logger)
 		}
 	}
 	srv, err := NewServer(ServerOptions{ServingCertificate: StaticKeyPair(cert), AgentCAs: StaticCABundle(opts.Root.Cert), ClientCAs: clientCAs,

@@ -267,7 +267,7 @@ func (m *tunnelMesh) startTunnel() {
 	m.tunnel, err = tunnel.NewServer(tunnel.ServerOptions{
 		ServingCertificate: tunnel.StaticKeyPair(cert), AgentCAs: tunnel.StaticCABundle(m.root.Cert), ClientCAs: clientCAs,
 		TokenReviews: reviews.AuthenticationV1().TokenReviews(),
-		Clusters:     tunnel.RemoteIstioClusters(m.ctx, dyn, log),
+		Clusters:     tunnel.RemoteIstioClusters(m.ctx, dyn, mcNS, log),
 		PingInterval: 200 * time.Millisecond,
 		Logger:       log,
 	})
