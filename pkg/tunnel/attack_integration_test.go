@@ -704,6 +704,19 @@ func attackTooManyStreams(t *testing.T, s *attackSuite) {
 	if codes[http.StatusOK] > 8 || codes[http.StatusTooManyRequests] == 0 {
 		t.Errorf("watches by status %v, want at most 8 open and the rest 429", codes)
 	}
+	// The saturated agent is still measured and kept: pings have their own
+	// stream.
+	rtt := func() time.Duration {
+		for _, a := range s.server.Agents("remote1") {
+			return a.RTT
+		}
+		return 0
+	}
+	first := rtt()
+	waitFor(t, "a new RTT measurement of the saturated agent", func() bool { r := rtt(); return r > 0 && r != first })
+	if n := len(s.server.Agents("remote1")); n != 1 {
+		t.Errorf("remote1 has %d agents while its agent is at its stream limit, want 1", n)
+	}
 }
 
 func attackRotation(t *testing.T, s *attackSuite) {

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -109,21 +110,31 @@ const (
 	nonceBytes  = 16
 )
 
-// ping measures one round trip to the agent with a fresh nonce.
+// ping measures one round trip to the agent with a fresh nonce, on a
+// stream of its own: outside the transport's pool and the stream limit, so
+// that a busy agent is still measured (and not taken for a dead one).
 func (s *agentSession) ping(timeout time.Duration) (time.Duration, error) {
 	nonce := make([]byte, nonceBytes)
 	_, _ = rand.Read(nonce)
 	want := []byte(hex.EncodeToString(nonce))
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+pingHost+pingPath, bytes.NewReader(want))
+	req, err := http.NewRequest(http.MethodPost, "http://"+pingHost+pingPath, bytes.NewReader(want))
 	if err != nil {
 		return 0, err
 	}
-	start := time.Now()
-	resp, err := s.transport.RoundTrip(req)
+	req.Close = true
+	st, err := s.mux.OpenStream()
 	if err != nil {
+		return 0, fmt.Errorf("ping: open a stream: %w", err)
+	}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(timeout))
+	start := time.Now()
+	if err := req.Write(st); err != nil {
 		return 0, fmt.Errorf("ping: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(st), req)
+	if err != nil {
+		return 0, fmt.Errorf("ping: read the answer: %w", err)
 	}
 	got, err := io.ReadAll(io.LimitReader(resp.Body, 2*nonceBytes+1))
 	rtt := time.Since(start)
