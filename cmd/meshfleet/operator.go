@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
+	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
 func newOperatorCommand() *cobra.Command {
@@ -60,8 +61,10 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&opts.LocalityImage, "locality-image", os.Getenv("MESHFLEET_IMAGE"), "image of the locality server the operator runs for spec.localityLB.enabled (default: $MESHFLEET_IMAGE, the operator's own image)")
 	f.StringVar(&tunnel.URL, "tunnel-url", "", "URL of the tunnel server; remote clusters without a kubeconfig Secret are reached at <url>/clusters/<name>")
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "the tunnel CA, the only CA that verifies the tunnel server (required with --tunnel-url; root-cert.pem of meshfleet-system/meshfleet-tunnel-ca, never the mesh root)")
-	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token",
-		"where istiod reads its own token, written into the remote secrets of tunnelled clusters")
+	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", render.TunnelTokenPath,
+		"where istiod reads its own token for the tunnel's audience (projected into istiod's pod), written into the remote secrets of tunnelled clusters")
+	f.StringVar(&tunnel.TokenFile, "tunnel-token-file", render.TunnelTokenPath,
+		"the operator's own token for the tunnel's audience (a projected service-account token), presented to the tunnel server")
 	f.StringSliceVar(&opts.TunnelServerHosts, "tunnel-server-hosts", nil,
 		"keep the tunnel server's certificate for these DNS names / IPs in meshfleet-system/meshfleet-tunnel-server-tls, issued from the tunnel CA and renewed before expiry (e.g. meshfleet-tunnel.meshfleet-system.svc,tunnel.example.com)")
 	f.DurationVar(&opts.RemoteResync, "remote-resync", time.Minute, "how often a remote cluster is checked again for drift and token renewal")

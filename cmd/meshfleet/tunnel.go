@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,12 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 )
 
 func newTunnelCommand() *cobra.Command {
@@ -43,29 +43,68 @@ func newTunnelServerCommand() *cobra.Command {
 		lease                           tunnel.LeaseOptions
 		leaseEnabled                    bool
 		pingInterval                    time.Duration
+		accessFile, prefix              string
+		allowUsers, staticClusters      []string
+		istioNS, meshfleetNS            string
+		opts                            tunnel.ServerOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Accept tunnel agents and serve their clusters at https://<addr>/clusters/<name>/",
+		Long: `Accept tunnel agents and serve their clusters at https://<addr>/clusters/<name>/.
+
+Only the identities of the access policy may use the tunnel: by default
+istiod and Kiali (--istio-namespace), the meshfleet operator and the locality
+server (--meshfleet-namespace); more with --allow-user or --access-config.
+Their user and groups are impersonated in the remote under --identity-prefix.
+Bearer tokens must be issued for the audience --token-audience. Agents are
+accepted only for clusters with a RemoteIstio in --istio-namespace of the
+primary (or --clusters).
+Certificates and CA files are re-read when they change.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				return fmt.Errorf("load --tls-cert-file %s / --tls-key-file %s: %w", certFile, keyFile, err)
+			var err error
+			if opts.ServingCertificate, err = tunnel.KeyPairFromFiles(certFile, keyFile); err != nil {
+				return fmt.Errorf("--tls-cert-file / --tls-key-file: %w", err)
 			}
 			if pingInterval <= 0 {
 				return fmt.Errorf("--ping-interval %v: want a positive duration, e.g. 5s", pingInterval)
 			}
-			opts := tunnel.ServerOptions{ServingCertificate: cert, PingInterval: pingInterval, Logger: log, Registerer: prometheus.DefaultRegisterer}
-			if opts.AgentCAs, err = loadPool(agentCAFile, "--agent-ca-file"); err != nil {
-				return err
+			opts.PingInterval, opts.Logger, opts.Registerer = pingInterval, log, prometheus.DefaultRegisterer
+			if agentCAFile == "" {
+				return errors.New("--agent-ca-file is required: the CA bundle agent certificates chain to")
+			}
+			if opts.AgentCAs, err = tunnel.CABundleFromFile(agentCAFile); err != nil {
+				return fmt.Errorf("--agent-ca-file: %w", err)
 			}
 			if clientCAFile != "" {
-				if opts.ClientCAs, err = loadPool(clientCAFile, "--client-ca-file"); err != nil {
-					return err
+				if opts.ClientCAs, err = tunnel.CABundleFromFile(clientCAFile); err != nil {
+					return fmt.Errorf("--client-ca-file: %w", err)
 				}
 			}
-			if tokenReview || leaseEnabled {
+			access := tunnel.DefaultAccessPolicy(istioNS, meshfleetNS)
+			if accessFile != "" {
+				b, err := os.ReadFile(accessFile)
+				if err != nil {
+					return fmt.Errorf("--access-config: %w", err)
+				}
+				if access, err = tunnel.ParseAccessPolicy(b); err != nil {
+					return fmt.Errorf("--access-config %s: %w", accessFile, err)
+				}
+			}
+			if cmd.Flags().Changed("identity-prefix") || accessFile == "" {
+				access.Prefix = prefix
+			}
+			for _, u := range allowUsers {
+				access.Allow = append(access.Allow, tunnel.AccessRule{User: u})
+			}
+			if err := access.Validate(); err != nil {
+				return fmt.Errorf("access policy (--access-config, --allow-user, --identity-prefix): %w", err)
+			}
+			opts.Access = &access
+			ctx := signalContext()
+			needPrimary := tokenReview || leaseEnabled || len(staticClusters) == 0
+			if needPrimary {
 				cfg, err := loadKubeconfig(kubeconfig)
 				if err != nil {
 					return err
@@ -84,12 +123,21 @@ func newTunnelServerCommand() *cobra.Command {
 					}
 					opts.Lease = &lease
 				}
+				if len(staticClusters) == 0 {
+					dyn, err := dynamic.NewForConfig(cfg)
+					if err != nil {
+						return fmt.Errorf("client for the primary cluster: %w", err)
+					}
+					opts.Clusters = tunnel.RemoteIstioClusters(ctx, dyn, istioNS, log)
+				}
+			}
+			if len(staticClusters) > 0 {
+				opts.Clusters = tunnel.NewClusterSet(staticClusters...)
 			}
 			srv, err := tunnel.NewServer(opts)
 			if err != nil {
 				return err
 			}
-			ctx := signalContext()
 			serveMetrics(ctx, metricsAddr, log)
 			return srv.Run(ctx, apiAddr, agentAddr)
 		},
@@ -98,11 +146,22 @@ func newTunnelServerCommand() *cobra.Command {
 	f.StringVar(&apiAddr, "api-addr", ":8443", "address serving callers (kubectl, client-go) at /clusters/<name>/")
 	f.StringVar(&agentAddr, "agent-addr", ":8444", "address agents connect to")
 	f.StringVar(&metricsAddr, "metrics-addr", ":9090", "address serving Prometheus metrics at /metrics (empty disables)")
-	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (PEM, issued from the tunnel CA)")
+	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (PEM, issued from the tunnel CA); re-read when it changes")
 	f.StringVar(&keyFile, "tls-key-file", "", "serving certificate's private key (PEM)")
-	f.StringVar(&agentCAFile, "agent-ca-file", "", "tunnel CA (PEM) that agent certificates chain to (meshfleet-system/meshfleet-tunnel-ca; never the mesh root)")
-	f.StringVar(&clientCAFile, "client-ca-file", "", "CA (PEM) of callers' client certificates, e.g. the primary's client CA")
+	f.StringVar(&agentCAFile, "agent-ca-file", "", "tunnel CA (PEM) that agent certificates chain to (meshfleet-system/meshfleet-tunnel-ca; never the mesh root); re-read when it changes")
+	f.StringVar(&clientCAFile, "client-ca-file", "", "CA (PEM) of callers' client certificates, e.g. the primary's client CA; re-read when it changes")
 	f.BoolVar(&tokenReview, "token-review", true, "authenticate bearer tokens with a TokenReview against the primary cluster")
+	f.StringSliceVar(&opts.TokenAudiences, "token-audience", []string{tunnel.TokenAudience}, "audience callers' tokens must be issued for (a projected service-account token with this audience); tokens for the API server are refused")
+	f.Float64Var(&opts.TokenReviewRate, "token-review-qps", tunnel.DefaultTokenReviewRate, "TokenReviews per second for tokens not in the cache; callers beyond it get 429")
+	f.IntVar(&opts.TokenReviewBurst, "token-review-burst", tunnel.DefaultTokenReviewBurst, "burst of --token-review-qps")
+	f.StringVar(&accessFile, "access-config", "", "YAML access policy {prefix, allow: [{user|group, clusters}]} replacing the default one")
+	f.StringSliceVar(&allowUsers, "allow-user", nil, "also allow this primary user to use the tunnel to every cluster (repeatable)")
+	f.StringVar(&prefix, "identity-prefix", mapping.DefaultPrefix, "prefix of every user and group impersonated in a remote")
+	f.StringVar(&istioNS, "istio-namespace", tunnel.DefaultIstioNamespace, "namespace of istiod and Kiali (allowed by the default access policy) and of the RemoteIstios whose agents are accepted")
+	f.StringVar(&meshfleetNS, "meshfleet-namespace", tunnel.DefaultMeshfleetNamespace, "namespace of the meshfleet operator and locality server, allowed by the default access policy")
+	f.StringSliceVar(&staticClusters, "clusters", nil, "accept agents of these clusters only (default: the clusters of the primary's RemoteIstios, watched)")
+	f.IntVar(&opts.MaxStreamsPerAgent, "max-streams-per-agent", tunnel.DefaultMaxStreamsPerAgent, "requests open at once on one agent's session")
+	f.IntVar(&opts.MaxAgentsPerCluster, "max-agents-per-cluster", tunnel.DefaultMaxAgentsPerCluster, "agent sessions accepted per cluster")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the primary cluster (default: in-cluster)")
 	f.BoolVar(&leaseEnabled, "leader-elect", false, "be active only while holding the tunnel Lease (run several replicas for HA)")
 	f.DurationVar(&pingInterval, "ping-interval", tunnel.DefaultPingInterval, "how often the RTT to each agent is measured (meshfleet_tunnel_agent_rtt_seconds, which `meshfleet xds --tunnel-metrics` orders failover by)")
@@ -126,13 +185,15 @@ func newTunnelAgentCommand() *cobra.Command {
 		Short: "Dial out to a tunnel server and forward its requests to this cluster's API server",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				return fmt.Errorf("load --tls-cert-file %s / --tls-key-file %s: %w", certFile, keyFile, err)
+			var err error
+			if opts.Certificate, err = tunnel.KeyPairFromFiles(certFile, keyFile); err != nil {
+				return fmt.Errorf("--tls-cert-file / --tls-key-file: %w", err)
 			}
-			opts.Certificate = cert
-			if opts.ServerCAs, err = loadPool(caFile, "--server-ca-file"); err != nil {
-				return err
+			if caFile == "" {
+				return errors.New("--server-ca-file is required: the CA bundle the server certificate chains to")
+			}
+			if opts.ServerCAs, err = tunnel.CABundleFromFile(caFile); err != nil {
+				return fmt.Errorf("--server-ca-file: %w", err)
 			}
 			if opts.Upstream, err = loadKubeconfig(kubeconfig); err != nil {
 				return err
@@ -154,7 +215,7 @@ func newTunnelAgentCommand() *cobra.Command {
 	f.StringVar(&opts.Cluster, "cluster", "", "name of this cluster (must match the agent certificate)")
 	f.StringVar(&opts.ID, "id", "", "agent ID (default: $POD_NAME, else host name and a random suffix)")
 	f.StringSliceVar(&opts.Servers, "server", nil, "tunnel server agent URL, https://host:port (repeat for several servers)")
-	f.StringVar(&certFile, "tls-cert-file", "", "agent certificate (PEM; from `meshfleet tunnel issue-cert --agent`)")
+	f.StringVar(&certFile, "tls-cert-file", "", "agent certificate (PEM; from `meshfleet tunnel issue-cert --cluster`); re-read when it changes")
 	f.StringVar(&keyFile, "tls-key-file", "", "agent certificate's private key (PEM)")
 	f.StringVar(&caFile, "server-ca-file", "", "tunnel CA (PEM) that the server certificate chains to (ca.crt of the agent Secret; never the mesh root)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of this cluster with the agent's own credentials (default: in-cluster)")
@@ -222,21 +283,6 @@ are normally issued and renewed by the operator (meshctl cluster join
 	f.StringVar(&out, "out", "tunnel", "write <out>.crt and <out>.key")
 	f.DurationVar(&ttl, "ttl", 90*24*time.Hour, "validity (the operator issues agent certificates for 7 days and renews them)")
 	return cmd
-}
-
-func loadPool(file, flag string) (*x509.CertPool, error) {
-	if file == "" {
-		return nil, fmt.Errorf("%s is required", flag)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", flag, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s %s holds no PEM certificate", flag, file)
-	}
-	return pool, nil
 }
 
 func loadKubeconfig(path string) (*rest.Config, error) {

@@ -35,6 +35,7 @@ func newXDSCommand() *cobra.Command {
 		meshOpts              members.Options
 		tunnelURL, tunnelCA   string
 		tunnelMetrics         string
+		tunnelToken           string
 		rttInterval           time.Duration
 		primaryCluster        string
 		rulesNamespace        string
@@ -171,7 +172,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 					if err != nil {
 						return fmt.Errorf("--tunnel-ca-file: %w", err)
 					}
-					meshOpts.Tunnel = &members.Tunnel{URL: tunnelURL, CAData: ca}
+					meshOpts.Tunnel = &members.Tunnel{URL: tunnelURL, CAData: ca, TokenFile: tunnelToken}
 				}
 				follower := &members.Follower{Base: policy, Notify: notify, Log: log}
 				if len(policy.Failover) > 0 {
@@ -233,6 +234,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 	f.StringVar(&meshOpts.Istio, "istio", "", "name of the Istio resource (with --mesh-kubeconfig); default: the only (oldest) one in --namespace")
 	f.StringVar(&tunnelURL, "tunnel-url", "", "URL of the tunnel server; RemoteIstios without a kubeconfig Secret are reached at <url>/clusters/<name> with --mesh-kubeconfig's credentials")
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "CA certificate that verifies the tunnel server (with --tunnel-url)")
+	f.StringVar(&tunnelToken, "tunnel-token-file", "/var/run/secrets/meshfleet.io/tunnel/token", "the locality server's token for the tunnel's audience (a projected service-account token, audience meshfleet-tunnel), presented to the tunnel server (with --tunnel-url)")
 	f.StringArrayVar(&clusters, "cluster", nil, "static member cluster as NAME=KUBECONFIG (repeat for each cluster), instead of --mesh-kubeconfig")
 	f.StringVar(&rulesNamespace, "rules-namespace", rulesync.DefaultNamespace, "namespace of the primary that receives the generated DestinationRules (istiod's root namespace) and the Lease")
 	f.BoolVar(&leaderElect, "leader-elect", true, "write only while holding the Lease --lease-name, so that several replicas may run")

@@ -48,10 +48,17 @@ func (h *remoteHarness) startIssuedAgent(t *testing.T) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(issued.Data[meshca.TunnelCAKey])
+	roots, err := tunnel.CABundleFromPEM(issued.Data[meshca.TunnelCAKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent forwards with its own token, under agent.yaml's RBAC.
+	upstream, err := tunnel.InstallAgentRBAC(h.ctx, h.env.Cluster("remote3").Config, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: "remote3", ID: "agent-remote3", Servers: []string{h.tunnel.AgentURL},
-		Certificate: cert, ServerCAs: roots, Upstream: h.env.Cluster("remote3").Config,
+		Certificate: tunnel.StaticKeyPair(cert), ServerCAs: roots, Upstream: upstream,
 		BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
 	if err != nil {
 		t.Fatal(err)

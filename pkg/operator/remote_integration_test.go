@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,9 +80,15 @@ func TestRemoteIstio(t *testing.T) {
 	}
 	h.tunnelCA = tunnelCA
 	h.tunnel = startTunnel(t, tunnelCA, env.Cluster("primary"))
+	// The operator presents its service account's token for the tunnel's
+	// audience, as projected into its pod.
+	opToken := filepath.Join(t.TempDir(), "operator-token")
+	if err := tunnel.WriteServiceAccountToken(ctx, env.Cluster("primary").Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", opToken, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 
 	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.APIURL, CAData: tunnelCA.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
+		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.APIURL, CAData: tunnelCA.CertPEM, IstiodTokenFile: render.TunnelTokenPath, TokenFile: opToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +125,11 @@ func TestRemoteIstio(t *testing.T) {
 }
 
 // startTunnel runs a tunnel server that authenticates callers by client
-// certificates of the primary's CA (the operator's, istiod's).
+// certificates of the primary's CA (istiod's) or tokens the primary issued
+// for the tunnel (the operator's), and accepts the agents of the primary's
+// RemoteIstios.
 func startTunnel(t *testing.T, tunnelCA *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: primary.CACertPEM})
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: primary.CACertPEM, Primary: primary.Config})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,9 +98,16 @@ func TestTunnelServerCertificate(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.Data["ca.crt"])
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(s.Data["client-ca.crt"])
-	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: cert, AgentCAs: pool, ClientCAs: clientCAs, PingInterval: time.Second})
+	agentCAs, err := tunnel.CABundleFromPEM(s.Data["ca.crt"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCAs, err := tunnel.CABundleFromPEM(s.Data["client-ca.crt"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: tunnel.StaticKeyPair(cert), AgentCAs: agentCAs, ClientCAs: clientCAs,
+		Clusters: tunnel.NewClusterSet(), PingInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,10 +170,12 @@ func (h *remoteHarness) agentError(t *testing.T, cluster string, certPEM, keyPEM
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(serverCA)
+	roots, err := tunnel.CABundleFromPEM(serverCA)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, ID: "forged-" + cluster, Servers: []string{server},
-		Certificate: cert, ServerCAs: roots, Upstream: h.env.Cluster("remote1").Config,
+		Certificate: tunnel.StaticKeyPair(cert), ServerCAs: roots, Upstream: h.env.Cluster("remote1").Config,
 		BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -141,6 +141,12 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 		volumes = append(volumes, corev1.Volume{Name: "tunnel-ca", VolumeSource: corev1.VolumeSource{
 			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: localityTunnelCA}}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "tunnel-ca", MountPath: localityTunnelCADir, ReadOnly: true})
+		// The tunnel accepts only tokens for its own audience.
+		args = append(args, "--tunnel-token-file="+TunnelTokenPath)
+		volumes = append(volumes, corev1.Volume{Name: tunnelTokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: TunnelTokenAudience, ExpirationSeconds: ptrTo(tunnelTokenTTL), Path: "token"}}}}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: tunnelTokenVolume, MountPath: tunnelTokenDir, ReadOnly: true})
 	}
 	probe := func(path string, period int32) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http-debug")}},

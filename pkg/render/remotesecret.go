@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 )
 
 // Labels and annotations istiod reads on remote secrets.
@@ -44,7 +46,8 @@ type Consumer struct {
 	ServiceAccount      string
 	ChartServiceAccount bool
 	// Identity is the component's service account in the primary's
-	// namespace: through the tunnel it is impersonated under that name.
+	// namespace: through the tunnel it is impersonated under that name,
+	// mapped (TunnelUser).
 	Identity string
 	// ClusterRoles it is bound to in the remote (%s is the namespace).
 	ClusterRoles []string
@@ -109,6 +112,13 @@ func (c Consumer) Secret(remote *ControlPlane, access RemoteAccess) (*unstructur
 	return obj, nil
 }
 
+// TunnelUser is the name the tunnel impersonates the consumer under in a
+// remote: its primary service account, under the tunnel's prefix, so that
+// no primary identity is ever one of the remote's own.
+func (c Consumer) TunnelUser(primaryNamespace string) string {
+	return mapping.User(mapping.DefaultPrefix, mapping.ServiceAccountUser(primaryNamespace, c.Identity))
+}
+
 // RemoteRBAC renders what the consumer needs in the remote: through the
 // tunnel, bindings of its roles to its primary identity (impersonated);
 // directly, its service account and bindings (unless Istio's chart has them).
@@ -118,7 +128,7 @@ func (c Consumer) RemoteRBAC(remote *ControlPlane, tunnel bool) []*unstructured.
 	switch {
 	case tunnel:
 		subject = map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-			"name": fmt.Sprintf("system:serviceaccount:%s:%s", remote.Remote.Primary.Namespace, c.Identity)}
+			"name": c.TunnelUser(remote.Remote.Primary.Namespace)}
 	case c.ChartServiceAccount:
 		return nil
 	default:

@@ -50,6 +50,7 @@ type step struct {
 var steps = []step{
 	{"base chart", renderBase},
 	{"istiod chart", renderIstiod},
+	{"tunnel token", mountTunnelToken},
 	{"gateway charts", renderGateways},
 	{"mesh chart", renderMesh},
 	{"locality server", renderLocalityServer},

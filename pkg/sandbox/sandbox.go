@@ -171,7 +171,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		if err != nil {
 			return s, fmt.Errorf("tunnel CA: %w", err)
 		}
-		if tun, err = s.startTunnel(tunnelCA, ist.Namespace); err != nil {
+		if tun, err = s.startTunnel(ctx, tunnelCA, ist.Namespace); err != nil {
 			return s, fmt.Errorf("tunnel: %w", err)
 		}
 	}
@@ -217,12 +217,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 			// east-west gateway; here istiod is a local process.
 			Spec: v1beta1.RemoteIstioSpec{PilotAddress: "localhost"},
 		}
-		if tun != nil {
-			say("• joining cluster %s through the tunnel (its %d agents dial out to %v)", rc.Name, TunnelAgents, tun.AgentURLs)
-			if err := s.startAgents(ctx, tun, rc.Name); err != nil {
-				return s, fmt.Errorf("agent of %s: %w", rc.Name, err)
-			}
-		} else {
+		if tun == nil {
 			say("• joining cluster %s directly", rc.Name)
 			kc, err := os.ReadFile(rc.Kubeconfig)
 			if err != nil {
@@ -236,6 +231,14 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		}
 		if err := client.IgnoreAlreadyExists(c.Create(ctx, ri)); err != nil {
 			return s, err
+		}
+		if tun != nil {
+			// The tunnel server accepts a cluster's agents once its
+			// RemoteIstio exists.
+			say("• joining cluster %s through the tunnel (its %d agents dial out to %v)", rc.Name, TunnelAgents, tun.AgentURLs)
+			if err := s.startAgents(ctx, tun, rc.Name); err != nil {
+				return s, fmt.Errorf("agent of %s: %w", rc.Name, err)
+			}
 		}
 	}
 	for _, rc := range s.Clusters[1:] {

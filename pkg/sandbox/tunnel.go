@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -41,13 +40,18 @@ type sandboxTunnel struct {
 	AgentURLs []string
 	// tokenFile holds istiod's token, as its pod would have it.
 	tokenFile string
+	// opTokenFile holds the operator's token for the tunnel's audience.
+	opTokenFile string
 
 	servers   []*tunnelServer
-	serving   tls.Certificate
-	agentCAs  *x509.CertPool
-	clientCAs *x509.CertPool
-	primary   *rest.Config
-	log       *slog.Logger
+	serving   *tunnel.KeyPair
+	tunnelCAs *tunnel.CABundle
+	clientCAs *tunnel.CABundle
+	// clusters are the clusters whose agents the servers accept: those of
+	// the primary's RemoteIstios.
+	clusters *tunnel.ClusterSet
+	primary  *rest.Config
+	log      *slog.Logger
 }
 
 // tunnelServer is one replica of the tunnel server.
@@ -71,10 +75,11 @@ const (
 
 // startTunnel runs the tunnel servers and their front in the sandbox: their
 // certificate and the agents' are the tunnel CA's (the operator's, in
-// meshfleet-system/meshfleet-tunnel-ca, never the mesh root); callers present client
-// certificates of the primary's CA (the operator) or tokens the primary
-// accepts (istiod).
-func (s *Sandbox) startTunnel(tunnelCA *ca.KeyPair, namespace string) (*sandboxTunnel, error) {
+// meshfleet-system/meshfleet-tunnel-ca, never the mesh root); callers present
+// client certificates of the primary's CA or tokens the primary
+// issued for the tunnel's audience (istiod, the operator: it writes the
+// operator's token); agents need their cluster's RemoteIstio.
+func (s *Sandbox) startTunnel(ctx context.Context, tunnelCA *ca.KeyPair, namespace string) (*sandboxTunnel, error) {
 	f, err := os.OpenFile(filepath.Join(s.Dir, "tunnel.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -88,14 +93,26 @@ func (s *Sandbox) startTunnel(tunnelCA *ca.KeyPair, namespace string) (*sandboxT
 	if err != nil {
 		return nil, err
 	}
-	t := &sandboxTunnel{tunnelCA: tunnelCA, tokenFile: filepath.Join(s.Dir, "istiod", "token"), serving: cert,
-		agentCAs: x509.NewCertPool(), clientCAs: x509.NewCertPool(), primary: s.Primary().Config, log: slog.New(slog.NewJSONHandler(f, nil))}
+	clientCAs, err := tunnel.CABundleFromPEM(s.Primary().CACertPEM)
+	if err != nil {
+		return nil, fmt.Errorf("the primary's client CA: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(s.Primary().Config)
+	if err != nil {
+		return nil, err
+	}
+	t := &sandboxTunnel{tunnelCA: tunnelCA, tokenFile: filepath.Join(s.Dir, "istiod", "token"),
+		opTokenFile: filepath.Join(s.Dir, "operator", "token"), serving: tunnel.StaticKeyPair(cert),
+		tunnelCAs: tunnel.StaticCABundle(tunnelCA.Cert), clientCAs: clientCAs, primary: s.Primary().Config,
+		log: slog.New(slog.NewJSONHandler(f, nil))}
 	// The Lease's elector logs through klog; its lines belong in the
 	// tunnel's log, not on the sandbox's terminal.
 	klog.SetSlogLogger(t.log.With("component", "leader-election"))
-	t.agentCAs.AddCert(tunnelCA.Cert)
-	if !t.clientCAs.AppendCertsFromPEM(s.Primary().CACertPEM) {
-		return nil, fmt.Errorf("no certificate in the primary's CA")
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	s.stops = append(s.stops, stopWatch)
+	t.clusters = tunnel.RemoteIstioClusters(watchCtx, dyn, namespace, t.log.With("component", "tunnel-clusters"))
+	if err := tunnel.WriteServiceAccountToken(ctx, s.Primary().Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", t.opTokenFile, 24*time.Hour); err != nil {
+		return nil, err
 	}
 	for i := range TunnelServers {
 		addrs, err := freeAddrs(2)
@@ -140,8 +157,8 @@ func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, AgentCAs: t.agentCAs, ClientCAs: t.clientCAs,
-		TokenReviews: kube.AuthenticationV1().TokenReviews(), PingInterval: time.Second,
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, AgentCAs: t.tunnelCAs, ClientCAs: t.clientCAs,
+		TokenReviews: kube.AuthenticationV1().TokenReviews(), Clusters: t.clusters, PingInterval: time.Second,
 		Lease: &tunnel.LeaseOptions{Client: kube, Namespace: namespace, Name: "meshfleet-tunnel", Identity: ts.name,
 			// client-go's defaults but a shorter retry: a killed server
 			// releases the Lease, and the standby takes it within a second.
@@ -218,7 +235,7 @@ func (t *sandboxTunnel) serveFront(l net.Listener) {
 
 // operatorTunnel is the operator's view of the tunnel.
 func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
-	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.tunnelCA.CertPEM, IstiodTokenFile: t.tokenFile}
+	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.tunnelCA.CertPEM, IstiodTokenFile: t.tokenFile, TokenFile: t.opTokenFile}
 }
 
 // startAgents runs the agents of one remote, as `meshctl cluster join
@@ -234,6 +251,12 @@ func (s *Sandbox) startAgents(ctx context.Context, t *sandboxTunnel, cluster str
 	if upstream == nil {
 		return fmt.Errorf("no cluster %s", cluster)
 	}
+	// The agent forwards with its own service account's token, under the
+	// RBAC of manifests/tunnel/agent.yaml.
+	upstream, err := tunnel.InstallAgentRBAC(ctx, upstream, 24*3600)
+	if err != nil {
+		return fmt.Errorf("install the tunnel agent's RBAC in cluster %s: %w", cluster, err)
+	}
 	leaf, err := tunnel.IssueAgentCertificate(t.tunnelCA, cluster, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
 	if err != nil {
 		return err
@@ -248,7 +271,7 @@ func (s *Sandbox) startAgents(ctx context.Context, t *sandboxTunnel, cluster str
 		p := &inproc{}
 		start := func(context.Context) error {
 			a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, ID: fmt.Sprintf("agent-%s-%d", cluster, i), Servers: t.AgentURLs,
-				Certificate: cert, ServerCAs: t.agentCAs, Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
+				Certificate: tunnel.StaticKeyPair(cert), ServerCAs: t.tunnelCAs, Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
 				Logger: t.log.With("component", "tunnel-agent", "cluster", cluster, "replica", i)})
 			if err != nil {
 				return err
@@ -292,7 +315,7 @@ func freeAddrs(n int) ([]string, error) {
 }
 
 // writeIstiodToken writes a token of the primary's istio-system/istiod
-// service account where the remote secrets say istiod reads it, as the
+// service account, for the tunnel's audience, where the remote secrets say istiod reads it, as the
 // kubelet would project it into istiod's pod.
 func writeIstiodToken(ctx context.Context, s *Sandbox, t *sandboxTunnel, namespace string) error {
 	kube, err := kubernetes.NewForConfig(s.Primary().Config)
@@ -301,7 +324,7 @@ func writeIstiodToken(ctx context.Context, s *Sandbox, t *sandboxTunnel, namespa
 	}
 	secs := int64((24 * time.Hour).Seconds())
 	tr, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, "istiod",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, Audiences: []string{tunnel.TokenAudience}}}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("token for %s/istiod: %w", namespace, err)
 	}

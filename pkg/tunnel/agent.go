@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,10 +42,11 @@ type AgentOptions struct {
 	// is a standby.
 	Servers []string
 	// Certificate is the agent's client certificate, from
-	// IssueAgentCertificate.
-	Certificate tls.Certificate
-	// ServerCAs verify the servers' certificates: the mesh root.
-	ServerCAs *x509.CertPool
+	// IssueAgentCertificate; a file-backed one is re-read when it changes,
+	// and each new session presents the current one.
+	Certificate *KeyPair
+	// ServerCAs verify the servers' certificates.
+	ServerCAs *CABundle
 	// Upstream reaches this cluster's API server with the agent's own
 	// credentials (in a cluster: rest.InClusterConfig). Those credentials
 	// need RBAC impersonate on users, groups, uids and userextras.
@@ -70,7 +70,6 @@ type Agent struct {
 	log       *slog.Logger
 	metrics   *agentMetrics
 	forwarder http.Handler
-	tlsConfig *tls.Config
 
 	mu     sync.Mutex
 	status AgentStatus
@@ -103,21 +102,24 @@ func (e *RejectedError) Error() string {
 // NewAgent checks opts and returns an agent that is not yet connected.
 func NewAgent(opts AgentOptions) (*Agent, error) {
 	if err := validateClusterName(opts.Cluster); err != nil {
-		return nil, fmt.Errorf("tunnel agent: --cluster: %w", err)
+		return nil, fmt.Errorf("tunnel agent: cluster name: %w", err)
 	}
 	if len(opts.Servers) == 0 {
-		return nil, errors.New("tunnel agent: no server given; pass --server https://<tunnel server>:<agent port>")
+		return nil, errors.New("tunnel agent: no server given; give the tunnel server's agent URL, https://<tunnel server>:<agent port>")
 	}
 	for _, s := range opts.Servers {
 		if u, err := url.Parse(s); err != nil || u.Scheme != "https" || u.Host == "" {
 			return nil, fmt.Errorf("tunnel agent: server %q is not an https://host:port URL", s)
 		}
 	}
-	if len(opts.Certificate.Certificate) == 0 {
-		return nil, errors.New("tunnel agent: no client certificate given (--tls-cert-file, --tls-key-file)")
+	if opts.Certificate == nil {
+		return nil, errors.New("tunnel agent: no client certificate given")
+	}
+	if _, err := opts.Certificate.Certificate(); err != nil {
+		return nil, fmt.Errorf("tunnel agent: client certificate: %w", err)
 	}
 	if opts.ServerCAs == nil {
-		return nil, errors.New("tunnel agent: no server CA given; pass the mesh root (--server-ca-file)")
+		return nil, errors.New("tunnel agent: no CA bundle to verify the server with")
 	}
 	if opts.Upstream == nil {
 		return nil, errors.New("tunnel agent: no upstream API server configuration")
@@ -149,18 +151,26 @@ func NewAgent(opts AgentOptions) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel agent: %w", err)
 	}
-	return &Agent{
-		opts:      opts,
-		log:       opts.Logger,
-		metrics:   m,
-		forwarder: fwd,
-		tlsConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{opts.Certificate},
-			RootCAs:      opts.ServerCAs,
-			NextProtos:   []string{"http/1.1"},
+	if err := registerCertificateExpiry(opts.Registerer, "meshfleet_tunnel_agent_certificate_expiry_timestamp_seconds",
+		prometheus.Labels{"cluster": opts.Cluster}, map[string]func() (time.Time, bool){
+			"agent": opts.Certificate.notAfter, "server-ca": opts.ServerCAs.notAfter,
+		}); err != nil {
+		return nil, fmt.Errorf("tunnel agent: register metrics: %w", err)
+	}
+	return &Agent{opts: opts, log: opts.Logger, metrics: m, forwarder: fwd}, nil
+}
+
+// tlsConfig is the TLS configuration of the next connection: the current
+// certificate and server CAs.
+func (a *Agent) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return a.opts.Certificate.Certificate()
 		},
-	}, nil
+		RootCAs:    a.opts.ServerCAs.Pool(),
+		NextProtos: []string{"http/1.1"},
+	}
 }
 
 func defaultAgentID() string {
@@ -186,6 +196,8 @@ func (a *Agent) Status() AgentStatus {
 // Run connects to a server and serves the session, reconnecting with
 // backoff and jitter whenever it ends, until ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
+	go a.opts.Certificate.Run(ctx)
+	go a.opts.ServerCAs.Run(ctx)
 	bo := newBackoff(a.opts.BackoffInitial, a.opts.BackoffMax)
 	for ctx.Err() == nil {
 		conn, server, err := a.connect(ctx)
@@ -221,7 +233,7 @@ func (a *Agent) connect(ctx context.Context) (net.Conn, string, error) {
 	for i := range n {
 		idx := (a.next + i) % n
 		server := a.opts.Servers[idx]
-		conn, err := dialServer(ctx, server, a.tlsConfig, a.opts.Cluster, a.opts.ID)
+		conn, err := dialServer(ctx, server, a.tlsConfig(), a.opts.Cluster, a.opts.ID)
 		if err == nil {
 			a.next = idx
 			return conn, server, nil
@@ -237,7 +249,7 @@ func (a *Agent) connect(ctx context.Context) (net.Conn, string, error) {
 // serve runs the HTTP/1.1 forwarder on the streams of one session until the
 // session or ctx ends.
 func (a *Agent) serve(ctx context.Context, conn net.Conn, server string) {
-	mux, err := yamux.Server(conn, yamuxConfig(a.opts.StreamWindow, a.log))
+	mux, err := yamux.Server(conn, yamuxConfig(a.opts.StreamWindow, 1024, a.log))
 	if err != nil {
 		conn.Close()
 		a.setStatus(func(s *AgentStatus) { s.LastError = err })

@@ -58,6 +58,7 @@ func (s *Server) audit(r *http.Request, t *proxyTarget, rec *responseRecorder, b
 		"cluster", t.cluster,
 		"user", t.identity.User,
 		"groups", t.identity.Groups,
+		"as", t.as.User,
 		"auth", t.identity.Method,
 		"verb", kr.verb,
 		"resource", kr.resource,
@@ -69,8 +70,9 @@ func (s *Server) audit(r *http.Request, t *proxyTarget, rec *responseRecorder, b
 		"bytes_in", in,
 		"bytes_out", out,
 	)
-	s.metrics.requests.WithLabelValues(t.cluster, kr.verb, strconv.Itoa(code)).Inc()
-	s.metrics.requestDuration.WithLabelValues(t.cluster, kr.verb).Observe(d.Seconds())
-	s.metrics.bytes.WithLabelValues(t.cluster, "to_cluster").Add(float64(in))
-	s.metrics.bytes.WithLabelValues(t.cluster, "from_cluster").Add(float64(out))
+	cluster, verb := s.metrics.clusterLabel(t.cluster), verbLabel(kr.verb)
+	s.metrics.requests.WithLabelValues(cluster, verb, strconv.Itoa(code)).Inc()
+	s.metrics.requestDuration.WithLabelValues(cluster, verb).Observe(d.Seconds())
+	s.metrics.bytes.WithLabelValues(cluster, "to_cluster").Add(float64(in))
+	s.metrics.bytes.WithLabelValues(cluster, "from_cluster").Add(float64(out))
 }

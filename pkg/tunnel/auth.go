@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
@@ -27,6 +29,19 @@ type Identity struct {
 // errUnauthenticated means the caller presented no valid credentials.
 var errUnauthenticated = errors.New("unauthenticated")
 
+// rateLimitedError means a token could not be checked now: too many unknown
+// tokens were reviewed lately. The caller should retry after RetryAfter.
+type rateLimitedError struct{ retryAfter time.Duration }
+
+func (e *rateLimitedError) Error() string {
+	return fmt.Sprintf("too many unknown bearer tokens to check; retry in %s", e.retryAfter.Round(time.Second))
+}
+
+// TokenAudience is the audience a caller's token must be issued for: a token
+// for the API server itself (or anything else) is refused, so a token
+// stolen from any pod of the primary does not open the tunnel.
+const TokenAudience = "meshfleet-tunnel"
+
 // authenticator establishes the Identity of a caller of the API proxy.
 type authenticator struct {
 	// clientCerts accepts verified TLS client certificates (the TLS layer
@@ -37,6 +52,8 @@ type authenticator struct {
 	audiences []string
 	cache     *tokenCache
 	timeout   time.Duration
+	// limiter bounds the TokenReviews of tokens not in the cache.
+	limiter *rate.Limiter
 }
 
 // authenticate returns the caller's identity. It returns an error wrapping
@@ -52,6 +69,9 @@ func (a *authenticator) authenticate(r *http.Request) (*Identity, error) {
 	}
 	token, ok := bearerToken(r.Header.Get("Authorization"))
 	if !ok {
+		token, ok = websocketBearerToken(r.Header)
+	}
+	if !ok {
 		return nil, fmt.Errorf("%w: no client certificate and no bearer token", errUnauthenticated)
 	}
 	if a.reviews == nil {
@@ -59,6 +79,16 @@ func (a *authenticator) authenticate(r *http.Request) (*Identity, error) {
 	}
 	if id, err, ok := a.cache.get(token); ok {
 		return id, err
+	}
+	if a.limiter != nil {
+		if res := a.limiter.Reserve(); !res.OK() || res.Delay() > 0 {
+			delay := time.Second
+			if res.OK() {
+				delay = max(res.Delay(), time.Second)
+				res.Cancel()
+			}
+			return nil, &rateLimitedError{retryAfter: delay}
+		}
 	}
 	id, err := a.review(r.Context(), token)
 	if err == nil || errors.Is(err, errUnauthenticated) {
@@ -83,6 +113,9 @@ func (a *authenticator) review(ctx context.Context, token string) (*Identity, er
 		}
 		return nil, fmt.Errorf("%w: %s", errUnauthenticated, msg)
 	}
+	if len(a.audiences) > 0 && !intersects(tr.Status.Audiences, a.audiences) {
+		return nil, fmt.Errorf("%w: token is for audiences %v, not %v", errUnauthenticated, tr.Status.Audiences, a.audiences)
+	}
 	u := tr.Status.User
 	id := &Identity{User: u.Username, UID: u.UID, Groups: u.Groups, Method: "token"}
 	if len(u.Extra) > 0 {
@@ -92,6 +125,15 @@ func (a *authenticator) review(ctx context.Context, token string) (*Identity, er
 		}
 	}
 	return id, nil
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>" header.

@@ -4,27 +4,52 @@
 // An Agent runs inside each remote cluster and dials out, over mutual TLS, to
 // the Server in the primary. The agent's certificate names its cluster (see
 // AgentIdentityURI); the server accepts it only if the certificate chains to
-// the mesh root and every cluster named in the chain is the cluster the agent
-// claims. The connection is then switched (HTTP/1.1 Upgrade) to a yamux
-// session that the server multiplexes requests over.
+// the agent CA bundle, every cluster named in the chain is the cluster the
+// agent claims, the cluster is in the server's ClusterSet (the clusters of
+// the primary's RemoteIstios, RemoteIstioClusters) and the cluster has fewer
+// than MaxAgentsPerCluster agents. The connection is then switched (HTTP/1.1
+// Upgrade) to a yamux session in which only the server opens streams: an
+// agent that opens one has its session closed. When a RemoteIstio is
+// deleted, its cluster's sessions are closed.
 //
 // The server serves every connected cluster at https://<server>/clusters/<name>/,
 // usable as the server: of a kubeconfig. For each request it
 //
-//  1. authenticates the caller — a client certificate signed by the configured
-//     client CA, or a bearer token checked with a TokenReview against the
-//     primary — and answers 401 otherwise;
-//  2. drops the caller's Authorization header and sets Impersonate-User,
-//     -Group, -Uid and -Extra-* to the caller's identity;
-//  3. picks the cluster's agent with the fewest requests in flight, opens a
-//     yamux stream to it and writes the request there as plain HTTP/1.1;
-//  4. writes one audit log line (cluster, user, verb, resource, code,
-//     duration) and updates the meshfleet_tunnel_* metrics.
+//  1. authenticates the caller — a client certificate signed by the client
+//     CA bundle, or a bearer token (Authorization, or the WebSocket
+//     subprotocol base64url.bearer.authorization.k8s.io.*) checked with a
+//     TokenReview against the primary for the audience TokenAudience
+//     ("meshfleet-tunnel"; tokens for the API server are refused); reviews
+//     of tokens not in the cache are rate-limited (429, Retry-After) — and
+//     answers 401 otherwise;
+//  2. authorizes the caller against the AccessPolicy: by default only
+//     istiod, Kiali, the meshfleet operator and the locality server may use
+//     the tunnel; everyone else gets 403 naming how to allow them;
+//  3. strips every credential (Authorization, Proxy-Authorization,
+//     Impersonate-*, X-Remote-*, the bearer subprotocol) and sets
+//     Impersonate-User and -Group to the caller's identity mapped under the
+//     policy's prefix (package mapping: "meshfleet:" + name), so that no
+//     primary identity — system:masters, system:nodes, a service account —
+//     is ever one of the remote's own;
+//  4. picks the cluster's agent with the fewest requests in flight (at most
+//     MaxStreamsPerAgent open streams each), opens a yamux stream to it and
+//     writes the request there as plain HTTP/1.1;
+//  5. writes one audit log line (cluster, user, groups, impersonated name,
+//     verb, resource, code, duration) and updates the meshfleet_tunnel_*
+//     metrics, whose labels stay bounded (known verbs, known clusters).
 //
 // The agent serves HTTP/1.1 on the streams it accepts and forwards each
-// request to its API server with its own service account credentials, so
-// the remote cluster's RBAC decides what the impersonated caller may do. The
-// server holds no credentials for any remote cluster.
+// request to its API server with its own service account credentials,
+// keeping only the server's Impersonate-User and -Group, so the remote
+// cluster's RBAC decides what the impersonated caller may do; the agent's
+// own RBAC lets it impersonate only the mapped names of the default identities
+// (manifests/tunnel/agent.yaml). The server holds no credentials for any
+// remote cluster.
+//
+// Certificates and CA bundles given as files (KeyPairFromFiles,
+// CABundleFromFile) are re-read when they change, so rotation needs no
+// restart; their expiry is exported as
+// meshfleet_tunnel_{server,agent}_certificate_expiry_timestamp_seconds.
 //
 // # Why yamux
 //
@@ -44,10 +69,11 @@
 //     its own stream — no head-of-line blocking between requests — and the
 //     data buffered for a stream is bounded by that window (the bounded
 //     per-stream queue).
-//   - Session.Ping gives the server→agent round-trip time that Server.RTT
-//     exposes (timed around the whole call: yamux's own figure starts after
-//     the write and can miss a fast reply), and keep-alives detect a dead
-//     agent.
+//   - Keep-alives detect a dead agent. The round-trip time Server.RTT
+//     exposes is not yamux's ping: its IDs are sequential, so an agent can
+//     acknowledge the next ping before it arrives and fake a low RTT (and
+//     pull failover traffic). The server instead sends a random nonce on a
+//     stream, which the agent must echo, and times the whole exchange.
 //   - QUIC (quic-go) would avoid TCP head-of-line blocking on lossy links
 //     but needs UDP egress, which private networks often block, while
 //     outbound TCP/443 is nearly always allowed.

@@ -10,10 +10,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -145,14 +147,32 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testAccess is the default access policy plus the tests' users.
+func testAccess() *AccessPolicy {
+	a := DefaultAccessPolicy(DefaultIstioNamespace, DefaultMeshfleetNamespace)
+	a.Allow = append(a.Allow, AccessRule{User: "alice"}, AccessRule{User: "mallory"}, AccessRule{User: "system:serviceaccount:default:bob"})
+	return &a
+}
+
 // startTestServer starts a server with opts completed from p; opts may set
-// authentication, lease and logger.
+// authentication, access, clusters, lease and logger. By default it accepts
+// the agents of p's clusters and the callers of testAccess.
 func startTestServer(t testing.TB, p *testPKI, opts ServerOptions) *testServer {
 	t.Helper()
-	opts.ServingCertificate = p.serving
-	opts.AgentCAs = p.roots
+	if opts.ServingCertificate == nil {
+		opts.ServingCertificate = StaticKeyPair(p.serving)
+	}
+	if opts.AgentCAs == nil {
+		opts.AgentCAs = StaticCABundle(p.root.Cert)
+	}
 	if opts.ClientCAs == nil && opts.TokenReviews == nil {
-		opts.ClientCAs = p.clients
+		opts.ClientCAs = StaticCABundle(p.clientCA.Cert)
+	}
+	if opts.Clusters == nil {
+		opts.Clusters = NewClusterSet(slices.Sorted(maps.Keys(p.inter))...)
+	}
+	if opts.Access == nil {
+		opts.Access = testAccess()
 	}
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
@@ -206,8 +226,8 @@ func startTestAgent(t testing.TB, p *testPKI, cluster string, cert tls.Certifica
 	a, err := NewAgent(AgentOptions{
 		Cluster:        cluster,
 		Servers:        servers,
-		Certificate:    cert,
-		ServerCAs:      p.roots,
+		Certificate:    StaticKeyPair(cert),
+		ServerCAs:      StaticCABundle(p.root.Cert),
 		Upstream:       upstream,
 		BackoffInitial: 50 * time.Millisecond,
 		BackoffMax:     time.Second,

@@ -48,7 +48,13 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
-			pr.Out.Header.Del("Authorization")
+			// Only the server's impersonation headers pass; any other
+			// credential is the agent's own (added by its transport).
+			imp := impersonationOf(pr.In.Header)
+			stripCredentials(pr.Out.Header)
+			for k, v := range imp {
+				pr.Out.Header[k] = v
+			}
 		},
 		Transport:     &upgradeSplit{plain: plain, upgrade: upgrade},
 		FlushInterval: -1,
@@ -67,6 +73,10 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Host == pingHost && r.URL.Path == pingPath {
+		servePing(w, r)
+		return
+	}
 	// The agent's credentials never act on their own behalf: every request
 	// must name the caller to impersonate.
 	if strings.TrimSpace(r.Header.Get(authnv1.ImpersonateUserHeader)) == "" {
@@ -78,6 +88,18 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &responseRecorder{ResponseWriter: w}
 	f.proxy.ServeHTTP(rec, r)
 	f.metrics.requests.WithLabelValues(strconv.Itoa(rec.status())).Inc()
+}
+
+// impersonationOf returns the Impersonate-User and Impersonate-Group
+// headers of h, the only impersonation the server sends.
+func impersonationOf(h http.Header) http.Header {
+	out := http.Header{}
+	for _, k := range []string{authnv1.ImpersonateUserHeader, authnv1.ImpersonateGroupHeader} {
+		if v := h.Values(k); len(v) > 0 {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // upgradeSplit sends Upgrade requests over an HTTP/1.1-only transport and

@@ -48,7 +48,7 @@ func agentClusterOf(leaf *x509.Certificate) (string, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("certificate %q is not a tunnel agent certificate: it has no URI SAN %s<cluster> (issue one with tunnel.IssueAgentCertificate or `meshfleet tunnel issue-cert --agent`)", leaf.Subject.CommonName, agentURIPrefix)
+		return "", fmt.Errorf("certificate %q is not a tunnel agent certificate: it has no URI SAN %s<cluster> (issue one with tunnel.IssueAgentCertificate)", leaf.Subject.CommonName, agentURIPrefix)
 	case 1:
 		return found[0], nil
 	default:
@@ -73,7 +73,7 @@ func verifyAgentChains(chains [][]*x509.Certificate, cluster string) error {
 		return err
 	}
 	if certCluster != cluster {
-		return fmt.Errorf("agent claims cluster %q but its certificate is for cluster %q: fix the agent's --cluster or give it cluster %q's certificate", cluster, certCluster, cluster)
+		return fmt.Errorf("agent claims cluster %q but its certificate is for cluster %q: fix the agent's cluster name or give it cluster %q's certificate", cluster, certCluster, cluster)
 	}
 	for _, chain := range chains {
 		for _, c := range chain[1:] {

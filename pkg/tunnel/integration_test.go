@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,39 +69,43 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// setUpRemote creates the agent's ServiceAccount with impersonation rights
-// (as manifests/tunnel/agent does), grants the test users their roles and
-// returns the agent's upstream configuration.
+// testUsers are the tests' callers, allowed by testAccess, as the agent
+// must be allowed to impersonate them: their mapped names and groups.
+var (
+	testUsers  = []string{"meshfleet:alice", "meshfleet:mallory", "meshfleet:system:serviceaccount:default:bob"}
+	testGroups = []string{"meshfleet:interns", "meshfleet:system:masters", "meshfleet:system:nodes",
+		"meshfleet:system:serviceaccounts", "meshfleet:system:serviceaccounts:default"}
+)
+
+// setUpRemote installs the agent's RBAC from manifests/tunnel/agent.yaml
+// (impersonation limited to the default identities' mapped names), lets
+// the agent impersonate the tests' users too (as a server configured to
+// allow more callers needs), grants those their roles and returns the
+// agent's upstream configuration.
 func setUpRemote(ctx context.Context, c *localcluster.Cluster) (*rest.Config, error) {
 	client, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		return nil, err
 	}
+	upstream, err := InstallAgentRBAC(ctx, c.Config, 3600)
+	if err != nil {
+		return nil, err
+	}
 	objs := []func() error{
 		func() error {
-			_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNamespace}}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := client.CoreV1().ServiceAccounts(agentNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "tunnel-agent"}}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
 			_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-				ObjectMeta: metav1.ObjectMeta{Name: "meshfleet-tunnel-agent"},
-				Rules: []rbacv1.PolicyRule{{
-					APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"},
-				}, {
-					// "*": uids and userextras/<key>, whose keys may hold '/'.
-					APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"*"}, Verbs: []string{"impersonate"},
-				}},
+				ObjectMeta: metav1.ObjectMeta{Name: "meshfleet-tunnel-agent-test-users"},
+				Rules: []rbacv1.PolicyRule{
+					{APIGroups: []string{""}, Resources: []string{"users"}, Verbs: []string{"impersonate"}, ResourceNames: testUsers},
+					{APIGroups: []string{""}, Resources: []string{"groups"}, Verbs: []string{"impersonate"}, ResourceNames: testGroups},
+				},
 			}, metav1.CreateOptions{})
 			return err
 		},
 		func() error {
-			return bind(ctx, client, "meshfleet-tunnel-agent", rbacv1.ServiceAccountKind, "tunnel-agent", agentNamespace)
+			return bind(ctx, client, "meshfleet-tunnel-agent-test-users", rbacv1.ServiceAccountKind, AgentServiceAccount, AgentNamespace)
 		},
-		func() error { return bind(ctx, client, "cluster-admin", rbacv1.UserKind, "alice", "") },
+		func() error { return bind(ctx, client, "cluster-admin", rbacv1.UserKind, "meshfleet:alice", "") },
 		func() error {
 			// "view" is aggregated by kube-controller-manager, which does not run here.
 			_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
@@ -112,7 +115,7 @@ func setUpRemote(ctx context.Context, c *localcluster.Cluster) (*rest.Config, er
 			return err
 		},
 		func() error {
-			return bind(ctx, client, "reader", rbacv1.UserKind, "system:serviceaccount:default:bob", "")
+			return bind(ctx, client, "reader", rbacv1.UserKind, "meshfleet:system:serviceaccount:default:bob", "")
 		},
 	}
 	for _, f := range objs {
@@ -120,12 +123,7 @@ func setUpRemote(ctx context.Context, c *localcluster.Cluster) (*rest.Config, er
 			return nil, err
 		}
 	}
-	tok, err := client.CoreV1().ServiceAccounts(agentNamespace).CreateToken(ctx, "tunnel-agent",
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("token for the agent: %w", err)
-	}
-	return &rest.Config{Host: c.URL, BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: c.CACertPEM}}, nil
+	return upstream, nil
 }
 
 func bind(ctx context.Context, client kubernetes.Interface, role, kind, name, ns string) error {
@@ -154,8 +152,10 @@ func startKubeTunnel(t *testing.T, remotes ...string) *kubeTunnel {
 	t.Helper()
 	p := newTestPKI(t, "remote1", "remote2")
 	primary := kube.Cluster("primary")
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(primary.CACertPEM)
+	clientCAs, err := CABundleFromPEM(primary.CACertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ts := startTestServer(t, p, ServerOptions{
 		ClientCAs:    clientCAs,
 		TokenReviews: kubernetes.NewForConfigOrDie(primary.Config).AuthenticationV1().TokenReviews(),
@@ -237,8 +237,8 @@ func TestClientGoGetListCreateWatch(t *testing.T) {
 		b, _ := os.ReadFile(kube.Cluster("remote1").AuditLogPath)
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.Contains(line, `"verb":"create"`) && strings.Contains(line, `"resource":"configmaps"`) &&
-				strings.Contains(line, `"impersonatedUser":{"username":"alice"`) &&
-				strings.Contains(line, `"username":"system:serviceaccount:meshfleet-system:tunnel-agent"`) {
+				strings.Contains(line, `"impersonatedUser":{"username":"meshfleet:alice"`) &&
+				strings.Contains(line, `"username":"system:serviceaccount:meshfleet-system:meshfleet-tunnel-agent"`) {
 				return true
 			}
 		}
@@ -251,7 +251,7 @@ func TestRBACOfRemoteDecides(t *testing.T) {
 	k := startKubeTunnel(t, "remote1")
 	c := clientFor(t, k.userConfig(t, "remote1", "mallory", "interns"))
 	_, err := c.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{})
-	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `"mallory"`) {
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `"meshfleet:mallory"`) {
 		t.Fatalf("list secrets as mallory: %v, want Forbidden for mallory", err)
 	}
 }
@@ -263,7 +263,8 @@ func TestBearerTokenCheckedWithTokenReview(t *testing.T) {
 	if _, err := primary.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bob"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	tok, err := primary.CoreV1().ServiceAccounts("default").CreateToken(ctx, "bob", &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	tok, err := primary.CoreV1().ServiceAccounts("default").CreateToken(ctx, "bob",
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{TokenAudience}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +276,7 @@ func TestBearerTokenCheckedWithTokenReview(t *testing.T) {
 		t.Fatalf("list as bob: %v", err)
 	}
 	_, err = c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
-	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "system:serviceaccount:default:bob") {
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "meshfleet:system:serviceaccount:default:bob") {
 		t.Fatalf("create as bob: %v, want Forbidden for bob", err)
 	}
 
@@ -316,8 +317,8 @@ func TestKubectl(t *testing.T) {
 	if out := kubectl("-n", "kctl", "get", "configmaps", "-o", "name"); !strings.Contains(out, "configmap/from-kubectl") {
 		t.Errorf("kubectl get: %s", out)
 	}
-	if out := kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); out != "alice" {
-		t.Errorf("kubectl auth whoami = %q, want alice", out)
+	if out := kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); out != "meshfleet:alice" {
+		t.Errorf("kubectl auth whoami = %q, want meshfleet:alice", out)
 	}
 	if out := kubectl("api-resources", "-o", "name"); !strings.Contains(out, "deployments.apps") {
 		t.Errorf("kubectl api-resources: %s", out)
@@ -462,8 +463,10 @@ func TestLeaseTakeover(t *testing.T) {
 	ctx := context.Background()
 	p := newTestPKI(t, "remote1")
 	primary := kube.Cluster("primary")
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(primary.CACertPEM)
+	clientCAs, err := CABundleFromPEM(primary.CACertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
 	client := kubernetes.NewForConfigOrDie(primary.Config)
 	newServer := func(id string) *testServer {
 		return startTestServer(t, p, ServerOptions{

@@ -32,9 +32,9 @@ func (o *LeaseOptions) validate() error {
 	case o.Client == nil:
 		return errors.New("lease: no client for the primary cluster")
 	case o.Namespace == "" || o.Name == "":
-		return fmt.Errorf("lease: namespace %q and name %q must both be set (--lease-namespace, --lease-name)", o.Namespace, o.Name)
+		return fmt.Errorf("lease: namespace %q and name %q must both be set", o.Namespace, o.Name)
 	case o.Identity == "":
-		return errors.New("lease: no identity; set --lease-identity (default: POD_NAME or the host name)")
+		return errors.New("lease: no identity; give this server's name in the Lease (normally the pod name)")
 	}
 	return nil
 }

@@ -2,12 +2,19 @@ package tunnel
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	"k8s.io/client-go/rest"
 
@@ -37,6 +44,14 @@ type LocalOptions struct {
 	ClientCAPEM []byte
 	// TokenReviews, when set, authenticates callers' bearer tokens.
 	TokenReviews authnv1client.TokenReviewInterface
+	// Primary, when set, is the primary cluster: its RemoteIstios are the
+	// clusters whose agents are accepted (unless Clusters is set), and it
+	// reviews tokens (unless TokenReviews is set).
+	Primary *rest.Config
+	// Clusters are the clusters whose agents are accepted.
+	Clusters *ClusterSet
+	// Access is the access policy; the default one if nil.
+	Access *AccessPolicy
 	// Logger receives the server's and agents' logs; slog.Default() if nil.
 	Logger *slog.Logger
 }
@@ -55,35 +70,67 @@ func StartLocal(opts LocalOptions) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
-	agentCAs, clientCAs := x509.NewCertPool(), x509.NewCertPool()
-	agentCAs.AddCert(opts.Root.Cert)
-	if len(opts.ClientCAPEM) > 0 && !clientCAs.AppendCertsFromPEM(opts.ClientCAPEM) {
-		return nil, fmt.Errorf("no certificate in the client CA")
+	var clientCAs *CABundle
+	if len(opts.ClientCAPEM) > 0 {
+		if clientCAs, err = CABundleFromPEM(opts.ClientCAPEM); err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
 	}
-	srv, err := NewServer(ServerOptions{ServingCertificate: cert, AgentCAs: agentCAs, ClientCAs: clientCAs,
-		TokenReviews: opts.TokenReviews, PingInterval: time.Second, Logger: opts.Logger.With("component", "tunnel-server")})
+	ctx, cancel := context.WithCancel(context.Background())
+	if opts.Primary != nil {
+		kube, err := kubernetes.NewForConfig(opts.Primary)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		if opts.TokenReviews == nil {
+			opts.TokenReviews = kube.AuthenticationV1().TokenReviews()
+		}
+		if opts.Clusters == nil {
+			dyn, err := dynamic.NewForConfig(opts.Primary)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			opts.Clusters = RemoteIstioClusters(ctx, dyn, "", opts.Logger)
+		}
+	}
+	srv, err := NewServer(ServerOptions{ServingCertificate: StaticKeyPair(cert), AgentCAs: StaticCABundle(opts.Root.Cert), ClientCAs: clientCAs,
+		TokenReviews: opts.TokenReviews, Clusters: opts.Clusters, Access: opts.Access,
+		PingInterval: time.Second, Logger: opts.Logger.With("component", "tunnel-server")})
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	agentLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		cancel()
 		apiLn.Close()
 		return nil, err
 	}
 	l := &Local{Server: srv, APIURL: "https://" + apiLn.Addr().String(), AgentURL: "https://" + agentLn.Addr().String(),
 		root: opts.Root, log: opts.Logger}
+	l.stops = append(l.stops, cancel)
 	l.goRun(func(ctx context.Context) { _ = srv.Serve(ctx, apiLn, agentLn) })
 	return l, nil
 }
 
-// StartAgent runs an agent of cluster with a certificate of the root for
-// that cluster, forwarding with upstream's credentials (which must be
-// allowed to impersonate). The returned func stops it.
-func (l *Local) StartAgent(cluster string, upstream *rest.Config) (stop func(), err error) {
+// StartAgent installs the agent's RBAC in cluster with admin's credentials
+// (as applying manifests/tunnel/agent.yaml there would) and runs an agent
+// of cluster with a certificate of the root for that cluster, forwarding
+// with the agent service account's token. The returned func stops it.
+func (l *Local) StartAgent(cluster string, admin *rest.Config) (stop func(), err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	upstream, err := InstallAgentRBAC(ctx, admin, 24*3600)
+	if err != nil {
+		return nil, fmt.Errorf("install the tunnel agent's RBAC in cluster %s: %w", cluster, err)
+	}
 	leaf, err := IssueAgentCertificate(l.root, cluster, CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
 	if err != nil {
 		return nil, err
@@ -92,10 +139,8 @@ func (l *Local) StartAgent(cluster string, upstream *rest.Config) (stop func(), 
 	if err != nil {
 		return nil, err
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(l.root.Cert)
 	a, err := NewAgent(AgentOptions{Cluster: cluster, ID: "agent-" + cluster, Servers: []string{l.AgentURL},
-		Certificate: cert, ServerCAs: roots, Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
+		Certificate: StaticKeyPair(cert), ServerCAs: StaticCABundle(l.root.Cert), Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
 		Logger: l.log.With("component", "tunnel-agent", "cluster", cluster)})
 	if err != nil {
 		return nil, err
@@ -125,4 +170,32 @@ func (l *Local) goRun(f func(ctx context.Context)) func() {
 	}
 	l.stops = append(l.stops, stop)
 	return stop
+}
+
+// WriteServiceAccountToken writes a token of the primary's service account
+// namespace/name for the tunnel's audience (TokenAudience) to file, creating
+// the namespace and service account if they are missing: what the kubelet
+// projects into the pod of a component that uses the tunnel.
+func WriteServiceAccountToken(ctx context.Context, primary *rest.Config, namespace, name, file string, ttl time.Duration) error {
+	kube, err := kubernetes.NewForConfig(primary)
+	if err != nil {
+		return err
+	}
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", namespace, err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}}
+	if _, err := kube.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create service account %s/%s: %w", namespace, name, err)
+	}
+	secs := int64(ttl.Seconds())
+	tr, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		Audiences: []string{TokenAudience}, ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token of %s/%s for audience %s: %w", namespace, name, TokenAudience, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(tr.Status.Token), 0o600)
 }

@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -14,11 +16,19 @@ type serverMetrics struct {
 	requestDuration  *prometheus.HistogramVec
 	bytes            *prometheus.CounterVec
 	rejectedRequests *prometheus.CounterVec
+	agentRevocations prometheus.Counter
 	active           prometheus.Gauge
+	// clusters bounds the cluster label to known clusters.
+	clusters *ClusterSet
 }
 
-func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
+func newServerMetrics(reg prometheus.Registerer, clusters *ClusterSet) (*serverMetrics, error) {
 	m := &serverMetrics{
+		clusters: clusters,
+		agentRevocations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshfleet_tunnel_agent_revocations_total",
+			Help: "Agent sessions closed because their cluster's RemoteIstio was deleted.",
+		}),
 		agents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshfleet_tunnel_agents_connected",
 			Help: "Agents connected to this server, per cluster.",
@@ -29,7 +39,7 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		}, []string{"cluster"}),
 		agentRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshfleet_tunnel_agent_rejections_total",
-			Help: "Agent connections refused, by reason (unauthenticated, forbidden, standby, bad_request).",
+			Help: "Agent connections refused or closed, by reason (unauthenticated, forbidden, unknown_cluster, too_many_agents, agent_opened_stream, standby, bad_request).",
 		}, []string{"reason"}),
 		agentRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshfleet_tunnel_agent_rtt_seconds",
@@ -50,7 +60,7 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		}, []string{"cluster", "direction"}),
 		rejectedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshfleet_tunnel_rejected_requests_total",
-			Help: "Requests refused before reaching an agent, by reason (unauthenticated, impersonation, no_agent, standby, bad_path, auth_error).",
+			Help: "Requests refused before reaching an agent, by reason (unauthenticated, forbidden, token_rate_limited, impersonation, unknown_cluster, no_agent, standby, bad_path, auth_error).",
 		}, []string{"reason"}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshfleet_tunnel_server_active",
@@ -58,12 +68,61 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.agents, m.agentConnections, m.agentRejections, m.agentRTT,
-		m.requests, m.requestDuration, m.bytes, m.rejectedRequests, m.active} {
+		m.requests, m.requestDuration, m.bytes, m.rejectedRequests, m.agentRevocations, m.active} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// clusterLabel is cluster if it is known, else "other": label values stay
+// bounded by the clusters of the mesh.
+func (m *serverMetrics) clusterLabel(cluster string) string {
+	if m.clusters.Has(cluster) {
+		return cluster
+	}
+	return "other"
+}
+
+// knownVerbs are the Kubernetes verbs a request can map to; anything else
+// is counted as "other".
+var knownVerbs = map[string]bool{
+	"get": true, "list": true, "watch": true, "create": true, "update": true, "patch": true,
+	"delete": true, "deletecollection": true, "proxy": true, "head": true, "options": true,
+	"post": true, "put": true,
+}
+
+// verbLabel bounds the verb label: a caller can send any HTTP method.
+func verbLabel(verb string) string {
+	if knownVerbs[verb] {
+		return verb
+	}
+	return "other"
+}
+
+// registerCertificateExpiry exports, per loaded certificate (or CA bundle,
+// its first expiry), when it expires, re-read at every scrape so that a
+// rotated certificate shows at once.
+func registerCertificateExpiry(reg prometheus.Registerer, name string, constLabels prometheus.Labels, certs map[string]func() (time.Time, bool)) error {
+	return reg.Register(&expiryCollector{certs: certs, desc: prometheus.NewDesc(name,
+		"When each certificate loaded expires (Unix time); for a CA bundle, its first certificate to expire.",
+		[]string{"certificate"}, constLabels)})
+}
+
+type expiryCollector struct {
+	desc  *prometheus.Desc
+	certs map[string]func() (time.Time, bool)
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, f := range c.certs {
+		if t, ok := f(); ok {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(t.Unix()), name)
+		}
+	}
 }
 
 // agentMetrics are the Agent's Prometheus metrics.

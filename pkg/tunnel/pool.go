@@ -18,18 +18,32 @@ func newRegistry() *registry {
 
 // add registers s, returning the session it replaces: an older session of
 // an agent with the same cluster and ID, which has evidently reconnected.
-func (r *registry) add(s *agentSession) (replaced *agentSession) {
+// It returns false, registering nothing, when the cluster already has max
+// other agents.
+func (r *registry) add(s *agentSession, max int) (replaced *agentSession, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	list := r.clusters[s.cluster]
 	for i, old := range list {
 		if old.id == s.id {
 			list[i] = s
-			return old
+			return old, true
 		}
 	}
+	if len(list) >= max {
+		return nil, false
+	}
 	r.clusters[s.cluster] = append(list, s)
-	return nil
+	return nil, true
+}
+
+// hasRoom reports whether an agent with id may join cluster: it replaces
+// its own older session, or the cluster has fewer than max agents.
+func (r *registry) hasRoom(cluster, id string, max int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.clusters[cluster]
+	return len(list) < max || slices.ContainsFunc(list, func(s *agentSession) bool { return s.id == id })
 }
 
 // remove unregisters s; it reports whether s was registered.

@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 )
 
 // proxyTarget is what the API proxy knows about one request; it travels in
@@ -20,6 +23,8 @@ type proxyTarget struct {
 	path     string
 	rawPath  string
 	identity *Identity
+	// as is the identity impersonated in the cluster.
+	as mapping.Identity
 	// agent is the agent that served the request, set by the transport.
 	agent *agentSession
 }
@@ -77,6 +82,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := s.auth.authenticate(r)
 	if err != nil {
+		var limited *rateLimitedError
+		if errors.As(err, &limited) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(limited.retryAfter.Round(time.Second).Seconds())))
+			refuse(http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests, "token_rate_limited", limited.Error(), "cluster", cluster)
+			return
+		}
 		if errors.Is(err, errUnauthenticated) {
 			refuse(http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "unauthenticated", "Unauthorized", "cluster", cluster, "detail", err.Error())
 			return
@@ -90,6 +101,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			"cluster", cluster, "user", id.User)
 		return
 	}
+	if !s.access.allows(id, cluster) {
+		refuse(http.StatusForbidden, metav1.StatusReasonForbidden, "forbidden", s.access.deniedMessage(id, cluster),
+			"cluster", cluster, "user", id.User)
+		return
+	}
+	if !s.opts.Clusters.Has(cluster) {
+		refuse(http.StatusNotFound, metav1.StatusReasonNotFound, "unknown_cluster", unknownClusterMessage(cluster),
+			"cluster", cluster, "user", id.User)
+		return
+	}
 	if s.agents.count(cluster) == 0 {
 		refuse(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "no_agent",
 			fmt.Sprintf("no tunnel agent of cluster %q is connected; check the meshfleet-tunnel-agent Deployment in that cluster and its logs", cluster),
@@ -97,7 +118,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	t := &proxyTarget{cluster: cluster, path: rest, identity: id}
+	t := &proxyTarget{cluster: cluster, path: rest, identity: id, as: s.access.impersonated(id)}
 	if r.URL.RawPath != "" {
 		if _, raw, ok := splitClusterPath(r.URL.RawPath); ok {
 			t.rawPath = raw
@@ -121,7 +142,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			pr.Out.URL.Path = t.path
 			pr.Out.URL.RawPath = t.rawPath
 			pr.Out.Host = ""
-			setImpersonation(pr.Out.Header, t.identity)
+			setImpersonation(pr.Out.Header, t.as)
 		},
 		Transport: &clusterTransport{agents: s.agents},
 		// Watches and logs -f must reach the caller as they come.
@@ -135,6 +156,12 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 				return
 			}
 			t := targetFrom(r.Context())
+			if errors.Is(err, errAgentBusy) {
+				w.Header().Set("Retry-After", "1")
+				writeStatus(w, http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests,
+					fmt.Sprintf("tunnel to cluster %q: every agent has as many requests open as it may (%v); retry later, or run more agent replicas", t.cluster, err))
+				return
+			}
 			writeStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable,
 				fmt.Sprintf("tunnel to cluster %q: %v", t.cluster, err))
 		},

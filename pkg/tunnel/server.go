@@ -3,7 +3,6 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,10 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 )
 
 // Defaults for ServerOptions and AgentOptions.
@@ -26,24 +28,50 @@ const (
 	// receiving end; it is also the most a stream may have in flight, so it
 	// caps one stream's throughput at window/RTT.
 	DefaultStreamWindow = 4 << 20
+	// DefaultMaxStreamsPerAgent bounds the requests open at once on one
+	// agent's session (watches count for as long as they are open).
+	DefaultMaxStreamsPerAgent = 2048
+	// DefaultMaxAgentsPerCluster bounds the sessions of one cluster.
+	DefaultMaxAgentsPerCluster = 16
+	// DefaultTokenReviewRate and DefaultTokenReviewBurst bound the
+	// TokenReviews of tokens not in the cache, per second.
+	DefaultTokenReviewRate  = 20
+	DefaultTokenReviewBurst = 40
 )
 
 // ServerOptions configures a Server.
 type ServerOptions struct {
 	// ServingCertificate is presented to agents and to API callers.
-	ServingCertificate tls.Certificate
-	// AgentCAs are the roots agent certificates must chain to: the mesh
-	// root. Required.
-	AgentCAs *x509.CertPool
+	ServingCertificate *KeyPair
+	// AgentCAs are the roots agent certificates must chain to. Required.
+	AgentCAs *CABundle
 	// ClientCAs, when set, authenticate callers by TLS client certificate
 	// (CN is the user, O the groups), as kube-apiserver's --client-ca-file.
-	ClientCAs *x509.CertPool
+	ClientCAs *CABundle
 	// TokenReviews, when set, authenticates callers' bearer tokens with a
 	// TokenReview, normally against the primary cluster.
 	TokenReviews authnv1client.TokenReviewInterface
-	// TokenAudiences are passed in each TokenReview; empty means the API
-	// server's own audiences.
+	// TokenAudiences are the audiences a caller's token must be valid for;
+	// [TokenAudience] if empty. Tokens for the API server's own audience
+	// are refused.
 	TokenAudiences []string
+	// TokenReviewRate and TokenReviewBurst bound the TokenReviews sent for
+	// tokens not in the cache (token bucket; callers beyond it get 429);
+	// DefaultTokenReviewRate and DefaultTokenReviewBurst if zero.
+	TokenReviewRate  float64
+	TokenReviewBurst int
+	// Access decides which authenticated callers may use the tunnel, and
+	// the prefix they are impersonated under; DefaultAccessPolicy of the
+	// default namespaces if nil.
+	Access *AccessPolicy
+	// Clusters are the clusters whose agents are accepted (normally
+	// RemoteIstioClusters). Required.
+	Clusters *ClusterSet
+	// MaxStreamsPerAgent and MaxAgentsPerCluster bound one agent's open
+	// requests and one cluster's sessions; DefaultMaxStreamsPerAgent and
+	// DefaultMaxAgentsPerCluster if zero.
+	MaxStreamsPerAgent  int
+	MaxAgentsPerCluster int
 	// Lease, when set, makes this server active only while it holds the
 	// Lease; without it the server is always active.
 	Lease *LeaseOptions
@@ -66,6 +94,7 @@ type Server struct {
 	metrics *serverMetrics
 	agents  *registry
 	auth    *authenticator
+	access  AccessPolicy
 	proxy   *httputil.ReverseProxy
 	active  atomic.Bool
 }
@@ -73,13 +102,44 @@ type Server struct {
 // NewServer checks opts and returns a server that is not yet serving.
 func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.AgentCAs == nil {
-		return nil, errors.New("tunnel server: no agent CA given; pass the mesh root that agent certificates chain to (--agent-ca-file)")
+		return nil, errors.New("tunnel server: no agent CA given; pass the CA bundle that agent certificates chain to")
 	}
-	if len(opts.ServingCertificate.Certificate) == 0 {
-		return nil, errors.New("tunnel server: no serving certificate given (--tls-cert-file, --tls-key-file)")
+	if opts.ServingCertificate == nil {
+		return nil, errors.New("tunnel server: no serving certificate given")
+	}
+	if _, err := opts.ServingCertificate.Certificate(); err != nil {
+		return nil, fmt.Errorf("tunnel server: serving certificate: %w", err)
 	}
 	if opts.ClientCAs == nil && opts.TokenReviews == nil {
-		return nil, errors.New("tunnel server: no way to authenticate callers; give a client CA (--client-ca-file), TokenReview (--token-review), or both")
+		return nil, errors.New("tunnel server: no way to authenticate callers; give a client CA, TokenReviews, or both")
+	}
+	if opts.Clusters == nil {
+		return nil, errors.New("tunnel server: no cluster set; watch the primary's RemoteIstios (RemoteIstioClusters) or give a fixed list (NewClusterSet)")
+	}
+	access := DefaultAccessPolicy(DefaultIstioNamespace, DefaultMeshfleetNamespace)
+	if opts.Access != nil {
+		access = *opts.Access
+		if access.Prefix == "" {
+			access.Prefix = mapping.DefaultPrefix
+		}
+	}
+	if err := access.Validate(); err != nil {
+		return nil, fmt.Errorf("tunnel server: %w", err)
+	}
+	if len(opts.TokenAudiences) == 0 {
+		opts.TokenAudiences = []string{TokenAudience}
+	}
+	if opts.TokenReviewRate <= 0 {
+		opts.TokenReviewRate = DefaultTokenReviewRate
+	}
+	if opts.TokenReviewBurst <= 0 {
+		opts.TokenReviewBurst = DefaultTokenReviewBurst
+	}
+	if opts.MaxStreamsPerAgent <= 0 {
+		opts.MaxStreamsPerAgent = DefaultMaxStreamsPerAgent
+	}
+	if opts.MaxAgentsPerCluster <= 0 {
+		opts.MaxAgentsPerCluster = DefaultMaxAgentsPerCluster
 	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = DefaultPingInterval
@@ -98,8 +158,18 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			return nil, fmt.Errorf("tunnel server: %w", err)
 		}
 	}
-	m, err := newServerMetrics(opts.Registerer)
+	m, err := newServerMetrics(opts.Registerer, opts.Clusters)
 	if err != nil {
+		return nil, fmt.Errorf("tunnel server: register metrics: %w", err)
+	}
+	certs := map[string]func() (time.Time, bool){
+		"serving":  opts.ServingCertificate.notAfter,
+		"agent-ca": opts.AgentCAs.notAfter,
+	}
+	if opts.ClientCAs != nil {
+		certs["client-ca"] = opts.ClientCAs.notAfter
+	}
+	if err := registerCertificateExpiry(opts.Registerer, "meshfleet_tunnel_server_certificate_expiry_timestamp_seconds", nil, certs); err != nil {
 		return nil, fmt.Errorf("tunnel server: register metrics: %w", err)
 	}
 	s := &Server{
@@ -107,16 +177,31 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		log:     opts.Logger,
 		metrics: m,
 		agents:  newRegistry(),
+		access:  access,
 		auth: &authenticator{
 			clientCerts: opts.ClientCAs != nil,
 			reviews:     opts.TokenReviews,
 			audiences:   opts.TokenAudiences,
 			cache:       newTokenCache(4096, 10*time.Second, 2*time.Second),
 			timeout:     10 * time.Second,
+			limiter:     rate.NewLimiter(rate.Limit(opts.TokenReviewRate), opts.TokenReviewBurst),
 		},
 	}
 	s.proxy = s.newReverseProxy()
+	opts.Clusters.notify(s.disconnectClusters)
 	return s, nil
+}
+
+// disconnectClusters closes the sessions of clusters that left the cluster
+// set (their RemoteIstio was deleted).
+func (s *Server) disconnectClusters(removed []string) {
+	for _, c := range removed {
+		for _, sess := range s.agents.sessions(c) {
+			s.log.Info("closing the session of an agent whose cluster left the mesh", "cluster", c, "agent", sess.id)
+			s.metrics.agentRevocations.Inc()
+			sess.close()
+		}
+	}
 }
 
 // Run listens on apiAddr (callers) and agentAddr (agents) and serves until
@@ -159,6 +244,10 @@ func (s *Server) Serve(ctx context.Context, apiLn, agentLn net.Listener) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Keep file-backed certificates and CA bundles current.
+	go s.opts.ServingCertificate.Run(runCtx)
+	go s.opts.AgentCAs.Run(runCtx)
+	go s.opts.ClientCAs.Run(runCtx)
 	go func() {
 		if s.opts.Lease == nil {
 			s.setActive(true)
@@ -188,34 +277,55 @@ func serveTLS(srv *http.Server, ln net.Listener, what string) error {
 	return nil
 }
 
+// apiTLSConfig serves callers with the current serving certificate and
+// verifies client certificates against the current client CAs.
 func (s *Server) apiTLSConfig() *tls.Config {
-	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{s.opts.ServingCertificate},
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cert, err := s.opts.ServingCertificate.Certificate()
+			if err != nil {
+				return nil, err
+			}
+			cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*cert}}
+			if s.opts.ClientCAs != nil {
+				cfg.ClientAuth = tls.VerifyClientCertIfGiven
+				cfg.ClientCAs = s.opts.ClientCAs.Pool()
+			}
+			return cfg, nil
+		},
 	}
-	if s.opts.ClientCAs != nil {
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
-		cfg.ClientCAs = s.opts.ClientCAs
-	}
-	return cfg
 }
 
+// agentTLSConfig serves agents with the current serving certificate and
+// verifies their certificates against the current agent CAs.
 func (s *Server) agentTLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{s.opts.ServingCertificate},
-		// Verified if given; a missing certificate gets a readable 401
-		// instead of a failed handshake.
-		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  s.opts.AgentCAs,
+		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cert, err := s.opts.ServingCertificate.Certificate()
+			if err != nil {
+				return nil, err
+			}
+			return &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: []tls.Certificate{*cert},
+				// Verified if given; a missing certificate gets a readable
+				// 401 instead of a failed handshake.
+				ClientAuth: tls.VerifyClientCertIfGiven,
+				ClientCAs:  s.opts.AgentCAs.Pool(),
+				NextProtos: []string{"http/1.1"},
+			}, nil
+		},
 	}
 }
 
-// yamuxConfig is the session configuration of both ends.
-func yamuxConfig(window uint32, log *slog.Logger) *yamux.Config {
+// yamuxConfig is the session configuration of both ends; acceptBacklog
+// bounds the streams opened by the peer and not yet accepted.
+func yamuxConfig(window uint32, acceptBacklog int, log *slog.Logger) *yamux.Config {
 	cfg := yamux.DefaultConfig()
-	cfg.AcceptBacklog = 1024
+	cfg.AcceptBacklog = acceptBacklog
 	cfg.EnableKeepAlive = true
 	cfg.KeepAliveInterval = 15 * time.Second
 	cfg.ConnectionWriteTimeout = 15 * time.Second

@@ -1,11 +1,17 @@
 package tunnel
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,24 +28,39 @@ type agentSession struct {
 	mux       *yamux.Session
 	transport *http.Transport
 
+	// streams counts the streams open to the agent (in use or idle in the
+	// transport's pool); maxStreams bounds it.
+	streams    atomic.Int64
+	maxStreams int64
+
 	inflight atomic.Int64
 	served   atomic.Uint64
 	rttNanos atomic.Int64
 }
 
-// errAgentGone marks a failure to open a stream to an agent: nothing of the
-// request was sent, so it may be retried on another agent.
-var errAgentGone = errors.New("agent session closed")
+var (
+	// errAgentGone marks a failure to open a stream to an agent: nothing of
+	// the request was sent, so it may be retried on another agent.
+	errAgentGone = errors.New("agent session closed")
+	// errAgentBusy marks an agent at its stream limit: nothing was sent,
+	// so another agent may take the request.
+	errAgentBusy = errors.New("agent at its limit of open streams")
+)
 
-func newAgentSession(cluster, id, remote string, mux *yamux.Session) *agentSession {
-	s := &agentSession{cluster: cluster, id: id, remote: remote, connected: time.Now(), mux: mux}
+func newAgentSession(cluster, id, remote string, mux *yamux.Session, maxStreams int) *agentSession {
+	s := &agentSession{cluster: cluster, id: id, remote: remote, connected: time.Now(), mux: mux, maxStreams: int64(maxStreams)}
 	s.transport = &http.Transport{
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			if s.streams.Add(1) > s.maxStreams {
+				s.streams.Add(-1)
+				return nil, fmt.Errorf("open stream to agent %q of cluster %q: %w (%d)", id, cluster, errAgentBusy, s.maxStreams)
+			}
 			c, err := mux.OpenStream()
 			if err != nil {
+				s.streams.Add(-1)
 				return nil, fmt.Errorf("open stream to agent %q of cluster %q: %w: %w", id, cluster, errAgentGone, err)
 			}
-			return c, nil
+			return &countedStream{Conn: c, release: func() { s.streams.Add(-1) }}, nil
 		},
 		// Streams are cheap; keep enough idle ones for bursts of small
 		// requests. Each idle stream costs a little memory at both ends.
@@ -55,6 +76,19 @@ func newAgentSession(cluster, id, remote string, mux *yamux.Session) *agentSessi
 	return s
 }
 
+// countedStream releases its slot of the agent's stream limit once closed.
+type countedStream struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedStream) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
 // rtt returns the last measured round-trip time, or 0 before the first.
 func (s *agentSession) rtt() time.Duration { return time.Duration(s.rttNanos.Load()) }
 
@@ -62,4 +96,64 @@ func (s *agentSession) rtt() time.Duration { return time.Duration(s.rttNanos.Loa
 func (s *agentSession) close() {
 	_ = s.mux.Close()
 	s.transport.CloseIdleConnections()
+}
+
+// The ping exchange: the server sends a random nonce on a stream, and the
+// agent must send it back. yamux's own pings carry sequential IDs, which an
+// agent can answer before they arrive and so fake a low RTT (and pull
+// failover traffic to its cluster); a nonce cannot be answered before it
+// is read.
+const (
+	pingHost    = "meshfleet-ping.internal"
+	pingPath    = "/meshfleet.io/ping"
+	pingTimeout = 10 * time.Second
+	nonceBytes  = 16
+)
+
+// ping measures one round trip to the agent with a fresh nonce, on a
+// stream of its own: outside the transport's pool and the stream limit, so
+// that a busy agent is still measured (and not taken for a dead one).
+func (s *agentSession) ping(timeout time.Duration) (time.Duration, error) {
+	nonce := make([]byte, nonceBytes)
+	_, _ = rand.Read(nonce)
+	want := []byte(hex.EncodeToString(nonce))
+	req, err := http.NewRequest(http.MethodPost, "http://"+pingHost+pingPath, bytes.NewReader(want))
+	if err != nil {
+		return 0, err
+	}
+	req.Close = true
+	st, err := s.mux.OpenStream()
+	if err != nil {
+		return 0, fmt.Errorf("ping: open a stream: %w", err)
+	}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(timeout))
+	start := time.Now()
+	if err := req.Write(st); err != nil {
+		return 0, fmt.Errorf("ping: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(st), req)
+	if err != nil {
+		return 0, fmt.Errorf("ping: read the answer: %w", err)
+	}
+	got, err := io.ReadAll(io.LimitReader(resp.Body, 2*nonceBytes+1))
+	rtt := time.Since(start)
+	resp.Body.Close()
+	if err != nil {
+		return 0, fmt.Errorf("ping: read the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, want) {
+		return 0, fmt.Errorf("ping: the agent answered %d %q, not the nonce sent", resp.StatusCode, truncate(string(got), 40))
+	}
+	return rtt, nil
+}
+
+// servePing answers the server's ping on the agent's side.
+func servePing(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 2*nonceBytes+1))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	_, _ = w.Write(b)
 }

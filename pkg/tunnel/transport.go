@@ -41,7 +41,7 @@ func (ct *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		resp, err := sess.transport.RoundTrip(req)
 		if err != nil {
 			sess.inflight.Add(-1)
-			if errors.Is(err, errAgentGone) {
+			if errors.Is(err, errAgentGone) || errors.Is(err, errAgentBusy) {
 				lastErr = err
 				continue
 			}

@@ -118,7 +118,7 @@ func TestProxyImpersonatesCaller(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("status %d", code)
 	}
-	want := backendSeen{Path: "/echo/x/y", Authorization: "Bearer agent-token", User: "alice", Groups: []string{"dev", "ops"}}
+	want := backendSeen{Path: "/echo/x/y", Authorization: "Bearer agent-token", User: "meshfleet:alice", Groups: []string{"meshfleet:dev", "meshfleet:ops"}}
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("backend saw %+v, want %+v", seen, want)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
+	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -107,8 +108,13 @@ func TestMeshctl(t *testing.T) {
 		t.Fatal(err)
 	}
 	tun := startTunnel(t, tunnelCA, env.Cluster("primary"))
+	// The operator presents its token for the tunnel's audience.
+	opToken := filepath.Join(t.TempDir(), "operator-token")
+	if err := tunnel.WriteServiceAccountToken(ctx, env.Cluster("primary").Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", opToken, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: tun.APIURL, CAData: tunnelCA.CertPEM, IstiodTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"}})
+		Tunnel: &remoteistio.Tunnel{URL: tun.APIURL, CAData: tunnelCA.CertPEM, IstiodTokenFile: render.TunnelTokenPath, TokenFile: opToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,16 +343,24 @@ func agentSecret(t *testing.T, out string) *corev1.Secret {
 	return nil
 }
 
-// runAgent runs the tunnel agent of cluster with the certificate join issued.
-func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secret, server string, upstream *rest.Config) {
+// runAgent runs the tunnel agent of cluster with the certificate join issued,
+// after creating the manifest's RBAC with the cluster's admin credentials;
+// it forwards with the agent service account's token.
+func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secret, server string, admin *rest.Config) {
 	t.Helper()
 	cert, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
 	if err != nil {
 		t.Fatalf("agent certificate from join: %v", err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(s.Data["ca.crt"])
-	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, Servers: []string{server}, Certificate: cert, ServerCAs: roots,
+	roots, err := tunnel.CABundleFromPEM(s.Data["ca.crt"])
+	if err != nil {
+		t.Fatalf("server CA from join: %v", err)
+	}
+	upstream, err := tunnel.InstallAgentRBAC(ctx, admin, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, Servers: []string{server}, Certificate: tunnel.StaticKeyPair(cert), ServerCAs: roots,
 		Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +424,7 @@ func checkAgentCert(t *testing.T, s *corev1.Secret, tunnelCA *ca.KeyPair, cluste
 // certificates of the primary's CA (the operator's).
 func startTunnel(t *testing.T, tunnelCA *ca.KeyPair, primary *localcluster.Cluster) *tunnel.Local {
 	t.Helper()
-	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: primary.CACertPEM})
+	l, err := tunnel.StartLocal(tunnel.LocalOptions{Root: tunnelCA, ClientCAPEM: primary.CACertPEM, Primary: primary.Config})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,6 +48,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -146,10 +148,11 @@ func TestDashboards(t *testing.T) {
 func TestMetricNames(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	pki := newPKI(t)
-	if _, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: pki.serving, AgentCAs: pki.roots, ClientCAs: pki.roots, Registerer: reg}); err != nil {
+	if _, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: tunnel.StaticKeyPair(pki.serving), AgentCAs: tunnel.StaticCABundle(pki.root.Cert),
+		ClientCAs: tunnel.StaticCABundle(pki.root.Cert), Clusters: tunnel.NewClusterSet("c"), Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: "c", Servers: []string{"https://127.0.0.1:1"}, Certificate: pki.serving, ServerCAs: pki.roots,
+	if _, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: "c", Servers: []string{"https://127.0.0.1:1"}, Certificate: tunnel.StaticKeyPair(pki.serving), ServerCAs: tunnel.StaticCABundle(pki.root.Cert),
 		Upstream: &rest.Config{Host: "https://127.0.0.1:1"}, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
@@ -532,10 +535,24 @@ func startTunnel(ctx context.Context, t *testing.T, cluster *rest.Config) string
 	t.Helper()
 	p := newPKI(t)
 	reg := prometheus.NewRegistry()
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(cluster.CAData)
+	clientCAs, err := tunnel.CABundleFromPEM(cluster.CAData)
+	if err != nil {
+		t.Fatal(err)
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: p.serving, AgentCAs: p.roots, ClientCAs: clientCAs, Logger: quiet, Registerer: reg, PingInterval: time.Second})
+	// The caller is the cluster's admin, allowed by the access policy and
+	// bound to cluster-admin under its mapped name.
+	access := tunnel.DefaultAccessPolicy(tunnel.DefaultIstioNamespace, tunnel.DefaultMeshfleetNamespace)
+	access.Allow = append(access.Allow, tunnel.AccessRule{User: "admin"})
+	if _, err := kubernetes.NewForConfigOrDie(cluster).RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "tunnel-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: mapping.User(access.Prefix, "admin")}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: tunnel.StaticKeyPair(p.serving), AgentCAs: tunnel.StaticCABundle(p.root.Cert), ClientCAs: clientCAs,
+		Access: &access, Clusters: tunnel.NewClusterSet("remote1"), Logger: quiet, Registerer: reg, PingInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +570,7 @@ func startTunnel(ctx context.Context, t *testing.T, cluster *rest.Config) string
 		t.Fatal(err)
 	}
 	agent, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: "remote1", Servers: []string{"https://" + agentLn.Addr().String()},
-		Certificate: acert, ServerCAs: p.roots, Upstream: cluster, Logger: quiet})
+		Certificate: tunnel.StaticKeyPair(acert), ServerCAs: tunnel.StaticCABundle(p.root.Cert), Upstream: cluster, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

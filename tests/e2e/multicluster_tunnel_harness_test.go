@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -37,7 +37,9 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
+	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -53,9 +55,14 @@ var tnWorkloads = map[string]workload{
 	"remote2": {name: "echo-remote2", node: "node-r2-z2", region: "r2", zone: "z2", addr: tnEchoRemote2},
 }
 
-// istiodUser is the identity of the primary's istiod service account, which
-// the tunnel impersonates in the remotes.
-const istiodUser = "system:serviceaccount:" + mcNS + ":istiod"
+// istiodUser is the identity of the primary's istiod service account;
+// the tunnel impersonates it in the remotes as istiodRemoteUser. opUser is
+// the operator's service account, whose token it presents to the tunnel.
+var (
+	istiodUser       = mapping.ServiceAccountUser(mcNS, "istiod")
+	istiodRemoteUser = render.Istiod.TunnelUser(mcNS)
+	opUser           = mapping.ServiceAccountUser(tunnel.DefaultMeshfleetNamespace, "meshfleet-operator")
+)
 
 // insecureKubeconfigOptions is istiod's switch that lets remote secrets use
 // a tokenFile (pkg/kube.sanitizeKubeConfig refuses it otherwise).
@@ -64,7 +71,9 @@ const insecureKubeconfigOptions = "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTION
 // tunnelMesh is an mcMesh whose remotes are reachable only through an
 // in-process tunnel server, each by its own in-process agent: the operator
 // has no kubeconfig of a remote, and istiod's remote secrets point at the
-// tunnel with istiod's own service-account token.
+// tunnel with istiod's own service-account token. The server runs with its
+// defaults: only the default identities, tokens for the tunnel's audience,
+// agents of clusters with a RemoteIstio.
 type tunnelMesh struct {
 	*mcMesh
 	tunnelCA  *ca.KeyPair
@@ -72,6 +81,7 @@ type tunnelMesh struct {
 	apiURL    string
 	agentURL  string
 	tokenFile string
+	opToken   string
 	tunnelLog string
 	agents    map[string]*tunnelAgent
 }
@@ -143,10 +153,18 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 
 	m.tunnelLog = filepath.Join(env.Dir, "tunnel.log")
 	m.startTunnel()
+	// The agents start now; the server accepts each once its cluster has a
+	// RemoteIstio (createRemoteIstio waits for it).
 	for _, r := range mcRemotes {
 		m.agents[r] = m.startAgent(r)
 	}
 	m.tokenFile = filepath.Join(env.Dir, "istiod-token")
+	// The operator presents its service account's token for the tunnel's
+	// audience, as projected into its pod.
+	m.opToken = filepath.Join(env.Dir, "operator-token")
+	if err := tunnel.WriteServiceAccountToken(ctx, env.Cluster(mcPrimary).Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", m.opToken, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 
 	m.opLog = filepath.Join(env.Dir, "operator.log")
 	f, err := os.Create(m.opLog)
@@ -155,7 +173,7 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 	}
 	mcLogs.set(f)
 	mgr, err := operator.New(env.Cluster(mcPrimary).Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", RemoteResync: 2 * time.Second,
-		Tunnel: &remoteistio.Tunnel{URL: m.apiURL, CAData: m.tunnelCA.CertPEM, IstiodTokenFile: m.tokenFile}})
+		Tunnel: &remoteistio.Tunnel{URL: m.apiURL, CAData: m.tunnelCA.CertPEM, IstiodTokenFile: m.tokenFile, TokenFile: m.opToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,8 +228,10 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 }
 
 // startTunnel runs the tunnel server on 127.0.0.1: agents must present a
-// certificate of the tunnel CA; callers a client certificate of the
-// primary's CA (the operator) or a token the primary accepts (istiod).
+// certificate of the tunnel CA and have a RemoteIstio; callers a client
+// certificate of the primary's CA or a token the primary issued for the
+// tunnel's audience (istiod, the operator), and be on the default access
+// policy.
 func (m *tunnelMesh) startTunnel() {
 	t := m.t
 	serving, err := tunnel.IssueServerCertificate(m.tunnelCA, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
@@ -222,13 +242,16 @@ func (m *tunnelMesh) startTunnel() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agentCAs, clientCAs := x509.NewCertPool(), x509.NewCertPool()
-	agentCAs.AddCert(m.tunnelCA.Cert)
 	primary := m.env.Cluster(mcPrimary)
-	if !clientCAs.AppendCertsFromPEM(primary.CACertPEM) {
-		t.Fatal("no certificate in the primary's CA")
+	clientCAs, err := tunnel.CABundleFromPEM(primary.CACertPEM)
+	if err != nil {
+		t.Fatal(err)
 	}
 	reviews, err := kubernetes.NewForConfig(primary.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(primary.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,11 +259,13 @@ func (m *tunnelMesh) startTunnel() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: logf}, nil)).With("component", "tunnel-server")
 	m.tunnel, err = tunnel.NewServer(tunnel.ServerOptions{
-		ServingCertificate: cert, AgentCAs: agentCAs, ClientCAs: clientCAs,
+		ServingCertificate: tunnel.StaticKeyPair(cert), AgentCAs: tunnel.StaticCABundle(m.tunnelCA.Cert), ClientCAs: clientCAs,
 		TokenReviews: reviews.AuthenticationV1().TokenReviews(),
+		Clusters:     tunnel.RemoteIstioClusters(m.ctx, dyn, mcNS, log),
 		PingInterval: 200 * time.Millisecond,
-		Logger:       slog.New(slog.NewJSONHandler(&lockedWriter{w: logf}, nil)).With("component", "tunnel-server"),
+		Logger:       log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -267,9 +292,10 @@ func (m *tunnelMesh) startTunnel() {
 	t.Logf("tunnel server: API %s, agents %s, log %s", m.apiURL, m.agentURL, m.tunnelLog)
 }
 
-// startAgent runs the tunnel agent of a remote, with a certificate of the
-// tunnel CA for that cluster; it forwards with the remote's admin
-// credentials, which may impersonate.
+// startAgent installs the agent manifest's RBAC in a remote (with its admin
+// credentials) and runs the tunnel agent of that remote, with a certificate
+// of the tunnel CA for that cluster; it forwards with the agent service
+// account's token. It does not wait for the server to accept the agent.
 func (m *tunnelMesh) startAgent(cluster string) *tunnelAgent {
 	t := m.t
 	leaf, err := tunnel.IssueAgentCertificate(m.tunnelCA, cluster, tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
@@ -280,15 +306,17 @@ func (m *tunnelMesh) startAgent(cluster string) *tunnelAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(m.tunnelCA.Cert)
+	upstream, err := tunnel.InstallAgentRBAC(m.ctx, m.env.Cluster(cluster).Config, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logf, err := os.OpenFile(m.tunnelLog, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, err := tunnel.NewAgent(tunnel.AgentOptions{
-		Cluster: cluster, ID: "agent-" + cluster, Servers: []string{m.agentURL}, Certificate: cert, ServerCAs: roots,
-		Upstream:       m.env.Cluster(cluster).Config,
+		Cluster: cluster, ID: "agent-" + cluster, Servers: []string{m.agentURL}, Certificate: tunnel.StaticKeyPair(cert), ServerCAs: tunnel.StaticCABundle(m.tunnelCA.Cert),
+		Upstream:       upstream,
 		BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second,
 		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logf}, nil)).With("component", "tunnel-agent"),
 	})
@@ -301,18 +329,24 @@ func (m *tunnelMesh) startAgent(cluster string) *tunnelAgent {
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done; logf.Close() }) }
 	t.Cleanup(stop)
+	return &tunnelAgent{Agent: a, stop: stop}
+}
+
+// waitAgent waits until the server has accepted cluster's agent.
+func (m *tunnelMesh) waitAgent(cluster string) {
+	a := m.agents[cluster]
 	m.eventually(15*time.Second, "tunnel agent of "+cluster+" connected", func() error {
 		if len(m.tunnel.Agents(cluster)) == 0 {
 			return fmt.Errorf("no agent of %s at the server; agent status %+v", cluster, a.Status())
 		}
 		return nil
 	})
-	return &tunnelAgent{Agent: a, stop: stop}
 }
 
 // writeIstiodToken writes a token of the primary's istio-system/istiod
-// service account (the TokenRequest API, 1 h) where the remote secrets say
-// istiod finds it, as the kubelet would project it into istiod's pod.
+// service account for the tunnel's audience (the TokenRequest API, 1 h)
+// where the remote secrets say istiod finds it, as the kubelet projects it
+// into istiod's pod (the volume the operator renders).
 func (m *tunnelMesh) writeIstiodToken() {
 	t := m.t
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "istiod", Namespace: mcNS}}
@@ -321,7 +355,7 @@ func (m *tunnelMesh) writeIstiodToken() {
 	}
 	secs := int64(time.Hour.Seconds())
 	tr, err := m.kube[mcPrimary].CoreV1().ServiceAccounts(mcNS).CreateToken(m.ctx, "istiod",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, Audiences: []string{tunnel.TokenAudience}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("TokenRequest for %s/istiod: %v", mcNS, err)
 	}
@@ -382,6 +416,7 @@ func (m *tunnelMesh) createRemoteIstio(remote string) {
 		},
 	}
 	mustCreate(m.t, "RemoteIstio "+remote, func() error { return m.c[mcPrimary].Create(m.ctx, ri) })
+	m.waitAgent(remote)
 }
 
 // expectConnected waits until RemoteIstio remote has Connected=False with

@@ -22,7 +22,7 @@ import (
 // TestMulticlusterTunnel joins two remote clusters that are reachable only
 // through the tunnel: no kubeconfig of a remote exists in the primary. The
 // operator reaches them through the tunnel server with its own credentials
-// (client certificate of the primary), and the real istiod through the
+// (its service-account token for the tunnel's audience), and the real istiod through the
 // remote secrets the operator writes (server = <tunnel>/clusters/<name>,
 // istiod's own service-account token, authenticated by TokenReview against
 // the primary and impersonated in the remote). A real proxyless gRPC client
@@ -92,14 +92,14 @@ func TestMulticlusterTunnel(t *testing.T) {
 		}
 		// istiod and the operator reached the remotes through the tunnel, as
 		// themselves: istiod by its token (TokenReview against the primary),
-		// the operator by its client certificate of the primary.
-		istiod, op := m.proxiedBy(istiodUser, "token"), m.proxiedBy("admin", "x509")
+		// the operator by its own token (TokenReview against the primary).
+		istiod, op := m.proxiedBy(istiodUser, "token"), m.proxiedBy(opUser, "token")
 		for _, r := range mcRemotes {
 			if ok2xx(istiod[r]) == 0 {
 				t.Errorf("no successful request of %s (token) to %s through the tunnel: %v", istiodUser, r, istiod[r])
 			}
 			if ok2xx(op[r]) == 0 {
-				t.Errorf("no successful request of the operator (admin, x509) to %s through the tunnel: %v", r, op[r])
+				t.Errorf("no successful request of the operator (%s, token) to %s through the tunnel: %v", opUser, r, op[r])
 			}
 		}
 		t.Logf("tunnel audit, requests by status code: istiod %v; operator %v", istiod, op)
@@ -150,8 +150,8 @@ func TestMulticlusterTunnel(t *testing.T) {
 		}
 		for _, b := range crbs.Items {
 			for _, s := range b.Subjects {
-				if s.Kind == rbacv1.UserKind && s.Name == istiodUser {
-					t.Errorf("ClusterRoleBinding %s in remote2 still binds %s after leaving", b.Name, istiodUser)
+				if s.Kind == rbacv1.UserKind && s.Name == istiodRemoteUser {
+					t.Errorf("ClusterRoleBinding %s in remote2 still binds %s after leaving", b.Name, istiodRemoteUser)
 				}
 			}
 		}

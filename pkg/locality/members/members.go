@@ -53,6 +53,10 @@ const (
 type Tunnel struct {
 	URL    string
 	CAData []byte
+	// TokenFile, when set, holds the locality server's token for the
+	// tunnel's audience (a projected service-account token); the tunnel
+	// refuses tokens for the API server's own audience.
+	TokenFile string
 }
 
 // Member is one member cluster and how it is reached.
@@ -215,6 +219,10 @@ func TunnelConfig(primary *rest.Config, tunnel *Tunnel, name string) *rest.Confi
 	cfg.BearerToken, cfg.BearerTokenFile = primary.BearerToken, primary.BearerTokenFile
 	cfg.CertData, cfg.KeyData = primary.CertData, primary.KeyData
 	cfg.CertFile, cfg.KeyFile = primary.CertFile, primary.KeyFile
+	if tunnel.TokenFile != "" {
+		cfg.BearerToken, cfg.BearerTokenFile = "", tunnel.TokenFile
+		cfg.CertData, cfg.KeyData, cfg.CertFile, cfg.KeyFile = nil, nil, "", ""
+	}
 	cfg.Host = strings.TrimSuffix(tunnel.URL, "/") + "/clusters/" + name
 	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = tunnel.CAData, ""
 	cfg.TLSClientConfig.ServerName = ""

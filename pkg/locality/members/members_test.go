@@ -200,6 +200,15 @@ func TestTunnelConfigKeepsOnlyServerCredentials(t *testing.T) {
 	}
 }
 
+func TestTunnelConfigPresentsTheTunnelToken(t *testing.T) {
+	primary := &rest.Config{Host: "https://primary:6443", BearerToken: "api-audience",
+		TLSClientConfig: rest.TLSClientConfig{CertData: []byte("c"), KeyData: []byte("k")}}
+	cfg := TunnelConfig(primary, &Tunnel{URL: "https://t:8443", TokenFile: "/var/run/secrets/meshfleet.io/tunnel/token"}, "east")
+	if cfg.BearerTokenFile != "/var/run/secrets/meshfleet.io/tunnel/token" || cfg.BearerToken != "" || cfg.CertData != nil || cfg.KeyData != nil {
+		t.Errorf("tunnel config presents token %q, file %q, cert %q; want only the tunnel token file", cfg.BearerToken, cfg.BearerTokenFile, cfg.CertData)
+	}
+}
+
 func TestMeshKey(t *testing.T) {
 	primary := &rest.Config{Host: "https://primary:6443"}
 	ists := []v1beta1.Istio{istio("istio", time.Unix(0, 0), nil)}

@@ -33,6 +33,10 @@ type Tunnel struct {
 	// IstiodTokenFile is where istiod reads its own service-account token,
 	// written into the remote secrets of tunnelled clusters.
 	IstiodTokenFile string
+	// TokenFile, when set, holds the operator's own token for the tunnel's
+	// audience (a projected service-account token), presented instead of
+	// its credentials for the primary.
+	TokenFile string
 }
 
 // remote is a connected remote cluster.
@@ -120,6 +124,10 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 	cfg.BearerToken, cfg.BearerTokenFile = r.PrimaryConfig.BearerToken, r.PrimaryConfig.BearerTokenFile
 	cfg.CertData, cfg.KeyData = r.PrimaryConfig.CertData, r.PrimaryConfig.KeyData
 	cfg.CertFile, cfg.KeyFile = r.PrimaryConfig.CertFile, r.PrimaryConfig.KeyFile
+	if r.Tunnel.TokenFile != "" {
+		cfg.BearerToken, cfg.BearerTokenFile = "", r.Tunnel.TokenFile
+		cfg.CertData, cfg.KeyData, cfg.CertFile, cfg.KeyFile = nil, nil, "", ""
+	}
 	cfg.Host = strings.TrimSuffix(r.Tunnel.URL, "/") + "/clusters/" + clusterName
 	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = r.Tunnel.CAData, ""
 	cfg.TLSClientConfig.ServerName = ""

@@ -31,8 +31,6 @@ const (
 	readerTokenRenew = 8 * time.Hour
 	// annotationTokenExpiry records when the token in a remote secret expires.
 	annotationTokenExpiry = "meshfleet.io/token-expires"
-	// inClusterTokenFile is where a pod reads its service account's token.
-	inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 )
 
 // certificates issues the remote's intermediate CA from the primary's root
@@ -218,7 +216,8 @@ func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, 
 	}
 	access := render.RemoteAccess{Server: rem.config.Host, CAData: caData}
 	if rem.connection == v1beta1.ConnectionTunnel {
-		access.TokenFile = inClusterTokenFile
+		// The consumer's projected token for the tunnel's audience.
+		access.TokenFile = render.TunnelTokenPath
 		if c.Identity == render.Istiod.Identity && r.Tunnel.IstiodTokenFile != "" {
 			access.TokenFile = r.Tunnel.IstiodTokenFile
 		}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -36,6 +37,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -175,10 +177,24 @@ func newBench(ctx context.Context, c *localcluster.Cluster) (*bench, error) {
 			return nil, err
 		}
 	}
-	clientCAs := x509.NewCertPool()
-	clientCAs.AppendCertsFromPEM(c.CACertPEM)
+	clientCAs, err := tunnel.CABundleFromPEM(c.CACertPEM)
+	if err != nil {
+		return nil, err
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b.server, err = tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: serving, AgentCAs: b.roots, ClientCAs: clientCAs, Logger: quiet})
+	// The bench's caller is the cluster's admin: allowed by the access
+	// policy and bound to cluster-admin under its mapped name.
+	access := tunnel.DefaultAccessPolicy(tunnel.DefaultIstioNamespace, tunnel.DefaultMeshfleetNamespace)
+	access.Allow = append(access.Allow, tunnel.AccessRule{User: "admin"})
+	if _, err := kubernetes.NewForConfigOrDie(c.Config).RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "tunnel-bench-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: mapping.User(access.Prefix, "admin")}},
+	}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	b.server, err = tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: tunnel.StaticKeyPair(serving), AgentCAs: tunnel.StaticCABundle(root.Cert), ClientCAs: clientCAs,
+		Access: &access, Clusters: tunnel.NewClusterSet("remote", "raw"), Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
@@ -216,8 +232,8 @@ func newBench(ctx context.Context, c *localcluster.Cluster) (*bench, error) {
 // a request through it succeeds.
 func (b *bench) startAgent(ctx context.Context, cluster string, upstream *rest.Config) error {
 	a, err := tunnel.NewAgent(tunnel.AgentOptions{
-		Cluster: cluster, Servers: []string{b.agentURL}, Certificate: b.agentCert[cluster],
-		ServerCAs: b.roots, Upstream: upstream, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Cluster: cluster, Servers: []string{b.agentURL}, Certificate: tunnel.StaticKeyPair(b.agentCert[cluster]),
+		ServerCAs: tunnel.StaticCABundle(b.root.Cert), Upstream: upstream, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		return err
