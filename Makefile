@@ -130,6 +130,7 @@ chaos: tools ## Chaos suite: kill and restart each component under traffic; prin
 .PHONY: fuzz
 fuzz: ## Bounded fuzzing (FUZZTIME each) of the CR → render path and the tunnel's request parsing: no panic.
 	go test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./pkg/render/
+	go test -run '^$$' -fuzz '^FuzzRequestParsing$$' -fuzztime $(FUZZTIME) ./pkg/tunnel/
 
 .PHONY: bench
 bench: tools ## Benchmarks: print figures next to a baseline measured in the same run.
