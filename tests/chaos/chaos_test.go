@@ -454,7 +454,8 @@ func (s *suite) newRuleArrives() func() error {
 		if err != nil {
 			return err
 		}
-		if want := "demo/" + locality.NamePrefix + name; !rules[want] {
+		// Rules are written into the control plane's namespace.
+		if want := "istio-system/" + locality.RuleName("demo", name); !rules[want] {
 			return fmt.Errorf("the rule %s for a new Service has not reached istiod", want)
 		}
 		return nil
