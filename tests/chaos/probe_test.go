@@ -20,11 +20,25 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
 
-// generatedRules reads istiod's /debug/configz and returns the names
+// generatedRules reads a ready istiod's /debug/configz and returns the names
 // (namespace/name) of the DestinationRules the locality server generated.
+// An istiod that is not ready (starting, its caches not synced) is an
+// error, not an empty set: no proxy is sent to it, and it serves nothing.
 func generatedRules(ctx context.Context, istiodHTTP string) (map[string]bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	ready, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+istiodHTTP+"/ready", nil)
+	if err != nil {
+		return nil, err
+	}
+	rresp, err := http.DefaultClient.Do(ready)
+	if err != nil {
+		return nil, err
+	}
+	rresp.Body.Close()
+	if rresp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("istiod not ready: GET /ready: %s", rresp.Status)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+istiodHTTP+"/debug/configz", nil)
 	if err != nil {
 		return nil, err
