@@ -86,7 +86,12 @@ func (s *Server) publish(ctx context.Context) {
 	if !fresh && data[health.Key] == s.published {
 		return
 	}
-	cm := corev1ac.ConfigMap(health.ConfigMapName, s.opts.Namespace).WithData(data)
+	// The operator renders this ConfigMap (without data) when it deploys
+	// the server; should the server create it first (run by hand, the
+	// sandbox), the operator adopts it (pkg/apply.AdoptAnnotation) instead
+	// of stopping its install on an object it did not create.
+	cm := corev1ac.ConfigMap(health.ConfigMapName, s.opts.Namespace).WithData(data).
+		WithAnnotations(map[string]string{"meshfleet.io/adopt": "true"})
 	if _, err := s.configMaps.Apply(ctx, cm, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 		s.published = ""
 		s.republish.Store(true)
