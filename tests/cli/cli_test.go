@@ -142,7 +142,7 @@ func TestMeshctl(t *testing.T) {
 	})
 	// The locality server, as the rendered Deployment would run it (nothing
 	// runs pods here): its writer publishes its health for meshctl status.
-	loc := startLocality(t, ctx, env.Cluster("primary").Config)
+	loc := startLocality(t, ctx, env.Cluster("primary").Config, "meshfleet-locality-0")
 	t.Run("status shows the locality server's health", func(t *testing.T) {
 		loc.memberDown.Store(true)
 		loc.srv.Notify()
@@ -163,9 +163,10 @@ func TestMeshctl(t *testing.T) {
 			t.Errorf("status does not count the stopped locality server as a problem:\n%s", out)
 		}
 		t.Logf("stopped: %s", lineOf(out, "  locality server"))
-		// Restarted for the rest of the test (stopped with the parent test).
-		loc = startLocality(c.t, ctx, env.Cluster("primary").Config)
-		c.statusUntil(t, 0, "locality server          OK")
+		// Restarted as another pod would be, for the rest of the test
+		// (stopped with the parent test): OK once it has published.
+		loc = startLocality(c.t, ctx, env.Cluster("primary").Config, "meshfleet-locality-1")
+		c.statusUntil(t, 0, "writer meshfleet-locality-1")
 	})
 	t.Run("status shows the control plane Ready, as JSON too", func(t *testing.T) {
 		out := c.ok("status", k)
@@ -461,9 +462,9 @@ type locality struct {
 }
 
 // startLocality runs the locality server's writer on the primary with the
-// Lease and identity the rendered Deployment gives it, until stop or the
+// Lease the rendered Deployment gives it and identity as its pod name, until stop or the
 // end of the test; stop waits until it has released the Lease.
-func startLocality(t *testing.T, ctx context.Context, primary *rest.Config) *locality {
+func startLocality(t *testing.T, ctx context.Context, primary *rest.Config, identity string) *locality {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -484,7 +485,7 @@ func startLocality(t *testing.T, ctx context.Context, primary *rest.Config) *loc
 			}
 			return m
 		},
-		Lease: &rulesync.Lease{Namespace: "istio-system", Name: "meshfleet-locality", Identity: "meshfleet-locality-test"}})
+		Lease: &rulesync.Lease{Namespace: "istio-system", Name: "meshfleet-locality", Identity: identity}})
 	if err != nil {
 		t.Fatal(err)
 	}
