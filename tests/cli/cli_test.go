@@ -153,12 +153,12 @@ func TestMeshctl(t *testing.T) {
 		t.Logf("member not synced: %s", lineOf(out, "  locality server"))
 		loc.memberDown.Store(false)
 		loc.srv.Notify()
-		out = c.statusUntil(t, 0, "locality server          OK: 1 members synced")
+		out = c.statusUntil(t, 0, "locality server          OK: 1 member synced")
 		t.Logf("every member synced: %s", lineOf(out, "  locality server"))
 		// Stopped, it releases its Lease: the summary it left is stale and
 		// reads as not running, not as healthy.
 		loc.stop()
-		out = c.statusUntil(t, 1, "locality server          not running: locality server not running: Lease istio-system/meshfleet-locality released")
+		out = c.statusUntil(t, 1, "locality server          not running: Lease istio-system/meshfleet-locality released")
 		if !strings.Contains(out, "problem: LocalityServer (not running)") {
 			t.Errorf("status does not count the stopped locality server as a problem:\n%s", out)
 		}

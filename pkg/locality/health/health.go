@@ -135,18 +135,18 @@ func (v Verdict) Problem() bool { return v.State != StateOK }
 // is stale: the server is taken as not running, never as healthy.
 func Judge(s *Summary, lease *Lease, now time.Time) Verdict {
 	if s == nil {
-		return Verdict{StateNotRunning, "locality server not running: it has published no state"}
+		return Verdict{StateNotRunning, "it has published no state"}
 	}
 	if s.Lease != "" {
 		switch {
 		case lease == nil:
-			return Verdict{StateNotRunning, fmt.Sprintf("locality server not running: its Lease %s does not exist (last writer %s)", s.Lease, s.Writer)}
+			return Verdict{StateNotRunning, fmt.Sprintf("its Lease %s does not exist (last writer %s)", s.Lease, s.Writer)}
 		case lease.Holder == "":
-			return Verdict{StateNotRunning, fmt.Sprintf("locality server not running: Lease %s released by %s and not taken", s.Lease, s.Writer)}
+			return Verdict{StateNotRunning, fmt.Sprintf("Lease %s released by %s and not taken", s.Lease, s.Writer)}
 		case now.After(lease.Renewed.Add(lease.Duration)):
-			return Verdict{StateNotRunning, fmt.Sprintf("locality server not running: Lease %s of %s expired at %s", s.Lease, lease.Holder, clock(lease.Renewed.Add(lease.Duration)))}
+			return Verdict{StateNotRunning, fmt.Sprintf("Lease %s of %s expired at %s", s.Lease, lease.Holder, clock(lease.Renewed.Add(lease.Duration)))}
 		case lease.Holder != s.Writer:
-			return Verdict{StateNotRunning, fmt.Sprintf("locality server not running: %s holds Lease %s but has not published its state (the state shown is %s's)", lease.Holder, s.Lease, s.Writer)}
+			return Verdict{StateNotRunning, fmt.Sprintf("%s holds Lease %s but has not published its state (the state shown is %s's)", lease.Holder, s.Lease, s.Writer)}
 		}
 	}
 	var bad []string
@@ -162,7 +162,7 @@ func Judge(s *Summary, lease *Lease, now time.Time) Verdict {
 	}
 	held := ""
 	if s.Held > 0 {
-		held = fmt.Sprintf(": %d rules held", s.Held)
+		held = ": " + count(s.Held, "rule") + " held"
 	}
 	if len(s.Members) == 0 {
 		bad = append(bad, "no member cluster known")
@@ -171,10 +171,10 @@ func Judge(s *Summary, lease *Lease, now time.Time) Verdict {
 		return Verdict{StateDegraded, strings.Join(bad, ", ") + held}
 	}
 	if s.Held > 0 {
-		bad = append(bad, fmt.Sprintf("%d rules held (%s)", s.Held, s.HeldReason))
+		bad = append(bad, fmt.Sprintf("%s held (%s)", count(s.Held, "rule"), s.HeldReason))
 	}
 	if s.Conflicts > 0 {
-		bad = append(bad, fmt.Sprintf("%d rules in conflict with objects not made by meshfleet (%s)", s.Conflicts, strings.Join(s.ConflictNames, ", ")))
+		bad = append(bad, fmt.Sprintf("%s in conflict with objects not made by meshfleet (%s)", count(s.Conflicts, "rule"), strings.Join(s.ConflictNames, ", ")))
 	}
 	if s.Error != "" {
 		bad = append(bad, "last error: "+s.Error)
@@ -182,7 +182,7 @@ func Judge(s *Summary, lease *Lease, now time.Time) Verdict {
 	if len(bad) > 0 {
 		return Verdict{StateDegraded, strings.Join(bad, "; ")}
 	}
-	line := fmt.Sprintf("%d members synced, %d rules, writer %s", len(s.Members), s.Rules, s.Writer)
+	line := fmt.Sprintf("%s synced, %s, writer %s", count(len(s.Members), "member"), count(s.Rules, "rule"), s.Writer)
 	if s.LastWrite != nil {
 		line += ", last write " + clock(*s.LastWrite)
 	}
@@ -192,4 +192,12 @@ func Judge(s *Summary, lease *Lease, now time.Time) Verdict {
 // clock prints t in UTC, to the second.
 func clock(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// count is "1 rule", "2 rules".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -29,13 +29,13 @@ func TestJudge(t *testing.T) {
 	}{
 		{"healthy", &healthy, lease, StateOK, "2 members synced, 40 rules, writer pod-a"},
 		{"member not synced", &unsynced, lease, StateDegraded, "member remote-2 not synced since 2026-12-01 16:02:11 UTC: 37 rules held"},
-		{"conflict", &conflict, lease, StateDegraded, "1 rules in conflict with objects not made by meshfleet (meshfleet-locality.other.default)"},
+		{"conflict", &conflict, lease, StateDegraded, "1 rule in conflict with objects not made by meshfleet (meshfleet-locality.other.default)"},
 		{"nothing published", nil, lease, StateNotRunning, "has published no state"},
 		{"Lease gone", &healthy, nil, StateNotRunning, "Lease istio-system/meshfleet-locality does not exist"},
 		{"Lease released", &healthy, &Lease{Renewed: now, Duration: 15 * time.Second}, StateNotRunning, "released by pod-a"},
 		{"Lease expired", &healthy, &Lease{Holder: "pod-a", Renewed: now.Add(-time.Minute), Duration: 15 * time.Second}, StateNotRunning, "expired at 2026-12-01 16:04:15 UTC"},
 		{"another writer, not published yet", &healthy, &Lease{Holder: "pod-b", Renewed: now, Duration: 15 * time.Second}, StateNotRunning, "pod-b holds Lease"},
-		{"unsynced also when stale reads as not running", &unsynced, nil, StateNotRunning, "not running"},
+		{"unsynced also when stale reads as not running", &unsynced, nil, StateNotRunning, "does not exist"},
 		{"no Lease configured", &noLease, nil, StateOK, "writer pod-a"},
 		{"no members", &Summary{Writer: "pod-a"}, nil, StateDegraded, "no member cluster known"},
 	}

@@ -22,6 +22,9 @@ func Read(ctx context.Context, kube kubernetes.Interface, namespace string) (*Su
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the locality server's state, ConfigMap %s/%s: %w", namespace, ConfigMapName, err)
 	}
+	if _, ok := cm.Data[Key]; !ok {
+		return nil, nil, nil // rendered by the operator, not yet written by the server
+	}
 	s, err := Decode(namespace, cm.Data)
 	if err != nil {
 		return nil, nil, err

@@ -122,7 +122,7 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	usersUntouched()
 
 	// Steady state: no write, of the rules or of the published summary.
-	waitHealth(t, kube, health.StateDegraded, "1 rules in conflict")
+	waitHealth(t, kube, health.StateDegraded, "1 rule in conflict")
 	before := writes(t, reg)
 	cmBefore, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, health.ConfigMapName, metav1.GetOptions{})
 	must(t, err)
@@ -168,7 +168,7 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	}
 	// The published summary says so, as meshctl status reads it.
 	v := waitHealth(t, kube, health.StateDegraded, "member remote-down not synced since")
-	if !strings.Contains(v.Line, ": 1 rules held") {
+	if !strings.Contains(v.Line, ": 1 rule held") {
 		t.Errorf("health line %q does not count the held rule", v.Line)
 	}
 	t.Logf("published while a member is not synced: %s: %s", v.State, v.Line)
@@ -187,7 +187,7 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	usersUntouched()
 	// Once every member synced, the summary is healthy but for the
 	// squatted name.
-	v = waitHealth(t, kube, health.StateDegraded, "1 rules in conflict")
+	v = waitHealth(t, kube, health.StateDegraded, "1 rule in conflict")
 	if strings.Contains(v.Line, "not synced") || strings.Contains(v.Line, "held") {
 		t.Errorf("health line %q after every member synced", v.Line)
 	}
