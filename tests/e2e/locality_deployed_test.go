@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +42,8 @@ import (
 // remotes through their kubeconfig Secrets (readable by name only), write
 // the rules for their services, hold the Lease, and meet no "forbidden".
 // When a remote's kubeconfig Secret then goes away, that remote shows as
-// not synced, no rule changes, and the health it publishes says so.
+// not synced, no rule changes, and the health it publishes says so; killed,
+// its health reads as not running once its Lease expires.
 func TestLocalityServerAsDeployed(t *testing.T) {
 	m := startMesh(t, v1beta1.IstioSpec{
 		Version: "1.30.3", ClusterName: mcPrimary,
@@ -183,6 +185,25 @@ func TestLocalityServerAsDeployed(t *testing.T) {
 		t.Errorf("the locality server, as its ServiceAccount, was refused something:\n%s", localproc.TailFile(filepath.Join(dir, "locality.log"), 40))
 	}
 	t.Logf("as %s: rules for both remotes' services written, Lease held, nothing forbidden", sa)
+
+	// Killed as a crash or an eviction would end it, the server cannot
+	// release its Lease: once the Lease expires, the summary it left reads
+	// as not running, not as what it last said.
+	killed := time.Now()
+	if err := syscall.Kill(-p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	m.eventually(60*time.Second, "the killed server's health reads as not running", func() error {
+		s, lease, err := health.Read(m.ctx, m.kube[mcPrimary], mcNS)
+		if err != nil {
+			return err
+		}
+		if v := health.Judge(s, lease, time.Now()); v.State != health.StateNotRunning || !strings.Contains(v.Line, "expired") {
+			return fmt.Errorf("%s: %s", v.State, v.Line)
+		}
+		return nil
+	})
+	t.Logf("after SIGKILL, read as not running after %v (the Lease's duration)", time.Since(killed).Round(time.Second))
 }
 
 // httpGet returns the body of a 200 answer to GET url.
