@@ -13,11 +13,14 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
+	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 )
 
@@ -34,7 +37,10 @@ type clusterStatus struct {
 	CAExpiry    *metav1.Time   `json:"caExpiry,omitempty"`
 	Gateways    []string       `json:"gateways,omitempty"`
 	Localities  map[string]int `json:"localities,omitempty"`
-	Problems    []string       `json:"problems,omitempty"`
+	// Locality is the locality server's health (primaries with
+	// spec.localityLB.enabled, in status only).
+	Locality *health.Verdict `json:"locality,omitempty"`
+	Problems []string        `json:"problems,omitempty"`
 }
 
 func newListCommand(g *globals) *cobra.Command {
@@ -95,7 +101,7 @@ func countProblems(cs []clusterStatus) int {
 // cluster's gateways and node localities.
 func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error) {
 	ctx := cmd.Context()
-	c, _, err := g.client()
+	c, cfg, err := g.client()
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +122,9 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 		}
 		if detail {
 			describe(ctx, c, g.namespace, &cs)
+			if ist.Spec.LocalityLB.Enabled {
+				localityHealth(ctx, cfg, g.namespace, &cs)
+			}
 		}
 		out = append(out, cs)
 	}
@@ -133,6 +142,32 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 		out = append(out, cs)
 	}
 	return out, nil
+}
+
+// localityHealth reads the summary the locality server's writer publishes
+// in ns (health.ConfigMapName) with its Lease, and counts anything but a
+// healthy, running server as a problem of the primary.
+func localityHealth(ctx context.Context, cfg *rest.Config, ns string, cs *clusterStatus) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	var v health.Verdict
+	if err == nil {
+		var s *health.Summary
+		var l *health.Lease
+		if s, l, err = health.Read(ctx, kube, ns); err == nil {
+			v = health.Judge(s, l, time.Now())
+		}
+	}
+	if err != nil {
+		v = health.Verdict{State: health.StateDegraded, Line: err.Error()}
+	}
+	cs.Locality = &v
+	switch v.State {
+	case health.StateOK:
+	case health.StateNotRunning:
+		cs.Problems = append(cs.Problems, fmt.Sprintf("LocalityServer (not running): %s; check its pods: kubectl -n %s get pods -l app=meshfleet-locality", v.Line, ns))
+	default:
+		cs.Problems = append(cs.Problems, fmt.Sprintf("LocalityServer (degraded): %s; meshctl locality shows the details", v.Line))
+	}
 }
 
 func problems(conds []metav1.Condition) []string {
@@ -228,6 +263,13 @@ func printClusters(w io.Writer, format string, cs []clusterStatus, detail bool) 
 		fmt.Fprintf(w, "\n%s (%s)\n", c.Name, c.Role)
 		if c.CAExpiry != nil {
 			fmt.Fprintf(w, "  intermediate CA expires  %s\n", c.CAExpiry.UTC().Format(time.RFC3339))
+		}
+		if l := c.Locality; l != nil {
+			state := l.State
+			if state == health.StateOK {
+				state = "OK"
+			}
+			fmt.Fprintf(w, "  locality server          %s: %s\n", state, l.Line)
 		}
 		if len(c.Gateways) > 0 {
 			fmt.Fprintf(w, "  gateways                 %s\n", strings.Join(c.Gateways, ", "))

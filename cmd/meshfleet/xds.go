@@ -63,6 +63,9 @@ any explicit order and before the default one.
 A member cluster that is unreachable never stops the server: until it has
 synced once, the rules already written are kept as they are.
 Several replicas may run: one writes, elected by a Lease (--leader-elect).
+The writer publishes a small health summary (members and whether each synced,
+rules managed and held, conflicts, last write, its identity) in the ConfigMap
+meshfleet-locality-status of --rules-namespace, which meshctl status reads.
 The debug address serves /debug/locality (per service: the rule and why; the
 members and whether each synced), /metrics and /healthz, from the start.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -105,12 +108,12 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 					return fmt.Errorf("--primary-cluster %q: name the --cluster whose API server istiod reads (the rules are written there)", primaryCluster)
 				}
 			}
+			id, _ := os.Hostname()
+			if p := os.Getenv("POD_NAME"); p != "" {
+				id = p
+			}
 			var lease *rulesync.Lease
 			if leaderElect {
-				id, _ := os.Hostname()
-				if p := os.Getenv("POD_NAME"); p != "" {
-					id = p
-				}
 				lease = &rulesync.Lease{Namespace: rulesNamespace, Name: leaseName, Identity: id}
 			}
 
@@ -212,7 +215,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 			s, err := rulesync.New(rulesync.Options{
 				Config: primary, Namespace: rulesNamespace,
 				Snapshot: snapshot, Policy: policyFn, Members: memberState,
-				Debounce: debounce, MaxDebounce: maxDebounce, Lease: lease,
+				Debounce: debounce, MaxDebounce: maxDebounce, Lease: lease, Identity: id,
 				Logger: log, Registerer: prometheus.DefaultRegisterer,
 			})
 			if err != nil {

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/meshfleet/meshfleet/pkg/locality/health"
 )
 
 // The locality server's objects.
@@ -110,6 +112,9 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"destinationrules"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 		{APIGroups: []string{"meshfleet.io"}, Resources: []string{"istios", "remoteistios"}, Verbs: read},
+		// Its health summary, which meshctl status reads: only that
+		// ConfigMap, which is rendered here so that no create is needed.
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "update", "patch"}, ResourceNames: []string{health.ConfigMapName}},
 	}}
 	var secrets []string
 	for _, m := range cp.Members {
@@ -130,7 +135,12 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 
 	args := []string{"locality", "--in-cluster", "--namespace=" + ns, "--istio=" + cp.Owner.Name,
 		"--rules-namespace=" + ns, "--lease-name=" + name, fmt.Sprintf("--debug-addr=:%d", LocalityServerPort)}
-	var objs []runtime.Object
+	// The summary's ConfigMap, empty: the locality server's writer owns its
+	// data (server-side apply, its own field manager), the operator only
+	// the object, so neither undoes the other.
+	status := &corev1.ConfigMap{}
+	status.TypeMeta, status.ObjectMeta = meta("ConfigMap", "v1", health.ConfigMapName, ns)
+	objs := []runtime.Object{status}
 	var volumes []corev1.Volume
 	var mounts []corev1.VolumeMount
 	if ls.TunnelURL != "" {

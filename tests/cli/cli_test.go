@@ -9,13 +9,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -31,10 +36,12 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -138,6 +145,34 @@ func TestMeshctl(t *testing.T) {
 				t.Errorf("install output lacks %q:\n%s", want, out)
 			}
 		}
+	})
+	// The locality server, as the rendered Deployment would run it (nothing
+	// runs pods here): its writer publishes its health for meshctl status.
+	loc := startLocality(t, ctx, env.Cluster("primary").Config, "meshfleet-locality-0")
+	t.Run("status shows the locality server's health", func(t *testing.T) {
+		loc.memberDown.Store(true)
+		loc.srv.Notify()
+		out := c.statusUntil(t, 1, "locality server          degraded: member remote-x not synced since")
+		if !strings.Contains(out, "problem: LocalityServer (degraded): member remote-x not synced since") {
+			t.Errorf("status does not count the unsynced member as a problem:\n%s", out)
+		}
+		t.Logf("member not synced: %s", lineOf(out, "  locality server"))
+		loc.memberDown.Store(false)
+		loc.srv.Notify()
+		out = c.statusUntil(t, 0, "locality server          OK: 1 member synced")
+		t.Logf("every member synced: %s", lineOf(out, "  locality server"))
+		// Stopped, it releases its Lease: the summary it left is stale and
+		// reads as not running, not as healthy.
+		loc.stop()
+		out = c.statusUntil(t, 1, "locality server          not running: Lease istio-system/meshfleet-locality released")
+		if !strings.Contains(out, "problem: LocalityServer (not running)") {
+			t.Errorf("status does not count the stopped locality server as a problem:\n%s", out)
+		}
+		t.Logf("stopped: %s", lineOf(out, "  locality server"))
+		// Restarted as another pod would be, for the rest of the test
+		// (stopped with the parent test): OK once it has published.
+		loc = startLocality(c.t, ctx, env.Cluster("primary").Config, "meshfleet-locality-1")
+		c.statusUntil(t, 0, "writer meshfleet-locality-1")
 	})
 	t.Run("status shows the control plane Ready, as JSON too", func(t *testing.T) {
 		out := c.ok("status", k)
@@ -249,6 +284,7 @@ func TestMeshctl(t *testing.T) {
 		}
 	})
 	t.Run("leave and uninstall", func(t *testing.T) {
+		loc.stop()
 		c.ok("cluster", "leave", "remote1", k)
 		out := c.ok("cluster", "list", k)
 		if strings.Contains(out, "remote1") {
@@ -430,4 +466,68 @@ func startTunnel(t *testing.T, tunnelCA *ca.KeyPair, primary *localcluster.Clust
 	}
 	t.Cleanup(l.Stop)
 	return l
+}
+
+// locality is an in-process locality server writing into the primary.
+type locality struct {
+	srv        *rulesync.Server
+	memberDown atomic.Bool // a member "remote-x" that has not synced
+	stop       context.CancelFunc
+}
+
+// startLocality runs the locality server's writer on the primary with the
+// Lease the rendered Deployment gives it and identity as its pod name, until stop or the
+// end of the test; stop waits until it has released the Lease.
+func startLocality(t *testing.T, ctx context.Context, primary *rest.Config, identity string) *locality {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l := &locality{}
+	w, err := topology.NewWatcher(map[string]*rest.Config{"primary": primary}, topology.WatcherOptions{Logger: quiet, OnChange: func() {
+		if l.srv != nil {
+			l.srv.Notify()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.srv, err = rulesync.New(rulesync.Options{Config: primary, Snapshot: w.Snapshot, Logger: quiet, Registerer: prometheus.NewRegistry(),
+		Members: func() map[string]bool {
+			m := w.Clusters()
+			if l.memberDown.Load() {
+				m["remote-x"] = false
+			}
+			return m
+		},
+		Lease: &rulesync.Lease{Namespace: "istio-system", Name: "meshfleet-locality", Identity: identity}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Start(ctx)
+	done := make(chan struct{})
+	go func() { _ = l.srv.Run(ctx); close(done) }()
+	var once sync.Once
+	l.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(l.stop)
+	return l
+}
+
+// statusUntil runs meshctl status until it exits with code and its output
+// contains want (at most a minute), and returns the output.
+func (c *cli) statusUntil(t *testing.T, code int, want string) string {
+	t.Helper()
+	var out string
+	var got int
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if out, got = c.run("status", "--kubeconfig="+c.primary); got == code && strings.Contains(out, want) {
+			return out
+		}
+	}
+	t.Fatalf("meshctl status: exit %d (want %d), output does not say %q:\n%s", got, code, want, out)
+	return ""
 }

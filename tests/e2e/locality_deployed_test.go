@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -40,7 +42,8 @@ import (
 // remotes through their kubeconfig Secrets (readable by name only), write
 // the rules for their services, hold the Lease, and meet no "forbidden".
 // When a remote's kubeconfig Secret then goes away, that remote shows as
-// not synced and no rule changes.
+// not synced, no rule changes, and the health it publishes says so; killed,
+// its health reads as not running once its Lease expires.
 func TestLocalityServerAsDeployed(t *testing.T) {
 	m := startMesh(t, v1beta1.IstioSpec{
 		Version: "1.30.3", ClusterName: mcPrimary,
@@ -163,11 +166,44 @@ func TestLocalityServerAsDeployed(t *testing.T) {
 	if after := ruleVersions(m.ctx, t, drs); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("rules changed after remote2's Secret went away: %v, before %v", after, before)
 	}
+	// The writer published that, under its own RBAC, where meshctl status
+	// reads it (the ConfigMap the operator rendered, and the Lease).
+	m.eventually(30*time.Second, "the published health names remote2 and the held rule", func() error {
+		s, lease, err := health.Read(m.ctx, m.kube[mcPrimary], mcNS)
+		if err != nil {
+			return err
+		}
+		v := health.Judge(s, lease, time.Now())
+		if v.State != health.StateDegraded || !strings.Contains(v.Line, "member remote2 not synced since") || !strings.Contains(v.Line, "rules held") {
+			return fmt.Errorf("%s: %s", v.State, v.Line)
+		}
+		t.Logf("published: %s: %s", v.State, v.Line)
+		return nil
+	})
 	log, _ := os.ReadFile(filepath.Join(dir, "locality.log"))
 	if strings.Contains(strings.ToLower(string(log)), "forbidden") {
 		t.Errorf("the locality server, as its ServiceAccount, was refused something:\n%s", localproc.TailFile(filepath.Join(dir, "locality.log"), 40))
 	}
 	t.Logf("as %s: rules for both remotes' services written, Lease held, nothing forbidden", sa)
+
+	// Killed as a crash or an eviction would end it, the server cannot
+	// release its Lease: once the Lease expires, the summary it left reads
+	// as not running, not as what it last said.
+	killed := time.Now()
+	if err := syscall.Kill(-p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	m.eventually(60*time.Second, "the killed server's health reads as not running", func() error {
+		s, lease, err := health.Read(m.ctx, m.kube[mcPrimary], mcNS)
+		if err != nil {
+			return err
+		}
+		if v := health.Judge(s, lease, time.Now()); v.State != health.StateNotRunning || !strings.Contains(v.Line, "expired") {
+			return fmt.Errorf("%s: %s", v.State, v.Line)
+		}
+		return nil
+	})
+	t.Logf("after SIGKILL, read as not running after %v (the Lease's duration)", time.Since(killed).Round(time.Second))
 }
 
 // httpGet returns the body of a 200 answer to GET url.

@@ -26,7 +26,8 @@ type DebugState struct {
 	HeldReason string   `json:"heldReason,omitempty"`
 	// Conflicts name rules not written because another object has their name.
 	Conflicts []string `json:"conflicts,omitempty"`
-	// Error is the last translation error; the rules in the cluster stay.
+	// Error is the last translation error, else the last write error; the
+	// rules in the cluster stay.
 	Error string `json:"error,omitempty"`
 	// LastWrite is when rules were last written.
 	LastWrite *time.Time `json:"lastWrite,omitempty"`
@@ -58,6 +59,8 @@ func (s *Server) State() DebugState {
 	}
 	if s.lastErr != nil {
 		st.Error = s.lastErr.Error()
+	} else if s.writeErr != nil {
+		st.Error = s.writeErr.Error()
 	}
 	if !s.lastWrite.IsZero() {
 		t := s.lastWrite

@@ -23,5 +23,9 @@
 //   - leader.go: one writer at a time, by a coordination.k8s.io Lease
 //     (client-go leaderelection); the other replicas translate and serve
 //     their debug view but do not write.
+//   - status.go: after each sync the writer publishes its health
+//     (pkg/locality/health.Summary) in the ConfigMap
+//     meshfleet-locality-status, only when it changed; meshctl status reads
+//     it with the Lease.
 //   - debug.go, metrics.go: /debug/locality and meshfleet_locality_*.
 package rulesync

@@ -26,6 +26,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/tests/testenv"
@@ -120,12 +121,18 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	t.Logf("conflict: %s", srv.State().Conflicts[0])
 	usersUntouched()
 
-	// Steady state: no write.
+	// Steady state: no write, of the rules or of the published summary.
+	waitHealth(t, kube, health.StateDegraded, "1 rule in conflict")
 	before := writes(t, reg)
+	cmBefore, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, health.ConfigMapName, metav1.GetOptions{})
+	must(t, err)
 	must(t, srv.Sync(ctx, time.Now()))
 	must(t, srv.Sync(ctx, time.Now()))
 	if after := writes(t, reg); after != before {
 		t.Errorf("resync with nothing changed wrote %v times", after-before)
+	}
+	if cm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, health.ConfigMapName, metav1.GetOptions{}); err != nil || cm.ResourceVersion != cmBefore.ResourceVersion {
+		t.Errorf("resync with nothing changed rewrote the summary ConfigMap (%v)", err)
 	}
 	t.Logf("writes to reach the steady state: %v; on resync: 0", before)
 
@@ -159,6 +166,12 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	if _, err := drs.Namespace(ns).Get(ctx, echo2Rule, metav1.GetOptions{}); err != nil {
 		t.Fatalf("%s withdrawn while a member had not synced: %v", echo2Rule, err)
 	}
+	// The published summary says so, as meshctl status reads it.
+	v := waitHealth(t, kube, health.StateDegraded, "member remote-down not synced since")
+	if !strings.Contains(v.Line, ": 1 rule held") {
+		t.Errorf("health line %q does not count the held rule", v.Line)
+	}
+	t.Logf("published while a member is not synced: %s: %s", v.State, v.Line)
 
 	// Every member synced: echo2's rule is pruned, users' rules stay.
 	memberDown.Store(false)
@@ -172,6 +185,32 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	})
 	waitRules(t, drs, echoRule, locality.RuleName("default", "echo3"))
 	usersUntouched()
+	// Once every member synced, the summary is healthy but for the
+	// squatted name.
+	v = waitHealth(t, kube, health.StateDegraded, "1 rule in conflict")
+	if strings.Contains(v.Line, "not synced") || strings.Contains(v.Line, "held") {
+		t.Errorf("health line %q after every member synced", v.Line)
+	}
+	t.Logf("published after the member synced: %s: %s", v.State, v.Line)
+}
+
+// waitHealth waits until the summary published in the primary, judged
+// with its Lease as meshctl status does, has state and a line containing want.
+func waitHealth(t *testing.T, kube kubernetes.Interface, state, want string) health.Verdict {
+	t.Helper()
+	var v health.Verdict
+	testenv.Eventually(t, 30*time.Second, "published locality health "+state+": "+want, func() error {
+		s, l, err := health.Read(context.Background(), kube, ns)
+		if err != nil {
+			return err
+		}
+		v = health.Judge(s, l, time.Now())
+		if v.State != state || !strings.Contains(v.Line, want) {
+			return fmt.Errorf("%s: %s", v.State, v.Line)
+		}
+		return nil
+	})
+	return v
 }
 
 // TestOneWriterByLease runs two replicas with one Lease: one leads and
@@ -243,6 +282,16 @@ func TestOneWriterByLease(t *testing.T) {
 	t.Logf("takeover after the leader stopped: %v", time.Since(start).Round(time.Millisecond))
 	createService(ctx, t, kube, "echo2")
 	waitRules(t, drs, locality.RuleName("default", "echo"), locality.RuleName("default", "echo2"))
+	// The new writer published its state; once it stops, the Lease is
+	// released and the summary reads as not running, not as healthy.
+	newWriter := "a"
+	if follower == replicas[1] {
+		newWriter = "b"
+	}
+	waitHealth(t, kube, health.StateOK, "writer "+newWriter)
+	follower.cancel()
+	v := waitHealth(t, kube, health.StateNotRunning, "released by "+newWriter)
+	t.Logf("after the last replica stopped: %s: %s", v.State, v.Line)
 }
 
 func createService(ctx context.Context, t *testing.T, kube kubernetes.Interface, name string) {

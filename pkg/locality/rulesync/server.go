@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -72,6 +74,9 @@ type Options struct {
 	Lease      *Lease
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Identity names this replica in the published summary (the Lease's
+	// identity if a Lease is set; the host name if both are empty).
+	Identity string
 	// OnWrite, if set, is called after a plan's writes all succeeded, with
 	// the number of writes and the time since the change behind them.
 	OnWrite func(writes int, latency time.Duration)
@@ -89,15 +94,25 @@ type Server struct {
 	factory  dynamicinformer.DynamicSharedInformerFactory
 	notify   chan time.Time
 	leader   atomic.Bool
+	// identity names this replica in the summary; republish forces the
+	// next summary to be written (this replica just became the writer).
+	identity   string
+	republish  atomic.Bool
+	configMaps corev1client.ConfigMapInterface
 
 	syncMu   sync.Mutex // one Sync at a time; guards the fields below
 	retry    time.Duration
 	unsynced string // members not synced at the last Sync, joined
 	recent   map[string]recentWrite
+	// unsyncedSince is when each member not synced was first seen so;
+	// published is the summary last written.
+	unsyncedSince map[string]time.Time
+	published     string
 
 	mu        sync.Mutex
 	last      *locality.Result
-	lastErr   error
+	lastErr   error // of the last translation
+	writeErr  error // of the last plan's writes
 	plan      Plan
 	members   map[string]bool
 	conflicts []string
@@ -145,6 +160,16 @@ func New(opts Options) (*Server, error) {
 		kube:    kc,
 		notify:  make(chan time.Time, 1),
 		recent:  map[string]recentWrite{},
+
+		identity:      opts.Identity,
+		configMaps:    kc.CoreV1().ConfigMaps(opts.Namespace),
+		unsyncedSince: map[string]time.Time{},
+	}
+	if opts.Lease != nil && opts.Lease.Identity != "" {
+		s.identity = opts.Lease.Identity
+	}
+	if s.identity == "" {
+		s.identity, _ = os.Hostname()
 	}
 	selector := labels.SelectorFromSet(labels.Set{locality.LabelManagedBy: locality.ManagedBy}).String()
 	s.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dc, 0, opts.Namespace,
@@ -197,6 +222,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 func (s *Server) setLeader(on bool) {
 	s.leader.Store(on)
+	if on {
+		s.republish.Store(true)
+	}
 	v := 0.0
 	if on {
 		v = 1
@@ -265,6 +293,15 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 		}
 	}
 	s.metrics.unsynced.Set(float64(len(unsynced)))
+	s.trackUnsynced(members, time.Now())
+	if s.leader.Load() {
+		// The writer publishes its state after each sync, whatever its outcome.
+		defer func() {
+			if s.informer.HasSynced() {
+				s.publish(ctx)
+			}
+		}()
+	}
 	if u := strings.Join(unsynced, ","); u != s.unsynced {
 		if u != "" {
 			s.log.Warn("member clusters not synced since start (unreachable or slow); the rules written stay as they are until they sync", "members", unsynced)
@@ -312,6 +349,7 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	s.metrics.conflicts.Set(float64(len(conflicts)))
 	s.mu.Lock()
 	s.conflicts = conflicts
+	s.writeErr = err
 	if err == nil {
 		s.lastWrite = time.Now()
 	}
