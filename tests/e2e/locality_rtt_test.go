@@ -19,6 +19,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -35,6 +36,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -164,8 +166,16 @@ func TestLocalityRTTOrder(t *testing.T) {
 	server := runMeshfleet(t, bin, dir, "tunnel-server", "tunnel", "server",
 		"--api-addr", rttTunnelHost+":8443", "--agent-addr", rttTunnelHost+":8444", "--metrics-addr", rttTunnelHost+":9090",
 		"--tls-cert-file", writeFile(t, dir, "server.crt", serving.CertPEM), "--tls-key-file", writeFile(t, dir, "server.key", serving.KeyPEM),
-		"--agent-ca-file", rootFile, "--client-ca-file", writeFile(t, dir, "client-ca.crt", primary.CACertPEM), "--token-review=false", "--ping-interval=1s")
+		"--agent-ca-file", rootFile, "--client-ca-file", writeFile(t, dir, "client-ca.crt", primary.CACertPEM), "--token-review=false", "--ping-interval=1s",
+		// No RemoteIstios here: the agents' clusters are listed, and the
+		// callers (client certificates of istiod and the locality server)
+		// are allowed by name.
+		"--clusters", strings.Join(rttRemotes, ","), "--allow-user", "istiod", "--allow-user", "meshfleet-locality")
 	waitGetOK(m, server, metricsURL)
+	// In the remotes the callers act under their mapped names, which may read.
+	for _, r := range rttRemotes {
+		allowTunnelReaders(ctx, t, m.kube[r], mapping.DefaultPrefix+"istiod", mapping.DefaultPrefix+"meshfleet-locality")
+	}
 	proxies := map[string]*delayProxy{}
 	for _, r := range rttRemotes {
 		proxies[r] = startDelayProxy(t, rttTunnelHost+":8444")
@@ -346,6 +356,28 @@ func tunnelKubeconfig(t *testing.T, primary *localcluster.Cluster, cluster strin
 		t.Fatalf("kubeconfig of %s through the tunnel: %v", cluster, err)
 	}
 	return b
+}
+
+// allowTunnelReaders lets users (the names the tunnel impersonates callers
+// as) read everything in a remote, as the operator's bindings would let
+// istiod and the locality server read it.
+func allowTunnelReaders(ctx context.Context, t *testing.T, kube kubernetes.Interface, users ...string) {
+	t.Helper()
+	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "tunnel-readers"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}}}
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "tunnel-readers"},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr.Name}}
+	for _, u := range users {
+		crb.Subjects = append(crb.Subjects, rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: u})
+	}
+	mustCreate(t, "clusterrole tunnel-readers", func() error {
+		_, err := kube.RbacV1().ClusterRoles().Create(ctx, cr, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, "clusterrolebinding tunnel-readers", func() error {
+		_, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
+		return err
+	})
 }
 
 // setDelays delays the link of the delayed remote's agent by rttOneWay in
