@@ -105,6 +105,7 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("remote pieces are installed", h.remotePieces)
 	t.Run("remote secret lets istiod read the remote, not write Secrets", h.remoteSecret)
 	t.Run("Istio lists its members", h.members)
+	t.Run("an unreachable remote keeps its last known conditions", h.remoteOutage)
 	t.Run("istiod reads no token files while no member is tunnelled", h.tokenFileOption(false))
 	t.Run("Kiali gets read access to the remotes", h.kiali)
 	t.Run("drift in the remote is repaired", h.remoteDrift)
