@@ -4,6 +4,7 @@ package operator_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 )
 
@@ -111,4 +113,58 @@ func (h *remoteHarness) expectMemberPhase(name string, phase v1beta1.Phase) {
 		}
 		return fmt.Errorf("members %+v", ist.Status.Members)
 	})
+}
+
+// remoteEtcdOutage joins a remote whose kube-apiserver has an etcd of its
+// own and kills that etcd: the API server still answers, but reads and
+// writes fail (500, 504 or a timeout). That is the same outage: Unreachable
+// with the last known conditions kept, never ApplyFailed or
+// CertificatesIssued=False for the user to act on.
+func (h *remoteHarness) remoteEtcdOutage(t *testing.T) {
+	const name = "remote4"
+	dir := filepath.Join(h.env.Dir, name)
+	etcd, err := localcluster.StartEtcd(h.ctx, dir, h.env.Bins.Etcd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = etcd.Stop() })
+	cluster, err := localcluster.StartCluster(h.ctx, etcd, h.env.Bins, localcluster.ClusterOptions{Name: name, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop() })
+	h.kubeconfigSecret(name+"-kubeconfig", cluster.Kubeconfig)
+	h.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system"},
+		"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"pilotAddress":"203.0.113.10"}}`, name, name))
+	ready := h.waitRemote(name, v1beta1.ConditionReady, metav1.ConditionTrue)
+	defer func() {
+		h.kubectl("primary", "-n", ns, "delete", "remoteistio", name, "--timeout=60s")
+	}()
+
+	start := time.Now()
+	if err := etcd.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	h.expectUnreachable(t, name, ready)
+	t.Logf("BENCH remote etcd killed → RemoteIstio Unreachable: %v", time.Since(start).Round(time.Millisecond))
+	h.expectMemberPhase(name, v1beta1.PhaseUnreachable)
+	// Several resyncs later it still is an outage, not a failed step.
+	resyncs := time.Now().Add(5 * time.Second)
+	for time.Now().Before(resyncs) {
+		ri := &v1beta1.RemoteIstio{}
+		h.get("primary", ns, name, ri)
+		for _, c := range ri.Status.Conditions {
+			if c.Status == metav1.ConditionFalse && c.Type != v1beta1.ConditionConnected {
+				t.Fatalf("during the etcd outage %s=False %s: %s", c.Type, c.Reason, c.Message)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	if err := etcd.Restart(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	h.expectRecovered(t, name)
+	t.Logf("BENCH remote etcd back → RemoteIstio Ready: %v", time.Since(start).Round(time.Millisecond))
 }

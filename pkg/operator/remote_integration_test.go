@@ -106,6 +106,7 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("remote secret lets istiod read the remote, not write Secrets", h.remoteSecret)
 	t.Run("Istio lists its members", h.members)
 	t.Run("an unreachable remote keeps its last known conditions", h.remoteOutage)
+	t.Run("a remote whose etcd is down is unreachable, not failed", h.remoteEtcdOutage)
 	t.Run("istiod reads no token files while no member is tunnelled", h.tokenFileOption(false))
 	t.Run("Kiali gets read access to the remotes", h.kiali)
 	t.Run("drift in the remote is repaired", h.remoteDrift)

@@ -108,7 +108,7 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	}
 	nsApplier := &apply.Applier{Client: rem.client, FieldManager: apply.NamespaceLabelsManager}
 	if err := nsApplier.LabelNamespaces(ctx, m.NamespaceLabels); err != nil {
-		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "labelling namespaces", err)
+		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "applying namespace labels", err)
 	}
 	// Istio's CRDs are shared (applied without an owner, never deleted).
 	crds := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
