@@ -72,4 +72,3 @@ func (r *Reconciler) deleteLocalityRules(ctx context.Context, namespace string) 
 	}
 	return deleted, "", nil
 }
-
