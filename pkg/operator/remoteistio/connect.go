@@ -158,7 +158,7 @@ func classify(err error, cluster, host, connection string) conditions.Outcome {
 func remoteFailed(reason, cluster, what string, err error) conditions.Outcome {
 	if outage(err) {
 		return conditions.Waiting(v1beta1.ReasonUnreachable, fmt.Sprintf(
-			"cluster %s stopped answering while %s: %v; its API server or its storage (etcd) is down or overloaded, or the network path to it is broken; nothing to do in meshfleet, it is retried every 10s",
+			"cluster %s stopped answering while %s: %v; its API server or its storage (etcd) is down or overloaded, or the network path to it (the tunnel and its agent, if it is reached through one) is broken; meshfleet retries every 10s",
 			cluster, what, err), 10*time.Second)
 	}
 	return conditions.Transient(reason, fmt.Sprintf("cluster %s: %s: %v", cluster, what, err), err)
