@@ -74,6 +74,10 @@ type Recorder struct {
 	Generation int64
 	// Steps are the condition types in install order.
 	Steps []string
+	// Before are the conditions as read, if known: an outage that began
+	// before this reconcile is dated from them, even when this reconcile
+	// set the step True on the way.
+	Before []metav1.Condition
 }
 
 // Record sets the step's condition and, when the step is not done, marks
@@ -93,7 +97,9 @@ func (r Recorder) Record(step string, o Outcome) bool {
 		return true
 	}
 	var since metav1.Time
-	if c := meta.FindStatusCondition(*r.Conditions, step); c != nil {
+	if c := meta.FindStatusCondition(r.Before, step); c != nil && c.Status == metav1.ConditionFalse {
+		since = c.LastTransitionTime
+	} else if c := meta.FindStatusCondition(*r.Conditions, step); c != nil {
 		since = c.LastTransitionTime
 	}
 	after := false

@@ -113,6 +113,19 @@ func TestUnreachableKeepsLastKnown(t *testing.T) {
 		t.Errorf("phase %s, want Unreachable", p)
 	}
 
+	// A later pass reaches the cluster, then loses it again at a later
+	// step: the outage is still dated from its start.
+	start := c.LastTransitionTime
+	s.Before = append([]metav1.Condition(nil), ri.Status.Conditions...)
+	s.Record(v1beta1.ConditionConnected, Succeeded("connected"))
+	s.Record(v1beta1.ConditionCertificatesIssued, Succeeded("issued again"))
+	meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected).LastTransitionTime = metav1.NewTime(start.Add(time.Minute))
+	s.Record(v1beta1.ConditionConnected, Waiting(v1beta1.ReasonUnreachable, "timeout", 0))
+	if got, want := meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionCertificatesIssued).Message, LastKnownStatus(start.Time, "issued again"); got != want {
+		t.Errorf("CertificatesIssued message %q, want %q", got, want)
+	}
+	s.Before = nil
+
 	// Back: fresh status, no "last known" left.
 	for _, step := range remoteSteps {
 		s.Record(step, Succeeded(step+" done"))

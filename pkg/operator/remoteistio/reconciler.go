@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -90,7 +91,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 func (r *Reconciler) recorder(ri *v1beta1.RemoteIstio) conditions.Recorder {
-	return conditions.Recorder{Conditions: &ri.Status.Conditions, Generation: ri.Generation, Steps: steps}
+	return conditions.Recorder{Conditions: &ri.Status.Conditions, Generation: ri.Generation, Steps: steps,
+		Before: append([]metav1.Condition(nil), ri.Status.Conditions...)}
 }
 
 // join runs the steps in order; a step that is not done stops the others.
