@@ -198,9 +198,12 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 	t.Run("the operator renews the agent's certificate through the tunnel", h.agentRenewal)
 	t.Run("a remote's intermediate can pose neither as the tunnel server nor as an agent", h.tunnelAttacks)
 
-	// The agent goes away: the condition says so, and names the fix.
+	// The agent goes away: the condition says so, and names the fix; what
+	// was installed through the tunnel stays known.
+	ready := h.waitRemote("remote3", v1beta1.ConditionReady, metav1.ConditionTrue)
 	stopAgent()
 	h.expectConnected("remote3", v1beta1.ReasonUnreachable, "install the agent")
+	h.expectUnreachable(t, "remote3", ready)
 }
 
 func (h *remoteHarness) sharedRoot(t *testing.T) {
