@@ -100,6 +100,15 @@ func TestRemoteIstio(t *testing.T) {
 		h.waitRemote(r, v1beta1.ConditionReady, metav1.ConditionTrue)
 	}
 	t.Logf("BENCH RemoteIstio applied → Ready (two clusters, direct): %v", time.Since(start).Round(time.Millisecond))
+	// The remotes may be Ready before the primary's own cacerts is written.
+	eventually(t, "Istio istio ControlPlaneDeployed", func() error {
+		ist := &v1beta1.Istio{}
+		h.get("primary", ns, "istio", ist)
+		if !meta.IsStatusConditionTrue(ist.Status.Conditions, v1beta1.ConditionControlPlaneDeployed) {
+			return fmt.Errorf("conditions: %s", formatConditions(ist.Status.Conditions))
+		}
+		return nil
+	})
 
 	t.Run("every cluster's cacerts chains to one root", h.sharedRoot)
 	t.Run("remote pieces are installed", h.remotePieces)
