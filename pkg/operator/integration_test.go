@@ -397,6 +397,9 @@ func (h *harness) gatewayConnected(t *testing.T) {
 }
 
 func (h *harness) uninstall(t *testing.T) {
+	// The locality server wrote rules, and a pod of it still runs.
+	rules := h.writeLocalityRules(t)
+	pod := h.localityServerPod(t)
 	// The sample RemoteIstio is joined: the uninstall waits for it.
 	h.kubectl("-n", ns, "delete", "istio", "istio", "--wait=false")
 	eventually(h.t, "uninstall held by the joined RemoteIstio", func() error {
@@ -409,6 +412,11 @@ func (h *harness) uninstall(t *testing.T) {
 	// It never reached its cluster (no kubeconfig, no tunnel): abandon it.
 	h.kubectl("-n", ns, "annotate", "remoteistio", "localityaware-bj", "meshfleet.io/abandon-remote=true")
 	h.kubectl("-n", ns, "delete", "remoteistio", "localityaware-bj", "--wait=true", "--timeout=60s")
+	h.expectHeldForLocalityServer(t)
+	h.expectLocalityRules(t, rules, true)
+	if err := h.direct.Delete(h.ctx, pod); err != nil {
+		t.Fatal(err)
+	}
 	h.kubectl("-n", ns, "wait", "--for=delete", "istio/istio", "--timeout=60s")
 	sel := client.MatchingLabels{render.LabelOwnerName: "istio", render.LabelOwnerNamespace: ns}
 	for _, gvk := range []string{"v1/ConfigMap", "v1/Secret", "v1/Service", "v1/ServiceAccount", "apps/v1/Deployment",
@@ -428,6 +436,7 @@ func (h *harness) uninstall(t *testing.T) {
 			}
 		}
 	}
+	h.expectLocalityRules(t, rules, false)
 	// Kept on purpose: Istio's CRDs (users' config) and the root CA.
 	h.apiGet(client.ObjectKey{Name: "virtualservices.networking.istio.io"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}})
 	h.apiGet(client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.RootSecretName}, &corev1.Secret{})

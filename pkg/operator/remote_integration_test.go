@@ -107,11 +107,22 @@ func TestRemoteIstio(t *testing.T) {
 		h.waitRemote(r, v1beta1.ConditionReady, metav1.ConditionTrue)
 	}
 	t.Logf("BENCH RemoteIstio applied → Ready (two clusters, direct): %v", time.Since(start).Round(time.Millisecond))
+	// The remotes may be Ready before the primary's own cacerts is written.
+	eventually(t, "Istio istio ControlPlaneDeployed", func() error {
+		ist := &v1beta1.Istio{}
+		h.get("primary", ns, "istio", ist)
+		if !meta.IsStatusConditionTrue(ist.Status.Conditions, v1beta1.ConditionControlPlaneDeployed) {
+			return fmt.Errorf("conditions: %s", formatConditions(ist.Status.Conditions))
+		}
+		return nil
+	})
 
 	t.Run("every cluster's cacerts chains to one root", h.sharedRoot)
 	t.Run("remote pieces are installed", h.remotePieces)
 	t.Run("remote secret lets istiod read the remote, not write Secrets", h.remoteSecret)
 	t.Run("Istio lists its members", h.members)
+	t.Run("an unreachable remote keeps its last known conditions", h.remoteOutage)
+	t.Run("a remote whose etcd is down is unreachable, not failed", h.remoteEtcdOutage)
 	t.Run("istiod reads no token files while no member is tunnelled", h.tokenFileOption(false))
 	t.Run("Kiali gets read access to the remotes", h.kiali)
 	t.Run("drift in the remote is repaired", h.remoteDrift)
@@ -205,9 +216,12 @@ func (h *remoteHarness) tunnelled(t *testing.T) {
 	t.Run("the operator renews the agent's certificate through the tunnel", h.agentRenewal)
 	t.Run("a remote's intermediate can pose neither as the tunnel server nor as an agent", h.tunnelAttacks)
 
-	// The agent goes away: the condition says so, and names the fix.
+	// The agent goes away: the condition says so, and names the fix; what
+	// was installed through the tunnel stays known.
+	ready := h.waitRemote("remote3", v1beta1.ConditionReady, metav1.ConditionTrue)
 	stopAgent()
 	h.expectConnected("remote3", v1beta1.ReasonUnreachable, "install the agent")
+	h.expectUnreachable(t, "remote3", ready)
 }
 
 func (h *remoteHarness) sharedRoot(t *testing.T) {

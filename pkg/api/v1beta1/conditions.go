@@ -1,7 +1,7 @@
 package v1beta1
 
 // Phase summarises a resource's conditions in one word for `kubectl get`.
-// +kubebuilder:validation:Enum=Pending;Installing;Ready;Failed;Deleting
+// +kubebuilder:validation:Enum=Pending;Installing;Ready;Failed;Deleting;Unreachable
 type Phase string
 
 // Phases, in the order an install moves through them.
@@ -11,6 +11,10 @@ const (
 	PhaseReady      Phase = "Ready"
 	PhaseFailed     Phase = "Failed"
 	PhaseDeleting   Phase = "Deleting"
+	// PhaseUnreachable: the cluster cannot be reached (API server, its
+	// storage or the tunnel down); the other conditions keep their last
+	// known status.
+	PhaseUnreachable Phase = "Unreachable"
 )
 
 // Condition types of an Istio resource, one per install step.

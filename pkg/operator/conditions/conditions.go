@@ -4,6 +4,8 @@
 package conditions
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -72,10 +74,19 @@ type Recorder struct {
 	Generation int64
 	// Steps are the condition types in install order.
 	Steps []string
+	// Before are the conditions as read, if known: an outage that began
+	// before this reconcile is dated from them, even when this reconcile
+	// set the step True on the way.
+	Before []metav1.Condition
 }
 
 // Record sets the step's condition and, when the step is not done, marks
 // every later step as pending on it. It returns whether the step is done.
+//
+// An Unreachable outcome says nothing about what the later steps left in
+// place, so those keep their last known status and reason (as Deployment
+// conditions do while the node is gone), their message saying it is last
+// known; only steps that never got further than Pending stay pending.
 func (r Recorder) Record(step string, o Outcome) bool {
 	status := metav1.ConditionTrue
 	if !o.Done {
@@ -85,9 +96,15 @@ func (r Recorder) Record(step string, o Outcome) bool {
 	if o.Done {
 		return true
 	}
+	var since metav1.Time
+	if c := meta.FindStatusCondition(r.Before, step); c != nil && c.Status == metav1.ConditionFalse {
+		since = c.LastTransitionTime
+	} else if c := meta.FindStatusCondition(*r.Conditions, step); c != nil {
+		since = c.LastTransitionTime
+	}
 	after := false
 	for _, t := range r.Steps {
-		if after {
+		if after && !(o.Reason == v1beta1.ReasonUnreachable && r.keepLastKnown(t, since)) {
 			r.Set(t, metav1.ConditionUnknown, v1beta1.ReasonPending, "waiting for "+step)
 		}
 		if t == step {
@@ -95,6 +112,31 @@ func (r Recorder) Record(step string, o Outcome) bool {
 		}
 	}
 	return false
+}
+
+// LastKnownPrefix starts the message of a condition that keeps its last
+// known status while the cluster cannot be reached.
+const LastKnownPrefix = "Last known"
+
+// keepLastKnown marks condition t as last known, keeping its status, reason,
+// transition time and observed generation. It reports false when there is
+// nothing known to keep (no condition yet, or one still pending).
+func (r Recorder) keepLastKnown(t string, since metav1.Time) bool {
+	c := meta.FindStatusCondition(*r.Conditions, t)
+	if c == nil || c.Reason == v1beta1.ReasonPending {
+		return false
+	}
+	if !strings.HasPrefix(c.Message, LastKnownPrefix) {
+		c.Message = LastKnownStatus(since.Time, c.Message)
+	}
+	return true
+}
+
+// LastKnownStatus is the message of a condition kept while its cluster has
+// been unreachable since the given time.
+func LastKnownStatus(since time.Time, msg string) string {
+	return fmt.Sprintf("%s (cluster unreachable since %s; this is the status of the last successful check before then): %s",
+		LastKnownPrefix, since.UTC().Format(time.RFC3339), msg)
 }
 
 // Set sets one condition.
@@ -106,6 +148,19 @@ func (r Recorder) Set(t string, status metav1.ConditionStatus, reason, msg strin
 		Message:            msg,
 		ObservedGeneration: r.Generation,
 	})
+}
+
+// KeepTransitionTimes gives each condition in after whose status is the one
+// it had in before the transition time it had there. A reconcile may set a
+// condition more than once (True at one step, False at a later one); its
+// transition time must say when the status last changed as written, not
+// when this reconcile passed through another status.
+func KeepTransitionTimes(before, after []metav1.Condition) {
+	for i := range after {
+		if b := meta.FindStatusCondition(before, after[i].Type); b != nil && b.Status == after[i].Status {
+			after[i].LastTransitionTime = b.LastTransitionTime
+		}
+	}
 }
 
 // Phase sums up the conditions of the steps in one word.
@@ -121,6 +176,8 @@ func Phase(conds []metav1.Condition, steps []string, deleting bool) v1beta1.Phas
 		switch {
 		case c == nil:
 			return v1beta1.PhaseInstalling
+		case c.Status == metav1.ConditionFalse && c.Reason == v1beta1.ReasonUnreachable:
+			return v1beta1.PhaseUnreachable
 		case c.Status == metav1.ConditionFalse && Terminal[c.Reason]:
 			return v1beta1.PhaseFailed
 		case c.Status != metav1.ConditionTrue:

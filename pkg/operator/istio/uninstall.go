@@ -21,7 +21,8 @@ import (
 )
 
 // uninstall deletes everything the Istio resource installed, gives up its
-// namespace labels, then releases the finalizer. Istio's CRDs (and with them
+// namespace labels, deletes the DestinationRules the locality server wrote
+// once no pod of it is left, then releases the finalizer. Istio's CRDs (and with them
 // users' Istio config) and the root CA Secret are kept on purpose.
 func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(ist, Finalizer) {
@@ -65,6 +66,24 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 	if len(res.Deleted) > 0 {
 		log.Info("deleted control plane objects", "objects", res.Deleted)
 		// Look again: deletion is asynchronous, and nothing may be left behind.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	// The locality server is gone with the rest: now the rules it wrote
+	// (which no owner label ties to this resource) can go too.
+	rules, waiting, err := r.deleteLocalityRules(ctx, ist.Namespace)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+	}
+	if waiting != "" {
+		before := ist.Status.DeepCopy()
+		newStatus(ist).Set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, waiting)
+		if _, err := r.writeStatus(ctx, ist, before); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	if len(rules) > 0 {
+		log.Info("deleted the locality server's DestinationRules", "objects", rules)
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	meshca.ForgetCluster(ist.Status.ClusterName)

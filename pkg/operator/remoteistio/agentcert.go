@@ -49,7 +49,7 @@ func (r *Reconciler) renewAgent(ctx context.Context, cp *render.ControlPlane, re
 	key := client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.AgentTLSSecretName}
 	live := &corev1.Secret{}
 	if err := rem.client.Get(ctx, key, live); err != nil && !apierrors.IsNotFound(err) {
-		return nil, conditions.Transient(v1beta1.ReasonCAError, fmt.Sprintf("reading the agent's Secret %s in cluster %s: %v", key, cp.ClusterName, err), err)
+		return nil, remoteFailed(v1beta1.ReasonCAError, cp.ClusterName, fmt.Sprintf("reading the agent's Secret %s", key), err)
 	}
 	cert, out := r.agentCert(ctx, live.Data, cp.ClusterName)
 	if !out.Done {
@@ -57,14 +57,14 @@ func (r *Reconciler) renewAgent(ctx context.Context, cp *render.ControlPlane, re
 	}
 	if cert.Reissued != "" {
 		if err := ensureNamespace(ctx, rem, meshca.Namespace); err != nil {
-			return nil, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: %v", cp.ClusterName, err), err)
+			return nil, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "creating its namespace", err)
 		}
 	}
 	// Not owner-labelled: the agent's Secret belongs to the agent's
 	// manifest, and leaving must not cut the tunnel it leaves through.
 	labels := map[string]string{render.LabelManagedBy: render.ManagedByValue}
 	if err := r.writeAgentSecret(ctx, rem.client, key, labels, cert); err != nil {
-		return nil, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: %v", cp.ClusterName, err), err)
+		return nil, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "renewing the agent's certificate", err)
 	}
 	meshca.RecordExpiry(cp.ClusterName, "tunnel-agent", cert.NotAfter)
 	return cert, conditions.Succeeded("")

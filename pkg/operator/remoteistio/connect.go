@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -154,6 +156,41 @@ func classify(err error, cluster, host, connection string) conditions.Outcome {
 			"cannot reach the API server of cluster %s at %s: %v; check the address and the network path%s", cluster, host, err, tunnelHint(connection)), 10*time.Second)
 	}
 	return conditions.Waiting(v1beta1.ReasonUnreachable, fmt.Sprintf("cluster %s (%s): %v", cluster, host, err), 10*time.Second)
+}
+
+// remoteFailed is the outcome of a failed request to the remote cluster of
+// step (a write, or a read it needs). A failure that says the cluster or its
+// storage cannot be reached right now (no connection, a timeout, 500/503/504,
+// 429) is an outage: Unreachable, which keeps the other conditions at their
+// last known status. Anything else is reason, retried with backoff.
+func remoteFailed(reason, cluster, what string, err error) conditions.Outcome {
+	if outage(err) {
+		return conditions.Waiting(v1beta1.ReasonUnreachable, fmt.Sprintf(
+			"cluster %s stopped answering while %s: %v; its API server or its storage (etcd) is down or overloaded, or the network path to it (the tunnel and its agent, if it is reached through one) is broken; meshfleet retries every 10s",
+			cluster, what, err), 10*time.Second)
+	}
+	return conditions.Transient(reason, fmt.Sprintf("cluster %s: %s: %v", cluster, what, err), err)
+}
+
+// outage reports whether err says the remote cannot serve requests now,
+// rather than that this request is wrong.
+func outage(err error) bool {
+	if err == nil {
+		return false
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		// A webhook of the remote that fails is that webhook's problem, not
+		// the cluster's; any 4xx answer is about the request.
+		if strings.Contains(status.Status().Message, "failed calling webhook") {
+			return false
+		}
+		return status.Status().Code >= 500 || apierrors.IsTooManyRequests(err)
+	}
+	var netErr net.Error
+	var urlErr *url.Error
+	return errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func tunnelHint(connection string) string {

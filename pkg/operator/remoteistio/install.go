@@ -43,10 +43,13 @@ func (r *Reconciler) certificates(ctx context.Context, primary, cp *render.Contr
 	}
 	// The remote's namespace first: cacerts lives in it.
 	if err := ensureNamespace(ctx, rem, cp.Namespace); err != nil {
-		return nil, conditions.Transient(v1beta1.ReasonApplyFailed, err.Error(), err)
+		return nil, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "creating its namespace", err)
 	}
 	certs, err := meshca.CACerts(ctx, rem.client, cp, root, now)
 	if err != nil {
+		if outage(err) {
+			return nil, remoteFailed(v1beta1.ReasonCAError, cp.ClusterName, "reading cacerts", err)
+		}
 		return nil, caOutcome(err)
 	}
 	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
@@ -54,7 +57,7 @@ func (r *Reconciler) certificates(ctx context.Context, primary, cp *render.Contr
 		if out, ok := conflictOutcome(err, cp.ClusterName); ok {
 			return nil, out
 		}
-		return nil, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("writing cacerts into cluster %s: %v", cp.ClusterName, err), err)
+		return nil, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "writing cacerts", err)
 	}
 	return certs, conditions.Succeeded(fmt.Sprintf("intermediate CA for cluster %s, signed by the mesh root, valid until %s",
 		cp.ClusterName, certs.NotAfter.UTC().Format(time.RFC3339)))
@@ -103,12 +106,12 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	}
 	nsApplier := &apply.Applier{Client: rem.client, FieldManager: apply.NamespaceLabelsManager}
 	if err := nsApplier.LabelNamespaces(ctx, m.NamespaceLabels); err != nil {
-		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, err.Error(), err)
+		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "applying namespace labels", err)
 	}
 	// Istio's CRDs are shared (applied without an owner, never deleted).
 	crds := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
 	if _, err := crds.Apply(ctx, m.CRDs); err != nil {
-		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: %v", cp.ClusterName, err), err)
+		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "applying Istio's CRDs", err)
 	}
 	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
 	objs := append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
@@ -116,14 +119,14 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 		if out, ok := conflictOutcome(err, cp.ClusterName); ok {
 			return nil, time.Time{}, out
 		}
-		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: %v", cp.ClusterName, err), err)
+		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "applying the remote pieces", err)
 	}
 	keep := map[string]bool{}
 	for _, o := range objs {
 		keep[apply.Key(o)] = true
 	}
 	if _, err := a.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), render.PrunedKinds, keep); err != nil {
-		return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("cluster %s: deleting objects no longer rendered: %v", cp.ClusterName, err), err)
+		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "deleting objects no longer rendered", err)
 	}
 
 	var secrets []*unstructured.Unstructured
@@ -131,7 +134,7 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	for _, c := range consumers(cp) {
 		secret, at, err := r.remoteSecret(ctx, cp, rem, c)
 		if err != nil {
-			return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("%s secret of cluster %s: %v", c.Name, cp.ClusterName, err), err)
+			return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "preparing "+c.Name+"'s remote secret", err)
 		}
 		secrets = append(secrets, secret)
 		if renew.IsZero() || (!at.IsZero() && at.Before(renew)) {
@@ -284,6 +287,9 @@ func (r *Reconciler) readiness(ctx context.Context, cp *render.ControlPlane, rem
 			cp.ClusterName, cp.Remote.Primary.Namespace, render.EastWestGatewayName), 30*time.Second)
 	}
 	out := rollout.Status(ctx, rem.client, m.Objects)
+	if outage(out.Err) {
+		return remoteFailed(out.Reason, cp.ClusterName, "reading its rollouts", out.Err)
+	}
 	if out.Done {
 		out.Message = fmt.Sprintf("cluster %s is a member of the mesh; its proxies reach istiod at %s", cp.ClusterName, cp.Remote.PilotAddress)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -90,7 +91,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 func (r *Reconciler) recorder(ri *v1beta1.RemoteIstio) conditions.Recorder {
-	return conditions.Recorder{Conditions: &ri.Status.Conditions, Generation: ri.Generation, Steps: steps}
+	return conditions.Recorder{Conditions: &ri.Status.Conditions, Generation: ri.Generation, Steps: steps,
+		Before: append([]metav1.Condition(nil), ri.Status.Conditions...)}
 }
 
 // join runs the steps in order; a step that is not done stops the others.
@@ -132,17 +134,17 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 			}
 		}
 	}
-	if !rec.Record(v1beta1.ConditionCertificatesIssued, out) {
+	if !record(rec, v1beta1.ConditionCertificatesIssued, out) {
 		return out.Result(), out.Err
 	}
 
 	manifest, renew, out := r.install(ctx, ri, cp, rem, certs)
-	if !rec.Record(v1beta1.ConditionInstalled, out) {
+	if !record(rec, v1beta1.ConditionInstalled, out) {
 		return out.Result(), out.Err
 	}
 
 	out = r.readiness(ctx, cp, rem, manifest)
-	rec.Record(v1beta1.ConditionReady, out)
+	record(rec, v1beta1.ConditionReady, out)
 	next := r.Resync
 	for _, t := range []time.Time{certs.RenewAt, renew, agentRenew} {
 		if d := t.Sub(r.now()); d > 0 && d < next {
@@ -153,6 +155,16 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 		next = out.Requeue
 	}
 	return ctrl.Result{RequeueAfter: next}, out.Err
+}
+
+// record records a step's outcome. A step that failed because the cluster
+// stopped answering is an outage, not that step's failure: it is recorded on
+// Connected, and the step keeps its last known status with the others.
+func record(rec conditions.Recorder, step string, out conditions.Outcome) bool {
+	if !out.Done && out.Reason == v1beta1.ReasonUnreachable {
+		return rec.Record(v1beta1.ConditionConnected, out)
+	}
+	return rec.Record(step, out)
 }
 
 // resolve finds the Istio resource the remote joins and resolves both.
@@ -203,6 +215,7 @@ func (r *Reconciler) primaryOf(ctx context.Context, ri *v1beta1.RemoteIstio) (*v
 // writeStatus writes the status when it changed, and reports a conflict.
 func (r *Reconciler) writeStatus(ctx context.Context, ri *v1beta1.RemoteIstio, before *v1beta1.RemoteIstioStatus) (bool, error) {
 	ri.Status.ObservedGeneration = ri.Generation
+	conditions.KeepTransitionTimes(before.Conditions, ri.Status.Conditions)
 	ri.Status.Phase = conditions.Phase(ri.Status.Conditions, steps, ri.DeletionTimestamp != nil)
 	return conditions.WriteStatus(ctx, r.Client, r.Events, ri, conditions.Change{
 		Before: before, After: &ri.Status, From: before.Phase, To: ri.Status.Phase,
