@@ -90,21 +90,35 @@ type LeafCert struct {
 // expiry), else a new one valid for ttl. It is pure apart from the key
 // generation.
 func AgentCertificate(live map[string][]byte, tunnelCA *ca.KeyPair, cluster string, ttl time.Duration, now time.Time) (*LeafCert, error) {
-	leaf, why := agentLeaf(live, tunnelCA, cluster, now)
+	check := func(data map[string][]byte) (*x509.Certificate, string) {
+		return agentLeaf(data, tunnelCA, cluster, now)
+	}
+	issue := func() (*tunnel.Certificate, error) {
+		return tunnel.IssueAgentCertificate(tunnelCA, cluster, tunnel.CertificateOptions{TTL: ttl, Now: now})
+	}
+	return keepOrIssue(live, tunnelCA, now, check, issue, "the tunnel agent certificate of cluster "+cluster)
+}
+
+// keepOrIssue keeps the certificate in live while check accepts it and it
+// is not due for renewal (a third of its lifetime before expiry), else
+// issues a new one and checks it too. what names the certificate in errors.
+func keepOrIssue(live map[string][]byte, tunnelCA *ca.KeyPair, now time.Time,
+	check func(map[string][]byte) (*x509.Certificate, string), issue func() (*tunnel.Certificate, error), what string) (*LeafCert, error) {
+	leaf, why := check(live)
 	if why == "" && !now.Before(ca.RenewalTime(leaf, 0)) {
 		why = "expires at " + leaf.NotAfter.UTC().Format(time.RFC3339)
 	}
 	if why == "" {
 		return &LeafCert{Data: live, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0)}, nil
 	}
-	c, err := tunnel.IssueAgentCertificate(tunnelCA, cluster, tunnel.CertificateOptions{TTL: ttl, Now: now})
+	c, err := issue()
 	if err != nil {
-		return nil, fmt.Errorf("issue the tunnel agent certificate of cluster %s: %w", cluster, err)
+		return nil, fmt.Errorf("issue %s: %w", what, err)
 	}
 	data := map[string][]byte{corev1.TLSCertKey: c.CertPEM, corev1.TLSPrivateKeyKey: c.KeyPEM, TunnelCAKey: tunnelCA.CertPEM}
-	leaf, why2 := agentLeaf(data, tunnelCA, cluster, now)
+	leaf, why2 := check(data)
 	if why2 != "" {
-		return nil, fmt.Errorf("the issued agent certificate of cluster %s is not usable (%s); this is a meshfleet bug", cluster, why2)
+		return nil, fmt.Errorf("%s as issued is not usable (%s); this is a meshfleet bug", what, why2)
 	}
 	return &LeafCert{Data: data, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0), Reissued: why}, nil
 }
@@ -164,23 +178,13 @@ const (
 // is a serving certificate of tunnelCA for every host that is not due for
 // renewal, else a new one valid for ttl.
 func ServerCertificate(live map[string][]byte, tunnelCA *ca.KeyPair, hosts []string, ttl time.Duration, now time.Time) (*LeafCert, error) {
-	leaf, why := serverLeaf(live, tunnelCA, hosts, now)
-	if why == "" && !now.Before(ca.RenewalTime(leaf, 0)) {
-		why = "expires at " + leaf.NotAfter.UTC().Format(time.RFC3339)
+	check := func(data map[string][]byte) (*x509.Certificate, string) {
+		return serverLeaf(data, tunnelCA, hosts, now)
 	}
-	if why == "" {
-		return &LeafCert{Data: live, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0)}, nil
+	issue := func() (*tunnel.Certificate, error) {
+		return tunnel.IssueServerCertificate(tunnelCA, hosts, tunnel.CertificateOptions{TTL: ttl, Now: now})
 	}
-	c, err := tunnel.IssueServerCertificate(tunnelCA, hosts, tunnel.CertificateOptions{TTL: ttl, Now: now})
-	if err != nil {
-		return nil, fmt.Errorf("issue the tunnel server certificate: %w", err)
-	}
-	data := map[string][]byte{corev1.TLSCertKey: c.CertPEM, corev1.TLSPrivateKeyKey: c.KeyPEM, TunnelCAKey: tunnelCA.CertPEM}
-	leaf, why2 := serverLeaf(data, tunnelCA, hosts, now)
-	if why2 != "" {
-		return nil, fmt.Errorf("the issued tunnel server certificate is not usable (%s); this is a meshfleet bug", why2)
-	}
-	return &LeafCert{Data: data, NotAfter: leaf.NotAfter, RenewAt: ca.RenewalTime(leaf, 0), Reissued: why}, nil
+	return keepOrIssue(live, tunnelCA, now, check, issue, "the tunnel server certificate")
 }
 
 // serverLeaf parses the server certificate in data and says why it cannot
