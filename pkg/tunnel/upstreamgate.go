@@ -65,7 +65,8 @@ func (g *upstreamGate) ready(ctx context.Context) error {
 }
 
 func (g *upstreamGate) checkReadyz(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// One caller giving up must not count as the API server's answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.readyzURL, nil)
 	if err != nil {
