@@ -395,6 +395,18 @@ func (h *remoteHarness) connectionErrors(t *testing.T) {
 	if ri.Status.Phase != v1beta1.PhaseFailed {
 		t.Errorf("phase = %s, want Failed", ri.Status.Phase)
 	}
+	// The fix happens in the remote, where the operator watches nothing:
+	// it looks again by itself, without a change to the RemoteIstio.
+	h.kubectl("remote1", "create", "clusterrole", "nobody-reads-namespaces", "--verb=get", "--resource=namespaces")
+	h.kubectl("remote1", "create", "clusterrolebinding", "nobody-reads-namespaces", "--clusterrole=nobody-reads-namespaces", "--user=nobody")
+	eventually(h.t, "RemoteIstio broken Connected=True once the remote lets its user read", func() error {
+		ri := &v1beta1.RemoteIstio{}
+		h.get("primary", ns, "broken", ri)
+		if c := meta.FindStatusCondition(ri.Status.Conditions, v1beta1.ConditionConnected); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("conditions: %s", formatConditions(ri.Status.Conditions))
+		}
+		return nil
+	})
 	h.kubectl("primary", "-n", ns, "delete", "remoteistio", "broken", "--wait=false")
 	h.kubectl("primary", "-n", ns, "annotate", "remoteistio", "broken", "meshfleet.io/abandon-remote=true")
 	eventually(h.t, "broken RemoteIstio gone", func() error {

@@ -21,6 +21,7 @@ import (
 type forwarder struct {
 	proxy   *httputil.ReverseProxy
 	metrics *agentMetrics
+	gate    *upstreamGate
 }
 
 func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forwarder, error) {
@@ -45,6 +46,9 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 	if err != nil {
 		return nil, fmt.Errorf("build upgrade transport to the API server %s: %w", cfg.Host, err)
 	}
+	readyz := *upstream
+	readyz.Path, readyz.RawQuery = strings.TrimSuffix(upstream.Path, "/")+"/readyz", ""
+	gate := &upstreamGate{client: &http.Client{Transport: plain}, readyzURL: readyz.String(), log: log}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
@@ -65,11 +69,12 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 				return
 			}
 			log.Warn("forwarding to the API server failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			gate.markDown(err)
 			writeStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable,
 				fmt.Sprintf("tunnel agent: API server %s: %v", upstream.Host, err))
 		},
 	}
-	return &forwarder{proxy: rp, metrics: m}, nil
+	return &forwarder{proxy: rp, metrics: m, gate: gate}, nil
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,6 +88,13 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.metrics.requests.WithLabelValues(strconv.Itoa(http.StatusForbidden)).Inc()
 		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden,
 			"tunnel agent: request carries no Impersonate-User header; the agent forwards only requests on behalf of an authenticated caller")
+		return
+	}
+	if err := f.gate.ready(r.Context()); err != nil {
+		f.metrics.requests.WithLabelValues(strconv.Itoa(http.StatusServiceUnavailable)).Inc()
+		w.Header().Set("Retry-After", "1")
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
+			fmt.Sprintf("tunnel agent: the cluster's API server is not ready (it was unreachable and is starting again: %v); retry shortly", err))
 		return
 	}
 	rec := &responseRecorder{ResponseWriter: w}

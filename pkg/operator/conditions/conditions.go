@@ -17,6 +17,8 @@ import (
 
 // Terminal reasons need the user to act; controllers do not retry them on a
 // short timer but wait for the spec (or the object in the way) to change.
+// Unauthorized is also looked at again on a slow timer, since its fix lies
+// in the remote cluster, which no watch sees.
 var Terminal = map[string]bool{
 	v1beta1.ReasonInvalidSpec:          true,
 	v1beta1.ReasonUnsupportedVersion:   true,

@@ -136,15 +136,23 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 	return cfg, v1beta1.ConnectionTunnel, conditions.Succeeded("")
 }
 
+// unauthorizedRecheck is how long the operator waits before it tries a
+// cluster again that refused it (401/403).
+const unauthorizedRecheck = 30 * time.Second
+
 // classify turns a failed first request into a condition that says what to do.
 func classify(err error, cluster, host, connection string) conditions.Outcome {
 	switch {
+	// The fix for a 401 or 403 lies in the remote cluster (its RBAC, its
+	// credentials), which the operator does not watch, and a restarting
+	// API server answers 403 until it has loaded RBAC: look again after
+	// unauthorizedRecheck instead of waiting for the spec to change.
 	case apierrors.IsUnauthorized(err):
-		return conditions.Failed(v1beta1.ReasonUnauthorized, fmt.Sprintf(
-			"cluster %s (%s) rejected the operator's credentials (401); give the kubeconfig valid credentials%s", cluster, host, tunnelHint(connection)))
+		return conditions.Waiting(v1beta1.ReasonUnauthorized, fmt.Sprintf(
+			"cluster %s (%s) rejected the operator's credentials (401); give the kubeconfig valid credentials%s", cluster, host, tunnelHint(connection)), unauthorizedRecheck)
 	case apierrors.IsForbidden(err):
-		return conditions.Failed(v1beta1.ReasonUnauthorized, fmt.Sprintf(
-			"cluster %s (%s) forbids the operator to read it: %v; bind the kubeconfig's user to cluster-admin in that cluster", cluster, host, err))
+		return conditions.Waiting(v1beta1.ReasonUnauthorized, fmt.Sprintf(
+			"cluster %s (%s) forbids the operator to read it: %v; bind the kubeconfig's user to cluster-admin in that cluster", cluster, host, err), unauthorizedRecheck)
 	case apierrors.IsServiceUnavailable(err) && connection == v1beta1.ConnectionTunnel:
 		return conditions.Waiting(v1beta1.ReasonUnreachable, fmt.Sprintf(
 			"no tunnel agent of cluster %s is connected to %s; install the agent in that cluster (manifests/tunnel/agent.yaml) and check its logs", cluster, host), 10*time.Second)
