@@ -22,6 +22,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
 // clusterStatus is one cluster of the mesh, as status and list print it.
@@ -121,7 +122,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 			cs.CAExpiry = ist.Status.Certificates.IntermediateExpiry
 		}
 		if detail {
-			describe(ctx, c, g.namespace, &cs)
+			describe(ctx, c, &cs)
 			if ist.Spec.LocalityLB.Enabled {
 				localityHealth(ctx, cfg, g.namespace, &cs)
 			}
@@ -134,7 +135,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 			Network: ri.Spec.Network, Problems: problems(ri.Status.Conditions)}
 		if detail && ri.Spec.KubeconfigSecretRef != nil {
 			if rc, err := remoteClient(ctx, c, g.namespace, ri.Spec.KubeconfigSecretRef.Name); err == nil {
-				describe(ctx, rc, g.namespace, &cs)
+				describe(ctx, rc, &cs)
 			} else {
 				cs.Problems = append(cs.Problems, err.Error())
 			}
@@ -198,10 +199,11 @@ func remoteClient(ctx context.Context, c client.Client, ns, secret string) (clie
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
-// describe adds the gateways' addresses and the localities of the nodes.
-func describe(ctx context.Context, c client.Client, ns string, cs *clusterStatus) {
+// describe adds the gateways' addresses (from the gateways' own namespace)
+// and the localities of the nodes.
+func describe(ctx context.Context, c client.Client, cs *clusterStatus) {
 	var svcs corev1.ServiceList
-	if err := c.List(ctx, &svcs, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/managed-by": "meshfleet"}); err == nil {
+	if err := c.List(ctx, &svcs, client.InNamespace(render.GatewayNamespace), client.MatchingLabels{render.LabelManagedBy: render.ManagedByValue}); err == nil {
 		for _, s := range svcs.Items {
 			if !strings.Contains(s.Name, "gateway") {
 				continue

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -89,7 +90,7 @@ func TestOperator(t *testing.T) {
 	t.Run("sample installs the control plane", h.sampleInstalls)
 	t.Run("cacerts chains to the root", h.cacertsChains)
 	t.Run("the old root moved to meshfleet-system, identity kept", func(t *testing.T) { h.rootMoved(t, legacyRoot) })
-	h.rollOut("istiod", "istio-ingressgateway")
+	h.rollOut("istiod", render.GatewayNamespace+"/istio-ingressgateway")
 	ist := h.waitPhase("istio", v1beta1.PhaseReady)
 	ready := time.Since(start)
 	if ist.Status.Version != "1.1.8" {
@@ -135,8 +136,11 @@ func (h *harness) sampleInstalls(t *testing.T) {
 			t.Errorf("mesh config lacks %q:\n%s", want, cm.Data["mesh"])
 		}
 	}
-	h.get(ns, "istio-ingressgateway", &appsv1.Deployment{})
-	h.get(ns, "istio-ingressgateway", &corev1.Service{})
+	h.get(render.GatewayNamespace, "istio-ingressgateway", &appsv1.Deployment{})
+	h.get(render.GatewayNamespace, "istio-ingressgateway", &corev1.Service{})
+	if err := h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istio-ingressgateway"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the ingress gateway is in the control plane's namespace %s, beside cacerts: %v", ns, err)
+	}
 	pa := h.getU("security.istio.io/v1", "PeerAuthentication", ns, "default")
 	if mode, _, _ := unstructured.NestedString(pa.Object, "spec", "mtls", "mode"); mode != "PERMISSIVE" {
 		t.Errorf("PeerAuthentication mode = %q, want PERMISSIVE (spec.mtls.enabled is false)", mode)
@@ -256,7 +260,7 @@ func (h *harness) versionRoll(t *testing.T) {
 	if ist.Status.Version != "1.1.8" {
 		t.Errorf("status.version during roll = %q, want still 1.1.8", ist.Status.Version)
 	}
-	h.rollOut("istiod", "istio-ingressgateway")
+	h.rollOut("istiod", render.GatewayNamespace+"/istio-ingressgateway")
 	ist = h.waitPhase("istio", v1beta1.PhaseReady)
 	if ist.Status.Version != "1.1.9" {
 		t.Errorf("status.version = %q after roll, want 1.1.9", ist.Status.Version)
@@ -335,7 +339,7 @@ func (h *harness) gatewayConnected(t *testing.T) {
 		`{"spec":{"network":"net1","multiCluster":{"mode":"gatewayConnected"},"mtls":{"enabled":true},"controlPlaneSecurityEnabled":true,"autoInjectionNamespaces":["default-apps"]}}`)
 	eventually(h.t, "east-west gateway installed", func() error {
 		svc := &corev1.Service{}
-		if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: render.EastWestGatewayName}, svc); err != nil {
+		if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: render.GatewayNamespace, Name: render.EastWestGatewayName}, svc); err != nil {
 			return err
 		}
 		if svc.Labels[render.LabelNetwork] != "net1" || !hasPort(svc, 15443) {
@@ -344,10 +348,10 @@ func (h *harness) gatewayConnected(t *testing.T) {
 		return nil
 	})
 	eventually(h.t, "cross-network Gateway", func() error {
-		return h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "cross-network-gateway"},
+		return h.direct.Get(h.ctx, client.ObjectKey{Namespace: render.GatewayNamespace, Name: "cross-network-gateway"},
 			&unstructured.Unstructured{Object: map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "Gateway"}})
 	})
-	gw := h.getU("networking.istio.io/v1", "Gateway", ns, "cross-network-gateway")
+	gw := h.getU("networking.istio.io/v1", "Gateway", render.GatewayNamespace, "cross-network-gateway")
 	servers, _, _ := unstructured.NestedSlice(gw.Object, "spec", "servers")
 	if len(servers) != 1 || fmt.Sprint(servers[0].(map[string]any)["tls"]) != "map[mode:AUTO_PASSTHROUGH]" {
 		t.Errorf("cross-network Gateway servers = %v", servers)
@@ -366,10 +370,11 @@ func (h *harness) gatewayConnected(t *testing.T) {
 	})
 	cm := &corev1.ConfigMap{}
 	h.get(ns, "istio", cm)
-	if !strings.Contains(cm.Data["meshNetworks"], "net1") || !strings.Contains(cm.Data["meshNetworks"], "15443") {
+	if !strings.Contains(cm.Data["meshNetworks"], "net1") || !strings.Contains(cm.Data["meshNetworks"], "15443") ||
+		!strings.Contains(cm.Data["meshNetworks"], render.EastWestGatewayName+"."+render.GatewayNamespace+".svc") {
 		t.Errorf("meshNetworks = %s", cm.Data["meshNetworks"])
 	}
-	for name, label := range map[string]string{ns: render.LabelNetwork, "default-apps": render.LabelInjection} {
+	for name, label := range map[string]string{ns: render.LabelNetwork, render.GatewayNamespace: render.LabelNetwork, "default-apps": render.LabelInjection} {
 		eventually(h.t, "namespace "+name+" labelled "+label, func() error {
 			n := &corev1.Namespace{}
 			h.apiGet(client.ObjectKey{Name: name}, n)
@@ -383,7 +388,7 @@ func (h *harness) gatewayConnected(t *testing.T) {
 	h.kubectl("-n", ns, "patch", "istio", "istio", "--type=json", "-p",
 		`[{"op":"replace","path":"/spec/multiCluster/mode","value":"none"},{"op":"remove","path":"/spec/network"},{"op":"remove","path":"/spec/autoInjectionNamespaces"}]`)
 	eventually(h.t, "east-west gateway pruned", func() error {
-		err := h.c.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: render.EastWestGatewayName}, &appsv1.Deployment{})
+		err := h.c.Get(h.ctx, client.ObjectKey{Namespace: render.GatewayNamespace, Name: render.EastWestGatewayName}, &appsv1.Deployment{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there: %v", err)
 		}
@@ -422,7 +427,7 @@ func (h *harness) uninstall(t *testing.T) {
 	for _, gvk := range []string{"v1/ConfigMap", "v1/Secret", "v1/Service", "v1/ServiceAccount", "apps/v1/Deployment",
 		"rbac.authorization.k8s.io/v1/ClusterRole", "rbac.authorization.k8s.io/v1/ClusterRoleBinding",
 		"admissionregistration.k8s.io/v1/MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration",
-		"security.istio.io/v1/PeerAuthentication"} {
+		"security.istio.io/v1/PeerAuthentication", "v1/Namespace"} {
 		i := strings.LastIndex(gvk, "/")
 		list := &unstructured.UnstructuredList{}
 		list.SetAPIVersion(gvk[:i])
@@ -437,6 +442,7 @@ func (h *harness) uninstall(t *testing.T) {
 		}
 	}
 	h.expectLocalityRules(t, rules, false)
+	h.finalizeNamespace(t, render.GatewayNamespace)
 	// Kept on purpose: Istio's CRDs (users' config) and the root CA.
 	h.apiGet(client.ObjectKey{Name: "virtualservices.networking.istio.io"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}})
 	h.apiGet(client.ObjectKey{Namespace: meshca.Namespace, Name: meshca.RootSecretName}, &corev1.Secret{})
@@ -600,12 +606,18 @@ func (h *harness) waitPhase(ref string, phase v1beta1.Phase) *v1beta1.Istio {
 // rollOut plays the part of the deployment controller and kubelet, which this
 // environment does not run: it reports the Deployments' current generation as
 // fully rolled out and available.
+// rollOut plays the deployment controller for Deployments named name (in
+// the control plane's namespace) or namespace/name.
 func (h *harness) rollOut(names ...string) {
 	h.t.Helper()
 	c := h.direct
 	for _, name := range names {
+		namespace := ns
+		if n, rest, ok := strings.Cut(name, "/"); ok {
+			namespace, name = n, rest
+		}
 		d := &appsv1.Deployment{}
-		h.apiGet(client.ObjectKey{Namespace: ns, Name: name}, d)
+		h.apiGet(client.ObjectKey{Namespace: namespace, Name: name}, d)
 		r := int32(1)
 		if d.Spec.Replicas != nil {
 			r = *d.Spec.Replicas
@@ -614,7 +626,7 @@ func (h *harness) rollOut(names ...string) {
 		if err := c.Status().Update(h.ctx, d); err != nil {
 			h.t.Fatalf("roll out %s: %v", name, err)
 		}
-		h.apiGet(client.ObjectKey{Namespace: ns, Name: name}, d)
+		h.apiGet(client.ObjectKey{Namespace: namespace, Name: name}, d)
 		h.t.Logf("rolled out %s: generation %d status %+v", name, d.Generation, d.Status)
 	}
 }
@@ -662,3 +674,34 @@ func hasPort(svc *corev1.Service, port int32) bool {
 }
 
 func repoPath(p string) string { return filepath.Join("..", "..", p) }
+
+// finalizeNamespace plays kube-controller-manager's namespace controller
+// (not run here) for a namespace the operator deleted and emptied: it
+// removes the namespace's finalizer, so that the name can be used again.
+func (h *harness) finalizeNamespace(t *testing.T, name string) {
+	t.Helper()
+	kube, err := kubernetes.NewForConfig(h.env.Cluster("primary").Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := kube.CoreV1().Namespaces().Get(h.ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.DeletionTimestamp == nil {
+		t.Fatalf("namespace %s was not deleted by the uninstall", name)
+	}
+	n.Spec.Finalizers = nil
+	if _, err := kube.CoreV1().Namespaces().Finalize(h.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("finalizing namespace %s: %v", name, err)
+	}
+	eventually(h.t, "namespace "+name+" gone", func() error {
+		if _, err := kube.CoreV1().Namespaces().Get(h.ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+}

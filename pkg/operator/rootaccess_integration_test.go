@@ -71,7 +71,7 @@ func (h *harness) rootIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	var subjects []string
-	for _, n := range []string{ns, "default-apps"} {
+	for _, n := range []string{ns, render.GatewayNamespace, "default-apps"} {
 		sas, err := kube.CoreV1().ServiceAccounts(n).List(h.ctx, metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -84,6 +84,12 @@ func (h *harness) rootIsolated(t *testing.T) {
 	// off again): their Roles and RoleBindings are what the charts render.
 	for _, u := range []string{"istiod", "istio-ingressgateway", "istio-eastwestgateway", "istio-reader-service-account"} {
 		if u := "system:serviceaccount:" + ns + ":" + u; !slices.Contains(subjects, u) {
+			subjects = append(subjects, u)
+		}
+	}
+	gateways := h.gatewaySubjects(t, kube)
+	for _, u := range gateways {
+		if !slices.Contains(subjects, u) {
 			subjects = append(subjects, u)
 		}
 	}
@@ -121,10 +127,71 @@ func (h *harness) rootIsolated(t *testing.T) {
 			}
 		}
 	}
+	// The intermediate CA (cacerts) signs any workload identity of the trust
+	// domain: no gateway may read it either.
+	for _, user := range gateways {
+		for _, verb := range []string{"get", "list", "watch"} {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:               user,
+				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + strings.Split(user, ":")[2], "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: "secrets"},
+			}}
+			if verb == "get" {
+				sar.Spec.ResourceAttributes.Name = meshca.CACertsSecretName
+			}
+			res, err := kube.AuthorizationV1().SubjectAccessReviews().Create(h.ctx, sar, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status.Allowed {
+				t.Errorf("%s can-i %s secret %s/%s: yes (%s)", user, verb, ns, meshca.CACertsSecretName, res.Status.Reason)
+				continue
+			}
+			t.Logf("can-i %s secrets/%s -n %s --as %s: no", verb, meshca.CACertsSecretName, ns, user)
+		}
+	}
 	// The same through kubectl's own impersonation, as an admin would check.
 	out, _ := h.env.Kubectl(h.ctx, "primary", "auth", "can-i", "get", "secret/"+meshca.RootSecretName, "-n", meshca.Namespace,
 		"--as", "system:serviceaccount:"+ns+":istio-ingressgateway", "--as-group", "system:serviceaccounts")
 	if strings.TrimSpace(out) != "no" {
 		t.Errorf("kubectl auth can-i get the root as the ingress gateway: %q, want no", out)
 	}
+	for _, user := range gateways {
+		out, _ := h.env.Kubectl(h.ctx, "primary", "auth", "can-i", "get", "secret/"+meshca.CACertsSecretName, "-n", ns,
+			"--as", user, "--as-group", "system:serviceaccounts")
+		if strings.TrimSpace(out) != "no" {
+			t.Errorf("kubectl auth can-i get secret/%s -n %s --as %s: %q, want no", meshca.CACertsSecretName, ns, user, out)
+		}
+	}
+}
+
+// gatewaySubjects are the service accounts the gateways run as, wherever
+// the operator put them: those of its gateway Deployments, and the chart's
+// names in the gateway namespace (asked for even when gone).
+func (h *harness) gatewaySubjects(t *testing.T, kube kubernetes.Interface) []string {
+	deps, err := kube.AppsV1().Deployments("").List(h.ctx, metav1.ListOptions{LabelSelector: render.LabelManagedBy + "=" + render.ManagedByValue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range deps.Items {
+		if !strings.Contains(d.Name, "gateway") {
+			continue
+		}
+		sa := d.Spec.Template.Spec.ServiceAccountName
+		if sa == "" {
+			sa = "default"
+		}
+		out = append(out, "system:serviceaccount:"+d.Namespace+":"+sa)
+	}
+	if len(out) == 0 {
+		t.Fatal("no gateway Deployment installed: nothing to ask about")
+	}
+	for _, u := range []string{"istio-ingressgateway", "istio-eastwestgateway"} {
+		if u := "system:serviceaccount:" + render.GatewayNamespace + ":" + u; !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	t.Logf("gateway service accounts: %v", out)
+	return out
 }

@@ -65,6 +65,10 @@ type ControlPlane struct {
 
 	// Gateways to install.
 	Gateways []Gateway `json:"gateways,omitempty"`
+	// GatewayNamespace is the namespace the gateways are installed in: one
+	// of their own, apart from the control plane's Secrets (cacerts), because
+	// Istio's gateway chart lets a gateway read every Secret of its namespace.
+	GatewayNamespace string `json:"gatewayNamespace"`
 
 	// CA is where the root of trust comes from and how long certificates live.
 	CA CA `json:"ca"`
@@ -138,6 +142,11 @@ const (
 	IngressGateway  GatewayKind = "ingress"
 	EastWestGateway GatewayKind = "eastWest"
 )
+
+// GatewayNamespace is the namespace meshfleet installs the gateways in, in
+// the primary and in every remote. The operator creates it, owns it and
+// deletes it on uninstall.
+const GatewayNamespace = "istio-gateways"
 
 // EastWestGatewayName is the name of the east-west gateway's Deployment and Service.
 const EastWestGatewayName = "istio-eastwestgateway"

@@ -126,6 +126,7 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 	}
 	errs = append(errs, checkInjectionNamespaces(cp.InjectionNamespaces, cp.Namespace, p.Child("autoInjectionNamespaces"))...)
 
+	cp.GatewayNamespace = GatewayNamespace
 	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected || cp.ExposeIstiod, p.Child("gateways"), errs)
 	cp.CA, errs = resolveCA(spec.Security, p.Child("security"), errs)
 

@@ -83,6 +83,7 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 	}
 	cp.Proxy, errs = resolveProxy(spec.Proxy, include, spec.ExcludeIPRanges, p, errs)
 	errs = append(errs, checkInjectionNamespaces(cp.InjectionNamespaces, cp.Namespace, p.Child("autoInjectionNamespaces"))...)
+	cp.GatewayNamespace = GatewayNamespace
 	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected, p.Child("gateways"), errs)
 
 	sec := spec.Security

@@ -24,11 +24,13 @@ var WatchedKinds = []schema.GroupVersionKind{
 }
 
 // PrunedKinds are the kinds whose leftovers (objects of ours no longer
-// rendered) are deleted. CRDs are never deleted: that would delete every
+// rendered) are deleted, the gateways' own namespace among them. CRDs are never deleted: that would delete every
 // user's Istio config with them.
 var PrunedKinds = append(append([]schema.GroupVersionKind{}, WatchedKinds[:len(WatchedKinds)-1]...),
 	schema.GroupVersionKind{Group: "discovery.k8s.io", Version: "v1", Kind: "EndpointSlice"},
 	schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "Gateway"},
 	schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService"},
 	schema.GroupVersionKind{Group: "security.istio.io", Version: "v1", Kind: "PeerAuthentication"},
+	// Last: the gateways' namespace, once what is in it is gone.
+	schema.GroupVersionKind{Version: "v1", Kind: "Namespace"},
 )

@@ -86,7 +86,7 @@ func MeshNetworks(cp *ControlPlane) map[string]any {
 		net := map[string]any{"endpoints": endpoints}
 		if cp.Mode == "gatewayConnected" {
 			net["gateways"] = []any{map[string]any{
-				"registryServiceName": fmt.Sprintf("%s.%s.svc.cluster.local", EastWestGatewayName, cp.Namespace),
+				"registryServiceName": fmt.Sprintf("%s.%s.svc.cluster.local", EastWestGatewayName, cp.GatewayNamespace),
 				"port":                CrossNetworkPort,
 			}}
 		}

@@ -99,9 +99,27 @@ func renderIstiod(cp *ControlPlane, m *Manifest) error {
 	return err
 }
 
+// renderGateways renders the gateways into a namespace of their own, which
+// it renders too: the gateway chart grants each gateway's service account
+// read access to every Secret of its namespace (for credentialName), so a
+// gateway must never share the control plane's namespace and its cacerts.
 func renderGateways(cp *ControlPlane, m *Manifest) error {
+	if len(cp.Gateways) == 0 {
+		return nil
+	}
+	if cp.GatewayNamespace == "" || cp.GatewayNamespace == cp.Namespace {
+		return fmt.Errorf("the gateways need a namespace of their own, not %q", cp.GatewayNamespace)
+	}
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(cp.GatewayNamespace)
+	if cp.Network != "" {
+		ns.SetLabels(map[string]string{LabelNetwork: cp.Network})
+	}
+	m.Objects = append(m.Objects, ns)
 	for _, gw := range cp.Gateways {
-		objs, err := renderObjects(chartGateway, gw.Name, cp.Namespace, gatewayValues(cp, gw))
+		objs, err := renderObjects(chartGateway, gw.Name, cp.GatewayNamespace, gatewayValues(cp, gw))
 		if err != nil {
 			return fmt.Errorf("gateway %s: %w", gw.Name, err)
 		}
@@ -205,7 +223,7 @@ func labelOwned(cp *ControlPlane, m *Manifest) error {
 // kindOrder is the order kinds are applied in: what others depend on first
 // (Helm's install order, trimmed to what the charts render).
 var kindOrder = []string{
-	"CustomResourceDefinition", "ServiceAccount", "Secret", "ConfigMap",
+	"CustomResourceDefinition", "Namespace", "ServiceAccount", "Secret", "ConfigMap",
 	"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
 	"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
 	"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",

@@ -68,11 +68,22 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 		global["configCluster"] = false
 		global["omitSidecarInjectorConfigMap"] = true
 	}
+	env := map[string]any{}
 	if cp.Remote == nil && cp.UsesTunnel() {
 		// Remote secrets of tunnelled clusters authenticate istiod with its
 		// own token file, which istiod refuses unless allowed here. Only then:
 		// the option lets any remote secret make istiod read a local file.
-		v["env"] = map[string]any{"PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS": "tokenFile"}
+		env["PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS"] = "tokenFile"
+	}
+	for _, g := range cp.Gateways {
+		if g.IngressClass != "" {
+			// istiod looks for meshConfig.ingressService in this namespace
+			// (its own by default) to report Ingress addresses.
+			env["K8S_INGRESS_NS"] = cp.GatewayNamespace
+		}
+	}
+	if len(env) > 0 {
+		v["env"] = env
 	}
 	if cp.ClosePlaintextXDS {
 		// An empty address disables istiod's plain-text gRPC server.
@@ -101,6 +112,7 @@ func meshValues(cp *ControlPlane) map[string]any {
 		"crossNetworkPort": CrossNetworkPort,
 		"exposeIstiod":     cp.ExposeIstiod,
 		"eastWestGateway":  "",
+		"gatewayNamespace": cp.GatewayNamespace,
 	}
 	for _, g := range cp.Gateways {
 		if g.Kind == EastWestGateway {

@@ -165,13 +165,13 @@ func TestMulticlusterGatewayConnected(t *testing.T) {
 	// The cloud load balancers: give the east-west gateways of remote2 (net2)
 	// and of the primary (net1) their addresses.
 	for cluster, addr := range map[string]string{"remote2": mcGatewayRemote2.String(), mcPrimary: mcGatewayPrimary.String()} {
-		svc, err := m.kube[cluster].CoreV1().Services(mcNS).Get(m.ctx, render.EastWestGatewayName, metav1.GetOptions{})
+		svc, err := m.kube[cluster].CoreV1().Services(render.GatewayNamespace).Get(m.ctx, render.EastWestGatewayName, metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("the operator rendered no east-west gateway Service in %s: %v", cluster, err)
 		}
 		t.Logf("%s east-west gateway Service: type %s, network label %q, ports %v", cluster, svc.Spec.Type, svc.Labels[render.LabelNetwork], svc.Spec.Ports)
 		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: addr}}
-		if _, err := m.kube[cluster].CoreV1().Services(mcNS).UpdateStatus(m.ctx, svc, metav1.UpdateOptions{}); err != nil {
+		if _, err := m.kube[cluster].CoreV1().Services(render.GatewayNamespace).UpdateStatus(m.ctx, svc, metav1.UpdateOptions{}); err != nil {
 			t.Fatalf("setting the load-balancer address of %s's east-west gateway: %v", cluster, err)
 		}
 	}

@@ -59,7 +59,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;patch;create
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;patch;create;delete
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets;serviceaccounts;services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete

@@ -86,7 +86,7 @@ func caOutcome(err error) conditions.Outcome {
 // renewed.
 func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *render.ControlPlane, rem *remote, certs *meshca.Issued) (*render.Manifest, time.Time, conditions.Outcome) {
 	if cp.Remote.PilotAddress == "" {
-		addr, err := r.eastWestAddress(ctx, cp.Remote.Primary.Namespace)
+		addr, err := r.eastWestAddress(ctx, render.GatewayNamespace)
 		if err != nil {
 			return nil, time.Time{}, conditions.Transient(v1beta1.ReasonApplyFailed, err.Error(), err)
 		}
@@ -284,7 +284,7 @@ func (r *Reconciler) readiness(ctx context.Context, cp *render.ControlPlane, rem
 	if cp.Remote.PilotAddress == "" {
 		return conditions.Waiting(v1beta1.ReasonNoPilotAddress, fmt.Sprintf(
 			"proxies in cluster %s have no address to reach istiod: set spec.pilotAddress, or give the primary's east-west gateway (Service %s/%s) an external address",
-			cp.ClusterName, cp.Remote.Primary.Namespace, render.EastWestGatewayName), 30*time.Second)
+			cp.ClusterName, render.GatewayNamespace, render.EastWestGatewayName), 30*time.Second)
 	}
 	out := rollout.Status(ctx, rem.client, m.Objects)
 	if outage(out.Err) {
