@@ -93,10 +93,10 @@ func (r Reading) MarshalJSON() ([]byte, error) {
 // Validate checks the gate's settings.
 func (g *Gate) Validate() error {
 	if g.PrometheusURL == "" {
-		return fmt.Errorf("gate: no Prometheus URL; pass --prometheus-url http://prometheus.istio-system:9090")
+		return fmt.Errorf("gate: no Prometheus URL; give one such as http://prometheus.istio-system:9090")
 	}
 	if strings.TrimSpace(g.Selector) == "" {
-		return fmt.Errorf("gate: no selector for the canary's requests; pass --gate-selector 'destination_version=\"v2\"'")
+		return fmt.Errorf("gate: no selector for the canary's requests; give a label selector such as destination_version=\"v2\"")
 	}
 	if g.MinSuccessRate < 0 || g.MinSuccessRate > 1 {
 		return fmt.Errorf("gate: minimum success rate %v is not between 0 and 1; write e.g. 0.99", g.MinSuccessRate)
@@ -105,7 +105,7 @@ func (g *Gate) Validate() error {
 		return fmt.Errorf("gate: maximum latency %vms is negative", g.MaxLatencyMillis)
 	}
 	if g.MinSuccessRate == 0 && g.MaxLatencyMillis == 0 {
-		return fmt.Errorf("gate: no threshold; pass --min-success-rate and/or --max-latency")
+		return fmt.Errorf("gate: no threshold; set a minimum success rate, a maximum p99 latency, or both")
 	}
 	return nil
 }

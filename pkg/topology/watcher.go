@@ -87,7 +87,7 @@ type clusterWatch struct {
 // from --cluster flags or, later, the operator's RemoteIstio members.
 func NewWatcher(clusters map[string]*rest.Config, opts WatcherOptions) (*Watcher, error) {
 	if len(clusters) == 0 {
-		return nil, fmt.Errorf("topology: no member clusters given; pass at least one --cluster NAME=KUBECONFIG")
+		return nil, fmt.Errorf("topology: no member clusters given; give at least one cluster and its client configuration")
 	}
 	if opts.Domain == "" {
 		opts.Domain = "cluster.local"

@@ -239,10 +239,10 @@ func chooseIstio(istios []v1beta1.Istio, ns, name string) (*v1beta1.Istio, error
 				return ist, nil
 			}
 		}
-		return nil, fmt.Errorf("no Istio resource %s/%s; create it, or name an existing one with --istio", ns, name)
+		return nil, fmt.Errorf("no Istio resource %s/%s; create it, or name an existing one", ns, name)
 	}
 	if len(in) == 0 {
-		return nil, fmt.Errorf("no Istio resource in namespace %s; install the mesh first (meshctl install), or pass --namespace", ns)
+		return nil, fmt.Errorf("no Istio resource in namespace %s; install the mesh first (meshctl install), or name the namespace that holds it", ns)
 	}
 	sort.Slice(in, func(i, j int) bool {
 		a, b := in[i].CreationTimestamp, in[j].CreationTimestamp
