@@ -55,7 +55,7 @@ func (h *harness) writeLocalityRules(t *testing.T) localityRules {
 	}
 	upd := destinationRule(rules.generated[1], ours)
 	upd.Object["spec"].(map[string]any)["trafficPolicy"] = map[string]any{"outlierDetection": map[string]any{"consecutive5xxErrors": int64(7)}}
-	if err := h.direct.Patch(h.ctx, upd, client.Apply, client.FieldOwner(rulesync.FieldManager), client.ForceOwnership); err != nil {
+	if err := h.direct.Apply(h.ctx, client.ApplyConfigurationFromUnstructured(upd), client.FieldOwner(rulesync.FieldManager), client.ForceOwnership); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range []*unstructured.Unstructured{

@@ -42,8 +42,6 @@ var (
 	agentUpstream = map[string]*rest.Config{}
 )
 
-const agentNamespace = "meshfleet-system"
-
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	env, stop, err := testenv.StartShared(ctx, "",
@@ -138,8 +136,6 @@ func bind(ctx context.Context, client kubernetes.Interface, role, kind, name, ns
 	}, metav1.CreateOptions{})
 	return err
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // kubeTunnel is a server authenticating against the primary and one agent per
 // listed remote.

@@ -149,7 +149,6 @@ type bench struct {
 	agentCert map[string]tls.Certificate
 	stops     []func()
 	agent     context.CancelFunc
-	agentDone chan struct{}
 }
 
 func newBench(ctx context.Context, c *localcluster.Cluster) (*bench, error) {
