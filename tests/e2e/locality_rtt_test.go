@@ -244,14 +244,14 @@ func TestLocalityRTTOrder(t *testing.T) {
 			setReady(m, rttWorkloads[mcPrimary], p.r1Ready)
 			r1Ready = p.r1Ready
 		}
-		rule := waitFailover(m, debugURL, "r1", p.failoverTo)
+		waitFailover(m, debugURL, "r1", p.failoverTo)
 		if p.priorities != nil {
 			waitPriorities(ctx, t, istiod.GRPCAddr, nodeID, mcPrimary, p.priorities)
 		}
 		wantName, want := rttWorkloads[p.want].name, rttWorkloads[p.want].addr.String()
 		waitAllOn(t, cc, want, 20, 60*time.Second)
 		settled := time.Since(start)
-		rule = waitFailover(m, debugURL, "r1", p.failoverTo) // again, now that readiness has reached it too
+		rule := waitFailover(m, debugURL, "r1", p.failoverTo) // again, now that readiness has reached it too
 		got := callPeers(ctx, cc, rpcsPerPhase)
 		t.Logf("%s (%s delayed; RTTs %s): rule %s; traffic on %s after %v; %s",
 			p.name, p.delayed, formatRTTs(rtts), rule, wantName, settled.Round(time.Millisecond), sharesOf(got, rttColumns, 6))

@@ -226,6 +226,7 @@ func startMesh(t *testing.T, spec v1beta1.IstioSpec) *mcMesh {
 		ClusterID:  mcPrimary,
 		MeshConfig: cm.Data["mesh"],
 	})
+	t.Logf("istiod ready in %v", time.Since(start).Round(time.Millisecond))
 	return m
 }
 

@@ -224,6 +224,7 @@ func startTunnelMesh(t *testing.T, spec v1beta1.IstioSpec) *tunnelMesh {
 		MeshConfig: cm.Data["mesh"],
 		Env:        m.istiodEnv(),
 	})
+	t.Logf("istiod ready in %v", time.Since(start).Round(time.Millisecond))
 	return m
 }
 
