@@ -68,9 +68,9 @@ gen-check: generate update-golden ## Regenerate everything and fail if the tree 
 
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet and staticcheck.
-	go vet ./...
-	go vet -tags integration ./...
-	$(STATICCHECK) ./...
+	for tags in "" integration e2e chaos; do \
+	  go vet -tags "$$tags" ./... && $(STATICCHECK) -tags "$$tags" ./...; \
+	done
 
 ##@ Build
 
