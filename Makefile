@@ -69,7 +69,7 @@ gen-check: generate update-golden ## Regenerate everything and fail if the tree 
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet and staticcheck.
 	for tags in "" integration e2e chaos; do \
-	  go vet -tags "$$tags" ./... && $(STATICCHECK) -tags "$$tags" ./...; \
+	  go vet -tags "$$tags" ./... && $(STATICCHECK) -tags "$$tags" ./... || exit 1; \
 	done
 
 ##@ Build
