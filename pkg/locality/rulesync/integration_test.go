@@ -123,6 +123,9 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 
 	// Steady state: no write, of the rules or of the published summary.
 	waitHealth(t, kube, health.StateDegraded, "1 rule in conflict")
+	// One sync first, so that what a sync already in flight (started by
+	// the writer's own events) publishes lands before the snapshot.
+	must(t, srv.Sync(ctx, time.Now()))
 	before := writes(t, reg)
 	cmBefore, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, health.ConfigMapName, metav1.GetOptions{})
 	must(t, err)
