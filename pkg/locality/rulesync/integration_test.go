@@ -40,16 +40,25 @@ const ns = "istio-system"
 // rule (one covering a host, one squatting a generated rule's name), keeps
 // every rule while a member has not synced (creating only new hosts), and
 // prunes only its own rules once every member has synced.
-func TestWriterAgainstAPIServer(t *testing.T) {
+// startPrimary starts a real primary cluster with Istio's CRDs and the
+// rules' namespace, and returns it with a context bounded for the test.
+func startPrimary(t *testing.T) (*localcluster.Cluster, context.Context, kubernetes.Interface, dynamic.NamespaceableResourceInterface) {
+	t.Helper()
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	c := env.Cluster("primary")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	must(t, localistiod.InstallCRDs(ctx, c.Config))
 	kube := kubernetes.NewForConfigOrDie(c.Config)
 	drs := dynamic.NewForConfigOrDie(c.Config).Resource(rulesync.GVR)
 	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	must(t, err)
+	return c, ctx, kube, drs
+}
+
+func TestWriterAgainstAPIServer(t *testing.T) {
+	c, ctx, kube, drs := startPrimary(t)
+	var err error
 	for _, n := range []struct{ name, region string }{{"node-a", "r1"}, {"node-b", "r2"}} {
 		_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name,
 			Labels: map[string]string{topology.LabelRegion: n.region, topology.LabelZone: n.region + "-z"}}}, metav1.CreateOptions{})
@@ -219,15 +228,8 @@ func waitHealth(t *testing.T, kube kubernetes.Interface, state, want string) hea
 // TestOneWriterByLease runs two replicas with one Lease: one leads and
 // writes; when it stops, the other takes over and keeps the rules current.
 func TestOneWriterByLease(t *testing.T) {
-	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
-	c := env.Cluster("primary")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	must(t, localistiod.InstallCRDs(ctx, c.Config))
-	kube := kubernetes.NewForConfigOrDie(c.Config)
-	drs := dynamic.NewForConfigOrDie(c.Config).Resource(rulesync.GVR)
-	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	must(t, err)
+	c, ctx, kube, drs := startPrimary(t)
+	var err error
 	_, err = kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a",
 		Labels: map[string]string{topology.LabelRegion: "r1", topology.LabelZone: "z1"}}}, metav1.CreateOptions{})
 	must(t, err)
