@@ -8,16 +8,6 @@ import (
 	"strings"
 )
 
-// Label keys that carry locality.
-const (
-	LabelRegion        = "topology.kubernetes.io/region"
-	LabelZone          = "topology.kubernetes.io/zone"
-	LabelRegionLegacy  = "failure-domain.beta.kubernetes.io/region"
-	LabelZoneLegacy    = "failure-domain.beta.kubernetes.io/zone"
-	LabelSubzone       = "topology.istio.io/subzone"
-	LabelIstioLocality = "topology.istio.io/locality"
-)
-
 // The label that marks the DestinationRules the locality server writes:
 // they are left out of UserDestinationRules.
 const (
@@ -37,38 +27,6 @@ func (l Locality) String() string {
 	return strings.TrimRight(l.Region+"/"+l.Zone+"/"+l.Subzone, "/")
 }
 
-// NodeLocality derives a Node's locality from its labels: the
-// topology.kubernetes.io keys, else the legacy failure-domain ones; the
-// subzone from topology.istio.io/subzone.
-func NodeLocality(labels map[string]string) Locality {
-	l := Locality{Region: labels[LabelRegion], Zone: labels[LabelZone], Subzone: labels[LabelSubzone]}
-	if l.Region == "" {
-		l.Region = labels[LabelRegionLegacy]
-	}
-	if l.Zone == "" {
-		l.Zone = labels[LabelZoneLegacy]
-	}
-	return l
-}
-
-// PodLocality parses a Pod's topology.istio.io/locality label
-// ("region.zone.subzone", as istiod reads it); ok is false without one.
-func PodLocality(labels map[string]string) (Locality, bool) {
-	v, ok := labels[LabelIstioLocality]
-	if !ok || v == "" {
-		return Locality{}, false
-	}
-	parts := strings.SplitN(v, ".", 3)
-	l := Locality{Region: parts[0]}
-	if len(parts) > 1 {
-		l.Zone = parts[1]
-	}
-	if len(parts) > 2 {
-		l.Subzone = parts[2]
-	}
-	return l, true
-}
-
 // Topology is the state of every member cluster that locality routing needs.
 type Topology struct {
 	// Clusters are the member clusters, sorted by name.
@@ -77,8 +35,15 @@ type Topology struct {
 	// name (namespace sameness), sorted.
 	Services []Service `json:"services,omitempty"`
 	// UserDestinationRules are the DestinationRules users keep in the
-	// clusters; meshfleet generates nothing for the hosts they cover.
+	// clusters; meshfleet generates nothing for the hosts covered by one in
+	// the config cluster (the only cluster istiod reads them from).
 	UserDestinationRules []UserDestinationRule `json:"userDestinationRules,omitempty"`
+	// ConfigCluster is the cluster whose API server istiod reads its
+	// configuration from (the primary): its DestinationRules are the ones
+	// istiod applies, and its copy of a Service is the one istiod uses.
+	// Empty when unknown: then every cluster's DestinationRules count, and
+	// a Service's settings come from the first cluster by name.
+	ConfigCluster string `json:"configCluster,omitempty"`
 }
 
 // Cluster is one member cluster.
@@ -102,8 +67,21 @@ type Service struct {
 	// Annotations holds the Service's meshfleet.io/ annotations (per-service
 	// settings), from the first cluster by name that sets any.
 	Annotations map[string]string `json:"annotations,omitempty"`
-	// TrafficDistribution is spec.trafficDistribution if any cluster sets it.
+	// TrafficDistribution is the traffic distribution istiod applies to the
+	// Service (model.GetTrafficDistribution): spec.trafficDistribution when
+	// it is one istiod knows (PreferClose, PreferSameZone, PreferSameNode),
+	// else the annotation networking.istio.io/traffic-distribution, read from
+	// the copy of the Service istiod uses (see TrafficDistributionFrom);
+	// empty for istiod's default (Any).
 	TrafficDistribution string `json:"trafficDistribution,omitempty"`
+	// TrafficDistributionFrom says where TrafficDistribution was read:
+	// the field or annotation and the cluster whose copy istiod uses.
+	TrafficDistributionFrom string `json:"trafficDistributionFrom,omitempty"`
+	// IgnoredTrafficDistribution lists copies of the Service in other
+	// clusters whose traffic distribution differs from the one istiod uses
+	// (istiod reads one copy per hostname: the config cluster's when it has
+	// one; aggregate.Controller.Services).
+	IgnoredTrafficDistribution []string `json:"ignoredTrafficDistribution,omitempty"`
 	// Endpoints counts endpoints per cluster and locality, sorted.
 	Endpoints []EndpointGroup `json:"endpoints,omitempty"`
 }
@@ -111,12 +89,21 @@ type Service struct {
 // Key returns namespace/name.
 func (s Service) Key() string { return s.Namespace + "/" + s.Name }
 
-// EndpointGroup counts one service's endpoints in one cluster and locality.
+// EndpointGroup counts one service's endpoints in one cluster and locality
+// string.
 type EndpointGroup struct {
 	Cluster  string   `json:"cluster"`
 	Locality Locality `json:"locality"`
-	Ready    int      `json:"ready"`
-	NotReady int      `json:"notReady,omitempty"`
+	// Label is the locality string istiod keeps for these endpoints
+	// (model.Locality.Label): "r1/z1" from a pod label "r1.z1", "r1/z1/"
+	// from a Node. istiod groups EDS endpoints by it, so two labels that
+	// parse to one Locality reach clients as that locality twice.
+	Label string `json:"label,omitempty"`
+	// Source is where the locality came from (SourcePodLabel,
+	// SourcePodLabelLegacy, SourceNode); empty without one.
+	Source   string `json:"source,omitempty"`
+	Ready    int    `json:"ready"`
+	NotReady int    `json:"notReady,omitempty"`
 }
 
 // UserDestinationRule is a DestinationRule found in a cluster.
@@ -173,9 +160,9 @@ func (t *Topology) Sort() {
 	})
 }
 
-// compareEndpoints orders endpoint groups by cluster, then locality.
+// compareEndpoints orders endpoint groups by cluster, locality, then label.
 func compareEndpoints(a, b EndpointGroup) int {
-	return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), a.Locality.Compare(b.Locality))
+	return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), a.Locality.Compare(b.Locality), cmp.Compare(a.Label, b.Label))
 }
 
 // Compare orders localities by region, zone, then subzone.
@@ -228,8 +215,10 @@ func (t *Topology) DeepCopy() *Topology {
 			s.Annotations = a
 		}
 		s.Endpoints = append([]EndpointGroup(nil), s.Endpoints...)
+		s.IgnoredTrafficDistribution = append([]string(nil), s.IgnoredTrafficDistribution...)
 		out.Services = append(out.Services, s)
 	}
 	out.UserDestinationRules = append([]UserDestinationRule(nil), t.UserDestinationRules...)
+	out.ConfigCluster = t.ConfigCluster
 	return out
 }

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -41,11 +42,10 @@ type part struct {
 // DestinationRules from its objects.
 func buildPart(in clusterObjects) *part {
 	p := &part{cluster: Cluster{Name: in.name}}
-	nodes := make(map[string]Locality, len(in.nodes))
+	nodes := make(map[string]map[string]string, len(in.nodes))
 	for _, n := range in.nodes {
-		l := NodeLocality(n.Labels)
-		nodes[n.Name] = l
-		p.cluster.Nodes = append(p.cluster.Nodes, Node{Name: n.Name, Locality: l})
+		nodes[n.Name] = n.Labels
+		p.cluster.Nodes = append(p.cluster.Nodes, Node{Name: n.Name, Locality: NodeLocality(n.Labels)})
 	}
 	slices.SortFunc(p.cluster.Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 
@@ -63,13 +63,18 @@ func buildPart(in clusterObjects) *part {
 				svc.Annotations[k] = v
 			}
 		}
-		if s.Spec.TrafficDistribution != nil {
-			svc.TrafficDistribution = *s.Spec.TrafficDistribution
+		if td, from := trafficDistribution(s); td != "" {
+			svc.TrafficDistribution, svc.TrafficDistributionFrom = td, from+" of "+in.name+"'s copy"
 		}
 		services[s.Namespace+"/"+s.Name] = svc
 	}
 
-	groups := map[*Service]map[Locality]*EndpointGroup{}
+	type groupKey struct {
+		l      Locality
+		label  string
+		source string
+	}
+	groups := map[*Service]map[groupKey]*EndpointGroup{}
 	for _, es := range in.slices {
 		svcName := es.Labels[discoveryv1.LabelServiceName]
 		if svcName == "" {
@@ -80,14 +85,15 @@ func buildPart(in clusterObjects) *part {
 			continue // slice of a Service this cluster does not have (yet)
 		}
 		for _, ep := range es.Endpoints {
-			l := endpointLocality(es.Namespace, ep, nodes, in.pod)
+			l, label, source := endpointLocality(es.Namespace, ep, nodes, in.pod)
 			if groups[svc] == nil {
-				groups[svc] = map[Locality]*EndpointGroup{}
+				groups[svc] = map[groupKey]*EndpointGroup{}
 			}
-			g := groups[svc][l]
+			k := groupKey{l, label, source}
+			g := groups[svc][k]
 			if g == nil {
-				g = &EndpointGroup{Cluster: in.name, Locality: l}
-				groups[svc][l] = g
+				g = &EndpointGroup{Cluster: in.name, Locality: l, Label: label, Source: source}
+				groups[svc][k] = g
 			}
 			n := len(ep.Addresses)
 			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
@@ -120,38 +126,68 @@ func buildPart(in clusterObjects) *part {
 	return p
 }
 
-// endpointLocality is the Pod's topology.istio.io/locality label, else the
-// Node's labels, else the zone the EndpointSlice reports.
-func endpointLocality(ns string, ep discoveryv1.Endpoint, nodes map[string]Locality, pod func(string) (*metav1.PartialObjectMetadata, bool)) Locality {
+// endpointLocality is istiod's getPodLocality for the endpoint's Pod
+// (EndpointLocality): the Pod's locality label, else its Node's labels.
+// The Pod is the endpoint's targetRef, the Node the endpoint's nodeName
+// (which the EndpointSlice controller copies from the Pod's spec.nodeName,
+// where istiod reads it). istiod does not use the zone an EndpointSlice
+// reports, and neither does this.
+func endpointLocality(ns string, ep discoveryv1.Endpoint, nodes map[string]map[string]string, pod func(string) (*metav1.PartialObjectMetadata, bool)) (Locality, string, string) {
+	var podLabels map[string]string
 	if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" && pod != nil {
 		podNS := ref.Namespace
 		if podNS == "" {
 			podNS = ns
 		}
 		if pm, ok := pod(podNS + "/" + ref.Name); ok {
-			if l, ok := PodLocality(pm.Labels); ok {
-				return l
+			podLabels = pm.Labels
+		}
+	}
+	var nodeLabels map[string]string
+	nodeKnown := false
+	if ep.NodeName != nil {
+		nodeLabels, nodeKnown = nodes[*ep.NodeName]
+	}
+	return EndpointLocality(podLabels, nodeLabels, nodeKnown)
+}
+
+// trafficDistribution is istiod's model.GetTrafficDistribution for one
+// copy of a Service, without the namespace annotation: spec.trafficDistribution
+// when istiod knows its value, else the annotation
+// networking.istio.io/traffic-distribution (case-insensitive; an unknown
+// value means istiod's default). It returns the value and where it was read.
+func trafficDistribution(s *corev1.Service) (value, from string) {
+	if v := s.Spec.TrafficDistribution; v != nil {
+		switch *v {
+		case corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode:
+			return *v, "spec.trafficDistribution"
+		}
+	}
+	if v := s.Annotations[AnnotationTrafficDistribution]; v != "" {
+		for _, known := range []string{corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode} {
+			if strings.EqualFold(v, known) {
+				return known, "annotation " + AnnotationTrafficDistribution
 			}
 		}
 	}
-	if ep.NodeName != nil {
-		if l, ok := nodes[*ep.NodeName]; ok && l != (Locality{}) {
-			return l
-		}
-	}
-	if ep.Zone != nil {
-		return Locality{Zone: *ep.Zone}
-	}
-	return Locality{}
+	return "", ""
 }
 
 // merge joins the clusters' parts, given in cluster name order, into a
 // Topology that shares nothing with them: services are merged by namespace
 // and name (namespace sameness); a service's meshfleet.io/ annotations come
-// from the first cluster that sets any, its traffic distribution from the
-// first that sets one.
-func merge(parts []*part) *Topology {
-	t := &Topology{}
+// from the first cluster that sets any; its traffic distribution from the
+// copy istiod uses (istiod's aggregate controller keeps the first registry's
+// copy of a hostname, and the config cluster's registry comes first: the
+// config cluster's copy when it has one, else the first cluster by name,
+// since istiod's order of remote registries is the order it added them).
+func merge(parts []*part, configCluster string) *Topology {
+	t := &Topology{ConfigCluster: configCluster}
+	if i := slices.IndexFunc(parts, func(p *part) bool { return p.cluster.Name == configCluster }); i > 0 {
+		parts = append([]*part{parts[i]}, append(slices.Clone(parts[:i]), parts[i+1:]...)...)
+	}
+	type copyTD struct{ cluster, value, from string }
+	copies := map[int][]copyTD{}
 	n := 0
 	for _, p := range parts {
 		n = max(n, len(p.services))
@@ -162,7 +198,11 @@ func merge(parts []*part) *Topology {
 		for i, s := range p.services {
 			j, ok := at[p.keys[i]]
 			if !ok {
-				at[p.keys[i]] = len(t.Services)
+				j = len(t.Services)
+			}
+			copies[j] = append(copies[j], copyTD{p.cluster.Name, s.TrafficDistribution, s.TrafficDistributionFrom})
+			if !ok {
+				at[p.keys[i]] = j
 				s.Annotations = maps.Clone(s.Annotations)
 				s.Endpoints = slices.Clone(s.Endpoints)
 				t.Services = append(t.Services, s)
@@ -172,13 +212,21 @@ func merge(parts []*part) *Topology {
 			if m.Annotations == nil {
 				m.Annotations = maps.Clone(s.Annotations)
 			}
-			if m.TrafficDistribution == "" {
-				m.TrafficDistribution = s.TrafficDistribution
-			}
 			m.Endpoints = append(m.Endpoints, s.Endpoints...)
 		}
 		t.UserDestinationRules = append(t.UserDestinationRules, p.rules...)
 	}
+	for j, cs := range copies {
+		used := cs[0]
+		for _, c := range cs[1:] {
+			if c.value == "" || c.value == used.value {
+				continue
+			}
+			t.Services[j].IgnoredTrafficDistribution = append(t.Services[j].IgnoredTrafficDistribution,
+				fmt.Sprintf("%s's copy sets %s %s; istiod uses %s's copy", c.cluster, strings.TrimSuffix(c.from, " of "+c.cluster+"'s copy"), c.value, used.cluster))
+		}
+	}
+	slices.SortFunc(t.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
 	t.Sort()
 	return t
 }

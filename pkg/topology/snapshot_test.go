@@ -93,7 +93,7 @@ func TestBuildAndMerge(t *testing.T) {
 		},
 	}
 	p1, p2 := buildPart(c1), buildPart(c2)
-	got := merge([]*part{p1, p2})
+	got := merge([]*part{p1, p2}, "")
 
 	want := &Topology{
 		Clusters: []Cluster{
@@ -102,18 +102,22 @@ func TestBuildAndMerge(t *testing.T) {
 		},
 		Services: []Service{
 			{Namespace: "shop", Name: "cart", Hostname: "cart.shop.svc.cluster.local",
-				// c1 sets no meshfleet annotation: c2's are taken; so is its trafficDistribution.
-				Annotations: map[string]string{"meshfleet.io/failover": "r3"}, TrafficDistribution: "PreferClose",
+				// c1 sets no meshfleet annotation: c2's are taken. Its
+				// trafficDistribution is not: istiod uses the first
+				// cluster's copy (no config cluster given: c1, by name).
+				Annotations: map[string]string{"meshfleet.io/failover": "r3"},
+				IgnoredTrafficDistribution: []string{"c2's copy sets spec.trafficDistribution PreferClose; istiod uses c1's copy"},
 				Endpoints: []EndpointGroup{
-					{Cluster: "c1", Locality: Locality{Region: "r1", Zone: "z1"}, Ready: 1, NotReady: 1},
-					{Cluster: "c1", Locality: Locality{Region: "r1", Zone: "z2"}, Ready: 1},
-					{Cluster: "c1", Locality: Locality{Region: "r9", Zone: "z9", Subzone: "s9"}, Ready: 1}, // the Pod's label wins
-					{Cluster: "c2", Locality: Locality{Region: "r2", Zone: "z3"}, Ready: 1},
+					{Cluster: "c1", Locality: Locality{Region: "r1", Zone: "z1"}, Label: "r1/z1/", Source: SourceNode, Ready: 1, NotReady: 1},
+					{Cluster: "c1", Locality: Locality{Region: "r1", Zone: "z2"}, Label: "r1/z2/", Source: SourceNode, Ready: 1},
+					{Cluster: "c1", Locality: Locality{Region: "r9", Zone: "z9", Subzone: "s9"}, Label: "r9/z9/s9", Source: SourcePodLabel, Ready: 1}, // the Pod's label wins
+					{Cluster: "c2", Locality: Locality{Region: "r2", Zone: "z3"}, Label: "r2/z3/", Source: SourceNode, Ready: 1},
 				}},
 			{Namespace: "shop", Name: "pay", Hostname: "pay.shop.svc.cluster.local",
 				// c1 (first by name) sets one: its annotations win, c2's are ignored.
 				Annotations: map[string]string{"meshfleet.io/locality": "off"},
-				Endpoints:   []EndpointGroup{{Cluster: "c1", Locality: Locality{Zone: "z-from-slice"}, Ready: 1}}},
+				// No Pod, no Node: no locality (istiod ignores the slice's zone).
+				Endpoints: []EndpointGroup{{Cluster: "c1", Ready: 1}}},
 		},
 		UserDestinationRules: []UserDestinationRule{{Cluster: "c1", Namespace: "shop", Name: "mine", Host: "pay"}},
 	}
@@ -126,7 +130,7 @@ func TestBuildAndMerge(t *testing.T) {
 	got.Services[0].Endpoints[0].Ready = 99
 	got.Services[0].Annotations["meshfleet.io/failover"] = "changed"
 	got.Clusters[0].Nodes[0].Name = "changed"
-	if again := merge([]*part{p1, p2}); !cmp.Equal(want, again) {
+	if again := merge([]*part{p1, p2}, ""); !cmp.Equal(want, again) {
 		t.Errorf("changing a merged topology changed the parts it came from:\n%s", cmp.Diff(want, again))
 	}
 }
@@ -155,7 +159,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.Run("one-cluster-changed", func(b *testing.B) {
 		for b.Loop() {
 			parts[2] = buildPart(objs[2])
-			merge(parts)
+			merge(parts, "")
 		}
 	})
 	b.Run("all-changed", func(b *testing.B) {
@@ -163,7 +167,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			for i, in := range objs {
 				parts[i] = buildPart(in)
 			}
-			merge(parts)
+			merge(parts, "")
 		}
 	})
 }

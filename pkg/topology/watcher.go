@@ -43,6 +43,9 @@ type WatcherOptions struct {
 	Logger   *slog.Logger
 	// Resync is the informers' resync period; 0 disables it.
 	Resync time.Duration
+	// ConfigCluster names the cluster istiod reads its configuration from
+	// (the primary): Topology.ConfigCluster.
+	ConfigCluster string
 }
 
 // Watcher keeps informers on Nodes, Services, EndpointSlices, Pod metadata
@@ -136,14 +139,19 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	_, _ = cw.nodes.AddEventHandler(w.handler(cw, func(old, cur any) bool {
 		o, ok1 := old.(*corev1.Node)
 		n, ok2 := cur.(*corev1.Node)
-		return !ok1 || !ok2 || NodeLocality(o.Labels) != NodeLocality(n.Labels)
+		return !ok1 || !ok2 || NodeLocalityLabel(o.Labels) != NodeLocalityLabel(n.Labels)
 	}))
 	_, _ = cw.services.AddEventHandler(w.handler(cw, nil))
 	_, _ = cw.slices.AddEventHandler(w.handler(cw, nil))
 	_, _ = cw.pods.AddEventHandler(w.handler(cw, func(old, cur any) bool {
 		o, ok1 := old.(*metav1.PartialObjectMetadata)
 		n, ok2 := cur.(*metav1.PartialObjectMetadata)
-		return !ok1 || !ok2 || o.Labels[LabelIstioLocality] != n.Labels[LabelIstioLocality]
+		if !ok1 || !ok2 {
+			return true
+		}
+		ov, _, _ := PodLocalityLabel(o.Labels)
+		nv, _, _ := PodLocalityLabel(n.Labels)
+		return ov != nv
 	}))
 
 	// Users' DestinationRules, when Istio's CRDs are installed.
@@ -345,7 +353,7 @@ func (w *Watcher) Snapshot() *Topology {
 	for i, cw := range cws {
 		parts[i] = cw.part(w.opts.Domain)
 	}
-	return merge(parts)
+	return merge(parts, w.opts.ConfigCluster)
 }
 
 // part returns the cluster's share of the Topology, rebuilt from its
