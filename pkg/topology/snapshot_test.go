@@ -105,7 +105,7 @@ func TestBuildAndMerge(t *testing.T) {
 				// c1 sets no meshfleet annotation: c2's are taken. Its
 				// trafficDistribution is not: istiod uses the first
 				// cluster's copy (no config cluster given: c1, by name).
-				Annotations: map[string]string{"meshfleet.io/failover": "r3"},
+				Annotations:                map[string]string{"meshfleet.io/failover": "r3"},
 				IgnoredTrafficDistribution: []string{"c2's copy sets spec.trafficDistribution PreferClose; istiod uses c1's copy"},
 				Endpoints: []EndpointGroup{
 					{Cluster: "c1", Locality: Locality{Region: "r1", Zone: "z1"}, Label: "r1/z1/", Source: SourceNode, Ready: 1, NotReady: 1},
