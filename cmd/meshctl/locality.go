@@ -20,16 +20,23 @@ import (
 // (rulesync.DebugState), kept generic so that every field the server sends
 // is printed by -o json|yaml as it came.
 type localityState struct {
-	Leader     bool               `json:"leader"`
-	Namespace  string             `json:"namespace,omitempty"`
-	Rules      int                `json:"rules"`
-	Members    []localityMember   `json:"members,omitempty"`
-	Held       []string           `json:"held,omitempty"`
-	HeldReason string             `json:"heldReason,omitempty"`
-	Conflicts  []string           `json:"conflicts,omitempty"`
-	Error      string             `json:"error,omitempty"`
-	LastWrite  *time.Time         `json:"lastWrite,omitempty"`
-	Decisions  []localityDecision `json:"decisions"`
+	Leader     bool             `json:"leader"`
+	Namespace  string           `json:"namespace,omitempty"`
+	Rules      int              `json:"rules"`
+	Members    []localityMember `json:"members,omitempty"`
+	Held       []string         `json:"held,omitempty"`
+	HeldReason string           `json:"heldReason,omitempty"`
+	Conflicts  []string         `json:"conflicts,omitempty"`
+	Error      string           `json:"error,omitempty"`
+	LastWrite  *time.Time       `json:"lastWrite,omitempty"`
+	// DuplicateLocality: services a proxyless gRPC client cannot use.
+	DuplicateLocality []localityProblem  `json:"duplicateLocality,omitempty"`
+	Decisions         []localityDecision `json:"decisions"`
+}
+
+type localityProblem struct {
+	Service  string   `json:"service"`
+	Problems []string `json:"problems"`
 }
 
 type localityMember struct {
@@ -44,6 +51,8 @@ type localityDecision struct {
 	Skipped  string         `json:"skipped,omitempty"`
 	Reasons  []string       `json:"reasons,omitempty"`
 	Warnings []string       `json:"warnings,omitempty"`
+	// DuplicateLocalities: localities istiod sends twice for this host.
+	DuplicateLocalities []string `json:"duplicateLocalities,omitempty"`
 }
 
 func newLocalityCommand(g *globals) *cobra.Command {
@@ -58,7 +67,13 @@ holds the Lease), the member clusters and any not synced since start, rules
 held or in conflict; then, per service, the generated locality policy (failover
 targets, outlier detection) and the reasons for it: the failover order and where
 it came from (the Istio resource, measured RTT, the default order), or why nothing
-was generated (a user DestinationRule, an annotation, no endpoints).
+was generated (a user DestinationRule, an annotation, no endpoints; every
+reason that applies). Warnings name settings istiod ignores (a user
+DestinationRule in a remote cluster: istiod reads them only from the
+primary, so the rule is still generated; a traffic distribution set on
+another cluster's copy of the Service than the one istiod uses). Services
+whose endpoints give istiod one locality twice (a pod locality label and
+a Node's labels) are listed first as proxyless gRPC hazards, with the fix.
 
 SERVICE is namespace/name, or a name matched in every namespace.`,
 		Example: `  meshctl locality --xds-debug http://localhost:9092
@@ -131,6 +146,13 @@ func fetchLocality(ctx context.Context, base string, args []string) (*localitySt
 			return nil, fmt.Errorf("no service named %s in any member cluster (the locality server knows %d services); give namespace/name", service, len(st.Decisions))
 		}
 		st.Decisions = keep
+		var problems []localityProblem
+		for _, d := range keep {
+			if len(d.DuplicateLocalities) > 0 {
+				problems = append(problems, localityProblem{Service: d.Service, Problems: d.DuplicateLocalities})
+			}
+		}
+		st.DuplicateLocality = problems
 	}
 	return st, nil
 }
@@ -174,6 +196,9 @@ func printLocality(w io.Writer, format string, st *localityState) error {
 	if st.Error != "" {
 		fmt.Fprintf(w, "last translation failed (the rules written stay as they are): %s\n", st.Error)
 	}
+	for _, p := range st.DuplicateLocality {
+		fmt.Fprintf(w, "proxyless gRPC hazard: %s: istiod sends one locality twice in its EDS responses, proxyless gRPC clients reject them (see below)\n", p.Service)
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tRULE\tFAILOVER\tOUTLIER DETECTION")
@@ -198,6 +223,9 @@ func printLocality(w io.Writer, format string, st *localityState) error {
 		}
 		for _, x := range d.Warnings {
 			fmt.Fprintf(w, "  warning: %s\n", x)
+		}
+		for _, x := range d.DuplicateLocalities {
+			fmt.Fprintf(w, "  proxyless gRPC hazard: %s\n", x)
 		}
 	}
 	return nil

@@ -159,8 +159,10 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 					tracker.SetPrimary(primaryCluster)
 				}
 			}
-			watch := func(cfgs map[string]*rest.Config) (*topology.Watcher, error) {
-				w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Domain: domain, Logger: log, OnChange: notify})
+			// configCluster is where istiod reads DestinationRules and the
+			// copy of each Service it uses: the primary.
+			watch := func(cfgs map[string]*rest.Config, configCluster string) (*topology.Watcher, error) {
+				w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Domain: domain, Logger: log, OnChange: notify, ConfigCluster: configCluster})
 				if err != nil {
 					return nil, err
 				}
@@ -189,7 +191,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 					}
 					follower.OnChange(m)
 					if topo.Load() == nil {
-						w, err := watch(m.Configs())
+						w, err := watch(m.Configs(), primaryMember(m))
 						if err != nil {
 							log.Error("cannot watch the member clusters; retrying on the next change of the mesh", "err", err)
 							return
@@ -203,7 +205,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 					return err
 				}
 				mw.Start(ctx)
-			} else if _, err := watch(static); err != nil {
+			} else if _, err := watch(static, primaryCluster); err != nil {
 				return err
 			}
 			if tracker != nil {

@@ -49,6 +49,11 @@ type Decision struct {
 	Reasons []string `json:"reasons,omitempty"`
 	// Warnings report per-service settings that were ignored, and the fix.
 	Warnings []string `json:"warnings,omitempty"`
+	// DuplicateLocalities report localities istiod would send twice in one
+	// EDS response for the host (topology.Service.DuplicateLocalities),
+	// which proxyless gRPC clients reject, and the fix. They do not depend
+	// on the rule: they are reported for skipped services too.
+	DuplicateLocalities []string `json:"duplicateLocalities,omitempty"`
 }
 
 // Rule is a generated DestinationRule, shaped like the Kubernetes object.
@@ -93,22 +98,51 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 	}
 	regions := t.Regions()
 	meshOrders := ComputeOrders(regions, p.Failover, p.Distances)
-	users := newUserHosts(t.UserDestinationRules)
+	// istiod reads DestinationRules only from its config cluster (its
+	// crdclient watches the config cluster's API server; remote clusters
+	// give it services and endpoints only): users' rules elsewhere do not
+	// stop generation, they are reported (ARCHITECTURE.md, "A user's
+	// DestinationRule in a remote cluster").
+	var effective, elsewhere []topology.UserDestinationRule
+	for _, r := range t.UserDestinationRules {
+		if t.ConfigCluster == "" || r.Cluster == t.ConfigCluster {
+			effective = append(effective, r)
+		} else {
+			elsewhere = append(elsewhere, r)
+		}
+	}
+	users, ignoredUsers := newUserHosts(effective), newUserHosts(elsewhere)
 
 	out := &Result{}
 	services := append([]topology.Service(nil), t.Services...)
 	sort.Slice(services, func(i, j int) bool { return services[i].Key() < services[j].Key() })
 	for _, svc := range services {
 		d := Decision{Service: svc.Key(), Host: svc.Hostname}
-		switch {
-		case strings.EqualFold(svc.Annotations[AnnotationLocality], "off"):
-			d.Skipped = fmt.Sprintf("annotation %s: off on Service %s", AnnotationLocality, svc.Key())
-		case users.covers(svc.Hostname) != "":
-			d.Skipped = fmt.Sprintf("user DestinationRule %s covers host %s; user config wins", users.covers(svc.Hostname), svc.Hostname)
-		case !hasEndpoints(svc):
-			d.Skipped = "no endpoints in any cluster"
-		default:
+		var skip []string
+		if strings.EqualFold(svc.Annotations[AnnotationLocality], "off") {
+			skip = append(skip, fmt.Sprintf("annotation %s: off on Service %s", AnnotationLocality, svc.Key()))
+		}
+		if id := users.covers(svc.Hostname); id != "" {
+			skip = append(skip, fmt.Sprintf("user DestinationRule %s covers host %s; user config wins", id, svc.Hostname))
+		}
+		if id := ignoredUsers.covers(svc.Hostname); id != "" {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("user DestinationRule %s covers host %s but is not in cluster %s, the only cluster istiod reads DestinationRules from: istiod ignores it, so meshfleet keeps generating; to configure the host yourself, put the rule in %s (meshfleet then steps aside), else delete it", id, svc.Hostname, t.ConfigCluster, t.ConfigCluster))
+		}
+		if len(skip) == 0 && !hasEndpoints(svc) {
+			skip = append(skip, "no endpoints in any cluster")
+		}
+		if len(skip) > 0 {
+			d.Skipped = strings.Join(skip, "; ")
+		} else {
 			generate(&d, svc, regions, meshOrders, p, od)
+		}
+		for _, x := range svc.IgnoredTrafficDistribution {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("Service %s: %s (the config cluster's copy when it has one); set it there for istiod to apply it", svc.Key(), x))
+		}
+		for _, dup := range svc.DuplicateLocalities() {
+			d.DuplicateLocalities = append(d.DuplicateLocalities, fmt.Sprintf(
+				"locality %s reaches istiod as %s: istiod sends it twice in one EDS response, which proxyless gRPC clients reject (every RPC to the service fails Unavailable); fix: give every endpoint of the service its locality from one source (remove the pod locality labels so the Nodes' labels apply, or put the label on every Pod of the service)",
+				dup.Locality, strings.Join(dup.Labels, " and ")))
 		}
 		out.Decisions = append(out.Decisions, d)
 	}
@@ -140,7 +174,7 @@ func generate(d *Decision, svc topology.Service, regions []string, meshOrders Or
 		Spec: spec,
 	}
 	if svc.TrafficDistribution != "" {
-		d.Reasons = append(d.Reasons, fmt.Sprintf("Service sets trafficDistribution %s: keeping it (no localityLbSetting), adding only the outlier detection failover needs", svc.TrafficDistribution))
+		d.Reasons = append(d.Reasons, fmt.Sprintf("Service sets traffic distribution %s (%s): keeping it (no localityLbSetting), adding only the outlier detection failover needs", svc.TrafficDistribution, orUnknown(svc.TrafficDistributionFrom)))
 		return
 	}
 
@@ -228,6 +262,13 @@ func mergeFailover(mesh, own []Failover) []Failover {
 		}
 	}
 	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "spec.trafficDistribution"
+	}
+	return s
 }
 
 func hasEndpoints(s topology.Service) bool {

@@ -310,7 +310,7 @@ func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, namespace,
 		cfgs[c.Name] = c.Config
 	}
 	var current atomic.Pointer[rulesync.Server]
-	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Logger: log, OnChange: func() {
+	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Logger: log, ConfigCluster: s.Primary().Name, OnChange: func() {
 		if srv := current.Load(); srv != nil {
 			srv.Notify()
 		}

@@ -31,8 +31,21 @@ type DebugState struct {
 	Error string `json:"error,omitempty"`
 	// LastWrite is when rules were last written.
 	LastWrite *time.Time `json:"lastWrite,omitempty"`
+	// DuplicateLocality lists the services whose endpoints reach istiod
+	// with two locality strings for one locality (a pod label and a Node,
+	// say): istiod sends that locality twice in one EDS response and
+	// proxyless gRPC clients reject it. Each entry says how to fix it.
+	// (meshctl locality prints them first; a health check can read them
+	// here.)
+	DuplicateLocality []ServiceProblem `json:"duplicateLocality,omitempty"`
 	// Decisions holds, per service, the generated rule and why.
 	Decisions []locality.Decision `json:"decisions"`
+}
+
+// ServiceProblem is a problem of one service and its fix.
+type ServiceProblem struct {
+	Service  string   `json:"service"`
+	Problems []string `json:"problems"`
 }
 
 // Member is one member cluster's sync state.
@@ -69,7 +82,19 @@ func (s *Server) State() DebugState {
 	if s.last != nil {
 		st.Decisions = s.last.Decisions
 	}
+	st.DuplicateLocality = duplicateLocality(st.Decisions)
 	return st
+}
+
+// duplicateLocality collects the decisions' duplicate-locality reports.
+func duplicateLocality(ds []locality.Decision) []ServiceProblem {
+	var out []ServiceProblem
+	for _, d := range ds {
+		if len(d.DuplicateLocalities) > 0 {
+			out = append(out, ServiceProblem{Service: d.Service, Problems: d.DuplicateLocalities})
+		}
+	}
+	return out
 }
 
 // DebugHandler serves the state as YAML at any path; ?service=ns/name
@@ -89,6 +114,7 @@ func (s *Server) DebugHandler() http.Handler {
 				return
 			}
 			st.Decisions = keep
+			st.DuplicateLocality = duplicateLocality(keep)
 		}
 		out, err := yaml.Marshal(st)
 		if err != nil {
