@@ -45,6 +45,8 @@ type localityServerOptions struct {
 	primary  *rest.Config            // where the rules are written
 	clusters map[string]*rest.Config // member clusters, watched from the start
 	policy   locality.Policy
+	// configCluster is istiod's config cluster (topology.WatcherOptions).
+	configCluster string
 	// members, if set, is the member set instead of the watcher's (e.g. a
 	// cluster that never syncs).
 	members func(w *topology.Watcher) map[string]bool
@@ -73,7 +75,8 @@ func startLocalityServer(t *testing.T, o localityServerOptions) *localityServer 
 				s.Notify()
 			}
 		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ConfigCluster: o.configCluster,
 	})
 	if err != nil {
 		t.Fatal(err)
