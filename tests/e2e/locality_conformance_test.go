@@ -166,6 +166,7 @@ var confCases = []confCase{
 	// PreferClose asked by annotation on the primary's copy: no failover
 	// rule; the hand-written rule is outlier detection only.
 	{name: "traffic-distribution-annotation", bug: "annotation networking.istio.io/traffic-distribution ignored", hand: "",
+		serviceIn: []string{mcPrimary},
 		change: map[string]func(*corev1.Service){mcPrimary: annotate(topology.AnnotationTrafficDistribution, "PreferClose")},
 		endpoints: []confEndpoint{
 			{cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
@@ -264,15 +265,11 @@ func TestLocalityConformance(t *testing.T) {
 	})
 	t.Logf("3 API servers, %d cases and istiod up after %v", len(confCases), time.Since(began).Round(time.Millisecond))
 
-	// Every endpoint has reached istiod (all but the not-ready ones, which
-	// istiod does not send).
+	// Every endpoint has reached istiod (not-ready ones too: istiod sends
+	// them to proxyless gRPC clients, marked unhealthy).
 	wantEndpoints := map[string]int{}
 	for _, c := range confCases {
-		for _, e := range c.endpoints {
-			if !e.notReady {
-				wantEndpoints[c.name]++
-			}
-		}
+		wantEndpoints[c.name] = len(c.endpoints)
 	}
 	confWait(ctx, t, 60*time.Second, "istiod has every case's endpoints", func() error {
 		got, err := confFetch(ctx, istiod.GRPCAddr, confClients[0])
@@ -329,10 +326,17 @@ func TestLocalityConformance(t *testing.T) {
 
 	// The table, then the verdicts.
 	var b strings.Builder
-	fmt.Fprintf(&b, "EDS priorities istiod serves proxyless gRPC clients (r1/z1/s1 | r2/z3 | r3/z4), policy r1→r3 first:\n")
-	fmt.Fprintf(&b, "%-34s %-70s %-70s %s\n", "case", "meshfleet's rules", "hand-written rule", "same")
+	fmt.Fprintf(&b, "EDS priorities istiod serves proxyless gRPC clients, policy r1→r3 first:\n")
+	fmt.Fprintf(&b, "%-33s %-9s %-45s %-45s %s\n", "case", "client", "meshfleet's rules", "hand-written rule", "same")
 	for _, c := range confCases {
-		fmt.Fprintf(&b, "%-34s %-70s %-70s %v\n", c.name, mesh[c.name], hand[c.name], mesh[c.name] == hand[c.name])
+		m, h := strings.Split(mesh[c.name], " | "), strings.Split(hand[c.name], " | ")
+		for i, loc := range confClients {
+			name := ""
+			if i == 0 {
+				name = c.name
+			}
+			fmt.Fprintf(&b, "%-33s %-9s %-45s %-45s %v\n", name, strings.TrimRight(loc.Region+"/"+loc.Zone+"/"+loc.SubZone, "/"), at(m, i), at(h, i), at(m, i) == at(h, i))
+		}
 	}
 	t.Log("\n" + b.String())
 	state := ls.State()
@@ -563,6 +567,13 @@ func confAll(ctx context.Context, xdsAddr string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+func at(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return "?"
 }
 
 func orNone(s string) string {
