@@ -18,6 +18,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -361,6 +362,38 @@ func TestLocalityConformance(t *testing.T) {
 			t.Errorf("%s: no warning that istiod ignores the user's rule in remote1: %v", c.name, d.Warnings)
 		}
 	}
+	// The hazard as a real proxyless client meets it: grpc-go's xDS
+	// client rejects the EDS response with the duplicate locality, so the
+	// channel has no endpoints; the client of a case without one gets its
+	// endpoints (and fails only to connect: nothing listens on them).
+	for _, c := range confCases {
+		if c.duplicate == "" && c.name != "subzones" {
+			continue
+		}
+		cc := dialXDS(t, "xds:///"+c.host()+":"+itoa(echoPort), xdsBootstrap(istiod.GRPCAddr, "sidecar~198.18.30.251~grpc.default~default.svc.cluster.local", mcPrimary, "r1", "z1"))
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{})
+		ccancel()
+		t.Logf("%s: a grpc-go xDS client's RPC: %v", c.name, err)
+		gotEndpoints := err != nil && strings.Contains(err.Error(), "dial tcp 198.18.30.")
+		if gotEndpoints != (c.duplicate == "") {
+			t.Errorf("%s: the grpc-go client got endpoints: %v, want %v (RPC error %v)", c.name, gotEndpoints, c.duplicate == "", err)
+		}
+	}
+	// istiod logs grpc-go's NACK, with grpc-go's reason.
+	confWait(ctx, t, 10*time.Second, "istiod to log grpc-go's NACK of the duplicate locality", func() error {
+		b, err := os.ReadFile(istiod.LogPath)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "duplicate locality") {
+				t.Logf("istiod: %s", line)
+				return nil
+			}
+		}
+		return fmt.Errorf("no line with \"duplicate locality\" in %s", istiod.LogPath)
+	})
 	t.Logf("wall time %v", time.Since(began).Round(time.Millisecond))
 }
 

@@ -130,6 +130,28 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	t.Logf("conflict: %s", srv.State().Conflicts[0])
 	usersUntouched()
 
+	// A field the writer stops setting goes: echo asks for PreferClose (the
+	// annotation istiod reads), so its rule keeps outlier detection only.
+	// (A rule first written with Create has its fields owned by an Update
+	// entry of the field manager, which server-side apply alone never
+	// removes.)
+	_, err = kube.CoreV1().Services("default").Patch(ctx, "echo", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"`+topology.AnnotationTrafficDistribution+`":"PreferClose"}}}`), metav1.PatchOptions{})
+	must(t, err)
+	testenv.Eventually(t, 30*time.Second, "echo's failover removed", func() error {
+		live, err := drs.Namespace(ns).Get(ctx, echoRule, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if lb, ok, _ := unstructured.NestedMap(live.Object, "spec", "trafficPolicy", "loadBalancer"); ok {
+			return fmt.Errorf("%s still has loadBalancer %v", echoRule, lb)
+		}
+		if _, ok, _ := unstructured.NestedMap(live.Object, "spec", "trafficPolicy", "outlierDetection"); !ok {
+			return fmt.Errorf("%s lost its outlier detection", echoRule)
+		}
+		return nil
+	})
+
 	// Steady state: no write, of the rules or of the published summary.
 	waitHealth(t, kube, health.StateDegraded, "1 rule in conflict")
 	// One sync first, so that what a sync already in flight (started by

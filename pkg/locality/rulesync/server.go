@@ -21,12 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/csaupgrade"
 
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/topology"
@@ -534,10 +536,31 @@ func (s *Server) applyIfMine(ctx context.Context, w Write) (*unstructured.Unstru
 }
 
 // apply writes w with server-side apply, only onto the object with w.UID.
+//
+// A rule is first written with Create (so that someone else's object of
+// the same name is never taken over), which records its fields under an
+// Update entry of FieldManager. Server-side apply removes only fields
+// that no manager but the applier owns, so a field the writer stops
+// setting (a failover dropped when the Service asks for a traffic
+// distribution) would stay. The first apply onto such an object therefore
+// moves the Update entry into the Apply entry (client-go's csaupgrade, as
+// kubectl does when it moves to server-side apply) and applies again.
 func (s *Server) apply(ctx context.Context, w Write) (*unstructured.Unstructured, error) {
 	obj, err := toObject(w.Rule, w.Hash, w.UID)
 	if err != nil {
 		return nil, err
 	}
-	return s.rules.Apply(ctx, w.Rule.Metadata.Name, obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	live, err := s.rules.Apply(ctx, w.Rule.Metadata.Name, obj, opts)
+	if err != nil {
+		return nil, err
+	}
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(FieldManager), FieldManager)
+	if err != nil || patch == nil {
+		return live, err
+	}
+	if _, err := s.rules.Patch(ctx, w.Rule.Metadata.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+		return nil, fmt.Errorf("moving the fields written at creation to server-side apply: %w", err)
+	}
+	return s.rules.Apply(ctx, w.Rule.Metadata.Name, obj, opts)
 }
