@@ -168,7 +168,7 @@ var confCases = []confCase{
 	// rule; the hand-written rule is outlier detection only.
 	{name: "traffic-distribution-annotation", bug: "annotation networking.istio.io/traffic-distribution ignored", hand: "",
 		serviceIn: []string{mcPrimary},
-		change: map[string]func(*corev1.Service){mcPrimary: annotate(topology.AnnotationTrafficDistribution, "PreferClose")},
+		change:    map[string]func(*corev1.Service){mcPrimary: annotate(topology.AnnotationTrafficDistribution, "PreferClose")},
 		endpoints: []confEndpoint{
 			{cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
 		}},
