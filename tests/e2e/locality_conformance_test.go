@@ -121,52 +121,57 @@ type confCase struct {
 	// hand is the hand-written rule's failover ("r1>r3 r2>r1"); "" writes
 	// a rule with outlier detection only.
 	hand string
+	// want is what istiod's rules (getPodLocality, GetEffectiveLbSetting,
+	// applyLocalityFailover and its renumbering) give for the hand-written
+	// rule, per client (r1/z1/s1 | r2/z3 | r3/z4): the suite checks the
+	// hand-written rule against it before comparing meshfleet's.
+	want string
 	// duplicate is the locality istiod sends twice (the hazard meshfleet
 	// must report), if any.
 	duplicate string
 }
 
 var confCases = []confCase{
-	{name: "subzones", hand: "r1>r3 r2>r1 r3>r1", endpoints: []confEndpoint{
+	{name: "subzones", want: "r1/z1/s1=0 r1/z1/s2=1 r1/z2=2 r2/z3=4 r3/z4=3 | r1/z1/s1=1 r1/z1/s2=1 r1/z2=1 r2/z3=0 r3/z4=2 | r1/z1/s1=1 r1/z1/s2=1 r1/z2=1 r2/z3=2 r3/z4=0", hand: "r1>r3 r2>r1 r3>r1", endpoints: []confEndpoint{
 		{cluster: "remote1", node: "a-r1-z1-s1"}, {cluster: "remote1", node: "a-r1-z1-s2"}, {cluster: "remote1", node: "a-r1-z2"},
 		{cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
 	}},
-	{name: "no-locality", hand: "r1>r2 r2>r1 r3>r1", endpoints: []confEndpoint{
+	{name: "no-locality", want: "(none)=2 r1/z2=0 r2/z3=1 | (none)=2 r1/z2=1 r2/z3=0 | (none)=1 r1/z2=0 r2/z3=1", hand: "r1>r2 r2>r1 r3>r1", endpoints: []confEndpoint{
 		{cluster: "remote1", node: "a-bare"}, {cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3"},
 	}},
-	{name: "legacy-node-labels", hand: "r1>r2 r2>r1 r3>r1", endpoints: []confEndpoint{
+	{name: "legacy-node-labels", want: "r1/z2=0 r2/z3=1 | r1/z2=1 r2/z3=0 | r1/z2=0 r2/z3=1", hand: "r1>r2 r2>r1 r3>r1", endpoints: []confEndpoint{
 		{cluster: "remote1", node: "a-legacy"}, {cluster: "remote1", node: "a-r1-z2"},
 	}},
 	// Only in remote2: not in the primary, not in remote1.
-	{name: "some-clusters", hand: "r1>r3 r2>r3 r3>r2", endpoints: []confEndpoint{
+	{name: "some-clusters", want: "r2/z3=1 r3/z4=0 | r2/z3=0 r3/z4=1 | r2/z3=1 r3/z4=0", hand: "r1>r3 r2>r3 r3>r2", endpoints: []confEndpoint{
 		{cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
 	}},
-	{name: "all-not-ready", hand: "r1>r2 r2>r1 r3>r1", endpoints: []confEndpoint{
+	{name: "all-not-ready", want: "r1/z2=0 r2/z3=1 | r1/z2=1 r2/z3=0 | r1/z2=0 r2/z3=1", hand: "r1>r2 r2>r1 r3>r1", endpoints: []confEndpoint{
 		{cluster: "remote1", node: "a-r1-z2", notReady: true}, {cluster: "remote2", node: "b-r2-z3", notReady: true},
 	}},
 	// The Service's own target (r2) has no ready endpoint: the next region
 	// of its order with one (r3).
-	{name: "explicit-target-not-ready", hand: "r1>r3 r2>r1 r3>r1",
+	{name: "explicit-target-not-ready", want: "r1/z2=0 r2/z3=2 r3/z4=1 | r1/z2=1 r2/z3=0 r3/z4=2 | r1/z2=1 r2/z3=2 r3/z4=0", hand: "r1>r3 r2>r1 r3>r1",
 		change: map[string]func(*corev1.Service){"remote1": annotate(locality.AnnotationFailover, "r1=r2")},
 		endpoints: []confEndpoint{
 			{cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3", notReady: true}, {cluster: "remote2", node: "b-r3-z4"},
 		}},
 	// The Pod on a Node in r1 says (legacy label) it is in r3: istiod
 	// places it in r3, so r1 fails over to r3, which has an endpoint.
-	{name: "istio-locality-label", bug: "legacy pod label istio-locality ignored", hand: "r1>r3 r2>r3 r3>r2", endpoints: []confEndpoint{
+	{name: "istio-locality-label", want: "r2/z3=1 r3/z4=0 | r2/z3=0 r3/z4=1 | r2/z3=1 r3/z4=0", bug: "legacy pod label istio-locality ignored", hand: "r1>r3 r2>r3 r3>r2", endpoints: []confEndpoint{
 		{cluster: "remote1", node: "a-r1-z2", podLabels: map[string]string{topology.LabelIstioLocalityLegacy: "r3.z4"}},
 		{cluster: "remote2", node: "b-r2-z3"},
 	}},
 	// One Pod's locality from its label ("r1/z2"), another's from its Node
 	// ("r1/z2/"): istiod sends r1/z2 twice.
-	{name: "both-label-sources", bug: "duplicate locality not reported", hand: "r1>r2 r2>r1 r3>r1", duplicate: "r1/z2", endpoints: []confEndpoint{
+	{name: "both-label-sources", want: "r1/z2=0 r1/z2=0 r2/z3=1 | r1/z2=1 r1/z2=1 r2/z3=0 | r1/z2=0 r1/z2=0 r2/z3=1", bug: "duplicate locality not reported", hand: "r1>r2 r2>r1 r3>r1", duplicate: "r1/z2", endpoints: []confEndpoint{
 		{cluster: "remote1", node: "a-r1-z2"},
 		{cluster: "remote1", node: "a-bare", podLabels: map[string]string{topology.LabelIstioLocalityLegacy: "r1.z2"}},
 		{cluster: "remote2", node: "b-r2-z3"},
 	}},
 	// PreferClose asked by annotation on the primary's copy: no failover
 	// rule; the hand-written rule is outlier detection only.
-	{name: "traffic-distribution-annotation", bug: "annotation networking.istio.io/traffic-distribution ignored", hand: "",
+	{name: "traffic-distribution-annotation", want: "r1/z2=0 r2/z3=1 r3/z4=1 | r1/z2=1 r2/z3=0 r3/z4=1 | r1/z2=1 r2/z3=1 r3/z4=0", bug: "annotation networking.istio.io/traffic-distribution ignored", hand: "",
 		serviceIn: []string{mcPrimary},
 		change:    map[string]func(*corev1.Service){mcPrimary: annotate(topology.AnnotationTrafficDistribution, "PreferClose")},
 		endpoints: []confEndpoint{
@@ -174,7 +179,7 @@ var confCases = []confCase{
 		}},
 	// PreferClose only on remote1's copy: istiod uses the primary's copy,
 	// which has none, so the failover rule is what applies.
-	{name: "traffic-distribution-remote-copy", bug: "trafficDistribution taken from any cluster's copy", hand: "r1>r3 r2>r1 r3>r1",
+	{name: "traffic-distribution-remote-copy", want: "r1/z2=0 r2/z3=2 r3/z4=1 | r1/z2=1 r2/z3=0 r3/z4=2 | r1/z2=1 r2/z3=2 r3/z4=0", bug: "trafficDistribution taken from any cluster's copy", hand: "r1>r3 r2>r1 r3>r1",
 		serviceIn: []string{mcPrimary},
 		change: map[string]func(*corev1.Service){"remote1": func(s *corev1.Service) {
 			s.Spec.TrafficDistribution = ptr(corev1.ServiceTrafficDistributionPreferClose)
@@ -184,7 +189,7 @@ var confCases = []confCase{
 		}},
 	// A user's rule in remote1, which istiod never reads: meshfleet keeps
 	// generating (and warns).
-	{name: "user-rule-in-remote", bug: "user DestinationRule in a remote skips the host", hand: "r1>r3 r2>r1 r3>r1", remoteDR: true,
+	{name: "user-rule-in-remote", want: "r1/z2=0 r2/z3=2 r3/z4=1 | r1/z2=1 r2/z3=0 r3/z4=2 | r1/z2=1 r2/z3=2 r3/z4=0", bug: "user DestinationRule in a remote skips the host", hand: "r1>r3 r2>r1 r3>r1", remoteDR: true,
 		endpoints: []confEndpoint{
 			{cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
 		}},
@@ -292,7 +297,16 @@ func TestLocalityConformance(t *testing.T) {
 			t.Fatalf("creating the hand-written DestinationRule of %s: %v", c.name, err)
 		}
 	}
-	hand := confSettle(ctx, t, istiod.GRPCAddr)
+	want := map[string]string{}
+	for _, c := range confCases {
+		want[c.name] = c.want
+	}
+	hand := confSettleLike(ctx, t, istiod.GRPCAddr, want)
+	for _, c := range confCases {
+		if hand[c.name] != c.want {
+			t.Errorf("%s: premise: with the hand-written rule istiod serves %s, but istiod's rules give %s", c.name, hand[c.name], c.want)
+		}
+	}
 
 	// Run 2: meshfleet's locality server (real watcher and writer) over the
 	// three clusters, the hand-written rules gone.
