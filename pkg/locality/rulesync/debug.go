@@ -82,12 +82,12 @@ func (s *Server) State() DebugState {
 	if s.last != nil {
 		st.Decisions = s.last.Decisions
 	}
-	st.DuplicateLocality = duplicateLocality(st.Decisions)
+	st.DuplicateLocality = DuplicateLocalityOf(st.Decisions)
 	return st
 }
 
-// duplicateLocality collects the decisions' duplicate-locality reports.
-func duplicateLocality(ds []locality.Decision) []ServiceProblem {
+// DuplicateLocalityOf collects the decisions' duplicate-locality reports.
+func DuplicateLocalityOf(ds []locality.Decision) []ServiceProblem {
 	var out []ServiceProblem
 	for _, d := range ds {
 		if len(d.DuplicateLocalities) > 0 {
@@ -114,7 +114,7 @@ func (s *Server) DebugHandler() http.Handler {
 				return
 			}
 			st.Decisions = keep
-			st.DuplicateLocality = duplicateLocality(keep)
+			st.DuplicateLocality = DuplicateLocalityOf(keep)
 		}
 		out, err := yaml.Marshal(st)
 		if err != nil {
