@@ -32,6 +32,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/topology"
@@ -376,6 +377,20 @@ func TestLocalityConformance(t *testing.T) {
 			t.Errorf("%s: no warning that istiod ignores the user's rule in remote1: %v", c.name, d.Warnings)
 		}
 	}
+	// The published health (what meshctl status reads) names the service.
+	confWait(ctx, t, 30*time.Second, "the published locality health to name the duplicate locality", func() error {
+		sum, lease, err := health.Read(ctx, kube[mcPrimary], mcNS)
+		if err != nil {
+			return err
+		}
+		v := health.Judge(sum, lease, time.Now())
+		if !strings.Contains(v.Line, confNS+"/c-both-label-sources") {
+			return fmt.Errorf("%s: %s", v.State, v.Line)
+		}
+		t.Logf("published locality health: %s: %s", v.State, v.Line)
+		return nil
+	})
+
 	// The hazard as a real proxyless client meets it: grpc-go's xDS
 	// client rejects the EDS response with the duplicate locality, so the
 	// channel has no endpoints; the client of a case without one gets its

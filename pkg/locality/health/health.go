@@ -52,6 +52,12 @@ type Summary struct {
 	Error string `json:"error,omitempty"`
 	// LastWrite is when rules were last written successfully.
 	LastWrite *time.Time `json:"lastWrite,omitempty"`
+	// DuplicateLocality counts the services whose endpoints give istiod one
+	// locality twice (rulesync.DebugState.DuplicateLocality: proxyless gRPC
+	// clients reject their EDS responses); DuplicateLocalityServices lists
+	// at most MaxNames of them (namespace/name).
+	DuplicateLocality         int      `json:"duplicateLocality,omitempty"`
+	DuplicateLocalityServices []string `json:"duplicateLocalityServices,omitempty"`
 }
 
 // Member is one member cluster's state.
@@ -73,6 +79,9 @@ func (s Summary) Bound() Summary {
 	}
 	if len(s.ConflictNames) > MaxNames {
 		s.ConflictNames = s.ConflictNames[:MaxNames]
+	}
+	if len(s.DuplicateLocalityServices) > MaxNames {
+		s.DuplicateLocalityServices = s.DuplicateLocalityServices[:MaxNames]
 	}
 	if len(s.Error) > maxError {
 		s.Error = s.Error[:maxError] + "…"
@@ -178,6 +187,10 @@ func Judge(s *Summary, lease *Lease, now time.Time) Verdict {
 	}
 	if s.Error != "" {
 		bad = append(bad, "last error: "+s.Error)
+	}
+	if s.DuplicateLocality > 0 {
+		bad = append(bad, fmt.Sprintf("%s whose endpoints give istiod one locality twice, which proxyless gRPC clients reject (%s; meshctl locality shows the fix)",
+			count(s.DuplicateLocality, "service"), strings.Join(s.DuplicateLocalityServices, ", ")))
 	}
 	if len(bad) > 0 {
 		return Verdict{StateDegraded, strings.Join(bad, "; ")}

@@ -20,6 +20,8 @@ func TestJudge(t *testing.T) {
 	conflict.Conflicts, conflict.ConflictNames = 1, []string{"meshfleet-locality.other.default"}
 	noLease := healthy
 	noLease.Lease = ""
+	duplicate := healthy
+	duplicate.DuplicateLocality, duplicate.DuplicateLocalityServices = 1, []string{"shop/cart"}
 	cases := []struct {
 		name  string
 		s     *Summary
@@ -30,6 +32,7 @@ func TestJudge(t *testing.T) {
 		{"healthy", &healthy, lease, StateOK, "2 members synced, 40 rules, writer pod-a"},
 		{"member not synced", &unsynced, lease, StateDegraded, "member remote-2 not synced since 2026-12-01 16:02:11 UTC: 37 rules held"},
 		{"conflict", &conflict, lease, StateDegraded, "1 rule in conflict with objects not made by meshfleet (meshfleet-locality.other.default)"},
+		{"duplicate locality", &duplicate, lease, StateDegraded, "1 service whose endpoints give istiod one locality twice, which proxyless gRPC clients reject (shop/cart; meshctl locality shows the fix)"},
 		{"nothing published", nil, lease, StateNotRunning, "has published no state"},
 		{"Lease gone", &healthy, nil, StateNotRunning, "Lease istio-system/meshfleet-locality does not exist"},
 		{"Lease released", &healthy, &Lease{Renewed: now, Duration: 15 * time.Second}, StateNotRunning, "released by pod-a"},
@@ -58,6 +61,7 @@ func TestEncodeIsBoundedAndRoundTrips(t *testing.T) {
 		s.HeldNames = append(s.HeldNames, fmt.Sprintf("meshfleet-locality.svc-%d.default", i))
 	}
 	s.ConflictNames = s.HeldNames[:50]
+	s.DuplicateLocality, s.DuplicateLocalityServices = 1000, s.HeldNames
 	data, err := s.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +73,7 @@ func TestEncodeIsBoundedAndRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Held != 1000 || got.Conflicts != 50 || len(got.HeldNames) != MaxNames || len(got.ConflictNames) != MaxNames {
+	if got.Held != 1000 || got.Conflicts != 50 || len(got.HeldNames) != MaxNames || len(got.ConflictNames) != MaxNames || len(got.DuplicateLocalityServices) != MaxNames {
 		t.Errorf("decoded %+v", got)
 	}
 }

@@ -47,6 +47,10 @@ func (s *Server) summary() health.Summary {
 	for _, c := range st.Conflicts {
 		out.ConflictNames = append(out.ConflictNames, conflictName(c))
 	}
+	out.DuplicateLocality = len(st.DuplicateLocality)
+	for _, p := range st.DuplicateLocality {
+		out.DuplicateLocalityServices = append(out.DuplicateLocalityServices, p.Service)
+	}
 	since := s.unsyncedSince
 	for _, m := range st.Members {
 		sm := health.Member{Name: m.Name, Synced: m.Synced}
