@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +52,13 @@ func TestWatcherFollowsChanges(t *testing.T) {
 		}
 		return topology.Service{}
 	}
-	groups := func() string { return fmt.Sprint(echo().Endpoints) }
+	groups := func() string {
+		var parts []string
+		for _, g := range echo().Endpoints {
+			parts = append(parts, fmt.Sprintf("{%s %s %d %d}", g.Cluster, g.Locality, g.Ready, g.NotReady))
+		}
+		return "[" + strings.Join(parts, " ") + "]"
+	}
 	want := "[{c1 r1/z1 1 0} {c2 r2/z1 1 0}]"
 	testenv.Eventually(t, 30*time.Second, "both clusters' endpoints", func() error {
 		if got := groups(); got != want {
@@ -83,6 +90,15 @@ func TestWatcherFollowsChanges(t *testing.T) {
 	_, err = kube["c1"].CoreV1().Pods("default").Update(ctx, pod, metav1.UpdateOptions{})
 	must(t, err)
 	expect(t, groups, "[{c1 r9/z9 0 1} {c2 r3/z1 1 0}]")
+
+	// The legacy label istio-locality counts when the first is absent
+	// (istiod's GetLocalityLabel), with every dot a separator.
+	pod, err = kube["c1"].CoreV1().Pods("default").Get(ctx, "echo-0", metav1.GetOptions{})
+	must(t, err)
+	pod.Labels = map[string]string{topology.LabelIstioLocalityLegacy: "r8.z8.s8"}
+	_, err = kube["c1"].CoreV1().Pods("default").Update(ctx, pod, metav1.UpdateOptions{})
+	must(t, err)
+	expect(t, groups, "[{c1 r8/z8/s8 0 1} {c2 r3/z1 1 0}]")
 
 	// A Service's meshfleet.io/ annotation.
 	svc, err := kube["c1"].CoreV1().Services("default").Get(ctx, "echo", metav1.GetOptions{})
