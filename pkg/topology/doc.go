@@ -11,9 +11,15 @@
 // The model (Topology) is plain data: it can be copied, printed as YAML and
 // validated, and is the input of pkg/locality's golden tests.
 //
-// Locality of an endpoint follows istiod (DESIGN.md, "Facts about Istio
-// locality routing"): the Pod label topology.istio.io/locality wins
-// ("region.zone.subzone"); else the Node's topology.kubernetes.io/region|zone,
-// falling back to failure-domain.beta.kubernetes.io/region|zone, with the
-// subzone from topology.istio.io/subzone.
+// Every signal istiod reads is read as istiod reads it (locality.go cites
+// the istiod functions): an endpoint's locality is its Pod's label
+// topology.istio.io/locality, else the legacy istio-locality, else its
+// Node's topology.kubernetes.io/region|zone (falling back to
+// failure-domain.beta.kubernetes.io/*) and topology.istio.io/subzone,
+// parsed as istiod parses them, and the exact locality string istiod keeps
+// is recorded (two strings for one locality make istiod send it twice:
+// Service.DuplicateLocalities). A Service's traffic distribution
+// (spec.trafficDistribution, else the annotation
+// networking.istio.io/traffic-distribution) comes from the copy istiod
+// uses: the config cluster's (Topology.ConfigCluster).
 package topology
