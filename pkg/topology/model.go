@@ -65,7 +65,8 @@ type Service struct {
 	// Hostname is the service's FQDN, name.namespace.svc.<domain>.
 	Hostname string `json:"hostname"`
 	// Annotations holds the Service's meshfleet.io/ annotations (per-service
-	// settings), from the first cluster by name that sets any.
+	// settings), from the first cluster that sets any: the config cluster,
+	// then the others by name.
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// TrafficDistribution is the traffic distribution istiod applies to the
 	// Service (model.GetTrafficDistribution): spec.trafficDistribution when

@@ -176,7 +176,8 @@ func trafficDistribution(s *corev1.Service) (value, from string) {
 // merge joins the clusters' parts, given in cluster name order, into a
 // Topology that shares nothing with them: services are merged by namespace
 // and name (namespace sameness); a service's meshfleet.io/ annotations come
-// from the first cluster that sets any; its traffic distribution from the
+// from the first cluster that sets any (the config cluster first, then by
+// name); its traffic distribution from the
 // copy istiod uses (istiod's aggregate controller keeps the first registry's
 // copy of a hostname, and the config cluster's registry comes first: the
 // config cluster's copy when it has one, else the first cluster by name,
