@@ -672,7 +672,7 @@ func confSettle(ctx context.Context, t *testing.T, xdsAddr string) map[string]st
 // else until they settle, and returns them.
 func confSettleLike(ctx context.Context, t *testing.T, xdsAddr string, want map[string]string) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(45 * time.Second)
 	for time.Now().Before(deadline) {
 		got, err := confAll(ctx, xdsAddr)
 		if err == nil && fmt.Sprint(got) == fmt.Sprint(want) {
