@@ -211,6 +211,11 @@ func (c confCase) edsName() string { return fmt.Sprintf("outbound|%d||%s", echoP
 
 var destinationRuleGVR = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
 
+// TestLocalityConformance runs confCases as the comment at the top of this
+// file says, prints the table of priorities (case, client, meshfleet's,
+// hand-written) and fails each case where they differ, where the
+// hand-written rule does not give what istiod's rules say (the premise), or
+// where a duplicate locality or a user's rule in a remote is not reported.
 func TestLocalityConformance(t *testing.T) {
 	began := time.Now()
 	env := testenv.Start(t,
