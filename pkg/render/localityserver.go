@@ -95,7 +95,8 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 	sa.TypeMeta, sa.ObjectMeta = meta("ServiceAccount", "v1", name, ns)
 
 	cr := &rbacv1.ClusterRole{Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"nodes", "services", "pods"}, Verbs: read},
+		// namespaces: istiod's namespace-level traffic-distribution annotation.
+		{APIGroups: []string{""}, Resources: []string{"nodes", "services", "pods", "namespaces"}, Verbs: read},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
 		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"destinationrules"}, Verbs: read},
 	}}

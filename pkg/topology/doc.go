@@ -20,6 +20,7 @@
 // is recorded (two strings for one locality make istiod send it twice:
 // Service.DuplicateLocalities). A Service's traffic distribution
 // (spec.trafficDistribution, else the annotation
-// networking.istio.io/traffic-distribution) comes from the copy istiod
-// uses: the config cluster's (Topology.ConfigCluster).
+// networking.istio.io/traffic-distribution on the Service, else on its
+// namespace) comes from the copy istiod uses: the config cluster's
+// (Topology.ConfigCluster).
 package topology

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -107,6 +108,40 @@ func TestWatcherFollowsChanges(t *testing.T) {
 	_, err = kube["c1"].CoreV1().Services("default").Update(ctx, svc, metav1.UpdateOptions{})
 	must(t, err)
 	expect(t, func() string { return fmt.Sprint(echo().Annotations) }, "map[meshfleet.io/locality:off]")
+
+	// istiod's namespace-level traffic distribution annotation (c1's copy
+	// is the one used: no config cluster given, first by name).
+	nsObj, err := kube["c1"].CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+	must(t, err)
+	nsObj.Annotations = map[string]string{topology.AnnotationTrafficDistribution: "PreferClose"}
+	_, err = kube["c1"].CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{})
+	must(t, err)
+	expect(t, func() string { return echo().TrafficDistribution + " (" + echo().TrafficDistributionFrom + ")" },
+		"PreferClose (annotation networking.istio.io/traffic-distribution on namespace default of c1's copy)")
+
+	// A reader without the right to list namespaces (an older RBAC) still
+	// syncs; it just does not see the namespace annotation.
+	_, err = kube["c1"].RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "old-locality-reader"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"nodes", "services", "pods"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+		}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = kube["c1"].RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "old-locality-reader"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "old-locality-reader"},
+		Subjects: []rbacv1.Subject{{Kind: "User", Name: "old-reader"}}}, metav1.CreateOptions{})
+	must(t, err)
+	limited := rest.CopyConfig(cfgs["c1"])
+	limited.Impersonate = rest.ImpersonationConfig{UserName: "old-reader"}
+	lw, err := topology.NewWatcher(map[string]*rest.Config{"c1": limited}, topology.WatcherOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	must(t, err)
+	lw.Start(ctx)
+	must(t, lw.WaitForSync(ctx))
+	for _, s := range lw.Snapshot().Services {
+		if s.Key() == "default/echo" && s.TrafficDistribution != "" {
+			t.Errorf("a reader that may not list namespaces read their annotation: %q", s.TrafficDistribution)
+		}
+	}
 
 	// The Service deleted in c1: only c2's endpoints remain.
 	must(t, kube["c1"].CoreV1().Services("default").Delete(ctx, "echo", metav1.DeleteOptions{}))

@@ -103,24 +103,31 @@ func TestDuplicateLocalities(t *testing.T) {
 // the annotation, on the config cluster's copy of a Service only.
 func TestTrafficDistributionCopy(t *testing.T) {
 	prefer, unknown := corev1.ServiceTrafficDistributionPreferClose, "SomethingNew"
+	namespaces := map[string]map[string]string{"ns": {AnnotationTrafficDistribution: "PreferSameNode"}}
 	build := func(name string, svcs ...*corev1.Service) *part {
 		return buildPart(clusterObjects{name: name, domain: "cluster.local", services: svcs})
 	}
-	primary := build("primary",
-		service("ns", "plain", nil),
-		service("ns", "annotated", map[string]string{AnnotationTrafficDistribution: "preferclose"}),
-		service("ns", "unknown-spec", map[string]string{AnnotationTrafficDistribution: "PreferSameNode"}, func(s *corev1.Service) { s.Spec.TrafficDistribution = &unknown }),
-	)
+	primary := buildPart(clusterObjects{name: "primary", domain: "cluster.local", services: []*corev1.Service{
+		service("other", "plain", nil),
+		service("other", "annotated", map[string]string{AnnotationTrafficDistribution: "preferclose"}),
+		service("other", "unknown-spec", map[string]string{AnnotationTrafficDistribution: "PreferSameNode"}, func(s *corev1.Service) { s.Spec.TrafficDistribution = &unknown }),
+		// The namespace's annotation applies when the Service sets none;
+		// a Service annotation with a value istiod does not know hides it.
+		service("ns", "from-namespace", nil),
+		service("ns", "unknown-annotation", map[string]string{AnnotationTrafficDistribution: "Nearby"}),
+	}, namespace: func(n string) map[string]string { return namespaces[n] }})
 	remote := build("a-remote",
-		service("ns", "plain", nil, func(s *corev1.Service) { s.Spec.TrafficDistribution = &prefer }),
-		service("ns", "only-remote", nil, func(s *corev1.Service) { s.Spec.TrafficDistribution = &prefer }),
+		service("other", "plain", nil, func(s *corev1.Service) { s.Spec.TrafficDistribution = &prefer }),
+		service("other", "only-remote", nil, func(s *corev1.Service) { s.Spec.TrafficDistribution = &prefer }),
 	)
 	got := merge([]*part{remote, primary}, "primary") // name order: a-remote first
 	want := map[string][3]any{
-		"plain":        {"", "", []string{"a-remote's copy sets spec.trafficDistribution PreferClose; istiod uses primary's copy"}},
-		"annotated":    {"PreferClose", "annotation networking.istio.io/traffic-distribution of primary's copy", []string(nil)},
-		"unknown-spec": {"PreferSameNode", "annotation networking.istio.io/traffic-distribution of primary's copy", []string(nil)},
-		"only-remote":  {"PreferClose", "spec.trafficDistribution of a-remote's copy", []string(nil)},
+		"plain":              {"", "", []string{"a-remote's copy sets spec.trafficDistribution PreferClose; istiod uses primary's copy"}},
+		"annotated":          {"PreferClose", "annotation networking.istio.io/traffic-distribution of primary's copy", []string(nil)},
+		"unknown-spec":       {"PreferSameNode", "annotation networking.istio.io/traffic-distribution of primary's copy", []string(nil)},
+		"only-remote":        {"PreferClose", "spec.trafficDistribution of a-remote's copy", []string(nil)},
+		"from-namespace":     {"PreferSameNode", "annotation networking.istio.io/traffic-distribution on namespace ns of primary's copy", []string(nil)},
+		"unknown-annotation": {"", "", []string(nil)},
 	}
 	if got.ConfigCluster != "primary" {
 		t.Errorf("ConfigCluster = %q", got.ConfigCluster)

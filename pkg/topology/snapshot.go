@@ -25,6 +25,9 @@ type clusterObjects struct {
 	rules    []*unstructured.Unstructured // users' DestinationRules
 	// pod returns the metadata of the Pod namespace/name, if known.
 	pod func(key string) (*metav1.PartialObjectMetadata, bool)
+	// namespace returns a namespace's annotations; nil when namespaces
+	// are not watched.
+	namespace func(name string) map[string]string
 }
 
 // part is one cluster's share of the Topology. The watcher keeps each
@@ -63,7 +66,11 @@ func buildPart(in clusterObjects) *part {
 				svc.Annotations[k] = v
 			}
 		}
-		if td, from := trafficDistribution(s); td != "" {
+		var nsAnnotations map[string]string
+		if in.namespace != nil {
+			nsAnnotations = in.namespace(s.Namespace)
+		}
+		if td, from := trafficDistribution(s, nsAnnotations); td != "" {
 			svc.TrafficDistribution, svc.TrafficDistributionFrom = td, from+" of "+in.name+"'s copy"
 		}
 		services[s.Namespace+"/"+s.Name] = svc
@@ -152,22 +159,35 @@ func endpointLocality(ns string, ep discoveryv1.Endpoint, nodes map[string]map[s
 }
 
 // trafficDistribution is istiod's model.GetTrafficDistribution for one
-// copy of a Service, without the namespace annotation: spec.trafficDistribution
-// when istiod knows its value, else the annotation
-// networking.istio.io/traffic-distribution (case-insensitive; an unknown
-// value means istiod's default). It returns the value and where it was read.
-func trafficDistribution(s *corev1.Service) (value, from string) {
+// copy of a Service: spec.trafficDistribution when istiod knows its value,
+// else the Service's annotation networking.istio.io/traffic-distribution,
+// else its namespace's (case-insensitive; a set annotation with an
+// unknown value means istiod's default and hides the namespace's). It
+// returns the value and where it was read.
+func trafficDistribution(s *corev1.Service, nsAnnotations map[string]string) (value, from string) {
 	if v := s.Spec.TrafficDistribution; v != nil {
 		switch *v {
 		case corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode:
 			return *v, "spec.trafficDistribution"
 		}
 	}
-	if v := s.Annotations[AnnotationTrafficDistribution]; v != "" {
-		for _, known := range []string{corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode} {
-			if strings.EqualFold(v, known) {
-				return known, "annotation " + AnnotationTrafficDistribution
+	known := func(v string) string {
+		for _, k := range []string{corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode} {
+			if strings.EqualFold(v, k) {
+				return k
 			}
+		}
+		return ""
+	}
+	if v := s.Annotations[AnnotationTrafficDistribution]; v != "" {
+		if k := known(v); k != "" {
+			return k, "annotation " + AnnotationTrafficDistribution
+		}
+		return "", ""
+	}
+	if v := nsAnnotations[AnnotationTrafficDistribution]; v != "" {
+		if k := known(v); k != "" {
+			return k, "annotation " + AnnotationTrafficDistribution + " on namespace " + s.Namespace
 		}
 	}
 	return "", ""

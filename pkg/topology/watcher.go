@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -77,6 +78,9 @@ type clusterWatch struct {
 	slices   cache.SharedIndexInformer
 	pods     cache.SharedIndexInformer
 	drs      cache.SharedIndexInformer
+	// namespaces (metadata) give istiod's namespace-level traffic
+	// distribution annotation; nil where the server may not list them.
+	namespaces cache.SharedIndexInformer
 
 	// gen counts the changes seen by the informers' handlers; built is the
 	// cluster's share of the Topology as of builtGen.
@@ -154,6 +158,22 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 		return ov != nv
 	}))
 
+	// Namespaces, for the namespace-level traffic-distribution annotation
+	// istiod reads after the Service's own settings; only where the server
+	// may list and watch them (an older RBAC), so that a missing permission
+	// never keeps the cluster from syncing.
+	if mayWatchNamespaces(kube) {
+		cw.namespaces = cw.meta.ForResource(corev1.SchemeGroupVersion.WithResource("namespaces")).Informer()
+		_ = cw.namespaces.SetTransform(stripManagedFields)
+		_, _ = cw.namespaces.AddEventHandler(w.handler(cw, func(old, cur any) bool {
+			o, ok1 := old.(*metav1.PartialObjectMetadata)
+			n, ok2 := cur.(*metav1.PartialObjectMetadata)
+			return !ok1 || !ok2 || o.Annotations[AnnotationTrafficDistribution] != n.Annotations[AnnotationTrafficDistribution]
+		}))
+	} else {
+		w.opts.Logger.Info("may not list and watch namespaces in cluster; the namespace annotation "+AnnotationTrafficDistribution+" is not read there (grant get, list, watch on namespaces)", "cluster", name)
+	}
+
 	// Users' DestinationRules, when Istio's CRDs are installed.
 	if _, err := kube.Discovery().ServerResourcesForGroupVersion(destinationRules.GroupVersion().String()); err == nil {
 		dc, err := dynamic.NewForConfig(cfg)
@@ -228,7 +248,26 @@ func (cw *clusterWatch) hasSynced() []cache.InformerSynced {
 	if cw.drs != nil {
 		syncs = append(syncs, cw.drs.HasSynced)
 	}
+	if cw.namespaces != nil {
+		syncs = append(syncs, cw.namespaces.HasSynced)
+	}
 	return syncs
+}
+
+// mayWatchNamespaces asks the API server (SelfSubjectAccessReview) whether
+// the client may list and watch namespaces; an error counts as no.
+func mayWatchNamespaces(kube kubernetes.Interface) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, verb := range []string{"list", "watch"} {
+		r, err := kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "namespaces"}},
+		}, metav1.CreateOptions{})
+		if err != nil || !r.Status.Allowed {
+			return false
+		}
+	}
+	return true
 }
 
 // WaitForSync waits until the caches of every current cluster have synced,
@@ -372,6 +411,15 @@ func (cw *clusterWatch) part(domain string) *part {
 		pm, _ := o.(*metav1.PartialObjectMetadata)
 		return pm, ok && pm != nil
 	}}
+	if cw.namespaces != nil {
+		in.namespace = func(name string) map[string]string {
+			o, _, _ := cw.namespaces.GetStore().GetByKey(name)
+			if pm, ok := o.(*metav1.PartialObjectMetadata); ok {
+				return pm.Annotations
+			}
+			return nil
+		}
+	}
 	in.nodes = listAs[*corev1.Node](cw.nodes)
 	in.services = listAs[*corev1.Service](cw.services)
 	in.slices = listAs[*discoveryv1.EndpointSlice](cw.slices)
