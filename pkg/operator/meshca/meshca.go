@@ -301,21 +301,8 @@ func CACerts(ctx context.Context, r client.Reader, cp *render.ControlPlane, root
 	}, nil
 }
 
-// istiodServiceNames are the Services istiod names in its own serving
-// certificate, which it signs with the plug-in CA (getDNSNames in
-// istio.io/istio/pilot/pkg/bootstrap/server.go): <name>.<namespace>.svc.
-var istiodServiceNames = []string{"istiod", "istiod-remote", "istio-pilot"}
-
-// Constraints are the names cp's intermediate may sign: workload identities
-// of the trust domain everywhere, and istiod's serving names only in the
-// cluster that runs istiod (the primary). A remote's intermediate, whose
-// key the remote's admin holds, can sign no DNS name at all.
+// Constraints are the names cp's intermediate may sign
+// (ca.ClusterConstraints): istiod's serving names only in the primary.
 func Constraints(cp *render.ControlPlane) ca.Constraints {
-	c := ca.Constraints{TrustDomain: ca.DefaultTrustDomain}
-	if cp.Remote == nil {
-		for _, n := range istiodServiceNames {
-			c.DNSNames = append(c.DNSNames, n+"."+cp.Namespace+".svc")
-		}
-	}
-	return c
+	return ca.ClusterConstraints(cp.Namespace, cp.Remote == nil)
 }

@@ -1,0 +1,149 @@
+package ca
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ParseRoots parses a bundle of root CA certificates (one or more PEM
+// CERTIFICATE blocks; several while a root is rotated). Each must be a CA.
+// No private key is accepted: a bundle that holds one is refused, so that a
+// root key pasted by mistake is not kept.
+func ParseRoots(bundle []byte) ([]*x509.Certificate, error) {
+	if _, _, err := decodePrivateKey(bundle); err == nil || strings.Contains(err.Error(), "encrypted") {
+		return nil, errors.New("it holds a private key; give only the root certificate, and keep its key outside the clusters")
+	}
+	certs, err := decodeCertificates(bundle)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range certs {
+		if err := checkCA(c); err != nil {
+			return nil, fmt.Errorf("certificate %d (%q): %w", i+1, c.Subject.CommonName, err)
+		}
+	}
+	return certs, nil
+}
+
+// CACertsProblem is what is wrong with a user-supplied cacerts: the Secret
+// keys concerned and why.
+type CACertsProblem struct {
+	// Keys are the cacerts data keys at fault (e.g. "ca-cert.pem").
+	Keys []string
+	// Problem says what is wrong with them.
+	Problem string
+}
+
+func (p *CACertsProblem) Error() string {
+	return strings.Join(p.Keys, ", ") + ": " + p.Problem
+}
+
+// ExternalCheck is the verdict on a user-supplied cacerts.
+type ExternalCheck struct {
+	// Intermediate is the cluster's intermediate CA (ca-cert.pem).
+	Intermediate *x509.Certificate
+	// Root is the configured root it chains to.
+	Root *x509.Certificate
+	// WarnAt is when the intermediate enters its warning window.
+	WarnAt time.Time
+	// Warnings do not stop the install: the intermediate expires soon, or it
+	// lacks the constraints the operator gives the intermediates it issues.
+	Warnings []string
+}
+
+// CheckExternalCACerts checks a cluster's cacerts Secret data, supplied by
+// the user, against the configured roots at now:
+//
+//   - every key present; ca-cert.pem a CA whose key is ca-key.pem (not
+//     encrypted); cert-chain.pem is ca-cert.pem, any further intermediates,
+//     then root-cert.pem;
+//   - root-cert.pem is one of roots, and ca-cert.pem chains to it through
+//     cert-chain.pem at now (so neither is expired or not yet valid);
+//
+// and returns a *CACertsProblem for the first that fails. Missing name
+// constraints (those of c, as IssueIntermediate sets them) and an
+// intermediate within warnBefore of expiry (a third of its lifetime when
+// warnBefore <= 0) are warnings.
+func CheckExternalCACerts(data map[string][]byte, roots []*x509.Certificate, c Constraints, warnBefore time.Duration, now time.Time) (*ExternalCheck, error) {
+	if len(roots) == 0 {
+		return nil, errors.New("no root configured to check against")
+	}
+	if missing := missingKeys(data); len(missing) > 0 {
+		return nil, &CACertsProblem{Keys: missing, Problem: "missing"}
+	}
+	intermediate, err := parseKeyPair(data[CACertKey], data[CAKeyKey])
+	if err != nil {
+		return nil, &CACertsProblem{Keys: []string{CACertKey, CAKeyKey}, Problem: err.Error()}
+	}
+	for _, r := range roots {
+		if keyMatches(intermediate.Key, r) {
+			return nil, &CACertsProblem{Keys: []string{CACertKey, CAKeyKey}, Problem: fmt.Sprintf(
+				"hold the root %q and its key: the root key must stay outside the cluster; put an intermediate signed by the root there instead", r.Subject.CommonName)}
+		}
+	}
+	rootCerts, err := decodeCertificates(data[RootCertKey])
+	if err != nil {
+		return nil, &CACertsProblem{Keys: []string{RootCertKey}, Problem: err.Error()}
+	}
+	var root *x509.Certificate
+	for _, rc := range rootCerts {
+		for _, want := range roots {
+			if rc.Equal(want) {
+				root = want
+				break
+			}
+		}
+		if root != nil {
+			break
+		}
+	}
+	if root == nil {
+		return nil, &CACertsProblem{Keys: []string{RootCertKey}, Problem: fmt.Sprintf(
+			"holds %q (SHA-256 %s), not the configured root %q (SHA-256 %s)",
+			rootCerts[0].Subject.CommonName, Fingerprint(rootCerts[0]), roots[0].Subject.CommonName, Fingerprint(roots[0]))}
+	}
+	chain, err := decodeCertificates(data[CertChainKey])
+	if err != nil {
+		return nil, &CACertsProblem{Keys: []string{CertChainKey}, Problem: err.Error()}
+	}
+	if !chain[0].Equal(intermediate.Cert) {
+		return nil, &CACertsProblem{Keys: []string{CertChainKey}, Problem: "does not start with ca-cert.pem"}
+	}
+	if len(chain) < 2 || !chain[len(chain)-1].Equal(root) {
+		return nil, &CACertsProblem{Keys: []string{CertChainKey}, Problem: "does not end with the root of root-cert.pem"}
+	}
+	cert := intermediate.Cert
+	if now.After(cert.NotAfter) {
+		return nil, &CACertsProblem{Keys: []string{CACertKey}, Problem: "expired at " + formatTime(cert.NotAfter)}
+	}
+	if now.Before(cert.NotBefore) {
+		return nil, &CACertsProblem{Keys: []string{CACertKey}, Problem: "not valid before " + formatTime(cert.NotBefore)}
+	}
+	if err := checkValidity(root, now); err != nil {
+		return nil, &CACertsProblem{Keys: []string{RootCertKey}, Problem: "the root: " + err.Error()}
+	}
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	pool.AddCert(root)
+	for _, ic := range chain[1 : len(chain)-1] {
+		inter.AddCert(ic)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, &CACertsProblem{Keys: []string{CACertKey, CertChainKey}, Problem: fmt.Sprintf(
+			"%q does not chain to the configured root %q: %v", cert.Subject.CommonName, root.Subject.CommonName, err)}
+	}
+	check := &ExternalCheck{Intermediate: cert, Root: root, WarnAt: RenewalTime(cert, warnBefore)}
+	if !now.Before(check.WarnAt) {
+		check.Warnings = append(check.Warnings, fmt.Sprintf("%s expires at %s (in %s); sign a new intermediate and replace the Secret before then",
+			CACertKey, formatTime(cert.NotAfter), cert.NotAfter.Sub(now).Round(time.Minute)))
+	}
+	if why := ConstraintsReason(cert, c); why != "" {
+		check.Warnings = append(check.Warnings, fmt.Sprintf(
+			"%s lacks the constraints meshfleet puts on the intermediates it issues (%s): whoever holds ca-key.pem can sign more than this cluster's workload identities; sign it with meshctl ca sign-intermediate, or add the equivalent name constraints, path length 0 and EKUs serverAuth, clientAuth",
+			CACertKey, why))
+	}
+	return check, nil
+}
