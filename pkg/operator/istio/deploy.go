@@ -31,7 +31,11 @@ const conflictRecheck = 30 * time.Second
 // namespaces, and deletes objects this Istio resource no longer renders.
 func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest, certs *meshca.Issued) outcome {
 	log := logf.FromContext(ctx)
-	objs := append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
+	objs := m.Objects
+	if certs.Secret != nil {
+		// Not with an external CA: the user's cacerts is never written.
+		objs = append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
+	}
 	ref := ownerReference(ist)
 	for _, o := range objs {
 		if o.GetNamespace() == ist.Namespace {

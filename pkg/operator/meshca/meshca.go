@@ -50,6 +50,8 @@ type Error struct {
 	Message   string
 	Transient bool
 	Err       error
+	// Reason is the condition reason for the user; ReasonCAError when empty.
+	Reason string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -240,6 +242,9 @@ type Issued struct {
 	// Reissued says why a new intermediate was issued now ("" when the live
 	// one was kept; "missing" on first issue).
 	Reissued string
+	// External is the check of a user-supplied cacerts (externalCA; Secret
+	// is nil then: the operator does not write it).
+	External *ca.ExternalCheck
 }
 
 // CACerts returns the cacerts Secret of the cluster cp describes, reading the
