@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -146,4 +147,25 @@ func CheckExternalCACerts(data map[string][]byte, roots []*x509.Certificate, c C
 			CACertKey, why))
 	}
 	return check, nil
+}
+
+// ClusterPluginCerts issues the intermediate of cluster from root, with the
+// constraints of ClusterConstraints(namespace, primary), valid for ttl from
+// now, and returns it as a cacerts Secret's content: what the operator
+// issues in self-signed mode, for a root the operator never sees
+// (`meshctl ca sign-intermediate`, run where the root key is).
+func ClusterPluginCerts(root *KeyPair, cluster, namespace string, primary bool, ttl time.Duration, now time.Time) (PluginCerts, error) {
+	im, err := IssueIntermediate(root, IntermediateOptions{ClusterName: cluster, TTL: ttl, Now: now,
+		Constraints: ClusterConstraints(namespace, primary)})
+	if err != nil {
+		return PluginCerts{}, err
+	}
+	return NewPluginCerts(root, im), nil
+}
+
+// ParsePrivateKey returns the first private key of PEM data (PKCS#1 RSA,
+// SEC1 EC or PKCS#8).
+func ParsePrivateKey(data []byte) (crypto.Signer, error) {
+	key, _, err := decodePrivateKey(data)
+	return key, err
 }
