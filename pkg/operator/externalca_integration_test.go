@@ -61,7 +61,7 @@ func TestExternalCA(t *testing.T) {
 	// The user's root, made and kept on a laptop (or in Vault): only its
 	// certificate goes into the Istio resource.
 	now := time.Now()
-	root, err := ca.NewRoot(ca.RootOptions{TTL: 30 * 24 * time.Hour, Now: now, CommonName: "acme offline root"})
+	root, err := ca.NewRoot(ca.RootOptions{TTL: 30 * 24 * time.Hour, Now: now.Add(-24 * time.Hour), CommonName: "acme offline root"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,13 @@ func TestExternalCA(t *testing.T) {
 
 	// The user signs each cluster's intermediate offline and puts it there.
 	h.deleteCACerts("primary")
-	good := h.putCACerts("primary", mustPlugin(t, root, "primary", true))
+	// Signed 20 hours ago for a day: 4 hours left, inside the warning window
+	// (a third of its life).
+	signed, err := ca.ClusterPluginCerts(root, "primary", ns, true, 24*time.Hour, now.Add(-20*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := h.putCACerts("primary", signed)
 	h.resyncIstio()
 	eventually(t, "Istio ControlPlaneDeployed", func() error {
 		ist := &v1beta1.Istio{}
@@ -152,7 +158,7 @@ func TestExternalCA(t *testing.T) {
 			t.Errorf("status.certificates = %+v", st)
 		}
 		if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "expires at") {
-			t.Errorf("warnings %q, want one: the one-hour intermediate expires within a third of its life", st.Warnings)
+			t.Errorf("warnings %q, want one: the intermediate expires within a third of its life", st.Warnings)
 		}
 		h.sameSecret(t, "primary", good)
 	})
