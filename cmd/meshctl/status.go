@@ -27,23 +27,23 @@ import (
 
 // clusterStatus is one cluster of the mesh, as status and list print it.
 type clusterStatus struct {
-	Name        string         `json:"name"`
-	Role        string         `json:"role"`
-	ClusterName string         `json:"clusterName"`
-	Phase       v1beta1.Phase  `json:"phase"`
-	Connection  string         `json:"connection,omitempty"`
-	Version     string         `json:"version,omitempty"`
-	Kubernetes  string         `json:"kubernetes,omitempty"`
-	Network     string         `json:"network,omitempty"`
-	CAExpiry    *metav1.Time   `json:"caExpiry,omitempty"`
+	Name        string        `json:"name"`
+	Role        string        `json:"role"`
+	ClusterName string        `json:"clusterName"`
+	Phase       v1beta1.Phase `json:"phase"`
+	Connection  string        `json:"connection,omitempty"`
+	Version     string        `json:"version,omitempty"`
+	Kubernetes  string        `json:"kubernetes,omitempty"`
+	Network     string        `json:"network,omitempty"`
+	CAExpiry    *metav1.Time  `json:"caExpiry,omitempty"`
 	// CAMode is where the mesh's root comes from (SelfSigned, UserSecret,
 	// External); CAWarnings are the operator's warnings about this
 	// cluster's intermediate (External mode: expiry near, constraints
 	// missing), shown but not counted as problems.
-	CAMode     string   `json:"caMode,omitempty"`
-	CAWarnings []string `json:"caWarnings,omitempty"`
-	Gateways    []string       `json:"gateways,omitempty"`
-	Localities  map[string]int `json:"localities,omitempty"`
+	CAMode     string         `json:"caMode,omitempty"`
+	CAWarnings []string       `json:"caWarnings,omitempty"`
+	Gateways   []string       `json:"gateways,omitempty"`
+	Localities map[string]int `json:"localities,omitempty"`
 	// Locality is the locality server's health (primaries with
 	// spec.localityLB.enabled, in status only).
 	Locality *health.Verdict `json:"locality,omitempty"`
