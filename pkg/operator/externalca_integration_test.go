@@ -93,6 +93,17 @@ func TestExternalCA(t *testing.T) {
 		}
 	}()
 
+	t.Run("the CRD refuses two ways of bringing the root; the sample is accepted", func(t *testing.T) {
+		bad := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: ns}, Spec: v1beta1.IstioSpec{Version: "1.30.3",
+			Security: v1beta1.SecuritySpec{CASecretRef: &corev1.LocalObjectReference{Name: "root"}, ExternalCA: &v1beta1.ExternalCASpec{RootCertificate: string(root.CertPEM)}}}}
+		err := h.clients["primary"].Create(ctx, bad, client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), "externalCA excludes caSecretRef") {
+			t.Errorf("Istio with externalCA and caSecretRef: %v, want refused by the schema", err)
+		}
+		t.Logf("refused: %v", err)
+		h.kubectl("primary", "apply", "--dry-run=server", "-f", repoPath("samples/istio-external-ca.yaml"))
+	})
+
 	t.Run("no cacerts in the primary: the condition says how to make one", func(t *testing.T) {
 		c := h.istioCondition(v1beta1.ConditionResourceDefinitionsCreated, v1beta1.ReasonCACertsInvalid, "not found")
 		for _, want := range []string{"Secret istio-system/cacerts not found in cluster primary", "acme offline root",

@@ -1,12 +1,14 @@
 package render
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ca"
@@ -80,5 +82,21 @@ func TestExternalCA(t *testing.T) {
 	remote, errs := FromRemoteIstio(ri, primary)
 	if len(errs) > 0 || remote.CA.External == nil {
 		t.Errorf("remote: %v, CA %+v", errs, remote)
+	}
+}
+
+// TestExternalCASample: the sample is a valid Istio resource.
+func TestExternalCASample(t *testing.T) {
+	b, err := os.ReadFile("../../samples/istio-external-ca.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &v1beta1.Istio{}
+	if err := yaml.UnmarshalStrict(b, in); err != nil {
+		t.Fatal(err)
+	}
+	cp, errs := FromIstio(in)
+	if len(errs) > 0 || cp.CA.External == nil {
+		t.Fatalf("%v %+v", errs, cp)
 	}
 }
