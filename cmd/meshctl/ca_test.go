@@ -10,8 +10,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ca"
 )
 
@@ -82,4 +84,29 @@ func TestSignIntermediate(t *testing.T) {
 		}
 		t.Logf("%v: %v", bad, err)
 	}
+}
+
+// TestStatusShowsCAMode: status prints each cluster's CA mode, its
+// intermediate's expiry and the operator's warnings, which are not problems.
+func TestStatusShowsCAMode(t *testing.T) {
+	expiry := metav1.NewTime(time.Now().Add(50 * time.Hour))
+	st := &v1beta1.CertificatesStatus{Mode: v1beta1.CAModeExternal, IntermediateExpiry: &expiry,
+		Warnings: []string{"ca-cert.pem expires at X (in 50h0m0s); sign a new intermediate and replace the Secret before then"}}
+	primary := clusterStatus{Name: "istio", Role: "primary", ClusterName: "primary", Phase: v1beta1.PhaseReady}
+	certificates(&primary, st)
+	remote := clusterStatus{Name: "east", Role: "remote", ClusterName: "east", Phase: v1beta1.PhaseReady}
+	certificates(&remote, &v1beta1.CertificatesStatus{Mode: v1beta1.CAModeExternal, IntermediateExpiry: &expiry})
+	var out bytes.Buffer
+	if err := printClusters(&out, "table", []clusterStatus{primary, remote}, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CA mode                  External", "intermediate CA expires  " + expiry.UTC().Format(time.RFC3339) + " (in 50h0m0s)", "warning: ca-cert.pem expires at X"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status does not say %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Count(out.String(), "CA mode") != 2 || countProblems([]clusterStatus{primary, remote}) != 0 {
+		t.Errorf("status:\n%s", out.String())
+	}
+	t.Logf("\n%s", out.String())
 }
