@@ -283,6 +283,26 @@ func TestExternalCA(t *testing.T) {
 		})
 		h.sameSecret(t, "primary", good)
 	})
+
+	t.Run("leaving and uninstalling keep the users' cacerts", func(t *testing.T) {
+		for _, obj := range []client.Object{
+			&v1beta1.RemoteIstio{ObjectMeta: metav1.ObjectMeta{Name: "remote1", Namespace: ns}},
+			&v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: ns}},
+		} {
+			if err := h.clients["primary"].Delete(ctx, obj); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "deletion of "+obj.GetName(), func() error {
+				err := h.clients["primary"].Get(ctx, client.ObjectKeyFromObject(obj), obj)
+				if err == nil {
+					return fmt.Errorf("still there")
+				}
+				return client.IgnoreNotFound(err)
+			})
+		}
+		h.sameSecret(t, "remote1", remoteGood)
+		h.sameSecret(t, "primary", good)
+	})
 }
 
 func mustPlugin(t *testing.T, root *ca.KeyPair, cluster string, primary bool) ca.PluginCerts {
