@@ -56,6 +56,7 @@ func ExternalCACerts(ctx context.Context, r client.Reader, cp *render.ControlPla
 	return &Issued{
 		NotAfter: check.Intermediate.NotAfter,
 		RenewAt:  check.WarnAt,
+		Root:     check.Root,
 		External: check,
 	}, nil
 }
@@ -102,12 +103,11 @@ func Status(cp *render.ControlPlane, root *ca.KeyPair, certs *Issued, warnings [
 		IntermediateExpiry:  &metav1.Time{Time: certs.NotAfter.UTC()},
 		IntermediateRenewal: &metav1.Time{Time: certs.RenewAt.UTC()},
 	}
-	var rootCert *x509.Certificate
+	rootCert := certs.Root
 	switch {
 	case cp.CA.External != nil:
 		st.Mode = v1beta1.CAModeExternal
 		if certs.External != nil {
-			rootCert = certs.External.Root
 			st.Warnings = append(st.Warnings, certs.External.Warnings...)
 		}
 	case !cp.CA.SelfSigned:

@@ -10,6 +10,7 @@ package meshca
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"time"
 
@@ -242,6 +243,8 @@ type Issued struct {
 	// Reissued says why a new intermediate was issued now ("" when the live
 	// one was kept; "missing" on first issue).
 	Reissued string
+	// Root is the root certificate the intermediate chains to.
+	Root *x509.Certificate
 	// External is the check of a user-supplied cacerts (externalCA; Secret
 	// is nil then: the operator does not write it).
 	External *ca.ExternalCheck
@@ -303,6 +306,7 @@ func CACerts(ctx context.Context, r client.Reader, cp *render.ControlPlane, root
 		NotAfter: im.Cert.NotAfter,
 		RenewAt:  ca.RenewalTime(im.Cert, cp.CA.RenewBefore.Duration),
 		Reissued: reason,
+		Root:     root.Cert,
 	}, nil
 }
 
