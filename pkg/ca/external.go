@@ -138,8 +138,10 @@ func CheckExternalCACerts(data map[string][]byte, roots []*x509.Certificate, c C
 	}
 	check := &ExternalCheck{Intermediate: cert, Root: root, WarnAt: RenewalTime(cert, warnBefore)}
 	if !now.Before(check.WarnAt) {
-		check.Warnings = append(check.Warnings, fmt.Sprintf("%s expires at %s (in %s); sign a new intermediate and replace the Secret before then",
-			CACertKey, formatTime(cert.NotAfter), cert.NotAfter.Sub(now).Round(time.Minute)))
+		// No "in N hours": the warning goes into status, which a steady
+		// state must not rewrite.
+		check.Warnings = append(check.Warnings, fmt.Sprintf("%s expires at %s; sign a new intermediate and replace the Secret before then",
+			CACertKey, formatTime(cert.NotAfter)))
 	}
 	if why := ConstraintsReason(cert, c); why != "" {
 		check.Warnings = append(check.Warnings, fmt.Sprintf(
