@@ -188,6 +188,27 @@ func TestExternalCA(t *testing.T) {
 		h.sameSecret(t, "primary", good)
 	})
 
+	t.Run("a steady state writes nothing, also inside the warning window", func(t *testing.T) {
+		last, since := sumWrites(), time.Now()
+		eventually(t, "the operator to settle", func() error {
+			if n := sumWrites(); n != last {
+				last, since = n, time.Now()
+			}
+			if time.Since(since) < time.Second {
+				return fmt.Errorf("last write %v ago", time.Since(since))
+			}
+			return nil
+		})
+		total := sumWrites()
+		for i := 0; i < 3; i++ {
+			h.resyncIstio()
+		}
+		// The resync annotations are kubectl's writes, not the operator's.
+		if d := sumWrites() - total; d != 0 {
+			t.Errorf("3 steady-state resyncs made %v API writes, want 0", d)
+		}
+	})
+
 	h.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":"remote1","namespace":%q},
 		"spec":{"kubeconfigSecretRef":{"name":"remote1-kubeconfig"},"pilotAddress":"203.0.113.10"}}`, ns))
 	t.Run("no cacerts in the remote: the RemoteIstio's condition names the cluster and the fix", func(t *testing.T) {
