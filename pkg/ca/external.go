@@ -55,14 +55,41 @@ type ExternalCheck struct {
 	Warnings []string
 }
 
+// Keys of a kubernetes.io/tls Secret (cert-manager's output), which istiod
+// also reads as its plug-in CA when tls.crt is present: tls.crt is the
+// signing certificate (and any chain), tls.key its key, ca.crt the root.
+const (
+	TLSCertKey = "tls.crt"
+	TLSKeyKey  = "tls.key"
+	TLSRootKey = "ca.crt"
+)
+
+// pluginLayout names the keys of one of the two cacerts formats istiod reads.
+type pluginLayout struct {
+	cert, key, root, chain string
+}
+
+// layoutOf picks the format as istiod does (detectSigningCABundleAndCRL):
+// tls.crt, when present, wins.
+func layoutOf(data map[string][]byte) pluginLayout {
+	if len(data[TLSCertKey]) > 0 {
+		return pluginLayout{cert: TLSCertKey, key: TLSKeyKey, root: TLSRootKey}
+	}
+	return pluginLayout{cert: CACertKey, key: CAKeyKey, root: RootCertKey, chain: CertChainKey}
+}
+
 // CheckExternalCACerts checks a cluster's cacerts Secret data, supplied by
-// the user, against the configured roots at now:
+// the user, against the configured roots at now. Istio's plug-in format
+// (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) and the
+// kubernetes.io/tls format (tls.crt, tls.key, ca.crt) are read as istiod
+// reads them:
 //
 //   - every key present; ca-cert.pem a CA whose key is ca-key.pem (not
-//     encrypted); cert-chain.pem is ca-cert.pem, any further intermediates,
-//     then root-cert.pem;
+//     encrypted, not a root's); cert-chain.pem is ca-cert.pem, any further
+//     intermediates, then root-cert.pem (for the tls format: tls.crt's
+//     certificates, then ca.crt);
 //   - root-cert.pem is one of roots, and ca-cert.pem chains to it through
-//     cert-chain.pem at now (so neither is expired or not yet valid);
+//     that chain at now (so neither is expired or not yet valid);
 //
 // and returns a *CACertsProblem for the first that fails. Missing name
 // constraints (those of c, as IssueIntermediate sets them) and an
@@ -72,22 +99,29 @@ func CheckExternalCACerts(data map[string][]byte, roots []*x509.Certificate, c C
 	if len(roots) == 0 {
 		return nil, errors.New("no root configured to check against")
 	}
-	if missing := missingKeys(data); len(missing) > 0 {
+	l := layoutOf(data)
+	var missing []string
+	for _, k := range []string{l.cert, l.key, l.root, l.chain} {
+		if k != "" && len(data[k]) == 0 {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
 		return nil, &CACertsProblem{Keys: missing, Problem: "missing"}
 	}
-	intermediate, err := parseKeyPair(data[CACertKey], data[CAKeyKey])
+	intermediate, err := parseKeyPair(data[l.cert], data[l.key])
 	if err != nil {
-		return nil, &CACertsProblem{Keys: []string{CACertKey, CAKeyKey}, Problem: err.Error()}
+		return nil, &CACertsProblem{Keys: []string{l.cert, l.key}, Problem: err.Error()}
 	}
 	for _, r := range roots {
 		if keyMatches(intermediate.Key, r) {
-			return nil, &CACertsProblem{Keys: []string{CACertKey, CAKeyKey}, Problem: fmt.Sprintf(
+			return nil, &CACertsProblem{Keys: []string{l.cert, l.key}, Problem: fmt.Sprintf(
 				"hold the root %q and its key: the root key must stay outside the cluster; put an intermediate signed by the root there instead", r.Subject.CommonName)}
 		}
 	}
-	rootCerts, err := decodeCertificates(data[RootCertKey])
+	rootCerts, err := decodeCertificates(data[l.root])
 	if err != nil {
-		return nil, &CACertsProblem{Keys: []string{RootCertKey}, Problem: err.Error()}
+		return nil, &CACertsProblem{Keys: []string{l.root}, Problem: err.Error()}
 	}
 	var root *x509.Certificate
 	for _, rc := range rootCerts {
@@ -102,29 +136,37 @@ func CheckExternalCACerts(data map[string][]byte, roots []*x509.Certificate, c C
 		}
 	}
 	if root == nil {
-		return nil, &CACertsProblem{Keys: []string{RootCertKey}, Problem: fmt.Sprintf(
+		return nil, &CACertsProblem{Keys: []string{l.root}, Problem: fmt.Sprintf(
 			"holds %q (SHA-256 %s), not the configured root %q (SHA-256 %s)",
 			rootCerts[0].Subject.CommonName, Fingerprint(rootCerts[0]), roots[0].Subject.CommonName, Fingerprint(roots[0]))}
 	}
-	chain, err := decodeCertificates(data[CertChainKey])
-	if err != nil {
-		return nil, &CACertsProblem{Keys: []string{CertChainKey}, Problem: err.Error()}
-	}
-	if !chain[0].Equal(intermediate.Cert) {
-		return nil, &CACertsProblem{Keys: []string{CertChainKey}, Problem: "does not start with ca-cert.pem"}
-	}
-	if len(chain) < 2 || !chain[len(chain)-1].Equal(root) {
-		return nil, &CACertsProblem{Keys: []string{CertChainKey}, Problem: "does not end with the root of root-cert.pem"}
+	var chain []*x509.Certificate
+	chainKeys := []string{l.chain}
+	if l.chain != "" {
+		if chain, err = decodeCertificates(data[l.chain]); err != nil {
+			return nil, &CACertsProblem{Keys: []string{l.chain}, Problem: err.Error()}
+		}
+		if !chain[0].Equal(intermediate.Cert) {
+			return nil, &CACertsProblem{Keys: []string{l.chain}, Problem: "does not start with " + l.cert}
+		}
+		if len(chain) < 2 || !chain[len(chain)-1].Equal(root) {
+			return nil, &CACertsProblem{Keys: []string{l.chain}, Problem: "does not end with the root of " + l.root}
+		}
+	} else {
+		// istiod's chain for the tls format: tls.crt, then ca.crt.
+		chainKeys = nil
+		certs, _ := decodeCertificates(data[l.cert])
+		chain = append(certs, root)
 	}
 	cert := intermediate.Cert
 	if now.After(cert.NotAfter) {
-		return nil, &CACertsProblem{Keys: []string{CACertKey}, Problem: "expired at " + formatTime(cert.NotAfter)}
+		return nil, &CACertsProblem{Keys: []string{l.cert}, Problem: "expired at " + formatTime(cert.NotAfter)}
 	}
 	if now.Before(cert.NotBefore) {
-		return nil, &CACertsProblem{Keys: []string{CACertKey}, Problem: "not valid before " + formatTime(cert.NotBefore)}
+		return nil, &CACertsProblem{Keys: []string{l.cert}, Problem: "not valid before " + formatTime(cert.NotBefore)}
 	}
 	if err := checkValidity(root, now); err != nil {
-		return nil, &CACertsProblem{Keys: []string{RootCertKey}, Problem: "the root: " + err.Error()}
+		return nil, &CACertsProblem{Keys: []string{l.root}, Problem: "the root: " + err.Error()}
 	}
 	pool, inter := x509.NewCertPool(), x509.NewCertPool()
 	pool.AddCert(root)
@@ -133,7 +175,7 @@ func CheckExternalCACerts(data map[string][]byte, roots []*x509.Certificate, c C
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return nil, &CACertsProblem{Keys: []string{CACertKey, CertChainKey}, Problem: fmt.Sprintf(
+		return nil, &CACertsProblem{Keys: append([]string{l.cert}, chainKeys...), Problem: fmt.Sprintf(
 			"%q does not chain to the configured root %q: %v", cert.Subject.CommonName, root.Subject.CommonName, err)}
 	}
 	check := &ExternalCheck{Intermediate: cert, Root: root, WarnAt: RenewalTime(cert, warnBefore)}
@@ -141,12 +183,12 @@ func CheckExternalCACerts(data map[string][]byte, roots []*x509.Certificate, c C
 		// No "in N hours": the warning goes into status, which a steady
 		// state must not rewrite.
 		check.Warnings = append(check.Warnings, fmt.Sprintf("%s expires at %s; sign a new intermediate and replace the Secret before then",
-			CACertKey, formatTime(cert.NotAfter)))
+			l.cert, formatTime(cert.NotAfter)))
 	}
 	if why := ConstraintsReason(cert, c); why != "" {
 		check.Warnings = append(check.Warnings, fmt.Sprintf(
-			"%s lacks the constraints meshfleet puts on the intermediates it issues (%s): whoever holds ca-key.pem can sign more than this cluster's workload identities; sign it with meshctl ca sign-intermediate, or add the equivalent name constraints, path length 0 and EKUs serverAuth, clientAuth",
-			CACertKey, why))
+			"%s lacks the constraints meshfleet puts on the intermediates it issues (%s): whoever holds %s can sign more than this cluster's workload identities; sign it with meshctl ca sign-intermediate, or add the equivalent name constraints, path length 0 and EKUs serverAuth, clientAuth",
+			l.cert, why, l.key))
 	}
 	return check, nil
 }

@@ -56,6 +56,11 @@ func TestCheckExternalCACerts(t *testing.T) {
 		{name: "the root itself", data: map[string][]byte{CACertKey: root.CertPEM, CAKeyKey: root.KeyPEM, RootCertKey: root.CertPEM, CertChainKey: joinPEM(root.CertPEM, root.CertPEM)}, now: testNow, keys: "ca-cert.pem, ca-key.pem", problem: "root key must stay outside"},
 		{name: "expired", data: data(good, root), now: good.Cert.NotAfter.Add(time.Second), keys: "ca-cert.pem", problem: "expired at"},
 		{name: "chain without root", data: with(data(good, root), CertChainKey, good.CertPEM), now: testNow, keys: "cert-chain.pem", problem: "does not end with"},
+		{name: "kubernetes.io/tls format (cert-manager)", now: testNow, data: map[string][]byte{TLSCertKey: good.CertPEM, TLSKeyKey: good.KeyPEM, TLSRootKey: root.CertPEM}},
+		{name: "tls format, two-level chain in tls.crt", now: testNow, data: map[string][]byte{TLSCertKey: joinPEM(below.CertPEM, issuingCA.CertPEM), TLSKeyKey: below.KeyPEM, TLSRootKey: root.CertPEM}},
+		{name: "tls format, ca.crt not the root", now: testNow, data: map[string][]byte{TLSCertKey: below.CertPEM, TLSKeyKey: below.KeyPEM, TLSRootKey: issuingCA.CertPEM}, keys: "ca.crt", problem: "not the configured root"},
+		{name: "tls format without key", now: testNow, data: map[string][]byte{TLSCertKey: good.CertPEM, TLSRootKey: root.CertPEM}, keys: "tls.key", problem: "missing"},
+		{name: "tls format, issuing CA missing from tls.crt", now: testNow, data: map[string][]byte{TLSCertKey: below.CertPEM, TLSKeyKey: below.KeyPEM, TLSRootKey: root.CertPEM}, keys: "tls.crt", problem: "does not chain"},
 		{name: "about to expire", data: data(good, root), now: good.Cert.NotAfter.Add(-day), warnings: []string{"expires at"}},
 		{name: "no constraints", data: data(unconstrained, root), now: testNow, warnings: []string{"lacks the constraints", "not constrained to trust domain"}},
 	}

@@ -69,7 +69,7 @@ func invalidCACerts(cp *render.ControlPlane, roots []*x509.Certificate, format s
 		role = " --primary"
 	}
 	msg := fmt.Sprintf(format, args...) + fmt.Sprintf(
-		". spec.security.externalCA keeps the root key outside the clusters, so the operator neither issues nor writes cacerts: sign an intermediate for cluster %s with your root %q (SHA-256 %s) and create Secret %s/%s there with ca-cert.pem, ca-key.pem, root-cert.pem and cert-chain.pem (Istio's plug-in CA). Offline, on the machine that holds the root key: meshctl ca sign-intermediate --root-cert root-cert.pem --root-key root-key.pem --cluster %s%s -n %s > cacerts.yaml, then kubectl apply -f cacerts.yaml against cluster %s. The operator never overwrites or deletes that Secret",
+		". spec.security.externalCA keeps the root key outside the clusters, so the operator neither issues nor writes cacerts: sign an intermediate for cluster %s with your root %q (SHA-256 %s) and create Secret %s/%s there with ca-cert.pem, ca-key.pem, root-cert.pem and cert-chain.pem (Istio's plug-in CA; or tls.crt, tls.key and ca.crt as cert-manager writes them, ca.crt being this root). Offline, on the machine that holds the root key: meshctl ca sign-intermediate --root-cert root-cert.pem --root-key root-key.pem --cluster %s%s -n %s > cacerts.yaml, then kubectl apply -f cacerts.yaml against cluster %s. The operator never overwrites or deletes that Secret",
 		cp.ClusterName, roots[0].Subject.CommonName, ca.Fingerprint(roots[0]), cp.Namespace, CACertsSecretName, cp.ClusterName, role, cp.Namespace, cp.ClusterName)
 	return &Error{Message: msg, Reason: v1beta1.ReasonCACertsInvalid}
 }
