@@ -109,3 +109,26 @@ func issueForeignPath(t *testing.T, root *KeyPair) *KeyPair {
 	}
 	return kp
 }
+
+// TestCheckExternalCACertsRotation: while a root is rotated the configured
+// bundle holds both, and an intermediate of either passes, reporting the
+// root it chains to.
+func TestCheckExternalCACertsRotation(t *testing.T) {
+	oldRoot, newRoot := newTestRoot(t, 365*day), newTestRoot(t, 365*day)
+	c := ClusterConstraints("istio-system", true)
+	bundle, err := ParseRoots(joinPEM(oldRoot.CertPEM, newRoot.CertPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*KeyPair{oldRoot, newRoot} {
+		p, err := ClusterPluginCerts(r, "primary", "istio-system", true, 30*day, testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := CheckExternalCACerts(p.Data(), bundle, c, 0, testNow)
+		if err != nil || !got.Root.Equal(r.Cert) || len(got.Warnings) > 0 {
+			t.Errorf("intermediate of %s: %v, %+v", r.Cert.Subject.CommonName, err, got)
+		}
+	}
+}
+

@@ -29,6 +29,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -185,6 +186,18 @@ func TestExternalCA(t *testing.T) {
 		if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "expires at") {
 			t.Errorf("warnings %q, want one: the intermediate expires within a third of its life", st.Warnings)
 		}
+		eventually(t, "a CACertsWarning event", func() error {
+			var evs eventsv1.EventList
+			if err := h.clients["primary"].List(ctx, &evs, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			for _, e := range evs.Items {
+				if e.Reason == "CACertsWarning" && e.Type == corev1.EventTypeWarning && strings.Contains(e.Note, "cluster primary: ca-cert.pem expires at") {
+					return nil
+				}
+			}
+			return fmt.Errorf("none among %d events", len(evs.Items))
+		})
 		h.sameSecret(t, "primary", good)
 	})
 
