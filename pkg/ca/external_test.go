@@ -131,4 +131,3 @@ func TestCheckExternalCACertsRotation(t *testing.T) {
 		}
 	}
 }
-
