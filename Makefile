@@ -66,6 +66,13 @@ update-golden: ## Rewrite golden files (testdata/, dashboard ConfigMaps) from th
 gen-check: generate update-golden ## Regenerate everything and fail if the tree changed.
 	git diff --exit-code -- crds pkg manifests || { echo "generated files are stale: run make generate update-golden and commit"; exit 1; }
 
+.PHONY: tidy-check
+tidy-check: ## Fail if go mod tidy would change go.mod or go.sum.
+	go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy and commit"; exit 1; }
+
+.PHONY: verify
+verify: tidy-check gen-check lint ## What CI checks besides the tests: tidy modules, generated files up to date, lint clean.
+
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet and staticcheck.
 	for tags in "" integration e2e chaos; do \
@@ -108,7 +115,8 @@ etcd:
 ##@ Test
 
 .PHONY: test
-test: tools ## Unit, integration (real kube-apiservers) and end-to-end (real istiod, gRPC xDS clients) tests.
+test: tools ## verify, then unit, integration (real kube-apiservers), end-to-end (real istiod, gRPC xDS clients), chaos and fuzz tests.
+	$(MAKE) verify
 	go test $(GO_TEST_FLAGS) ./...
 	go test $(GO_TEST_FLAGS) -tags integration -p 1 ./...
 	go test $(GO_TEST_FLAGS) -tags e2e -p 1 ./tests/e2e/...
