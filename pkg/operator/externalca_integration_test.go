@@ -38,11 +38,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -155,6 +157,27 @@ func TestExternalCA(t *testing.T) {
 			h.sameSecret(t, "primary", s)
 		})
 	}
+
+	t.Run("a good cacerts that still carries the operator's ownership marks is refused, not pruned", func(t *testing.T) {
+		// As after a switch from self-signed mode: the operator's cacerts,
+		// its data replaced by the user's (kubectl apply keeps the marks).
+		ist := &v1beta1.Istio{}
+		h.get("primary", ns, "istio", ist)
+		s := &corev1.Secret{}
+		h.get("primary", ns, meshca.CACertsSecretName, s)
+		s.Labels = render.OwnerLabels(render.Owner{Kind: "Istio", Name: "istio", Namespace: ns, UID: ist.UID})
+		s.Annotations = map[string]string{apply.OwnerUIDAnnotation: string(ist.UID)}
+		s.Data = mustPlugin(t, root, "primary", true).Data()
+		if err := h.clients["primary"].Update(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		h.resyncIstio()
+		c := h.istioCondition(v1beta1.ConditionResourceDefinitionsCreated, v1beta1.ReasonCACertsInvalid, "ownership marks")
+		t.Logf("%s: %s", c.Reason, c.Message)
+		h.resyncIstio()
+		h.resyncIstio()
+		h.sameSecret(t, "primary", s)
+	})
 
 	// The user signs each cluster's intermediate offline and puts it there.
 	h.deleteCACerts("primary")

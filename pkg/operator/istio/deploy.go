@@ -61,6 +61,10 @@ func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.
 	for _, o := range objs {
 		keep[apply.Key(o)] = true
 	}
+	if certs.Secret == nil {
+		// External CA: cacerts is the user's, never pruned.
+		keep["Secret/"+cp.Namespace+"/"+meshca.CACertsSecretName] = true
+	}
 	pruned, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), render.PrunedKinds, keep)
 	if err != nil {
 		return transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("deleting objects no longer rendered: %v", err), err)

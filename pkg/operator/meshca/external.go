@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
@@ -43,6 +44,14 @@ func ExternalCACerts(ctx context.Context, r client.Reader, cp *render.ControlPla
 	if err != nil {
 		return nil, transient(err, "reading Secret %s of cluster %s: %v", key, cp.ClusterName, err)
 	}
+	if marks := ownershipMarks(live); len(marks) > 0 {
+		// An operator-issued cacerts (self-signed mode before) with the
+		// user's data written over it: pruning, uninstall or garbage
+		// collection would delete it as the operator's.
+		return nil, &Error{Reason: v1beta1.ReasonCACertsInvalid, Message: fmt.Sprintf(
+			"Secret %s of cluster %s carries meshfleet's ownership marks (%s), left from when the operator issued it: uninstalling or leaving would delete it as the operator's. With spec.security.externalCA it must be yours: recreate it without them (kubectl -n %s delete secret %s, then kubectl apply -f your cacerts manifest, e.g. from meshctl ca sign-intermediate); the operator writes nothing to it",
+			key, cp.ClusterName, strings.Join(marks, ", "), cp.Namespace, CACertsSecretName)}
+	}
 	check, err := ca.CheckExternalCACerts(live.Data, roots, Constraints(cp), ext.WarnBefore.Duration, now)
 	var p *ca.CACertsProblem
 	if errors.As(err, &p) {
@@ -59,6 +68,24 @@ func ExternalCACerts(ctx context.Context, r client.Reader, cp *render.ControlPla
 		Root:     check.Root,
 		External: check,
 	}, nil
+}
+
+// ownershipMarks lists what on s would make meshfleet treat it as its own
+// (and delete it on prune, uninstall or garbage collection).
+func ownershipMarks(s *corev1.Secret) []string {
+	var marks []string
+	if v := s.Annotations[apply.OwnerUIDAnnotation]; v != "" {
+		marks = append(marks, apply.OwnerUIDAnnotation+"="+v)
+	}
+	for _, l := range []string{render.LabelManagedBy, render.LabelOwnerKind} {
+		if v := s.Labels[l]; v != "" {
+			marks = append(marks, l+"="+v)
+		}
+	}
+	for _, o := range s.OwnerReferences {
+		marks = append(marks, "ownerReference "+o.Kind+"/"+o.Name)
+	}
+	return marks
 }
 
 // invalidCACerts is the error for a cluster whose user-supplied cacerts

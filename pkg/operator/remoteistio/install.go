@@ -159,6 +159,10 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	for _, o := range objs {
 		keep[apply.Key(o)] = true
 	}
+	if certs.Secret == nil {
+		// External CA: cacerts is the user's, never pruned.
+		keep["Secret/"+cp.Namespace+"/"+meshca.CACertsSecretName] = true
+	}
 	if _, err := a.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), render.PrunedKinds, keep); err != nil {
 		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "deleting objects no longer rendered", err)
 	}
