@@ -27,17 +27,23 @@ import (
 
 // clusterStatus is one cluster of the mesh, as status and list print it.
 type clusterStatus struct {
-	Name        string         `json:"name"`
-	Role        string         `json:"role"`
-	ClusterName string         `json:"clusterName"`
-	Phase       v1beta1.Phase  `json:"phase"`
-	Connection  string         `json:"connection,omitempty"`
-	Version     string         `json:"version,omitempty"`
-	Kubernetes  string         `json:"kubernetes,omitempty"`
-	Network     string         `json:"network,omitempty"`
-	CAExpiry    *metav1.Time   `json:"caExpiry,omitempty"`
-	Gateways    []string       `json:"gateways,omitempty"`
-	Localities  map[string]int `json:"localities,omitempty"`
+	Name        string        `json:"name"`
+	Role        string        `json:"role"`
+	ClusterName string        `json:"clusterName"`
+	Phase       v1beta1.Phase `json:"phase"`
+	Connection  string        `json:"connection,omitempty"`
+	Version     string        `json:"version,omitempty"`
+	Kubernetes  string        `json:"kubernetes,omitempty"`
+	Network     string        `json:"network,omitempty"`
+	CAExpiry    *metav1.Time  `json:"caExpiry,omitempty"`
+	// CAMode is where the mesh's root comes from (SelfSigned, UserSecret,
+	// External); CAWarnings are the operator's warnings about this
+	// cluster's intermediate (External mode: expiry near, constraints
+	// missing), shown but not counted as problems.
+	CAMode     string         `json:"caMode,omitempty"`
+	CAWarnings []string       `json:"caWarnings,omitempty"`
+	Gateways   []string       `json:"gateways,omitempty"`
+	Localities map[string]int `json:"localities,omitempty"`
 	// Locality is the locality server's health (primaries with
 	// spec.localityLB.enabled, in status only).
 	Locality *health.Verdict `json:"locality,omitempty"`
@@ -118,9 +124,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 	for _, ist := range istios.Items {
 		cs := clusterStatus{Name: ist.Name, Role: "primary", ClusterName: ist.Status.ClusterName, Phase: ist.Status.Phase,
 			Version: ist.Status.Version, Network: ist.Spec.Network, Problems: problems(ist.Status.Conditions)}
-		if ist.Status.Certificates != nil {
-			cs.CAExpiry = ist.Status.Certificates.IntermediateExpiry
-		}
+		certificates(&cs, ist.Status.Certificates)
 		if detail {
 			describe(ctx, c, &cs)
 			if ist.Spec.LocalityLB.Enabled {
@@ -133,6 +137,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 		cs := clusterStatus{Name: ri.Name, Role: "remote", ClusterName: ri.Status.ClusterName, Phase: ri.Status.Phase,
 			Connection: ri.Status.Connection, Version: ri.Spec.Version, Kubernetes: ri.Status.KubernetesVersion,
 			Network: ri.Spec.Network, Problems: problems(ri.Status.Conditions)}
+		certificates(&cs, ri.Status.Certificates)
 		if detail && ri.Spec.KubeconfigSecretRef != nil {
 			if rc, err := remoteClient(ctx, c, g.namespace, ri.Spec.KubeconfigSecretRef.Name); err == nil {
 				describe(ctx, rc, &cs)
@@ -143,6 +148,14 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 		out = append(out, cs)
 	}
 	return out, nil
+}
+
+// certificates copies a cluster's CA mode, intermediate expiry and warnings.
+func certificates(cs *clusterStatus, st *v1beta1.CertificatesStatus) {
+	if st == nil {
+		return
+	}
+	cs.CAExpiry, cs.CAMode, cs.CAWarnings = st.IntermediateExpiry, st.Mode, st.Warnings
 }
 
 // localityHealth reads the summary the locality server's writer publishes
@@ -263,8 +276,14 @@ func printClusters(w io.Writer, format string, cs []clusterStatus, detail bool) 
 	}
 	for _, c := range cs {
 		fmt.Fprintf(w, "\n%s (%s)\n", c.Name, c.Role)
+		if c.CAMode != "" {
+			fmt.Fprintf(w, "  CA mode                  %s\n", c.CAMode)
+		}
 		if c.CAExpiry != nil {
-			fmt.Fprintf(w, "  intermediate CA expires  %s\n", c.CAExpiry.UTC().Format(time.RFC3339))
+			fmt.Fprintf(w, "  intermediate CA expires  %s (in %s)\n", c.CAExpiry.UTC().Format(time.RFC3339), time.Until(c.CAExpiry.Time).Round(time.Minute))
+		}
+		for _, warning := range c.CAWarnings {
+			fmt.Fprintf(w, "  warning: %s\n", warning)
 		}
 		if l := c.Locality; l != nil {
 			state := l.State

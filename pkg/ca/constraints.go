@@ -30,6 +30,26 @@ type Constraints struct {
 	DNSNames []string
 }
 
+// istiodServiceNames are the Services istiod names in its own serving
+// certificate, which it signs with the plug-in CA (getDNSNames in
+// istio.io/istio/pilot/pkg/bootstrap/server.go): <name>.<namespace>.svc.
+var istiodServiceNames = []string{"istiod", "istiod-remote", "istio-pilot"}
+
+// ClusterConstraints are the names a cluster's intermediate may sign:
+// workload identities of the default trust domain everywhere, and istiod's
+// serving names (in namespace) only in a primary, which runs istiod. A
+// remote's intermediate, whose key the remote's admin holds, can sign no
+// DNS name at all.
+func ClusterConstraints(namespace string, primary bool) Constraints {
+	c := Constraints{TrustDomain: DefaultTrustDomain}
+	if primary {
+		for _, n := range istiodServiceNames {
+			c.DNSNames = append(c.DNSNames, n+"."+namespace+".svc")
+		}
+	}
+	return c
+}
+
 // trustDomain returns c's trust domain with the default applied.
 func (c Constraints) trustDomain() string {
 	if c.TrustDomain == "" {

@@ -176,4 +176,17 @@ type CA struct {
 	IntermediateTTL metav1.Duration `json:"intermediateTTL"`
 	// RenewBefore is how long before expiry an intermediate is reissued.
 	RenewBefore metav1.Duration `json:"renewBefore"`
+	// External is set when the root stays outside the clusters
+	// (spec.security.externalCA): the operator issues no intermediate and
+	// only checks the users' cacerts.
+	External *ExternalCA `json:"external,omitempty"`
+}
+
+// ExternalCA is a root kept outside the clusters.
+type ExternalCA struct {
+	// RootPEM holds the root certificate(s), PEM, as given.
+	RootPEM string `json:"rootPEM"`
+	// WarnBefore is how long before an intermediate expires a warning is
+	// raised; zero means a third of its lifetime.
+	WarnBefore metav1.Duration `json:"warnBefore,omitempty"`
 }

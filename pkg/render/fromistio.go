@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/ca"
 )
 
 // Defaults applied when the spec leaves a field empty.
@@ -398,18 +399,24 @@ func resolveGateways(in v1beta1.GatewaysSpec, eastWest bool, p *field.Path, errs
 }
 
 func resolveCA(in v1beta1.SecuritySpec, p *field.Path, errs field.ErrorList) (CA, field.ErrorList) {
-	selfSigned := boolOr(in.SelfSigned, in.CASecretRef == nil)
+	selfSigned := boolOr(in.SelfSigned, in.CASecretRef == nil && in.ExternalCA == nil)
 	secret := ""
 	if in.CASecretRef != nil {
 		secret = in.CASecretRef.Name
 	}
+	var external *ExternalCA
+	if in.ExternalCA != nil {
+		external, errs = resolveExternalCA(in, p, errs)
+		selfSigned = false
+	}
 	switch {
+	case external != nil:
 	case selfSigned && secret != "":
 		errs = append(errs, field.Invalid(p.Child("caSecretRef"), secret,
 			"selfSigned is true, so the operator generates the root; remove caSecretRef or set selfSigned: false"))
-	case !selfSigned && secret == "":
+	case !selfSigned && secret == "" && in.ExternalCA == nil:
 		errs = append(errs, field.Required(p.Child("caSecretRef"),
-			"selfSigned is false, so the mesh needs your root CA: name a Secret holding tls.crt and tls.key, or set selfSigned: true"))
+			"selfSigned is false, so the mesh needs your root CA: name a Secret holding tls.crt and tls.key, set externalCA to keep the root outside the clusters, or set selfSigned: true"))
 	}
 	var rootTTL, interTTL, renew time.Duration
 	rootTTL, errs = parseDuration(in.RootCertTTL, DefaultRootTTL, p.Child("rootCertTTL"), errs)
@@ -429,7 +436,46 @@ func resolveCA(in v1beta1.SecuritySpec, p *field.Path, errs field.ErrorList) (CA
 		RootTTL:         metav1.Duration{Duration: rootTTL},
 		IntermediateTTL: metav1.Duration{Duration: interTTL},
 		RenewBefore:     metav1.Duration{Duration: renew},
+		External:        external,
 	}, errs
+}
+
+// resolveExternalCA checks spec.security.externalCA: the only way of
+// bringing the root, a parsable bundle of CA certificates with no key, and
+// none of the settings that only make sense when the operator issues.
+func resolveExternalCA(in v1beta1.SecuritySpec, p *field.Path, errs field.ErrorList) (*ExternalCA, field.ErrorList) {
+	ep := p.Child("externalCA")
+	if in.SelfSigned != nil && *in.SelfSigned {
+		errs = append(errs, field.Invalid(p.Child("selfSigned"), true,
+			"externalCA keeps the root outside the clusters, so the operator generates none; remove selfSigned (or set it to false), or remove externalCA"))
+	}
+	if in.CASecretRef != nil {
+		errs = append(errs, field.Invalid(p.Child("caSecretRef"), in.CASecretRef.Name,
+			"externalCA keeps the root key outside the clusters, while caSecretRef puts it in a Secret; keep one of them"))
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"rootCertTTL", in.RootCertTTL != nil}, {"intermediateCertTTL", in.IntermediateCertTTL != nil}, {"renewBefore", in.RenewBefore != nil}} {
+		if f.set {
+			errs = append(errs, field.Forbidden(p.Child(f.name),
+				"with externalCA the operator issues no root and no intermediate, so it has no lifetime to set; choose it when you sign each cluster's intermediate (meshctl ca sign-intermediate --ttl), and set externalCA.warnBefore for the expiry warning"))
+		}
+	}
+	ext := &ExternalCA{RootPEM: in.ExternalCA.RootCertificate}
+	if strings.TrimSpace(ext.RootPEM) == "" {
+		errs = append(errs, field.Required(ep.Child("rootCertificate"),
+			"the mesh's root CA certificate, PEM (no key): e.g. the contents of root-cert.pem"))
+	} else if _, err := ca.ParseRoots([]byte(ext.RootPEM)); err != nil {
+		errs = append(errs, field.Invalid(ep.Child("rootCertificate"), "(PEM)",
+			fmt.Sprintf("not a usable root CA certificate: %v; paste the PEM of your root certificate (-----BEGIN CERTIFICATE-----), no key", err)))
+	}
+	var warn time.Duration
+	if in.ExternalCA.WarnBefore != nil {
+		warn, errs = parseDuration(in.ExternalCA.WarnBefore, 0, ep.Child("warnBefore"), errs)
+	}
+	ext.WarnBefore = metav1.Duration{Duration: warn}
+	return ext, errs
 }
 
 func parseDuration(in *v1beta1.Duration, def time.Duration, p *field.Path, errs field.ErrorList) (time.Duration, field.ErrorList) {

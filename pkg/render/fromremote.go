@@ -87,12 +87,22 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected, p.Child("gateways"), errs)
 
 	sec := spec.Security
-	if sec.SelfSigned != nil || sec.CASecretRef != nil {
+	if sec.SelfSigned != nil || sec.CASecretRef != nil || sec.ExternalCA != nil {
 		errs = append(errs, field.Forbidden(p.Child("security"),
-			"a remote cluster's intermediate CA is always issued by the primary's root; remove selfSigned and caSecretRef (set them on the Istio resource)"))
+			"a remote cluster's intermediate CA always chains to the primary's root; remove selfSigned, caSecretRef and externalCA (set them on the Istio resource)"))
 	}
 	cp.CA = primary.CA
-	if len(errs) == 0 && (sec.IntermediateCertTTL != nil || sec.RenewBefore != nil) {
+	if primary.CA.External != nil {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"intermediateCertTTL", sec.IntermediateCertTTL != nil}, {"renewBefore", sec.RenewBefore != nil}} {
+			if f.set {
+				errs = append(errs, field.Forbidden(p.Child("security", f.name),
+					"the primary's Istio uses externalCA: you sign this cluster's intermediate yourself and choose its lifetime then (meshctl ca sign-intermediate --ttl)"))
+			}
+		}
+	} else if len(errs) == 0 && (sec.IntermediateCertTTL != nil || sec.RenewBefore != nil) {
 		var ca CA
 		ca, errs = resolveCA(remoteSecurity(sec, primary.CA), p.Child("security"), errs)
 		cp.CA.IntermediateTTL, cp.CA.RenewBefore = ca.IntermediateTTL, ca.RenewBefore

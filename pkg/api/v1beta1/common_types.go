@@ -21,10 +21,12 @@ type MTLSSpec struct {
 }
 
 // SecuritySpec chooses where the mesh's root of trust comes from.
+// +kubebuilder:validation:XValidation:rule="!has(self.externalCA) || (!has(self.caSecretRef) && !(has(self.selfSigned) && self.selfSigned))",message="externalCA excludes caSecretRef and selfSigned: true; keep one way of bringing the root"
 type SecuritySpec struct {
 	// SelfSigned makes the operator generate the mesh's root CA and keep its key
 	// in the primary cluster only. Set it to false and name caSecretRef to bring
-	// your own root instead. When neither is set, selfSigned is assumed.
+	// your own root instead, or set externalCA to keep the root out of every
+	// cluster. When none is set, selfSigned is assumed.
 	// +optional
 	SelfSigned *bool `json:"selfSigned,omitempty"`
 
@@ -33,6 +35,16 @@ type SecuritySpec struct {
 	// root-key.pem). Requires selfSigned to be false or unset.
 	// +optional
 	CASecretRef *corev1.LocalObjectReference `json:"caSecretRef,omitempty"`
+
+	// ExternalCA keeps the mesh's root key out of every cluster: the operator
+	// holds and generates no root, and each cluster's istio-system/cacerts
+	// (Istio's plug-in CA: ca-cert.pem, ca-key.pem, root-cert.pem,
+	// cert-chain.pem) is the user's, signed offline (meshctl ca
+	// sign-intermediate), by Vault or by cert-manager. The operator checks
+	// every cluster's cacerts against this root and never writes it.
+	// Excludes selfSigned and caSecretRef.
+	// +optional
+	ExternalCA *ExternalCASpec `json:"externalCA,omitempty"`
 
 	// RootCertTTL is the lifetime of a self-signed root. Default 87600h (10 years).
 	// +optional
@@ -48,6 +60,23 @@ type SecuritySpec struct {
 	// Default: one third of intermediateCertTTL.
 	// +optional
 	RenewBefore *Duration `json:"renewBefore,omitempty"`
+}
+
+// ExternalCASpec is a root of trust kept outside the clusters.
+type ExternalCASpec struct {
+	// RootCertificate is the mesh's root CA certificate, PEM (public data:
+	// no key). Several CERTIFICATE blocks are accepted while a root is
+	// rotated; each cluster's intermediate must chain to one of them, and
+	// its root-cert.pem must hold that root.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=65536
+	RootCertificate string `json:"rootCertificate"`
+
+	// WarnBefore is how long before a cluster's intermediate expires the
+	// operator starts warning (an event and status.certificates.warnings).
+	// Default: one third of the intermediate's lifetime.
+	// +optional
+	WarnBefore *Duration `json:"warnBefore,omitempty"`
 }
 
 // Duration is a length of time written as Go parses it: "8760h", "90m".

@@ -71,6 +71,9 @@ const (
 	ReasonUnauthorized         = "Unauthorized"
 	ReasonWrongCluster         = "WrongCluster"
 	ReasonNoPilotAddress       = "NoPilotAddress"
+	// ReasonCACertsInvalid: with spec.security.externalCA, a cluster's
+	// user-supplied cacerts is missing or does not pass the checks.
+	ReasonCACertsInvalid = "CACertsInvalid"
 	// ReasonNotOwned: objects to be written exist and meshfleet did not create them.
 	ReasonNotOwned = "ObjectsNotOwned"
 	// ReasonRemotesJoined: an Istio's deletion waits for its RemoteIstios to go.

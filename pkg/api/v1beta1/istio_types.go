@@ -233,17 +233,36 @@ type MemberStatus struct {
 	Connection string `json:"connection,omitempty"`
 }
 
-// CertificatesStatus describes the CA certificates the operator manages.
+// CertificatesStatus describes the mesh's root and a cluster's intermediate CA.
 type CertificatesStatus struct {
+	// Mode is where the root comes from: SelfSigned, UserSecret (caSecretRef)
+	// or External (externalCA: no root key in any cluster; the user supplies
+	// each cacerts).
+	// +optional
+	Mode string `json:"mode,omitempty"`
 	// RootFingerprint is the SHA-256 fingerprint of the root certificate.
 	RootFingerprint string `json:"rootFingerprint,omitempty"`
 	// RootExpiry is when the root certificate expires.
 	RootExpiry *metav1.Time `json:"rootExpiry,omitempty"`
 	// IntermediateExpiry is when this cluster's intermediate CA expires.
 	IntermediateExpiry *metav1.Time `json:"intermediateExpiry,omitempty"`
-	// IntermediateRenewal is when the intermediate CA will be reissued.
+	// IntermediateRenewal is when the intermediate CA will be reissued (in
+	// External mode: when the operator starts warning that the user must
+	// replace it).
 	IntermediateRenewal *metav1.Time `json:"intermediateRenewal,omitempty"`
+	// Warnings about a user-supplied intermediate (External mode) that do
+	// not stop the install: it expires soon, or it lacks the name
+	// constraints the operator puts on the intermediates it issues.
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
 }
+
+// CA modes in CertificatesStatus.Mode.
+const (
+	CAModeSelfSigned = "SelfSigned"
+	CAModeUserSecret = "UserSecret"
+	CAModeExternal   = "External"
+)
 
 // Istio installs and runs the mesh control plane in the cluster it is created
 // in. Create one per cluster that runs istiod, in the namespace the control

@@ -122,6 +122,10 @@ type RemoteIstioStatus struct {
 	// +optional
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
 
+	// Certificates describes the remote's intermediate CA (cacerts).
+	// +optional
+	Certificates *CertificatesStatus `json:"certificates,omitempty"`
+
 	// Conditions: Connected, CertificatesIssued, Installed, Ready.
 	// +listType=map
 	// +listMapKey=type

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,6 +41,9 @@ func (r *Reconciler) definitions(ctx context.Context, ist *v1beta1.Istio, cp *re
 	}
 
 	now := r.now()
+	if cp.CA.External != nil {
+		return r.externalCA(ctx, ist, cp, m, now)
+	}
 	root, created, err := meshca.Root(ctx, r.Client, r.APIReader, cp, now)
 	if err != nil {
 		return nil, caOutcome(err)
@@ -57,14 +61,46 @@ func (r *Reconciler) definitions(ctx context.Context, ist *v1beta1.Istio, cp *re
 		r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "IntermediateReissued", "IssueIntermediateCA",
 			"reissued intermediate CA of cluster %s: %s", cp.ClusterName, certs.Reissued)
 	}
-	ist.Status.Certificates = &v1beta1.CertificatesStatus{
-		RootFingerprint:     ca.Fingerprint(root.Cert),
-		RootExpiry:          &metav1.Time{Time: root.Cert.NotAfter.UTC()},
-		IntermediateExpiry:  &metav1.Time{Time: certs.NotAfter.UTC()},
-		IntermediateRenewal: &metav1.Time{Time: certs.RenewAt.UTC()},
-	}
+	ist.Status.Certificates = meshca.Status(cp, root, certs, nil)
 	return certs, succeeded(fmt.Sprintf("%d Istio CRDs established; intermediate CA for cluster %s valid until %s",
 		len(m.CRDs), cp.ClusterName, certs.NotAfter.UTC().Format(time.RFC3339)))
+}
+
+// externalCA checks the user's cacerts of this cluster against the external
+// root (spec.security.externalCA): the operator holds no root and writes no
+// cacerts. Warnings (expiry near, constraints missing, a root key left from
+// self-signed mode) are recorded in the status and as a Warning event when
+// they change.
+func (r *Reconciler) externalCA(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest, now time.Time) (*meshca.Issued, outcome) {
+	certs, err := meshca.ExternalCACerts(ctx, r.APIReader, cp, now)
+	if err != nil {
+		ist.Status.Certificates = &v1beta1.CertificatesStatus{Mode: v1beta1.CAModeExternal}
+		return nil, caOutcome(err)
+	}
+	leftover, err := meshca.LeftoverRoot(ctx, r.APIReader)
+	if err != nil {
+		return nil, caOutcome(err)
+	}
+	var extra []string
+	if leftover != "" {
+		extra = append(extra, leftover)
+	}
+	var before []string
+	if ist.Status.Certificates != nil {
+		before = ist.Status.Certificates.Warnings
+	}
+	ist.Status.Certificates = meshca.Status(cp, nil, certs, extra)
+	warnings := ist.Status.Certificates.Warnings
+	if len(warnings) > 0 && !slices.Equal(before, warnings) {
+		r.Events.Eventf(ist, nil, corev1.EventTypeWarning, "CACertsWarning", "CheckCACerts",
+			"cluster %s: %s", cp.ClusterName, strings.Join(warnings, "; "))
+	}
+	msg := fmt.Sprintf("%d Istio CRDs established; cluster %s's own intermediate CA (Secret %s/%s, signed outside the cluster) chains to the external root %q, valid until %s",
+		len(m.CRDs), cp.ClusterName, cp.Namespace, meshca.CACertsSecretName, certs.External.Root.Subject.CommonName, certs.NotAfter.UTC().Format(time.RFC3339))
+	if len(warnings) > 0 {
+		msg += "; warning: " + strings.Join(warnings, "; warning: ")
+	}
+	return certs, succeeded(msg)
 }
 
 // caOutcome turns a meshca error into the step's outcome: API errors are
@@ -75,7 +111,11 @@ func caOutcome(err error) outcome {
 	if errors.As(err, &e) && e.Transient {
 		return transient(v1beta1.ReasonCAError, e.Message, e)
 	}
-	return waiting(v1beta1.ReasonCAError, err.Error(), 30*time.Second)
+	reason := v1beta1.ReasonCAError
+	if e != nil && e.Reason != "" {
+		reason = e.Reason
+	}
+	return waiting(reason, err.Error(), 30*time.Second)
 }
 
 func established(crd *unstructured.Unstructured) bool {

@@ -31,7 +31,11 @@ const conflictRecheck = 30 * time.Second
 // namespaces, and deletes objects this Istio resource no longer renders.
 func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest, certs *meshca.Issued) outcome {
 	log := logf.FromContext(ctx)
-	objs := append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
+	objs := m.Objects
+	if certs.Secret != nil {
+		// Not with an external CA: the user's cacerts is never written.
+		objs = append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
+	}
 	ref := ownerReference(ist)
 	for _, o := range objs {
 		if o.GetNamespace() == ist.Namespace {
@@ -56,6 +60,10 @@ func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.
 	keep := map[string]bool{}
 	for _, o := range objs {
 		keep[apply.Key(o)] = true
+	}
+	if certs.Secret == nil {
+		// External CA: cacerts is the user's, never pruned.
+		keep["Secret/"+cp.Namespace+"/"+meshca.CACertsSecretName] = true
 	}
 	pruned, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), render.PrunedKinds, keep)
 	if err != nil {

@@ -10,6 +10,7 @@ package meshca
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"time"
 
@@ -50,6 +51,8 @@ type Error struct {
 	Message   string
 	Transient bool
 	Err       error
+	// Reason is the condition reason for the user; ReasonCAError when empty.
+	Reason string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -240,6 +243,11 @@ type Issued struct {
 	// Reissued says why a new intermediate was issued now ("" when the live
 	// one was kept; "missing" on first issue).
 	Reissued string
+	// Root is the root certificate the intermediate chains to.
+	Root *x509.Certificate
+	// External is the check of a user-supplied cacerts (externalCA; Secret
+	// is nil then: the operator does not write it).
+	External *ca.ExternalCheck
 }
 
 // CACerts returns the cacerts Secret of the cluster cp describes, reading the
@@ -298,24 +306,12 @@ func CACerts(ctx context.Context, r client.Reader, cp *render.ControlPlane, root
 		NotAfter: im.Cert.NotAfter,
 		RenewAt:  ca.RenewalTime(im.Cert, cp.CA.RenewBefore.Duration),
 		Reissued: reason,
+		Root:     root.Cert,
 	}, nil
 }
 
-// istiodServiceNames are the Services istiod names in its own serving
-// certificate, which it signs with the plug-in CA (getDNSNames in
-// istio.io/istio/pilot/pkg/bootstrap/server.go): <name>.<namespace>.svc.
-var istiodServiceNames = []string{"istiod", "istiod-remote", "istio-pilot"}
-
-// Constraints are the names cp's intermediate may sign: workload identities
-// of the trust domain everywhere, and istiod's serving names only in the
-// cluster that runs istiod (the primary). A remote's intermediate, whose
-// key the remote's admin holds, can sign no DNS name at all.
+// Constraints are the names cp's intermediate may sign
+// (ca.ClusterConstraints): istiod's serving names only in the primary.
 func Constraints(cp *render.ControlPlane) ca.Constraints {
-	c := ca.Constraints{TrustDomain: ca.DefaultTrustDomain}
-	if cp.Remote == nil {
-		for _, n := range istiodServiceNames {
-			c.DNSNames = append(c.DNSNames, n+"."+cp.Namespace+".svc")
-		}
-	}
-	return c
+	return ca.ClusterConstraints(cp.Namespace, cp.Remote == nil)
 }

@@ -37,6 +37,9 @@ const (
 // and writes it into the remote cluster as cacerts.
 func (r *Reconciler) certificates(ctx context.Context, primary, cp *render.ControlPlane, rem *remote) (*meshca.Issued, conditions.Outcome) {
 	now := r.now()
+	if primary.CA.External != nil {
+		return r.externalCertificates(ctx, cp, rem)
+	}
 	root, _, err := meshca.Root(ctx, r.Client, r.APIReader, primary, now)
 	if err != nil {
 		return nil, caOutcome(err)
@@ -63,6 +66,29 @@ func (r *Reconciler) certificates(ctx context.Context, primary, cp *render.Contr
 		cp.ClusterName, certs.NotAfter.UTC().Format(time.RFC3339)))
 }
 
+// externalCertificates checks the cacerts the user put in the remote
+// (spec.security.externalCA on the primary's Istio): the operator writes
+// none. The namespace is created first, so that the user has somewhere to
+// put it.
+func (r *Reconciler) externalCertificates(ctx context.Context, cp *render.ControlPlane, rem *remote) (*meshca.Issued, conditions.Outcome) {
+	if err := ensureNamespace(ctx, rem, cp.Namespace); err != nil {
+		return nil, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "creating its namespace", err)
+	}
+	certs, err := meshca.ExternalCACerts(ctx, rem.client, cp, r.now())
+	if err != nil {
+		if outage(err) {
+			return nil, remoteFailed(v1beta1.ReasonCAError, cp.ClusterName, "reading cacerts", err)
+		}
+		return nil, caOutcome(err)
+	}
+	msg := fmt.Sprintf("cluster %s's own intermediate CA (Secret %s/%s, signed outside the cluster) chains to the external root %q, valid until %s",
+		cp.ClusterName, cp.Namespace, meshca.CACertsSecretName, certs.External.Root.Subject.CommonName, certs.NotAfter.UTC().Format(time.RFC3339))
+	for _, w := range certs.External.Warnings {
+		msg += "; warning: " + w
+	}
+	return certs, conditions.Succeeded(msg)
+}
+
 // conflictOutcome is the outcome of an apply that met objects it did not
 // create (in cluster), which waits for the user and is looked at again.
 func conflictOutcome(err error, cluster string) (conditions.Outcome, bool) {
@@ -78,7 +104,11 @@ func caOutcome(err error) conditions.Outcome {
 	if errors.As(err, &e) && e.Transient {
 		return conditions.Transient(v1beta1.ReasonCAError, e.Message, e)
 	}
-	return conditions.Waiting(v1beta1.ReasonCAError, err.Error(), 30*time.Second)
+	reason := v1beta1.ReasonCAError
+	if e != nil && e.Reason != "" {
+		reason = e.Reason
+	}
+	return conditions.Waiting(reason, err.Error(), 30*time.Second)
 }
 
 // install applies the remote pieces in the remote cluster and the remote
@@ -114,7 +144,11 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "applying Istio's CRDs", err)
 	}
 	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
-	objs := append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
+	objs := m.Objects
+	if certs.Secret != nil {
+		// Not with an external CA: the user's cacerts is never written.
+		objs = append([]*unstructured.Unstructured{certs.Secret}, m.Objects...)
+	}
 	if _, err := a.Apply(ctx, objs); err != nil {
 		if out, ok := conflictOutcome(err, cp.ClusterName); ok {
 			return nil, time.Time{}, out
@@ -124,6 +158,10 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 	keep := map[string]bool{}
 	for _, o := range objs {
 		keep[apply.Key(o)] = true
+	}
+	if certs.Secret == nil {
+		// External CA: cacerts is the user's, never pruned.
+		keep["Secret/"+cp.Namespace+"/"+meshca.CACertsSecretName] = true
 	}
 	if _, err := a.Prune(ctx, labels.Set(render.OwnerLabels(cp.Owner)), render.PrunedKinds, keep); err != nil {
 		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "deleting objects no longer rendered", err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -123,6 +124,9 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 	}
 
 	certs, out := r.certificates(ctx, primary, cp, rem)
+	if certs != nil {
+		ri.Status.Certificates = meshca.Status(cp, nil, certs, nil)
+	}
 	if out.Done && rem.connection == v1beta1.ConnectionTunnel {
 		agent, aout := r.renewAgent(ctx, cp, rem)
 		if !aout.Done {
