@@ -33,6 +33,17 @@ export MESHFLEET_KUBECTL                 := $(KUBECTL)
 export MESHFLEET_KUBE_CONTROLLER_MANAGER := $(KUBE_CM)
 export MESHFLEET_PILOT_DISCOVERY         := $(PILOT_DISCOVERY)
 
+# meshfleet's build identity (pkg/version): every rendered manifest runs
+# $(IMAGE_REPO):$(VERSION). `make images PUSH=registry/repo` builds for and
+# pushes to that repository.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null)
+PUSH       ?=
+IMAGE_REPO ?= $(if $(PUSH),$(PUSH),ghcr.io/meshfleet/meshfleet)
+VERSION_LDFLAGS := -X github.com/meshfleet/meshfleet/pkg/version.version=$(VERSION) \
+  -X github.com/meshfleet/meshfleet/pkg/version.repository=$(IMAGE_REPO) \
+  -X github.com/meshfleet/meshfleet/pkg/version.revision=$(REVISION)
+
 GO_TEST_FLAGS ?=
 FUZZTIME      ?= 30s
 
@@ -76,7 +87,7 @@ lint: $(STATICCHECK) ## go vet and staticcheck.
 
 .PHONY: build
 build: ## Build meshfleet (control-plane components) and meshctl into bin/.
-	go build -o $(BIN)/ ./cmd/...
+	go build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
 tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd and Prometheus.
