@@ -89,6 +89,13 @@ lint: $(STATICCHECK) ## go vet and staticcheck.
 build: ## Build meshfleet (control-plane components) and meshctl into bin/.
 	go build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ ./cmd/...
 
+PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: images
+images: ## OCI images of meshfleet (PLATFORMS) into bin/images, no Docker needed; PUSH=registry/repo also pushes there.
+	go run ./tools/imagebuild --version=$(VERSION) --repository=$(IMAGE_REPO) --revision=$(REVISION) \
+	  --platforms=$(PLATFORMS) --out=$(BIN)/images $(if $(PUSH),--push)
+
 .PHONY: tools
 tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd and Prometheus.
 
