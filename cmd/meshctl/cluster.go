@@ -19,11 +19,11 @@ import (
 	"github.com/meshfleet/meshfleet/manifests"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
-	"github.com/meshfleet/meshfleet/pkg/version"
 	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/preflight"
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 func newClusterCommand(g *globals) *cobra.Command {
