@@ -154,7 +154,7 @@ tunnel:
 		"pullPolicy":        c.ImagePullPolicy == "Always",
 		"pullSecrets":       len(s.ImagePullSecrets) == 1 && s.ImagePullSecrets[0].Name == "regcred",
 		"replicas":          *d.Spec.Replicas == 3,
-		"resources":         c.Resources.Requests.Cpu().String() == "1",,
+		"resources":         c.Resources.Requests.Cpu().String() == "1",
 		"nodeSelector":      s.NodeSelector["kubernetes.io/os"] == "linux",
 		"tolerations":       len(s.Tolerations) == 1 && s.Tolerations[0].Key == "dedicated",
 		"priorityClassName": s.PriorityClassName == "system-cluster-critical",
