@@ -56,10 +56,12 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Generate deepcopy code, CRDs (crds/) and the operator's RBAC role.
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code, CRDs (crds/), the operator's RBAC role, and their copies in the meshfleet chart.
 	$(CONTROLLER_GEN) object paths=./pkg/api/...
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./pkg/api/... output:crd:artifacts:config=crds
 	$(CONTROLLER_GEN) rbac:roleName=meshfleet-operator paths=./pkg/operator/... output:rbac:artifacts:config=manifests/operator/rbac
+	rm -f manifests/charts/meshfleet/crds/*.yaml && cp crds/*.yaml manifests/charts/meshfleet/crds/
+	cp manifests/operator/rbac/role.yaml manifests/charts/meshfleet/files/operator-role.yaml
 
 .PHONY: istio-charts
 istio-charts: ## Copy Istio's Helm charts from the Istio Go module into manifests/charts.
