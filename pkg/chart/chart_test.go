@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -167,6 +169,33 @@ tunnel:
 	} {
 		if !ok {
 			t.Errorf("%s not rendered as set in the values", what)
+		}
+	}
+}
+
+// TestChartLint runs `helm lint --strict` on the chart, with the defaults
+// and with every optional value set.
+func TestChartLint(t *testing.T) {
+	for name, vals := range map[string]map[string]any{
+		"defaults": nil,
+		"everything": {
+			"imagePullSecrets": []any{map[string]any{"name": "regcred"}},
+			"operator": map[string]any{"nodeSelector": map[string]any{"a": "b"}, "tolerations": []any{map[string]any{"operator": "Exists"}},
+				"affinity": map[string]any{"nodeAffinity": map[string]any{}}, "extraArgs": []any{"--resync=1m"}, "priorityClassName": "p"},
+			"tunnel": map[string]any{"url": "https://t:8443", "serverHosts": []any{"t"}},
+		},
+	} {
+		l := action.NewLint()
+		l.Strict, l.Namespace = true, "meshfleet-system"
+		res := l.Run([]string{"../../manifests/charts/meshfleet"}, vals)
+		for _, m := range res.Messages {
+			if m.Severity < support.WarningSev {
+				continue // INFO: "icon is recommended"
+			}
+			t.Errorf("%s: helm lint: %s", name, m)
+		}
+		for _, err := range res.Errors {
+			t.Errorf("%s: helm lint: %v", name, err)
 		}
 	}
 }
