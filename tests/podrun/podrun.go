@@ -99,6 +99,18 @@ func (r *Runner) Run(t testing.TB, d *appsv1.Deployment, o Options) *Pod {
 	return p
 }
 
+// Running returns an error naming the first container that has exited,
+// with the end of its log: call it in polling loops so that a crashed pod
+// fails the test at once instead of at the wait's timeout.
+func (p *Pod) Running() error {
+	for name, proc := range p.Procs {
+		if exited, _ := proc.Exited(); exited {
+			return fmt.Errorf("pod %s container %s %s:\n%s", p.Name, name, proc.DescribeExit(), localproc.TailFile(p.Logs[name], 20))
+		}
+	}
+	return nil
+}
+
 func (r *Runner) start(ctx context.Context, root string, d *appsv1.Deployment, o Options) (*Pod, error) {
 	kube, err := kubernetes.NewForConfig(r.Admin)
 	if err != nil {

@@ -90,7 +90,7 @@ func TestChartThenRenderedPods(t *testing.T) {
 
 	r := &podrun.Runner{Admin: primary.Config, APIServer: primary.URL, CACertPEM: primary.CACertPEM, Images: map[string]string{"*": bin}}
 	health1, _ := localproc.FreePort()
-	r.Run(t, opDep, podrun.Options{Args: map[string][]string{
+	opPod := r.Run(t, opDep, podrun.Options{Args: map[string][]string{
 		"operator": {"--metrics-addr=0", fmt.Sprintf("--health-addr=127.0.0.1:%d", health1)}}})
 
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}); err != nil {
@@ -102,6 +102,9 @@ func TestChartThenRenderedPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 3*time.Minute, "the chart's operator deploys the control plane", func() error {
+		if err := opPod.Running(); err != nil {
+			t.Fatal(err) // a crash does not heal: fail now
+		}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(ist), ist); err != nil {
 			return err
 		}
@@ -119,9 +122,12 @@ func TestChartThenRenderedPods(t *testing.T) {
 		t.Errorf("locality server image %s, want the operator's %s", got, want)
 	}
 	debug, _ := localproc.FreePort()
-	r.Run(t, locDep, podrun.Options{Args: map[string][]string{
+	locPod := r.Run(t, locDep, podrun.Options{Args: map[string][]string{
 		"locality": {fmt.Sprintf("--debug-addr=127.0.0.1:%d", debug)}}})
 	testenv.Eventually(t, 2*time.Minute, "the operator-rendered locality server publishes its health", func() error {
+		if err := locPod.Running(); err != nil {
+			t.Fatal(err) // a crash does not heal: fail now
+		}
 		cm := &corev1.ConfigMap{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: "istio-system", Name: health.ConfigMapName}, cm); err != nil {
 			return err
