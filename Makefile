@@ -95,8 +95,7 @@ PLATFORMS ?= linux/amd64,linux/arm64
 
 .PHONY: images
 images: ## OCI images of meshfleet (PLATFORMS) into bin/images, no Docker needed; PUSH=registry/repo also pushes there.
-	go run ./tools/imagebuild --version=$(VERSION) --repository=$(IMAGE_REPO) --revision=$(REVISION) \
-	  --platforms=$(PLATFORMS) --out=$(BIN)/images $(if $(PUSH),--push)
+	go run -ldflags '$(VERSION_LDFLAGS)' ./tools/imagebuild --platforms=$(PLATFORMS) --out=$(BIN)/images $(if $(PUSH),--push)
 
 .PHONY: tools
 tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd and Prometheus.

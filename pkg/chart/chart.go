@@ -13,11 +13,13 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/Masterminds/semver/v3"
 	"helm.sh/helm/v4/pkg/chart/common"
-	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/loader/archive"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -57,12 +59,47 @@ func Load() (*chartv2.Chart, error) {
 		return nil, fmt.Errorf("loading chart %s: %w", Dir, err)
 	}
 	c.Metadata.AppVersion = version.TagOf(version.Version())
+	c.Metadata.Version = chartVersion(version.Version())
 	img, ok := c.Values["image"].(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("chart %s: values.yaml has no image map", Dir)
 	}
 	img["repository"] = version.Repository()
+	// The packaged chart keeps values.yaml as written (with its comments):
+	// stamp the repository there too.
+	for _, f := range c.Raw {
+		if f.Name == "values.yaml" {
+			f.Data = bytes.Replace(f.Data, []byte("repository: "+version.DefaultRepository+"\n"), []byte("repository: "+version.Repository()+"\n"), 1)
+		}
+	}
 	return c, nil
+}
+
+// chartVersion is the build version as the SemVer 2 a chart version must
+// be: v1.2.3 → 1.2.3, a `git describe` like 8f0f62f-dirty → 0.0.0-8f0f62f-dirty.
+func chartVersion(v string) string {
+	if sv, err := semver.StrictNewVersion(strings.TrimPrefix(v, "v")); err == nil {
+		return sv.String()
+	}
+	pre := strings.NewReplacer("_", "-", ".", "-").Replace(version.TagOf(v))
+	if sv, err := semver.StrictNewVersion("0.0.0-" + pre); err == nil {
+		return sv.String()
+	}
+	return "0.0.0-dev"
+}
+
+// Package writes the chart, stamped with this build's version and image
+// repository, as dir/meshfleet-<version>.tgz and returns the file's path.
+func Package(dir string) (string, error) {
+	c, err := Load()
+	if err != nil {
+		return "", err
+	}
+	p, err := chartutil.Save(c, dir)
+	if err != nil {
+		return "", fmt.Errorf("packaging chart %s: %w", Dir, err)
+	}
+	return p, nil
 }
 
 // Render renders the chart into namespace with values (nil: the defaults)
@@ -82,7 +119,7 @@ func Render(namespace string, values map[string]any) ([]*unstructured.Unstructur
 		out = append(out, objs...)
 	}
 	opts := common.ReleaseOptions{Name: ReleaseName, Namespace: namespace, IsInstall: true}
-	vals, err := chartutil.ToRenderValues(c, values, opts, common.DefaultCapabilities)
+	vals, err := commonutil.ToRenderValues(c, values, opts, common.DefaultCapabilities)
 	if err != nil {
 		return nil, fmt.Errorf("chart %s: values: %w", Dir, err)
 	}

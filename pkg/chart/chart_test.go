@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -196,6 +197,44 @@ func TestChartLint(t *testing.T) {
 		}
 		for _, err := range res.Errors {
 			t.Errorf("%s: helm lint: %v", name, err)
+		}
+	}
+}
+
+func TestChartVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.2.3":            "1.2.3",
+		"v1.2.3-rc.1":       "1.2.3-rc.1",
+		"8f0f62f-dirty":     "0.0.0-8f0f62f-dirty",
+		"v1.2.3-4-gabcdef0": "1.2.3-4-gabcdef0",
+		"v0.0.0-dev":        "0.0.0-dev",
+	} {
+		if got := chartVersion(in); got != want {
+			t.Errorf("chartVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestPackage: the packaged chart loads back with the build's version,
+// appVersion and image, its values.yaml comments kept.
+func TestPackage(t *testing.T) {
+	p, err := Package(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := loader.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metadata.Version != chartVersion(version.Version()) || c.Metadata.AppVersion != version.TagOf(version.Version()) {
+		t.Errorf("packaged chart %s version %s appVersion %s", p, c.Metadata.Version, c.Metadata.AppVersion)
+	}
+	if c.Values["image"].(map[string]any)["repository"] != version.Repository() {
+		t.Errorf("packaged image.repository %v", c.Values["image"])
+	}
+	for _, f := range c.Raw {
+		if f.Name == "values.yaml" && !bytes.Contains(f.Data, []byte("# -- Repository of meshfleet's image")) {
+			t.Errorf("packaged values.yaml lost its comments")
 		}
 	}
 }

@@ -3,7 +3,8 @@
 // with CGO_ENABLED=0 and the build version stamped into pkg/version, puts
 // each binary on an empty (scratch) base with the host's CA bundle and a
 // non-root user (65532), and writes a multi-platform OCI image layout plus
-// one `docker load`-able tarball per platform. With --push it also pushes
+// one `docker load`-able tarball per platform, and the Helm chart packaged
+// with the same version and repository. With --push it also pushes
 // the index to <repository>:<version> with the local registry credentials
 // (~/.docker/config.json).
 package main
@@ -24,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/meshfleet/meshfleet/pkg/chart"
 	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
@@ -32,9 +34,11 @@ func main() {
 	var platforms, out string
 	var push, insecure bool
 	flag.StringVar(&o.ModuleDir, "module-dir", ".", "the meshfleet module's root")
-	flag.StringVar(&o.Version, "version", version.DefaultVersion, "build version: stamped into pkg/version, the images' tag and label")
-	flag.StringVar(&o.Repository, "repository", version.DefaultRepository, "image repository the build is for (stamped into pkg/version)")
-	flag.StringVar(&o.Revision, "revision", "", "VCS commit (label org.opencontainers.image.revision)")
+	// Defaults: this tool's own pkg/version, which `make images` stamps
+	// with the same -ldflags as the images' binary.
+	flag.StringVar(&o.Version, "version", version.Version(), "build version: stamped into pkg/version, the images' tag and label")
+	flag.StringVar(&o.Repository, "repository", version.Repository(), "image repository the build is for (stamped into pkg/version)")
+	flag.StringVar(&o.Revision, "revision", version.Revision(), "VCS commit (label org.opencontainers.image.revision)")
 	flag.StringVar(&o.Source, "source", "https://github.com/meshfleet/meshfleet", "label org.opencontainers.image.source")
 	flag.StringVar(&o.CACerts, "ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA bundle copied into the images")
 	flag.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated os/arch list")
@@ -88,6 +92,17 @@ func run(ctx context.Context, o Options, platforms, out string, push, insecure b
 	}
 	d, _ := idx.Digest()
 	fmt.Printf("%s index %s: OCI layout %s\n", ref, d, filepath.Join(out, "oci"))
+	if o.Version == version.Version() && o.Repository == version.Repository() {
+		// The chart is stamped from this process's pkg/version: only
+		// when that is the build the images are of.
+		p, err := chart.Package(out)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("chart %s (image %s)\n", p, ref)
+	} else {
+		fmt.Printf("no chart: --version/--repository differ from this tool's own stamp (run it through make images)\n")
+	}
 	if push {
 		if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
 			return fmt.Errorf("pushing %s: %w", ref, err)
