@@ -20,11 +20,9 @@ func Install(ctx context.Context, kubeconfig, namespace string, values map[strin
 	if err != nil {
 		return err
 	}
-	flags := genericclioptions.NewConfigFlags(false)
-	flags.KubeConfig, flags.Namespace = &kubeconfig, &namespace
-	cfg := action.NewConfiguration()
-	if err := cfg.Init(flags, namespace, "secret"); err != nil {
-		return fmt.Errorf("helm configuration for %s: %w", kubeconfig, err)
+	cfg, err := actionConfig(kubeconfig, namespace)
+	if err != nil {
+		return err
 	}
 	in := action.NewInstall(cfg)
 	in.ReleaseName, in.Namespace, in.CreateNamespace = ReleaseName, namespace, true
@@ -33,4 +31,52 @@ func Install(ctx context.Context, kubeconfig, namespace string, values map[strin
 		return fmt.Errorf("helm install %s into %s: %w", ReleaseName, namespace, err)
 	}
 	return nil
+}
+
+// Upgrade upgrades release ReleaseName in namespace to this build's chart
+// with values (the chart's defaults under them, as `helm upgrade` without
+// --reuse-values). Helm leaves the CRDs of crds/ as they are on upgrade.
+func Upgrade(ctx context.Context, kubeconfig, namespace string, values map[string]any) error {
+	c, err := Load()
+	if err != nil {
+		return err
+	}
+	cfg, err := actionConfig(kubeconfig, namespace)
+	if err != nil {
+		return err
+	}
+	up := action.NewUpgrade(cfg)
+	up.Namespace, up.WaitStrategy, up.Timeout = namespace, kube.HookOnlyStrategy, 2*time.Minute
+	if _, err := up.RunWithContext(ctx, ReleaseName, c, values); err != nil {
+		return fmt.Errorf("helm upgrade %s in %s: %w", ReleaseName, namespace, err)
+	}
+	return nil
+}
+
+// Uninstall removes release ReleaseName from namespace. The CRDs stay (Helm
+// never deletes crds/), and with them every Istio and RemoteIstio, as
+// `meshctl uninstall` without --purge.
+func Uninstall(kubeconfig, namespace string) error {
+	cfg, err := actionConfig(kubeconfig, namespace)
+	if err != nil {
+		return err
+	}
+	un := action.NewUninstall(cfg)
+	un.WaitStrategy, un.Timeout = kube.HookOnlyStrategy, 2*time.Minute
+	if _, err := un.Run(ReleaseName); err != nil {
+		return fmt.Errorf("helm uninstall %s from %s: %w", ReleaseName, namespace, err)
+	}
+	return nil
+}
+
+// actionConfig is Helm's configuration for namespace of kubeconfig's
+// cluster, releases stored in Secrets (Helm's default driver).
+func actionConfig(kubeconfig, namespace string) (*action.Configuration, error) {
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &kubeconfig, &namespace
+	cfg := action.NewConfiguration()
+	if err := cfg.Init(flags, namespace, "secret"); err != nil {
+		return nil, fmt.Errorf("helm configuration for %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
 }
