@@ -5,12 +5,14 @@ package podrun_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -92,6 +94,20 @@ func TestChartThenRenderedPods(t *testing.T) {
 	health1, _ := localproc.FreePort()
 	opPod := r.Run(t, opDep, podrun.Options{Args: map[string][]string{
 		"operator": {"--metrics-addr=0", fmt.Sprintf("--health-addr=127.0.0.1:%d", health1)}}})
+
+	// The projected token is for the tunnel's audience and the pod's
+	// service account, as kubelet would mount it.
+	tok, err := os.ReadFile(filepath.Join(opPod.Root, "volumes", "meshfleet-tunnel-token", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: string(tok), Audiences: []string{render.TunnelTokenAudience}}}
+	if err := c.Create(ctx, review); err != nil {
+		t.Fatal(err)
+	}
+	if !review.Status.Authenticated || review.Status.User.Username != "system:serviceaccount:"+ns+":meshfleet-operator" {
+		t.Errorf("the operator's projected token: %+v", review.Status)
+	}
 
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}); err != nil {
 		t.Fatal(err)
