@@ -33,6 +33,17 @@ export MESHFLEET_KUBECTL                 := $(KUBECTL)
 export MESHFLEET_KUBE_CONTROLLER_MANAGER := $(KUBE_CM)
 export MESHFLEET_PILOT_DISCOVERY         := $(PILOT_DISCOVERY)
 
+# meshfleet's build identity (pkg/version): every rendered manifest runs
+# $(IMAGE_REPO):$(VERSION). `make images PUSH=registry/repo` builds for and
+# pushes to that repository.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null)
+PUSH       ?=
+IMAGE_REPO ?= $(if $(PUSH),$(PUSH),ghcr.io/meshfleet/meshfleet)
+VERSION_LDFLAGS := -X github.com/meshfleet/meshfleet/pkg/version.version=$(VERSION) \
+  -X github.com/meshfleet/meshfleet/pkg/version.repository=$(IMAGE_REPO) \
+  -X github.com/meshfleet/meshfleet/pkg/version.revision=$(REVISION)
+
 GO_TEST_FLAGS ?=
 FUZZTIME      ?= 30s
 
@@ -45,10 +56,12 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Generate deepcopy code, CRDs (crds/) and the operator's RBAC role.
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code, CRDs (crds/), the operator's RBAC role, and their copies in the meshfleet chart.
 	$(CONTROLLER_GEN) object paths=./pkg/api/...
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./pkg/api/... output:crd:artifacts:config=crds
 	$(CONTROLLER_GEN) rbac:roleName=meshfleet-operator paths=./pkg/operator/... output:rbac:artifacts:config=manifests/operator/rbac
+	rm -f manifests/charts/meshfleet/crds/*.yaml && cp crds/*.yaml manifests/charts/meshfleet/crds/
+	cp manifests/operator/rbac/role.yaml manifests/charts/meshfleet/files/operator-role.yaml
 
 .PHONY: istio-charts
 istio-charts: ## Copy Istio's Helm charts from the Istio Go module into manifests/charts.
@@ -83,7 +96,13 @@ lint: $(STATICCHECK) ## go vet and staticcheck.
 
 .PHONY: build
 build: ## Build meshfleet (control-plane components) and meshctl into bin/.
-	go build -o $(BIN)/ ./cmd/...
+	go build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: images
+images: ## OCI images of meshfleet (PLATFORMS) into bin/images, no Docker needed; PUSH=registry/repo also pushes there.
+	go run -ldflags '$(VERSION_LDFLAGS)' ./tools/imagebuild --platforms=$(PLATFORMS) --out=$(BIN)/images $(if $(PUSH),--push)
 
 .PHONY: tools
 tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd and Prometheus.

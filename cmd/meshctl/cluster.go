@@ -23,6 +23,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/preflight"
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 func newClusterCommand(g *globals) *cobra.Command {
@@ -176,7 +177,7 @@ func joinTunnel(ctx context.Context, cmd *cobra.Command, c client.Client, o *joi
 	if err != nil {
 		return err
 	}
-	manifest := strings.NewReplacer("CLUSTER_NAME", ri.Name, "TUNNEL_SERVER:443", o.tunnelServer).Replace(string(agent))
+	manifest := strings.NewReplacer("CLUSTER_NAME", ri.Name, "TUNNEL_SERVER:443", o.tunnelServer, "MESHFLEET_IMAGE", version.Image()).Replace(string(agent))
 	secret := &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{Name: meshca.AgentTLSSecretName, Namespace: meshca.Namespace},

@@ -14,6 +14,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/preflight"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 type installOptions struct {
@@ -56,7 +57,7 @@ func newInstallCommand(g *globals) *cobra.Command {
 	f.BoolVar(&o.locality, "locality", true, "locality-aware routing and failover")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the manifests instead of applying them")
 	f.BoolVar(&o.skipOperator, "skip-operator", false, "do not install the operator (it runs elsewhere)")
-	f.StringVar(&o.operatorImage, "operator-image", "ghcr.io/meshfleet/meshfleet:latest", "image of the operator")
+	f.StringVar(&o.operatorImage, "operator-image", version.Image(), "image of the operator (default: this meshctl's build)")
 	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for the control plane to be Ready (0: do not wait)")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 // globals are the kubectl-style flags every command shares.
@@ -26,7 +27,9 @@ func newRootCommand() *cobra.Command {
 		Short:         "Install and run a meshfleet multi-cluster Istio mesh",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVar(&g.kubeconfig, "kubeconfig", "", "kubeconfig of the primary cluster (default $KUBECONFIG, then ~/.kube/config)")
 	f.StringVar(&g.context, "context", "", "kubeconfig context to use")

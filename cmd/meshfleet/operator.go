@@ -58,7 +58,7 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&opts.HealthAddr, "health-addr", ":8081", "address serving /healthz and /readyz (0 disables)")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect one active replica through a Lease")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-elect-namespace", "", "namespace of the leader Lease (default: the pod's)")
-	f.StringVar(&opts.LocalityImage, "locality-image", os.Getenv("MESHFLEET_IMAGE"), "image of the locality server the operator runs for spec.localityLB.enabled (default: $MESHFLEET_IMAGE, the operator's own image)")
+	f.StringVar(&opts.LocalityImage, "locality-image", os.Getenv("MESHFLEET_IMAGE"), "image of the locality server the operator runs for spec.localityLB.enabled (default: $MESHFLEET_IMAGE, the operator's own image, else this build's image)")
 	f.StringVar(&tunnel.URL, "tunnel-url", "", "URL of the tunnel server; remote clusters without a kubeconfig Secret are reached at <url>/clusters/<name>")
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "the tunnel CA, the only CA that verifies the tunnel server (required with --tunnel-url; root-cert.pem of meshfleet-system/meshfleet-tunnel-ca, never the mesh root)")
 	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", render.TunnelTokenPath,

@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 func newRootCommand() *cobra.Command {
@@ -10,7 +12,9 @@ func newRootCommand() *cobra.Command {
 		Short:         "meshfleet control-plane components",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(newOperatorCommand(), newRenderCommand())
 	root.AddCommand(newTunnelCommand())
 	root.AddCommand(newXDSCommand())

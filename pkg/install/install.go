@@ -28,6 +28,7 @@ import (
 	"github.com/meshfleet/meshfleet/manifests"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 // FieldManager owns what meshctl applies.
@@ -53,8 +54,12 @@ func CRDs() ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// Operator returns the operator's in-cluster manifests with image set.
+// Operator returns the operator's in-cluster manifests with image set, or
+// this build's image (pkg/version) when image is "".
 func Operator(image string) ([]*unstructured.Unstructured, error) {
+	if image == "" {
+		image = version.Image()
+	}
 	var out []*unstructured.Unstructured
 	for _, f := range []string{"operator/rbac/role.yaml", "operator/operator.yaml"} {
 		objs, err := readFS(manifests.Operator, f)
@@ -64,7 +69,7 @@ func Operator(image string) ([]*unstructured.Unstructured, error) {
 		out = append(out, objs...)
 	}
 	for _, o := range out {
-		if o.GetKind() != "Deployment" || image == "" {
+		if o.GetKind() != "Deployment" {
 			continue
 		}
 		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")

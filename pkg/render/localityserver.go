@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 // The locality server's objects.
@@ -24,9 +25,6 @@ const (
 	LocalityServerName = "meshfleet-locality"
 	// LocalityServerPort serves /debug/locality, /metrics, /healthz, /readyz.
 	LocalityServerPort = 9092
-	// DefaultMeshfleetImage runs meshfleet's commands (operator, tunnel,
-	// locality server) when the operator is not told its own image.
-	DefaultMeshfleetImage = "ghcr.io/meshfleet/meshfleet:latest"
 	// localityTunnelCA is the ConfigMap (key ca.crt) and mount of the CA
 	// that verifies the tunnel server.
 	localityTunnelCA     = "meshfleet-locality-tunnel-ca"
@@ -82,7 +80,7 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 	}
 	image := ls.Image
 	if image == "" {
-		image = DefaultMeshfleetImage
+		image = version.Image()
 	}
 	labels := map[string]string{"app": name}
 	meta := func(kind, apiVersion, n, namespace string) (metav1.TypeMeta, metav1.ObjectMeta) {
