@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,9 @@ const (
 	TunnelServiceName = "meshfleet-tunnel"
 	// TunnelAgentsServiceName is what agents dial from the remote clusters.
 	TunnelAgentsServiceName = "meshfleet-tunnel-agents"
+	// TunnelRoleLabel is the label the active tunnel server puts on its own
+	// Pod (pkg/tunnel RoleLabel), which the Services select.
+	TunnelRoleLabel = "meshfleet.io/tunnel-role"
 	// Container ports of the tunnel server.
 	TunnelServerAPIPort     = 8443
 	TunnelServerAgentPort   = 8444
@@ -79,18 +83,18 @@ func appendTyped(m *Manifest, objs []runtime.Object) error {
 }
 
 // tunnelServerObjects is the tunnel server as the sandbox runs it: two
-// replicas competing for a Lease (the holder is active and ready, the other
-// stands by and is not ready, so both Services route to the active one),
-// the certificate Secret the operator keeps (re-read when it changes), and
-// RBAC to review callers' tokens, hold its Lease and read the RemoteIstios
-// whose agents it admits. The access policy is the server's default one for
-// the control plane's namespace and the operator's (istiod, Kiali, the
-// locality server, the operator).
-//
-// There is no PodDisruptionBudget: a budget counts ready pods, and the
-// standby is never ready by design, so any budget would either forbid
-// evicting the active replica for ever (blocking node drains) or protect
-// nothing. Losing the active replica costs one Lease hand-over (decision 26).
+// replicas competing for a Lease. The holder is active and labels its own
+// Pod meshfleet.io/tunnel-role=active (pkg/tunnel RoleLabel), which both
+// Services select; the other stands by. Both are ready while healthy, so
+// that a rolling update, a PodDisruptionBudget and a node drain work as for
+// any Deployment (readiness that followed the Lease, as the standby's
+// /readyz does, would never let a rollout or a drain move the active one,
+// decision 26). The certificate Secret the operator keeps is mounted and
+// re-read when it changes. RBAC: review callers' tokens, hold its Lease,
+// label its own Pod, read the RemoteIstios whose agents it admits. The
+// access policy is the server's default one for the control plane's
+// namespace and the operator's (istiod, Kiali, the locality server, the
+// operator).
 func tunnelServerObjects(cp *ControlPlane) []runtime.Object {
 	ns, name := TunnelServerNamespace, TunnelServerName
 	ts := *cp.TunnelServer
@@ -119,9 +123,11 @@ func tunnelServerObjects(cp *ControlPlane) []runtime.Object {
 	cr.TypeMeta, cr.ObjectMeta = meta("ClusterRole", rbacAPI, name, "")
 	crb := &rbacv1.ClusterRoleBinding{RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: bindSA}
 	crb.TypeMeta, crb.ObjectMeta = meta("ClusterRoleBinding", rbacAPI, name, "")
-	// Its Lease, in its own namespace.
+	// Its Lease and its own Pod's role label, in its own namespace (Pod
+	// names are random: the rule cannot name them).
 	lease := &rbacv1.Role{Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "patch"}},
 	}}
 	lease.TypeMeta, lease.ObjectMeta = meta("Role", rbacAPI, name, ns)
 	leaseRB := &rbacv1.RoleBinding{RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: bindSA}
@@ -142,7 +148,7 @@ func tunnelServerObjects(cp *ControlPlane) []runtime.Object {
 		"--agent-ca-file=" + tunnelServerCertDir + "/ca.crt",
 		"--token-review=true",
 		"--istio-namespace=" + cp.Namespace, "--meshfleet-namespace=" + TunnelServerNamespace,
-		"--leader-elect=true", "--lease-namespace=" + ns, "--lease-name=" + name,
+		"--leader-elect=true", "--lease-namespace=" + ns, "--lease-name=" + name, "--pod-namespace=" + ns,
 	}
 	probe := func(path string, period int32) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("api"), Scheme: corev1.URISchemeHTTPS}},
@@ -173,9 +179,9 @@ func tunnelServerObjects(cp *ControlPlane) []runtime.Object {
 					Ports: []corev1.ContainerPort{
 						{Name: "api", ContainerPort: TunnelServerAPIPort}, {Name: "agents", ContainerPort: TunnelServerAgentPort},
 						{Name: "metrics", ContainerPort: TunnelServerMetricsPort}},
-					// Ready only while active (the Lease holder): the Services
-					// send callers and agents to the active replica.
-					ReadinessProbe: probe("/readyz", 2),
+					// Ready while healthy, active or not: the Services pick
+					// the active one by its role label.
+					ReadinessProbe: probe("/healthz", 2),
 					LivenessProbe:  probe("/healthz", 10),
 					Resources: corev1.ResourceRequirements{
 						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
@@ -192,11 +198,16 @@ func tunnelServerObjects(cp *ControlPlane) []runtime.Object {
 		},
 	}}
 	dep.TypeMeta, dep.ObjectMeta = meta("Deployment", "apps/v1", name, ns)
-	api := &corev1.Service{Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
+	active := map[string]string{"app": name, TunnelRoleLabel: "active"}
+	api := &corev1.Service{Spec: corev1.ServiceSpec{Selector: active, Ports: []corev1.ServicePort{
 		{Name: "https-api", Port: 443, TargetPort: intstr.FromString("api")}}}}
 	api.TypeMeta, api.ObjectMeta = meta("Service", "v1", TunnelServiceName, ns)
-	agents := &corev1.Service{Spec: corev1.ServiceSpec{Type: svcType, Selector: labels, Ports: []corev1.ServicePort{
+	agents := &corev1.Service{Spec: corev1.ServiceSpec{Type: svcType, Selector: active, Ports: []corev1.ServicePort{
 		{Name: "https-agents", Port: 443, TargetPort: intstr.FromString("agents")}}}}
 	agents.TypeMeta, agents.ObjectMeta = meta("Service", "v1", TunnelAgentsServiceName, ns)
-	return []runtime.Object{sa, cr, crb, lease, leaseRB, reader, readerRB, dep, api, agents}
+	// One replica may go at a time; the other takes the Lease.
+	pdb := &policyv1.PodDisruptionBudget{Spec: policyv1.PodDisruptionBudgetSpec{
+		MinAvailable: ptrTo(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels}}}
+	pdb.TypeMeta, pdb.ObjectMeta = meta("PodDisruptionBudget", "policy/v1", name, ns)
+	return []runtime.Object{sa, cr, crb, lease, leaseRB, reader, readerRB, dep, pdb, api, agents}
 }

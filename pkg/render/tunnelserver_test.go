@@ -8,6 +8,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
 // TestTunnelServerGolden renders the tunnel server the operator runs when
@@ -46,6 +48,9 @@ func TestTunnelServerOnlyWhenAsked(t *testing.T) {
 	}
 	if !slices.Contains(c.Args, "--istio-namespace=mesh") || !slices.Contains(c.Args, "--leader-elect=true") {
 		t.Errorf("args %s: want the control plane's namespace and the Lease", strings.Join(c.Args, " "))
+	}
+	if TunnelRoleLabel != tunnel.RoleLabel || TunnelServerTLSSecretName == "" {
+		t.Errorf("the Services select %q, the server labels its pod %q", TunnelRoleLabel, tunnel.RoleLabel)
 	}
 	if *dep.Spec.Replicas != 2 {
 		t.Errorf("replicas %d, want 2", *dep.Spec.Replicas)
