@@ -48,6 +48,15 @@ const (
 	tunnelServerCertDir  = "/etc/meshfleet/tunnel"
 )
 
+// AnnotationReadyWhen on a Deployment of meshfleet's own components
+// (ReadyWhenAvailable) makes the control plane Ready while all its replicas
+// are available, old or new, rather than only once fully rolled out: an
+// upgrade of the operator rolls them without the mesh leaving Ready.
+const (
+	AnnotationReadyWhen = "meshfleet.io/ready-when"
+	ReadyWhenAvailable  = "available"
+)
+
 // TunnelServer is how the operator runs the tunnel server when the mesh
 // uses the tunnel: not from the spec, from the operator's own settings.
 type TunnelServer struct {
@@ -198,6 +207,7 @@ func tunnelServerObjects(cp *ControlPlane) []runtime.Object {
 		},
 	}}
 	dep.TypeMeta, dep.ObjectMeta = meta("Deployment", "apps/v1", name, ns)
+	dep.Annotations = map[string]string{AnnotationReadyWhen: ReadyWhenAvailable}
 	active := map[string]string{"app": name, TunnelRoleLabel: "active"}
 	api := &corev1.Service{Spec: corev1.ServiceSpec{Selector: active, Ports: []corev1.ServicePort{
 		{Name: "https-api", Port: 443, TargetPort: intstr.FromString("api")}}}}
