@@ -97,7 +97,14 @@ type Server struct {
 	access  AccessPolicy
 	proxy   *httputil.ReverseProxy
 	active  atomic.Bool
+	// activeSince is when the server last became active (Unix nanoseconds).
+	activeSince atomic.Int64
 }
+
+// agentGrace is how long after becoming active a server answers "no agent"
+// as a hand-over (503 with Retry-After, which client-go retries) rather
+// than an outage: the agents of the server that stopped are reconnecting.
+const agentGrace = 15 * time.Second
 
 // NewServer checks opts and returns a server that is not yet serving.
 func NewServer(opts ServerOptions) (*Server, error) {
@@ -340,6 +347,9 @@ func yamuxConfig(window uint32, acceptBacklog int, log *slog.Logger) *yamux.Conf
 func (s *Server) setActive(active bool) {
 	was := s.active.Swap(active)
 	if active {
+		if !was {
+			s.activeSince.Store(time.Now().UnixNano())
+		}
 		s.metrics.active.Set(1)
 	} else {
 		s.metrics.active.Set(0)
