@@ -237,6 +237,10 @@ func (p *tunnelPool) reconcile(ready func(*replica) bool) error {
 	}
 	want := int(*d.Spec.Replicas)
 	for {
+		// The controller observes a new spec at once and reports what runs.
+		if err := p.writeStatus(image, ready); err != nil {
+			return err
+		}
 		cur := p.list()
 		var old, updated []*replica
 		for _, r := range cur {
@@ -268,8 +272,33 @@ func (p *tunnelPool) reconcile(ready func(*replica) bool) error {
 			p.rolls.Add(1)
 		}
 	}
-	n := int32(want)
-	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+	return p.writeStatus(image, ready)
+}
+
+// writeStatus reports the replicas running now in the Deployment's status,
+// as the deployment controller does.
+func (p *tunnelPool) writeStatus(image string, ready func(*replica) bool) error {
+	d, _, err := p.deployment()
+	if err != nil {
+		return err
+	}
+	var st appsv1.DeploymentStatus
+	st.ObservedGeneration = d.Generation
+	for _, r := range p.list() {
+		st.Replicas++
+		if r.image == image {
+			st.UpdatedReplicas++
+		}
+		if ready(r) {
+			st.ReadyReplicas++
+			st.AvailableReplicas++
+		}
+	}
+	o := d.Status
+	if o.ObservedGeneration == st.ObservedGeneration && o.Replicas == st.Replicas && o.UpdatedReplicas == st.UpdatedReplicas && o.AvailableReplicas == st.AvailableReplicas {
+		return nil
+	}
+	d.Status = st
 	return p.c.Status().Update(p.ctx, d)
 }
 

@@ -23,8 +23,8 @@ import (
 // rolled out its current template and has all replicas available. A
 // Deployment annotated render.AnnotationReadyWhen=available (meshfleet's own
 // components, which follow the operator's version rather than the spec)
-// counts once its current spec is observed and it has all replicas
-// available, old or new: its rolling update never takes one away.
+// counts while it has all its replicas available, old or new: its rolling
+// update never takes one away.
 func Status(ctx context.Context, r client.Reader, objs []*unstructured.Unstructured) conditions.Outcome {
 	var waitingOn []string
 	for _, o := range objs {
@@ -69,7 +69,7 @@ func rolledOut(d *appsv1.Deployment) (done bool, msg string, stuck bool) {
 		want = *d.Spec.Replicas
 	}
 	s := d.Status
-	if d.Annotations[render.AnnotationReadyWhen] == render.ReadyWhenAvailable && s.ObservedGeneration >= d.Generation {
+	if d.Annotations[render.AnnotationReadyWhen] == render.ReadyWhenAvailable {
 		if s.AvailableReplicas < want {
 			return false, fmt.Sprintf("%d of %d replicas available", s.AvailableReplicas, want), false
 		}
