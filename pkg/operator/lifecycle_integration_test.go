@@ -397,9 +397,9 @@ type traffic struct {
 	failMsgs []string
 	// rawFailures are the tunnel's first answers that were not 200, on
 	// the request loop that does not retry.
-	rawRequests int
-	rawFailures []time.Time
-	rawMsgs     []string
+	rawRequests   int
+	rawFailures   []time.Time
+	rawMsgs       []string
 	latencies     []reqTiming
 	events        int
 	missed        int
