@@ -255,7 +255,9 @@ func (s *Server) Serve(ctx context.Context, apiLn, agentLn net.Listener) error {
 	go s.opts.ServingCertificate.Run(runCtx)
 	go s.opts.AgentCAs.Run(runCtx)
 	go s.opts.ClientCAs.Run(runCtx)
+	leaseDone := make(chan struct{})
 	go func() {
+		defer close(leaseDone)
 		if s.opts.Lease == nil {
 			s.setActive(true)
 			<-runCtx.Done()
@@ -274,8 +276,18 @@ func (s *Server) Serve(ctx context.Context, apiLn, agentLn net.Listener) error {
 	s.setActive(false)
 	apiSrv.Close()
 	agentSrv.Close()
+	// The Lease released and the Pod relabelled, unless the API server
+	// does not answer.
+	select {
+	case <-leaseDone:
+	case <-time.After(leaseStopWait):
+	}
 	return err
 }
+
+// leaseStopWait bounds how long a stopping server waits to release its
+// Lease and relabel its Pod.
+const leaseStopWait = 10 * time.Second
 
 func serveTLS(srv *http.Server, ln net.Listener, what string) error {
 	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
