@@ -75,6 +75,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("path %q is not served here: use https://<tunnel server>%s<cluster>/ as the kubeconfig server", r.URL.Path, ClustersPathPrefix))
 		return
 	}
+	defer s.requests.track(r)()
 	if !s.active.Load() {
 		// A hand-over (the active server stopping, a standby taking the
 		// Lease) lasts a few seconds: client-go retries after Retry-After.
