@@ -74,7 +74,7 @@ func setContainerImage(dep *unstructured.Unstructured, container, image string) 
 		}
 	}
 	if !found {
-		return fmt.Errorf("Deployment %s has no container %q", dep.GetName(), container)
+		return fmt.Errorf("the Deployment %s has no container %q", dep.GetName(), container)
 	}
 	return unstructured.SetNestedSlice(dep.Object, containers, "spec", "template", "spec", "containers")
 }
