@@ -174,6 +174,10 @@ type tunnelPool struct {
 	generated atomic.Int64
 	// rolls counts the replicas replaced by rolling updates.
 	rolls atomic.Int64
+	// midRoll, when set, runs once per rolling update, after its first new
+	// replica is ready and before any old one stops: the moment a reader of
+	// the Deployment's status sees it half rolled.
+	midRoll func()
 }
 
 func (p *tunnelPool) list() []*replica {
@@ -236,6 +240,7 @@ func (p *tunnelPool) reconcile(ready func(*replica) bool) error {
 		return err
 	}
 	want := int(*d.Spec.Replicas)
+	midRolled := false
 	for {
 		// The controller observes a new spec at once and reports what runs.
 		if err := p.writeStatus(image, ready); err != nil {
@@ -263,6 +268,13 @@ func (p *tunnelPool) reconcile(ready func(*replica) bool) error {
 			}
 			if len(old) == 0 {
 				continue
+			}
+			if p.midRoll != nil && !midRolled {
+				midRolled = true
+				if err := p.writeStatus(image, ready); err != nil {
+					return err
+				}
+				p.midRoll()
 			}
 		}
 		if len(old) > 0 {

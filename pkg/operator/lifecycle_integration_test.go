@@ -105,6 +105,15 @@ func TestTunnelLifecycle(t *testing.T) {
 		return r, err
 	}
 	t.Cleanup(servers.stopAll)
+	// Halfway through a roll of the tunnel server, the Istio resource is
+	// reconciled (twice: one may have started before) while the
+	// Deployment's status shows it half rolled.
+	servers.midRoll = func() {
+		before := reconciles()
+		if err := waitFor(ctx, 30*time.Second, func() bool { return reconciles() >= before+2 }); err != nil {
+			t.Logf("no Istio reconcile halfway through the tunnel server's roll: %v", err)
+		}
+	}
 	front := startFront(ctx, t, servers)
 	apiURL := "https://" + front.apiLn.Addr().String()
 	agentHost := front.agentLn.Addr().String()
