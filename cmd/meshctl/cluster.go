@@ -85,12 +85,12 @@ func runJoin(cmd *cobra.Command, g *globals, o *joinOptions, name string) error 
 	out := cmd.OutOrStdout()
 	ctx := cmd.Context()
 	switch {
-	case !o.tunnel && o.remoteKubeconfig == "":
-		return &exitError{exitUsage, fmt.Errorf("give --remote-kubeconfig (direct), or --tunnel (through the tunnel; with --remote-kubeconfig to apply its agent, or --print)")}
-	case o.print && o.remoteKubeconfig != "":
-		return &exitError{exitUsage, fmt.Errorf("--print writes the agent manifest for you to apply, --remote-kubeconfig applies it: give one of them")}
 	case o.print && !o.tunnel:
 		return &exitError{exitUsage, fmt.Errorf("--print prints the tunnel agent's manifest: add --tunnel")}
+	case !o.tunnel && o.remoteKubeconfig == "":
+		return &exitError{exitUsage, fmt.Errorf("give either --remote-kubeconfig (direct) or --tunnel (through the tunnel: with --remote-kubeconfig to apply its agent there, or --print)")}
+	case o.print && o.remoteKubeconfig != "":
+		return &exitError{exitUsage, fmt.Errorf("--print writes the agent manifest for you to apply, --remote-kubeconfig applies it: give one of them")}
 	}
 	c, _, err := g.client()
 	if err != nil {

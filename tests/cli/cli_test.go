@@ -321,6 +321,8 @@ func TestMeshctl(t *testing.T) {
 				&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "gke-gcloud-auth-plugin"}})}, 2, "users[u].user.exec: Forbidden"},
 			{"missing permission", []string{"cluster", "join", "x", k, "--remote-kubeconfig", c.userKubeconfig("remote1", "nobody")}, 4, "hint: run as a cluster administrator"},
 			{"leave an unknown cluster", []string{"cluster", "leave", "nope", k}, 1, "no cluster nope in the mesh"},
+			{"print and apply the agent at once", []string{"cluster", "join", "x", k, "--tunnel", "--print", "--remote-kubeconfig", env.Cluster("remote1").Kubeconfig}, 2, "give one of them"},
+			{"print without the tunnel", []string{"cluster", "join", "x", k, "--print", "--remote-kubeconfig", env.Cluster("remote1").Kubeconfig}, 2, "add --tunnel"},
 			{"invalid install flags", []string{"install", "--dry-run", "--mode", "mesh"}, 2, "spec.multiCluster.mode"},
 		}
 		for _, tc := range cases {
