@@ -199,6 +199,9 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 		},
 	}}
 	dep.TypeMeta, dep.ObjectMeta = meta("Deployment", "apps/v1", name, ns)
+	// Its version is the operator's: an operator upgrade rolls it without
+	// the control plane leaving Ready (decision 28).
+	dep.Annotations = map[string]string{AnnotationReadyWhen: ReadyWhenAvailable}
 	pdb := &policyv1.PodDisruptionBudget{Spec: policyv1.PodDisruptionBudgetSpec{
 		MinAvailable: ptrTo(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels}}}
 	pdb.TypeMeta, pdb.ObjectMeta = meta("PodDisruptionBudget", "policy/v1", name, ns)
