@@ -3,26 +3,24 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshfleet/meshfleet/manifests"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/preflight"
+	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
@@ -36,6 +34,8 @@ type joinOptions struct {
 	remoteKubeconfig string
 	remoteContext    string
 	tunnel           bool
+	print            bool
+	agentImage       string
 	tunnelServer     string
 	network          string
 	pilotAddress     string
@@ -54,19 +54,26 @@ primary, creates the RemoteIstio and waits until the cluster is Ready.
 With --tunnel the remote is reached through the meshfleet tunnel instead and
 no credential of it is stored: join creates the RemoteIstio, waits for the
 operator to issue the agent's certificate for this cluster from the tunnel
-CA (7 days, renewed by the operator through the tunnel), and prints the
-agent's manifest with it, to apply in the remote cluster (kubectl --context
-REMOTE apply -f -). It reads no CA key; it needs only "get" on the Secret
+CA (7 days, renewed by the operator through the tunnel), and applies the
+agent (two replicas, with that certificate) in the remote with
+--remote-kubeconfig, used once and not stored, then waits until the cluster
+is Ready; with --print (air-gapped clusters) it prints the agent's manifest
+instead, to apply there (kubectl --context REMOTE apply -f -). Once
+connected, the operator keeps the agents at its own version, through the
+tunnel. It reads no CA key; it needs only "get" on the Secret
 meshfleet-system/meshfleet-tunnel-agent-NAME.`,
 		Example: `  meshctl cluster join west --remote-kubeconfig ~/.kube/west.yaml --inject default
-  meshctl cluster join private-dc --tunnel --tunnel-server tunnel.example.com:443 > agent.yaml`,
+  meshctl cluster join private-dc --tunnel --tunnel-server tunnel.example.com:443 --remote-kubeconfig ~/.kube/private-dc.yaml
+  meshctl cluster join air-gapped --tunnel --tunnel-server tunnel.example.com:443 --print > agent.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runJoin(cmd, g, o, args[0]) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.remoteKubeconfig, "remote-kubeconfig", "", "kubeconfig of the remote cluster")
 	f.StringVar(&o.remoteContext, "remote-context", "", "context of --remote-kubeconfig to use")
-	f.BoolVar(&o.tunnel, "tunnel", false, "reach the remote through the tunnel; prints the agent manifest")
+	f.BoolVar(&o.tunnel, "tunnel", false, "reach the remote through the tunnel; applies the agent with --remote-kubeconfig, else prints its manifest")
+	f.BoolVar(&o.print, "print", false, "with --tunnel: print the agent manifest to apply in the remote yourself (the default without --remote-kubeconfig)")
+	f.StringVar(&o.agentImage, "agent-image", version.Image(), "image of the tunnel agent (with --tunnel); the operator moves it to its own version once it connects")
 	f.StringVar(&o.tunnelServer, "tunnel-server", "", "host:port where agents reach the tunnel server (with --tunnel)")
 	f.StringVar(&o.network, "network", "", "the remote's network (default: per the mesh's mode)")
 	f.StringVar(&o.pilotAddress, "pilot-address", "", "where the remote's proxies reach istiod (default: the primary's east-west gateway)")
@@ -78,8 +85,13 @@ meshfleet-system/meshfleet-tunnel-agent-NAME.`,
 func runJoin(cmd *cobra.Command, g *globals, o *joinOptions, name string) error {
 	out := cmd.OutOrStdout()
 	ctx := cmd.Context()
-	if o.tunnel == (o.remoteKubeconfig != "") {
-		return &exitError{exitUsage, fmt.Errorf("give either --remote-kubeconfig (direct) or --tunnel")}
+	switch {
+	case o.print && !o.tunnel:
+		return &exitError{exitUsage, fmt.Errorf("--print prints the tunnel agent's manifest: add --tunnel")}
+	case !o.tunnel && o.remoteKubeconfig == "":
+		return &exitError{exitUsage, fmt.Errorf("give either --remote-kubeconfig (direct) or --tunnel (through the tunnel: with --remote-kubeconfig to apply its agent there, or --print)")}
+	case o.print && o.remoteKubeconfig != "":
+		return &exitError{exitUsage, fmt.Errorf("--print writes the agent manifest for you to apply, --remote-kubeconfig applies it: give one of them")}
 	}
 	c, _, err := g.client()
 	if err != nil {
@@ -173,28 +185,59 @@ func joinTunnel(ctx context.Context, cmd *cobra.Command, c client.Client, o *joi
 		}
 		return &exitError{code, err}
 	}
-	agent, err := manifests.Tunnel.ReadFile("tunnel/agent.yaml")
+	objs, err := install.TunnelAgent(ri.Name, o.tunnelServer, o.agentImage, tlsData)
 	if err != nil {
 		return err
 	}
-	manifest := strings.NewReplacer("CLUSTER_NAME", ri.Name, "TUNNEL_SERVER:443", o.tunnelServer, "MESHFLEET_IMAGE", version.Image()).Replace(string(agent))
-	secret := &corev1.Secret{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: meshca.AgentTLSSecretName, Namespace: meshca.Namespace},
-		Type:       corev1.SecretTypeTLS,
-		Data:       tlsData,
+	if o.remoteKubeconfig == "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "# Apply this in cluster %s: it holds the agent's certificate for that cluster only (renewed by the operator through the tunnel).\n", ri.Name)
+		if err := install.Print(cmd.OutOrStdout(), objs); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "# RemoteIstio %s/%s becomes Ready once the agent connects (meshctl cluster list).\n", ri.Namespace, ri.Name)
+		return nil
 	}
-	u, err := install.ToUnstructured(secret, secret.TypeMeta)
+	rc, err := joinTargetClient(o)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "# Apply this in cluster %s: it holds the agent's certificate for that cluster only (renewed by the operator through the tunnel).\n", ri.Name)
-	if err := install.Print(cmd.OutOrStdout(), append(namespaceFirst(), u)); err != nil {
-		return err
+	if err := install.Apply(ctx, rc, objs); err != nil {
+		return fmt.Errorf("applying the tunnel agent in cluster %s (with --remote-kubeconfig): %w; nothing of it is stored in the primary, run join again once fixed", ri.Name, err)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "---\n%s", manifest)
-	fmt.Fprintf(cmd.ErrOrStderr(), "# RemoteIstio %s/%s becomes Ready once the agent connects (meshctl cluster list).\n", ri.Namespace, ri.Name)
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "• tunnel agent applied in cluster %s (%s/%s, image %s)\n", ri.Name, render.TunnelServerNamespace, render.TunnelAgentName, o.agentImage)
+	if o.wait <= 0 {
+		return nil
+	}
+	wctx2, cancel2 := context.WithTimeout(ctx, o.wait)
+	defer cancel2()
+	if err := install.Wait(wctx2, c, ri, v1beta1.ConditionReady, out); err != nil {
+		code := exitFailure
+		if wctx2.Err() != nil {
+			code = exitNotReady
+		}
+		return &exitError{code, err}
+	}
+	fmt.Fprintf(out, "\nCluster %s joined the mesh through the tunnel.\n", ri.Name)
 	return nil
+}
+
+// joinTargetClient is a client of the remote cluster with the admin's
+// kubeconfig, used to apply the agent and never stored.
+func joinTargetClient(o *joinOptions) (client.Client, error) {
+	raw, err := minifiedKubeconfig(o.remoteKubeconfig, o.remoteContext)
+	if err != nil {
+		return nil, &exitError{exitUsage, err}
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	if err != nil {
+		return nil, &exitError{exitUsage, fmt.Errorf("--remote-kubeconfig: %w", err)}
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("client for --remote-kubeconfig: %w", err)
+	}
+	return c, nil
 }
 
 // agentCertificate waits for the operator to issue the agent certificate of
@@ -232,10 +275,6 @@ func agentCertificate(ctx context.Context, c client.Client, ri *v1beta1.RemoteIs
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-}
-
-func namespaceFirst() []*unstructured.Unstructured {
-	return []*unstructured.Unstructured{install.Namespace(install.OperatorNamespace)}
 }
 
 // minifiedKubeconfig keeps only the chosen context, with credentials inlined,

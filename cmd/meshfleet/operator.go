@@ -7,14 +7,21 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
+
+// minCertTTL is the shortest certificate lifetime the command accepts: an
+// hour leaves the operator 20 minutes to renew through a slow tunnel
+// (operator.MinCertTTL, a minute, is for tests).
+const minCertTTL = time.Hour
 
 func newOperatorCommand() *cobra.Command {
 	var (
@@ -24,6 +31,8 @@ func newOperatorCommand() *cobra.Command {
 		zapOpts    = zap.Options{}
 		tunnel     remoteistio.Tunnel
 		tunnelCA   string
+		runServer  bool
+		agentSvc   string
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -48,6 +57,20 @@ func newOperatorCommand() *cobra.Command {
 				}
 				opts.Tunnel = &tunnel
 			}
+			for _, d := range []struct {
+				flag string
+				ttl  time.Duration
+			}{{"--agent-cert-ttl", opts.AgentCertTTL}, {"--tunnel-server-cert-ttl", opts.ServerCertTTL}} {
+				if d.ttl < minCertTTL {
+					return fmt.Errorf("%s %v: want at least %v (certificates are renewed when a third of their life is left)", d.flag, d.ttl, minCertTTL)
+				}
+			}
+			if runServer {
+				if len(opts.TunnelServerHosts) == 0 {
+					return fmt.Errorf("--run-tunnel-server needs --tunnel-server-hosts, the names of the certificate the operator keeps for it (e.g. meshfleet-tunnel.meshfleet-system.svc,tunnel.example.com)")
+				}
+				opts.TunnelServer = &render.TunnelServer{AgentServiceType: corev1.ServiceType(agentSvc)}
+			}
 			return operator.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},
 	}
@@ -58,7 +81,12 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&opts.HealthAddr, "health-addr", ":8081", "address serving /healthz and /readyz (0 disables)")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect one active replica through a Lease")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-elect-namespace", "", "namespace of the leader Lease (default: the pod's)")
-	f.StringVar(&opts.LocalityImage, "locality-image", os.Getenv("MESHFLEET_IMAGE"), "image of the locality server the operator runs for spec.localityLB.enabled (default: $MESHFLEET_IMAGE, the operator's own image, else this build's image)")
+	f.StringVar(&opts.Image, "image", os.Getenv("MESHFLEET_IMAGE"), "meshfleet's image, the operator's own (default: $MESHFLEET_IMAGE, else this build's image): the locality server, the tunnel server and the tunnel agents run it; agents running another image are updated to it through the tunnel")
+	f.StringVar(&opts.LocalityImage, "locality-image", "", "image of the locality server the operator runs for spec.localityLB.enabled (default: --image)")
+	f.BoolVar(&runServer, "run-tunnel-server", false, "run the tunnel server (two replicas and a Lease, in meshfleet-system) with each Istio control plane, with the certificate kept for --tunnel-server-hosts")
+	f.StringVar(&agentSvc, "tunnel-agent-service-type", string(corev1.ServiceTypeLoadBalancer), "type of the Service meshfleet-tunnel-agents that the remote clusters' agents dial (with --run-tunnel-server)")
+	f.DurationVar(&opts.AgentCertTTL, "agent-cert-ttl", meshca.AgentCertTTL, "lifetime of the tunnel agents' certificates, renewed through the tunnel when a third is left")
+	f.DurationVar(&opts.ServerCertTTL, "tunnel-server-cert-ttl", meshca.ServerCertTTL, "lifetime of the tunnel server's certificate (with --tunnel-server-hosts), renewed when a third is left")
 	f.StringVar(&tunnel.URL, "tunnel-url", "", "URL of the tunnel server; remote clusters without a kubeconfig Secret are reached at <url>/clusters/<name>")
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "the tunnel CA, the only CA that verifies the tunnel server (required with --tunnel-url; root-cert.pem of meshfleet-system/meshfleet-tunnel-ca, never the mesh root)")
 	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", render.TunnelTokenPath,

@@ -121,6 +121,9 @@ Certificates and CA files are re-read when they change.`,
 					if lease.Identity == "" {
 						lease.Identity = podName()
 					}
+					if lease.PodNamespace != "" {
+						lease.PodName = podName()
+					}
 					opts.Lease = &lease
 				}
 				if len(staticClusters) == 0 {
@@ -168,6 +171,7 @@ Certificates and CA files are re-read when they change.`,
 	f.StringVar(&lease.Namespace, "lease-namespace", "meshfleet-system", "namespace of the tunnel Lease")
 	f.StringVar(&lease.Name, "lease-name", "meshfleet-tunnel-server", "name of the tunnel Lease")
 	f.StringVar(&lease.Identity, "lease-identity", "", "this server's identity in the Lease (default: $POD_NAME or the host name)")
+	f.StringVar(&lease.PodNamespace, "pod-namespace", os.Getenv("POD_NAMESPACE"), "with --leader-elect: namespace of this server's pod ($POD_NAME), which it labels "+tunnel.RoleLabel+"=active while it holds the Lease, for the Services to select (default: $POD_NAMESPACE)")
 	f.DurationVar(&lease.LeaseDuration, "lease-duration", 15*time.Second, "how long a standby waits before taking over a lease that is not renewed")
 	f.DurationVar(&lease.RenewDeadline, "lease-renew-deadline", 10*time.Second, "how long the active server keeps trying to renew before it steps down")
 	f.DurationVar(&lease.RetryPeriod, "lease-retry-period", 2*time.Second, "how often the lease is tried")

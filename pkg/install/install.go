@@ -305,15 +305,24 @@ func readFS(fsys fs.FS, name string) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := decodeAll(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
+}
+
+// decodeAll decodes every YAML or JSON document of r.
+func decodeAll(r io.Reader) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
 	for {
 		m := map[string]any{}
 		if err := dec.Decode(&m); err != nil {
 			if err == io.EOF {
 				return out, nil
 			}
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, err
 		}
 		if len(m) > 0 {
 			out = append(out, &unstructured.Unstructured{Object: m})

@@ -24,6 +24,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/version"
 )
 
 // Options configure the operator.
@@ -49,8 +50,53 @@ type Options struct {
 	// meshfleet-system/meshfleet-tunnel-server-tls, from the tunnel CA.
 	TunnelServerHosts []string
 	// LocalityImage runs the locality server (meshfleet locality) of an
-	// Istio resource with spec.localityLB.enabled; render's default if empty.
+	// Istio resource with spec.localityLB.enabled; Image if empty.
 	LocalityImage string
+	// Image is meshfleet's image, the operator's own version: the locality
+	// server, the tunnel server and the tunnel agents run it, and agents
+	// running another image are updated to it through the tunnel. Empty:
+	// version.Image(), and agents are left as they are.
+	Image string
+	// TunnelServer, when set with TunnelServerHosts, makes the operator run
+	// the tunnel server in meshfleet-system (two replicas and a Lease) with
+	// the certificate it keeps, as part of each Istio resource's control
+	// plane.
+	TunnelServer *render.TunnelServer
+	// AgentCertTTL and ServerCertTTL are the lifetimes of the agents' and
+	// the tunnel server's certificates (meshca.AgentCertTTL,
+	// meshca.ServerCertTTL if zero); each is renewed when a third is left.
+	// At least MinCertTTL.
+	AgentCertTTL, ServerCertTTL time.Duration
+}
+
+// MinCertTTL is the shortest certificate lifetime the operator accepts:
+// renewal at two thirds must leave time for the write and the reload
+// (tests use it; production flags ask for hours).
+const MinCertTTL = time.Minute
+
+// image is the one place the operator decides which meshfleet image its
+// components run.
+func (o Options) image() string {
+	if o.Image != "" {
+		return o.Image
+	}
+	return version.Image()
+}
+
+// validate refuses settings the operator cannot work with.
+func (o Options) validate() error {
+	for _, d := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"agent certificate lifetime", o.AgentCertTTL}, {"tunnel server certificate lifetime", o.ServerCertTTL}} {
+		if d.ttl != 0 && d.ttl < MinCertTTL {
+			return fmt.Errorf("%s %v is shorter than %v: renewal a third before expiry would not leave time to write and reload it", d.name, d.ttl, MinCertTTL)
+		}
+	}
+	if o.TunnelServer != nil && len(o.TunnelServerHosts) == 0 {
+		return fmt.Errorf("running the tunnel server needs the names its certificate is for (TunnelServerHosts), e.g. meshfleet-tunnel.meshfleet-system.svc and the host agents dial")
+	}
+	return nil
 }
 
 // Scheme returns the scheme with every type the operator reads typed.
@@ -66,6 +112,9 @@ func Scheme() (*runtime.Scheme, error) {
 
 // New builds the operator's manager with its controllers registered.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	scheme, err := Scheme()
 	if err != nil {
 		return nil, err
@@ -120,6 +169,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Resync:    opts.Resync,
 	}
 	r.LocalityServer.Image = opts.LocalityImage
+	if r.LocalityServer.Image == "" {
+		r.LocalityServer.Image = opts.image()
+	}
+	if opts.TunnelServer != nil {
+		ts := *opts.TunnelServer
+		ts.Image = opts.image()
+		r.TunnelServer = &ts
+	}
 	if opts.Tunnel != nil {
 		r.LocalityServer.TunnelURL, r.LocalityServer.TunnelCA = opts.Tunnel.URL, opts.Tunnel.CAData
 	}
@@ -134,12 +191,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Tunnel:        opts.Tunnel,
 		Events:        mgr.GetEventRecorder("meshfleet-operator"),
 		Resync:        opts.RemoteResync,
+		AgentCertTTL:  opts.AgentCertTTL,
+		AgentImage:    opts.Image,
 	}
 	if err := rr.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RemoteIstio controller: %w", err)
 	}
 	if len(opts.TunnelServerHosts) > 0 {
-		if err := mgr.Add(&meshca.ServerCertKeeper{Client: mgr.GetClient(), Hosts: opts.TunnelServerHosts, Resync: opts.Resync,
+		if err := mgr.Add(&meshca.ServerCertKeeper{Client: mgr.GetClient(), Hosts: opts.TunnelServerHosts, Resync: opts.Resync, TTL: opts.ServerCertTTL,
 			FieldManager: remoteistio.FieldManager, Log: mgr.GetLogger().WithName("tunnel-server-cert")}); err != nil {
 			return nil, fmt.Errorf("set up the tunnel server certificate: %w", err)
 		}

@@ -58,6 +58,9 @@ type ControlPlane struct {
 	// LocalityServer runs the locality server (with LocalityLB.Enabled);
 	// the operator fills it from its own settings.
 	LocalityServer *LocalityServer `json:"localityServer,omitempty"`
+	// TunnelServer runs the tunnel server in the primary when the mesh uses
+	// the tunnel; the operator fills it from its own settings.
+	TunnelServer *TunnelServer `json:"tunnelServer,omitempty"`
 	// Kiali gives Kiali in the primary access to the remote clusters.
 	Kiali bool `json:"kiali,omitempty"`
 	// Members are the other clusters of the mesh, for meshNetworks.

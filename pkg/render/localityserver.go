@@ -58,18 +58,17 @@ func renderLocalityServer(cp *ControlPlane, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	for _, o := range objs {
-		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
-		if err != nil {
-			return fmt.Errorf("converting %T: %w", o, err)
-		}
-		obj := &unstructured.Unstructured{Object: u}
-		unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
-		unstructured.RemoveNestedField(obj.Object, "spec", "template", "metadata", "creationTimestamp")
-		unstructured.RemoveNestedField(obj.Object, "status")
-		m.Objects = append(m.Objects, obj)
-	}
-	return nil
+	return appendTyped(m, objs)
+}
+
+// objectFrom is a converted typed object without the fields the API server
+// sets.
+func objectFrom(u map[string]any) *unstructured.Unstructured {
+	obj := &unstructured.Unstructured{Object: u}
+	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(obj.Object, "spec", "template", "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(obj.Object, "status")
+	return obj
 }
 
 func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
@@ -199,6 +198,9 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 		},
 	}}
 	dep.TypeMeta, dep.ObjectMeta = meta("Deployment", "apps/v1", name, ns)
+	// Its version is the operator's: an operator upgrade rolls it without
+	// the control plane leaving Ready (decision 31).
+	dep.Annotations = map[string]string{AnnotationReadyWhen: ReadyWhenAvailable}
 	pdb := &policyv1.PodDisruptionBudget{Spec: policyv1.PodDisruptionBudgetSpec{
 		MinAvailable: ptrTo(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels}}}
 	pdb.TypeMeta, pdb.ObjectMeta = meta("PodDisruptionBudget", "policy/v1", name, ns)

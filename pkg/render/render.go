@@ -54,6 +54,7 @@ var steps = []step{
 	{"gateway charts", renderGateways},
 	{"mesh chart", renderMesh},
 	{"locality server", renderLocalityServer},
+	{"tunnel server", renderTunnelServer},
 	{"namespace labels", renderNamespaceLabels},
 	{"close plain-text xDS", closePlaintextXDS},
 	{"sidecar injection", dropInjectionWebhook},

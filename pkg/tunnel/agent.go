@@ -61,6 +61,10 @@ type AgentOptions struct {
 	Logger *slog.Logger
 	// Registerer receives the agent's metrics; a private registry if nil.
 	Registerer prometheus.Registerer
+	// DrainTimeout bounds how long a stopping agent lets the requests in
+	// flight finish, after telling the server to open no more streams;
+	// DefaultDrainTimeout if zero.
+	DrainTimeout time.Duration
 }
 
 // Agent keeps a session with a tunnel server and forwards the requests that
@@ -74,6 +78,8 @@ type Agent struct {
 	mu     sync.Mutex
 	status AgentStatus
 	next   int
+	// requests counts the requests in flight that end by themselves.
+	requests inflight
 }
 
 // AgentStatus is the agent's connection state.
@@ -266,18 +272,25 @@ func (a *Agent) serve(ctx context.Context, conn net.Conn, server string) {
 	a.log.Info("tunnel session established", "server", server)
 
 	srv := &http.Server{
-		Handler:           a.forwarder,
+		Handler:           countRequests(&a.requests, a.forwarder),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
 	done := make(chan struct{})
 	go func() {
-		_ = srv.Serve(mux)
+		_ = srv.Serve(sessionListener{mux})
 		close(done)
 	}()
 	select {
 	case <-mux.CloseChan():
 	case <-ctx.Done():
+		// Stopping (a rolling update): the server takes new requests to
+		// the other agents while these finish.
+		timeout := a.opts.DrainTimeout
+		if timeout == 0 {
+			timeout = DefaultDrainTimeout
+		}
+		drainSession(mux, srv, &a.requests, timeout)
 	}
 	_ = mux.Close()
 	_ = srv.Close()

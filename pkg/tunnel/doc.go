@@ -84,6 +84,9 @@
 // them (fewest in flight first) and retries a request on another agent when
 // its stream cannot be opened, so a dead agent fails no new request. Several
 // servers may run; with LeaseOptions only the holder of a coordination.k8s.io
-// Lease accepts agents and requests, standbys answer 503, and an agent given
-// several server addresses moves on to the next one.
+// Lease accepts agents and requests, standbys answer 503 (with Retry-After),
+// and an agent given several server addresses moves on to the next one. In
+// a cluster the holder labels its own Pod (RoleLabel) and the Services
+// select it. A server or agent that is stopped drains: no new requests,
+// those in flight finish, then its sessions close (drain.go).
 package tunnel

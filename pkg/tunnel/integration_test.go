@@ -464,17 +464,35 @@ func TestLeaseTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := kubernetes.NewForConfigOrDie(primary.Config)
+	// Each server's Pod, which it labels with its role for the Services.
+	if _, err := client.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"server-1", "server-2"} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: id}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "meshfleet"}}}}
+		if _, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	role := func(id string) func() bool {
+		return func() bool {
+			pod, err := client.CoreV1().Pods("default").Get(ctx, id, metav1.GetOptions{})
+			return err == nil && pod.Labels[RoleLabel] == RoleActive
+		}
+	}
 	newServer := func(id string) *testServer {
 		return startTestServer(t, p, ServerOptions{
 			ClientCAs: clientCAs,
 			Lease: &LeaseOptions{
 				Client: client, Namespace: "default", Name: "tunnel-takeover", Identity: id,
 				LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
+				PodNamespace: "default", PodName: id,
 			},
 		})
 	}
 	s1 := newServer("server-1")
 	waitFor(t, "server-1 active", s1.Active)
+	waitFor(t, "server-1's pod labelled active", role("server-1"))
 	s2 := newServer("server-2")
 	startTestAgent(t, p, "remote1", p.agentCert(t, "remote1", "remote1"), agentUpstream["remote1"], s1.agentURL, s2.agentURL)
 	waitAgents(t, s1.Server, "remote1", 1)
@@ -496,8 +514,15 @@ func TestLeaseTakeover(t *testing.T) {
 		t.Fatalf("through the standby: %v, want 503", err)
 	}
 
+	if role("server-2")() {
+		t.Error("the standby's pod is labelled active")
+	}
 	s1.stop() // releases the lease
 	waitFor(t, "server-2 takes over", s2.Active)
+	waitFor(t, "server-2's pod labelled active", role("server-2"))
+	if role("server-1")() {
+		t.Error("the stopped server's pod is still labelled active")
+	}
 	waitAgents(t, s2.Server, "remote1", 1)
 	if err := get(s2); err != nil {
 		t.Fatalf("through the new active server: %v", err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -25,6 +26,38 @@ type LeaseOptions struct {
 	// LeaseDuration, RenewDeadline and RetryPeriod are as in
 	// k8s.io/client-go/tools/leaderelection; 15s, 10s and 2s if zero.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// PodNamespace and PodName, when set, name this server's own Pod, which
+	// it labels RoleLabel=active while it holds the Lease and
+	// RoleLabel=standby once it stops: the Services select the active
+	// replica by that label, while every healthy replica counts as ready
+	// (rolling updates, PodDisruptionBudgets and drains work as for any
+	// Deployment).
+	PodNamespace, PodName string
+}
+
+// RoleLabel is the label of a tunnel server's Pod that says whether it
+// holds the Lease (RoleActive) or stands by (RoleStandby).
+const (
+	RoleLabel   = "meshfleet.io/tunnel-role"
+	RoleActive  = "active"
+	RoleStandby = "standby"
+)
+
+// labelPod sets this server's RoleLabel, when it knows its Pod. It uses its
+// own deadline: it also runs as the server stops.
+func (s *Server) labelPod(role string) {
+	o := s.opts.Lease
+	if o.PodName == "" || o.PodNamespace == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:%q}}}`, RoleLabel, role)
+	if _, err := o.Client.CoreV1().Pods(o.PodNamespace).Patch(ctx, o.PodName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		s.log.Error("labelling this server's pod", "pod", o.PodNamespace+"/"+o.PodName, "role", role, "error", err)
+		return
+	}
+	s.log.Info("labelled this server's pod", "pod", o.PodNamespace+"/"+o.PodName, "role", role)
 }
 
 func (o *LeaseOptions) validate() error {
@@ -35,6 +68,8 @@ func (o *LeaseOptions) validate() error {
 		return fmt.Errorf("lease: namespace %q and name %q must both be set", o.Namespace, o.Name)
 	case o.Identity == "":
 		return errors.New("lease: no identity; give this server's name in the Lease (normally the pod name)")
+	case (o.PodName == "") != (o.PodNamespace == ""):
+		return fmt.Errorf("lease: pod %q in namespace %q: give both, or neither", o.PodName, o.PodNamespace)
 	}
 	return nil
 }
@@ -68,8 +103,12 @@ func (s *Server) runWithLease(ctx context.Context) error {
 			OnStartedLeading: func(context.Context) {
 				s.log.Info("acquired the tunnel lease", "lease", o.Namespace+"/"+o.Name, "identity", o.Identity)
 				s.setActive(true)
+				s.labelPod(RoleActive)
 			},
-			OnStoppedLeading: func() { s.setActive(false) },
+			OnStoppedLeading: func() {
+				s.setActive(false)
+				s.labelPod(RoleStandby)
+			},
 			OnNewLeader: func(id string) {
 				if id != o.Identity {
 					s.log.Info("tunnel lease held by another server; standing by", "lease", o.Namespace+"/"+o.Name, "leader", id)

@@ -75,7 +75,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("path %q is not served here: use https://<tunnel server>%s<cluster>/ as the kubeconfig server", r.URL.Path, ClustersPathPrefix))
 		return
 	}
+	defer s.requests.track(r)()
 	if !s.active.Load() {
+		// A hand-over (the active server stopping, a standby taking the
+		// Lease) lasts a few seconds: client-go retries after Retry-After.
+		w.Header().Set("Retry-After", "1")
 		refuse(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "standby",
 			"this tunnel server is a standby; retry against the active one")
 		return
@@ -112,6 +116,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.agents.count(cluster) == 0 {
+		if time.Since(time.Unix(0, s.activeSince.Load())) < agentGrace {
+			w.Header().Set("Retry-After", "1")
+		}
 		refuse(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "no_agent",
 			fmt.Sprintf("no tunnel agent of cluster %q is connected; check the meshfleet-tunnel-agent Deployment in that cluster and its logs", cluster),
 			"cluster", cluster, "user", id.User)

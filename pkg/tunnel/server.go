@@ -85,6 +85,10 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// Registerer receives the server's metrics; a private registry if nil.
 	Registerer prometheus.Registerer
+	// DrainTimeout bounds how long a stopping server lets the requests in
+	// flight finish before it closes the agents' sessions;
+	// DefaultDrainTimeout if zero.
+	DrainTimeout time.Duration
 }
 
 // Server accepts agents and proxies API requests to their clusters.
@@ -97,7 +101,17 @@ type Server struct {
 	access  AccessPolicy
 	proxy   *httputil.ReverseProxy
 	active  atomic.Bool
+	// activeSince is when the server last became active (Unix nanoseconds).
+	activeSince atomic.Int64
+	// requests counts the requests to clusters in flight that end by
+	// themselves (not watches).
+	requests inflight
 }
+
+// agentGrace is how long after becoming active a server answers "no agent"
+// as a hand-over (503 with Retry-After, which client-go retries) rather
+// than an outage: the agents of the server that stopped are reconnecting.
+const agentGrace = 15 * time.Second
 
 // NewServer checks opts and returns a server that is not yet serving.
 func NewServer(opts ServerOptions) (*Server, error) {
@@ -248,14 +262,20 @@ func (s *Server) Serve(ctx context.Context, apiLn, agentLn net.Listener) error {
 	go s.opts.ServingCertificate.Run(runCtx)
 	go s.opts.AgentCAs.Run(runCtx)
 	go s.opts.ClientCAs.Run(runCtx)
+	// The Lease has a context of its own: a stopping server first stops
+	// taking requests, then releases it.
+	leaseCtx, cancelLease := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelLease()
+	leaseDone := make(chan struct{})
 	go func() {
+		defer close(leaseDone)
 		if s.opts.Lease == nil {
 			s.setActive(true)
-			<-runCtx.Done()
+			<-leaseCtx.Done()
 			errs <- nil
 			return
 		}
-		errs <- s.runWithLease(runCtx)
+		errs <- s.runWithLease(leaseCtx)
 	}()
 
 	var err error
@@ -263,12 +283,39 @@ func (s *Server) Serve(ctx context.Context, apiLn, agentLn net.Listener) error {
 	case err = <-errs:
 	case <-ctx.Done():
 	}
+	// Stopping as asked (a rolling update, a drain): new requests and
+	// agents get 503 with Retry-After, the Lease goes to the standby (its
+	// Pod becomes the Services' endpoint), the requests in flight finish,
+	// then the sessions close and the agents move to the new active server.
+	graceful := ctx.Err() != nil
+	if graceful {
+		s.stopTaking()
+	}
+	cancelLease()
+	// The Lease released and the Pod relabelled, unless the API server
+	// does not answer.
+	select {
+	case <-leaseDone:
+	case <-time.After(leaseStopWait):
+	}
+	if graceful {
+		timeout := s.opts.DrainTimeout
+		if timeout == 0 {
+			timeout = DefaultDrainTimeout
+		}
+		s.requests.wait(timeout)
+	}
 	cancel()
 	s.setActive(false)
+	s.closeSessions()
 	apiSrv.Close()
 	agentSrv.Close()
 	return err
 }
+
+// leaseStopWait bounds how long a stopping server waits to release its
+// Lease and relabel its Pod.
+const leaseStopWait = 10 * time.Second
 
 func serveTLS(srv *http.Server, ln net.Listener, what string) error {
 	if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -340,18 +387,36 @@ func yamuxConfig(window uint32, acceptBacklog int, log *slog.Logger) *yamux.Conf
 func (s *Server) setActive(active bool) {
 	was := s.active.Swap(active)
 	if active {
+		if !was {
+			s.activeSince.Store(time.Now().UnixNano())
+		}
 		s.metrics.active.Set(1)
 	} else {
 		s.metrics.active.Set(0)
 	}
 	if was && !active {
-		for _, sess := range s.agents.drain() {
-			sess.close()
-			s.forgetSession(sess)
-		}
+		s.closeSessions()
 	}
 	if was != active {
 		s.log.Info("tunnel server active state changed", "active", active)
+	}
+}
+
+// stopTaking makes the server refuse new requests and agents as a standby
+// does, leaving the sessions open for the requests in flight.
+func (s *Server) stopTaking() {
+	if s.active.Swap(false) {
+		s.metrics.active.Set(0)
+		s.log.Info("tunnel server stopping: no new requests; letting those in flight finish")
+	}
+}
+
+// closeSessions closes every agent session, so the agents move to the
+// active server.
+func (s *Server) closeSessions() {
+	for _, sess := range s.agents.drain() {
+		sess.close()
+		s.forgetSession(sess)
 	}
 }
 

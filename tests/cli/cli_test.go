@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -239,6 +240,52 @@ func TestMeshctl(t *testing.T) {
 		}
 		c.ok("cluster", "leave", "remote2", k)
 	})
+	t.Run("join through the tunnel with --remote-kubeconfig applies the agent there", func(t *testing.T) {
+		agentServer := strings.TrimPrefix(tun.AgentURL, "https://")
+		remote, err := client.New(env.Cluster("remote2").Config, client.Options{Scheme: scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			out  string
+			code int
+		}
+		done := make(chan result, 1)
+		go func() {
+			out, code := c.run("cluster", "join", "remote2", k, "--tunnel", "--tunnel-server", agentServer, "--pilot-address", "203.0.113.10",
+				"--remote-kubeconfig", env.Cluster("remote2").Kubeconfig, "--agent-image", "registry.example.com/meshfleet/meshfleet:v9", "--wait", "2m")
+			done <- result{out, code}
+		}()
+		// Play the remote's kubelet: run the agent join applied there,
+		// with the Secret it applied.
+		dep := &appsv1.Deployment{}
+		secret := &corev1.Secret{}
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			err1 := remote.Get(ctx, client.ObjectKey{Namespace: "meshfleet-system", Name: "meshfleet-tunnel-agent"}, dep)
+			err2 := remote.Get(ctx, client.ObjectKey{Namespace: "meshfleet-system", Name: "meshfleet-tunnel-agent-tls"}, secret)
+			if err1 == nil && err2 == nil && len(secret.Data["tls.crt"]) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("join applied no agent in remote2: %v, %v", err1, err2)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if img := dep.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/meshfleet/meshfleet:v9" || *dep.Spec.Replicas != 2 {
+			t.Errorf("applied agent Deployment: image %s, %d replicas; want --agent-image and 2", img, *dep.Spec.Replicas)
+		}
+		checkAgentCert(t, secret, tunnelCA, "remote2")
+		runAgentWithID(t, ctx, "remote2", "applied-agent", secret, "https://"+agentServer, env.Cluster("remote2").Config)
+		res := <-done
+		if res.code != 0 || !strings.Contains(res.out, "joined the mesh through the tunnel") {
+			t.Fatalf("join --remote-kubeconfig: exit %d:\n%s", res.code, res.out)
+		}
+		if !slices.ContainsFunc(tun.Agents("remote2"), func(a tunnel.AgentInfo) bool { return a.ID == "applied-agent" }) {
+			t.Errorf("the agent run from the applied Secret is not connected: %+v", tun.Agents("remote2"))
+		}
+		c.ok("cluster", "leave", "remote2", k)
+	})
 	t.Run("join through the tunnel prints the agent manifest", func(t *testing.T) {
 		out := c.ok("cluster", "join", "private", k, "--tunnel", "--tunnel-server", "tunnel.example.com:443")
 		for _, want := range []string{"name: meshfleet-tunnel-agent-tls", "--cluster=private", "--server=https://tunnel.example.com:443", "tls.crt:"} {
@@ -274,6 +321,8 @@ func TestMeshctl(t *testing.T) {
 				&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "gke-gcloud-auth-plugin"}})}, 2, "users[u].user.exec: Forbidden"},
 			{"missing permission", []string{"cluster", "join", "x", k, "--remote-kubeconfig", c.userKubeconfig("remote1", "nobody")}, 4, "hint: run as a cluster administrator"},
 			{"leave an unknown cluster", []string{"cluster", "leave", "nope", k}, 1, "no cluster nope in the mesh"},
+			{"print and apply the agent at once", []string{"cluster", "join", "x", k, "--tunnel", "--print", "--remote-kubeconfig", env.Cluster("remote1").Kubeconfig}, 2, "give one of them"},
+			{"print without the tunnel", []string{"cluster", "join", "x", k, "--print", "--remote-kubeconfig", env.Cluster("remote1").Kubeconfig}, 2, "add --tunnel"},
 			{"invalid install flags", []string{"install", "--dry-run", "--mode", "mesh"}, 2, "spec.multiCluster.mode"},
 		}
 		for _, tc := range cases {
@@ -384,6 +433,13 @@ func agentSecret(t *testing.T, out string) *corev1.Secret {
 // it forwards with the agent service account's token.
 func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secret, server string, admin *rest.Config) {
 	t.Helper()
+	runAgentWithID(t, ctx, cluster, "", s, server, admin)
+}
+
+// runAgentWithID runs an agent of cluster with the certificate in s, under
+// id (the host name and a random suffix if empty).
+func runAgentWithID(t *testing.T, ctx context.Context, cluster, id string, s *corev1.Secret, server string, admin *rest.Config) {
+	t.Helper()
 	cert, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
 	if err != nil {
 		t.Fatalf("agent certificate from join: %v", err)
@@ -396,7 +452,7 @@ func runAgent(t *testing.T, ctx context.Context, cluster string, s *corev1.Secre
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, Servers: []string{server}, Certificate: tunnel.StaticKeyPair(cert), ServerCAs: roots,
+	a, err := tunnel.NewAgent(tunnel.AgentOptions{Cluster: cluster, ID: id, Servers: []string{server}, Certificate: tunnel.StaticKeyPair(cert), ServerCAs: roots,
 		Upstream: upstream, BackoffInitial: 50 * time.Millisecond, BackoffMax: time.Second})
 	if err != nil {
 		t.Fatal(err)

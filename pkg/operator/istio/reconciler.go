@@ -52,6 +52,10 @@ type Reconciler struct {
 	// LocalityServer is how the locality server is run when an Istio
 	// resource enables locality routing (the operator's image and tunnel).
 	LocalityServer render.LocalityServer
+	// TunnelServer, when set, runs the tunnel server with each control
+	// plane (the operator's image); nil when the mesh does not use the
+	// tunnel or the tunnel server is installed otherwise.
+	TunnelServer *render.TunnelServer
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
@@ -115,6 +119,7 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 	ist.Status.ClusterName = cp.ClusterName
 	ls := r.LocalityServer
 	cp.LocalityServer = &ls
+	cp.TunnelServer = r.TunnelServer
 	if err := r.members(ctx, ist, cp); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -26,6 +26,8 @@ type ServerCertKeeper struct {
 	Hosts []string
 	// Resync is how often the Secret is checked even when nothing is due.
 	Resync time.Duration
+	// TTL is the lifetime of a new certificate; ServerCertTTL if zero.
+	TTL time.Duration
 	// FieldManager owns the keys the keeper writes.
 	FieldManager string
 	// Log receives what the keeper did.
@@ -68,7 +70,11 @@ func (k *ServerCertKeeper) Sync(ctx context.Context) (time.Time, error) {
 	if err := k.Client.Get(ctx, key, live); err != nil && !apierrors.IsNotFound(err) {
 		return time.Time{}, fmt.Errorf("reading Secret %s: %w", key, err)
 	}
-	cert, err := ServerCertificate(live.Data, tunnelCA, k.Hosts, ServerCertTTL, now)
+	ttl := k.TTL
+	if ttl == 0 {
+		ttl = ServerCertTTL
+	}
+	cert, err := ServerCertificate(live.Data, tunnelCA, k.Hosts, ttl, now)
 	if err != nil {
 		return time.Time{}, err
 	}

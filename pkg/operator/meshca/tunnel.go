@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
+	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
@@ -167,7 +168,7 @@ const (
 	// ServerTLSSecretName is the tunnel server's Secret in Namespace
 	// (manifests/tunnel/server.yaml): the operator owns its tls.crt, tls.key
 	// and ca.crt; client-ca.crt stays the installer's.
-	ServerTLSSecretName = "meshfleet-tunnel-server-tls"
+	ServerTLSSecretName = render.TunnelServerTLSSecretName
 	// ServerCertTTL is the lifetime of a tunnel server certificate; it is
 	// renewed when a third of it is left.
 	ServerCertTTL = 30 * 24 * time.Hour

@@ -77,7 +77,11 @@ func (r *Reconciler) agentCert(ctx context.Context, live map[string][]byte, clus
 	if err != nil {
 		return nil, caOutcome(err)
 	}
-	cert, err := meshca.AgentCertificate(live, tunnelCA, cluster, meshca.AgentCertTTL, now)
+	ttl := r.AgentCertTTL
+	if ttl == 0 {
+		ttl = meshca.AgentCertTTL
+	}
+	cert, err := meshca.AgentCertificate(live, tunnelCA, cluster, ttl, now)
 	if err != nil {
 		return nil, conditions.Failed(v1beta1.ReasonCAError, err.Error())
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"syscall"
@@ -133,6 +134,7 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 	cfg.Host = strings.TrimSuffix(r.Tunnel.URL, "/") + "/clusters/" + clusterName
 	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = r.Tunnel.CAData, ""
 	cfg.TLSClientConfig.ServerName = ""
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return retryUnsent{next: rt, window: unsentRetryWindow} })
 	return cfg, v1beta1.ConnectionTunnel, conditions.Succeeded("")
 }
 

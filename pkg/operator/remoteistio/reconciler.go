@@ -58,6 +58,13 @@ type Reconciler struct {
 	// Resync is how often a remote cluster is checked again for drift (its
 	// objects are not watched) and for certificates and tokens to renew.
 	Resync time.Duration
+	// AgentCertTTL is the lifetime of the agents' certificates;
+	// meshca.AgentCertTTL if zero.
+	AgentCertTTL time.Duration
+	// AgentImage, when set, is the image tunnel agents must run (the
+	// operator's own): an agent Deployment running another one is updated
+	// through the tunnel.
+	AgentImage string
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
@@ -135,6 +142,13 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 			out.Message += fmt.Sprintf("; tunnel agent certificate valid until %s, renewed from %s", agent.NotAfter.UTC().Format(time.RFC3339), agent.RenewAt.UTC().Format(time.RFC3339))
 			if agentRenew.IsZero() || agent.RenewAt.Before(agentRenew) {
 				agentRenew = agent.RenewAt
+			}
+			from, err := r.followAgentImage(ctx, rem)
+			switch {
+			case err != nil:
+				out = remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "updating the tunnel agent's version", err)
+			case from != "":
+				r.Events.Eventf(ri, nil, "Normal", "AgentUpgraded", "UpgradeAgent", "tunnel agents of cluster %s moved from image %s to %s", cp.ClusterName, from, r.AgentImage)
 			}
 		}
 	}

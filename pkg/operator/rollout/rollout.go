@@ -16,10 +16,15 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
 // Status reports whether every Deployment among objs (istiod, gateways) has
-// rolled out its current template and has all replicas available.
+// rolled out its current template and has all replicas available. A
+// Deployment annotated render.AnnotationReadyWhen=available (meshfleet's own
+// components, which follow the operator's version rather than the spec)
+// counts while it has all its replicas available, old or new: its rolling
+// update never takes one away.
 func Status(ctx context.Context, r client.Reader, objs []*unstructured.Unstructured) conditions.Outcome {
 	var waitingOn []string
 	for _, o := range objs {
@@ -64,6 +69,12 @@ func rolledOut(d *appsv1.Deployment) (done bool, msg string, stuck bool) {
 		want = *d.Spec.Replicas
 	}
 	s := d.Status
+	if d.Annotations[render.AnnotationReadyWhen] == render.ReadyWhenAvailable {
+		if s.AvailableReplicas < want {
+			return false, fmt.Sprintf("%d of %d replicas available", s.AvailableReplicas, want), false
+		}
+		return true, "", false
+	}
 	switch {
 	case s.ObservedGeneration < d.Generation:
 		return false, "new spec not yet observed", false
