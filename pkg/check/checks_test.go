@@ -30,8 +30,8 @@ func healthy(t *testing.T) *Facts {
 	gw := []Workload{{Namespace: "istio-gateways", Name: "istio-eastwestgateway", Replicas: 1, Available: 1}}
 	return &Facts{
 		Now: now, Namespace: "istio-system",
-		API:  API{Host: "https://primary", Version: "v1.37.2"},
-		CRDs: map[string]CRD{"istios.meshfleet.io": {true}, "remoteistios.meshfleet.io": {true}, "destinationrules.networking.istio.io": {true}, "virtualservices.networking.istio.io": {true}, "peerauthentications.security.istio.io": {true}},
+		API:      API{Host: "https://primary", Version: "v1.37.2"},
+		CRDs:     map[string]CRD{"istios.meshfleet.io": {true}, "remoteistios.meshfleet.io": {true}, "destinationrules.networking.istio.io": {true}, "virtualservices.networking.istio.io": {true}, "peerauthentications.security.istio.io": {true}},
 		Operator: &Workload{Namespace: "meshfleet-system", Name: "meshfleet-operator", Replicas: 1, Available: 1},
 		Clusters: []Cluster{
 			{Resource: "istio", Name: "primary", Role: RolePrimary, Phase: "Ready", Generation: 2, ObservedGeneration: 2, CA: cacerts(t, root, "primary", 90*24*time.Hour), Gateways: gw, Readable: true},
@@ -103,7 +103,11 @@ func TestBrokenMeshFailsTheRightCheck(t *testing.T) {
 		{"operator behind", func(f *Facts) { f.Clusters[1].Generation = 2 }, "the operator has processed every resource's latest spec", StatusFail, "operator"},
 		{"remote unreachable", func(f *Facts) { f.Clusters[1].Phase = "Unreachable" }, "remote remote-1 is Ready", StatusFail, "tunnel agent"},
 		{"intermediate of another root", func(f *Facts) { f.Clusters[2].CA = cacerts(t, otherRoot, "remote-2", time.Hour*24*90) }, "remote-2's intermediate CA (cacerts) chains to the root and is valid", StatusFail, "delete remote-2's cacerts"},
-		{"intermediate expiring", func(f *Facts) { f.Clusters[2].CA = cacerts(t, mustRoot(t), "remote-2", 48*time.Hour); f.Clusters[0].CA.RootPEM = f.Clusters[2].CA.RootPEM; f.Clusters[0].CA.CertPEM = f.Clusters[2].CA.CertPEM }, "remote-2's intermediate CA (cacerts) chains to the root and is valid", StatusWarn, "renews"},
+		{"intermediate expiring", func(f *Facts) {
+			f.Clusters[2].CA = cacerts(t, mustRoot(t), "remote-2", 48*time.Hour)
+			f.Clusters[0].CA.RootPEM = f.Clusters[2].CA.RootPEM
+			f.Clusters[0].CA.CertPEM = f.Clusters[2].CA.CertPEM
+		}, "remote-2's intermediate CA (cacerts) chains to the root and is valid", StatusWarn, "renews"},
 		{"reader token revoked", func(f *Facts) { f.Clusters[2].ReaderAccess = &Probe{Code: 401, Err: "Unauthorized"} }, "istiod's credentials for remote-2 are accepted", StatusFail, "delete Secret istio-system/istio-remote-secret-remote-2"},
 		{"istiod unreachable", func(f *Facts) { f.Istiod.Err = "connection refused" }, "istiod answers on its debug endpoint", StatusFail, "port-forward"},
 		{"istiod address unknown", func(f *Facts) { f.Istiod = Endpoint[[]IstiodCluster]{} }, "istiod answers on its debug endpoint", StatusWarn, "--istiod-debug"},
@@ -112,9 +116,13 @@ func TestBrokenMeshFailsTheRightCheck(t *testing.T) {
 		{"agents stopped", func(f *Facts) { f.Tunnel.Value.Agents = map[string]int{} }, "remote-1's tunnel agents are connected", StatusFail, "meshctl cluster join remote-1 --tunnel"},
 		{"tunnel standby", func(f *Facts) { f.Tunnel.Value.Active = false }, "the tunnel server answers", StatusWarn, "Lease"},
 		{"locality down", func(f *Facts) { f.Locality.Debug.Err = "connection refused" }, "the locality server answers on its debug endpoint", StatusFail, "meshfleet-locality"},
-		{"locality not running", func(f *Facts) { f.Locality.Verdict = health.Verdict{State: health.StateNotRunning, Line: "Lease expired"} }, "the locality server publishes a healthy summary", StatusFail, "get pods"},
+		{"locality not running", func(f *Facts) {
+			f.Locality.Verdict = health.Verdict{State: health.StateNotRunning, Line: "Lease expired"}
+		}, "the locality server publishes a healthy summary", StatusFail, "get pods"},
 		{"locality member unsynced", func(f *Facts) { f.Locality.Debug.Value.Members[1].Synced = false }, "the locality server has synced remote-1", StatusFail, "meshctl locality"},
-		{"gateway down", func(f *Facts) { f.Clusters[2].Gateways = []Workload{{Namespace: "istio-gateways", Name: "istio-eastwestgateway", Replicas: 1}} }, "remote-2's gateway istio-gateways/istio-eastwestgateway is available", StatusFail, "describe deploy"},
+		{"gateway down", func(f *Facts) {
+			f.Clusters[2].Gateways = []Workload{{Namespace: "istio-gateways", Name: "istio-eastwestgateway", Replicas: 1}}
+		}, "remote-2's gateway istio-gateways/istio-eastwestgateway is available", StatusFail, "describe deploy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := healthy(t)

@@ -80,9 +80,9 @@ func Gather(ctx context.Context, src Sources) *Facts {
 	if locality {
 		gatherLocality(ctx, kube, web, src.Namespace, src.Endpoints.LocalityDebug, f)
 	}
-	f.Istiod = istiodClusters(ctx, web, src.Endpoints.IstiodDebug)
+	f.Istiod = IstiodClusters(ctx, web, src.Endpoints.IstiodDebug)
 	if len(tunnelled(f)) > 0 {
-		f.Tunnel = tunnelState(ctx, web, src.Endpoints.TunnelMetrics)
+		f.Tunnel = ReadTunnel(ctx, web, src.Endpoints.TunnelMetrics)
 	}
 	return f
 }
@@ -291,7 +291,9 @@ func gatherLocality(ctx context.Context, kube kubernetes.Interface, web *http.Cl
 	f.Locality = l
 }
 
-func istiodClusters(ctx context.Context, web *http.Client, base string) Endpoint[[]IstiodCluster] {
+// IstiodClusters reads istiod's /debug/clusterz at base: every cluster it
+// reads and whether it synced.
+func IstiodClusters(ctx context.Context, web *http.Client, base string) Endpoint[[]IstiodCluster] {
 	var e Endpoint[[]IstiodCluster]
 	if base == "" {
 		return e
@@ -317,7 +319,8 @@ const (
 	metricActive = "meshfleet_tunnel_server_active"
 )
 
-func tunnelState(ctx context.Context, web *http.Client, u string) Endpoint[TunnelState] {
+// ReadTunnel reads the tunnel server's agents and RTTs from its /metrics at u.
+func ReadTunnel(ctx context.Context, web *http.Client, u string) Endpoint[TunnelState] {
 	e := Endpoint[TunnelState]{URL: u}
 	if u == "" {
 		return e
