@@ -143,9 +143,9 @@ func printChecks(w io.Writer, format string, rs []check.Result) error {
 	status := "Status check results are √"
 	switch {
 	case check.Failed(rs):
-		status = fmt.Sprintf("Status check results are × (%d failed, %d warnings)", countStatus(rs, check.StatusFail), countStatus(rs, check.StatusWarn))
+		status = fmt.Sprintf("Status check results are × (%d failed, %d warning(s))", countStatus(rs, check.StatusFail), countStatus(rs, check.StatusWarn))
 	case countStatus(rs, check.StatusWarn) > 0:
-		status = fmt.Sprintf("Status check results are √ with %d warnings", countStatus(rs, check.StatusWarn))
+		status = fmt.Sprintf("Status check results are √ with %d warning(s)", countStatus(rs, check.StatusWarn))
 	}
 	fmt.Fprintf(w, "\n%s\n", status)
 	return nil

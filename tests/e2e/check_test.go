@@ -87,6 +87,11 @@ func TestMeshctlCheck(t *testing.T) {
 			co, code, _ := checkJSON()
 			var bad []string
 			for _, r := range co.Results {
+				// The sandbox runs the operator in its own process, with no
+				// Deployment: the one warning a healthy sandbox has.
+				if r.Status == check.StatusWarn && r.Check == "the operator's Deployment is available" {
+					continue
+				}
 				if r.Status != check.StatusOK {
 					bad = append(bad, fmt.Sprintf("%s: %s (%s)", r.Check, r.Status, r.Message))
 				}
