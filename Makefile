@@ -27,11 +27,15 @@ STATICCHECK    := $(DEV_BIN)/staticcheck
 # ISTIO_MODULE_VERSION), cached under the pseudo-version's commit hash.
 ISTIO_BIN       := $(CACHE)/istio-$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))
 PILOT_DISCOVERY := $(ISTIO_BIN)/pilot-discovery
+# istioctl from the same Istio module (tests: analyze, proxy-status,
+# remote-clusters against the installed mesh).
+ISTIOCTL        := $(ISTIO_BIN)/istioctl
 
 export MESHFLEET_KUBE_APISERVER          := $(KUBE_APISERVER)
 export MESHFLEET_KUBECTL                 := $(KUBECTL)
 export MESHFLEET_KUBE_CONTROLLER_MANAGER := $(KUBE_CM)
 export MESHFLEET_PILOT_DISCOVERY         := $(PILOT_DISCOVERY)
+export MESHFLEET_ISTIOCTL                := $(ISTIOCTL)
 
 GO_TEST_FLAGS ?=
 FUZZTIME      ?= 30s
@@ -79,7 +83,7 @@ build: ## Build meshfleet (control-plane components) and meshctl into bin/.
 	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
-tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd and Prometheus.
+tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) $(ISTIOCTL) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager, istiod and istioctl; install etcd and Prometheus.
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 	mkdir -p $(K8S_BIN)
@@ -88,6 +92,10 @@ $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 $(PILOT_DISCOVERY):
 	mkdir -p $(ISTIO_BIN)
 	cd tests/tools/istio && go build -o $(ISTIO_BIN)/ istio.io/istio/pilot/cmd/pilot-discovery
+
+$(ISTIOCTL):
+	mkdir -p $(ISTIO_BIN)
+	cd tests/tools/istio && go build -o $(ISTIO_BIN)/ istio.io/istio/istioctl/cmd/istioctl
 
 $(CONTROLLER_GEN) $(STATICCHECK) &:
 	mkdir -p $(DEV_BIN)
