@@ -69,6 +69,9 @@ type Options struct {
 	// NoDemo skips the demo app (its servers need the sandbox's network
 	// namespace for their 198.18.0.0/15 addresses).
 	NoDemo bool
+	// IstiodEnv is added to istiod's environment (tests set
+	// ENABLE_DEBUG_ENDPOINT_AUTH=false for istioctl's xDS debug requests).
+	IstiodEnv []string
 	// Progress receives one line per step.
 	Progress io.Writer
 }
@@ -278,6 +281,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		}
 		istiodEnv = append(istiodEnv, "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS=tokenFile")
 	}
+	istiodEnv = append(istiodEnv, opts.IstiodEnv...)
 	say("• starting istiod (log: %s)", filepath.Join(opts.Dir, "istiod", "istiod.log"))
 	mesh := &corev1.ConfigMap{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ist.Namespace, Name: "istio"}, mesh); err != nil {
