@@ -69,6 +69,10 @@ type Options struct {
 	// NoDemo skips the demo app (its servers need the sandbox's network
 	// namespace for their 198.18.0.0/15 addresses).
 	NoDemo bool
+	// AggregatedRoles runs kube-controller-manager's clusterrole-aggregation
+	// controller for every cluster, so that view, edit and admin have
+	// rules (Kiali's remote access is bound to view).
+	AggregatedRoles bool
 	// IstiodEnv is added to istiod's environment (tests set
 	// ENABLE_DEBUG_ENDPOINT_AUTH=false for istioctl's xDS debug requests).
 	IstiodEnv []string
@@ -148,7 +152,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	for _, n := range names {
 		say("• starting etcd and kube-apiserver for cluster %s", n)
-		if err := s.startCluster(ctx, bins, n); err != nil {
+		if err := s.startCluster(ctx, bins, n, opts.AggregatedRoles); err != nil {
 			return s, fmt.Errorf("cluster %s: %w", n, err)
 		}
 	}
