@@ -35,7 +35,8 @@ const kialiSecretsDir = "/kiali-remote-cluster-secrets"
 // kiali.io/multiCluster Secrets are mounted where Kiali's operator mounts
 // them (a private mount namespace), and with the RBAC meshfleet renders in
 // the remotes — and nothing more — Kiali starts, reports every cluster
-// accessible and lists each remote's namespaces.
+// accessible, lists each remote's namespaces and the demo's workloads in
+// the remotes.
 func TestKiali(t *testing.T) {
 	bin := os.Getenv("MESHFLEET_KIALI")
 	if bin == "" {
@@ -46,7 +47,7 @@ func TestKiali(t *testing.T) {
 	ist := sandbox.DefaultIstio()
 	ist.Spec.Kiali.Enabled = true
 	dir := filepath.Join(t.TempDir(), "sandbox")
-	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: dir, Remotes: 2, Direct: true, NoDemo: true, AggregatedRoles: true,
+	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: dir, Remotes: 2, Direct: true, AggregatedRoles: true,
 		Istio: ist, Progress: tlog{t}})
 	if err != nil {
 		t.Fatalf("sandbox: %v", err)
@@ -193,4 +194,26 @@ external_services:
 		}
 		return nil
 	})
+	// The demo's servers run as Pods in the remotes (no controller: Kiali
+	// lists each as a workload of its own).
+	for _, z := range sandbox.DemoZones([]string{"remote-1", "remote-2"}) {
+		var wl struct {
+			Cluster   string `json:"cluster"`
+			Workloads []struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"workloads"`
+		}
+		testenv.Eventually(t, time.Minute, "Kiali lists workload demo-"+z.Zone+" of "+z.Cluster, func() error {
+			if err := get("/api/clusters/workloads?namespaces=demo&clusterName="+z.Cluster, &wl); err != nil {
+				return err
+			}
+			for _, w := range wl.Workloads {
+				if w.Name == "demo-"+z.Zone {
+					return nil
+				}
+			}
+			return fmt.Errorf("workloads of %s: %+v", z.Cluster, wl)
+		})
+	}
 }
