@@ -170,7 +170,7 @@ func operatorChecks(f *Facts) []Result {
 	var out []Result
 	switch op := f.Operator; {
 	case op == nil:
-		out = append(out, warn("the operator's Deployment is available", "no Deployment meshfleet-operator in "+v1beta1Namespace,
+		out = append(out, warn("the operator's Deployment is available", "no Deployment meshfleet-operator in "+operatorNamespace,
 			"if the operator runs outside the cluster, ignore this; else meshctl install"))
 	case op.Err != "":
 		out = append(out, fail("the operator's Deployment is available", op.Err, "kubectl -n "+op.Namespace+" get deploy "+op.Name))
@@ -191,15 +191,15 @@ func operatorChecks(f *Facts) []Result {
 	}
 	if len(stale) > 0 {
 		out = append(out, fail("the operator has processed every resource's latest spec", "not yet: "+strings.Join(stale, ", "),
-			"is the operator running? kubectl -n "+v1beta1Namespace+" logs deploy/meshfleet-operator"))
+			"is the operator running? kubectl -n "+operatorNamespace+" logs deploy/meshfleet-operator"))
 	} else {
 		out = append(out, ok("the operator has processed every resource's latest spec", fmt.Sprintf("%d resources", len(f.Clusters))))
 	}
 	return out
 }
 
-// v1beta1Namespace is where meshctl install puts the operator.
-const v1beta1Namespace = "meshfleet-system"
+// operatorNamespace is where meshctl install puts the operator (meshca.Namespace).
+const operatorNamespace = "meshfleet-system"
 
 func memberChecks(f *Facts) []Result {
 	if f.API.Err != "" || f.ClustersErr != "" {
