@@ -241,7 +241,9 @@ func readCluster(ctx context.Context, c client.Client, ns string, cl *Cluster) {
 func readerAccess(ctx context.Context, c client.Client, ns, cluster string) *Probe {
 	s := &corev1.Secret{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.RemoteSecretName(cluster)}, s); err != nil {
-		if apierrors.IsNotFound(err) {
+		// Not there (istiod's checks say so), or not ours to read: the
+		// credentials cannot be tried.
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
 			return nil
 		}
 		return &Probe{Err: fmt.Sprintf("reading istiod's remote secret %s/%s: %v", ns, render.RemoteSecretName(cluster), err)}
