@@ -27,11 +27,20 @@ STATICCHECK    := $(DEV_BIN)/staticcheck
 # ISTIO_MODULE_VERSION), cached under the pseudo-version's commit hash.
 ISTIO_BIN       := $(CACHE)/istio-$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))
 PILOT_DISCOVERY := $(ISTIO_BIN)/pilot-discovery
+# istioctl from the same Istio module (tests: analyze, proxy-status,
+# remote-clusters against the installed mesh).
+ISTIOCTL        := $(ISTIO_BIN)/istioctl
+# Kiali (its own go.mod has a replace, so `go install` refuses it): built
+# from a copy of the downloaded module.
+KIALI_VERSION   := v1.89.0
+KIALI           := $(CACHE)/kiali-$(KIALI_VERSION)/kiali
 
 export MESHFLEET_KUBE_APISERVER          := $(KUBE_APISERVER)
 export MESHFLEET_KUBECTL                 := $(KUBECTL)
 export MESHFLEET_KUBE_CONTROLLER_MANAGER := $(KUBE_CM)
 export MESHFLEET_PILOT_DISCOVERY         := $(PILOT_DISCOVERY)
+export MESHFLEET_ISTIOCTL                := $(ISTIOCTL)
+export MESHFLEET_KIALI                   := $(KIALI)
 
 # meshfleet's build identity (pkg/version): every rendered manifest runs
 # $(IMAGE_REPO):$(VERSION). `make images PUSH=registry/repo` builds for and
@@ -105,7 +114,7 @@ images: ## OCI images of meshfleet (PLATFORMS) into bin/images, no Docker needed
 	go run -ldflags '$(VERSION_LDFLAGS)' ./tools/imagebuild --platforms=$(PLATFORMS) --out=$(BIN)/images $(if $(PUSH),--push)
 
 .PHONY: tools
-tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager and istiod; install etcd and Prometheus.
+tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) $(ISTIOCTL) $(KIALI) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager, istiod, istioctl and Kiali; install etcd and Prometheus.
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 	mkdir -p $(K8S_BIN)
@@ -114,6 +123,16 @@ $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 $(PILOT_DISCOVERY):
 	mkdir -p $(ISTIO_BIN)
 	cd tests/tools/istio && go build -o $(ISTIO_BIN)/ istio.io/istio/pilot/cmd/pilot-discovery
+
+$(ISTIOCTL):
+	mkdir -p $(ISTIO_BIN)
+	cd tests/tools/istio && go build -o $(ISTIO_BIN)/ istio.io/istio/istioctl/cmd/istioctl
+
+$(KIALI):
+	src=$$(mktemp -d) && \
+	dir=$$(cd $$src && go mod download -json github.com/kiali/kiali@$(KIALI_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && \
+	cp -r $$dir/. $$src/ && chmod -R u+w $$src && \
+	cd $$src && go build -o $(KIALI) . && rm -rf $$src
 
 $(CONTROLLER_GEN) $(STATICCHECK) &:
 	mkdir -p $(DEV_BIN)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshfleet/meshfleet/pkg/check"
 )
 
 // localityState is the locality server's /debug/locality answer
@@ -83,6 +85,13 @@ SERVICE is namespace/name, or a name matched in every namespace.`,
 			if err := g.checkOutput(); err != nil {
 				return err
 			}
+			// Unless given, the address the kubeconfig carries (the
+			// sandbox writes it), else a port-forward's.
+			e, err := g.endpoints(check.Endpoints{LocalityDebug: debugURL})
+			if err != nil {
+				return err
+			}
+			debugURL = e.Or(check.Endpoints{LocalityDebug: "http://localhost:9092"}).LocalityDebug
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			st, err := fetchLocality(ctx, debugURL, args)
@@ -92,7 +101,7 @@ SERVICE is namespace/name, or a name matched in every namespace.`,
 			return printLocality(cmd.OutOrStdout(), g.output, st)
 		},
 	}
-	cmd.Flags().StringVar(&debugURL, "xds-debug", "http://localhost:9092", "URL of the locality server's debug address (meshfleet locality --debug-addr)")
+	cmd.Flags().StringVar(&debugURL, "xds-debug", "", "URL of the locality server's debug address (meshfleet locality --debug-addr); default: the kubeconfig's "+check.EndpointsExtension+" extension, else http://localhost:9092")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the locality server")
 	return cmd
 }

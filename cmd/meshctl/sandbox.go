@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfleet/meshfleet/pkg/check"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
@@ -108,7 +109,11 @@ func runSandbox(parent context.Context, out io.Writer, dir string, remotes int, 
 	fmt.Fprintf(out, "\nIt runs in a network namespace of its own; reach its API servers with\n")
 	fmt.Fprintf(out, "  nsenter --net=/proc/%d/ns/net kubectl --kubeconfig %s get istio,remoteistio -n istio-system\n", st.PID, st.Clusters[0].Kubeconfig)
 	fmt.Fprintf(out, "istiod:           %s (log %s)\n", st.Istiod, filepath.Join(dir, "istiod", "istiod.log"))
-	fmt.Fprintf(out, "locality server:  rules in the primary's API (kubectl get dr -n istio-system); meshctl locality --xds-debug http://%s\n", st.Locality)
+	fmt.Fprintf(out, "locality server:  rules in the primary's API (kubectl get dr -n istio-system); debug %s\n", dash(st.Endpoints.LocalityDebug))
+	fmt.Fprintf(out, "istiod debug:     %s   tunnel metrics: %s\n", dash(st.Endpoints.IstiodDebug), dash(st.Endpoints.TunnelMetrics))
+	fmt.Fprintf(out, "These addresses are in the primary's kubeconfig (extension %s), so in the sandbox's network namespace\n", check.EndpointsExtension)
+	fmt.Fprintf(out, "  meshctl --kubeconfig %s check | status | locality\n", st.Clusters[0].Kubeconfig)
+	fmt.Fprintf(out, "work without flags (nsenter --net=/proc/%d/ns/net in front, as for kubectl).\n", st.PID)
 	fmt.Fprintf(out, "Try:              meshctl sandbox fail-zone eu-west-a; meshctl sandbox restore eu-west-a; meshctl sandbox status\n")
 	fmt.Fprintf(out, "                  meshctl sandbox kill istiod; meshctl sandbox restart istiod (components: meshctl sandbox status)\n")
 	fmt.Fprintf(out, "Logs are under %s. Press Ctrl-C or run meshctl sandbox down to stop everything.\n\n", dir)

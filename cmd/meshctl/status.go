@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/check"
 	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/operator"
@@ -47,7 +49,15 @@ type clusterStatus struct {
 	// Locality is the locality server's health (primaries with
 	// spec.localityLB.enabled, in status only).
 	Locality *health.Verdict `json:"locality,omitempty"`
-	Problems []string        `json:"problems,omitempty"`
+	// Istiod is how istiod itself reports the cluster (its
+	// /debug/clusterz: synced, syncing, timeout, closed, or absent), in
+	// status only, when istiod's debug address is known.
+	Istiod string `json:"istiod,omitempty"`
+	// Agents and RTT are the tunnel server's connected agents and the
+	// smallest RTT to them (tunnelled remotes, in status only).
+	Agents   *int     `json:"agents,omitempty"`
+	RTT      string   `json:"rtt,omitempty"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 func newListCommand(g *globals) *cobra.Command {
@@ -69,7 +79,8 @@ func newListCommand(g *globals) *cobra.Command {
 }
 
 func newStatusCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var eps endpointFlags
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show every cluster of the mesh: connection, version, CA, gateways, localities, problems and their fixes",
 		Args:  cobra.NoArgs,
@@ -81,6 +92,11 @@ func newStatusCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			e, err := g.endpoints(eps.Endpoints)
+			if err != nil {
+				return err
+			}
+			componentViews(cmd.Context(), e, clusters)
 			if err := printClusters(cmd.OutOrStdout(), g.output, clusters, true); err != nil {
 				return err
 			}
@@ -91,6 +107,60 @@ func newStatusCommand(g *globals) *cobra.Command {
 			}
 			return nil
 		},
+	}
+	eps.add(cmd, false)
+	return cmd
+}
+
+// componentViews adds istiod's own view of each cluster and the tunnel
+// server's agents and RTT, where their addresses are known.
+func componentViews(ctx context.Context, e check.Endpoints, clusters []clusterStatus) {
+	web := &http.Client{Timeout: 10 * time.Second}
+	if e.IstiodDebug != "" {
+		iv := check.IstiodClusters(ctx, web, e.IstiodDebug)
+		seen := map[string]string{}
+		for _, c := range iv.Value {
+			seen[c.ID] = c.SyncStatus
+		}
+		for i := range clusters {
+			c := &clusters[i]
+			switch st, found := seen[c.ClusterName]; {
+			case iv.Err != "":
+				c.Istiod = "unknown: " + iv.Err
+			case found:
+				c.Istiod = st
+				if st != "synced" {
+					c.Problems = append(c.Problems, fmt.Sprintf("istiod reports cluster %s as %s: it cannot list its services and endpoints", c.ClusterName, st))
+				}
+			case c.Role == "remote":
+				c.Istiod = "absent"
+				c.Problems = append(c.Problems, fmt.Sprintf("istiod has no remote secret for cluster %s: it sends no endpoints of it", c.ClusterName))
+			}
+		}
+	}
+	if e.TunnelMetrics == "" {
+		return
+	}
+	tv := check.ReadTunnel(ctx, web, e.TunnelMetrics)
+	for i := range clusters {
+		c := &clusters[i]
+		if c.Connection != v1beta1.ConnectionTunnel || tv.Err != "" || !tv.Value.Active {
+			continue
+		}
+		n := tv.Value.Agents[c.ClusterName]
+		c.Agents = &n
+		var best time.Duration
+		for _, d := range tv.Value.RTT[c.ClusterName] {
+			if best == 0 || d < best {
+				best = d
+			}
+		}
+		if best > 0 {
+			c.RTT = best.Round(10 * time.Microsecond).String()
+		}
+		if n == 0 {
+			c.Problems = append(c.Problems, fmt.Sprintf("no tunnel agent of cluster %s is connected; meshctl cluster join %s --tunnel prints its manifest", c.ClusterName, c.ClusterName))
+		}
 	}
 }
 
@@ -284,6 +354,12 @@ func printClusters(w io.Writer, format string, cs []clusterStatus, detail bool) 
 		}
 		for _, warning := range c.CAWarnings {
 			fmt.Fprintf(w, "  warning: %s\n", warning)
+		}
+		if c.Istiod != "" {
+			fmt.Fprintf(w, "  istiod's view            %s\n", c.Istiod)
+		}
+		if c.Agents != nil {
+			fmt.Fprintf(w, "  tunnel agents            %d connected, RTT %s\n", *c.Agents, dash(c.RTT))
 		}
 		if l := c.Locality; l != nil {
 			state := l.State

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,10 +31,12 @@ const DefaultStartTimeout = 90 * time.Second
 const ServiceClusterIPRange = "10.96.0.0/16"
 
 // ControllerManagerControllers are the kube-controller-manager controllers
-// started when ClusterOptions.ControllerManager is set: enough for default
-// ServiceAccounts, service account token Secrets, EndpointSlices,
-// Deployments/ReplicaSets, garbage collection and namespace deletion.
+// started when ClusterOptions.ControllerManager is set and
+// ClusterOptions.Controllers is empty: enough for default ServiceAccounts,
+// service account token Secrets, EndpointSlices, Deployments/ReplicaSets,
+// garbage collection, namespace deletion and aggregated ClusterRoles.
 var ControllerManagerControllers = []string{
+	"clusterrole-aggregation",
 	"serviceaccount",
 	"serviceaccount-token",
 	"endpointslice",
@@ -43,6 +46,11 @@ var ControllerManagerControllers = []string{
 	"garbagecollector",
 	"namespace",
 }
+
+// AggregationControllers run only the controller that fills the aggregated
+// ClusterRoles (view, edit, admin): without it they have no rules, and a
+// subject bound to "view" may read nothing.
+var AggregationControllers = []string{"clusterrole-aggregation"}
 
 // auditPolicy logs every request at the Metadata level.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
@@ -62,9 +70,16 @@ type ClusterOptions struct {
 	// process logs go. It is created if needed.
 	Dir string
 	// ControllerManager also starts kube-controller-manager against the
-	// cluster, running ControllerManagerControllers, and waits until it has
-	// created the ServiceAccount default/default.
+	// cluster, running Controllers, and waits until they work: the
+	// ServiceAccount default/default exists (with "serviceaccount") and the
+	// aggregated ClusterRole "view" has rules (with
+	// "clusterrole-aggregation").
 	ControllerManager bool
+	// Controllers are the kube-controller-manager controllers to run;
+	// ControllerManagerControllers if empty. AggregationControllers is the
+	// cheap choice for a cluster that needs only RBAC as on a real one
+	// (the aggregated view, edit and admin roles).
+	Controllers []string
 	// AuditLog logs every request at the Metadata level to <Dir>/audit.log.
 	AuditLog bool
 	// ExtraAPIServerArgs are added to the kube-apiserver command line, each
@@ -206,7 +221,7 @@ func StartCluster(ctx context.Context, etcd *Etcd, bins Binaries, opts ClusterOp
 	}
 	if opts.ControllerManager {
 		c.ControllerManagerLog = files.kcmLog
-		if err := c.startControllerManager(ctx, bins.KubeControllerManager, files, timeout); err != nil {
+		if err := c.startControllerManager(ctx, bins.KubeControllerManager, files, opts.controllers(), timeout); err != nil {
 			_ = c.Stop()
 			return nil, fmt.Errorf("starting cluster %q: %w", opts.Name, err)
 		}
@@ -301,11 +316,19 @@ func apiServerArgs(opts ClusterOptions, files clusterFiles, etcdEndpoint string,
 	return localproc.MergeArgs(args, opts.ExtraAPIServerArgs)
 }
 
+// controllers returns the kube-controller-manager controllers to run.
+func (o ClusterOptions) controllers() []string {
+	if len(o.Controllers) > 0 {
+		return o.Controllers
+	}
+	return ControllerManagerControllers
+}
+
 // controllerManagerArgs returns the kube-controller-manager command line.
-func controllerManagerArgs(files clusterFiles) []string {
+func controllerManagerArgs(files clusterFiles, controllers []string) []string {
 	return []string{
 		"--kubeconfig=" + files.kubeconfig,
-		"--controllers=" + strings.Join(ControllerManagerControllers, ","),
+		"--controllers=" + strings.Join(controllers, ","),
 		"--service-account-private-key-file=" + files.saKey,
 		"--root-ca-file=" + files.caCert,
 		"--use-service-account-credentials=false",
@@ -394,22 +417,43 @@ func waitAPIServerReady(ctx context.Context, p *localproc.Process, cfg *rest.Con
 }
 
 // startControllerManager starts kube-controller-manager and waits until its
-// serviceaccount controller has created default/default.
-func (c *Cluster) startControllerManager(ctx context.Context, bin string, files clusterFiles, timeout time.Duration) error {
-	p, err := localproc.Start("kube-controller-manager", bin, controllerManagerArgs(files), nil, files.kcmLog)
+// controllers have done their first work (controllersWorking).
+func (c *Cluster) startControllerManager(ctx context.Context, bin string, files clusterFiles, controllers []string, timeout time.Duration) error {
+	p, err := localproc.Start("kube-controller-manager", bin, controllerManagerArgs(files, controllers), nil, files.kcmLog)
 	if err != nil {
 		return err
 	}
 	c.kcm = p
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := waitDefaultServiceAccount(ctx, p, c.Config); err != nil {
+	if err := waitControllers(ctx, p, c.Config, controllers); err != nil {
 		return fmt.Errorf("kube-controller-manager not working: %w; last lines of %s:\n%s", err, files.kcmLog, localproc.TailFile(files.kcmLog, 40))
 	}
 	return nil
 }
 
-func waitDefaultServiceAccount(ctx context.Context, p *localproc.Process, cfg *rest.Config) error {
+// controllersWorking reports what the controllers have not done yet: the
+// serviceaccount controller creates default/default, the
+// clusterrole-aggregation controller fills the rules of "view".
+func controllersWorking(ctx context.Context, client kubernetes.Interface, controllers []string) error {
+	if slices.Contains(controllers, "serviceaccount") {
+		if _, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("ServiceAccount default/default not created: %w", err)
+		}
+	}
+	if slices.Contains(controllers, "clusterrole-aggregation") {
+		view, err := client.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading ClusterRole view: %w", err)
+		}
+		if len(view.Rules) == 0 {
+			return errors.New("the aggregated ClusterRole view has no rules yet")
+		}
+	}
+	return nil
+}
+
+func waitControllers(ctx context.Context, p *localproc.Process, cfg *rest.Config, controllers []string) error {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("building client: %w", err)
@@ -421,13 +465,13 @@ func waitDefaultServiceAccount(ctx context.Context, p *localproc.Process, cfg *r
 		if exited, _ := p.Exited(); exited {
 			return fmt.Errorf("kube-controller-manager %s", p.DescribeExit())
 		}
-		_, lastErr = client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		lastErr = controllersWorking(ctx, client, controllers)
 		if lastErr == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("ServiceAccount default/default not created: %w (last: %v)", ctx.Err(), lastErr)
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), lastErr)
 		case <-tick.C:
 		}
 	}

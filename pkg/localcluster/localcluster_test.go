@@ -184,9 +184,9 @@ func TestAPIServerArgs(t *testing.T) {
 }
 
 func TestControllerManagerArgs(t *testing.T) {
-	args := controllerManagerArgs(newClusterFiles("/d"))
+	args := controllerManagerArgs(newClusterFiles("/d"), ClusterOptions{}.controllers())
 	ctrls, _ := flagValue(args, "controllers")
-	for _, c := range []string{"serviceaccount", "serviceaccount-token", "endpointslice", "endpointslicemirroring", "replicaset", "deployment", "garbagecollector", "namespace"} {
+	for _, c := range []string{"clusterrole-aggregation", "serviceaccount", "serviceaccount-token", "endpointslice", "endpointslicemirroring", "replicaset", "deployment", "garbagecollector", "namespace"} {
 		if !slices.Contains(strings.Split(ctrls, ","), c) {
 			t.Errorf("--controllers=%s lacks %s", ctrls, c)
 		}
@@ -301,5 +301,12 @@ func TestDefaultBinariesFromEnv(t *testing.T) {
 	want := filepath.Join(dir, ".cache", "meshfleet", "k8s-"+KubernetesVersion, "kubectl")
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want it to mention %s", err, want)
+	}
+}
+
+func TestControllersChosen(t *testing.T) {
+	args := controllerManagerArgs(newClusterFiles("/d"), ClusterOptions{ControllerManager: true, Controllers: AggregationControllers}.controllers())
+	if v, _ := flagValue(args, "controllers"); v != "clusterrole-aggregation" {
+		t.Errorf("--controllers=%s, want clusterrole-aggregation only", v)
 	}
 }

@@ -203,6 +203,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("set up the tunnel server certificate: %w", err)
 		}
 	}
+	if err := mgr.Add(memberReadiness(mgr.GetCache())); err != nil {
+		return nil, fmt.Errorf("set up the member readiness gauge: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}

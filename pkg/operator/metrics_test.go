@@ -62,6 +62,9 @@ func gatherSum(name string, want map[string]string) float64 {
 			if c := m.GetCounter(); c != nil {
 				sum += c.GetValue()
 			}
+			if g := m.GetGauge(); g != nil {
+				sum += g.GetValue()
+			}
 		}
 	}
 	return sum

@@ -24,6 +24,7 @@ import (
 func (h *remoteHarness) remoteOutage(t *testing.T) {
 	const name = "remote2"
 	ready := h.waitRemote(name, v1beta1.ConditionReady, metav1.ConditionTrue)
+	h.expectMemberReadyGauge(name, 1)
 	cluster := h.env.Cluster(name)
 	start := time.Now()
 	if err := cluster.KillAPIServer(); err != nil {
@@ -37,6 +38,9 @@ func (h *remoteHarness) remoteOutage(t *testing.T) {
 	h.expectUnreachable(t, name, ready)
 	t.Logf("BENCH remote API server killed → RemoteIstio Unreachable: %v", time.Since(start).Round(time.Millisecond))
 	h.expectMemberPhase(name, v1beta1.PhaseUnreachable)
+	// Ready is kept as last known, but the gauge says what is true now.
+	h.expectMemberReadyGauge(name, 0)
+	h.expectMemberReadyGauge("remote1", 1)
 	// The other remote is not affected.
 	if ri := h.waitRemote("remote1", v1beta1.ConditionReady, metav1.ConditionTrue); ri.Status.Phase != v1beta1.PhaseReady {
 		t.Errorf("remote1 phase %s during remote2's outage", ri.Status.Phase)
@@ -49,6 +53,18 @@ func (h *remoteHarness) remoteOutage(t *testing.T) {
 	h.expectRecovered(t, name)
 	t.Logf("BENCH remote API server back → RemoteIstio Ready: %v", time.Since(start).Round(time.Millisecond))
 	h.expectMemberPhase(name, v1beta1.PhaseReady)
+	h.expectMemberReadyGauge(name, 1)
+}
+
+// expectMemberReadyGauge waits for meshfleet_member_ready{cluster=name}.
+func (h *remoteHarness) expectMemberReadyGauge(name string, want float64) {
+	h.t.Helper()
+	eventually(h.t, fmt.Sprintf("meshfleet_member_ready{cluster=%q} %v", name, want), func() error {
+		if got := gatherSum("meshfleet_member_ready", map[string]string{"cluster": name, "role": "remote"}); got != want {
+			return fmt.Errorf("meshfleet_member_ready{cluster=%q} = %v", name, got)
+		}
+		return nil
+	})
 }
 
 // expectUnreachable waits for Connected=False Unreachable on name and checks

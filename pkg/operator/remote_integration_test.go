@@ -12,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -48,7 +51,9 @@ type remoteHarness struct {
 func TestRemoteIstio(t *testing.T) {
 	env := testenv.Start(t,
 		localcluster.ClusterOptions{Name: "primary"},
-		localcluster.ClusterOptions{Name: "remote1"},
+		// remote1 runs the controller that fills the aggregated roles
+		// (view), as every real cluster does, for Kiali's RBAC.
+		localcluster.ClusterOptions{Name: "remote1", ControllerManager: true, Controllers: localcluster.AggregationControllers},
 		localcluster.ClusterOptions{Name: "remote2"},
 		localcluster.ClusterOptions{Name: "remote3"},
 	)
@@ -337,6 +342,33 @@ func (h *remoteHarness) kiali(t *testing.T) {
 	}
 	if err := c.Create(h.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: "default"}}); !apierrors.IsForbidden(err) {
 		t.Errorf("Kiali's credentials may create Secrets in remote1: %v", err)
+	}
+	// What Kiali lists to draw a cluster comes from the aggregated "view"
+	// role, whose rules remote1's controller-manager fills as a real
+	// cluster's does; reading Secrets (cacerts holds the remote's CA key)
+	// is none of Kiali's business. Asked of remote1's own authorizer.
+	if err := c.List(h.ctx, &appsv1.DeploymentList{}, client.InNamespace("default")); err != nil {
+		t.Errorf("Kiali's credentials cannot list remote1's Deployments: %v", err)
+	}
+	kialiUser := serviceaccount.MakeUsername(ns, render.Kiali.ServiceAccount)
+	for _, a := range []struct {
+		attrs authorizationv1.ResourceAttributes
+		want  bool
+	}{
+		{authorizationv1.ResourceAttributes{Namespace: "default", Verb: "list", Group: "apps", Resource: "deployments"}, true},
+		{authorizationv1.ResourceAttributes{Namespace: "default", Verb: "get", Resource: "pods", Subresource: "log"}, true},
+		{authorizationv1.ResourceAttributes{Namespace: "default", Verb: "list", Group: "networking.istio.io", Resource: "virtualservices"}, true},
+		{authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "secrets", Name: "cacerts"}, false},
+		{authorizationv1.ResourceAttributes{Namespace: "default", Verb: "list", Resource: "secrets"}, false},
+		{authorizationv1.ResourceAttributes{Namespace: "default", Verb: "create", Group: "apps", Resource: "deployments"}, false},
+	} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: kialiUser, ResourceAttributes: &a.attrs}}
+		if err := h.clients["remote1"].Create(h.ctx, sar); err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed != a.want {
+			t.Errorf("%s may %s %s/%s %s in %q: allowed=%v, want %v (%s)", kialiUser, a.attrs.Verb, a.attrs.Group, a.attrs.Resource, a.attrs.Subresource, a.attrs.Namespace, sar.Status.Allowed, a.want, sar.Status.Reason)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,6 +52,30 @@ type Consumer struct {
 	Identity string
 	// ClusterRoles it is bound to in the remote (%s is the namespace).
 	ClusterRoles []string
+	// OwnRules, if any, make a ClusterRole of the consumer's own in the
+	// remote (OwnRoleName), bound like ClusterRoles.
+	OwnRules []any
+}
+
+// OwnRoleName names the consumer's own ClusterRole in a remote.
+func (c Consumer) OwnRoleName() string { return "meshfleet-" + strings.ToLower(c.Name) }
+
+// kialiIstioConfigRules let Kiali read Istio's configuration and the
+// Gateway API, which the aggregated "view" role does not cover. Istio's
+// reader role would, but it also reads every Secret of the remote
+// (cacerts holds the remote's intermediate CA key), which Kiali never needs.
+var kialiIstioConfigRules = []any{
+	map[string]any{
+		"apiGroups": []any{"networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io",
+			"gateway.networking.k8s.io", "gateway.networking.x-k8s.io"},
+		"resources": []any{"*"},
+		"verbs":     []any{"get", "list", "watch"},
+	},
+	map[string]any{
+		"apiGroups": []any{"admissionregistration.k8s.io"},
+		"resources": []any{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"},
+		"verbs":     []any{"get", "list", "watch"},
+	},
 }
 
 // The consumers of remote clusters.
@@ -62,7 +87,7 @@ var (
 	// Kiali shows the remote in its multi-cluster graph.
 	Kiali = Consumer{Name: "Kiali", SecretPrefix: "kiali-remote-cluster-secret-", Label: "kiali.io/multiCluster",
 		ClusterAnnotation: "kiali.io/cluster", ServiceAccount: "kiali-remote",
-		Identity: "kiali", ClusterRoles: []string{"view", "istio-reader-clusterrole-%s"}}
+		Identity: "kiali", ClusterRoles: []string{"view"}, OwnRules: kialiIstioConfigRules}
 )
 
 // SecretName is the name of the consumer's Secret for a cluster.
@@ -138,7 +163,19 @@ func (c Consumer) RemoteRBAC(remote *ControlPlane, tunnel bool) []*unstructured.
 		out = append(out, sa)
 		subject = map[string]any{"kind": "ServiceAccount", "name": c.ServiceAccount, "namespace": remote.Namespace}
 	}
-	for _, role := range c.ClusterRoles {
+	roles := c.ClusterRoles
+	if len(c.OwnRules) > 0 {
+		own := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1",
+			"kind":       "ClusterRole",
+			"metadata":   map[string]any{"name": c.OwnRoleName()},
+			"rules":      c.OwnRules,
+		}}
+		own.SetLabels(OwnerLabels(remote.Owner))
+		out = append(out, own)
+		roles = append(slices.Clone(roles), c.OwnRoleName())
+	}
+	for _, role := range roles {
 		if strings.Contains(role, "%s") {
 			role = fmt.Sprintf(role, remote.Namespace)
 		}

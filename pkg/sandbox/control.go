@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/meshfleet/meshfleet/pkg/check"
 )
 
 // SocketName is the control socket in the sandbox's directory. A Unix socket
@@ -26,8 +28,11 @@ type Status struct {
 	Clusters []ClusterStatus `json:"clusters"`
 	Istiod   string          `json:"istiod,omitempty"`
 	Locality string          `json:"localityServer,omitempty"`
-	Zones    []Zone          `json:"zones,omitempty"`
-	Traffic  []Traffic       `json:"traffic,omitempty"`
+	// Endpoints are the components' addresses meshctl reaches (also in
+	// the primary's kubeconfig).
+	Endpoints check.Endpoints `json:"endpoints"`
+	Zones     []Zone          `json:"zones,omitempty"`
+	Traffic   []Traffic       `json:"traffic,omitempty"`
 	// Totals count every call of each demo client since the start.
 	Totals     []Totals    `json:"totals,omitempty"`
 	Components []Component `json:"components,omitempty"`
@@ -43,7 +48,7 @@ type ClusterStatus struct {
 
 // Status describes the running sandbox.
 func (s *Sandbox) Status() Status {
-	st := Status{Dir: s.Dir, PID: os.Getpid(), Locality: s.XDSAddr, StartedAt: s.started}
+	st := Status{Dir: s.Dir, PID: os.Getpid(), Locality: s.XDSAddr, Endpoints: s.Endpoints(), StartedAt: s.started}
 	for _, c := range s.Clusters {
 		st.Clusters = append(st.Clusters, ClusterStatus{Name: c.Name, URL: c.URL, Kubeconfig: c.Kubeconfig})
 	}

@@ -353,8 +353,11 @@ func dialDemo(istiodGRPC string, z Zone) (*grpc.ClientConn, error) {
 			"server_uri": istiodGRPC, "channel_creds": []any{map[string]any{"type": "insecure"}}, "server_features": []any{"xds_v3"},
 		}},
 		"node": map[string]any{
-			"id":       fmt.Sprintf("sidecar~%s~client-%s.%s~%s.svc.cluster.local", z.Addr, z.Zone, demoNamespace, demoNamespace),
-			"metadata": map[string]any{"GENERATOR": "grpc", "NAMESPACE": demoNamespace, "CLUSTER_ID": z.Cluster, "ISTIO_VERSION": "1.30.0"},
+			"id": fmt.Sprintf("sidecar~%s~client-%s.%s~%s.svc.cluster.local", z.Addr, z.Zone, demoNamespace, demoNamespace),
+			// PROXY_CONFIG (empty is enough) makes istioctl proxy-status
+			// list the client; istiod reads it from an Envoy's metadata.
+			"metadata": map[string]any{"GENERATOR": "grpc", "NAMESPACE": demoNamespace, "CLUSTER_ID": z.Cluster, "ISTIO_VERSION": "1.30.0",
+				"PROXY_CONFIG": map[string]any{}},
 			"locality": map[string]any{"region": z.Region, "zone": z.Zone},
 		},
 	})

@@ -15,14 +15,18 @@ import (
 
 // startCluster starts a cluster's own etcd and its kube-apiserver, and
 // registers both as components (etcd/<name>, apiserver/<name>).
-func (s *Sandbox) startCluster(ctx context.Context, bins localcluster.Binaries, name string) error {
+func (s *Sandbox) startCluster(ctx context.Context, bins localcluster.Binaries, name string, aggregation bool) error {
 	dir := filepath.Join(s.Dir, name)
 	etcd, err := localcluster.StartEtcd(ctx, filepath.Join(dir, "etcd"), bins.Etcd)
 	if err != nil {
 		return err
 	}
 	s.Etcds[name] = etcd
-	c, err := localcluster.StartCluster(ctx, etcd, bins, localcluster.ClusterOptions{Name: name, Dir: dir})
+	opts := localcluster.ClusterOptions{Name: name, Dir: dir}
+	if aggregation {
+		opts.ControllerManager, opts.Controllers = true, localcluster.AggregationControllers
+	}
+	c, err := localcluster.StartCluster(ctx, etcd, bins, opts)
 	if err != nil {
 		return err
 	}

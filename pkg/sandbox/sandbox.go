@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/check"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
@@ -61,9 +63,19 @@ type Options struct {
 	// Direct joins the remotes with kubeconfig Secrets instead of through
 	// the tunnel.
 	Direct bool
+	// DirectClusters are remotes (remote-1, remote-2, …) joined with
+	// kubeconfig Secrets although the others go through the tunnel.
+	DirectClusters []string
 	// NoDemo skips the demo app (its servers need the sandbox's network
 	// namespace for their 198.18.0.0/15 addresses).
 	NoDemo bool
+	// AggregatedRoles runs kube-controller-manager's clusterrole-aggregation
+	// controller for every cluster, so that view, edit and admin have
+	// rules (Kiali's remote access is bound to view).
+	AggregatedRoles bool
+	// IstiodEnv is added to istiod's environment (tests set
+	// ENABLE_DEBUG_ENDPOINT_AUTH=false for istioctl's xDS debug requests).
+	IstiodEnv []string
 	// Progress receives one line per step.
 	Progress io.Writer
 }
@@ -94,6 +106,9 @@ type Sandbox struct {
 	// XDSAddr is where the locality server serves its debug view
 	// (/debug/locality); istiod reads its rules from the primary's API.
 	XDSAddr string
+	// TunnelMetricsAddr serves the active tunnel server's /metrics ("" without
+	// the tunnel).
+	TunnelMetricsAddr string
 
 	demo     *demo
 	started  time.Time
@@ -137,7 +152,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	for _, n := range names {
 		say("• starting etcd and kube-apiserver for cluster %s", n)
-		if err := s.startCluster(ctx, bins, n); err != nil {
+		if err := s.startCluster(ctx, bins, n, opts.AggregatedRoles); err != nil {
 			return s, fmt.Errorf("cluster %s: %w", n, err)
 		}
 	}
@@ -173,6 +188,9 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		}
 		if tun, err = s.startTunnel(ctx, tunnelCA, ist.Namespace); err != nil {
 			return s, fmt.Errorf("tunnel: %w", err)
+		}
+		if err := s.serveTunnelMetrics(tun); err != nil {
+			return s, fmt.Errorf("tunnel metrics: %w", err)
 		}
 	}
 
@@ -217,7 +235,8 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 			// east-west gateway; here istiod is a local process.
 			Spec: v1beta1.RemoteIstioSpec{PilotAddress: "localhost"},
 		}
-		if tun == nil {
+		direct := tun == nil || slices.Contains(opts.DirectClusters, rc.Name)
+		if direct {
 			say("• joining cluster %s directly", rc.Name)
 			kc, err := os.ReadFile(rc.Kubeconfig)
 			if err != nil {
@@ -232,7 +251,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		if err := client.IgnoreAlreadyExists(c.Create(ctx, ri)); err != nil {
 			return s, err
 		}
-		if tun != nil {
+		if !direct {
 			// The tunnel server accepts a cluster's agents once its
 			// RemoteIstio exists.
 			say("• joining cluster %s through the tunnel (its %d agents dial out to %v)", rc.Name, TunnelAgents, tun.AgentURLs)
@@ -248,7 +267,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		}
 	}
 	if opts.NoIstiod {
-		return s, nil
+		return s, s.writeEndpoints()
 	}
 
 	if xdsLn != nil {
@@ -266,6 +285,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		}
 		istiodEnv = append(istiodEnv, "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS=tokenFile")
 	}
+	istiodEnv = append(istiodEnv, opts.IstiodEnv...)
 	say("• starting istiod (log: %s)", filepath.Join(opts.Dir, "istiod", "istiod.log"))
 	mesh := &corev1.ConfigMap{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ist.Namespace, Name: "istio"}, mesh); err != nil {
@@ -283,6 +303,9 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	s.comps.add(&component{name: ComponentIstiod, kill: s.Istiod.Kill, start: s.Istiod.Restart,
 		detail: func() string { return "xDS " + s.Istiod.GRPCAddr }})
+	if err := s.writeEndpoints(); err != nil {
+		return s, err
+	}
 	if opts.NoDemo {
 		return s, nil
 	}
@@ -291,6 +314,48 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		return s, fmt.Errorf("demo: %w", err)
 	}
 	return s, nil
+}
+
+// Endpoints are the sandbox's components' HTTP addresses, as meshctl reaches
+// them: istiod's debug endpoints (on its HTTP address, where local callers
+// need no authentication), the active tunnel server's metrics and the
+// locality server's debug view.
+func (s *Sandbox) Endpoints() check.Endpoints {
+	var e check.Endpoints
+	if s.Istiod != nil {
+		e.IstiodDebug = "http://" + s.Istiod.HTTPAddr
+	}
+	if s.TunnelMetricsAddr != "" {
+		e.TunnelMetrics = "http://" + s.TunnelMetricsAddr + "/metrics"
+	}
+	if s.XDSAddr != "" {
+		e.LocalityDebug = "http://" + s.XDSAddr
+	}
+	return e
+}
+
+// writeEndpoints records Endpoints in the primary's kubeconfig, so that
+// meshctl check, status and locality given that kubeconfig find the
+// components without flags.
+func (s *Sandbox) writeEndpoints() error {
+	if err := check.WriteEndpoints(s.Primary().Kubeconfig, s.Endpoints()); err != nil {
+		return fmt.Errorf("recording the components' addresses in the kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// serveTunnelMetrics serves the active tunnel server's metrics on
+// TunnelMetricsAddr until Down.
+func (s *Sandbox) serveTunnelMetrics(t *sandboxTunnel) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	s.TunnelMetricsAddr = ln.Addr().String()
+	hs := &http.Server{Handler: t.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	s.stops = append(s.stops, func() { _ = hs.Close() })
+	return nil
 }
 
 // startLocality runs the locality server over every cluster of the sandbox

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
@@ -59,7 +61,9 @@ type tunnelServer struct {
 	name               string
 	apiAddr, agentAddr string
 	current            atomic.Pointer[tunnel.Server]
-	proc               inproc
+	// registry holds the current server's metrics (a new one per start).
+	registry atomic.Pointer[prometheus.Registry]
+	proc     inproc
 	// dead cuts the replica off the primary's API before it is stopped, so
 	// that it cannot release the Lease: a crashed server does not, and
 	// the standby takes over only when the Lease expires.
@@ -157,7 +161,8 @@ func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, AgentCAs: t.tunnelCAs, ClientCAs: t.clientCAs,
+	reg := prometheus.NewRegistry()
+	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: t.serving, Registerer: reg, AgentCAs: t.tunnelCAs, ClientCAs: t.clientCAs,
 		TokenReviews: kube.AuthenticationV1().TokenReviews(), Clusters: t.clusters, PingInterval: time.Second,
 		Lease: &tunnel.LeaseOptions{Client: kube, Namespace: namespace, Name: "meshfleet-tunnel", Identity: ts.name,
 			// client-go's defaults but a shorter retry: a killed server
@@ -168,6 +173,7 @@ func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
 		return err
 	}
 	ts.current.Store(srv)
+	ts.registry.Store(reg)
 	ts.proc.run(func(ctx context.Context) {
 		// A replica that loses the Lease (or its ports, for a moment after
 		// a restart) runs again, as its pod would be restarted.
@@ -182,6 +188,21 @@ func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
 		}
 	})
 	return nil
+}
+
+// metricsHandler serves the active server's /metrics, as the Service in
+// front of the servers would (its readiness follows the Lease); 503 while
+// no server is active.
+func (t *sandboxTunnel) metricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, ts := range t.servers {
+			if srv, reg := ts.current.Load(), ts.registry.Load(); srv != nil && reg != nil && srv.Active() && !ts.dead.Load() {
+				promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+				return
+			}
+		}
+		http.Error(w, "no tunnel server holds the Lease", http.StatusServiceUnavailable)
+	})
 }
 
 // cutOff fails every request once dead is set.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/meshfleet/meshfleet/pkg/netns"
+	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
 
 // Workload addresses on the namespace's lo: one echo server per zone, and
@@ -24,5 +25,8 @@ var (
 // TestMain re-executes the test binary in a private network namespace and
 // runs the tests there.
 func TestMain(m *testing.M) {
-	os.Exit(netns.Main(m.Run, append(echoAddrs, clientAddr)...))
+	// The sandbox's demo servers (TestMeshctlCheck) listen on addresses of
+	// their own.
+	addrs := append(append(echoAddrs, clientAddr), sandbox.Addrs()...)
+	os.Exit(netns.Main(m.Run, addrs...))
 }

@@ -357,7 +357,8 @@ func (e mcEndpoint) String() string { return fmt.Sprintf("%s@%s/p%d", e.Addr, e.
 // mcNode is the xDS node the raw EDS requests are made as: a proxyless gRPC
 // client in the primary, in r1/z1, on network (may be empty).
 func mcNode(network string) *corev3.Node {
-	md := map[string]any{"GENERATOR": "grpc", "NAMESPACE": "default", "CLUSTER_ID": mcPrimary, "ISTIO_VERSION": istioVersion}
+	// PROXY_CONFIG: istioctl proxy-status lists only nodes that carry it.
+	md := map[string]any{"GENERATOR": "grpc", "NAMESPACE": "default", "CLUSTER_ID": mcPrimary, "ISTIO_VERSION": istioVersion, "PROXY_CONFIG": map[string]any{}}
 	if network != "" {
 		md["NETWORK"] = network
 	}

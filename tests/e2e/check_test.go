@@ -1,0 +1,300 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshfleet/meshfleet/pkg/check"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
+	"github.com/meshfleet/meshfleet/pkg/netns"
+	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/sandbox"
+	"github.com/meshfleet/meshfleet/tests/testenv"
+)
+
+// checkOutput is `meshctl check -o json`.
+type checkOutput struct {
+	Results  []check.Result `json:"results"`
+	Failed   int            `json:"failed"`
+	Warnings int            `json:"warnings"`
+}
+
+// TestMeshctlCheck runs the built meshctl against the sandbox (remote-1
+// through the tunnel, remote-2 directly), given only the primary's
+// kubeconfig: healthy, every check passes; then each fault — remote-1's
+// agents stopped, the locality server down, istiod's token for remote-2
+// revoked — fails the check that names it, with its hint, and the fix
+// brings it back.
+func TestMeshctlCheck(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	bin := filepath.Join(t.TempDir(), "meshctl")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meshfleet/meshfleet/cmd/meshctl").CombinedOutput(); err != nil {
+		t.Fatalf("building meshctl: %v\n%s", err, out)
+	}
+	dir := filepath.Join(t.TempDir(), "sandbox")
+	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: dir, Remotes: 2, DirectClusters: []string{"remote-2"}, Progress: tlog{t},
+		// istioctl's xDS debug requests, unauthenticated (tests only).
+		IstiodEnv: []string{"ENABLE_DEBUG_ENDPOINT_AUTH=false"}})
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{"operator.log", "locality.log", "tunnel.log", "istiod/istiod.log"} {
+				t.Logf("last lines of %s:\n%s", f, localproc.TailFile(filepath.Join(dir, f), 15))
+			}
+		}
+		if err := sb.Down(); err != nil {
+			t.Errorf("sandbox down: %v", err)
+		}
+	})
+	kubeconfig := sb.Primary().Kubeconfig
+	run := func(args ...string) (string, int) {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("meshctl %v: %v", args, err)
+		}
+		return string(out), 0
+	}
+	checkJSON := func() (checkOutput, int, string) {
+		out, code := run("check", "-o", "json")
+		var co checkOutput
+		// The JSON document comes first; the error line after it.
+		if err := json.NewDecoder(strings.NewReader(out)).Decode(&co); err != nil {
+			t.Fatalf("meshctl check -o json: %v\n%s", err, out)
+		}
+		return co, code, out
+	}
+	// healthy waits until every check passes (the tunnel's RTT, istiod's
+	// sync and the locality server's first write come a moment after Up).
+	healthy := func(when string) {
+		t.Helper()
+		testenv.Eventually(t, 3*time.Minute, when+": every check of meshctl check passes", func() error {
+			co, code, _ := checkJSON()
+			var bad []string
+			for _, r := range co.Results {
+				// The sandbox runs the operator in its own process, with no
+				// Deployment: the one warning a healthy sandbox has.
+				if r.Status == check.StatusWarn && r.Check == "the operator's Deployment is available" {
+					continue
+				}
+				if r.Status != check.StatusOK {
+					bad = append(bad, fmt.Sprintf("%s: %s (%s)", r.Check, r.Status, r.Message))
+				}
+			}
+			if code != 0 || len(bad) > 0 {
+				return fmt.Errorf("exit %d, not ok: %s", code, strings.Join(bad, "; "))
+			}
+			return nil
+		})
+		last, _ := run("check")
+		t.Logf("%s: meshctl check\n%s", when, last)
+	}
+	// fails waits until the named check fails with a hint containing hint,
+	// and meshctl exits 1.
+	fails := func(what, name, hint string) {
+		t.Helper()
+		testenv.Eventually(t, 2*time.Minute, what+": check "+name+" fails", func() error {
+			co, code, _ := checkJSON()
+			for _, r := range co.Results {
+				if r.Check == name {
+					if r.Status != check.StatusFail || code != 1 {
+						return fmt.Errorf("%s: %s (exit %d)", r.Status, r.Message, code)
+					}
+					if !strings.Contains(r.Hint, hint) {
+						t.Errorf("%s: hint %q lacks %q", name, r.Hint, hint)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("no check %q", name)
+		})
+		out, _ := run("check")
+		t.Logf("%s: meshctl check\n%s", what, out)
+	}
+
+	healthy("healthy sandbox")
+	t.Run("the sandbox's kubeconfig leads meshctl locality and status to its components", func(t *testing.T) {
+		if out, code := run("locality"); code != 0 || !strings.Contains(out, "member clusters: ") {
+			t.Errorf("meshctl locality exited %d:\n%s", code, out)
+		}
+		out, code := run("status", "-o", "json")
+		if code != 0 {
+			t.Fatalf("meshctl status exited %d:\n%s", code, out)
+		}
+		var st struct {
+			Clusters []struct {
+				ClusterName string `json:"clusterName"`
+				Istiod      string `json:"istiod"`
+				Agents      *int   `json:"agents"`
+				RTT         string `json:"rtt"`
+			} `json:"clusters"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range st.Clusters {
+			if c.Istiod != "synced" {
+				t.Errorf("status: istiod's view of %s is %q", c.ClusterName, c.Istiod)
+			}
+			if c.ClusterName == "remote-1" && (c.Agents == nil || *c.Agents != sandbox.TunnelAgents || c.RTT == "") {
+				t.Errorf("status: remote-1's agents %v, RTT %q", c.Agents, c.RTT)
+			}
+		}
+	})
+
+	t.Run("istioctl sees the mesh meshfleet installed", func(t *testing.T) { istioctlChecks(t, ctx, sb) })
+
+	for i := 0; i < sandbox.TunnelAgents; i++ {
+		if _, err := sb.Kill(fmt.Sprintf("%s/remote-1/%d", sandbox.ComponentAgent, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fails("remote-1's agents stopped", "remote-1's tunnel agents are connected", "meshctl cluster join remote-1 --tunnel")
+	if _, err := sb.Restart(ctx, sandbox.ComponentAgent+"/remote-1"); err != nil {
+		t.Fatal(err)
+	}
+	healthy("agents restarted")
+
+	if _, err := sb.Kill(sandbox.ComponentLocality); err != nil {
+		t.Fatal(err)
+	}
+	fails("locality server down", "the locality server answers on its debug endpoint", "meshfleet-locality")
+	if _, err := sb.Restart(ctx, sandbox.ComponentLocality); err != nil {
+		t.Fatal(err)
+	}
+	healthy("locality server restarted")
+
+	// Revoke the token istiod holds for remote-2: its service account goes
+	// (the operator puts an account of that name back at its next resync,
+	// but the token was bound to the old one).
+	remote2, err := kubernetes.NewForConfig(sb.Clusters[2].Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote2.CoreV1().ServiceAccounts("istio-system").Delete(ctx, render.Istiod.ServiceAccount, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fails("istiod's token for remote-2 revoked", "istiod's credentials for remote-2 are accepted", "delete Secret istio-system/"+render.RemoteSecretName("remote-2"))
+	// The hint's fix: the operator writes the remote secret again with a
+	// new token.
+	primary, err := kubernetes.NewForConfig(sb.Primary().Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := primary.CoreV1().Secrets("istio-system").Delete(ctx, render.RemoteSecretName("remote-2"), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	healthy("remote secret rewritten")
+}
+
+// tlog writes each line to the test's log.
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// istioctlChecks runs the real istioctl (built from istiod's own module)
+// against the sandbox: analyze -A (which follows the remote secrets into
+// both remotes, the tunnelled one too) finds no error, proxy-status lists
+// the demo's proxyless clients with their clusters, and istiod's clusterz
+// lists every cluster synced.
+func istioctlChecks(t *testing.T, ctx context.Context, sb *sandbox.Sandbox) {
+	bin := os.Getenv("MESHFLEET_ISTIOCTL")
+	if bin == "" {
+		t.Fatal("MESHFLEET_ISTIOCTL is not set: run make tools (it builds istioctl) or make e2e")
+	}
+	istioctl := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", sb.Primary().Kubeconfig}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := istioctl("analyze", "-A")
+	t.Logf("istioctl analyze -A (exit %v):\n%s", err, out)
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "Error") {
+			t.Errorf("istioctl analyze reports an error: %s", line)
+		}
+	}
+	// istioctl's xDS client names itself by the first address of a
+	// non-loopback interface, and istiod refuses a node without one; the
+	// test's network namespace has only lo, so give it a veth pair.
+	if !netns.Inside() {
+		t.Fatal("not in the test's own network namespace")
+	}
+	for _, args := range [][]string{
+		{"link", "add", "mfistioctl0", "type", "veth", "peer", "name", "mfistioctl1"},
+		{"addr", "add", "198.18.0.20/32", "dev", "mfistioctl0"},
+		{"link", "set", "mfistioctl0", "up"},
+		{"link", "set", "mfistioctl1", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	xds := []string{"--xds-address", sb.Istiod.GRPCAddr, "--plaintext"}
+	testenv.Eventually(t, time.Minute, "istioctl proxy-status lists every demo client with its cluster", func() error {
+		out, err := istioctl(append([]string{"proxy-status"}, xds...)...)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		// The demo runs one client in the first zone of each region.
+		seen := map[string]bool{}
+		for _, z := range sandbox.DemoZones([]string{"remote-1", "remote-2"}) {
+			if seen[z.Region] {
+				continue
+			}
+			seen[z.Region] = true
+			found := false
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "client-"+z.Zone+".") && strings.Contains(line, z.Cluster) {
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("no line for the client in %s (cluster %s):\n%s", z.Zone, z.Cluster, out)
+			}
+		}
+		t.Logf("istioctl proxy-status:\n%s", out)
+		return nil
+	})
+	// istioctl x remote-clusters port-forwards to istiod's pods (none
+	// here: istiod is a process) and its xDS variant needs a verified
+	// identity (TLS on 15012); both read /debug/clusterz, which is read
+	// here from istiod's own HTTP address.
+	clusters := check.IstiodClusters(ctx, http.DefaultClient, "http://"+sb.Istiod.HTTPAddr)
+	if clusters.Err != "" {
+		t.Fatal(clusters.Err)
+	}
+	t.Logf("istiod's /debug/clusterz: %+v", clusters.Value)
+	synced := map[string]string{}
+	for _, c := range clusters.Value {
+		synced[c.ID] = c.SyncStatus
+	}
+	for _, c := range sb.Clusters {
+		if synced[c.Name] != "synced" {
+			t.Errorf("istiod reports %s as %q", c.Name, synced[c.Name])
+		}
+	}
+}
