@@ -32,6 +32,9 @@ type ControlPlane struct {
 	Hub string `json:"hub"`
 	// Version is the Istio release (image tag).
 	Version string `json:"version"`
+	// ChartVersion is the version label of the chart set Version's minor
+	// installs with (manifests/charts/istio/<minor>).
+	ChartVersion string `json:"chartVersion"`
 	// LogLevel is istiod's --log_output_level.
 	LogLevel string `json:"logLevel,omitempty"`
 	// IstiodReplicas is istiod's replica count.

@@ -26,6 +26,7 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 		MeshID:                primary.MeshID,
 		Kiali:                 primary.Kiali,
 		Version:               orDefault(spec.Version, primary.Version),
+		ChartVersion:          chartVersion(orDefault(spec.Version, primary.Version)),
 		LogLevel:              primary.LogLevel,
 		SidecarInjection:      boolOr(spec.SidecarInjector.Enabled, true),
 		IstiodReplicas:        int32Or(spec.SidecarInjector.ReplicaCount, 1),

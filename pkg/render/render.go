@@ -75,7 +75,7 @@ func Render(cp *ControlPlane) (*Manifest, error) {
 }
 
 func renderBase(cp *ControlPlane, m *Manifest) error {
-	objs, err := renderObjects(chartBase, istiodRelease, cp.Namespace, baseValues(cp))
+	objs, err := renderObjects(minorOf(cp.Version), chartBase, istiodRelease, cp.Namespace, baseValues(cp))
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func renderIstiod(cp *ControlPlane, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	objs, err := renderObjects(chartIstiod, istiodRelease, cp.Namespace, vals)
+	objs, err := renderObjects(minorOf(cp.Version), chartIstiod, istiodRelease, cp.Namespace, vals)
 	m.Objects = append(m.Objects, objs...)
 	return err
 }
@@ -119,7 +119,7 @@ func renderGateways(cp *ControlPlane, m *Manifest) error {
 	}
 	m.Objects = append(m.Objects, ns)
 	for _, gw := range cp.Gateways {
-		objs, err := renderObjects(chartGateway, gw.Name, cp.GatewayNamespace, gatewayValues(cp, gw))
+		objs, err := renderObjects(minorOf(cp.Version), chartGateway, gw.Name, cp.GatewayNamespace, gatewayValues(cp, gw))
 		if err != nil {
 			return fmt.Errorf("gateway %s: %w", gw.Name, err)
 		}
@@ -132,7 +132,7 @@ func renderMesh(cp *ControlPlane, m *Manifest) error {
 	if cp.Remote != nil {
 		return nil // mesh-wide config lives in the primary, the config cluster
 	}
-	objs, err := renderObjects(chartMesh, "meshfleet", cp.Namespace, meshValues(cp))
+	objs, err := renderObjects("", chartMesh, "meshfleet", cp.Namespace, meshValues(cp))
 	m.Objects = append(m.Objects, objs...)
 	return err
 }
@@ -271,8 +271,8 @@ func ObjectKey(o *unstructured.Unstructured) string {
 }
 
 // renderObjects renders a chart and decodes its documents into objects.
-func renderObjects(chartName, release, namespace string, values map[string]any) ([]*unstructured.Unstructured, error) {
-	docs, err := renderChart(chartName, release, namespace, values)
+func renderObjects(minor, chartName, release, namespace string, values map[string]any) ([]*unstructured.Unstructured, error) {
+	docs, err := renderChart(minor, chartName, release, namespace, values)
 	if err != nil {
 		return nil, err
 	}
