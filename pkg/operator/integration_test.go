@@ -152,7 +152,7 @@ func (h *harness) sampleInstalls(t *testing.T) {
 	}
 	ri := &v1beta1.RemoteIstio{}
 	h.get(ns, "localityaware-bj", ri)
-	if ri.Spec.DockerImage.Region != "cn-beijing" || ri.Spec.Gateways.Ingress[0].K8sIngress == nil {
+	if ri.Spec.DockerImage.Region != "cn-beijing" || ri.Spec.Hub != "registry.example.com/istio-catalog" {
 		t.Errorf("RemoteIstio sample did not round-trip: %+v", ri.Spec)
 	}
 }

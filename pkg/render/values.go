@@ -99,6 +99,12 @@ func gatewayValues(cp *ControlPlane, gw Gateway) map[string]any {
 		"service":      map[string]any{"type": string(gw.ServiceType)},
 		"global":       map[string]any{"hub": cp.Hub, "tag": cp.Version, "istioNamespace": cp.Namespace},
 	}
+	if cp.Remote != nil {
+		// The primary's istiod injects the proxy with its own hub and tag
+		// (image: auto); the annotation gives the remote's gateways the
+		// remote's hub, region and version instead.
+		v["podAnnotations"] = map[string]any{"sidecar.istio.io/proxyImage": cp.Hub + "/proxyv2:" + cp.Version}
+	}
 	if gw.Kind == EastWestGateway {
 		// The chart also sets ISTIO_META_REQUESTED_NETWORK_VIEW and the network label from this.
 		v["networkGateway"] = cp.Network
