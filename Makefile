@@ -78,7 +78,7 @@ istio-charts-module: ## Store the charts of the Istio Go module the tests build 
 	dir=$$(cd tests/tools/k8s && go mod download -json istio.io/istio@$(ISTIO_MODULE_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
 	minor=$$(cat $$dir/VERSION); dst=manifests/charts/istio/$$minor; rm -rf $$dst; mkdir -p $$dst; \
 	for c in base gateway istio-control/istio-discovery; do cp -r $$dir/manifests/charts/$$c $$dst/; done; \
-	sed -i "s/^version: .*/version: $$minor.0-dev+$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))/; s/^appVersion: .*/appVersion: $$minor.0-dev+$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))/" $$dst/*/Chart.yaml; \
+	sed -i "s/^version: .*/version: $$minor.0-dev.$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))/; s/^appVersion: .*/appVersion: $$minor.0-dev.$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))/" $$dst/*/Chart.yaml; \
 	chmod -R u+w $$dst
 
 .PHONY: update-golden

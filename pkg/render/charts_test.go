@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
@@ -19,14 +20,14 @@ func TestSupportedVersions(t *testing.T) {
 	for _, s := range sets {
 		got = append(got, s.Minor+"="+s.Version)
 	}
-	want := "1.29=1.29.6 1.30=1.30.3 1.31=1.31.0-dev+eed52ebb66ad"
+	want := "1.29=1.29.6 1.30=1.30.3 1.31=1.31.0-dev.eed52ebb66ad"
 	if strings.Join(got, " ") != want {
 		t.Errorf("chart sets %q, want %q", strings.Join(got, " "), want)
 	}
 }
 
 func TestChartSetFor(t *testing.T) {
-	for v, want := range map[string]string{"1.29.0": "1.29.6", "1.29.6": "1.29.6", "1.30.3": "1.30.3", "1.30.0-rc.1": "1.30.3", "1.31.0": "1.31.0-dev+eed52ebb66ad"} {
+	for v, want := range map[string]string{"1.29.0": "1.29.6", "1.29.6": "1.29.6", "1.30.3": "1.30.3", "1.30.0-rc.1": "1.30.3", "1.31.0": "1.31.0-dev.eed52ebb66ad"} {
 		s, err := ChartSetFor(v)
 		if err != nil || s.Version != want {
 			t.Errorf("ChartSetFor(%s) = %v, %v; want charts %s", v, s, err, want)
@@ -62,4 +63,41 @@ func hasFieldError(errs field.ErrorList, f, msg string) bool {
 		}
 	}
 	return false
+}
+
+// TestEveryChartSetRendersValidObjects renders a primary at each supported
+// minor: chart version labels land in object labels, so they must be valid
+// label values (a semver build suffix "+…" is not).
+func TestEveryChartSetRendersValidObjects(t *testing.T) {
+	sets, err := SupportedVersions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		t.Run(s.Minor, func(t *testing.T) {
+			cp, errs := FromIstio(&v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
+				Spec: v1beta1.IstioSpec{Version: s.Minor + ".0", Gateways: v1beta1.GatewaysSpec{Enabled: true}}})
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			m, err := Render(cp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, o := range append(m.CRDs, m.Objects...) {
+				for k, v := range o.GetLabels() {
+					if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+						t.Errorf("%s %s: label %s=%q: %v", o.GetKind(), o.GetName(), k, v, msgs)
+					}
+					if k == "helm.sh/chart" && v == "istiod-"+s.Version {
+						found = true
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no object labelled helm.sh/chart=istiod-%s", s.Version)
+			}
+		})
+	}
 }
