@@ -32,6 +32,9 @@ type ControlPlane struct {
 	Hub string `json:"hub"`
 	// Version is the Istio release (image tag).
 	Version string `json:"version"`
+	// Revision is the istiod revision (Istio's istio.io/rev), e.g. 1-30-3
+	// from RevisionName; empty for the unrevisioned install.
+	Revision string `json:"revision,omitempty"`
 	// ChartVersion is the version label of the chart set Version's minor
 	// installs with (manifests/charts/istio/<minor>).
 	ChartVersion string `json:"chartVersion"`

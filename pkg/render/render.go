@@ -158,12 +158,12 @@ func closePlaintextXDS(cp *ControlPlane, m *Manifest) error {
 		return nil
 	}
 	for _, o := range m.Objects {
-		if o.GetKind() != "Service" || o.GetName() != "istiod" {
+		if o.GetKind() != "Service" || o.GetName() != IstiodName(cp) {
 			continue
 		}
 		ports, _, err := unstructured.NestedSlice(o.Object, "spec", "ports")
 		if err != nil {
-			return fmt.Errorf("service istiod: %w", err)
+			return fmt.Errorf("service %s: %w", IstiodName(cp), err)
 		}
 		kept := ports[:0]
 		for _, p := range ports {
@@ -173,7 +173,7 @@ func closePlaintextXDS(cp *ControlPlane, m *Manifest) error {
 			kept = append(kept, p)
 		}
 		if err := unstructured.SetNestedSlice(o.Object, kept, "spec", "ports"); err != nil {
-			return fmt.Errorf("service istiod: %w", err)
+			return fmt.Errorf("service %s: %w", IstiodName(cp), err)
 		}
 	}
 	return nil

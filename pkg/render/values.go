@@ -85,6 +85,11 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 	if len(env) > 0 {
 		v["env"] = env
 	}
+	if cp.Revision != "" {
+		// The chart names istiod, its ConfigMaps and webhooks after the
+		// revision and selects pods and namespaces by istio.io/rev.
+		v["revision"] = cp.Revision
+	}
 	if cp.ClosePlaintextXDS {
 		// An empty address disables istiod's plain-text gRPC server.
 		v["extraContainerArgs"] = []any{"--grpcAddr="}
