@@ -92,7 +92,7 @@ func ChartSetFor(v string) (ChartSet, error) {
 			return s, nil
 		}
 	}
-	return ChartSet{}, fmt.Errorf("Istio %s is not supported; use a release of a supported minor: %s", v, describeSets(sets))
+	return ChartSet{}, fmt.Errorf("no charts for Istio %s, an unsupported release; use a release of a supported minor: %s", v, describeSets(sets))
 }
 
 func describeSets(sets []ChartSet) string {

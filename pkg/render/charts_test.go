@@ -46,7 +46,7 @@ func TestChartSetFor(t *testing.T) {
 func TestUnsupportedVersionRefused(t *testing.T) {
 	ist := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"}, Spec: v1beta1.IstioSpec{Version: "1.1.8"}}
 	_, errs := FromIstio(ist)
-	if !hasFieldError(errs, "spec.version", "not supported") {
+	if !hasFieldError(errs, "spec.version", "unsupported release") {
 		t.Errorf("FromIstio with 1.1.8: %v", errs)
 	}
 	ist.Spec.Version = "1.30.3"
