@@ -158,12 +158,12 @@ func closePlaintextXDS(cp *ControlPlane, m *Manifest) error {
 		return nil
 	}
 	for _, o := range m.Objects {
-		if o.GetKind() != "Service" || o.GetName() != IstiodName(cp) {
+		if o.GetKind() != "Service" || (o.GetName() != IstiodName(cp) && !strings.HasPrefix(o.GetName(), "istiod-revision-tag-")) {
 			continue
 		}
 		ports, _, err := unstructured.NestedSlice(o.Object, "spec", "ports")
 		if err != nil {
-			return fmt.Errorf("service %s: %w", IstiodName(cp), err)
+			return fmt.Errorf("service %s: %w", o.GetName(), err)
 		}
 		kept := ports[:0]
 		for _, p := range ports {
@@ -173,7 +173,7 @@ func closePlaintextXDS(cp *ControlPlane, m *Manifest) error {
 			kept = append(kept, p)
 		}
 		if err := unstructured.SetNestedSlice(o.Object, kept, "spec", "ports"); err != nil {
-			return fmt.Errorf("service %s: %w", IstiodName(cp), err)
+			return fmt.Errorf("service %s: %w", o.GetName(), err)
 		}
 	}
 	return nil

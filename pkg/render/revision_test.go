@@ -20,6 +20,7 @@ func TestRevisionName(t *testing.T) {
 func TestRevisionedRender(t *testing.T) {
 	cp := readControlPlane(t, "testdata/gateway-connected.in.yaml")
 	cp.Revision = RevisionName(cp.Version)
+	cp.RevisionTags = []string{"default"}
 	cp.ClosePlaintextXDS = true
 	m, err := Render(cp)
 	if err != nil {
@@ -29,7 +30,8 @@ func TestRevisionedRender(t *testing.T) {
 	for _, o := range m.Objects {
 		byName[o.GetKind()+"/"+o.GetName()] = o
 	}
-	for _, k := range []string{"Deployment/istiod-1-30-3", "Service/istiod-1-30-3", "ConfigMap/istio-sidecar-injector-1-30-3", "ConfigMap/istio-1-30-3", "MutatingWebhookConfiguration/istio-sidecar-injector-1-30-3"} {
+	for _, k := range []string{"Deployment/istiod-1-30-3", "Service/istiod-1-30-3", "ConfigMap/istio-sidecar-injector-1-30-3", "ConfigMap/istio-1-30-3", "MutatingWebhookConfiguration/istio-sidecar-injector-1-30-3",
+		"MutatingWebhookConfiguration/istio-revision-tag-default", "Service/istiod-revision-tag-default"} {
 		if byName[k] == nil {
 			t.Errorf("no %s rendered", k)
 		}
@@ -49,15 +51,23 @@ func TestRevisionedRender(t *testing.T) {
 			t.Error("tunnel token not mounted into the revisioned istiod")
 		}
 	}
-	if s := byName["Service/istiod-1-30-3"]; s != nil {
+	for _, name := range []string{"Service/istiod-1-30-3", "Service/istiod-revision-tag-default"} {
+		s := byName[name]
+		if s == nil {
+			continue
+		}
 		ports, _, _ := unstructured.NestedSlice(s.Object, "spec", "ports")
 		for _, p := range ports {
 			if p.(map[string]any)["port"] == int64(15010) {
-				t.Error("plain-text xDS port 15010 left on the revisioned istiod Service")
+				t.Errorf("plain-text xDS port 15010 left on %s", name)
 			}
 		}
 	}
-	if h := byName["MutatingWebhookConfiguration/istio-sidecar-injector-1-30-3"]; h != nil {
+	for _, name := range []string{"MutatingWebhookConfiguration/istio-sidecar-injector-1-30-3", "MutatingWebhookConfiguration/istio-revision-tag-default"} {
+		h := byName[name]
+		if h == nil {
+			continue
+		}
 		hooks, _, _ := unstructured.NestedSlice(h.Object, "webhooks")
 		for _, w := range hooks {
 			path, _, _ := unstructured.NestedString(w.(map[string]any), "clientConfig", "service", "name")

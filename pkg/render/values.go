@@ -90,6 +90,13 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 		// revision and selects pods and namespaces by istio.io/rev.
 		v["revision"] = cp.Revision
 	}
+	if len(cp.RevisionTags) > 0 {
+		tags := make([]any, 0, len(cp.RevisionTags))
+		for _, t := range cp.RevisionTags {
+			tags = append(tags, t)
+		}
+		v["revisionTags"] = tags
+	}
 	if cp.ClosePlaintextXDS {
 		// An empty address disables istiod's plain-text gRPC server.
 		v["extraContainerArgs"] = []any{"--grpcAddr="}
