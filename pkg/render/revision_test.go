@@ -1,6 +1,7 @@
 package render
 
 import (
+	"fmt"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -58,7 +59,7 @@ func TestRevisionedRender(t *testing.T) {
 		}
 		ports, _, _ := unstructured.NestedSlice(s.Object, "spec", "ports")
 		for _, p := range ports {
-			if p.(map[string]any)["port"] == int64(15010) {
+			if fmt.Sprint(p.(map[string]any)["port"]) == "15010" {
 				t.Errorf("plain-text xDS port 15010 left on %s", name)
 			}
 		}
