@@ -73,11 +73,22 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code, CRDs (crds/), the operato
 	cp manifests/operator/rbac/role.yaml manifests/charts/meshfleet/files/operator-role.yaml
 
 .PHONY: istio-charts
-istio-charts: ## Copy Istio's Helm charts from the Istio Go module into manifests/charts.
+istio-charts: ## Store Istio release ISTIO_TAG's charts (base, gateway, istio-discovery) from a git checkout or mirror of istio/istio (ISTIO_REPO) under manifests/charts/istio/<minor>.
+	@test -n "$(ISTIO_TAG)" -a -n "$(ISTIO_REPO)" || { echo "set ISTIO_TAG=<release tag, e.g. 1.30.3> and ISTIO_REPO=<git dir of istio/istio>"; exit 1; }
+	minor=$$(echo $(ISTIO_TAG) | cut -d. -f1,2); dst=manifests/charts/istio/$$minor; tmp=$$(mktemp -d); \
+	git -C $(ISTIO_REPO) archive $(ISTIO_TAG) manifests/charts/base manifests/charts/gateway manifests/charts/istio-control/istio-discovery | tar -x -C $$tmp && \
+	rm -rf $$dst && mkdir -p $$dst && \
+	for c in base gateway istio-control/istio-discovery; do cp -r $$tmp/manifests/charts/$$c $$dst/; done && \
+	sed -i 's/^version: .*/version: $(ISTIO_TAG)/; s/^appVersion: .*/appVersion: $(ISTIO_TAG)/' $$dst/*/Chart.yaml && \
+	chmod -R u+w $$dst; rm -rf $$tmp
+
+.PHONY: istio-charts-module
+istio-charts-module: ## Store the charts of the Istio Go module the tests build istiod from (ISTIO_MODULE_VERSION) as manifests/charts/istio/1.31.
 	dir=$$(cd tests/tools/k8s && go mod download -json istio.io/istio@$(ISTIO_MODULE_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
-	for c in base gateway istio-control/istio-discovery; do \
-	  rm -rf manifests/charts/$$(basename $$c); cp -r $$dir/manifests/charts/$$c manifests/charts/; \
-	done; chmod -R u+w manifests/charts
+	minor=$$(cat $$dir/VERSION); dst=manifests/charts/istio/$$minor; rm -rf $$dst; mkdir -p $$dst; \
+	for c in base gateway istio-control/istio-discovery; do cp -r $$dir/manifests/charts/$$c $$dst/; done; \
+	sed -i "s/^version: .*/version: $$minor.0-dev.$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))/; s/^appVersion: .*/appVersion: $$minor.0-dev.$(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))/" $$dst/*/Chart.yaml; \
+	chmod -R u+w $$dst
 
 .PHONY: update-golden
 update-golden: ## Rewrite golden files (testdata/, dashboard ConfigMaps) from the current code.

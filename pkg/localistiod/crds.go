@@ -18,8 +18,9 @@ import (
 	"github.com/meshfleet/meshfleet/manifests"
 )
 
-// CRDFile is where Istio's CRDs live in manifests.Charts.
-const CRDFile = "charts/base/files/crd-all.gen.yaml"
+// CRDFile is where Istio's CRDs live in manifests.Charts: those of the chart
+// set of the Istio module the tests build istiod from (1.31).
+const CRDFile = "charts/istio/1.31/base/files/crd-all.gen.yaml"
 
 // crdFieldManager owns the fields InstallCRDs applies.
 const crdFieldManager = "meshfleet-localistiod"

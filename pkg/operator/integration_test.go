@@ -93,14 +93,14 @@ func TestOperator(t *testing.T) {
 	h.rollOut("istiod", render.GatewayNamespace+"/istio-ingressgateway")
 	ist := h.waitPhase("istio", v1beta1.PhaseReady)
 	ready := time.Since(start)
-	if ist.Status.Version != "1.1.8" {
-		t.Errorf("status.version = %q, want 1.1.8", ist.Status.Version)
+	if ist.Status.Version != "1.29.6" || ist.Status.ChartVersion != "1.29.6" {
+		t.Errorf("status.version = %q, chartVersion = %q, want 1.29.6 and 1.29.6", ist.Status.Version, ist.Status.ChartVersion)
 	}
 	t.Logf("BENCH apply→ControlPlaneDeployed %v, apply→Ready %v (rollout simulated)", deployed.Round(time.Millisecond), ready.Round(time.Millisecond))
 
 	t.Run("kubectl get shows phase and version", func(t *testing.T) {
 		out := h.kubectl("get", "istios", "-n", ns)
-		if !strings.Contains(out, "Ready") || !strings.Contains(out, "1.1.8") {
+		if !strings.Contains(out, "Ready") || !strings.Contains(out, "1.29.6") {
 			t.Errorf("kubectl get istios:\n%s", out)
 		}
 	})
@@ -119,7 +119,7 @@ func (h *harness) sampleInstalls(t *testing.T) {
 	dep := &appsv1.Deployment{}
 	h.get(ns, "istiod", dep)
 	img := dep.Spec.Template.Spec.Containers[0].Image
-	if img != "registry.example.com/istio/pilot:1.1.8" {
+	if img != "registry.example.com/istio/pilot:1.29.6" {
 		t.Errorf("istiod image = %q", img)
 	}
 	if dep.Labels[render.LabelOwnerName] != "istio" || len(dep.OwnerReferences) != 1 {
@@ -152,7 +152,7 @@ func (h *harness) sampleInstalls(t *testing.T) {
 	}
 	ri := &v1beta1.RemoteIstio{}
 	h.get(ns, "localityaware-bj", ri)
-	if ri.Spec.DockerImage.Region != "cn-beijing" || ri.Spec.Gateways.Ingress[0].K8sIngress == nil {
+	if ri.Spec.DockerImage.Region != "cn-beijing" || ri.Spec.Hub != "registry.example.com/istio-catalog" {
 		t.Errorf("RemoteIstio sample did not round-trip: %+v", ri.Spec)
 	}
 }
@@ -227,7 +227,7 @@ func (h *harness) driftRepaired(t *testing.T) {
 	eventually(h.t, "istiod image restored", func() error {
 		d := &appsv1.Deployment{}
 		h.get(ns, "istiod", d)
-		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/istio/pilot:1.1.8" {
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/istio/pilot:1.29.6" {
 			return fmt.Errorf("image still %s", img)
 		}
 		return nil
@@ -244,11 +244,12 @@ func (h *harness) driftRepaired(t *testing.T) {
 }
 
 func (h *harness) versionRoll(t *testing.T) {
-	h.kubectl("-n", ns, "patch", "istio", "istio", "--type=merge", "-p", `{"spec":{"version":"1.1.9"}}`)
-	eventually(h.t, "istiod on 1.1.9", func() error {
+	// A minor upgrade in place: 1.30's charts replace 1.29's.
+	h.kubectl("-n", ns, "patch", "istio", "istio", "--type=merge", "-p", `{"spec":{"version":"1.30.3"}}`)
+	eventually(h.t, "istiod on 1.30.3", func() error {
 		d := &appsv1.Deployment{}
 		h.get(ns, "istiod", d)
-		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/istio/pilot:1.1.9" {
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/istio/pilot:1.30.3" {
 			return fmt.Errorf("image %s", img)
 		}
 		return nil
@@ -257,13 +258,13 @@ func (h *harness) versionRoll(t *testing.T) {
 	if c := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionReady); c.Reason != v1beta1.ReasonRollingOut {
 		t.Errorf("Ready reason during roll = %s (%s)", c.Reason, c.Message)
 	}
-	if ist.Status.Version != "1.1.8" {
-		t.Errorf("status.version during roll = %q, want still 1.1.8", ist.Status.Version)
+	if ist.Status.Version != "1.29.6" || ist.Status.ChartVersion != "1.29.6" {
+		t.Errorf("status during roll: version %q, chartVersion %q, want still 1.29.6", ist.Status.Version, ist.Status.ChartVersion)
 	}
 	h.rollOut("istiod", render.GatewayNamespace+"/istio-ingressgateway")
 	ist = h.waitPhase("istio", v1beta1.PhaseReady)
-	if ist.Status.Version != "1.1.9" {
-		t.Errorf("status.version = %q after roll, want 1.1.9", ist.Status.Version)
+	if ist.Status.Version != "1.30.3" || ist.Status.ChartVersion != "1.30.3" {
+		t.Errorf("status after roll: version %q, chartVersion %q, want 1.30.3", ist.Status.Version, ist.Status.ChartVersion)
 	}
 }
 
@@ -279,6 +280,7 @@ func (h *harness) badSpecs(t *testing.T) {
 		{"region-without-domain", `{"version":"1.30.3","hub":"istio","dockerImage":{"region":"eu-west"}}`, "spec.hub"},
 		{"second-install", `{"version":"1.30.3"}`, "Istio istio-system/istio already manages"},
 		{"self-injection", `{"version":"1.30.3","autoInjectionNamespaces":["self-injection"]}`, "spec.autoInjectionNamespaces[0]"},
+		{"unsupported-version", `{"version":"1.1.8"}`, "1.29.x (charts 1.29.6), 1.30.x (charts 1.30.3)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

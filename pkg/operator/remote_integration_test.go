@@ -109,7 +109,9 @@ func TestRemoteIstio(t *testing.T) {
 			"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["default"],"pilotAddress":"203.0.113.10"}}`, r, r))
 	}
 	for _, r := range []string{"remote1", "remote2"} {
-		h.waitRemote(r, v1beta1.ConditionReady, metav1.ConditionTrue)
+		if ri := h.waitRemote(r, v1beta1.ConditionReady, metav1.ConditionTrue); ri.Status.ChartVersion != "1.30.3" {
+			t.Errorf("RemoteIstio %s status.chartVersion = %q, want 1.30.3 (the primary's version)", r, ri.Status.ChartVersion)
+		}
 	}
 	t.Logf("BENCH RemoteIstio applied → Ready (two clusters, direct): %v", time.Since(start).Round(time.Millisecond))
 	// The remotes may be Ready before the primary's own cacerts is written.

@@ -32,6 +32,16 @@ type ControlPlane struct {
 	Hub string `json:"hub"`
 	// Version is the Istio release (image tag).
 	Version string `json:"version"`
+	// Revision is the istiod revision (Istio's istio.io/rev), e.g. 1-30-3
+	// from RevisionName; empty for the unrevisioned install.
+	Revision string `json:"revision,omitempty"`
+	// RevisionTags are the revision tags (e.g. default) that point at this
+	// revision: each gets a webhook and an istiod Service of its own, so that
+	// moving a tag moves the workloads that select it at their next restart.
+	RevisionTags []string `json:"revisionTags,omitempty"`
+	// ChartVersion is the version label of the chart set Version's minor
+	// installs with (manifests/charts/istio/<minor>).
+	ChartVersion string `json:"chartVersion"`
 	// LogLevel is istiod's --log_output_level.
 	LogLevel string `json:"logLevel,omitempty"`
 	// IstiodReplicas is istiod's replica count.

@@ -46,6 +46,7 @@ func FromIstio(in *v1beta1.Istio) (*ControlPlane, field.ErrorList) {
 		MeshID:                in.Name,
 		Kiali:                 spec.Kiali.Enabled,
 		Version:               spec.Version,
+		ChartVersion:          chartVersion(spec.Version),
 		LogLevel:              spec.Logging.Level,
 		ClosePlaintextXDS:     spec.ControlPlaneSecurityEnabled,
 		SidecarInjection:      boolOr(spec.SidecarInjector.Enabled, true),
@@ -249,10 +250,23 @@ func checkClusterName(clusterName, objectName string, p *field.Path) field.Error
 var versionPattern = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+([-+.][0-9A-Za-z.-]+)?$`)
 
 func checkVersion(p *field.Path, v string) field.ErrorList {
-	if versionPattern.MatchString(v) && len(v) <= 100 {
-		return nil
+	if !versionPattern.MatchString(v) || len(v) > 100 {
+		return field.ErrorList{field.Invalid(p, v, "use an Istio release such as 1.30.3 (it becomes the image tag)")}
 	}
-	return field.ErrorList{field.Invalid(p, v, "use an Istio release such as 1.30.3 (it becomes the image tag)")}
+	if _, err := ChartSetFor(v); err != nil {
+		return field.ErrorList{field.Invalid(p, v, err.Error())}
+	}
+	return nil
+}
+
+// chartVersion is the chart set label for version v, "" when v has none
+// (checkVersion reports that).
+func chartVersion(v string) string {
+	s, err := ChartSetFor(v)
+	if err != nil {
+		return ""
+	}
+	return s.Version
 }
 
 func checkNetwork(p *field.Path, network string) field.ErrorList {

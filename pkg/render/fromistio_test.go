@@ -100,6 +100,28 @@ func TestClusterNameFromObjectName(t *testing.T) {
 	}
 }
 
+// TestFromRemoteIstioAcceptsPrimaryValues: injection settings equal to the
+// primary's are what applies, so they are accepted; hub, region and version
+// are the remote's own (its gateways' proxy image).
+func TestFromRemoteIstioAcceptsPrimaryValues(t *testing.T) {
+	primary, errs := FromIstio(&v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
+		Spec: v1beta1.IstioSpec{Version: "1.30.3", ClusterName: "primary", MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork},
+			IncludeIPRanges: "10.0.0.0/8", Proxy: v1beta1.ProxySpec{LogLevel: "debug"}}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	ri := &v1beta1.RemoteIstio{ObjectMeta: metav1.ObjectMeta{Name: "r1", Namespace: "istio-system"}, Spec: v1beta1.RemoteIstioSpec{
+		IncludeIPRanges: " 10.0.0.0/8", Proxy: v1beta1.ProxySpec{LogLevel: "debug"},
+		Hub: "registry.example.com/istio", DockerImage: v1beta1.DockerImageSpec{Region: "cn-beijing"}, Version: "1.29.6"}}
+	cp, errs := FromRemoteIstio(ri, primary)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if cp.Proxy.IncludeIPRanges != "10.0.0.0/8" || cp.Proxy.LogLevel != "debug" || cp.ChartVersion != "1.29.6" {
+		t.Errorf("remote proxy %+v, charts %s", cp.Proxy, cp.ChartVersion)
+	}
+}
+
 func TestFromRemoteIstioRejects(t *testing.T) {
 	primary, errs := FromIstio(&v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
 		Spec: v1beta1.IstioSpec{Version: "1.30.3", ClusterName: "primary", MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork}}})
@@ -120,7 +142,14 @@ func TestFromRemoteIstioRejects(t *testing.T) {
 		{"kube-system injection", "r1", v1beta1.RemoteIstioSpec{AutoInjectionNamespaces: []string{"kube-system"}}, "spec.autoInjectionNamespaces[0]", "Kubernetes' own"},
 		{"kube-public injection", "r1", v1beta1.RemoteIstioSpec{AutoInjectionNamespaces: []string{"kube-public"}}, "spec.autoInjectionNamespaces[0]", "Kubernetes' own"},
 		{"control-plane namespace injection", "r1", v1beta1.RemoteIstioSpec{AutoInjectionNamespaces: []string{"istio-system"}}, "spec.autoInjectionNamespaces[0]", "inject itself"},
-		{"replicaCount 10^6", "r1", v1beta1.RemoteIstioSpec{SidecarInjector: v1beta1.SidecarInjectorSpec{ReplicaCount: ptr(int32(1000000))}}, "spec.sidecarInjector.replicaCount", "between 1 and 100"},
+		{"injector replicas", "r1", v1beta1.RemoteIstioSpec{SidecarInjector: v1beta1.SidecarInjectorSpec{ReplicaCount: ptr(int32(1))}}, "spec.sidecarInjector.replicaCount", "no injector runs in a remote cluster"},
+		{"own includeIPRanges", "r1", v1beta1.RemoteIstioSpec{IncludeIPRanges: "10.0.0.0/8"}, "spec.includeIPRanges", "traffic.sidecar.istio.io/includeOutboundIPRanges"},
+		{"bad includeIPRanges", "r1", v1beta1.RemoteIstioSpec{IncludeIPRanges: "10.0.0.0/33"}, "spec.includeIPRanges", "is not a CIDR"},
+		{"own excludeIPRanges", "r1", v1beta1.RemoteIstioSpec{ExcludeIPRanges: "10.0.0.0/8"}, "spec.excludeIPRanges", "on Istio istio-system/istio"},
+		{"own proxy settings", "r1", v1beta1.RemoteIstioSpec{Proxy: v1beta1.ProxySpec{LogLevel: "debug"}}, "spec.proxy", "set spec.proxy on Istio istio-system/istio"},
+		{"k8sIngress in a remote", "r1", v1beta1.RemoteIstioSpec{Gateways: v1beta1.GatewaysSpec{Enabled: true, Ingress: []v1beta1.IngressGatewaySpec{{Enabled: true, K8sIngress: &v1beta1.K8sIngressSpec{}}}}}, "spec.gateways.ingress[0].k8sIngress", "from the primary (the config cluster) only"},
+		{"version newer than istiod", "r1", v1beta1.RemoteIstioSpec{Version: "1.31.0"}, "spec.version", "newer than istiod"},
+		{"unsupported version", "r1", v1beta1.RemoteIstioSpec{Version: "1.28.10"}, "spec.version", "1.29.x (charts 1.29.6)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

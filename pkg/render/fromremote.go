@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
@@ -26,6 +27,7 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 		MeshID:                primary.MeshID,
 		Kiali:                 primary.Kiali,
 		Version:               orDefault(spec.Version, primary.Version),
+		ChartVersion:          chartVersion(orDefault(spec.Version, primary.Version)),
 		LogLevel:              primary.LogLevel,
 		SidecarInjection:      boolOr(spec.SidecarInjector.Enabled, true),
 		IstiodReplicas:        int32Or(spec.SidecarInjector.ReplicaCount, 1),
@@ -49,7 +51,6 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 			"a loopback or unspecified address cannot be reached from the remote's pods (nor registered as an endpoint); use the address of the primary's east-west gateway"))
 	}
 	errs = append(errs, checkClusterName(spec.ClusterName, in.Name, p)...)
-	errs = append(errs, checkReplicas(p.Child("sidecarInjector", "replicaCount"), spec.SidecarInjector.ReplicaCount, 1)...)
 	if cp.ClusterName == primary.ClusterName {
 		errs = append(errs, field.Invalid(p.Child("clusterName"), cp.ClusterName,
 			fmt.Sprintf("the primary (Istio %s/%s) already uses this cluster name; give the remote cluster a name of its own",
@@ -77,11 +78,9 @@ func FromRemoteIstio(in *v1beta1.RemoteIstio, primary *ControlPlane) (*ControlPl
 	}
 	cp.Hub = hub
 
-	include := spec.IncludeIPRanges
-	if include == "" {
-		include = primary.Proxy.IncludeIPRanges
-	}
-	cp.Proxy, errs = resolveProxy(spec.Proxy, include, spec.ExcludeIPRanges, p, errs)
+	errs = append(errs, checkRemoteInjection(spec, primary, p)...)
+	// The primary's istiod injects the remote's pods with its own values.
+	cp.Proxy = primary.Proxy
 	errs = append(errs, checkInjectionNamespaces(cp.InjectionNamespaces, cp.Namespace, p.Child("autoInjectionNamespaces"))...)
 	cp.GatewayNamespace = GatewayNamespace
 	cp.Gateways, errs = resolveGateways(spec.Gateways, cp.Mode == v1beta1.MultiClusterGatewayConnected, p.Child("gateways"), errs)
@@ -121,4 +120,54 @@ func remoteSecurity(s v1beta1.SecuritySpec, primary CA) v1beta1.SecuritySpec {
 	root := v1beta1.Duration(primary.RootTTL.Duration.String())
 	s.RootCertTTL = &root
 	return s
+}
+
+// checkRemoteInjection refuses the RemoteIstio fields that would have no
+// effect in the remote: no injector runs there. The primary's istiod injects
+// the remote's pods through /inject/cluster/<c>/net/<n>, which sets only the
+// cluster ID and network; the sidecar values (IP ranges, proxy settings) are
+// the primary's, one set for every cluster. A value equal to the primary's is
+// accepted, as it is what applies. Ingress objects are read by istiod from
+// the primary (the config cluster) only.
+func checkRemoteInjection(spec *v1beta1.RemoteIstioSpec, primary *ControlPlane, p *field.Path) field.ErrorList {
+	ref := fmt.Sprintf("Istio %s/%s", primary.Owner.Namespace, primary.Owner.Name)
+	injected := "the primary's istiod injects this cluster's pods with the primary's values (its remote injection path /inject/cluster/<c>/net/<n> sets only the cluster ID and network)"
+	remote, errs := resolveProxy(spec.Proxy, orDefault(spec.IncludeIPRanges, primary.Proxy.IncludeIPRanges), orDefault(spec.ExcludeIPRanges, primary.Proxy.ExcludeIPRanges), p, nil)
+	if len(errs) > 0 {
+		return errs
+	}
+	if spec.IncludeIPRanges != "" && remote.IncludeIPRanges != primary.Proxy.IncludeIPRanges {
+		errs = append(errs, field.Forbidden(p.Child("includeIPRanges"), fmt.Sprintf(
+			"%s; set spec.includeIPRanges on %s (every cluster) or annotate the workloads with traffic.sidecar.istio.io/includeOutboundIPRanges", injected, ref)))
+	}
+	if spec.ExcludeIPRanges != "" && remote.ExcludeIPRanges != primary.Proxy.ExcludeIPRanges {
+		errs = append(errs, field.Forbidden(p.Child("excludeIPRanges"), fmt.Sprintf(
+			"%s; set spec.excludeIPRanges on %s (every cluster) or annotate the workloads with traffic.sidecar.istio.io/excludeOutboundIPRanges", injected, ref)))
+	}
+	if spec.Proxy != (v1beta1.ProxySpec{}) && !equality.Semantic.DeepEqual(withIPRanges(remote, primary.Proxy), primary.Proxy) {
+		errs = append(errs, field.Forbidden(p.Child("proxy"), fmt.Sprintf(
+			"%s; set spec.proxy on %s (every cluster) or annotate the workloads (sidecar.istio.io/proxyCPU, proxy.istio.io/config …)", injected, ref)))
+	}
+	if spec.SidecarInjector.ReplicaCount != nil {
+		errs = append(errs, field.Forbidden(p.Child("sidecarInjector", "replicaCount"), fmt.Sprintf(
+			"no injector runs in a remote cluster: %s; remove it and scale istiod with spec.sidecarInjector.replicaCount on %s", injected, ref)))
+	}
+	for i, g := range spec.Gateways.Ingress {
+		if g.K8sIngress != nil {
+			errs = append(errs, field.Forbidden(p.Child("gateways", "ingress").Index(i).Child("k8sIngress"), fmt.Sprintf(
+				"istiod reads Kubernetes Ingress objects from the primary (the config cluster) only; remove it here and set k8sIngress on an ingress gateway of %s", ref)))
+		}
+	}
+	if v := spec.Version; v != "" && minorLess(minorOf(primary.Version), minorOf(v)) {
+		errs = append(errs, field.Invalid(p.Child("version"), v, fmt.Sprintf(
+			"the remote's proxies connect to the primary's istiod, which runs %s; a proxy newer than istiod is not supported: use %s or older, or upgrade %s first", primary.Version, minorOf(primary.Version)+".x", ref)))
+	}
+	return errs
+}
+
+// withIPRanges returns p with the IP ranges of q, so that proxy settings
+// compare apart from them.
+func withIPRanges(p, q Proxy) Proxy {
+	p.IncludeIPRanges, p.ExcludeIPRanges = q.IncludeIPRanges, q.ExcludeIPRanges
+	return p
 }

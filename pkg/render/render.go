@@ -76,7 +76,7 @@ func Render(cp *ControlPlane) (*Manifest, error) {
 }
 
 func renderBase(cp *ControlPlane, m *Manifest) error {
-	objs, err := renderObjects(chartBase, istiodRelease, cp.Namespace, baseValues(cp))
+	objs, err := renderObjects(minorOf(cp.Version), chartBase, istiodRelease, cp.Namespace, baseValues(cp))
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func renderIstiod(cp *ControlPlane, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	objs, err := renderObjects(chartIstiod, istiodRelease, cp.Namespace, vals)
+	objs, err := renderObjects(minorOf(cp.Version), chartIstiod, istiodRelease, cp.Namespace, vals)
 	m.Objects = append(m.Objects, objs...)
 	return err
 }
@@ -120,7 +120,7 @@ func renderGateways(cp *ControlPlane, m *Manifest) error {
 	}
 	m.Objects = append(m.Objects, ns)
 	for _, gw := range cp.Gateways {
-		objs, err := renderObjects(chartGateway, gw.Name, cp.GatewayNamespace, gatewayValues(cp, gw))
+		objs, err := renderObjects(minorOf(cp.Version), chartGateway, gw.Name, cp.GatewayNamespace, gatewayValues(cp, gw))
 		if err != nil {
 			return fmt.Errorf("gateway %s: %w", gw.Name, err)
 		}
@@ -133,7 +133,7 @@ func renderMesh(cp *ControlPlane, m *Manifest) error {
 	if cp.Remote != nil {
 		return nil // mesh-wide config lives in the primary, the config cluster
 	}
-	objs, err := renderObjects(chartMesh, "meshfleet", cp.Namespace, meshValues(cp))
+	objs, err := renderObjects("", chartMesh, "meshfleet", cp.Namespace, meshValues(cp))
 	m.Objects = append(m.Objects, objs...)
 	return err
 }
@@ -159,12 +159,12 @@ func closePlaintextXDS(cp *ControlPlane, m *Manifest) error {
 		return nil
 	}
 	for _, o := range m.Objects {
-		if o.GetKind() != "Service" || o.GetName() != "istiod" {
+		if o.GetKind() != "Service" || (o.GetName() != IstiodName(cp) && !strings.HasPrefix(o.GetName(), "istiod-revision-tag-")) {
 			continue
 		}
 		ports, _, err := unstructured.NestedSlice(o.Object, "spec", "ports")
 		if err != nil {
-			return fmt.Errorf("service istiod: %w", err)
+			return fmt.Errorf("service %s: %w", o.GetName(), err)
 		}
 		kept := ports[:0]
 		for _, p := range ports {
@@ -174,7 +174,7 @@ func closePlaintextXDS(cp *ControlPlane, m *Manifest) error {
 			kept = append(kept, p)
 		}
 		if err := unstructured.SetNestedSlice(o.Object, kept, "spec", "ports"); err != nil {
-			return fmt.Errorf("service istiod: %w", err)
+			return fmt.Errorf("service %s: %w", o.GetName(), err)
 		}
 	}
 	return nil
@@ -272,8 +272,8 @@ func ObjectKey(o *unstructured.Unstructured) string {
 }
 
 // renderObjects renders a chart and decodes its documents into objects.
-func renderObjects(chartName, release, namespace string, values map[string]any) ([]*unstructured.Unstructured, error) {
-	docs, err := renderChart(chartName, release, namespace, values)
+func renderObjects(minor, chartName, release, namespace string, values map[string]any) ([]*unstructured.Unstructured, error) {
+	docs, err := renderChart(minor, chartName, release, namespace, values)
 	if err != nil {
 		return nil, err
 	}

@@ -28,11 +28,11 @@ func mountTunnelToken(cp *ControlPlane, m *Manifest) error {
 		return nil
 	}
 	for _, o := range m.Objects {
-		if o.GetKind() != "Deployment" || o.GetName() != "istiod" {
+		if o.GetKind() != "Deployment" || o.GetName() != IstiodName(cp) {
 			continue
 		}
 		if err := addProjectedToken(o, "discovery"); err != nil {
-			return fmt.Errorf("deployment istiod: %w", err)
+			return fmt.Errorf("deployment %s: %w", IstiodName(cp), err)
 		}
 	}
 	return nil

@@ -85,6 +85,18 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 	if len(env) > 0 {
 		v["env"] = env
 	}
+	if cp.Revision != "" {
+		// The chart names istiod, its ConfigMaps and webhooks after the
+		// revision and selects pods and namespaces by istio.io/rev.
+		v["revision"] = cp.Revision
+	}
+	if len(cp.RevisionTags) > 0 {
+		tags := make([]any, 0, len(cp.RevisionTags))
+		for _, t := range cp.RevisionTags {
+			tags = append(tags, t)
+		}
+		v["revisionTags"] = tags
+	}
 	if cp.ClosePlaintextXDS {
 		// An empty address disables istiod's plain-text gRPC server.
 		v["extraContainerArgs"] = []any{"--grpcAddr="}
@@ -98,6 +110,12 @@ func gatewayValues(cp *ControlPlane, gw Gateway) map[string]any {
 		"autoscaling":  map[string]any{"enabled": false},
 		"service":      map[string]any{"type": string(gw.ServiceType)},
 		"global":       map[string]any{"hub": cp.Hub, "tag": cp.Version, "istioNamespace": cp.Namespace},
+	}
+	if cp.Remote != nil {
+		// The primary's istiod injects the proxy with its own hub and tag
+		// (image: auto); the annotation gives the remote's gateways the
+		// remote's hub, region and version instead.
+		v["podAnnotations"] = map[string]any{"sidecar.istio.io/proxyImage": cp.Hub + "/proxyv2:" + cp.Version}
 	}
 	if gw.Kind == EastWestGateway {
 		// The chart also sets ISTIO_META_REQUESTED_NETWORK_VIEW and the network label from this.

@@ -113,7 +113,7 @@ func TestChartThenRenderedPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	ist := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"}, Spec: v1beta1.IstioSpec{
-		Version: "1.1.8", Hub: "registry.example.com/istio", LocalityLB: v1beta1.LocalityLBSpec{Enabled: true}}}
+		Version: "1.30.3", Hub: "registry.example.com/istio", LocalityLB: v1beta1.LocalityLBSpec{Enabled: true}}}
 	if err := c.Create(ctx, ist); err != nil {
 		t.Fatal(err)
 	}

@@ -197,6 +197,11 @@ type IstioStatus struct {
 	// +optional
 	Version string `json:"version,omitempty"`
 
+	// ChartVersion is the version label of the Istio chart set the control
+	// plane was rendered from (the release tag of spec.version's minor).
+	// +optional
+	ChartVersion string `json:"chartVersion,omitempty"`
+
 	// ClusterName is the cluster ID in use.
 	// +optional
 	ClusterName string `json:"clusterName,omitempty"`
@@ -274,6 +279,7 @@ const (
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="Running",type=string,JSONPath=`.status.version`,priority=1
+// +kubebuilder:printcolumn:name="Charts",type=string,JSONPath=`.status.chartVersion`,priority=1
 // +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.status.clusterName`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="(has(self.spec) && has(self.spec.clusterName)) || (size(self.metadata.name) <= 63 && !self.metadata.name.contains('.'))",message="the cluster name defaults to metadata.name, which is not a valid cluster name (at most 63 characters, no dots); set spec.clusterName"

@@ -122,6 +122,11 @@ type RemoteIstioStatus struct {
 	// +optional
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
 
+	// ChartVersion is the version label of the Istio chart set the remote's
+	// objects were rendered from (spec.version's minor, else the primary's).
+	// +optional
+	ChartVersion string `json:"chartVersion,omitempty"`
+
 	// Certificates describes the remote's intermediate CA (cacerts).
 	// +optional
 	Certificates *CertificatesStatus `json:"certificates,omitempty"`

@@ -20,17 +20,18 @@ import (
 // Unauthorized is also looked at again on a slow timer, since its fix lies
 // in the remote cluster, which no watch sees.
 var Terminal = map[string]bool{
-	v1beta1.ReasonInvalidSpec:          true,
-	v1beta1.ReasonUnsupportedVersion:   true,
-	v1beta1.ReasonNamespaceTerminating: true,
-	v1beta1.ReasonConflict:             true,
-	v1beta1.ReasonNotOwned:             true,
-	v1beta1.ReasonCAError:              true,
-	v1beta1.ReasonDeploymentFailed:     true,
-	v1beta1.ReasonNoControlPlane:       true,
-	v1beta1.ReasonBadKubeconfig:        true,
-	v1beta1.ReasonUnauthorized:         true,
-	v1beta1.ReasonWrongCluster:         true,
+	v1beta1.ReasonInvalidSpec:             true,
+	v1beta1.ReasonUnsupportedVersion:      true,
+	v1beta1.ReasonUnsupportedIstioVersion: true,
+	v1beta1.ReasonNamespaceTerminating:    true,
+	v1beta1.ReasonConflict:                true,
+	v1beta1.ReasonNotOwned:                true,
+	v1beta1.ReasonCAError:                 true,
+	v1beta1.ReasonDeploymentFailed:        true,
+	v1beta1.ReasonNoControlPlane:          true,
+	v1beta1.ReasonBadKubeconfig:           true,
+	v1beta1.ReasonUnauthorized:            true,
+	v1beta1.ReasonWrongCluster:            true,
 }
 
 // Outcome is what one install step found.

@@ -21,6 +21,11 @@ var MinKubernetesVersion = version.MustParseGeneric("1.29.0")
 
 // preCheck validates the spec and the cluster before anything is written.
 func (r *Reconciler) preCheck(ctx context.Context, ist *v1beta1.Istio) (*render.ControlPlane, outcome) {
+	if v := ist.Spec.Version; v != "" {
+		if _, err := render.ChartSetFor(v); err != nil {
+			return nil, failed(v1beta1.ReasonUnsupportedIstioVersion, "spec.version: "+err.Error())
+		}
+	}
 	cp, errs := render.FromIstio(ist)
 	if len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))

@@ -146,6 +146,7 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 	s.Record(v1beta1.ConditionReady, out)
 	if out.Done {
 		ist.Status.Version = cp.Version
+		ist.Status.ChartVersion = cp.ChartVersion
 	}
 	next := r.Resync
 	if certs != nil && certs.RenewAt.After(r.now()) {

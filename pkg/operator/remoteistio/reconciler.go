@@ -163,6 +163,9 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 
 	out = r.readiness(ctx, cp, rem, manifest)
 	record(rec, v1beta1.ConditionReady, out)
+	if out.Done {
+		ri.Status.ChartVersion = cp.ChartVersion
+	}
 	next := r.Resync
 	for _, t := range []time.Time{certs.RenewAt, renew, agentRenew} {
 		if d := t.Sub(r.now()); d > 0 && d < next {
