@@ -1,0 +1,93 @@
+package ingress
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+)
+
+func sample() *v1beta1.MeshIngress {
+	mi := &v1beta1.MeshIngress{}
+	mi.Name, mi.Namespace = "shop", "istio-system"
+	mi.Spec = v1beta1.MeshIngressSpec{
+		Hosts:           []string{"shop.example.com"},
+		GatewayClusters: []string{"c1", "c3"},
+		Routes: []v1beta1.IngressRoute{{
+			Name:         "shop",
+			Service:      v1beta1.IngressService{Name: "echo", Namespace: "default", Port: 8080},
+			Weights:      []v1beta1.ClusterWeight{{Cluster: "c1", Weight: 80}, {Cluster: "c3", Weight: 20}},
+			HeaderRoutes: []v1beta1.HeaderRoute{{Name: "x-cluster", Value: "c2", Cluster: "c2"}},
+		}},
+	}
+	return mi
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*v1beta1.MeshIngress)
+		want string // substring of the error; "" = valid
+	}{
+		{"valid", func(*v1beta1.MeshIngress) {}, ""},
+		{"no hosts", func(m *v1beta1.MeshIngress) { m.Spec.Hosts = nil }, "spec.hosts: Required"},
+		{"weights sum", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].Weights[0].Weight = 70 }, "spec.routes[0].weights: Invalid value: 90: weights add up to 90; make them add up to 100"},
+		{"duplicate cluster", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].Weights[1].Cluster = "c1" }, "spec.routes[0].weights[1].cluster: Duplicate value"},
+		{"bad header", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].HeaderRoutes[0].Name = "x cluster" }, "spec.routes[0].headerRoutes[0].name"},
+		{"no port", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].Service.Port = 0 }, "spec.routes[0].service.port"},
+		{"fallback same", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].Fallback = []v1beta1.RegionFallback{{From: "r1", To: "r1"}} }, "give two different regions"},
+		{"prefix", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].PathPrefix = "api" }, "start the prefix with /"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mi := sample()
+			tc.edit(mi)
+			err := Validate(mi)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			case err != nil && !strings.Contains(err.Error(), "MeshIngress istio-system/shop"):
+				t.Fatalf("error %v does not name the object", err)
+			}
+		})
+	}
+}
+
+func TestRender(t *testing.T) {
+	o, err := Render(sample(), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Gateways) != 2 || o.Gateways[1].Spec.Selector[ClusterLabel] != "c3" || o.Gateways[1].Namespace != "istio-gateways" {
+		t.Fatalf("gateways: %v", o.Gateways)
+	}
+	h := o.VirtualService.Spec.Http
+	if len(h) != 2 || h[0].Match[0].Headers["x-cluster"].GetExact() != "c2" || h[0].Route[0].Destination.Subset != "cluster-c2" {
+		t.Fatalf("header route: %v", h)
+	}
+	if len(h[1].Route) != 2 || h[1].Route[0].Weight != 80 || h[1].Route[1].Destination.Subset != "cluster-c3" {
+		t.Fatalf("weighted route: %v", h[1])
+	}
+	if len(o.DestinationRules) != 1 {
+		t.Fatalf("rules: %v", o.DestinationRules)
+	}
+	dr := o.DestinationRules[0]
+	if dr.Spec.Host != "echo.default.svc.cluster.local" || dr.Spec.ExportTo[0] != "." || len(dr.Spec.Subsets) != 3 {
+		t.Fatalf("rule: %v", dr)
+	}
+	for _, s := range dr.Spec.Subsets {
+		fp := s.TrafficPolicy.LoadBalancer.LocalityLbSetting.FailoverPriority
+		if len(fp) != 1 || fp[0] != ClusterLabel+"="+strings.TrimPrefix(s.Name, "cluster-") || s.TrafficPolicy.OutlierDetection == nil || len(s.Labels) != 0 {
+			t.Fatalf("subset %s: %v", s.Name, s)
+		}
+	}
+	if _, err := Render(sample(), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	mi := sample()
+	mi.Spec.GatewayClusters = nil
+	if _, err := Render(mi, nil, ""); err == nil || !strings.Contains(err.Error(), "spec.gatewayClusters") {
+		t.Fatalf("no entry cluster: %v", err)
+	}
+}
