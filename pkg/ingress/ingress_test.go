@@ -35,7 +35,9 @@ func TestValidate(t *testing.T) {
 		{"duplicate cluster", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].Weights[1].Cluster = "c1" }, "spec.routes[0].weights[1].cluster: Duplicate value"},
 		{"bad header", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].HeaderRoutes[0].Name = "x cluster" }, "spec.routes[0].headerRoutes[0].name"},
 		{"no port", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].Service.Port = 0 }, "spec.routes[0].service.port"},
-		{"fallback same", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].Fallback = []v1beta1.RegionFallback{{From: "r1", To: "r1"}} }, "give two different regions"},
+		{"fallback same", func(m *v1beta1.MeshIngress) {
+			m.Spec.Routes[0].Fallback = []v1beta1.RegionFallback{{From: "r1", To: "r1"}}
+		}, "give two different regions"},
 		{"prefix", func(m *v1beta1.MeshIngress) { m.Spec.Routes[0].PathPrefix = "api" }, "start the prefix with /"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

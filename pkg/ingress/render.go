@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"sort"
 
-	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
-	clientnetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+	clientnetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
