@@ -29,6 +29,13 @@ const (
 	LabelIngress = "meshfleet.io/mesh-ingress"
 )
 
+// NoRegion and NearestRegion make the failover entry rendered when a route
+// gives none (see Render).
+const (
+	NoRegion      = "meshfleet-no-region"
+	NearestRegion = "meshfleet-nearest"
+)
+
 // DefaultSelector selects Istio's ingress gateway pods.
 var DefaultSelector = map[string]string{"istio": "ingressgateway"}
 
@@ -153,6 +160,13 @@ func Render(mi *v1beta1.MeshIngress, clusters []string, domain string) (*Objects
 		dr := &clientnetworkingv1.DestinationRule{ObjectMeta: meta(base + "-" + u.svc.Name + "-" + u.svc.Namespace)}
 		dr.Spec.Host = h
 		dr.Spec.ExportTo = []string{"."}
+		// istiod orders the other clusters by locality after a
+		// failoverPriority only when failover is not empty
+		// (loadbalancer.ApplyLocalityLoadBalancer); an entry whose from
+		// region no proxy has turns that on and changes nothing else.
+		if len(failover) == 0 {
+			failover = []*networkingv1alpha3.LocalityLoadBalancerSetting_Failover{{From: NoRegion, To: NearestRegion}}
+		}
 		dr.Spec.TrafficPolicy = policy(failover, nil)
 		cs := make([]string, 0, len(u.clusters))
 		for c := range u.clusters {

@@ -1,0 +1,345 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/ingress"
+	"github.com/meshfleet/meshfleet/pkg/netns"
+	"github.com/meshfleet/meshfleet/pkg/render"
+)
+
+const ldsType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+// ingWorkloads: one echo replica per cluster, three clusters in two regions.
+// (node-r1-z1 in remote1 and node-r2-z2 in remote2 exist: startMesh made them.)
+var ingWorkloads = map[string]workload{
+	"primary": {name: "echo-primary", node: "node-p-r1-z1", region: "r1", zone: "z1", addr: netip.MustParseAddr("198.18.6.1")},
+	"remote1": {name: "echo-remote1", node: "node-r1-z2", region: "r1", zone: "z2", addr: netip.MustParseAddr("198.18.6.2")},
+	"remote2": {name: "echo-remote2", node: "node-r2-z2", region: "r2", zone: "z2", addr: netip.MustParseAddr("198.18.6.3")},
+}
+
+// ingCluster names the cluster of a locality "region/zone" (one per cluster here).
+func ingCluster(loc string) string {
+	for c, w := range ingWorkloads {
+		if w.region+"/"+w.zone == loc {
+			return c
+		}
+	}
+	return "?" + loc
+}
+
+// TestMeshIngress renders a MeshIngress (entry through the primary's ingress
+// gateway; 80% to primary, 20% to remote1; header x-cluster: remote2 pins
+// remote2) with pkg/ingress, applies it to the primary, and reads what the
+// real istiod serves a gateway (a router~ node in istio-gateways, r1/z1,
+// cluster primary): LDS and RDS carry the header route and the weights, EDS
+// of each cluster subset puts that cluster at priority 0 and the others
+// after it by locality. Marking the primary's endpoint not ready moves
+// priority 0 of the primary subset to remote1 (same region), restoring
+// moves it back; both times are measured and printed.
+func TestMeshIngress(t *testing.T) {
+	var addrs []netip.Addr
+	for _, w := range ingWorkloads {
+		addrs = append(addrs, w.addr)
+	}
+	if err := netns.Setup(addrs...); err != nil {
+		t.Fatal(err)
+	}
+	m := startMesh(t, v1beta1.IstioSpec{
+		Version: "1.30.3", ClusterName: mcPrimary,
+		MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork},
+	})
+	ctx, cancel := context.WithTimeout(m.ctx, 6*time.Minute)
+	defer cancel()
+	for _, c := range []string{mcPrimary, "remote1", "remote2"} {
+		w := ingWorkloads[c]
+		if c != "remote2" {
+			createNodes(ctx, t, m.kube[c], []workload{w})
+		}
+		createEchoService(ctx, t, m.kube[c], []workload{w})
+		mustCreate(t, "endpointslice default/echo-1 in "+c, func() error {
+			_, err := m.kube[c].DiscoveryV1().EndpointSlices("default").Create(ctx, echoSlice([]workload{w}, nil), metav1.CreateOptions{})
+			return err
+		})
+		if c != mcPrimary {
+			m.kubeconfigSecret(c)
+			m.createRemoteIstio(c, "")
+		}
+	}
+
+	mi := &v1beta1.MeshIngress{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: mcNS}, Spec: v1beta1.MeshIngressSpec{
+		Hosts:           []string{"shop.example.com"},
+		GatewayClusters: []string{mcPrimary},
+		Routes: []v1beta1.IngressRoute{{
+			Name:         "shop",
+			Service:      v1beta1.IngressService{Name: echoService, Namespace: "default", Port: echoPort},
+			Weights:      []v1beta1.ClusterWeight{{Cluster: mcPrimary, Weight: 80}, {Cluster: "remote1", Weight: 20}},
+			HeaderRoutes: []v1beta1.HeaderRoute{{Name: "x-cluster", Value: "remote2", Cluster: "remote2"}},
+		}},
+	}}
+	objs, err := ingress.Render(mi, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = m.kube[mcPrimary].CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: render.GatewayNamespace}}, metav1.CreateOptions{})
+	ic := istioclient.NewForConfigOrDie(m.env.Cluster(mcPrimary).Config)
+	ns := render.GatewayNamespace
+	for _, gw := range objs.Gateways {
+		mustCreate(t, "gateway "+gw.Name, func() error {
+			_, err := ic.NetworkingV1().Gateways(ns).Create(ctx, gw, metav1.CreateOptions{})
+			return err
+		})
+	}
+	mustCreate(t, "virtualservice", func() error {
+		_, err := ic.NetworkingV1().VirtualServices(ns).Create(ctx, objs.VirtualService, metav1.CreateOptions{})
+		return err
+	})
+	for _, dr := range objs.DestinationRules {
+		mustCreate(t, "destinationrule "+dr.Name, func() error {
+			_, err := ic.NetworkingV1().DestinationRules(ns).Create(ctx, dr, metav1.CreateOptions{})
+			return err
+		})
+	}
+
+	node := gatewayNode{id: "router~198.18.6.10~istio-ingressgateway-0.istio-gateways~istio-gateways.svc.cluster.local",
+		cluster: mcPrimary, region: "r1", zone: "z1"}
+	addr := m.istiod.GRPCAddr
+
+	// LDS + RDS: the gateway's HTTP listener on 80 and its routes.
+	var routes string
+	m.eventually(60*time.Second, "istiod serves the gateway its routes", func() error {
+		res, err := node.fetch(ctx, addr, ldsType, nil)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, r := range res {
+			l := &listenerv3.Listener{}
+			if err := r.UnmarshalTo(l); err != nil {
+				return err
+			}
+			names = append(names, l.Name)
+		}
+		t.Logf("LDS for the gateway: %v", names)
+		res, err = node.fetch(ctx, addr, rdsType, []string{"http.80"})
+		if err != nil {
+			return err
+		}
+		routes, err = describeRoutes(res, "shop.example.com")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(routes, "remote2") {
+			return fmt.Errorf("routes so far: %s", routes)
+		}
+		return nil
+	})
+	t.Logf("RDS http.80 for shop.example.com:\n%s", routes)
+	sub := func(c string) string {
+		return fmt.Sprintf("outbound|%d|%s|%s", echoPort, ingress.SubsetName(c), echoHost)
+	}
+	for _, want := range []string{
+		"header x-cluster=remote2 prefix / -> " + sub("remote2") + " 100",
+		sub(mcPrimary) + " 80", sub("remote1") + " 20",
+	} {
+		if !strings.Contains(routes, want) {
+			t.Errorf("RDS lacks %q", want)
+		}
+	}
+
+	// EDS: each subset puts its cluster first, then the others by locality.
+	wantFirst := map[string][]string{
+		mcPrimary: {mcPrimary, "remote1", "remote2"},
+		"remote1": {"remote1", mcPrimary, "remote2"},
+		"remote2": {"remote2", mcPrimary, "remote1"},
+	}
+	for _, c := range []string{mcPrimary, "remote1", "remote2"} {
+		want := strings.Join(wantFirst[c], " > ")
+		got := node.waitOrder(ctx, t, addr, sub(c), want, 60*time.Second)
+		t.Logf("EDS %s (gateway in r1/z1): %s", sub(c), got)
+	}
+
+	// Failover: the primary's endpoint goes not ready, then comes back.
+	setReady := func(ready bool) {
+		w := ingWorkloads[mcPrimary]
+		nr := map[string]bool{w.name: !ready}
+		s, err := m.kube[mcPrimary].DiscoveryV1().EndpointSlices("default").Get(ctx, "echo-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Endpoints = echoSlice([]workload{w}, nr).Endpoints
+		if _, err := m.kube[mcPrimary].DiscoveryV1().EndpointSlices("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	setReady(false)
+	got := node.waitOrder(ctx, t, addr, sub(mcPrimary), "remote1 > remote2", 30*time.Second)
+	t.Logf("failover: primary not ready -> EDS %s: %s after %v", sub(mcPrimary), got, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	setReady(true)
+	got = node.waitOrder(ctx, t, addr, sub(mcPrimary), "primary > remote1 > remote2", 30*time.Second)
+	t.Logf("failback: primary ready again -> EDS %s: %s after %v", sub(mcPrimary), got, time.Since(start).Round(time.Millisecond))
+}
+
+// gatewayNode is an xDS client with the identity of an ingress gateway Envoy.
+type gatewayNode struct{ id, cluster, region, zone string }
+
+// fetch opens an ADS stream to istiod, asks for one type and returns the
+// first response's resources.
+func (n gatewayNode) fetch(ctx context.Context, addr, typeURL string, names []string) ([]*anypb.Any, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dialing istiod at %s: %w", addr, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening ADS stream: %w", err)
+	}
+	md, _ := structpb.NewStruct(map[string]any{
+		"NAMESPACE": render.GatewayNamespace, "CLUSTER_ID": n.cluster, "ISTIO_VERSION": istioVersion,
+		"LABELS": map[string]any{"istio": "ingressgateway"}, "PROXY_CONFIG": map[string]any{},
+	})
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{
+		Node:    &corev3.Node{Id: n.id, Metadata: md, Locality: &corev3.Locality{Region: n.region, Zone: n.zone}},
+		TypeUrl: typeURL, ResourceNames: names,
+	}); err != nil {
+		return nil, fmt.Errorf("sending request: %w", err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("receiving %s: %w", typeURL, err)
+	}
+	return resp.Resources, nil
+}
+
+// order reads the EDS of one cluster and returns its clusters by priority
+// ("a > b > c"; localities of equal priority joined by "+"), only
+// localities with endpoints counted.
+func (n gatewayNode) order(ctx context.Context, addr, name string) (string, string, error) {
+	res, err := n.fetch(ctx, addr, edsType, []string{name})
+	if err != nil {
+		return "", "", err
+	}
+	byPrio := map[uint32][]string{}
+	var detail []string
+	for _, r := range res {
+		cla := &endpointv3.ClusterLoadAssignment{}
+		if err := r.UnmarshalTo(cla); err != nil {
+			return "", "", err
+		}
+		for _, le := range cla.Endpoints {
+			loc := le.GetLocality().GetRegion() + "/" + le.GetLocality().GetZone()
+			var eps []string
+			for _, e := range le.LbEndpoints {
+				eps = append(eps, e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()+" "+e.HealthStatus.String())
+			}
+			detail = append(detail, fmt.Sprintf("priority %d %s (%s) %v", le.Priority, loc, ingCluster(loc), eps))
+			if len(le.LbEndpoints) > 0 {
+				byPrio[le.Priority] = append(byPrio[le.Priority], ingCluster(loc))
+			}
+		}
+	}
+	var prios []uint32
+	for p := range byPrio {
+		prios = append(prios, p)
+	}
+	sort.Slice(prios, func(i, j int) bool { return prios[i] < prios[j] })
+	var parts []string
+	for _, p := range prios {
+		sort.Strings(byPrio[p])
+		parts = append(parts, strings.Join(byPrio[p], "+"))
+	}
+	sort.Strings(detail)
+	return strings.Join(parts, " > "), strings.Join(detail, "; "), nil
+}
+
+// waitOrder polls EDS until order returns want; it returns the decoded detail.
+func (n gatewayNode) waitOrder(ctx context.Context, t *testing.T, addr, name, want string, timeout time.Duration) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var got, detail string
+	var err error
+	for ctx.Err() == nil {
+		got, detail, err = n.order(ctx, addr, name)
+		if err == nil && got == want {
+			return detail
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("EDS %s: order %q (err %v; %s), want %q", name, got, err, detail, want)
+	return ""
+}
+
+// describeRoutes prints the routes of host's virtual host, one a line:
+// match -> cluster weight.
+func describeRoutes(res []*anypb.Any, host string) (string, error) {
+	var lines []string
+	for _, r := range res {
+		rc := &routev3.RouteConfiguration{}
+		if err := r.UnmarshalTo(rc); err != nil {
+			return "", err
+		}
+		for _, vh := range rc.VirtualHosts {
+			if !contains(vh.Domains, host) {
+				continue
+			}
+			for _, rt := range vh.Routes {
+				m := "prefix " + rt.GetMatch().GetPrefix()
+				for _, h := range rt.GetMatch().GetHeaders() {
+					m = "header " + h.Name + "=" + h.GetStringMatch().GetExact() + " " + m
+				}
+				ra := rt.GetRoute()
+				if c := ra.GetCluster(); c != "" {
+					lines = append(lines, fmt.Sprintf("%s -> %s 100", m, c))
+				}
+				var ws []string
+				for _, wc := range ra.GetWeightedClusters().GetClusters() {
+					ws = append(ws, fmt.Sprintf("%s %d", wc.Name, wc.GetWeight().GetValue()))
+				}
+				if len(ws) > 0 {
+					lines = append(lines, m+" -> "+strings.Join(ws, ", "))
+				}
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return "", fmt.Errorf("no virtual host for %s", host)
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
