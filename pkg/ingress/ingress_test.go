@@ -93,3 +93,27 @@ func TestRender(t *testing.T) {
 		t.Fatalf("no entry cluster: %v", err)
 	}
 }
+
+func TestWeights(t *testing.T) {
+	w, err := ParseWeights("c1=50, c3=50%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := SetWeights(sample(), "", w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Describe(mi); !strings.Contains(got, "shop / -> echo.default:8080: c1 50%, c3 50%") || !strings.Contains(got, "header x-cluster=c2") {
+		t.Fatalf("describe:\n%s", got)
+	}
+	if _, err := ParseWeights("c1:50"); err == nil || !strings.Contains(err.Error(), "c1=80,c2=20") {
+		t.Fatalf("bad form: %v", err)
+	}
+	bad, _ := ParseWeights("c1=50,c3=20")
+	if _, err := SetWeights(sample(), "shop", bad); err == nil || !strings.Contains(err.Error(), "make them add up to 100") {
+		t.Fatalf("sum: %v", err)
+	}
+	if _, err := SetWeights(sample(), "cart", w); err == nil || !strings.Contains(err.Error(), "name one of shop") {
+		t.Fatalf("route: %v", err)
+	}
+}

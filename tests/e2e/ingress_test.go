@@ -238,15 +238,19 @@ func (n gatewayNode) fetch(ctx context.Context, addr, typeURL string, names []st
 	return resp.Resources, nil
 }
 
-// order reads the EDS of one cluster and returns its clusters by priority
-// ("a > b > c"; localities of equal priority joined by "+"), only
-// localities with endpoints counted.
+// order reads the EDS of one cluster and returns where an Envoy sends its
+// traffic: the clusters in priority order ("a > b > c"; equal priorities
+// joined by "+"), counting only priorities with a healthy endpoint. istiod keeps a
+// not-ready endpoint in its locality and priority, marked UNHEALTHY; Envoy
+// gives each priority min(100%, 1.4 × its healthy share) of what the higher
+// priorities left (overprovisioning factor 1.4), which load computes.
 func (n gatewayNode) order(ctx context.Context, addr, name string) (string, string, error) {
 	res, err := n.fetch(ctx, addr, edsType, []string{name})
 	if err != nil {
 		return "", "", err
 	}
 	byPrio := map[uint32][]string{}
+	healthy, total := map[uint32]int{}, map[uint32]int{}
 	var detail []string
 	for _, r := range res {
 		cla := &endpointv3.ClusterLoadAssignment{}
@@ -258,6 +262,10 @@ func (n gatewayNode) order(ctx context.Context, addr, name string) (string, stri
 			var eps []string
 			for _, e := range le.LbEndpoints {
 				eps = append(eps, e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()+" "+e.HealthStatus.String())
+				total[le.Priority]++
+				if e.HealthStatus == corev3.HealthStatus_HEALTHY || e.HealthStatus == corev3.HealthStatus_UNKNOWN {
+					healthy[le.Priority]++
+				}
 			}
 			detail = append(detail, fmt.Sprintf("priority %d %s (%s) %v", le.Priority, loc, ingCluster(loc), eps))
 			if len(le.LbEndpoints) > 0 {
@@ -270,13 +278,20 @@ func (n gatewayNode) order(ctx context.Context, addr, name string) (string, stri
 		prios = append(prios, p)
 	}
 	sort.Slice(prios, func(i, j int) bool { return prios[i] < prios[j] })
-	var parts []string
+	var parts, loads []string
+	left := 100.0
 	for _, p := range prios {
+		h := min(100, 140*float64(healthy[p])/float64(total[p]))
+		l := min(left, h)
+		left -= l
 		sort.Strings(byPrio[p])
-		parts = append(parts, strings.Join(byPrio[p], "+"))
+		loads = append(loads, fmt.Sprintf("P%d %s %.0f%%", p, strings.Join(byPrio[p], "+"), l))
+		if healthy[p] > 0 {
+			parts = append(parts, strings.Join(byPrio[p], "+"))
+		}
 	}
 	sort.Strings(detail)
-	return strings.Join(parts, " > "), strings.Join(detail, "; "), nil
+	return strings.Join(parts, " > "), strings.Join(detail, "; ") + " | Envoy priority load: " + strings.Join(loads, ", "), nil
 }
 
 // waitOrder polls EDS until order returns want; it returns the decoded detail.
