@@ -21,12 +21,14 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
-	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ingress"
 	"github.com/meshfleet/meshfleet/pkg/netns"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshingress"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -50,9 +52,9 @@ func ingCluster(loc string) string {
 	return "?" + loc
 }
 
-// TestMeshIngress renders a MeshIngress (entry through the primary's ingress
+// TestMeshIngress creates a MeshIngress (entry through the primary's ingress
 // gateway; 80% to primary, 20% to remote1; header x-cluster: remote2 pins
-// remote2) with pkg/ingress, applies it to the primary, and reads what the
+// remote2); the operator renders and applies it, and the test reads what the
 // real istiod serves a gateway (a router~ node in istio-gateways, r1/z1,
 // cluster primary): LDS and RDS carry the header route and the weights, EDS
 // of each cluster subset puts that cluster at priority 0 and the others
@@ -99,28 +101,37 @@ func TestMeshIngress(t *testing.T) {
 			HeaderRoutes: []v1beta1.HeaderRoute{{Name: "x-cluster", Value: "remote2", Cluster: "remote2"}},
 		}},
 	}}
-	objs, err := ingress.Render(mi, nil, "")
-	if err != nil {
-		t.Fatal(err)
+	// The operator renders and applies it; a MeshIngress whose weights do
+	// not add up is refused with the field and the fix in its condition.
+	mustCreate(t, "MeshIngress istio-system/shop", func() error { return m.c[mcPrimary].Create(ctx, mi) })
+	bad := &v1beta1.MeshIngress{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: mcNS}, Spec: *mi.Spec.DeepCopy()}
+	bad.Spec.Routes[0].Weights[1].Weight = 10
+	mustCreate(t, "MeshIngress istio-system/bad", func() error { return m.c[mcPrimary].Create(ctx, bad) })
+	readyMsg := func(name string, want metav1.ConditionStatus) string {
+		var msg string
+		m.eventually(60*time.Second, "MeshIngress "+name+" Ready="+string(want), func() error {
+			got := &v1beta1.MeshIngress{}
+			if err := m.c[mcPrimary].Get(ctx, client.ObjectKey{Namespace: mcNS, Name: name}, got); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(got.Status.Conditions, meshingress.ConditionReady)
+			if c == nil || c.Status != want || c.ObservedGeneration != got.Generation {
+				return fmt.Errorf("condition %v", c)
+			}
+			msg = c.Message
+			return nil
+		})
+		return msg
 	}
-	_, _ = m.kube[mcPrimary].CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: render.GatewayNamespace}}, metav1.CreateOptions{})
+	t.Logf("MeshIngress shop: %s", readyMsg("shop", metav1.ConditionTrue))
+	badMsg := readyMsg("bad", metav1.ConditionFalse)
+	t.Logf("MeshIngress bad: %s", badMsg)
+	if !strings.Contains(badMsg, "spec.routes[0].weights") || !strings.Contains(badMsg, "make them add up to 100") {
+		t.Errorf("bad MeshIngress message %q does not name the field and the fix", badMsg)
+	}
 	ic := istioclient.NewForConfigOrDie(m.env.Cluster(mcPrimary).Config)
-	ns := render.GatewayNamespace
-	for _, gw := range objs.Gateways {
-		mustCreate(t, "gateway "+gw.Name, func() error {
-			_, err := ic.NetworkingV1().Gateways(ns).Create(ctx, gw, metav1.CreateOptions{})
-			return err
-		})
-	}
-	mustCreate(t, "virtualservice", func() error {
-		_, err := ic.NetworkingV1().VirtualServices(ns).Create(ctx, objs.VirtualService, metav1.CreateOptions{})
-		return err
-	})
-	for _, dr := range objs.DestinationRules {
-		mustCreate(t, "destinationrule "+dr.Name, func() error {
-			_, err := ic.NetworkingV1().DestinationRules(ns).Create(ctx, dr, metav1.CreateOptions{})
-			return err
-		})
+	if drs, err := ic.NetworkingV1().DestinationRules(render.GatewayNamespace).List(ctx, metav1.ListOptions{}); err != nil || len(drs.Items) != 1 {
+		t.Fatalf("DestinationRules in istio-gateways: %v (err %v), want the one of shop", drs, err)
 	}
 
 	node := gatewayNode{id: "router~198.18.6.10~istio-ingressgateway-0.istio-gateways~istio-gateways.svc.cluster.local",
@@ -181,6 +192,48 @@ func TestMeshIngress(t *testing.T) {
 		t.Logf("EDS %s (gateway in r1/z1): %s", sub(c), got)
 	}
 
+	// Shift the weights as meshctl ingress weights does; RDS follows.
+	w, err := ingress.ParseWeights("primary=50,remote1=50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	mustCreate(t, "new weights", func() error {
+		cur := &v1beta1.MeshIngress{}
+		if err := m.c[mcPrimary].Get(ctx, client.ObjectKeyFromObject(mi), cur); err != nil {
+			return err
+		}
+		next, err := ingress.SetWeights(cur, "shop", w)
+		if err != nil {
+			return err
+		}
+		return m.c[mcPrimary].Update(ctx, next)
+	})
+	m.eventually(60*time.Second, "RDS with 50/50", func() error {
+		res, err := node.fetch(ctx, addr, rdsType, []string{"http.80"})
+		if err != nil {
+			return err
+		}
+		routes, err = describeRoutes(res, "shop.example.com")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(routes, sub(mcPrimary)+" 50, "+sub("remote1")+" 50") {
+			return fmt.Errorf("routes: %s", routes)
+		}
+		return nil
+	})
+	t.Logf("weights shifted to 50/50; istiod served them after %v:\n%s", time.Since(start).Round(time.Millisecond), routes)
+
+	// A gateway in a cluster that is no entry point gets no route for the host.
+	other := gatewayNode{id: "router~198.18.6.11~istio-ingressgateway-0.istio-gateways~istio-gateways.svc.cluster.local",
+		cluster: "remote2", region: "r2", zone: "z2"}
+	if res, err := other.fetch(ctx, addr, rdsType, []string{"http.80"}); err != nil {
+		t.Fatal(err)
+	} else if r, err := describeRoutes(res, "shop.example.com"); err == nil {
+		t.Errorf("the gateway of remote2 (no entry cluster) has routes for shop.example.com:\n%s", r)
+	}
+
 	// Failover: the primary's endpoint goes not ready, then comes back.
 	setReady := func(ready bool) {
 		w := ingWorkloads[mcPrimary]
@@ -194,7 +247,7 @@ func TestMeshIngress(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	start := time.Now()
+	start = time.Now()
 	setReady(false)
 	got := node.waitOrder(ctx, t, addr, sub(mcPrimary), "remote1 > remote2", 30*time.Second)
 	t.Logf("failover: primary not ready -> EDS %s: %s after %v", sub(mcPrimary), got, time.Since(start).Round(time.Millisecond))

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +24,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/ingress"
+	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
 // FieldManager owns the fields the controller applies.
@@ -86,6 +88,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, r.status(ctx, mi, metav1.ConditionFalse, v1beta1.ReasonInvalidSpec, err.Error())
 	}
+	ns := &corev1.Namespace{}
+	if err := r.Direct.Get(ctx, client.ObjectKey{Name: render.GatewayNamespace}, ns); apierrors.IsNotFound(err) {
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.status(ctx, mi, metav1.ConditionFalse, v1beta1.ReasonNoControlPlane,
+			fmt.Sprintf("namespace %s does not exist in this cluster: create an Istio resource here (the operator installs the gateways there)", render.GatewayNamespace))
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("reading namespace %s: %w", render.GatewayNamespace, err)
+	}
 	us, err := Unstructured(objs)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -105,7 +114,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if _, err := ap.Prune(ctx, owner, Kinds, keep); err != nil {
 		return ctrl.Result{}, fmt.Errorf("pruning MeshIngress %s: %w", req, err)
 	}
-	msg := fmt.Sprintf("%d objects in istio-gateways (%d created, %d updated)", len(us), len(res.Created), len(res.Updated))
+	msg := fmt.Sprintf("%d objects in %s (%d created, %d updated)", len(us), render.GatewayNamespace, len(res.Created), len(res.Updated))
 	return ctrl.Result{RequeueAfter: r.Resync}, r.status(ctx, mi, metav1.ConditionTrue, "Applied", msg)
 }
 
