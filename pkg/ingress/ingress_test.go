@@ -1,8 +1,11 @@
 package ingress
 
 import (
+	"os"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 )
@@ -115,5 +118,25 @@ func TestWeights(t *testing.T) {
 	}
 	if _, err := SetWeights(sample(), "cart", w); err == nil || !strings.Contains(err.Error(), "name one of shop") {
 		t.Fatalf("route: %v", err)
+	}
+}
+
+// TestSample: samples/meshingress.yaml is a valid MeshIngress (strict: no
+// unknown fields) that renders.
+func TestSample(t *testing.T) {
+	b, err := os.ReadFile("../../samples/meshingress.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi := &v1beta1.MeshIngress{}
+	if err := yaml.UnmarshalStrict(b, mi); err != nil {
+		t.Fatal(err)
+	}
+	o, err := Render(mi, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Gateways) != 2 || len(o.DestinationRules[0].Spec.Subsets) != 3 {
+		t.Fatalf("rendered %d gateways, %d subsets", len(o.Gateways), len(o.DestinationRules[0].Spec.Subsets))
 	}
 }
