@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -123,6 +124,13 @@ func TestMeshIngress(t *testing.T) {
 		})
 		return msg
 	}
+	// The Istio resource here installs no gateways, so istio-gateways is
+	// missing at first: the MeshIngress says so, and applies once it exists.
+	t.Logf("MeshIngress shop before istio-gateways exists: %s", readyMsg("shop", metav1.ConditionFalse))
+	mustCreate(t, "namespace istio-gateways", func() error {
+		_, err := m.kube[mcPrimary].CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: render.GatewayNamespace}}, metav1.CreateOptions{})
+		return err
+	})
 	t.Logf("MeshIngress shop: %s", readyMsg("shop", metav1.ConditionTrue))
 	badMsg := readyMsg("bad", metav1.ConditionFalse)
 	t.Logf("MeshIngress bad: %s", badMsg)
