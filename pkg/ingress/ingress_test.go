@@ -81,6 +81,11 @@ func TestRender(t *testing.T) {
 	if dr.Spec.Host != "echo.default.svc.cluster.local" || dr.Spec.ExportTo[0] != "." || len(dr.Spec.Subsets) != 3 {
 		t.Fatalf("rule: %v", dr)
 	}
+	// Without a fallback, the failover entry no region matches turns on
+	// istiod's locality order after the failoverPriority.
+	if f := dr.Spec.TrafficPolicy.LoadBalancer.LocalityLbSetting.Failover; len(f) != 1 || f[0].From != NoRegion {
+		t.Fatalf("failover %v", f)
+	}
 	for _, s := range dr.Spec.Subsets {
 		fp := s.TrafficPolicy.LoadBalancer.LocalityLbSetting.FailoverPriority
 		if len(fp) != 1 || fp[0] != ClusterLabel+"="+strings.TrimPrefix(s.Name, "cluster-") || s.TrafficPolicy.OutlierDetection == nil || len(s.Labels) != 0 {
@@ -138,5 +143,12 @@ func TestSample(t *testing.T) {
 	}
 	if len(o.Gateways) != 2 || len(o.DestinationRules[0].Spec.Subsets) != 3 {
 		t.Fatalf("rendered %d gateways, %d subsets", len(o.Gateways), len(o.DestinationRules[0].Spec.Subsets))
+	}
+	// The route's fallback is the failover of the host and of every subset.
+	for _, s := range o.DestinationRules[0].Spec.Subsets {
+		f := s.TrafficPolicy.LoadBalancer.LocalityLbSetting.Failover
+		if len(f) != 1 || f[0].From != "r1" || f[0].To != "r2" {
+			t.Fatalf("subset %s failover %v", s.Name, f)
+		}
 	}
 }

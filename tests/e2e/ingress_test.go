@@ -242,27 +242,100 @@ func TestMeshIngress(t *testing.T) {
 		t.Errorf("the gateway of remote2 (no entry cluster) has routes for shop.example.com:\n%s", r)
 	}
 
-	// Failover: the primary's endpoint goes not ready, then comes back.
-	setReady := func(ready bool) {
-		w := ingWorkloads[mcPrimary]
-		nr := map[string]bool{w.name: !ready}
-		s, err := m.kube[mcPrimary].DiscoveryV1().EndpointSlices("default").Get(ctx, "echo-1", metav1.GetOptions{})
+	// Failover over one ADS stream kept open, as an Envoy's: the time from
+	// the EndpointSlice write to istiod's push that moves the load.
+	setReady := func(cluster string, ready bool) {
+		w := ingWorkloads[cluster]
+		s, err := m.kube[cluster].DiscoveryV1().EndpointSlices("default").Get(ctx, "echo-1", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Endpoints = echoSlice([]workload{w}, nr).Endpoints
-		if _, err := m.kube[mcPrimary].DiscoveryV1().EndpointSlices("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		s.Endpoints = echoSlice([]workload{w}, map[string]bool{w.name: !ready}).Endpoints
+		if _, err := m.kube[cluster].DiscoveryV1().EndpointSlices("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	start = time.Now()
-	setReady(false)
-	got := node.waitOrder(ctx, t, addr, sub(mcPrimary), "remote1 > remote2", 30*time.Second)
-	t.Logf("failover: primary not ready -> EDS %s: %s after %v", sub(mcPrimary), got, time.Since(start).Round(time.Millisecond))
-	start = time.Now()
-	setReady(true)
-	got = node.waitOrder(ctx, t, addr, sub(mcPrimary), "primary > remote1 > remote2", 30*time.Second)
-	t.Logf("failback: primary ready again -> EDS %s: %s after %v", sub(mcPrimary), got, time.Since(start).Round(time.Millisecond))
+	es, err := node.watch(ctx, addr, sub(mcPrimary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.cancel()
+	if _, err := es.until("primary > remote1 > remote2", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		what    string
+		cluster string
+		ready   bool
+		want    string
+	}{
+		{"primary not ready", mcPrimary, false, "remote1 > remote2"},
+		{"remote1 not ready too (region r1 down)", "remote1", false, "remote2"},
+		{"remote1 ready again", "remote1", true, "remote1 > remote2"},
+		{"primary ready again", mcPrimary, true, "primary > remote1 > remote2"},
+	} {
+		start := time.Now()
+		setReady(step.cluster, step.ready)
+		detail, err := es.until(step.want, 30*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", step.what, err)
+		}
+		t.Logf("%s: istiod pushed EDS %s after %v: %s", step.what, sub(mcPrimary), time.Since(start).Round(time.Millisecond), detail)
+	}
+}
+
+// edsStream is one ADS stream subscribed to one EDS cluster, ACKing each push.
+type edsStream struct {
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	req    *discoveryv3.DiscoveryRequest
+	cancel context.CancelFunc // ends the stream (a timeout in until)
+}
+
+// watch opens an ADS stream as n and subscribes to the EDS cluster name.
+func (n gatewayNode) watch(ctx context.Context, addr, name string) (*edsStream, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dialing istiod at %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(ctx, func() { conn.Close() })
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("opening ADS stream: %w", err)
+	}
+	req := n.request(edsType, []string{name})
+	if err := stream.Send(req); err != nil {
+		cancel()
+		return nil, fmt.Errorf("sending EDS request: %w", err)
+	}
+	return &edsStream{stream: stream, req: req, cancel: cancel}, nil
+}
+
+// until receives pushes (ACKing each) until the order is want, and returns
+// the decoded assignment.
+func (e *edsStream) until(want string, timeout time.Duration) (string, error) {
+	timer := time.AfterFunc(timeout, e.cancel)
+	defer timer.Stop()
+	last := ""
+	for {
+		resp, err := e.stream.Recv()
+		if err != nil {
+			return "", fmt.Errorf("waiting for %q (last %s): %w", want, last, err)
+		}
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resp.TypeUrl, ResourceNames: e.req.ResourceNames, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}
+		if err := e.stream.Send(ack); err != nil {
+			return "", fmt.Errorf("ACK: %w", err)
+		}
+		got, detail, err := decodeOrder(resp.Resources)
+		if err != nil {
+			return "", err
+		}
+		last = detail
+		if got == want {
+			return detail, nil
+		}
+	}
 }
 
 // gatewayNode is an xDS client with the identity of an ingress gateway Envoy.
@@ -282,14 +355,7 @@ func (n gatewayNode) fetch(ctx context.Context, addr, typeURL string, names []st
 	if err != nil {
 		return nil, fmt.Errorf("opening ADS stream: %w", err)
 	}
-	md, _ := structpb.NewStruct(map[string]any{
-		"NAMESPACE": render.GatewayNamespace, "CLUSTER_ID": n.cluster, "ISTIO_VERSION": istioVersion,
-		"LABELS": map[string]any{"istio": "ingressgateway"}, "PROXY_CONFIG": map[string]any{},
-	})
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{
-		Node:    &corev3.Node{Id: n.id, Metadata: md, Locality: &corev3.Locality{Region: n.region, Zone: n.zone}},
-		TypeUrl: typeURL, ResourceNames: names,
-	}); err != nil {
+	if err := stream.Send(n.request(typeURL, names)); err != nil {
 		return nil, fmt.Errorf("sending request: %w", err)
 	}
 	resp, err := stream.Recv()
@@ -297,6 +363,19 @@ func (n gatewayNode) fetch(ctx context.Context, addr, typeURL string, names []st
 		return nil, fmt.Errorf("receiving %s: %w", typeURL, err)
 	}
 	return resp.Resources, nil
+}
+
+// request is the first request of a stream: the node's identity, a
+// gateway's labels, its locality.
+func (n gatewayNode) request(typeURL string, names []string) *discoveryv3.DiscoveryRequest {
+	md, _ := structpb.NewStruct(map[string]any{
+		"NAMESPACE": render.GatewayNamespace, "CLUSTER_ID": n.cluster, "ISTIO_VERSION": istioVersion,
+		"LABELS": map[string]any{"istio": "ingressgateway"}, "PROXY_CONFIG": map[string]any{},
+	})
+	return &discoveryv3.DiscoveryRequest{
+		Node:    &corev3.Node{Id: n.id, Metadata: md, Locality: &corev3.Locality{Region: n.region, Zone: n.zone}},
+		TypeUrl: typeURL, ResourceNames: names,
+	}
 }
 
 // order reads the EDS of one cluster and returns where an Envoy sends its
@@ -310,6 +389,11 @@ func (n gatewayNode) order(ctx context.Context, addr, name string) (string, stri
 	if err != nil {
 		return "", "", err
 	}
+	return decodeOrder(res)
+}
+
+// decodeOrder is order's reading of one EDS response.
+func decodeOrder(res []*anypb.Any) (string, string, error) {
 	byPrio := map[uint32][]string{}
 	healthy, total := map[uint32]int{}, map[uint32]int{}
 	var detail []string
