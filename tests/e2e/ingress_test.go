@@ -282,6 +282,33 @@ func TestMeshIngress(t *testing.T) {
 		}
 		t.Logf("%s: istiod pushed EDS %s after %v: %s", step.what, sub(mcPrimary), time.Since(start).Round(time.Millisecond), detail)
 	}
+
+	// Deleting the MeshIngress deletes what the operator rendered from it.
+	if err := m.c[mcPrimary].Delete(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	m.eventually(60*time.Second, "the objects of MeshIngress shop deleted", func() error {
+		sel := metav1.ListOptions{LabelSelector: ingress.LabelIngress + "=shop"}
+		gws, err := ic.NetworkingV1().Gateways(render.GatewayNamespace).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		vss, err := ic.NetworkingV1().VirtualServices(render.GatewayNamespace).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		drs, err := ic.NetworkingV1().DestinationRules(render.GatewayNamespace).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		if n := len(gws.Items) + len(vss.Items) + len(drs.Items); n > 0 {
+			return fmt.Errorf("%d left", n)
+		}
+		if err := m.c[mcPrimary].Get(ctx, client.ObjectKeyFromObject(mi), &v1beta1.MeshIngress{}); err == nil {
+			return fmt.Errorf("MeshIngress shop still there")
+		}
+		return nil
+	})
 }
 
 // edsStream is one ADS stream subscribed to one EDS cluster, ACKing each push.
