@@ -53,8 +53,8 @@ func ingCluster(loc string) string {
 	return "?" + loc
 }
 
-// TestMeshIngress creates a MeshIngress (entry through the primary's ingress
-// gateway; 80% to primary, 20% to remote1; header x-cluster: remote2 pins
+// TestMeshIngress creates a MeshIngress (entry through the ingress gateways
+// of primary, r1, and remote2, r2; 80% to primary, 20% to remote1; header x-cluster: remote2 pins
 // remote2); the operator renders and applies it, and the test reads what the
 // real istiod serves a gateway (a router~ node in istio-gateways, r1/z1,
 // cluster primary): LDS and RDS carry the header route and the weights, EDS
@@ -94,7 +94,7 @@ func TestMeshIngress(t *testing.T) {
 
 	mi := &v1beta1.MeshIngress{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: mcNS}, Spec: v1beta1.MeshIngressSpec{
 		Hosts:           []string{"shop.example.com"},
-		GatewayClusters: []string{mcPrimary},
+		GatewayClusters: []string{mcPrimary, "remote2"},
 		Routes: []v1beta1.IngressRoute{{
 			Name:         "shop",
 			Service:      v1beta1.IngressService{Name: echoService, Namespace: "default", Port: echoPort},
@@ -233,13 +233,24 @@ func TestMeshIngress(t *testing.T) {
 	})
 	t.Logf("weights shifted to 50/50; istiod served them after %v:\n%s", time.Since(start).Round(time.Millisecond), routes)
 
+	// remote2's gateway (r2) is the other entry point: the same routes, and
+	// after each pinned cluster its own region comes first.
+	r2 := gatewayNode{id: "router~198.18.6.12~istio-ingressgateway-0.istio-gateways~istio-gateways.svc.cluster.local",
+		cluster: "remote2", region: "r2", zone: "z2"}
+	if res, err := r2.fetch(ctx, addr, rdsType, []string{"http.80"}); err != nil {
+		t.Fatal(err)
+	} else if r, err := describeRoutes(res, "shop.example.com"); err != nil || r != routes {
+		t.Errorf("remote2's gateway routes %q (err %v), want the primary's %q", r, err, routes)
+	}
+	t.Logf("EDS %s (gateway in r2/z2): %s", sub(mcPrimary), r2.waitOrder(ctx, t, addr, sub(mcPrimary), "primary > remote2 > remote1", 60*time.Second))
+
 	// A gateway in a cluster that is no entry point gets no route for the host.
 	other := gatewayNode{id: "router~198.18.6.11~istio-ingressgateway-0.istio-gateways~istio-gateways.svc.cluster.local",
-		cluster: "remote2", region: "r2", zone: "z2"}
+		cluster: "remote1", region: "r1", zone: "z2"}
 	if res, err := other.fetch(ctx, addr, rdsType, []string{"http.80"}); err != nil {
 		t.Fatal(err)
 	} else if r, err := describeRoutes(res, "shop.example.com"); err == nil {
-		t.Errorf("the gateway of remote2 (no entry cluster) has routes for shop.example.com:\n%s", r)
+		t.Errorf("the gateway of remote1 (no entry cluster) has routes for shop.example.com:\n%s", r)
 	}
 
 	// Failover over one ADS stream kept open, as an Envoy's: the time from
