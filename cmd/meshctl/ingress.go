@@ -6,13 +6,16 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ingress"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshingress"
+	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
 func newIngressCommand(g *globals) *cobra.Command {
@@ -43,9 +46,13 @@ func newIngressShowCommand(g *globals) *cobra.Command {
 		Short: "Print each MeshIngress's routes, weights and header pins, and whether the operator applied them",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := g.client()
+			c, cfg, err := g.client()
 			if err != nil {
 				return err
+			}
+			ic, err := istioclient.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("istio client for %s: %w", cfg.Host, err)
 			}
 			ns := ingressNamespace(cmd, g)
 			list := &v1beta1.MeshIngressList{}
@@ -61,6 +68,12 @@ func newIngressShowCommand(g *globals) *cobra.Command {
 				found = true
 				fmt.Fprint(cmd.OutOrStdout(), ingress.Describe(mi))
 				fmt.Fprintf(cmd.OutOrStdout(), "  applied: %s\n", appliedLine(mi))
+				vs, err := ic.NetworkingV1().VirtualServices(render.GatewayNamespace).Get(cmd.Context(), ingress.VirtualServiceName(mi.Name), metav1.GetOptions{})
+				if err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "  served: cannot read VirtualService %s/%s: %v\n", render.GatewayNamespace, ingress.VirtualServiceName(mi.Name), err)
+					continue
+				}
+				fmt.Fprint(cmd.OutOrStdout(), ingress.Served(vs))
 			}
 			if !found {
 				return fmt.Errorf("no MeshIngress %s in namespace %s", strings.Join(args, ""), ns)

@@ -77,6 +77,9 @@ func TestRender(t *testing.T) {
 	if len(o.DestinationRules) != 1 {
 		t.Fatalf("rules: %v", o.DestinationRules)
 	}
+	if got := Served(o.VirtualService); got != "  served: shop-c2-by-header (header x-cluster=c2) -> c2 100%\n  served: shop -> c1 80%, c3 20%\n" {
+		t.Fatalf("served:\n%s", got)
+	}
 	dr := o.DestinationRules[0]
 	if dr.Spec.Host != "echo.default.svc.cluster.local" || dr.Spec.ExportTo[0] != "." || len(dr.Spec.Subsets) != 3 {
 		t.Fatalf("rule: %v", dr)

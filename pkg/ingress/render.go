@@ -101,7 +101,7 @@ func Render(mi *v1beta1.MeshIngress, clusters []string, domain string) (*Objects
 		gwNames = append(gwNames, gw.Name)
 	}
 
-	vs := &clientnetworkingv1.VirtualService{ObjectMeta: meta(base)}
+	vs := &clientnetworkingv1.VirtualService{ObjectMeta: meta(VirtualServiceName(mi.Name))}
 	vs.Spec.Hosts = mi.Spec.Hosts
 	vs.Spec.Gateways = gwNames
 	type svcUse struct {

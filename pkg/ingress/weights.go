@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	clientnetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 )
 
@@ -94,4 +96,36 @@ func orAll(cs []string) string {
 		return "every cluster"
 	}
 	return strings.Join(cs, ",")
+}
+
+// VirtualServiceName is the name of the VirtualService rendered for the
+// MeshIngress name (in render.GatewayNamespace).
+func VirtualServiceName(name string) string { return "meshingress-" + name }
+
+// Served prints the routes of a rendered VirtualService as istiod reads
+// them: per HTTP route its match and each destination's cluster and weight.
+func Served(vs *clientnetworkingv1.VirtualService) string {
+	var b strings.Builder
+	for _, r := range vs.Spec.Http {
+		var match []string
+		for _, m := range r.Match {
+			for k, v := range m.Headers {
+				match = append(match, fmt.Sprintf("header %s=%s", k, v.GetExact()))
+			}
+		}
+		var ds []string
+		for _, d := range r.Route {
+			w := d.Weight
+			if w == 0 && len(r.Route) == 1 {
+				w = 100
+			}
+			ds = append(ds, fmt.Sprintf("%s %d%%", strings.TrimPrefix(d.Destination.GetSubset(), "cluster-"), w))
+		}
+		m := ""
+		if len(match) > 0 {
+			m = " (" + strings.Join(match, ", ") + ")"
+		}
+		fmt.Fprintf(&b, "  served: %s%s -> %s\n", r.Name, m, strings.Join(ds, ", "))
+	}
+	return b.String()
 }
