@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -70,6 +72,7 @@ func TestMeshIngress(t *testing.T) {
 	if err := netns.Setup(addrs...); err != nil {
 		t.Fatal(err)
 	}
+	meshctlBin := ingMeshctl(t)
 	m := startMesh(t, v1beta1.IstioSpec{
 		Version: "1.30.3", ClusterName: mcPrimary,
 		MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork},
@@ -200,23 +203,17 @@ func TestMeshIngress(t *testing.T) {
 		t.Logf("EDS %s (gateway in r1/z1): %s", sub(c), got)
 	}
 
-	// Shift the weights as meshctl ingress weights does; RDS follows.
-	w, err := ingress.ParseWeights("primary=50,remote1=50")
-	if err != nil {
-		t.Fatal(err)
+	// Shift the weights with meshctl, as a user would; RDS follows.
+	meshctl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, meshctlBin, append([]string{"--kubeconfig=" + m.env.Cluster(mcPrimary).Kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("meshctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
 	}
 	start := time.Now()
-	mustCreate(t, "new weights", func() error {
-		cur := &v1beta1.MeshIngress{}
-		if err := m.c[mcPrimary].Get(ctx, client.ObjectKeyFromObject(mi), cur); err != nil {
-			return err
-		}
-		next, err := ingress.SetWeights(cur, "shop", w)
-		if err != nil {
-			return err
-		}
-		return m.c[mcPrimary].Update(ctx, next)
-	})
+	t.Logf("meshctl ingress weights shop primary=50,remote1=50:\n%s", meshctl("ingress", "weights", "shop", "primary=50,remote1=50"))
 	m.eventually(60*time.Second, "RDS with 50/50", func() error {
 		res, err := node.fetch(ctx, addr, rdsType, []string{"http.80"})
 		if err != nil {
@@ -232,6 +229,15 @@ func TestMeshIngress(t *testing.T) {
 		return nil
 	})
 	t.Logf("weights shifted to 50/50; istiod served them after %v:\n%s", time.Since(start).Round(time.Millisecond), routes)
+	var show string
+	m.eventually(30*time.Second, "meshctl ingress show: applied and served 50/50", func() error {
+		show = meshctl("ingress", "show", "shop")
+		if !strings.Contains(show, "applied: yes") || !strings.Contains(show, "served: shop -> primary 50%, remote1 50%") {
+			return fmt.Errorf("meshctl ingress show:\n%s", show)
+		}
+		return nil
+	})
+	t.Logf("meshctl ingress show shop:\n%s", show)
 
 	// remote2's gateway (r2) is the other entry point: the same routes, and
 	// after each pinned cluster its own region comes first.
@@ -374,6 +380,16 @@ func (e *edsStream) until(want string, timeout time.Duration) (string, error) {
 			return detail, nil
 		}
 	}
+}
+
+// ingMeshctl builds meshctl once per test into its temp dir.
+func ingMeshctl(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "meshctl")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meshfleet/meshfleet/cmd/meshctl").CombinedOutput(); err != nil {
+		t.Fatalf("building meshctl: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // gatewayNode is an xDS client with the identity of an ingress gateway Envoy.
