@@ -55,8 +55,8 @@ func TestIngressWeights(t *testing.T) {
 		t.Fatalf("applied: %s", l)
 	}
 	meta.SetStatusCondition(&stored.Status.Conditions, metav1.Condition{Type: meshingress.ConditionReady, Status: metav1.ConditionTrue,
-		Reason: "Applied", Message: "3 objects", ObservedGeneration: stored.Generation})
-	if l := appliedLine(stored); l != "yes, 3 objects" {
+		Reason: "Applied", Message: "3 objects applied in istio-gateways", ObservedGeneration: stored.Generation})
+	if l := appliedLine(stored); l != "yes, 3 objects applied in istio-gateways" {
 		t.Fatalf("applied: %s", l)
 	}
 }

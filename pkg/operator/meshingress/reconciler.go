@@ -99,7 +99,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	res, err := ap.Apply(ctx, us)
+	_, err = ap.Apply(ctx, us)
 	var conflict *apply.ConflictError
 	if errors.As(err, &conflict) {
 		return ctrl.Result{}, r.status(ctx, mi, metav1.ConditionFalse, v1beta1.ReasonConflict, err.Error())
@@ -114,7 +114,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if _, err := ap.Prune(ctx, owner, Kinds, keep); err != nil {
 		return ctrl.Result{}, fmt.Errorf("pruning MeshIngress %s: %w", req, err)
 	}
-	msg := fmt.Sprintf("%d objects in %s (%d created, %d updated)", len(us), render.GatewayNamespace, len(res.Created), len(res.Updated))
+	msg := fmt.Sprintf("%d objects applied in %s", len(us), render.GatewayNamespace)
 	return ctrl.Result{RequeueAfter: r.Resync}, r.status(ctx, mi, metav1.ConditionTrue, "Applied", msg)
 }
 
