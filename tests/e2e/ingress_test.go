@@ -300,6 +300,30 @@ func TestMeshIngress(t *testing.T) {
 		t.Logf("%s: istiod pushed EDS %s after %v: %s", step.what, sub(mcPrimary), time.Since(start).Round(time.Millisecond), detail)
 	}
 
+	// Dropping an entry cluster prunes its Gateway.
+	mustCreate(t, "entry through primary only", func() error {
+		cur := &v1beta1.MeshIngress{}
+		if err := m.c[mcPrimary].Get(ctx, client.ObjectKeyFromObject(mi), cur); err != nil {
+			return err
+		}
+		cur.Spec.GatewayClusters = []string{mcPrimary}
+		return m.c[mcPrimary].Update(ctx, cur)
+	})
+	m.eventually(60*time.Second, "Gateway meshingress-shop-remote2 pruned", func() error {
+		gws, err := ic.NetworkingV1().Gateways(render.GatewayNamespace).List(ctx, metav1.ListOptions{LabelSelector: ingress.LabelIngress + "=shop"})
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, g := range gws.Items {
+			names = append(names, g.Name)
+		}
+		if strings.Join(names, ",") != "meshingress-shop-primary" {
+			return fmt.Errorf("gateways %v", names)
+		}
+		return nil
+	})
+
 	// Deleting the MeshIngress deletes what the operator rendered from it.
 	if err := m.c[mcPrimary].Delete(ctx, mi); err != nil {
 		t.Fatal(err)
