@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 )
@@ -185,8 +186,10 @@ func Render(mi *v1beta1.MeshIngress, clusters []string, domain string) (*Objects
 }
 
 // policy is locality failover with the outlier detection istiod needs
-// before it sends lower priorities (without it Envoy never fails over).
+// before it sends lower priorities (without it Envoy never fails over):
+// the locality server's default, so gateways and sidecars eject alike.
 func policy(failover []*networkingv1alpha3.LocalityLoadBalancerSetting_Failover, priority []string) *networkingv1alpha3.TrafficPolicy {
+	od := locality.DefaultOutlierDetection()
 	return &networkingv1alpha3.TrafficPolicy{
 		LoadBalancer: &networkingv1alpha3.LoadBalancerSettings{
 			LocalityLbSetting: &networkingv1alpha3.LocalityLoadBalancerSetting{
@@ -196,10 +199,10 @@ func policy(failover []*networkingv1alpha3.LocalityLoadBalancerSetting_Failover,
 			},
 		},
 		OutlierDetection: &networkingv1alpha3.OutlierDetection{
-			Consecutive_5XxErrors: wrapperspb.UInt32(5),
-			Interval:              durationpb.New(10e9),
-			BaseEjectionTime:      durationpb.New(30e9),
-			MaxEjectionPercent:    100,
+			Consecutive_5XxErrors: wrapperspb.UInt32(od.Consecutive5xxErrors),
+			Interval:              durationpb.New(od.Interval.Duration),
+			BaseEjectionTime:      durationpb.New(od.BaseEjectionTime.Duration),
+			MaxEjectionPercent:    od.MaxEjectionPercent,
 		},
 	}
 }

@@ -32,7 +32,7 @@ func TestUnstructured(t *testing.T) {
 		t.Fatalf("subset: %v", subsets[0])
 	}
 	od, _, _ := unstructured.NestedMap(us[2].Object, "spec", "trafficPolicy", "outlierDetection")
-	if od["interval"] != "10s" {
+	if od["interval"] != "2s" {
 		t.Fatalf("outlier detection: %v", od)
 	}
 	w, _, _ := unstructured.NestedSlice(us[1].Object, "spec", "http")
