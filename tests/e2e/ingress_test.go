@@ -72,11 +72,13 @@ func TestMeshIngress(t *testing.T) {
 	if err := netns.Setup(addrs...); err != nil {
 		t.Fatal(err)
 	}
-	meshctlBin := ingMeshctl(t)
 	m := startMesh(t, v1beta1.IstioSpec{
 		Version: "1.30.3", ClusterName: mcPrimary,
 		MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork},
 	})
+	// Built after startMesh, which sets controller-runtime's logger (it
+	// complains when none is set 30 s after start).
+	meshctlBin := ingMeshctl(t)
 	ctx, cancel := context.WithTimeout(m.ctx, 6*time.Minute)
 	defer cancel()
 	for _, c := range []string{mcPrimary, "remote1", "remote2"} {
