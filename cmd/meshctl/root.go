@@ -35,7 +35,7 @@ func newRootCommand() *cobra.Command {
 	f.StringVar(&g.context, "context", "", "kubeconfig context to use")
 	f.StringVarP(&g.namespace, "namespace", "n", "istio-system", "namespace of the mesh's Istio and RemoteIstio resources")
 	f.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
-	root.AddCommand(newInstallCommand(g), newUninstallCommand(g), newClusterCommand(g), newStatusCommand(g), newSandboxCommand(), newCanaryCommand(g), newDashboardCommand(g), newLocalityCommand(g), newCheckCommand(g))
+	root.AddCommand(newInstallCommand(g), newUninstallCommand(g), newClusterCommand(g), newStatusCommand(g), newSandboxCommand(), newCanaryCommand(g), newDashboardCommand(g), newLocalityCommand(g), newCheckCommand(g), newIngressCommand(g))
 	root.AddCommand(newCACommand(g))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &exitError{exitUsage, err} })
 	return root

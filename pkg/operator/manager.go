@@ -22,6 +22,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/operator/istio"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
+	"github.com/meshfleet/meshfleet/pkg/operator/meshingress"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/version"
@@ -143,6 +144,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				&v1beta1.Istio{}:       {Label: labels.Everything()},
 				&v1beta1.RemoteIstio{}: {Label: labels.Everything()},
+				&v1beta1.MeshIngress{}: {Label: labels.Everything()},
 			},
 		},
 		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
@@ -196,6 +198,13 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := rr.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RemoteIstio controller: %w", err)
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("create client: %w", err)
+	}
+	if err := (&meshingress.Reconciler{Client: mgr.GetClient(), Direct: direct, Resync: opts.Resync}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up MeshIngress controller: %w", err)
 	}
 	if len(opts.TunnelServerHosts) > 0 {
 		if err := mgr.Add(&meshca.ServerCertKeeper{Client: mgr.GetClient(), Hosts: opts.TunnelServerHosts, Resync: opts.Resync, TTL: opts.ServerCertTTL,

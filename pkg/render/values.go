@@ -117,6 +117,14 @@ func gatewayValues(cp *ControlPlane, gw Gateway) map[string]any {
 		// remote's hub, region and version instead.
 		v["podAnnotations"] = map[string]any{"sidecar.istio.io/proxyImage": cp.Hub + "/proxyv2:" + cp.Version}
 	}
+	// Replicas spread over zones (and nodes), so that one zone's loss
+	// leaves each cluster's entry point up (MeshIngress, issue 14).
+	// ScheduleAnyway: a single-zone cluster still schedules every replica.
+	spread := func(key string) map[string]any {
+		return map[string]any{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+			"labelSelector": map[string]any{"matchLabels": map[string]any{"app": gw.Name}}}
+	}
+	v["topologySpreadConstraints"] = []any{spread("topology.kubernetes.io/zone"), spread("kubernetes.io/hostname")}
 	if gw.Kind == EastWestGateway {
 		// The chart also sets ISTIO_META_REQUESTED_NETWORK_VIEW and the network label from this.
 		v["networkGateway"] = cp.Network

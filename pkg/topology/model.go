@@ -13,6 +13,11 @@ import (
 const (
 	LabelManagedBy    = "app.kubernetes.io/managed-by"
 	ManagedByLocality = "meshfleet-locality"
+	// ManagedByIngress marks the DestinationRules rendered from a
+	// MeshIngress (pkg/ingress): exported only to ingressNamespace, they
+	// take no host from the locality server.
+	ManagedByIngress = "meshfleet-ingress"
+	ingressNamespace = "istio-gateways"
 )
 
 // Locality is where a node or endpoint runs.

@@ -128,6 +128,9 @@ func buildPart(in clusterObjects) *part {
 		if host == "" || u.GetLabels()[LabelManagedBy] == ManagedByLocality {
 			continue // the locality server's own rules are not users' rules
 		}
+		if u.GetLabels()[LabelManagedBy] == ManagedByIngress && u.GetNamespace() == ingressNamespace {
+			continue // a MeshIngress rule is exported to the gateways' namespace only; sidecars still need ours
+		}
 		p.rules = append(p.rules, UserDestinationRule{Cluster: in.name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host})
 	}
 	return p

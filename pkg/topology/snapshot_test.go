@@ -77,6 +77,9 @@ func TestBuildAndMerge(t *testing.T) {
 			// The locality server's own rule is no user rule.
 			{Object: map[string]any{"metadata": map[string]any{"namespace": "istio-system", "name": "meshfleet-locality.cart.shop",
 				"labels": map[string]any{LabelManagedBy: ManagedByLocality}}, "spec": map[string]any{"host": "cart.shop.svc.cluster.local"}}},
+			// A MeshIngress rule, seen by the gateways only, is no user rule either.
+			{Object: map[string]any{"metadata": map[string]any{"namespace": "istio-gateways", "name": "meshingress-shop-cart-shop",
+				"labels": map[string]any{LabelManagedBy: ManagedByIngress}}, "spec": map[string]any{"host": "cart.shop.svc.cluster.local"}}},
 		},
 		pod: func(key string) (*metav1.PartialObjectMetadata, bool) { p, ok := pods[key]; return p, ok },
 	}

@@ -17,7 +17,8 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &Istio{}, &IstioList{}, &RemoteIstio{}, &RemoteIstioList{})
+	s.AddKnownTypes(GroupVersion, &Istio{}, &IstioList{}, &RemoteIstio{}, &RemoteIstioList{},
+		&MeshIngress{}, &MeshIngressList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
