@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshfleet/meshfleet/pkg/install"
+	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/version"
 	"sigs.k8s.io/yaml"
 )
@@ -166,7 +167,7 @@ tunnel:
 		"locality image":    c.Env[0].Name == "MESHFLEET_IMAGE" && c.Env[0].Value == "registry.local/loc:v1",
 		"tunnel CA volume":  len(s.Volumes) == 2 && s.Volumes[1].Secret.SecretName == "meshfleet-tunnel-ca",
 		"args": slices.Equal(c.Args, []string{"operator", "--tunnel-url=https://meshfleet-tunnel.mf.svc:8443",
-			"--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem",
+			"--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem", "--tunnel-token-file=" + render.TunnelTokenPath,
 			"--tunnel-server-hosts=meshfleet-tunnel.mf.svc,tunnel.example.com", "--resync=1m"}),
 	} {
 		if !ok {
@@ -186,7 +187,7 @@ tunnel:
 	s = d.Spec.Template.Spec
 	c = s.Containers[0]
 	if !slices.Equal(c.Args, []string{"operator", "--leader-elect", "--leader-elect-namespace=mf",
-		"--tunnel-url=https://meshfleet-tunnel.mf.svc:443", "--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem",
+		"--tunnel-url=https://meshfleet-tunnel.mf.svc:443", "--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem", "--tunnel-token-file=" + render.TunnelTokenPath,
 		"--tunnel-server-hosts=meshfleet-tunnel.mf.svc", "--run-tunnel-server", "--tunnel-agent-service-type=NodePort"}) {
 		t.Errorf("tunnel.runServer args %q", c.Args)
 	}

@@ -19,11 +19,11 @@ package podrun
 import (
 	"context"
 	"fmt"
-	"sync"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
