@@ -178,13 +178,17 @@ func TestChartTunnelMeshFromManifests(t *testing.T) {
 	waitPodsReady(m, tsDep, rp, servers)
 	t.Logf("tunnel server: %d replicas from the operator's Deployment: %q", len(servers), servers[0].Argv["server"])
 
-	// The locality server from the operator's Deployment.
+	// The locality server, every replica, from the operator's Deployment.
 	locDep := getDep(m.c[mcPrimary], mcNS, render.LocalityServerName)
-	debug, _ := localproc.FreePort()
-	loc := rp.Run(t, locDep, podrun.Options{Register: true, Ports: map[string]int{"http-debug": debug},
-		Args: map[string][]string{"locality": {fmt.Sprintf("--debug-addr=127.0.0.1:%d", debug)}}})
-	waitPodsReady(m, locDep, rp, []*podrun.Pod{loc})
-	t.Logf("locality server from the operator's Deployment: %q", loc.Argv["locality"])
+	var locs []*podrun.Pod
+	for i := range *locDep.Spec.Replicas {
+		debug, _ := localproc.FreePort()
+		locs = append(locs, rp.Run(t, locDep, podrun.Options{PodName: fmt.Sprintf("%s-podrun-%d", render.LocalityServerName, i), Register: true,
+			Ports: map[string]int{"http-debug": debug},
+			Args:  map[string][]string{"locality": {fmt.Sprintf("--debug-addr=127.0.0.1:%d", debug)}}}))
+	}
+	waitPodsReady(m, locDep, rp, locs)
+	t.Logf("locality server: %d replicas from the operator's Deployment: %q", len(locs), locs[0].Argv["locality"])
 
 	// istiod, with the MeshConfig the operator rendered.
 	m.writeIstiodToken()
@@ -198,22 +202,27 @@ func TestChartTunnelMeshFromManifests(t *testing.T) {
 		Kubeconfig: primary.Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: mcPrimary,
 		MeshConfig: cm.Data["mesh"], Env: m.istiodEnv(),
 	})
-	// istiod (and any other rendered Deployment podrun does not run) is
-	// reported rolled out now that it runs.
-	var others appsv1.DeploymentList
-	if err := m.c[mcPrimary].List(ctx, &others, client.MatchingLabels{render.LabelManagedBy: render.ManagedByValue}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range others.Items {
-		d := &others.Items[i]
-		if d.Name == render.TunnelServerName || d.Name == render.LocalityServerName {
-			continue
+	// istiod (and any other rendered Deployment podrun does not run) runs:
+	// the test plays the Deployment controller for it, reporting every
+	// generation the operator writes rolled out.
+	go func() {
+		for ctx.Err() == nil {
+			var list appsv1.DeploymentList
+			if err := m.c[mcPrimary].List(ctx, &list, client.MatchingLabels{render.LabelManagedBy: render.ManagedByValue}); err == nil {
+				for i := range list.Items {
+					d := &list.Items[i]
+					if d.Name == render.TunnelServerName || d.Name == render.LocalityServerName || d.Status.ObservedGeneration == d.Generation {
+						continue
+					}
+					_ = rp.SetAvailable(ctx, d, *d.Spec.Replicas)
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
 		}
-		t.Logf("Deployment %s/%s is not run from its manifest here (istiod runs out of cluster): reported rolled out", d.Namespace, d.Name)
-		if err := rp.SetAvailable(ctx, d, *d.Spec.Replicas); err != nil {
-			t.Fatal(err)
-		}
-	}
+	}()
 
 	// Echo: the in-zone replica in remote1, the other in the primary.
 	createEchoService(ctx, t, m.kube[mcPrimary], []workload{away})
