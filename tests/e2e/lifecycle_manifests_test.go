@@ -49,7 +49,7 @@ import (
 func TestChartTunnelMeshFromManifests(t *testing.T) {
 	testStart := time.Now()
 	inZone := workload{name: "echo-remote1", node: "node-r1-z1", region: "r1", zone: "z1", addr: tnEchoRemote1} // in remote1
-	away := workload{name: "echo-primary", node: "node-r2-z2", region: "r2", zone: "z2", addr: tnEchoRemote2}    // in the primary
+	away := workload{name: "echo-primary", node: "node-r2-z2", region: "r2", zone: "z2", addr: tnEchoRemote2}   // in the primary
 	if err := netns.Setup(inZone.addr, away.addr); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestChartTunnelMeshFromManifests(t *testing.T) {
 		g, _ := localproc.FreePort()
 		servers = append(servers, rp.Run(t, tsDep, podrun.Options{PodName: fmt.Sprintf("%s-podrun-%d", render.TunnelServerName, i), Register: true,
 			Ports: map[string]int{"api": a, "agents": g},
-			Args: map[string][]string{"server": {fmt.Sprintf("--api-addr=127.0.0.1:%d", a), fmt.Sprintf("--agent-addr=127.0.0.1:%d", g), "--metrics-addr="}}}))
+			Args:  map[string][]string{"server": {fmt.Sprintf("--api-addr=127.0.0.1:%d", a), fmt.Sprintf("--agent-addr=127.0.0.1:%d", g), "--metrics-addr="}}}))
 	}
 	waitPodsReady(m, tsDep, rp, servers)
 	t.Logf("tunnel server: %d replicas from the operator's Deployment: %q", len(servers), servers[0].Argv["server"])
