@@ -14,6 +14,10 @@
 //
 // The one deviation from the manifest is Options.Args, appended flags that
 // move listening ports off the ones every replica would share on one host.
+// What a cluster does around the pod is played too: the Pod object
+// (Options.Register), a Service (Runner.Front forwards to the registered
+// pods its selector matches), the kubelet's readiness probe (Pod.Ready)
+// and the Deployment controller's status (Runner.SetAvailable).
 package podrun
 
 import (
