@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -8,8 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/operator"
@@ -52,8 +56,8 @@ func newOperatorCommand() *cobra.Command {
 				return fmt.Errorf("load kubeconfig: %w (pass --kubeconfig, or run in a cluster)", err)
 			}
 			if tunnel.URL != "" {
-				if tunnel.CAData, err = os.ReadFile(tunnelCA); err != nil {
-					return fmt.Errorf("--tunnel-ca-file: %w", err)
+				if tunnel.CAData, err = readTunnelCA(cmd.Context(), cfg, tunnelCA, runServer); err != nil {
+					return err
 				}
 				opts.Tunnel = &tunnel
 			}
@@ -101,4 +105,47 @@ func newOperatorCommand() *cobra.Command {
 	zapOpts.BindFlags(gf)
 	f.AddGoFlagSet(gf)
 	return cmd
+}
+
+// readTunnelCA reads the tunnel CA of --tunnel-ca-file. An operator that
+// runs the tunnel server keeps that CA itself: on a first install the
+// Secret its pod mounts the file from does not exist yet (the chart mounts
+// it optional), so a missing or empty file is the CA the operator creates
+// or finds in the cluster, the same one (meshfleet-system/meshfleet-tunnel-ca).
+func readTunnelCA(ctx context.Context, cfg *rest.Config, file string, runServer bool) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err == nil && len(b) > 0 {
+		return b, nil
+	}
+	if !runServer {
+		if err == nil {
+			err = errors.New("empty file")
+		}
+		return nil, fmt.Errorf("--tunnel-ca-file: %w", err)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("--tunnel-ca-file: %w", err)
+	}
+	scheme, err := operator.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	kp, _, err := meshca.TunnelCA(ctx, c, time.Now())
+	if err != nil {
+		// Another replica created it at the same moment: read it.
+		kp, _, err = meshca.TunnelCA(ctx, c, time.Now())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the tunnel CA (--tunnel-ca-file %s is not there yet): %w", file, err)
+	}
+	return kp.CertPEM, nil
 }

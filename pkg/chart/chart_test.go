@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshfleet/meshfleet/pkg/install"
+	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/version"
 	"sigs.k8s.io/yaml"
 )
@@ -165,11 +167,49 @@ tunnel:
 		"locality image":    c.Env[0].Name == "MESHFLEET_IMAGE" && c.Env[0].Value == "registry.local/loc:v1",
 		"tunnel CA volume":  len(s.Volumes) == 2 && s.Volumes[1].Secret.SecretName == "meshfleet-tunnel-ca",
 		"args": slices.Equal(c.Args, []string{"operator", "--tunnel-url=https://meshfleet-tunnel.mf.svc:8443",
-			"--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem",
+			"--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem", "--tunnel-token-file=" + render.TunnelTokenPath,
 			"--tunnel-server-hosts=meshfleet-tunnel.mf.svc,tunnel.example.com", "--resync=1m"}),
 	} {
 		if !ok {
 			t.Errorf("%s not rendered as set in the values", what)
+		}
+	}
+
+	// The operator runs the tunnel server: its flags, and the tunnel CA
+	// mounted optional (the operator creates it after its pod started).
+	d = deployment(t, `
+tunnel:
+  url: https://meshfleet-tunnel.mf.svc:443
+  serverHosts: [meshfleet-tunnel.mf.svc]
+  runServer: true
+  agentServiceType: NodePort
+`)
+	s = d.Spec.Template.Spec
+	c = s.Containers[0]
+	if !slices.Equal(c.Args, []string{"operator", "--leader-elect", "--leader-elect-namespace=mf",
+		"--tunnel-url=https://meshfleet-tunnel.mf.svc:443", "--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem", "--tunnel-token-file=" + render.TunnelTokenPath,
+		"--tunnel-server-hosts=meshfleet-tunnel.mf.svc", "--run-tunnel-server", "--tunnel-agent-service-type=NodePort"}) {
+		t.Errorf("tunnel.runServer args %q", c.Args)
+	}
+	if v := s.Volumes[1].Secret; v == nil || v.Optional == nil || !*v.Optional {
+		t.Errorf("tunnel.runServer: the tunnel CA volume must be optional (the operator creates the CA), got %+v", s.Volumes[1])
+	}
+	// Without runServer the CA is the user's and required.
+	if v := deployment(t, "tunnel: {url: https://t:8443}").Spec.Template.Spec.Volumes[1].Secret; v.Optional != nil && *v.Optional {
+		t.Errorf("tunnel CA volume optional without tunnel.runServer")
+	}
+	if _, err := Render("mf", map[string]any{"tunnel": map[string]any{"runServer": true}}); err == nil || !strings.Contains(err.Error(), "tunnel.serverHosts") {
+		t.Errorf("tunnel.runServer without serverHosts: err %v, want one naming tunnel.serverHosts", err)
+	}
+	// The chart never renders the objects the operator owns when it runs
+	// the tunnel server (manifests/tunnel/server.yaml): both would own them.
+	objs, err := Render("meshfleet-system", map[string]any{"tunnel": map[string]any{"runServer": true, "serverHosts": []any{"t"}, "url": "https://t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if strings.HasPrefix(o.GetName(), "meshfleet-tunnel") {
+			t.Errorf("the chart renders %s, which the operator owns with tunnel.runServer", key(o))
 		}
 	}
 }
@@ -183,7 +223,7 @@ func TestChartLint(t *testing.T) {
 			"imagePullSecrets": []any{map[string]any{"name": "regcred"}},
 			"operator": map[string]any{"nodeSelector": map[string]any{"a": "b"}, "tolerations": []any{map[string]any{"operator": "Exists"}},
 				"affinity": map[string]any{"nodeAffinity": map[string]any{}}, "extraArgs": []any{"--resync=1m"}, "priorityClassName": "p"},
-			"tunnel": map[string]any{"url": "https://t:8443", "serverHosts": []any{"t"}},
+			"tunnel": map[string]any{"url": "https://t:8443", "serverHosts": []any{"t"}, "runServer": true, "agentServiceType": "ClusterIP"},
 		},
 	} {
 		l := action.NewLint()

@@ -14,6 +14,10 @@
 //
 // The one deviation from the manifest is Options.Args, appended flags that
 // move listening ports off the ones every replica would share on one host.
+// What a cluster does around the pod is played too: the Pod object
+// (Options.Register), a Service (Runner.Front forwards to the registered
+// pods its selector matches), the kubelet's readiness probe (Pod.Ready)
+// and the Deployment controller's status (Runner.SetAvailable).
 package podrun
 
 import (
@@ -23,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +58,11 @@ type Runner struct {
 	// Images maps an image (or any image when the key is "*") to the local
 	// binary that stands in for it.
 	Images map[string]string
+
+	mu sync.Mutex
+	// ports are the local ports of the started pods' named container
+	// ports, by namespace/pod, for Front.
+	ports map[string]map[string]int
 }
 
 // Options adjust one pod.
@@ -62,6 +72,14 @@ type Options struct {
 	Args map[string][]string
 	// PodName is the pod's name (metadata.name); default <deployment>-podrun.
 	PodName string
+	// Ports are the local ports the container ports (by name) listen on,
+	// as moved by Args: a Front forwards a Service's targetPort there.
+	Ports map[string]int
+	// Register creates the Pod object (the template's labels and spec,
+	// bound to a node that does not run it) for as long as the process
+	// runs, as the ReplicaSet controller would: for a process that reads or
+	// labels its own Pod, and for a Front to select it by labels.
+	Register bool
 }
 
 // Pod is a started pod.
@@ -75,6 +93,9 @@ type Pod struct {
 	Logs map[string]string
 	// Argv are the command lines the containers run, after path rewriting.
 	Argv map[string][]string
+
+	containers []corev1.Container
+	ports      map[string]int
 }
 
 // Run starts one replica of d's pod and stops it when the test ends.
@@ -85,6 +106,28 @@ func (r *Runner) Run(t testing.TB, d *appsv1.Deployment, o Options) *Pod {
 	p, err := r.start(ctx, t.TempDir(), d, o)
 	if err != nil {
 		t.Fatalf("podrun %s/%s: %v", d.Namespace, d.Name, err)
+	}
+	r.mu.Lock()
+	if r.ports == nil {
+		r.ports = map[string]map[string]int{}
+	}
+	r.ports[d.Namespace+"/"+p.Name] = o.Ports
+	r.mu.Unlock()
+	if o.Register {
+		if err := r.register(ctx, d, p.Name); err != nil {
+			t.Fatalf("podrun %s/%s: %v", d.Namespace, d.Name, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			kube, err := kubernetes.NewForConfig(r.Admin)
+			if err == nil {
+				err = kube.CoreV1().Pods(d.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
+			}
+			if err != nil {
+				t.Logf("podrun: deleting Pod %s/%s: %v", d.Namespace, p.Name, err)
+			}
+		})
 	}
 	t.Cleanup(func() {
 		for name, proc := range p.Procs {
@@ -118,7 +161,8 @@ func (r *Runner) start(ctx context.Context, root string, d *appsv1.Deployment, o
 	}
 	spec := d.Spec.Template.Spec
 	ns := d.Namespace
-	pod := &Pod{Name: o.PodName, Root: root, Procs: map[string]*localproc.Process{}, Logs: map[string]string{}, Argv: map[string][]string{}}
+	pod := &Pod{Name: o.PodName, Root: root, Procs: map[string]*localproc.Process{}, Logs: map[string]string{}, Argv: map[string][]string{},
+		containers: spec.Containers, ports: o.Ports}
 	if pod.Name == "" {
 		pod.Name = d.Name + "-podrun"
 	}
