@@ -21,9 +21,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/check"
-	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
-	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -193,7 +191,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 	var out []clusterStatus
 	for _, ist := range istios.Items {
 		cs := clusterStatus{Name: ist.Name, Role: "primary", ClusterName: ist.Status.ClusterName, Phase: ist.Status.Phase,
-			Version: ist.Status.Version, Network: ist.Spec.Network, Problems: problems(ist.Status.Conditions)}
+			Version: ist.Status.Version, Network: ist.Spec.Network, Problems: check.Problems(ist.Status.Conditions)}
 		certificates(&cs, ist.Status.Certificates)
 		if detail {
 			describe(ctx, c, &cs)
@@ -206,10 +204,10 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 	for _, ri := range remotes.Items {
 		cs := clusterStatus{Name: ri.Name, Role: "remote", ClusterName: ri.Status.ClusterName, Phase: ri.Status.Phase,
 			Connection: ri.Status.Connection, Version: ri.Spec.Version, Kubernetes: ri.Status.KubernetesVersion,
-			Network: ri.Spec.Network, Problems: problems(ri.Status.Conditions)}
+			Network: ri.Spec.Network, Problems: check.Problems(ri.Status.Conditions)}
 		certificates(&cs, ri.Status.Certificates)
 		if detail && ri.Spec.KubeconfigSecretRef != nil {
-			if rc, err := remoteClient(ctx, c, g.namespace, ri.Spec.KubeconfigSecretRef.Name); err == nil {
+			if rc, err := check.RemoteClient(ctx, c, g.namespace, ri.Spec.KubeconfigSecretRef.Name); err == nil {
 				describe(ctx, rc, &cs)
 			} else {
 				cs.Problems = append(cs.Problems, err.Error())
@@ -252,34 +250,6 @@ func localityHealth(ctx context.Context, cfg *rest.Config, ns string, cs *cluste
 	default:
 		cs.Problems = append(cs.Problems, fmt.Sprintf("LocalityServer (degraded): %s; meshctl locality shows the details", v.Line))
 	}
-}
-
-func problems(conds []metav1.Condition) []string {
-	var out []string
-	for _, c := range conds {
-		if c.Status != metav1.ConditionTrue && c.Reason != v1beta1.ReasonPending {
-			out = append(out, fmt.Sprintf("%s (%s): %s", c.Type, c.Reason, c.Message))
-		}
-	}
-	return out
-}
-
-func remoteClient(ctx context.Context, c client.Client, ns, secret string) (client.Client, error) {
-	s := &corev1.Secret{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s); err != nil {
-		return nil, fmt.Errorf("kubeconfig Secret %s/%s: %w", ns, secret, err)
-	}
-	// The Secret is the cluster's, not the user's: run nothing it names.
-	cfg, errs := kubeconfig.Inline(s.Data["kubeconfig"])
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("kubeconfig Secret %s/%s is refused: %w", ns, secret, errs.ToAggregate())
-	}
-	cfg.Timeout = 10 * time.Second
-	scheme, err := operator.Scheme()
-	if err != nil {
-		return nil, err
-	}
-	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
 // describe adds the gateways' addresses (from the gateways' own namespace)

@@ -145,7 +145,7 @@ func gatherClusters(ctx context.Context, c client.Client, ns string, f *Facts) (
 	for _, ist := range istios.Items {
 		cl := Cluster{Resource: ist.Name, Name: ist.Status.ClusterName, Role: RolePrimary, Phase: string(ist.Status.Phase),
 			Generation: ist.Generation, ObservedGeneration: observed(ist.Status.ObservedGeneration, ist.Status.Conditions),
-			Problems: problems(ist.Status.Conditions), Readable: true}
+			Problems: Problems(ist.Status.Conditions), Readable: true}
 		if cl.Name == "" {
 			cl.Name = ist.Name
 		}
@@ -161,13 +161,13 @@ func gatherClusters(ctx context.Context, c client.Client, ns string, f *Facts) (
 		cl := Cluster{Resource: ri.Name, Name: ri.Status.ClusterName, Role: RoleRemote, Phase: string(ri.Status.Phase),
 			Connection: ri.Status.Connection, KubernetesVersion: ri.Status.KubernetesVersion,
 			Generation: ri.Generation, ObservedGeneration: observed(ri.Status.ObservedGeneration, ri.Status.Conditions),
-			Problems: problems(ri.Status.Conditions)}
+			Problems: Problems(ri.Status.Conditions)}
 		if cl.Name == "" {
 			cl.Name = ri.Name
 		}
 		if ri.Spec.KubeconfigSecretRef == nil {
 			cl.ReadErr = "reached through the tunnel"
-		} else if rc, err := remoteClient(ctx, c, ns, ri.Spec.KubeconfigSecretRef.Name); err != nil {
+		} else if rc, err := RemoteClient(ctx, c, ns, ri.Spec.KubeconfigSecretRef.Name); err != nil {
 			cl.ReadErr = err.Error()
 		} else {
 			cl.Readable = true
@@ -191,7 +191,9 @@ func observed(status int64, conds []metav1.Condition) int64 {
 	return g
 }
 
-func problems(conds []metav1.Condition) []string {
+// Problems are the conditions that are not True (Pending aside), each as
+// "Type (Reason): message".
+func Problems(conds []metav1.Condition) []string {
 	var out []string
 	for _, c := range conds {
 		if c.Status != metav1.ConditionTrue && c.Reason != v1beta1.ReasonPending {
@@ -201,7 +203,9 @@ func problems(conds []metav1.Condition) []string {
 	return out
 }
 
-func remoteClient(ctx context.Context, c client.Client, ns, secret string) (client.Client, error) {
+// RemoteClient is a client of the remote cluster whose kubeconfig is in the
+// Secret ns/secret, with c's scheme. Only inline credentials are used.
+func RemoteClient(ctx context.Context, c client.Client, ns, secret string) (client.Client, error) {
 	s := &corev1.Secret{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s); err != nil {
 		return nil, fmt.Errorf("kubeconfig Secret %s/%s: %w", ns, secret, err)
