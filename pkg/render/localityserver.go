@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"slices"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -160,47 +158,20 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http-debug")}},
 			PeriodSeconds: period, FailureThreshold: 3, TimeoutSeconds: 2}
 	}
-	replicas := int32(localityReplicas)
-	spread := func(key string) corev1.TopologySpreadConstraint {
-		return corev1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: key, WhenUnsatisfiable: corev1.ScheduleAnyway,
-			LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}
-	}
-	dep := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{
-		Replicas: &replicas,
-		Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
-			MaxUnavailable: ptrTo(intstr.FromInt32(0)), MaxSurge: ptrTo(intstr.FromInt32(1))}},
-		Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
-				"prometheus.io/scrape": "true", "prometheus.io/port": fmt.Sprint(LocalityServerPort), "sidecar.istio.io/inject": "false"}},
-			Spec: corev1.PodSpec{
-				ServiceAccountName:        name,
-				SecurityContext:           &corev1.PodSecurityContext{RunAsNonRoot: ptrTo(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-				TopologySpreadConstraints: []corev1.TopologySpreadConstraint{spread("kubernetes.io/hostname"), spread("topology.kubernetes.io/zone")},
-				Containers: []corev1.Container{{
-					Name: "locality", Image: image, Args: args,
-					Env:   []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-					Ports: []corev1.ContainerPort{{Name: "http-debug", ContainerPort: LocalityServerPort}},
-					// Both answer from the start: an unreachable member cluster
-					// is a metric, not a restart.
-					ReadinessProbe: probe("/readyz", 5),
-					LivenessProbe:  probe("/healthz", 10),
-					Resources: corev1.ResourceRequirements{
-						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-						Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
-					},
-					SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptrTo(false), ReadOnlyRootFilesystem: ptrTo(true),
-						Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
-					VolumeMounts: mounts,
-				}},
-				Volumes: volumes,
-			},
+	dep := componentDeployment(component{
+		name: name, namespace: ns, labels: labels, replicas: localityReplicas, metricsPort: LocalityServerPort,
+		cpuRequest: "50m", memoryRequest: "128Mi",
+		container: corev1.Container{
+			Name: "locality", Image: image, Args: args,
+			Ports: []corev1.ContainerPort{{Name: "http-debug", ContainerPort: LocalityServerPort}},
+			// Both answer from the start: an unreachable member cluster is
+			// a metric, not a restart.
+			ReadinessProbe: probe("/readyz", 5),
+			LivenessProbe:  probe("/healthz", 10),
+			VolumeMounts:   mounts,
 		},
-	}}
-	dep.TypeMeta, dep.ObjectMeta = meta("Deployment", "apps/v1", name, ns)
-	// Its version is the operator's: an operator upgrade rolls it without
-	// the control plane leaving Ready (decision 31).
-	dep.Annotations = map[string]string{AnnotationReadyWhen: ReadyWhenAvailable}
+		volumes: volumes,
+	})
 	pdb := &policyv1.PodDisruptionBudget{Spec: policyv1.PodDisruptionBudgetSpec{
 		MinAvailable: ptrTo(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels}}}
 	pdb.TypeMeta, pdb.ObjectMeta = meta("PodDisruptionBudget", "policy/v1", name, ns)

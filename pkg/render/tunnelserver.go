@@ -3,11 +3,9 @@ package render
 import (
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -165,51 +163,26 @@ func tunnelServerObjects(cp *ControlPlane) []runtime.Object {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("api"), Scheme: corev1.URISchemeHTTPS}},
 			PeriodSeconds: period, FailureThreshold: 3, TimeoutSeconds: 2}
 	}
-	replicas := int32(tunnelServerReplicas)
-	spread := func(key string) corev1.TopologySpreadConstraint {
-		return corev1.TopologySpreadConstraint{MaxSkew: 1, TopologyKey: key, WhenUnsatisfiable: corev1.ScheduleAnyway,
-			LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}
-	}
-	dep := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{
-		Replicas: &replicas,
-		Selector: &metav1.LabelSelector{MatchLabels: labels},
-		// One new replica before an old one goes: the new one stands by,
-		// and takes the Lease when the old active one stops.
-		Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
-			MaxUnavailable: ptrTo(intstr.FromInt32(0)), MaxSurge: ptrTo(intstr.FromInt32(1))}},
-		Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
-				"prometheus.io/scrape": "true", "prometheus.io/port": fmt.Sprint(TunnelServerMetricsPort), "sidecar.istio.io/inject": "false"}},
-			Spec: corev1.PodSpec{
-				ServiceAccountName:        name,
-				SecurityContext:           &corev1.PodSecurityContext{RunAsNonRoot: ptrTo(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-				TopologySpreadConstraints: []corev1.TopologySpreadConstraint{spread("kubernetes.io/hostname"), spread("topology.kubernetes.io/zone")},
-				Containers: []corev1.Container{{
-					Name: "server", Image: image, Args: args,
-					Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-					Ports: []corev1.ContainerPort{
-						{Name: "api", ContainerPort: TunnelServerAPIPort}, {Name: "agents", ContainerPort: TunnelServerAgentPort},
-						{Name: "metrics", ContainerPort: TunnelServerMetricsPort}},
-					// Ready while healthy, active or not: the Services pick
-					// the active one by its role label.
-					ReadinessProbe: probe("/healthz", 2),
-					LivenessProbe:  probe("/healthz", 10),
-					Resources: corev1.ResourceRequirements{
-						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-						Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
-					},
-					SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptrTo(false), ReadOnlyRootFilesystem: ptrTo(true),
-						Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
-					// The certificate and the tunnel CA are re-read when the
-					// Secret changes: a renewal needs no restart.
-					VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: tunnelServerCertDir, ReadOnly: true}},
-				}},
-				Volumes: []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: TunnelServerTLSSecretName}}}},
-			},
+	// One new replica before an old one goes: the new one stands by, and
+	// takes the Lease when the old active one stops.
+	dep := componentDeployment(component{
+		name: name, namespace: ns, labels: labels, replicas: tunnelServerReplicas, metricsPort: TunnelServerMetricsPort,
+		cpuRequest: "100m", memoryRequest: "64Mi",
+		container: corev1.Container{
+			Name: "server", Image: image, Args: args,
+			Ports: []corev1.ContainerPort{
+				{Name: "api", ContainerPort: TunnelServerAPIPort}, {Name: "agents", ContainerPort: TunnelServerAgentPort},
+				{Name: "metrics", ContainerPort: TunnelServerMetricsPort}},
+			// Ready while healthy, active or not: the Services pick the
+			// active one by its role label.
+			ReadinessProbe: probe("/healthz", 2),
+			LivenessProbe:  probe("/healthz", 10),
+			// The certificate and the tunnel CA are re-read when the Secret
+			// changes: a renewal needs no restart.
+			VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: tunnelServerCertDir, ReadOnly: true}},
 		},
-	}}
-	dep.TypeMeta, dep.ObjectMeta = meta("Deployment", "apps/v1", name, ns)
-	dep.Annotations = map[string]string{AnnotationReadyWhen: ReadyWhenAvailable}
+		volumes: []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: TunnelServerTLSSecretName}}}},
+	})
 	active := map[string]string{"app": name, TunnelRoleLabel: "active"}
 	api := &corev1.Service{Spec: corev1.ServiceSpec{Selector: active, Ports: []corev1.ServicePort{
 		{Name: "https-api", Port: 443, TargetPort: intstr.FromString("api")}}}}
