@@ -60,8 +60,10 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 				pr.Out.Header[k] = v
 			}
 		},
-		Transport:     &upgradeSplit{plain: plain, upgrade: upgrade},
-		FlushInterval: -1,
+		Transport: &upgradeSplit{plain: plain, upgrade: upgrade},
+		// Streaming responses (no Content-Length) are flushed at every
+		// write regardless; see newReverseProxy.
+		FlushInterval: 0,
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BufferPool:    proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
