@@ -64,6 +64,7 @@ type row struct{ name, direct, tunnel, peer, note string }
 
 var (
 	quick      = flag.Bool("quick", false, "measure only the small GETs and the byte stream (for profiling)")
+	gets       = flag.Int("gets", smallGETs, "small GETs to time through each path")
 	only       = flag.String("only", "", "measure the small GETs through only this path (direct, meshfleet or remotedialer; for profiling)")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the tunnel measurements to this file")
 )
@@ -346,7 +347,7 @@ func (b *bench) latency(cfgs ...*rest.Config) ([]latency, error) {
 	}
 	ds := make([][]time.Duration, len(cfgs))
 	cpu := make([]time.Duration, len(cfgs))
-	for n := range smallGETs + 200 {
+	for n := range *gets + 200 {
 		for i, hc := range hcs {
 			url := cfgs[i].Host + "/api/v1/namespaces/default"
 			cpu0, start := cpuTime(), time.Now()
