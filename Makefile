@@ -175,6 +175,7 @@ bench: tools ## Benchmarks: print figures next to a baseline measured in the sam
 	go run -tags integration ./tests/bench/tunnel
 	go run -tags e2e ./tests/bench/locality
 	go run -tags e2e ./tests/bench/join
+	go run -tags e2e ./tests/bench/fleet
 
 .PHONY: sandbox
 sandbox: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).
