@@ -319,7 +319,7 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 	}
 	last := t0
 	if written != nil {
-		at, err := waitWritten(written, 60*time.Second)
+		at, err := waitWritten(written, changeTimeout())
 		if err != nil {
 			return err
 		}
@@ -335,7 +335,7 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 		last = at
 		p.written = append(p.written, at.Sub(t0))
 	}
-	pushed, err := ilog.pushedAfter(last, 30*time.Second)
+	pushed, err := ilog.pushedAfter(last, changeTimeout())
 	if err != nil {
 		return err
 	}
@@ -485,3 +485,7 @@ func procStatus(field string) string {
 	}
 	return "?"
 }
+
+// changeTimeout bounds the wait for one change to be written and pushed:
+// a change of every rule is one write per service.
+func changeTimeout() time.Duration { return 30*time.Second + time.Duration(*services)*20*time.Millisecond }
