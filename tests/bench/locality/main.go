@@ -488,4 +488,6 @@ func procStatus(field string) string {
 
 // changeTimeout bounds the wait for one change to be written and pushed:
 // a change of every rule is one write per service.
-func changeTimeout() time.Duration { return 30*time.Second + time.Duration(*services)*20*time.Millisecond }
+func changeTimeout() time.Duration {
+	return 30*time.Second + time.Duration(*services)*20*time.Millisecond
+}

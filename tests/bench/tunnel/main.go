@@ -520,4 +520,4 @@ func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3)
 func secs(d time.Duration) string {
 	return fmt.Sprintf("%.2f s", d.Seconds())
 }
-func pct(a, b float64) string   { return fmt.Sprintf("%.0f%%", 100*a/b) }
+func pct(a, b float64) string { return fmt.Sprintf("%.0f%%", 100*a/b) }

@@ -79,7 +79,7 @@ func (p *peer) front(key string, upstream *rest.Config) (*rest.Config, error) {
 		return nil, err
 	}
 	front := httptest.NewUnstartedServer(&httputil.ReverseProxy{
-		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Header.Del("Authorization") },
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Header.Del("Authorization") },
 		Transport: rt,
 		// The default: streaming responses (no Content-Length) are
 		// flushed at once, others when the body is copied.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/ioutil"
+	"io"
 	"net/http"
 	"time"
 
@@ -101,7 +101,7 @@ func ConnectToProxyWithDialer(rootCtx context.Context, proxyURL string, headers 
 				logrus.WithError(err).Errorf("Failed to connect to proxy. Empty dialer response")
 			}
 		} else {
-			rb, err2 := ioutil.ReadAll(resp.Body)
+			rb, err2 := io.ReadAll(resp.Body)
 			if err2 != nil {
 				logrus.WithError(err).Errorf("Failed to connect to proxy. Response status: %v - %v. Couldn't read response body (err: %v)", resp.StatusCode, resp.Status, err2)
 			} else {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/ioutil"
 	"math/rand"
 	"strings"
 	"sync/atomic"
@@ -162,7 +161,7 @@ func newServerMessage(reader io.Reader) (*message, error) {
 	}
 
 	if m.messageType == Connect {
-		bytes, err := ioutil.ReadAll(io.LimitReader(buf, 266))
+		bytes, err := io.ReadAll(io.LimitReader(buf, 266))
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +173,7 @@ func newServerMessage(reader io.Reader) (*message, error) {
 		m.address = parts[1]
 		m.bytes = bytes
 	} else if m.messageType == AddClient || m.messageType == RemoveClient {
-		bytes, err := ioutil.ReadAll(io.LimitReader(buf, 100))
+		bytes, err := io.ReadAll(io.LimitReader(buf, 100))
 		if err != nil {
 			return nil, err
 		}
@@ -189,7 +188,7 @@ func (m *message) Err() error {
 	if m.err != nil {
 		return m.err
 	}
-	bytes, err := ioutil.ReadAll(io.LimitReader(m.body, 100))
+	bytes, err := io.ReadAll(io.LimitReader(m.body, 100))
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 
 	wsConn, err := upgrader.Upgrade(rw, req, nil)
 	if err != nil {
-		s.errorWriter(rw, req, 400, fmt.Errorf("Error during upgrade for host [%v]: %w", clientKey, err))
+		s.errorWriter(rw, req, 400, fmt.Errorf("error during upgrade for host [%v]: %w", clientKey, err))
 		return
 	}
 
