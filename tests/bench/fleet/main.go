@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +54,10 @@ import (
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
-var clusters = flag.Int("clusters", 20, "remote clusters")
+var (
+	clusters   = flag.Int("clusters", 20, "remote clusters")
+	memProfile = flag.String("memprofile", "", "write a heap profile here while istiod watches every cluster through the tunnel")
+)
 
 const ns = "istio-system"
 
@@ -114,7 +118,15 @@ func run() error {
 	}
 	defer tn.stop()
 	var busy float64
-	through, err := discover(ctx, te, pk, "tunnel", tn.kubeconfigs, func() { busy = heapInUse() - tn.heap0 })
+	through, err := discover(ctx, te, pk, "tunnel", tn.kubeconfigs, func() {
+		busy = heapInUse() - tn.heap0
+		if *memProfile != "" {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("through the tunnel: %w", err)
 	}
