@@ -127,27 +127,39 @@ images: ## OCI images of meshfleet (PLATFORMS) into bin/images, no Docker needed
 .PHONY: tools
 tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) $(ISTIOCTL) $(KIALI) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager, istiod, istioctl and Kiali; install etcd and Prometheus.
 
+# $(call build-tool,name,estimate,tools module,out dir,go build arguments):
+# one line per tool instead of the module downloads and compiler output,
+# which go to a log that is shown if the build fails; a dot a minute.
+TOOL_LOGS := $(CACHE)/logs
+define build-tool
+	@mkdir -p $(4) $(TOOL_LOGS)
+	@echo "building $(1) once (cold: about $(2) on two cores; log: $(TOOL_LOGS)/$(1).log)"
+	@start=$$(date +%s); (while sleep 60 >/dev/null 2>&1; do printf .; done) & dots=$$!; \
+	  if (cd $(3) && go build -o $(4)/ $(5)) >$(TOOL_LOGS)/$(1).log 2>&1; then kill $$dots; \
+	  echo " built $(1) in $$(( $$(date +%s) - start ))s"; \
+	  else kill $$dots; tail -n 40 $(TOOL_LOGS)/$(1).log; echo "building $(1) failed: see $(TOOL_LOGS)/$(1).log"; exit 1; fi
+endef
+
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
-	mkdir -p $(K8S_BIN)
-	cd tests/tools/k8s && go build -ldflags '$(K8S_LDFLAGS)' -o $(K8S_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager
+	$(call build-tool,kubernetes-$(K8S_VERSION),10-20 min,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
 
 $(PILOT_DISCOVERY):
-	mkdir -p $(ISTIO_BIN)
-	cd tests/tools/istio && go build -o $(ISTIO_BIN)/ istio.io/istio/pilot/cmd/pilot-discovery
+	$(call build-tool,istiod,8-15 min,tests/tools/istio,$(ISTIO_BIN),istio.io/istio/pilot/cmd/pilot-discovery)
 
 $(ISTIOCTL):
-	mkdir -p $(ISTIO_BIN)
-	cd tests/tools/istio && go build -o $(ISTIO_BIN)/ istio.io/istio/istioctl/cmd/istioctl
+	$(call build-tool,istioctl,3-5 min after istiod,tests/tools/istio,$(ISTIO_BIN),istio.io/istio/istioctl/cmd/istioctl)
 
+# Kiali builds from its own go.mod, so from a writable copy of its module.
+KIALI_SRC := $(CACHE)/src/kiali-$(KIALI_VERSION)
 $(KIALI):
-	src=$$(mktemp -d) && \
-	dir=$$(cd $$src && go mod download -json github.com/kiali/kiali@$(KIALI_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && \
-	cp -r $$dir/. $$src/ && chmod -R u+w $$src && \
-	cd $$src && go build -o $(KIALI) . && rm -rf $$src
+	@rm -rf $(KIALI_SRC) && mkdir -p $(KIALI_SRC) $(TOOL_LOGS) && \
+	  dir=$$(cd $(KIALI_SRC) && go mod download -json github.com/kiali/kiali@$(KIALI_VERSION) 2>$(TOOL_LOGS)/kiali-download.log | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && \
+	  cp -r $$dir/. $(KIALI_SRC)/ && chmod -R u+w $(KIALI_SRC) || { cat $(TOOL_LOGS)/kiali-download.log; exit 1; }
+	$(call build-tool,kiali-$(KIALI_VERSION),5-8 min,$(KIALI_SRC),$(dir $(KIALI)),.)
+	@rm -rf $(KIALI_SRC)
 
 $(CONTROLLER_GEN) $(STATICCHECK) &:
-	mkdir -p $(DEV_BIN)
-	cd tests/tools/dev && go build -o $(DEV_BIN)/ sigs.k8s.io/controller-tools/cmd/controller-gen honnef.co/go/tools/cmd/staticcheck
+	$(call build-tool,controller-gen+staticcheck,2-4 min,tests/tools/dev,$(DEV_BIN),sigs.k8s.io/controller-tools/cmd/controller-gen honnef.co/go/tools/cmd/staticcheck)
 
 .PHONY: prometheus
 prometheus: ## Install Debian's Prometheus (dashboard tests, canary gate).
@@ -195,7 +207,8 @@ bench: tools ## Benchmarks: print figures next to a baseline measured in the sam
 	go run -tags integration ./tests/bench/tunnel
 	go run -tags e2e ./tests/bench/locality
 	go run -tags e2e ./tests/bench/join
+	go run -tags e2e ./tests/bench/fleet
 
 .PHONY: sandbox
-sandbox: tools build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).
+sandbox: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).
 	$(BIN)/meshctl sandbox up

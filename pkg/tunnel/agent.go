@@ -255,7 +255,7 @@ func (a *Agent) connect(ctx context.Context) (net.Conn, string, error) {
 // serve runs the HTTP/1.1 forwarder on the streams of one session until the
 // session or ctx ends.
 func (a *Agent) serve(ctx context.Context, conn net.Conn, server string) {
-	mux, err := yamux.Server(conn, yamuxConfig(a.opts.StreamWindow, 1024, a.log))
+	mux, err := yamux.Server(newCoalescingConn(conn), yamuxConfig(a.opts.StreamWindow, 1024, a.log))
 	if err != nil {
 		conn.Close()
 		a.setStatus(func(s *AgentStatus) { s.LastError = err })

@@ -1,8 +1,10 @@
 package tunnel
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
-	"strconv"
+	"net/url"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -24,9 +26,10 @@ type kubeRequest struct {
 }
 
 // parseKubeRequest parses method and the cluster-relative path and query of r.
+// It reads only the method, path and query, so it hands the parser a
+// request of those three rather than a clone of r.
 func parseKubeRequest(r *http.Request, path string) kubeRequest {
-	req := r.Clone(r.Context())
-	req.URL.Path, req.URL.RawPath = path, ""
+	req := &http.Request{Method: r.Method, URL: &url.URL{Path: path, RawQuery: r.URL.RawQuery}}
 	info, err := requestInfoFactory.NewRequestInfo(req)
 	if err != nil || info == nil {
 		return kubeRequest{verb: r.Method, resource: path}
@@ -54,25 +57,25 @@ func (s *Server) audit(r *http.Request, t *proxyTarget, rec *responseRecorder, b
 	if t.agent != nil {
 		agent = t.agent.id
 	}
-	s.log.Info("proxied request",
-		"cluster", t.cluster,
-		"user", t.identity.User,
-		"groups", t.identity.Groups,
-		"as", t.as.User,
-		"auth", t.identity.Method,
-		"verb", kr.verb,
-		"resource", kr.resource,
-		"namespace", kr.namespace,
-		"name", kr.name,
-		"code", code,
-		"duration", d.String(),
-		"agent", agent,
-		"bytes_in", in,
-		"bytes_out", out,
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "proxied request",
+		slog.String("cluster", t.cluster),
+		slog.String("user", t.identity.User),
+		slog.Any("groups", t.identity.Groups),
+		slog.String("as", t.as.User),
+		slog.String("auth", t.identity.Method),
+		slog.String("verb", kr.verb),
+		slog.String("resource", kr.resource),
+		slog.String("namespace", kr.namespace),
+		slog.String("name", kr.name),
+		slog.Int("code", code),
+		slog.String("duration", d.String()),
+		slog.String("agent", agent),
+		slog.Int64("bytes_in", in),
+		slog.Int64("bytes_out", out),
 	)
-	cluster, verb := s.metrics.clusterLabel(t.cluster), verbLabel(kr.verb)
-	s.metrics.requests.WithLabelValues(cluster, verb, strconv.Itoa(code)).Inc()
-	s.metrics.requestDuration.WithLabelValues(cluster, verb).Observe(d.Seconds())
-	s.metrics.bytes.WithLabelValues(cluster, "to_cluster").Add(float64(in))
-	s.metrics.bytes.WithLabelValues(cluster, "from_cluster").Add(float64(out))
+	m := s.metrics.proxiedRequest(t.cluster, kr.verb, code)
+	m.requests.Inc()
+	m.duration.Observe(d.Seconds())
+	m.in.Add(float64(in))
+	m.out.Add(float64(out))
 }

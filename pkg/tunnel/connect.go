@@ -73,7 +73,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	// The server opens every stream; the agent may open none, so one
 	// slot of backlog is enough to notice the first and close the session.
-	mux, err := yamux.Client(withBuffered(conn, brw.Reader), yamuxConfig(s.opts.StreamWindow, 1, s.log))
+	mux, err := yamux.Client(newCoalescingConn(withBuffered(conn, brw.Reader)), yamuxConfig(s.opts.StreamWindow, 1, s.log))
 	if err != nil {
 		conn.Close()
 		s.log.Error("agent session setup failed", "cluster", cluster, "agent", id, "error", err)

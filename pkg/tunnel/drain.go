@@ -20,9 +20,16 @@ const DefaultDrainTimeout = 5 * time.Second
 // (a watch, a followed log, an upgraded connection) rather than ending with
 // one answer.
 func longRunning(r *http.Request) bool {
+	if r.Header.Get("Upgrade") != "" || strings.Contains(r.URL.Path, "/watch/") {
+		return true
+	}
 	q := r.URL.Query()
-	return q.Get("watch") == "true" || q.Get("watch") == "1" || q.Get("follow") == "true" ||
-		strings.Contains(r.URL.Path, "/watch/") || r.Header.Get("Upgrade") != ""
+	for _, k := range []string{"watch", "follow"} {
+		if v := q.Get(k); v != "" && v != "false" && v != "0" {
+			return true
+		}
+	}
+	return false
 }
 
 // inflight counts the requests in flight that end by themselves.

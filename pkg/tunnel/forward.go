@@ -35,20 +35,21 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 	if upstream.Scheme == "" {
 		upstream, _ = url.Parse("https://" + cfg.Host)
 	}
-	plain, err := rest.TransportFor(cfg)
+	h2, err := rest.TransportFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("build transport to the API server %s: %w", cfg.Host, err)
 	}
-	// Upgrades (SPDY, WebSocket) need HTTP/1.1 all the way.
-	h1 := rest.CopyConfig(cfg)
-	h1.NextProtos = []string{"http/1.1"}
-	upgrade, err := rest.TransportFor(h1)
+	// Upgrades (SPDY, WebSocket) need HTTP/1.1 all the way; short
+	// requests take it too (see upstreamSplit).
+	h1cfg := rest.CopyConfig(cfg)
+	h1cfg.NextProtos = []string{"http/1.1"}
+	h1, err := rest.TransportFor(h1cfg)
 	if err != nil {
-		return nil, fmt.Errorf("build upgrade transport to the API server %s: %w", cfg.Host, err)
+		return nil, fmt.Errorf("build HTTP/1.1 transport to the API server %s: %w", cfg.Host, err)
 	}
 	readyz := *upstream
 	readyz.Path, readyz.RawQuery = strings.TrimSuffix(upstream.Path, "/")+"/readyz", ""
-	gate := &upstreamGate{client: &http.Client{Transport: plain}, readyzURL: readyz.String(), log: log}
+	gate := &upstreamGate{client: &http.Client{Transport: h1}, readyzURL: readyz.String(), log: log}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
@@ -60,8 +61,10 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 				pr.Out.Header[k] = v
 			}
 		},
-		Transport:     &upgradeSplit{plain: plain, upgrade: upgrade},
-		FlushInterval: -1,
+		Transport: &upstreamSplit{h1: h1, h2: h2},
+		// Streaming responses (no Content-Length) are flushed at every
+		// write regardless; see newReverseProxy.
+		FlushInterval: 0,
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BufferPool:    proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -114,15 +117,19 @@ func impersonationOf(h http.Header) http.Header {
 	return out
 }
 
-// upgradeSplit sends Upgrade requests over an HTTP/1.1-only transport and
-// the rest over one that may use HTTP/2.
-type upgradeSplit struct {
-	plain, upgrade http.RoundTripper
+// upstreamSplit chooses the connection to the API server by the kind of
+// request: upgrades (SPDY, WebSocket) need HTTP/1.1; watches and followed
+// logs, which stay open, share HTTP/2 connections (hundreds of streams
+// each); every other request, short, takes a pooled HTTP/1.1 connection,
+// which costs less per request than an HTTP/2 stream (about 70 µs of CPU
+// and 0.1 ms of latency less per small GET in tests/bench/tunnel).
+type upstreamSplit struct {
+	h1, h2 http.RoundTripper
 }
 
-func (u *upgradeSplit) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Header.Get("Upgrade") != "" {
-		return u.upgrade.RoundTrip(req)
+func (u *upstreamSplit) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Upgrade") == "" && longRunning(req) {
+		return u.h2.RoundTrip(req)
 	}
-	return u.plain.RoundTrip(req)
+	return u.h1.RoundTrip(req)
 }

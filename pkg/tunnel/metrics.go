@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,38 @@ type serverMetrics struct {
 	active           prometheus.Gauge
 	// clusters bounds the cluster label to known clusters.
 	clusters *ClusterSet
+	// proxied holds the metric children of each (cluster, verb, code)
+	// seen, so that a request's audit does not look four of them up by
+	// label values. Bounded as the labels are.
+	proxied sync.Map // proxiedKey → *proxiedChildren
+}
+
+type proxiedKey struct {
+	cluster, verb string
+	code          int
+}
+
+// proxiedChildren are the metric children one proxied request updates.
+type proxiedChildren struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+	in, out  prometheus.Counter
+}
+
+// proxiedRequest returns the children for a request to cluster with verb
+// answered with code; both labels are bounded here.
+func (m *serverMetrics) proxiedRequest(cluster, verb string, code int) *proxiedChildren {
+	k := proxiedKey{m.clusterLabel(cluster), verbLabel(verb), code}
+	if c, ok := m.proxied.Load(k); ok {
+		return c.(*proxiedChildren)
+	}
+	c, _ := m.proxied.LoadOrStore(k, &proxiedChildren{
+		requests: m.requests.WithLabelValues(k.cluster, k.verb, strconv.Itoa(code)),
+		duration: m.requestDuration.WithLabelValues(k.cluster, k.verb),
+		in:       m.bytes.WithLabelValues(k.cluster, "to_cluster"),
+		out:      m.bytes.WithLabelValues(k.cluster, "from_cluster"),
+	})
+	return c.(*proxiedChildren)
 }
 
 func newServerMetrics(reg prometheus.Registerer, clusters *ClusterSet) (*serverMetrics, error) {

@@ -152,8 +152,12 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			setImpersonation(pr.Out.Header, t.as)
 		},
 		Transport: &clusterTransport{agents: s.agents},
-		// Watches and logs -f must reach the caller as they come.
-		FlushInterval: -1,
+		// Watches and logs -f must reach the caller as they come:
+		// ReverseProxy flushes every write of a response without a
+		// Content-Length (and of text/event-stream) whatever this says.
+		// A response of known length goes out with its headers in one
+		// write instead of a flush of the headers on their own.
+		FlushInterval: 0,
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BufferPool:    proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

@@ -70,8 +70,9 @@ func newAgentSession(cluster, id, remote string, mux *yamux.Session, maxStreams 
 		// Pass Accept-Encoding through and bodies back as they come.
 		DisableCompression: true,
 		ForceAttemptHTTP2:  false,
-		WriteBufferSize:    64 << 10,
-		ReadBufferSize:     64 << 10,
+		// Per stream, idle ones included: kept small (see copyBufferSize).
+		WriteBufferSize: 16 << 10,
+		ReadBufferSize:  16 << 10,
 	}
 	return s
 }

@@ -144,7 +144,7 @@ func New(opts Options) (*Server, error) {
 	cfg := rest.CopyConfig(opts.Config)
 	if cfg.QPS == 0 {
 		// The first write of a large mesh is one request per service.
-		cfg.QPS, cfg.Burst = 100, 200
+		cfg.QPS, cfg.Burst = 300, 600
 	}
 	dc, err := dynamic.NewForConfig(cfg)
 	if err != nil {
@@ -434,7 +434,7 @@ func (s *Server) scheduleRetry() {
 }
 
 // writeWorkers bounds the writes in flight; client QPS bounds their rate.
-const writeWorkers = 8
+const writeWorkers = 16
 
 // write carries out the plan; it returns the names of rules it left alone
 // because someone else's object has their name.
@@ -481,6 +481,9 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 			obj, err := toObject(w.Rule, w.Hash, "")
 			if err == nil {
 				obj, err = s.rules.Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
+			}
+			if err == nil {
+				obj, err = s.toApplyManaged(ctx, obj)
 			}
 			if apierrors.IsAlreadyExists(err) {
 				// Ours but not in the informer yet, or someone else's.
@@ -533,6 +536,23 @@ func (s *Server) applyIfMine(ctx context.Context, w Write) (*unstructured.Unstru
 	w.UID = string(live.GetUID())
 	obj, err := s.apply(ctx, w)
 	return obj, true, err
+}
+
+// toApplyManaged moves the fields a Create recorded under an Update entry
+// of FieldManager into its Apply entry (see apply), right after the
+// create: a later change of the rule is then one apply request, not
+// three, which is what a change of every rule at once (a Node moved to a
+// new region) waits for.
+func (s *Server) toApplyManaged(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(obj, sets.New(FieldManager), FieldManager)
+	if err != nil || patch == nil {
+		return obj, err
+	}
+	out, err := s.rules.Patch(ctx, obj.GetName(), types.JSONPatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("moving the fields written at creation to server-side apply: %w", err)
+	}
+	return out, nil
 }
 
 // apply writes w with server-side apply, only onto the object with w.UID.

@@ -276,6 +276,7 @@ func bench() error {
 	fmt.Println("baseline: a hand-written DestinationRule updated (istiod's own path):")
 	row("  istiod pushes it", baseline.pushed)
 	fmt.Printf("\nprocess heap in use after GC (server + informers of 3 clusters + bench clients): %.1f MiB\n", float64(ms.HeapInuse)/(1<<20))
+	fmt.Printf("process resident memory (VmRSS; same process): %s, peak (VmHWM) %s\n", procStatus("VmRSS"), procStatus("VmHWM"))
 	if fo != nil {
 		fmt.Printf("\n%-66s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in the next locality)", "p50", "p99", "max")
 		for _, step := range failoverSteps {
@@ -318,7 +319,7 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 	}
 	last := t0
 	if written != nil {
-		at, err := waitWritten(written, 60*time.Second)
+		at, err := waitWritten(written, changeTimeout())
 		if err != nil {
 			return err
 		}
@@ -334,7 +335,7 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 		last = at
 		p.written = append(p.written, at.Sub(t0))
 	}
-	pushed, err := ilog.pushedAfter(last, 30*time.Second)
+	pushed, err := ilog.pushedAfter(last, changeTimeout())
 	if err != nil {
 		return err
 	}
@@ -468,4 +469,25 @@ func pct(ds []time.Duration, p int) string {
 		i = 0
 	}
 	return s[i].Round(100 * time.Microsecond).String()
+}
+
+// procStatus returns a field of /proc/self/status ("VmRSS": "123456 kB"),
+// or "?" where there is none.
+func procStatus(field string) string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+// changeTimeout bounds the wait for one change to be written and pushed:
+// a change of every rule is one write per service.
+func changeTimeout() time.Duration {
+	return 30*time.Second + time.Duration(*services)*20*time.Millisecond
 }

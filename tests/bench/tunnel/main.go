@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,9 +24,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,7 +49,7 @@ const (
 	watches     = 1000
 	bulkObjects = 40
 	bulkSize    = 500 << 10
-	rawBytes    = 512 << 20
+	rawBytes    = 64 << 20
 	restarts    = 5
 )
 
@@ -57,9 +60,20 @@ func main() {
 	}
 }
 
-type row struct{ name, direct, tunnel, note string }
+type row struct{ name, direct, tunnel, peer, note string }
+
+var (
+	quick      = flag.Bool("quick", false, "measure only the small GETs and the byte stream (for profiling)")
+	gets       = flag.Int("gets", smallGETs, "small GETs to time through each path")
+	only       = flag.String("only", "", "measure the small GETs through only this path (direct, meshfleet or remotedialer; for profiling)")
+	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the tunnel measurements to this file")
+)
+
+// A target is one way to reach a backend: its caller configuration.
+type target struct{ direct, tunnel, peer *rest.Config }
 
 func run() error {
+	flag.Parse()
 	ctx := context.Background()
 	env, stop, err := testenv.StartShared(ctx, "", localcluster.ClusterOptions{
 		Name: "remote", ExtraAPIServerArgs: []string{"--max-requests-inflight=3000"},
@@ -75,65 +89,108 @@ func run() error {
 		return err
 	}
 	defer b.close()
-
-	var rows []row
-	direct, err := b.latency(c.Config)
+	peer, err := newPeer(ctx)
 	if err != nil {
 		return err
 	}
-	through, err := b.latency(b.callerConfig("remote"))
+	defer peer.close()
+	apiPeer, err := peer.front("remote", c.Config)
+	if err != nil {
+		return err
+	}
+	rawPeer, err := peer.front("raw", b.rawConfig)
+	if err != nil {
+		return err
+	}
+	api := target{direct: h1(c.Config), tunnel: h1(b.callerConfig("remote")), peer: apiPeer}
+	raw := target{direct: h1(b.rawConfig), tunnel: h1(b.callerConfig("raw")), peer: rawPeer}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	var rows []row
+	if *only != "" {
+		cfg := map[string]*rest.Config{"direct": api.direct, "meshfleet": api.tunnel, "remotedialer": api.peer}[*only]
+		if cfg == nil {
+			return fmt.Errorf("-only %q: want direct, meshfleet or remotedialer", *only)
+		}
+		lat, err := b.latency(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("small GET through %s: p50 %s p99 %s, CPU %s\n", *only, ms(lat[0].p50), ms(lat[0].p99), us(lat[0].cpu))
+		return nil
+	}
+	lat, err := b.latency(api.direct, api.tunnel, api.peer)
 	if err != nil {
 		return err
 	}
 	rows = append(rows,
-		row{"small GET p50", ms(direct[0]), ms(through[0]), "added " + ms(through[0]-direct[0])},
-		row{"small GET p99", ms(direct[1]), ms(through[1]), "added " + ms(through[1]-direct[1])})
+		row{"small GET p50", ms(lat[0].p50), ms(lat[1].p50), ms(lat[2].p50), "added " + ms(lat[1].p50-lat[0].p50) + " (peer " + ms(lat[2].p50-lat[0].p50) + ")"},
+		row{"small GET p99", ms(lat[0].p99), ms(lat[1].p99), ms(lat[2].p99), "added " + ms(lat[1].p99-lat[0].p99)},
+		row{"CPU per small GET (this process)", us(lat[0].cpu), us(lat[1].cpu), us(lat[2].cpu), "caller + server + agent"})
 
-	if err := b.createBulk(ctx); err != nil {
-		return err
+	var tp [3]throughput
+	for i, cfg := range []*rest.Config{raw.direct, raw.tunnel, raw.peer} {
+		if tp[i], err = b.throughput(cfg, "/bytes", 3); err != nil {
+			return err
+		}
 	}
-	dl, err := b.throughput(c.Config, "/api/v1/namespaces/bulk/configmaps", 3)
-	if err != nil {
-		return err
-	}
-	tl, err := b.throughput(b.callerConfig("remote"), "/api/v1/namespaces/bulk/configmaps", 3)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, row{"bulk list (API server) MB/s", mbps(dl), mbps(tl), pct(tl, dl) + " of direct"})
-	draw, err := b.throughput(b.rawConfig, "/bytes", 2)
-	if err != nil {
-		return err
-	}
-	traw, err := b.throughput(b.callerConfig("raw"), "/bytes", 2)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, row{"bulk byte stream MB/s", mbps(draw), mbps(traw), pct(traw, draw) + " of direct"})
+	rows = append(rows,
+		row{fmt.Sprintf("bulk byte stream MB/s (%d MiB)", rawBytes>>20), mbps(tp[0].rate), mbps(tp[1].rate), mbps(tp[2].rate), pct(tp[1].rate, tp[0].rate) + " of direct"},
+		row{"CPU s per GB (this process)", secs(tp[0].cpuPerGB), secs(tp[1].cpuPerGB), secs(tp[2].cpuPerGB), "caller + server + agent + backend"})
 
-	dw, err := b.watches(ctx, c.Config)
-	if err != nil {
-		return err
-	}
-	tw, err := b.watches(ctx, b.callerConfig("remote"))
-	if err != nil {
-		return err
-	}
-	rows = append(rows, row{fmt.Sprintf("%d watches: open all", watches), ms(dw[0]), ms(tw[0]), "one agent"},
-		row{fmt.Sprintf("%d watches: event to all", watches), ms(dw[1]), ms(tw[1]), "one agent"})
+	if !*quick {
+		if err := b.createBulk(ctx); err != nil {
+			return err
+		}
+		for i, cfg := range []*rest.Config{api.direct, api.tunnel, api.peer} {
+			if tp[i], err = b.throughput(cfg, "/api/v1/namespaces/bulk/configmaps", 3); err != nil {
+				return err
+			}
+		}
+		rows = append(rows, row{"bulk list (API server) MB/s", mbps(tp[0].rate), mbps(tp[1].rate), mbps(tp[2].rate), pct(tp[1].rate, tp[0].rate) + " of direct"})
 
-	rc, err := b.reconnect(ctx)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, row{"reconnect after agent restart (median)", "-", ms(rc), fmt.Sprintf("%d restarts, new agent → first GET OK", restarts)})
+		dw, err := b.watches(ctx, c.Config)
+		if err != nil {
+			return err
+		}
+		tw, err := b.watches(ctx, b.callerConfig("remote"))
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{fmt.Sprintf("%d watches: open all", watches), ms(dw[0]), ms(tw[0]), "-", "one agent"},
+			row{fmt.Sprintf("%d watches: event to all", watches), ms(dw[1]), ms(tw[1]), "-", "one agent"})
 
-	fmt.Printf("\n%-40s %14s %14s   %s\n", "measurement", "direct", "tunnel", "")
-	fmt.Println(strings.Repeat("-", 100))
+		rc, err := b.reconnect(ctx)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{"reconnect after agent restart (median)", "-", ms(rc), "-", fmt.Sprintf("%d restarts, new agent → first GET OK", restarts)})
+	}
+
+	fmt.Printf("\n%-40s %12s %12s %13s   %s\n", "measurement", "direct", "meshfleet", "remotedialer", "")
+	fmt.Println(strings.Repeat("-", 110))
 	for _, r := range rows {
-		fmt.Printf("%-40s %14s %14s   %s\n", r.name, r.direct, r.tunnel, r.note)
+		fmt.Printf("%-40s %12s %12s %13s   %s\n", r.name, r.direct, r.tunnel, r.peer, r.note)
 	}
 	return nil
+}
+
+// h1 returns a copy of cfg whose caller speaks HTTP/1.1 with keep-alive,
+// as kubectl and client-go do against the tunnel.
+func h1(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.NextProtos = []string{"http/1.1"}
+	return cfg
 }
 
 // bench is a tunnel server with one agent for the API server ("remote") and
@@ -271,31 +328,50 @@ func (b *bench) callerConfig(cluster string) *rest.Config {
 	}
 }
 
-// latency returns p50 and p99 of sequential small GETs.
-func (b *bench) latency(cfg *rest.Config) ([2]time.Duration, error) {
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return [2]time.Duration{}, err
-	}
-	url := cfg.Host + "/api/v1/namespaces/default"
-	var ds []time.Duration
-	for i := range smallGETs + 200 {
-		start := time.Now()
-		resp, err := hc.Get(url)
+type latency struct {
+	p50, p99, cpu time.Duration
+}
+
+// latency returns p50 and p99 of sequential small GETs through each of
+// cfgs and the CPU time this process spent per GET. The GETs take turns
+// (one through each, then again), so that load from elsewhere on the
+// machine falls on all alike.
+func (b *bench) latency(cfgs ...*rest.Config) ([]latency, error) {
+	hcs := make([]*http.Client, len(cfgs))
+	for i, cfg := range cfgs {
+		hc, err := rest.HTTPClientFor(cfg)
 		if err != nil {
-			return [2]time.Duration{}, err
+			return nil, err
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return [2]time.Duration{}, fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		if i >= 200 { // warm-up
-			ds = append(ds, time.Since(start))
+		hcs[i] = hc
+	}
+	ds := make([][]time.Duration, len(cfgs))
+	cpu := make([]time.Duration, len(cfgs))
+	for n := range *gets + 200 {
+		for i, hc := range hcs {
+			url := cfgs[i].Host + "/api/v1/namespaces/default"
+			cpu0, start := cpuTime(), time.Now()
+			resp, err := hc.Get(url)
+			if err != nil {
+				return nil, err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+			}
+			if n >= 200 { // warm-up
+				ds[i] = append(ds[i], time.Since(start))
+				cpu[i] += cpuTime() - cpu0
+			}
 		}
 	}
-	slices.Sort(ds)
-	return [2]time.Duration{ds[len(ds)/2], ds[len(ds)*99/100]}, nil
+	out := make([]latency, len(cfgs))
+	for i, d := range ds {
+		slices.Sort(d)
+		out[i] = latency{d[len(d)/2], d[len(d)*99/100], cpu[i] / time.Duration(len(d))}
+	}
+	return out, nil
 }
 
 func (b *bench) createBulk(ctx context.Context) error {
@@ -314,27 +390,43 @@ func (b *bench) createBulk(ctx context.Context) error {
 	return nil
 }
 
-// throughput returns the best bytes/second of n GETs of path.
-func (b *bench) throughput(cfg *rest.Config, path string, n int) (float64, error) {
+type throughput struct {
+	rate     float64 // bytes per second, best of n
+	cpuPerGB time.Duration
+}
+
+// throughput returns the best bytes/second of n GETs of path and the CPU
+// time this process spent per GB over all of them.
+func (b *bench) throughput(cfg *rest.Config, path string, n int) (throughput, error) {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return 0, err
+		return throughput{}, err
 	}
-	best := 0.0
+	var best float64
+	var total int64
+	cpu0 := cpuTime()
 	for range n {
 		start := time.Now()
 		resp, err := hc.Get(cfg.Host + path)
 		if err != nil {
-			return 0, err
+			return throughput{}, err
 		}
 		got, err := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("GET %s: %s, %v", path, resp.Status, err)
+			return throughput{}, fmt.Errorf("GET %s: %s, %v", path, resp.Status, err)
 		}
+		total += got
 		best = max(best, float64(got)/time.Since(start).Seconds())
 	}
-	return best, nil
+	return throughput{best, time.Duration(float64(cpuTime()-cpu0) * 1e9 / float64(total))}, nil
+}
+
+// cpuTime is the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // watches opens that many watches on one namespace, then creates an object
@@ -424,4 +516,8 @@ func (b *bench) reconnect(ctx context.Context) (time.Duration, error) {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
 func mbps(v float64) string     { return fmt.Sprintf("%.0f", v/1e6) }
-func pct(a, b float64) string   { return fmt.Sprintf("%.0f%%", 100*a/b) }
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+func secs(d time.Duration) string {
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+func pct(a, b float64) string { return fmt.Sprintf("%.0f%%", 100*a/b) }
