@@ -34,6 +34,12 @@ type IstioSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	Version string `json:"version"`
 
+	// UpdateStrategy sets how a change of version reaches the control plane:
+	// InPlace (default) replaces istiod; RevisionBased installs the new
+	// version as a second istiod revision beside the old one.
+	// +optional
+	UpdateStrategy *UpdateStrategy `json:"updateStrategy,omitempty"`
+
 	// ClusterName identifies this cluster in the mesh (istiod's CLUSTER_ID,
 	// locality and telemetry labels). Default: the resource's name.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
@@ -216,12 +222,69 @@ type IstioStatus struct {
 	// +optional
 	Members []MemberStatus `json:"members,omitempty"`
 
+	// Revisions are the installed istiod revisions, with RevisionBased.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Revisions []RevisionStatus `json:"revisions,omitempty"`
+
 	// Conditions follow the install steps: PreCheckPassed,
 	// ResourceDefinitionsCreated, ControlPlaneDeployed, Ready.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// UpdateStrategyType names how a version change is rolled out.
+// +kubebuilder:validation:Enum=InPlace;RevisionBased
+type UpdateStrategyType string
+
+const (
+	// UpdateStrategyInPlace replaces the running istiod with the new version.
+	UpdateStrategyInPlace UpdateStrategyType = "InPlace"
+	// UpdateStrategyRevisionBased installs each version as its own istiod
+	// revision (1.30.3 -> 1-30-3); the default revision tag moves to the
+	// newest revision once it is ready, and an old revision is removed after
+	// the grace period once no pod uses it.
+	UpdateStrategyRevisionBased UpdateStrategyType = "RevisionBased"
+)
+
+// UpdateStrategy is spec.updateStrategy, named as in Sail Operator.
+type UpdateStrategy struct {
+	// Type is InPlace or RevisionBased.
+	// +kubebuilder:default=InPlace
+	// +optional
+	Type UpdateStrategyType `json:"type,omitempty"`
+
+	// InactiveRevisionDeletionGracePeriodSeconds is how long an old revision
+	// stays installed after the default tag left it and no pod uses it.
+	// Only with RevisionBased. Default 30.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	InactiveRevisionDeletionGracePeriodSeconds *int64 `json:"inactiveRevisionDeletionGracePeriodSeconds,omitempty"`
+}
+
+// RevisionStatus is one installed istiod revision (RevisionBased only).
+type RevisionStatus struct {
+	// Name of the revision, e.g. 1-30-3.
+	Name string `json:"name"`
+	// Version is the Istio release the revision runs.
+	Version string `json:"version"`
+	// Pods is the number of pods in the primary cluster injected by this
+	// revision (or labelled for it).
+	Pods int32 `json:"pods"`
+	// InUse is true while pods use the revision or the default tag points at it.
+	InUse bool `json:"inUse"`
+	// Default is true for the revision the default tag points at.
+	// +optional
+	Default bool `json:"default,omitempty"`
+	// InactiveSince is when the default tag left this revision.
+	// +optional
+	InactiveSince *metav1.Time `json:"inactiveSince,omitempty"`
+	// Message says what a revision's removal waits for.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // MemberStatus is one remote cluster of the mesh, as its RemoteIstio reports it.
