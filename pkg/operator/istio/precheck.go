@@ -26,6 +26,9 @@ func (r *Reconciler) preCheck(ctx context.Context, ist *v1beta1.Istio) (*render.
 			return nil, failed(v1beta1.ReasonUnsupportedIstioVersion, "spec.version: "+err.Error())
 		}
 	}
+	if msg := r.strategyProblem(ctx, ist); msg != "" {
+		return nil, failed(v1beta1.ReasonInvalidSpec, msg)
+	}
 	cp, errs := render.FromIstio(ist)
 	if len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
@@ -124,4 +127,32 @@ func holderOf(items []v1beta1.Istio) *v1beta1.Istio {
 		}
 	}
 	return h
+}
+
+// strategyProblem says why spec.updateStrategy cannot be honoured, "" when
+// it can. RevisionBased does not yet render revisioned webhooks in remote
+// clusters, so it is refused while a RemoteIstio joins this control plane
+// rather than leave the remotes on an istiod that is pruned; switching an
+// installed control plane between InPlace and RevisionBased would delete
+// the istiod its pods use, so it is refused too.
+func (r *Reconciler) strategyProblem(ctx context.Context, ist *v1beta1.Istio) string {
+	if !revisionBased(ist) {
+		if len(ist.Status.Revisions) > 0 {
+			return "spec.updateStrategy.type: switching from RevisionBased to InPlace would delete the revisions pods use; set it back to RevisionBased"
+		}
+		return ""
+	}
+	if ist.Status.Version != "" && len(ist.Status.Revisions) == 0 {
+		return "spec.updateStrategy.type: switching an installed control plane from InPlace to RevisionBased is not supported (it would delete the istiod pods use); set it back to InPlace, or install a new Istio resource with RevisionBased"
+	}
+	var list v1beta1.RemoteIstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
+		return fmt.Sprintf("listing RemoteIstio resources: %v", err)
+	}
+	for _, ri := range list.Items {
+		if ri.Spec.IstioRef == "" || ri.Spec.IstioRef == ist.Name {
+			return fmt.Sprintf("spec.updateStrategy.type: RevisionBased is not supported with remote clusters yet (RemoteIstio %s/%s joins this control plane and remote revisioned webhooks are not rendered); use InPlace, or remove the RemoteIstio", ri.Namespace, ri.Name)
+		}
+	}
+	return ""
 }

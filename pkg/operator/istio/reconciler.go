@@ -63,6 +63,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;patch;create;delete
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets;serviceaccounts;services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
@@ -124,7 +125,15 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 
-	manifest, err := render.Render(cp)
+	var manifest *render.Manifest
+	var err error
+	var revRequeue time.Duration
+	if revisionBased(ist) {
+		manifest, revRequeue, err = r.renderRevisions(ctx, ist, cp)
+	} else {
+		ist.Status.Revisions = nil
+		manifest, err = render.Render(cp)
+	}
 	if err != nil {
 		// The charts are embedded, so this is a bug, not the user's doing.
 		out := failed(v1beta1.ReasonInvalidSpec, fmt.Sprintf("rendering the control plane failed: %v; this is a meshfleet bug, please report it with the Istio resource attached", err))
@@ -156,6 +165,9 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 	}
 	if out.Requeue > 0 && out.Requeue < next {
 		next = out.Requeue
+	}
+	if revRequeue > 0 && revRequeue < next {
+		next = revRequeue
 	}
 	return ctrl.Result{RequeueAfter: next}, out.Err
 }
