@@ -6,12 +6,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -153,6 +155,19 @@ func TestRevisionBasedUpgrade(t *testing.T) {
 	wh.SetKind("MutatingWebhookConfiguration")
 	h.noObject(wh, "", "istio-sidecar-injector-1-29-6")
 	h.waitPhase("istio", v1beta1.PhaseReady)
+
+	// Remote clusters would need revisioned webhooks in the remote, which
+	// are not rendered yet: a RemoteIstio joining is refused, by name.
+	h.kubectl("apply", "-f", repoPath("samples/remoteistio.yaml"))
+	eventually(t, "RevisionBased refused with a remote joined", func() error {
+		ist := h.istio("istio")
+		c := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionPreCheckPassed)
+		if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "RemoteIstio istio-system/localityaware-bj") {
+			return fmt.Errorf("conditions: %s", formatConditions(ist.Status.Conditions))
+		}
+		return nil
+	})
+	h.apiGet(client.ObjectKey{Namespace: ns, Name: "istiod-1-30-3"}, &appsv1.Deployment{})
 }
 
 // revs formats status.revisions as name(version,default,pods=n) in order.
