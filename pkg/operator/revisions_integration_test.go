@@ -60,6 +60,12 @@ func TestRevisionBasedUpgrade(t *testing.T) {
 		}
 	}()
 
+	h.kubectl("apply", "--dry-run=server", "-f", repoPath("samples/istio-revisionbased.yaml"))
+	bad := istioYAML(ns, "bad", `{"version":"1.29.6","updateStrategy":{"type":"InPlace","inactiveRevisionDeletionGracePeriodSeconds":5}}`)
+	if out, err := h.kubectlStdin(bad, "apply", "--dry-run=server", "-f", "-"); err == nil || !strings.Contains(out, "applies only with type RevisionBased") {
+		t.Errorf("a grace period with InPlace: err %v, output %s", err, out)
+	}
+
 	const grace = 3
 	spec := func(v string) string {
 		return fmt.Sprintf(`{"version":%q,"security":{"selfSigned":true},"updateStrategy":{"type":"RevisionBased","inactiveRevisionDeletionGracePeriodSeconds":%d}}`, v, grace)

@@ -251,6 +251,7 @@ const (
 )
 
 // UpdateStrategy is spec.updateStrategy, named as in Sail Operator.
+// +kubebuilder:validation:XValidation:rule="!has(self.inactiveRevisionDeletionGracePeriodSeconds) || (has(self.type) && self.type == 'RevisionBased')",message="inactiveRevisionDeletionGracePeriodSeconds applies only with type RevisionBased; remove it or set type: RevisionBased"
 type UpdateStrategy struct {
 	// Type is InPlace or RevisionBased.
 	// +kubebuilder:default=InPlace
