@@ -53,7 +53,7 @@ var reviewsVersions = []version{
 
 // TestCanaryTrafficShift runs pkg/canary against real istiod and measures
 // the split with a real proxyless gRPC client: 90/10, 50/50 and promotion
-// of v2, each from 1,000 RPCs; a user's header route and the
+// of v2, each from 2,500 RPCs; a user's header route and the
 // DestinationRule's locality policy survive every step; then a canary of
 // v3, whose servers fail, is rolled back by the gate reading a real
 // Prometheus that scrapes the client's Istio-standard metrics.
@@ -102,7 +102,10 @@ func TestCanaryTrafficShift(t *testing.T) {
 		waitRouteWeights(ctx, t, s.istiod.GRPCAddr, nodeID, cluster, routeName, wantRoute)
 		client.call(ctx, 50, nil) // let the client's own stream catch up
 		t.Logf("istiod serves %s %v (%v after the write)", split, wantRoute, time.Since(start).Round(time.Millisecond))
-		const n = 1000
+		// 2,500 RPCs: grpc-go picks a weighted cluster at random per RPC,
+		// so a 50/50 share has σ = 1 percentage point and ± 5 is 5σ (with
+		// 1,000 it was 3.2σ, and one run in a few hundred failed).
+		const n = 2500
 		got := client.call(ctx, n, nil)
 		for v, share := range want {
 			pct := 100 * float64(got[v]) / n
