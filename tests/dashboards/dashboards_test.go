@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -365,6 +366,7 @@ func run(ctx context.Context, prom *Prometheus, expr string) (int, error) {
 func startOperator(ctx context.Context, t *testing.T, cfg *rest.Config) string {
 	t.Helper()
 	ext := apiextensionsclient.NewForConfigOrDie(cfg)
+	var plurals []string
 	err := fs.WalkDir(crds.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") {
 			return err
@@ -377,19 +379,32 @@ func startOperator(ctx context.Context, t *testing.T, cfg *rest.Config) string {
 		if err := yaml.UnmarshalStrict(raw, crd); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
+		plurals = append(plurals, crd.Spec.Names.Plural)
 		_, err = ext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{})
 		return err
 	})
 	if err != nil {
 		t.Fatalf("installing meshfleet CRDs: %v", err)
 	}
+	// The manager maps every kind it watches when it starts: wait until
+	// discovery lists each CRD, not only the group's first one.
 	disco := kubernetes.NewForConfigOrDie(cfg).Discovery()
-	for {
-		if _, err := disco.ServerResourcesForGroupVersion("meshfleet.io/v1beta1"); err == nil {
-			break
+	served := func() []string {
+		list, err := disco.ServerResourcesForGroupVersion("meshfleet.io/v1beta1")
+		if err != nil {
+			return plurals
 		}
+		var missing []string
+		for _, p := range plurals {
+			if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == p }) {
+				missing = append(missing, p)
+			}
+		}
+		return missing
+	}
+	for missing := served(); len(missing) > 0; missing = served() {
 		if ctx.Err() != nil {
-			t.Fatal("meshfleet.io/v1beta1 not served")
+			t.Fatalf("meshfleet.io/v1beta1 does not serve %v", missing)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
