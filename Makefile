@@ -24,7 +24,7 @@ KUBE_CM        := $(K8S_BIN)/kube-controller-manager
 # kube-scheduler and kwok: clusters with fake nodes (localcluster
 # ClusterOptions.FakeNodes), where Deployments roll out as on a cluster.
 KUBE_SCHEDULER := $(K8S_BIN)/kube-scheduler
-KWOK_VERSION   := v0.8.0
+KWOK_VERSION   := v0.7.0
 KWOK_BIN       := $(CACHE)/kwok-$(KWOK_VERSION)
 KWOK           := $(KWOK_BIN)/kwok
 KWOK_CONFIG    := $(KWOK_BIN)/stages.yaml
@@ -159,7 +159,7 @@ $(KUBE_SCHEDULER):
 # kwok from the tools module tests/tools/kwok, with its "fast" node and pod
 # stages (from the same module) beside it as its --config.
 $(KWOK) $(KWOK_CONFIG) &:
-	$(call build-tool,kwok-$(KWOK_VERSION),KWOK_COLD,tests/tools/kwok,$(KWOK_BIN),sigs.k8s.io/kwok/cmd/kwok)
+	$(call build-tool,kwok-$(KWOK_VERSION),3-5 min,tests/tools/kwok,$(KWOK_BIN),sigs.k8s.io/kwok/cmd/kwok)
 	@dir=$$(cd tests/tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && \
 	  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do \
 	    echo '---'; cat $$dir/kustomize/stage/$$f.yaml; done >$(KWOK_CONFIG).tmp && mv $(KWOK_CONFIG).tmp $(KWOK_CONFIG)
