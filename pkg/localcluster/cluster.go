@@ -345,6 +345,12 @@ func apiServerArgs(opts ClusterOptions, files clusterFiles, etcdEndpoint string,
 		// endpoints, which nothing here needs.
 		"--endpoint-reconciler-type=none",
 	}
+	if opts.FakeNodes {
+		// TaintNodesByCondition would taint the fake Node not-ready at
+		// creation; only the node-lifecycle controller (not run here)
+		// would take the taint off once kwok reports it Ready.
+		args = append(args, "--disable-admission-plugins=TaintNodesByCondition")
+	}
 	if opts.AuditLog {
 		args = append(args,
 			"--audit-policy-file="+files.auditPolicy,

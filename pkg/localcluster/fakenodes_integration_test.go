@@ -49,10 +49,6 @@ func TestFakeNodesRollOutDeployments(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			s := cur.Status
-			if s.ObservedGeneration != cur.Generation || s.Replicas != 2 || s.UpdatedReplicas != 2 || s.ReadyReplicas != 2 || s.AvailableReplicas != 2 {
-				return fmt.Errorf("generation %d, status %+v", cur.Generation, s)
-			}
 			pods, err := kube.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 			if err != nil {
 				return err
@@ -73,6 +69,10 @@ func TestFakeNodesRollOutDeployments(t *testing.T) {
 			}
 			if ready != 2 {
 				return fmt.Errorf("%d of 2 pods ready (%d listed)", ready, len(pods.Items))
+			}
+			s := cur.Status
+			if s.ObservedGeneration != cur.Generation || s.Replicas != 2 || s.UpdatedReplicas != 2 || s.ReadyReplicas != 2 || s.AvailableReplicas != 2 {
+				return fmt.Errorf("generation %d, status %+v", cur.Generation, s)
 			}
 			return nil
 		}
