@@ -159,7 +159,7 @@ $(KUBE_SCHEDULER):
 # kwok from the tools module tests/tools/kwok, with its "fast" node and pod
 # stages (from the same module) beside it as its --config.
 $(KWOK) $(KWOK_CONFIG) &:
-	$(call build-tool,kwok-$(KWOK_VERSION),3-5 min,tests/tools/kwok,$(KWOK_BIN),sigs.k8s.io/kwok/cmd/kwok)
+	$(call build-tool,kwok-$(KWOK_VERSION),2-4 min,tests/tools/kwok,$(KWOK_BIN),sigs.k8s.io/kwok/cmd/kwok)
 	@dir=$$(cd tests/tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && \
 	  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do \
 	    echo '---'; cat $$dir/kustomize/stage/$$f.yaml; done >$(KWOK_CONFIG).tmp && mv $(KWOK_CONFIG).tmp $(KWOK_CONFIG)
