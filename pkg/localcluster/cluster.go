@@ -53,11 +53,13 @@ var ControllerManagerControllers = []string{
 var AggregationControllers = []string{"clusterrole-aggregation"}
 
 // RolloutControllers are the controllers a cluster with FakeNodes needs
-// for Deployments to roll out: "deployment" and "replicaset" create the
-// ReplicaSets and Pods, "serviceaccount" the default ServiceAccounts the
-// Pods may run as. Without "endpointslice", Services keep only the
-// EndpointSlices a test writes itself.
-var RolloutControllers = []string{"deployment", "replicaset", "serviceaccount"}
+// for Deployments to roll out and go away as on a cluster: "deployment"
+// and "replicaset" create the ReplicaSets and Pods, "serviceaccount" the
+// default ServiceAccounts the Pods may run as, "garbagecollector" deletes
+// a deleted Deployment's ReplicaSets and Pods, "namespace" empties and
+// removes a deleted Namespace. Without "endpointslice", Services keep only
+// the EndpointSlices a test writes itself.
+var RolloutControllers = []string{"deployment", "replicaset", "serviceaccount", "garbagecollector", "namespace"}
 
 // auditPolicy logs every request at the Metadata level.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
