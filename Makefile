@@ -21,6 +21,13 @@ K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/ve
 KUBE_APISERVER := $(K8S_BIN)/kube-apiserver
 KUBECTL        := $(K8S_BIN)/kubectl
 KUBE_CM        := $(K8S_BIN)/kube-controller-manager
+# kube-scheduler and kwok: clusters with fake nodes (localcluster
+# ClusterOptions.FakeNodes), where Deployments roll out as on a cluster.
+KUBE_SCHEDULER := $(K8S_BIN)/kube-scheduler
+KWOK_VERSION   := v0.7.0
+KWOK_BIN       := $(CACHE)/kwok-$(KWOK_VERSION)
+KWOK           := $(KWOK_BIN)/kwok
+KWOK_CONFIG    := $(KWOK_BIN)/stages.yaml
 CONTROLLER_GEN := $(DEV_BIN)/controller-gen
 STATICCHECK    := $(DEV_BIN)/staticcheck
 # istiod, from the tools module tests/tools/istio (which pins the same
@@ -41,6 +48,9 @@ export MESHFLEET_KUBE_CONTROLLER_MANAGER := $(KUBE_CM)
 export MESHFLEET_PILOT_DISCOVERY         := $(PILOT_DISCOVERY)
 export MESHFLEET_ISTIOCTL                := $(ISTIOCTL)
 export MESHFLEET_KIALI                   := $(KIALI)
+export MESHFLEET_KUBE_SCHEDULER          := $(KUBE_SCHEDULER)
+export MESHFLEET_KWOK                    := $(KWOK)
+export MESHFLEET_KWOK_CONFIG             := $(KWOK_CONFIG)
 
 # meshfleet's build identity (pkg/version): every rendered manifest runs
 # $(IMAGE_REPO):$(VERSION). `make images PUSH=registry/repo` builds for and
@@ -125,7 +135,7 @@ images: ## OCI images of meshfleet (PLATFORMS) into bin/images, no Docker needed
 	go run -ldflags '$(VERSION_LDFLAGS)' ./tools/imagebuild --platforms=$(PLATFORMS) --out=$(BIN)/images $(if $(PUSH),--push)
 
 .PHONY: tools
-tools: $(KUBE_APISERVER) $(PILOT_DISCOVERY) $(ISTIOCTL) $(KIALI) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager, istiod, istioctl and Kiali; install etcd and Prometheus.
+tools: $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY) $(ISTIOCTL) $(KIALI) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kwok, istiod, istioctl and Kiali; install etcd and Prometheus.
 
 # $(call build-tool,name,estimate,tools module,out dir,go build arguments):
 # one line per tool instead of the module downloads and compiler output,
@@ -142,6 +152,17 @@ endef
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
 	$(call build-tool,kubernetes-$(K8S_VERSION),10-20 min,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
+
+$(KUBE_SCHEDULER):
+	$(call build-tool,kube-scheduler-$(K8S_VERSION),1-3 min after kube-apiserver,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-scheduler)
+
+# kwok from the tools module tests/tools/kwok, with its "fast" node and pod
+# stages (from the same module) beside it as its --config.
+$(KWOK) $(KWOK_CONFIG) &:
+	$(call build-tool,kwok-$(KWOK_VERSION),2-4 min,tests/tools/kwok,$(KWOK_BIN),sigs.k8s.io/kwok/cmd/kwok)
+	@dir=$$(cd tests/tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && \
+	  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do \
+	    echo '---'; cat $$dir/kustomize/stage/$$f.yaml; done >$(KWOK_CONFIG).tmp && mv $(KWOK_CONFIG).tmp $(KWOK_CONFIG)
 
 $(PILOT_DISCOVERY):
 	$(call build-tool,istiod,8-15 min,tests/tools/istio,$(ISTIO_BIN),istio.io/istio/pilot/cmd/pilot-discovery)
@@ -210,5 +231,5 @@ bench: tools ## Benchmarks: print figures next to a baseline measured in the sam
 	go run -tags e2e ./tests/bench/fleet
 
 .PHONY: sandbox
-sandbox: $(KUBE_APISERVER) $(PILOT_DISCOVERY) etcd build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).
+sandbox: $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY) etcd build ## Start a local multi-cluster sandbox with the mesh installed (Ctrl-C stops it).
 	$(BIN)/meshctl sandbox up

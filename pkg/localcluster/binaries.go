@@ -19,7 +19,15 @@ const (
 	EnvKubeAPIServer         = "MESHFLEET_KUBE_APISERVER"
 	EnvKubeControllerManager = "MESHFLEET_KUBE_CONTROLLER_MANAGER"
 	EnvKubectl               = "MESHFLEET_KUBECTL"
+	// Optional: only clusters with ClusterOptions.FakeNodes need them.
+	EnvKubeScheduler = "MESHFLEET_KUBE_SCHEDULER"
+	EnvKwok          = "MESHFLEET_KWOK"
+	EnvKwokConfig    = "MESHFLEET_KWOK_CONFIG"
 )
+
+// KwokVersion is the kwok release `make tools` builds into
+// $HOME/.cache/meshfleet/kwok-<KwokVersion>, with its stages beside it.
+const KwokVersion = "v0.7.0"
 
 // Binaries holds the absolute paths of the control-plane binaries.
 type Binaries struct {
@@ -27,6 +35,11 @@ type Binaries struct {
 	KubeAPIServer         string
 	KubeControllerManager string
 	Kubectl               string
+	// KubeScheduler, Kwok and KwokConfig (kwok's stages) are optional:
+	// "" if not found; StartCluster needs them only for FakeNodes.
+	KubeScheduler string
+	Kwok          string
+	KwokConfig    string
 }
 
 // BinDir returns the directory where `make tools` puts the Kubernetes
@@ -87,12 +100,43 @@ func DefaultBinaries() (Binaries, error) {
 	resolve(&b.KubeAPIServer, EnvKubeAPIServer, "kube-apiserver", inDir("kube-apiserver"))
 	resolve(&b.KubeControllerManager, EnvKubeControllerManager, "kube-controller-manager", inDir("kube-controller-manager"))
 	resolve(&b.Kubectl, EnvKubectl, "kubectl", inDir("kubectl"))
+	b.KubeScheduler = optional(EnvKubeScheduler, inDir("kube-scheduler")())
+	if home, err := os.UserHomeDir(); err == nil {
+		kwokDir := filepath.Join(home, ".cache", "meshfleet", "kwok-"+KwokVersion)
+		b.Kwok = optional(EnvKwok, []string{filepath.Join(kwokDir, "kwok")})
+		b.KwokConfig = optionalFile(EnvKwokConfig, filepath.Join(kwokDir, "stages.yaml"))
+	}
 	if len(missing) > 0 {
 		fix := fmt.Sprintf("run `make tools` (builds the Kubernetes %s binaries into %s and installs etcd)", KubernetesVersion, dir)
 		return b, fmt.Errorf("missing control-plane binaries: %s; %s, or point the MESHFLEET_* variables at existing binaries",
 			strings.Join(missing, "; "), fix)
 	}
 	return b, nil
+}
+
+// optional returns $env if set, else the first executable of fallbacks,
+// else "".
+func optional(env string, fallbacks []string) string {
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	for _, p := range fallbacks {
+		if checkExecutable(p) == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// optionalFile returns $env if set, else fallback if it exists, else "".
+func optionalFile(env, fallback string) string {
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	if _, err := os.Stat(fallback); err == nil {
+		return fallback
+	}
+	return ""
 }
 
 func nonEmpty(ss []string) []string {

@@ -52,6 +52,15 @@ var ControllerManagerControllers = []string{
 // subject bound to "view" may read nothing.
 var AggregationControllers = []string{"clusterrole-aggregation"}
 
+// RolloutControllers are the controllers a cluster with FakeNodes needs
+// for Deployments to roll out and go away as on a cluster: "deployment"
+// and "replicaset" create the ReplicaSets and Pods, "serviceaccount" the
+// default ServiceAccounts the Pods may run as, "garbagecollector" deletes
+// a deleted Deployment's ReplicaSets and Pods, "namespace" empties and
+// removes a deleted Namespace. Without "endpointslice", Services keep only
+// the EndpointSlices a test writes itself.
+var RolloutControllers = []string{"deployment", "replicaset", "serviceaccount", "garbagecollector", "namespace"}
+
 // auditPolicy logs every request at the Metadata level.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -80,6 +89,14 @@ type ClusterOptions struct {
 	// cheap choice for a cluster that needs only RBAC as on a real one
 	// (the aggregated view, edit and admin roles).
 	Controllers []string
+	// FakeNodes also starts kube-scheduler and kwok with one fake Node
+	// (FakeNodeName), so that with the "deployment" and "replicaset"
+	// controllers Deployments create ReplicaSets and Pods, the Pods are
+	// scheduled, and kwok makes them Running and Ready as a kubelet would:
+	// Deployments roll out and report their replicas as on a cluster. It
+	// needs ControllerManager and the Binaries KubeScheduler, Kwok and
+	// KwokConfig (`make tools`).
+	FakeNodes bool
 	// AuditLog logs every request at the Metadata level to <Dir>/audit.log.
 	AuditLog bool
 	// ExtraAPIServerArgs are added to the kube-apiserver command line, each
@@ -115,10 +132,15 @@ type Cluster struct {
 	// ControllerManagerLog is the file kube-controller-manager's output goes
 	// to, or "" without ClusterOptions.ControllerManager.
 	ControllerManagerLog string
+	// SchedulerLog and KwokLog are the files kube-scheduler's and kwok's
+	// output go to, or "" without ClusterOptions.FakeNodes.
+	SchedulerLog, KwokLog string
 
 	ca        *certAuthority
 	apiserver *localproc.Process
 	kcm       *localproc.Process
+	scheduler *localproc.Process
+	kwok      *localproc.Process
 	// relaunch starts kube-apiserver again with the same command line (port,
 	// certificates, etcd), for StartAPIServer.
 	relaunch func() (*localproc.Process, error)
@@ -136,6 +158,7 @@ type clusterFiles struct {
 	kubeconfig              string
 	auditPolicy, auditLog   string
 	apiserverLog, kcmLog    string
+	schedulerLog, kwokLog   string
 }
 
 func newClusterFiles(dir string) clusterFiles {
@@ -150,6 +173,8 @@ func newClusterFiles(dir string) clusterFiles {
 		auditLog:     j("audit.log"),
 		apiserverLog: j("kube-apiserver.log"),
 		kcmLog:       j("kube-controller-manager.log"),
+		schedulerLog: j("kube-scheduler.log"),
+		kwokLog:      j("kwok.log"),
 	}
 }
 
@@ -190,6 +215,14 @@ func StartCluster(ctx context.Context, etcd *Etcd, bins Binaries, opts ClusterOp
 	if opts.ControllerManager && bins.KubeControllerManager == "" {
 		return nil, fmt.Errorf("starting cluster %q: no kube-controller-manager binary given", opts.Name)
 	}
+	if opts.FakeNodes {
+		if !opts.ControllerManager {
+			return nil, fmt.Errorf("starting cluster %q: FakeNodes needs ControllerManager (its deployment and replicaset controllers create the Pods)", opts.Name)
+		}
+		if bins.KubeScheduler == "" || bins.Kwok == "" || bins.KwokConfig == "" {
+			return nil, fmt.Errorf("starting cluster %q: FakeNodes needs kube-scheduler, kwok and kwok's stages (%s, %s, %s): run `make tools`", opts.Name, EnvKubeScheduler, EnvKwok, EnvKwokConfig)
+		}
+	}
 	timeout := opts.StartTimeout
 	if timeout <= 0 {
 		timeout = DefaultStartTimeout
@@ -222,6 +255,13 @@ func StartCluster(ctx context.Context, etcd *Etcd, bins Binaries, opts ClusterOp
 	if opts.ControllerManager {
 		c.ControllerManagerLog = files.kcmLog
 		if err := c.startControllerManager(ctx, bins.KubeControllerManager, files, opts.controllers(), timeout); err != nil {
+			_ = c.Stop()
+			return nil, fmt.Errorf("starting cluster %q: %w", opts.Name, err)
+		}
+	}
+	if opts.FakeNodes {
+		c.SchedulerLog, c.KwokLog = files.schedulerLog, files.kwokLog
+		if err := c.startFakeNodes(ctx, bins, files, timeout); err != nil {
 			_ = c.Stop()
 			return nil, fmt.Errorf("starting cluster %q: %w", opts.Name, err)
 		}
@@ -306,6 +346,12 @@ func apiServerArgs(opts ClusterOptions, files clusterFiles, etcdEndpoint string,
 		// reconciler"). Without it the "kubernetes" Service has no
 		// endpoints, which nothing here needs.
 		"--endpoint-reconciler-type=none",
+	}
+	if opts.FakeNodes {
+		// TaintNodesByCondition would taint the fake Node not-ready at
+		// creation; only the node-lifecycle controller (not run here)
+		// would take the taint off once kwok reports it Ready.
+		args = append(args, "--disable-admission-plugins=TaintNodesByCondition")
 	}
 	if opts.AuditLog {
 		args = append(args,
@@ -568,6 +614,13 @@ func (c *Cluster) Stop() error {
 	}
 	c.stopOnce.Do(func() {
 		var errs []error
+		for _, p := range []*localproc.Process{c.kwok, c.scheduler} {
+			if p != nil {
+				if err := p.Stop(localproc.StopGracePeriod); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
 		if c.kcm != nil {
 			if err := c.kcm.Stop(localproc.StopGracePeriod); err != nil {
 				errs = append(errs, err)

@@ -143,8 +143,9 @@ func startDemo(ctx context.Context, s *Sandbox, istiodGRPC string) (*demo, error
 	return d, nil
 }
 
-// namespace creates the demo namespace, its default ServiceAccount (no
-// controller manager runs here) and the Service, in one cluster.
+// namespace creates the demo namespace, its default ServiceAccount (only
+// the primary runs the serviceaccount controller) and the Service, in one
+// cluster.
 func (d *demo) namespace(ctx context.Context, c client.Client) error {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}},

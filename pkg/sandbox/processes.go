@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -14,8 +15,11 @@ import (
 )
 
 // startCluster starts a cluster's own etcd and its kube-apiserver, and
-// registers both as components (etcd/<name>, apiserver/<name>).
-func (s *Sandbox) startCluster(ctx context.Context, bins localcluster.Binaries, name string, aggregation bool) error {
+// registers both as components (etcd/<name>, apiserver/<name>). With
+// fakeNodes (the primary) it also runs kube-controller-manager's
+// controllers, kube-scheduler and kwok, so the Deployments the operator
+// renders roll out as on a cluster.
+func (s *Sandbox) startCluster(ctx context.Context, bins localcluster.Binaries, name string, aggregation, fakeNodes bool) error {
 	dir := filepath.Join(s.Dir, name)
 	etcd, err := localcluster.StartEtcd(ctx, filepath.Join(dir, "etcd"), bins.Etcd)
 	if err != nil {
@@ -25,6 +29,10 @@ func (s *Sandbox) startCluster(ctx context.Context, bins localcluster.Binaries, 
 	opts := localcluster.ClusterOptions{Name: name, Dir: dir}
 	if aggregation {
 		opts.ControllerManager, opts.Controllers = true, localcluster.AggregationControllers
+	}
+	if fakeNodes {
+		opts.ControllerManager, opts.FakeNodes = true, true
+		opts.Controllers = append(slices.Clone(localcluster.RolloutControllers), opts.Controllers...)
 	}
 	c, err := localcluster.StartCluster(ctx, etcd, bins, opts)
 	if err != nil {

@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -152,7 +151,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	for _, n := range names {
 		say("• starting etcd and kube-apiserver for cluster %s", n)
-		if err := s.startCluster(ctx, bins, n, opts.AggregatedRoles); err != nil {
+		if err := s.startCluster(ctx, bins, n, opts.AggregatedRoles, n == "primary"); err != nil {
 			return s, fmt.Errorf("cluster %s: %w", n, err)
 		}
 	}
@@ -207,7 +206,6 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err := s.startOperator(cfg, opOpts); err != nil {
 		return s, err
 	}
-	s.goRun(func(ctx context.Context) { reportRollouts(ctx, c) })
 
 	var xdsLn net.Listener
 	if !opts.NoIstiod && ist.Spec.LocalityLB.Enabled {
@@ -441,30 +439,4 @@ func waitFor(ctx context.Context, c client.Client, obj client.Object, cond strin
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	return install.Wait(ctx, c, obj, cond, progress)
-}
-
-// reportRollouts plays the deployment controller: every Deployment is
-// reported rolled out. istiod itself runs as a local process.
-func reportRollouts(ctx context.Context, c client.Client) {
-	for ctx.Err() == nil {
-		var list appsv1.DeploymentList
-		if err := c.List(ctx, &list); err == nil {
-			for i := range list.Items {
-				d := &list.Items[i]
-				r := int32(1)
-				if d.Spec.Replicas != nil {
-					r = *d.Spec.Replicas
-				}
-				if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == r && d.Status.UpdatedReplicas == r {
-					continue
-				}
-				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, ReadyReplicas: r, AvailableReplicas: r}
-				_ = c.Status().Update(ctx, d)
-			}
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
 }

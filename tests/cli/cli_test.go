@@ -85,7 +85,9 @@ func TestMeshctl(t *testing.T) {
 		t.Fatalf("build meshctl: %v\n%s", err, out)
 	}
 	env := testenv.Start(t,
-		localcluster.ClusterOptions{Name: "primary"},
+		// Deployments roll out as on a cluster: the deployment and
+		// replicaset controllers create Pods, kwok makes them Ready.
+		localcluster.ClusterOptions{Name: "primary", ControllerManager: true, Controllers: localcluster.RolloutControllers, FakeNodes: true},
 		localcluster.ClusterOptions{Name: "remote1"},
 		localcluster.ClusterOptions{Name: "remote2"},
 	)
@@ -127,7 +129,6 @@ func TestMeshctl(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = mgr.Start(ctx) }()
-	go playDeploymentController(ctx, pc)
 
 	t.Run("install --dry-run prints the manifests", func(t *testing.T) {
 		out := c.ok("install", "--dry-run", "--version", "1.30.3", "--operator-image", "example.com/meshfleet:test")
@@ -380,30 +381,6 @@ func (c *cli) userKubeconfig(cluster, user string) string {
 		c.t.Fatal(err)
 	}
 	return p
-}
-
-// playDeploymentController reports every Deployment as rolled out: nothing
-// runs pods in this environment.
-func playDeploymentController(ctx context.Context, c client.Client) {
-	for ctx.Err() == nil {
-		var list appsv1.DeploymentList
-		if err := c.List(ctx, &list); err == nil {
-			for i := range list.Items {
-				d := &list.Items[i]
-				r := int32(1)
-				if d.Spec.Replicas != nil {
-					r = *d.Spec.Replicas
-				}
-				if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == r {
-					continue
-				}
-				d.Status.ObservedGeneration, d.Status.Replicas, d.Status.UpdatedReplicas = d.Generation, r, r
-				d.Status.ReadyReplicas, d.Status.AvailableReplicas = r, r
-				_ = c.Status().Update(ctx, d)
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func lineOf(out, name string) string {

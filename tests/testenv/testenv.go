@@ -252,8 +252,10 @@ func (e *Env) logTails(t testing.TB) {
 	for _, n := range e.names() {
 		c := e.Clusters[n]
 		logs = append(logs, c.APIServerLog)
-		if c.ControllerManagerLog != "" {
-			logs = append(logs, c.ControllerManagerLog)
+		for _, l := range []string{c.ControllerManagerLog, c.SchedulerLog, c.KwokLog} {
+			if l != "" {
+				logs = append(logs, l)
+			}
 		}
 	}
 	for _, p := range logs {
