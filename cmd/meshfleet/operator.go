@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
@@ -27,12 +25,11 @@ import (
 // (operator.MinCertTTL, a minute, is for tests).
 const minCertTTL = time.Hour
 
-func newOperatorCommand() *cobra.Command {
+func newOperatorCommand(logs *logFlags) *cobra.Command {
 	var (
 		opts       operator.Options
 		kubeconfig string
 		kubeCtx    string
-		zapOpts    = zap.Options{}
 		tunnel     remoteistio.Tunnel
 		tunnelCA   string
 		runServer  bool
@@ -47,7 +44,9 @@ func newOperatorCommand() *cobra.Command {
   # against a cluster from a kubeconfig
   meshfleet operator --kubeconfig ~/.kube/config --metrics-addr :8080`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			if _, err := logs.logger(os.Stderr); err != nil {
+				return err
+			}
 			rules := clientcmd.NewDefaultClientConfigLoadingRules()
 			rules.ExplicitPath = kubeconfig
 			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
@@ -101,9 +100,6 @@ func newOperatorCommand() *cobra.Command {
 		"keep the tunnel server's certificate for these DNS names / IPs in meshfleet-system/meshfleet-tunnel-server-tls, issued from the tunnel CA and renewed before expiry (e.g. meshfleet-tunnel.meshfleet-system.svc,tunnel.example.com)")
 	f.DurationVar(&opts.RemoteResync, "remote-resync", time.Minute, "how often a remote cluster is checked again for drift and token renewal")
 	f.DurationVar(&opts.Resync, "resync", 5*time.Minute, "how often a Ready control plane is checked again for drift and certificate renewal")
-	gf := flag.NewFlagSet("zap", flag.ContinueOnError)
-	zapOpts.BindFlags(gf)
-	f.AddGoFlagSet(gf)
 	return cmd
 }
 

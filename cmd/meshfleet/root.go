@@ -15,8 +15,10 @@ func newRootCommand() *cobra.Command {
 		Version:       version.String(),
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(newOperatorCommand(), newRenderCommand())
-	root.AddCommand(newTunnelCommand())
-	root.AddCommand(newXDSCommand())
+	logs := &logFlags{}
+	logs.bind(root.PersistentFlags())
+	root.AddCommand(newOperatorCommand(logs), newRenderCommand())
+	root.AddCommand(newTunnelCommand(logs))
+	root.AddCommand(newXDSCommand(logs))
 	return root
 }

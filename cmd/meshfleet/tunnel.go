@@ -24,16 +24,16 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
 )
 
-func newTunnelCommand() *cobra.Command {
+func newTunnelCommand(logs *logFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tunnel",
 		Short: "Reach remote clusters' Kubernetes APIs through agents that dial out",
 	}
-	cmd.AddCommand(newTunnelServerCommand(), newTunnelAgentCommand(), newTunnelIssueCertCommand())
+	cmd.AddCommand(newTunnelServerCommand(logs), newTunnelAgentCommand(logs), newTunnelIssueCertCommand())
 	return cmd
 }
 
-func newTunnelServerCommand() *cobra.Command {
+func newTunnelServerCommand(logs *logFlags) *cobra.Command {
 	var (
 		apiAddr, agentAddr, metricsAddr string
 		certFile, keyFile               string
@@ -62,8 +62,10 @@ accepted only for clusters with a RemoteIstio in --istio-namespace of the
 primary (or --clusters).
 Certificates and CA files are re-read when they change.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			var err error
+			log, err := logs.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
 			if opts.ServingCertificate, err = tunnel.KeyPairFromFiles(certFile, keyFile); err != nil {
 				return fmt.Errorf("--tls-cert-file / --tls-key-file: %w", err)
 			}
@@ -178,7 +180,7 @@ Certificates and CA files are re-read when they change.`,
 	return cmd
 }
 
-func newTunnelAgentCommand() *cobra.Command {
+func newTunnelAgentCommand(logs *logFlags) *cobra.Command {
 	var (
 		opts                      tunnel.AgentOptions
 		certFile, keyFile, caFile string
@@ -188,8 +190,10 @@ func newTunnelAgentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Dial out to a tunnel server and forward its requests to this cluster's API server",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			var err error
+			log, err := logs.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
 			if opts.Certificate, err = tunnel.KeyPairFromFiles(certFile, keyFile); err != nil {
 				return fmt.Errorf("--tls-cert-file / --tls-key-file: %w", err)
 			}

@@ -25,7 +25,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/topology"
 )
 
-func newXDSCommand() *cobra.Command {
+func newXDSCommand(logs *logFlags) *cobra.Command {
 	var (
 		clusters              []string
 		debugAddr             string
@@ -69,7 +69,10 @@ meshfleet-locality-status of --rules-namespace, which meshctl status reads.
 The debug address serves /debug/locality (per service: the rule and why; the
 members and whether each synced), /metrics and /healthz, from the start.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			log, err := logs.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
 			fromMesh := meshKubeconfig != "" || inCluster
 			if fromMesh == (len(clusters) > 0) || (inCluster && meshKubeconfig != "") {
 				return errors.New("give the member clusters either from the mesh (--in-cluster, or --mesh-kubeconfig PRIMARY_KUBECONFIG) or statically (--cluster NAME=KUBECONFIG, repeated), one of them")

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,7 +26,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ca"
@@ -49,7 +50,7 @@ type harness struct {
 }
 
 func TestOperator(t *testing.T) {
-	log.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
@@ -118,6 +119,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	scheme, err := Scheme()
 	if err != nil {
+		return nil, err
+	}
+	if err := RegisterMetrics(ctrlmetrics.Registry); err != nil {
 		return nil, err
 	}
 	if opts.Resync == 0 {

@@ -8,7 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 )
@@ -21,8 +20,6 @@ var MemberReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "meshfleet_member_ready",
 	Help: "1 while the member cluster is Ready (and, for a remote, reachable), else 0; one series per cluster of the mesh.",
 }, []string{"cluster", "role"})
-
-func init() { metrics.Registry.MustRegister(MemberReady) }
 
 // memberReadyInterval is how often the gauge is recomputed from the cache.
 const memberReadyInterval = 5 * time.Second

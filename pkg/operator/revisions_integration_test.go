@@ -5,11 +5,13 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
@@ -32,7 +33,7 @@ import (
 // counts the pods on each, and the old revision is removed only once no pod
 // uses it and the grace period passed.
 func TestRevisionBasedUpgrade(t *testing.T) {
-	log.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -8,7 +8,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // APIWrites counts every write the operator sends to the API server, by verb
@@ -17,8 +16,6 @@ var APIWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "meshfleet_operator_api_writes_total",
 	Help: "Writes (create, update, patch, apply, delete) the operator sent to the Kubernetes API, by verb and kind.",
 }, []string{"verb", "kind"})
-
-func init() { metrics.Registry.MustRegister(APIWrites) }
 
 // countWrites wraps c so that every write increments APIWrites.
 func countWrites(c client.WithWatch, scheme *runtime.Scheme) (client.WithWatch, error) {

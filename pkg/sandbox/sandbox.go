@@ -30,13 +30,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/check"
@@ -198,7 +198,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err != nil {
 		return s, fmt.Errorf("operator log: %w", err)
 	}
-	ctrllog.SetLogger(zap.New(zap.WriteTo(logFile)))
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(logFile, nil)))
 	opOpts := operator.Options{MetricsAddr: "127.0.0.1:0", HealthAddr: "0", RemoteResync: 30 * time.Second}
 	if tun != nil {
 		opOpts.Tunnel = tun.operatorTunnel()

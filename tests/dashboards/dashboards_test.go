@@ -161,6 +161,9 @@ func TestMetricNames(t *testing.T) {
 		Members: func() map[string]bool { return nil }, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}
+	if err := operator.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
 	// Families that have no sample yet are not gathered: touch the
 	// operator's write counter so it is linted too.
 	operator.APIWrites.WithLabelValues("lint", "Lint")

@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -35,6 +36,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -50,7 +52,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
@@ -126,7 +127,7 @@ func bench() error {
 		return fmt.Errorf("RemoteIstio kind not served: %w", err)
 	}
 
-	ctrllog.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)))
 	mgr, err := operator.New(te.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0"})
 	if err != nil {
 		return err
