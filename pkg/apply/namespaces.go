@@ -10,6 +10,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
+// OperatorFieldManager is the field manager of everything the operator
+// applies, in the primary and in remote clusters.
+const OperatorFieldManager = "meshfleet-operator"
+
 // NamespaceLabelsManager is the field manager of the labels meshfleet sets on
 // namespaces it does not own, so that giving them up removes exactly those.
 const NamespaceLabelsManager = "meshfleet-operator-namespace-labels"

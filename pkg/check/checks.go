@@ -86,9 +86,6 @@ func Failed(rs []Result) bool {
 	return slices.ContainsFunc(rs, func(r Result) bool { return r.Status == StatusFail })
 }
 
-// MinKubernetesVersion is the oldest Kubernetes a member may run.
-var MinKubernetesVersion = version.MustParseGeneric("1.29.0")
-
 // RequiredCRDs must exist and be Established in the primary.
 var RequiredCRDs = []string{
 	"istios.meshfleet.io",
@@ -127,12 +124,12 @@ func apiChecks(f *Facts) []Result {
 }
 
 func versionCheck(cluster, v string) Result {
-	name := fmt.Sprintf("cluster %s runs Kubernetes %s or later", cluster, MinKubernetesVersion)
+	name := fmt.Sprintf("cluster %s runs Kubernetes %s or later", cluster, render.MinKubernetesVersion)
 	pv, err := version.ParseGeneric(v)
 	if err != nil {
 		return warn(name, fmt.Sprintf("cannot parse its version %q", v), "")
 	}
-	if pv.LessThan(MinKubernetesVersion) {
+	if pv.LessThan(render.MinKubernetesVersion) {
 		return fail(name, "it runs "+v, "upgrade cluster "+cluster+"'s control plane")
 	}
 	return ok(name, v)

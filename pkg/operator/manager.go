@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -137,7 +138,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		HealthProbeBindAddress: opts.HealthAddr,
 		// Controller names are unique within a manager; several managers in
 		// one process (tests, the sandbox's benchmark) may reuse them.
-		Controller:              config.Controller{SkipNameValidation: ptr(true)},
+		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "meshfleet-operator",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
@@ -241,5 +242,3 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	return mgr.Start(ctx)
 }
-
-func ptr[T any](v T) *T { return &v }

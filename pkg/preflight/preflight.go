@@ -17,10 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-)
 
-// MinKubernetesVersion is the oldest Kubernetes meshfleet installs on.
-var MinKubernetesVersion = version.MustParseGeneric("1.29.0")
+	"github.com/meshfleet/meshfleet/pkg/render"
+)
 
 // Result is the outcome of one check.
 type Result struct {
@@ -105,9 +104,9 @@ func Cluster(ctx context.Context, name string, cfg *rest.Config, access []Access
 	case err != nil:
 		rs = append(rs, Result{Category: cat, Check: "Kubernetes version is supported", Message: fmt.Sprintf("cannot parse %q", info.GitVersion),
 			Hint: "the API server reports an unusual version; upgrade to an official release"})
-	case v.LessThan(MinKubernetesVersion):
+	case v.LessThan(render.MinKubernetesVersion):
 		rs = append(rs, Result{Category: cat, Check: "Kubernetes version is supported", Message: info.GitVersion,
-			Hint: fmt.Sprintf("meshfleet needs Kubernetes %s or later; upgrade the cluster", MinKubernetesVersion)})
+			Hint: fmt.Sprintf("meshfleet needs Kubernetes %s or later; upgrade the cluster", render.MinKubernetesVersion)})
 	default:
 		rs = append(rs, Result{Category: cat, Check: "Kubernetes version is supported", OK: true, Message: info.GitVersion})
 	}

@@ -15,9 +15,16 @@ import (
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
+	"k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/meshfleet/meshfleet/manifests"
 )
+
+// MinKubernetesVersion is the oldest Kubernetes meshfleet installs on and
+// a member cluster may run: the oldest that every chart set it carries
+// supports. The operator's pre-check, meshctl's preflight and meshctl check
+// all compare against it.
+var MinKubernetesVersion = version.MustParseGeneric("1.29.0")
 
 // Chart names: Istio's under manifests/charts/istio/<minor>, meshfleet's
 // mesh chart under manifests/charts.

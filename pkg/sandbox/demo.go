@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -198,8 +199,8 @@ func (d *demo) slice(z Zone, pod *corev1.Pod) *discoveryv1.EndpointSlice {
 		Endpoints: []discoveryv1.Endpoint{{
 			Addresses:  []string{z.Addr.String()},
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-			NodeName:   ptr("node-" + z.Zone),
-			Zone:       ptr(z.Zone),
+			NodeName:   ptr.To("node-" + z.Zone),
+			Zone:       ptr.To(z.Zone),
 			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: demoNamespace, Name: pod.Name},
 		}},
 		Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
@@ -374,5 +375,3 @@ func dialDemo(istiodGRPC string, z Zone) (*grpc.ClientConn, error) {
 	return grpc.NewClient("xds:///"+demoHost+fmt.Sprintf(":%d", demoPort), grpc.WithResolvers(rb),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
-
-func ptr[T any](v T) *T { return &v }

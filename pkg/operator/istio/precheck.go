@@ -16,9 +16,6 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
-// MinKubernetesVersion is the oldest Kubernetes the rendered charts support.
-var MinKubernetesVersion = version.MustParseGeneric("1.29.0")
-
 // preCheck validates the spec and the cluster before anything is written.
 func (r *Reconciler) preCheck(ctx context.Context, ist *v1beta1.Istio) (*render.ControlPlane, outcome) {
 	if v := ist.Spec.Version; v != "" {
@@ -46,9 +43,9 @@ func (r *Reconciler) preCheck(ctx context.Context, ist *v1beta1.Istio) (*render.
 	if err != nil {
 		return nil, failed(v1beta1.ReasonUnsupportedVersion, fmt.Sprintf("cannot parse the Kubernetes version %q", info.GitVersion))
 	}
-	if v.LessThan(MinKubernetesVersion) {
+	if v.LessThan(render.MinKubernetesVersion) {
 		return nil, failed(v1beta1.ReasonUnsupportedVersion,
-			fmt.Sprintf("Kubernetes %s is older than %s, the oldest this Istio release supports; upgrade the cluster", info.GitVersion, MinKubernetesVersion))
+			fmt.Sprintf("Kubernetes %s is older than %s, the oldest this Istio release supports; upgrade the cluster", info.GitVersion, render.MinKubernetesVersion))
 	}
 
 	ns := &corev1.Namespace{}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 	"github.com/meshfleet/meshfleet/pkg/operator/rollout"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -28,7 +29,7 @@ import (
 const Finalizer = "meshfleet.io/uninstall"
 
 // FieldManager owns the fields the operator applies.
-const FieldManager = "meshfleet-operator"
+const FieldManager = apply.OperatorFieldManager
 
 // conflictRetry is how soon a reconcile whose status write met a newer
 // version of the resource looks again.

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -31,7 +32,7 @@ const Finalizer = "meshfleet.io/leave"
 
 // FieldManager owns the fields the operator applies in remote clusters and
 // the remote secrets in the primary.
-const FieldManager = "meshfleet-operator"
+const FieldManager = apply.OperatorFieldManager
 
 // steps are the install steps of a remote cluster, one condition each.
 var steps = []string{

@@ -50,6 +50,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -229,7 +230,7 @@ func (e *env) workloads() error {
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "default"},
 			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "echo"}, Ports: []corev1.ServicePort{{
-				Name: "grpc", Port: port, Protocol: corev1.ProtocolTCP, AppProtocol: ptr("grpc"),
+				Name: "grpc", Port: port, Protocol: corev1.ProtocolTCP, AppProtocol: ptr.To("grpc"),
 			}}},
 		}
 		if err := c.Create(ctx, svc); err != nil {
@@ -257,11 +258,11 @@ func (e *env) workloads() error {
 		ObjectMeta: metav1.ObjectMeta{Name: "echo-1", Namespace: "default", Labels: map[string]string{
 			discoveryv1.LabelServiceName: "echo", discoveryv1.LabelManagedBy: "meshfleet-bench"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: ptr(int32(port)), Protocol: ptr(corev1.ProtocolTCP), AppProtocol: ptr("grpc")}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("grpc"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP), AppProtocol: ptr.To("grpc")}},
 		Endpoints: []discoveryv1.Endpoint{{
 			Addresses:  []string{echoAddr.String()},
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
-			NodeName:   ptr(node.Name), Zone: ptr("z1"),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+			NodeName:   ptr.To(node.Name), Zone: ptr.To("z1"),
 			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: pod.Name},
 		}},
 	}
@@ -427,5 +428,3 @@ func median(ds []time.Duration) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
 }
-
-func ptr[T any](v T) *T { return &v }
