@@ -91,12 +91,12 @@ func Cluster(ctx context.Context, name string, cfg *rest.Config, access []Access
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return []Result{{Category: cat, Check: "kubeconfig is usable", Message: err.Error(),
-			Hint: "check --kubeconfig and --context"}}, nil
+			Hint: "check the kubeconfig and the context chosen in it"}}, nil
 	}
 	info, err := kube.Discovery().ServerVersion()
 	if err != nil {
 		return []Result{{Category: cat, Check: "can reach the Kubernetes API", Message: fmt.Sprintf("%s: %v", cfg.Host, err),
-			Hint: "check that the API server is up and that --kubeconfig/--context point at it; kubectl get ns should work with the same kubeconfig"}}, nil
+			Hint: "check that the API server is up and that the kubeconfig and its context point at it; kubectl get ns should work with the same kubeconfig"}}, nil
 	}
 	rs := []Result{{Category: cat, Check: "can reach the Kubernetes API", OK: true, Message: cfg.Host}}
 	v, err := version.ParseGeneric(info.GitVersion)
