@@ -97,6 +97,10 @@ type Remote struct {
 	Primary Owner `json:"primary"`
 	// PilotAddress is where the remote's proxies reach that istiod.
 	PilotAddress string `json:"pilotAddress,omitempty"`
+	// Revisions are the primary's installed istiod revisions when it
+	// upgrades by revision (RevisionsOf): the remote gets a webhook and an
+	// istiod Service per revision and per tag (RenderRevisions).
+	Revisions []InstalledRevision `json:"revisions,omitempty"`
 }
 
 // Owner identifies the resource that owns a rendered object.

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 )
 
 // RevisionName is the istiod revision that installs Istio version v: the
@@ -162,4 +164,38 @@ func remoteTagServices(cp *ControlPlane, m *Manifest) error {
 		}
 	}
 	return nil
+}
+
+// RevisionsOf returns the revisions an Istio resource with RevisionBased
+// keeps installed, from its status.revisions (the record of what is
+// installed), the one spec.version names last (newest); each carries the
+// default tag where status says so and the named tags of its status entry.
+// Before the first status, spec.version's revision is the only one and
+// holds the default tag. Remotes render the same list.
+func RevisionsOf(ist *v1beta1.Istio) []InstalledRevision {
+	v := ist.Spec.Version
+	want := RevisionName(v)
+	var out []InstalledRevision
+	var last *InstalledRevision
+	hasDefault := false
+	for _, rv := range ist.Status.Revisions {
+		r := InstalledRevision{Name: rv.Name, Version: rv.Version}
+		if rv.Default {
+			r.Tags = append(r.Tags, DefaultTag)
+			hasDefault = true
+		}
+		r.Tags = append(r.Tags, rv.Tags...)
+		if rv.Name == want {
+			last = &r
+			continue
+		}
+		out = append(out, r)
+	}
+	if last == nil {
+		last = &InstalledRevision{Name: want, Version: v}
+	}
+	if !hasDefault {
+		last.Tags = append([]string{DefaultTag}, last.Tags...)
+	}
+	return append(out, *last)
 }
