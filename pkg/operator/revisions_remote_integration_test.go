@@ -219,4 +219,3 @@ func checkRemoteHooks(rh *remoteHarness, want map[string]string) error {
 	}
 	return nil
 }
-
