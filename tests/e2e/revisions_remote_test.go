@@ -245,4 +245,3 @@ func findU(t *testing.T, m *render.Manifest, kind, name string) *unstructured.Un
 	t.Fatalf("no %s %s rendered", kind, name)
 	return nil
 }
-
