@@ -53,9 +53,13 @@ type clusterStatus struct {
 	Istiod string `json:"istiod,omitempty"`
 	// Agents and RTT are the tunnel server's connected agents and the
 	// smallest RTT to them (tunnelled remotes, in status only).
-	Agents   *int     `json:"agents,omitempty"`
-	RTT      string   `json:"rtt,omitempty"`
-	Problems []string `json:"problems,omitempty"`
+	Agents *int   `json:"agents,omitempty"`
+	RTT    string `json:"rtt,omitempty"`
+	// Revisions are the istiod revisions (RevisionBased), one line each:
+	// on a primary with tags, pods in every cluster and what an old
+	// revision's removal waits for; on a remote, its own pods per revision.
+	Revisions []string `json:"revisions,omitempty"`
+	Problems  []string `json:"problems,omitempty"`
 }
 
 func newListCommand(g *globals) *cobra.Command {
@@ -193,6 +197,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 		cs := clusterStatus{Name: ist.Name, Role: "primary", ClusterName: ist.Status.ClusterName, Phase: ist.Status.Phase,
 			Version: ist.Status.Version, Network: ist.Spec.Network, Problems: check.Problems(ist.Status.Conditions)}
 		certificates(&cs, ist.Status.Certificates)
+		cs.Revisions = revisionLines(ist.Status.Revisions)
 		if detail {
 			describe(ctx, c, &cs)
 			if ist.Spec.LocalityLB.Enabled {
@@ -206,6 +211,9 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 			Connection: ri.Status.Connection, Version: ri.Spec.Version, Kubernetes: ri.Status.KubernetesVersion,
 			Network: ri.Spec.Network, Problems: check.Problems(ri.Status.Conditions)}
 		certificates(&cs, ri.Status.Certificates)
+		for _, rv := range ri.Status.Revisions {
+			cs.Revisions = append(cs.Revisions, fmt.Sprintf("%s: %d pods", rv.Name, rv.Pods))
+		}
 		if detail && ri.Spec.KubeconfigSecretRef != nil {
 			if rc, err := check.RemoteClient(ctx, c, g.namespace, ri.Spec.KubeconfigSecretRef.Name); err == nil {
 				describe(ctx, rc, &cs)
@@ -216,6 +224,34 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 		out = append(out, cs)
 	}
 	return out, nil
+}
+
+// revisionLines formats a primary's status.revisions for status.
+func revisionLines(revs []v1beta1.RevisionStatus) []string {
+	var out []string
+	for _, rv := range revs {
+		tags := rv.Tags
+		if rv.Default {
+			tags = append([]string{render.DefaultTag}, tags...)
+		}
+		line := fmt.Sprintf("%s (%s", rv.Name, rv.Version)
+		if len(tags) > 0 {
+			line += ", tags " + strings.Join(tags, ",")
+		}
+		line += fmt.Sprintf("): %d pods", rv.Pods)
+		var per []string
+		for _, c := range rv.Clusters {
+			per = append(per, fmt.Sprintf("%s=%d", c.Cluster, c.Pods))
+		}
+		if len(per) > 0 {
+			line += " [" + strings.Join(per, ", ") + "]"
+		}
+		if rv.Message != "" {
+			line += "; " + rv.Message
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // certificates copies a cluster's CA mode, intermediate expiry and warnings.
@@ -327,6 +363,9 @@ func printClusters(w io.Writer, format string, cs []clusterStatus, detail bool) 
 		}
 		if c.Istiod != "" {
 			fmt.Fprintf(w, "  istiod's view            %s\n", c.Istiod)
+		}
+		for _, r := range c.Revisions {
+			fmt.Fprintf(w, "  revision                 %s\n", r)
 		}
 		if c.Agents != nil {
 			fmt.Fprintf(w, "  tunnel agents            %d connected, RTT %s\n", *c.Agents, dash(c.RTT))

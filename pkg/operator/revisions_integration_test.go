@@ -163,13 +163,26 @@ func TestRevisionBasedUpgrade(t *testing.T) {
 	h.noObject(wh, "", "istio-sidecar-injector-1-29-6")
 	h.waitPhase("istio", v1beta1.PhaseReady)
 
-	// Remote clusters would need revisioned webhooks in the remote, which
-	// are not rendered yet: a RemoteIstio joining is refused, by name.
-	h.kubectl("apply", "-f", repoPath("samples/remoteistio.yaml"))
-	eventually(t, "RevisionBased refused with a remote joined", func() error {
+	// A named tag points at an installed revision (its webhook and Service
+	// are rendered, status shows it); one pointing at none is refused.
+	h.applyIstio(ns, "istio", `{"version":"1.30.3","security":{"selfSigned":true},"updateStrategy":{"type":"RevisionBased","revisionTags":[{"name":"stable","revision":"1-30-3"}]}}`)
+	eventually(t, "the stable tag rendered", func() error {
+		wh := &unstructured.Unstructured{}
+		wh.SetAPIVersion("admissionregistration.k8s.io/v1")
+		wh.SetKind("MutatingWebhookConfiguration")
+		if err := h.direct.Get(ctx, client.ObjectKey{Name: "istio-revision-tag-stable"}, wh); err != nil {
+			return err
+		}
+		if got := h.istio("istio").Status.Revisions; len(got) != 1 || strings.Join(got[0].Tags, ",") != "stable" {
+			return fmt.Errorf("status.revisions %+v", got)
+		}
+		return nil
+	})
+	h.applyIstio(ns, "istio", `{"version":"1.30.3","security":{"selfSigned":true},"updateStrategy":{"type":"RevisionBased","revisionTags":[{"name":"stable","revision":"1.29.6"}]}}`)
+	eventually(t, "a tag on a removed revision refused", func() error {
 		ist := h.istio("istio")
 		c := meta.FindStatusCondition(ist.Status.Conditions, v1beta1.ConditionPreCheckPassed)
-		if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "RemoteIstio istio-system/localityaware-bj") {
+		if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "spec.updateStrategy.revisionTags[0].revision") {
 			return fmt.Errorf("conditions: %s", formatConditions(ist.Status.Conditions))
 		}
 		return nil

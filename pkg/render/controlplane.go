@@ -39,6 +39,10 @@ type ControlPlane struct {
 	// revision: each gets a webhook and an istiod Service of its own, so that
 	// moving a tag moves the workloads that select it at their next restart.
 	RevisionTags []string `json:"revisionTags,omitempty"`
+	// InstalledRevisions are all revisions installed beside this one
+	// (RenderRevisions sets them): the primary's east-west gateway routes
+	// each revision's istiod by SNI, and the rest to the default tag.
+	InstalledRevisions []string `json:"installedRevisions,omitempty"`
 	// ChartVersion is the version label of the chart set Version's minor
 	// installs with (manifests/charts/istio/<minor>).
 	ChartVersion string `json:"chartVersion"`
@@ -93,6 +97,10 @@ type Remote struct {
 	Primary Owner `json:"primary"`
 	// PilotAddress is where the remote's proxies reach that istiod.
 	PilotAddress string `json:"pilotAddress,omitempty"`
+	// Revisions are the primary's installed istiod revisions when it
+	// upgrades by revision (RevisionsOf): the remote gets a webhook and an
+	// istiod Service per revision and per tag (RenderRevisions).
+	Revisions []InstalledRevision `json:"revisions,omitempty"`
 }
 
 // Owner identifies the resource that owns a rendered object.

@@ -50,6 +50,7 @@ type step struct {
 var steps = []step{
 	{"base chart", renderBase},
 	{"istiod chart", renderIstiod},
+	{"remote tag services", remoteTagServices},
 	{"tunnel token", mountTunnelToken},
 	{"gateway charts", renderGateways},
 	{"mesh chart", renderMesh},

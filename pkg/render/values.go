@@ -139,6 +139,18 @@ func meshValues(cp *ControlPlane) map[string]any {
 		"exposeIstiod":     cp.ExposeIstiod,
 		"eastWestGateway":  "",
 		"gatewayNamespace": cp.GatewayNamespace,
+		"istiodService":    "istiod",
+	}
+	if cp.Revision != "" {
+		// No unrevisioned istiod: each revision's istiod is reached by the
+		// SNI its proxies and webhooks use (istiod-<rev>.<ns>.svc), anything
+		// else goes to the default tag's Service.
+		revs := make([]any, 0, len(cp.InstalledRevisions))
+		for _, r := range cp.InstalledRevisions {
+			revs = append(revs, r)
+		}
+		v["istiodRevisions"] = revs
+		v["istiodService"] = TagServiceName(DefaultTag)
 	}
 	for _, g := range cp.Gateways {
 		if g.Kind == EastWestGateway {

@@ -61,3 +61,18 @@ func Removable(rev string, counts map[string]int, inactiveSince time.Time, grace
 	}
 	return true, ""
 }
+
+// Resolve returns counts with the pods counted under a tag (labelled
+// istio.io/rev=<tag>, not injected yet or not by a revision's record)
+// moved to the revision the tag points at (tags: tag -> revision). A tag
+// that points nowhere keeps its count under its own name.
+func Resolve(counts map[string]int, tags map[string]string) map[string]int {
+	out := make(map[string]int, len(counts))
+	for name, n := range counts {
+		if rev, ok := tags[name]; ok && rev != "" {
+			name = rev
+		}
+		out[name] += n
+	}
+	return out
+}

@@ -58,3 +58,16 @@ func TestRemovable(t *testing.T) {
 		t.Error("unused after grace: not removable")
 	}
 }
+
+func TestResolve(t *testing.T) {
+	got := Resolve(map[string]int{"1-30-3": 2, "default": 3, "stable": 1, "orphan": 4}, map[string]string{"default": "1-31-0", "stable": "1-30-3", "orphan": ""})
+	want := map[string]int{"1-30-3": 3, "1-31-0": 3, "orphan": 4}
+	if len(got) != len(want) {
+		t.Fatalf("Resolve = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("Resolve = %v, want %v", got, want)
+		}
+	}
+}

@@ -252,6 +252,7 @@ const (
 
 // UpdateStrategy is spec.updateStrategy, named as in Sail Operator.
 // +kubebuilder:validation:XValidation:rule="!has(self.inactiveRevisionDeletionGracePeriodSeconds) || (has(self.type) && self.type == 'RevisionBased')",message="inactiveRevisionDeletionGracePeriodSeconds applies only with type RevisionBased; remove it or set type: RevisionBased"
+// +kubebuilder:validation:XValidation:rule="!has(self.revisionTags) || size(self.revisionTags) == 0 || (has(self.type) && self.type == 'RevisionBased')",message="revisionTags apply only with type RevisionBased; remove them or set type: RevisionBased"
 type UpdateStrategy struct {
 	// Type is InPlace or RevisionBased.
 	// +kubebuilder:default=InPlace
@@ -264,6 +265,30 @@ type UpdateStrategy struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	InactiveRevisionDeletionGracePeriodSeconds *int64 `json:"inactiveRevisionDeletionGracePeriodSeconds,omitempty"`
+
+	// RevisionTags are named revision tags (as istioctl tag set, or Sail
+	// Operator's IstioRevisionTag): each points at an installed revision,
+	// and namespaces labelled istio.io/rev=<tag> are injected by it, in the
+	// primary and in every remote. The default tag is the operator's (it
+	// follows spec.version) and cannot be named here. Only with
+	// RevisionBased.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:XValidation:rule="self.all(t, t.name != 'default')",message="the default tag follows spec.version and is moved by the operator; give the tag another name"
+	// +optional
+	RevisionTags []RevisionTag `json:"revisionTags,omitempty"`
+}
+
+// RevisionTag points a named tag at an installed revision.
+type RevisionTag struct {
+	// Name of the tag: namespaces select it with istio.io/rev=<name>.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=40
+	Name string `json:"name"`
+	// Revision the tag points at: an installed revision's name (e.g.
+	// 1-30-3, status.revisions[].name) or the Istio version it runs
+	// (1.30.3).
+	Revision string `json:"revision"`
 }
 
 // RevisionStatus is one installed istiod revision (RevisionBased only).
@@ -272,9 +297,17 @@ type RevisionStatus struct {
 	Name string `json:"name"`
 	// Version is the Istio release the revision runs.
 	Version string `json:"version"`
-	// Pods is the number of pods in the primary cluster injected by this
-	// revision (or labelled for it).
+	// Pods is the number of pods injected by this revision (or labelled for
+	// it or one of its tags), in the primary and every remote cluster.
 	Pods int32 `json:"pods"`
+	// Clusters are the clusters with pods on this revision, and how many.
+	// +listType=map
+	// +listMapKey=cluster
+	// +optional
+	Clusters []ClusterPods `json:"clusters,omitempty"`
+	// Tags are the named revision tags pointing at this revision.
+	// +optional
+	Tags []string `json:"tags,omitempty"`
 	// InUse is true while pods use the revision or the default tag points at it.
 	InUse bool `json:"inUse"`
 	// Default is true for the revision the default tag points at.
@@ -286,6 +319,14 @@ type RevisionStatus struct {
 	// Message says what a revision's removal waits for.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// ClusterPods is the number of pods of one cluster on one revision.
+type ClusterPods struct {
+	// Cluster is the cluster ID.
+	Cluster string `json:"cluster"`
+	// Pods on the revision in that cluster.
+	Pods int32 `json:"pods"`
 }
 
 // MemberStatus is one remote cluster of the mesh, as its RemoteIstio reports it.

@@ -127,6 +127,14 @@ type RemoteIstioStatus struct {
 	// +optional
 	ChartVersion string `json:"chartVersion,omitempty"`
 
+	// Revisions counts the remote's pods per istiod revision (the primary's
+	// RevisionBased control plane), from the injector's record on each pod;
+	// the Istio resource adds them up in its status.revisions.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Revisions []RevisionPods `json:"revisions,omitempty"`
+
 	// Certificates describes the remote's intermediate CA (cacerts).
 	// +optional
 	Certificates *CertificatesStatus `json:"certificates,omitempty"`
@@ -165,4 +173,12 @@ type RemoteIstioList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RemoteIstio `json:"items"`
+}
+
+// RevisionPods is the number of pods of a cluster on one istiod revision.
+type RevisionPods struct {
+	// Name of the revision.
+	Name string `json:"name"`
+	// Pods on it.
+	Pods int32 `json:"pods"`
 }

@@ -127,12 +127,12 @@ func holderOf(items []v1beta1.Istio) *v1beta1.Istio {
 }
 
 // strategyProblem says why spec.updateStrategy cannot be honoured, "" when
-// it can. RevisionBased does not yet render revisioned webhooks in remote
-// clusters, so it is refused while a RemoteIstio joins this control plane
-// rather than leave the remotes on an istiod that is pruned; switching an
-// installed control plane between InPlace and RevisionBased would delete
-// the istiod its pods use, so it is refused too.
-func (r *Reconciler) strategyProblem(ctx context.Context, ist *v1beta1.Istio) string {
+// it can. Switching an installed control plane between InPlace and
+// RevisionBased would delete the istiod its pods use, so it is refused; a
+// named tag must point at an installed revision (or spec.version's).
+// Remotes are served per revision (decision 47): nothing about them is
+// refused here.
+func (r *Reconciler) strategyProblem(_ context.Context, ist *v1beta1.Istio) string {
 	if !revisionBased(ist) {
 		if len(ist.Status.Revisions) > 0 {
 			return "spec.updateStrategy.type: switching from RevisionBased to InPlace would delete the revisions pods use; set it back to RevisionBased"
@@ -142,13 +142,15 @@ func (r *Reconciler) strategyProblem(ctx context.Context, ist *v1beta1.Istio) st
 	if ist.Status.Version != "" && len(ist.Status.Revisions) == 0 {
 		return "spec.updateStrategy.type: switching an installed control plane from InPlace to RevisionBased is not supported (it would delete the istiod pods use); set it back to InPlace, or install a new Istio resource with RevisionBased"
 	}
-	var list v1beta1.RemoteIstioList
-	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
-		return fmt.Sprintf("listing RemoteIstio resources: %v", err)
-	}
-	for _, ri := range list.Items {
-		if ri.Spec.IstioRef == "" || ri.Spec.IstioRef == ist.Name {
-			return fmt.Sprintf("spec.updateStrategy.type: RevisionBased is not supported with remote clusters yet (RemoteIstio %s/%s joins this control plane and remote revisioned webhooks are not rendered); use InPlace, or remove the RemoteIstio", ri.Namespace, ri.Name)
+	installed := append([]v1beta1.RevisionStatus(nil), ist.Status.Revisions...)
+	installed = append(installed, v1beta1.RevisionStatus{Name: render.RevisionName(ist.Spec.Version), Version: ist.Spec.Version})
+	for i, t := range namedTags(ist) {
+		if resolveTag(t.Revision, installed) == "" {
+			names := make([]string, 0, len(installed))
+			for _, rv := range installed {
+				names = append(names, rv.Name+" ("+rv.Version+")")
+			}
+			return fmt.Sprintf("spec.updateStrategy.revisionTags[%d].revision: tag %s points at %q, which is not installed; use one of %s", i, t.Name, t.Revision, strings.Join(names, ", "))
 		}
 	}
 	return ""

@@ -122,15 +122,15 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 	ls := r.LocalityServer
 	cp.LocalityServer = &ls
 	cp.TunnelServer = r.TunnelServer
-	if err := r.members(ctx, ist, cp); err != nil {
+	remotePods, err := r.members(ctx, ist, cp)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 
 	var manifest *render.Manifest
-	var err error
 	var revRequeue time.Duration
 	if revisionBased(ist) {
-		manifest, revRequeue, err = r.renderRevisions(ctx, ist, cp)
+		manifest, revRequeue, err = r.renderRevisions(ctx, ist, cp, remotePods)
 	} else {
 		ist.Status.Revisions = nil
 		manifest, err = render.Render(cp)
@@ -209,12 +209,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // members lists the remote clusters joined to this control plane: in the
-// status, and in the ControlPlane for meshNetworks.
-func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane) error {
+// status, and in the ControlPlane for meshNetworks. It returns the pods each
+// remote counts per revision (its RemoteIstio's status.revisions), by
+// cluster name.
+func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane) (map[string]map[string]int, error) {
 	var list v1beta1.RemoteIstioList
 	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
-		return fmt.Errorf("list RemoteIstio resources in %s: %w", ist.Namespace, err)
+		return nil, fmt.Errorf("list RemoteIstio resources in %s: %w", ist.Namespace, err)
 	}
+	pods := map[string]map[string]int{}
 	ist.Status.Members = nil
 	for i := range list.Items {
 		ri := &list.Items[i]
@@ -234,8 +237,15 @@ func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render
 			Name: ri.Name, ClusterName: remote.ClusterName, Network: remote.Network,
 			Phase: ri.Status.Phase, Connection: ri.Status.Connection,
 		})
+		if len(ri.Status.Revisions) > 0 {
+			n := map[string]int{}
+			for _, rv := range ri.Status.Revisions {
+				n[rv.Name] = int(rv.Pods)
+			}
+			pods[remote.ClusterName] = n
+		}
 	}
-	return nil
+	return pods, nil
 }
 
 // istiosOf maps a RemoteIstio to the Istio resources it may join.

@@ -3,6 +3,8 @@ package istio
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/rollout"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/revisions"
@@ -24,10 +25,6 @@ const defaultGracePeriod = 30 * time.Second
 // podRecheck is how often an old revision still in use is looked at again:
 // Pods are not watched (the cache holds only meshfleet's objects).
 const podRecheck = 5 * time.Second
-
-// defaultTag is the revision tag that namespaces labelled
-// istio-injection=enabled (and istio.io/rev=default) use.
-const defaultTag = "default"
 
 // revisionBased reports whether ist upgrades by revision.
 func revisionBased(ist *v1beta1.Istio) bool {
@@ -44,11 +41,14 @@ func gracePeriod(ist *v1beta1.Istio) time.Duration {
 // renderRevisions renders every revision still installed (status.revisions)
 // and the one spec.version asks for, each under its own name, with the
 // default tag on the newest revision once its istiod is ready (before that
-// on the revision it was on). An old revision is dropped, and so pruned,
-// once no pod uses it and the grace period since the tag left it passed.
-// It updates ist.Status.Revisions and returns the merged manifest and how
-// soon to look again (0: no old revision pending).
-func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane) (*render.Manifest, time.Duration, error) {
+// on the revision it was on) and the named tags where spec says. An old
+// revision is dropped, and so pruned, once no pod of any cluster uses it, no
+// named tag points at it and the grace period since the default tag left it
+// passed. Pods are counted in the primary and taken from each remote's
+// RemoteIstio status (remotePods: cluster -> revision or tag -> pods). It
+// updates ist.Status.Revisions and returns the merged manifest and how soon
+// to look again (0: no old revision pending).
+func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, remotePods map[string]map[string]int) (*render.Manifest, time.Duration, error) {
 	now := r.now()
 	want := render.RevisionName(cp.Version)
 	revs := append([]v1beta1.RevisionStatus(nil), ist.Status.Revisions...)
@@ -77,20 +77,39 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 			target = want
 		}
 	}
+	tags := map[string]string{render.DefaultTag: target}
+	for _, t := range namedTags(ist) {
+		tags[t.Name] = resolveTag(t.Revision, revs)
+	}
 
 	var pods corev1.PodList
 	if err := r.APIReader.List(ctx, &pods); err != nil {
 		return nil, 0, fmt.Errorf("list pods to count them per revision: %w", err)
 	}
-	counts := revisions.Count(pods.Items)
-	counts[target] += counts[defaultTag]
+	perCluster := map[string]map[string]int{cp.ClusterName: revisions.Resolve(revisions.Count(pods.Items), tags)}
+	for c, n := range remotePods {
+		perCluster[c] = revisions.Resolve(n, tags)
+	}
+	counts := map[string]int{}
+	for _, n := range perCluster {
+		for rev, k := range n {
+			counts[rev] += k
+		}
+	}
 
 	var requeue time.Duration
 	kept := revs[:0]
 	for _, rv := range revs {
 		rv.Default = rv.Name == target
 		rv.Pods = int32(counts[rv.Name])
-		rv.InUse = rv.Default || rv.Pods > 0
+		rv.Clusters = clusterPods(perCluster, rv.Name)
+		rv.Tags = nil
+		for _, t := range namedTags(ist) {
+			if tags[t.Name] == rv.Name {
+				rv.Tags = append(rv.Tags, t.Name)
+			}
+		}
+		rv.InUse = rv.Default || rv.Pods > 0 || len(rv.Tags) > 0
 		rv.Message = ""
 		if rv.Default || rv.Name == want {
 			rv.InactiveSince = nil
@@ -101,6 +120,9 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 			rv.InactiveSince = &metav1.Time{Time: now}
 		}
 		ok, msg := revisions.Removable(rv.Name, counts, rv.InactiveSince.Time, gracePeriod(ist), now)
+		if ok && len(rv.Tags) > 0 {
+			ok, msg = false, fmt.Sprintf("revision %s is the target of tag(s) %s (spec.updateStrategy.revisionTags); point them elsewhere to remove it", rv.Name, strings.Join(rv.Tags, ", "))
+		}
 		if ok {
 			continue
 		}
@@ -116,74 +138,42 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 	}
 	ist.Status.Revisions = kept
 
-	// The revision spec.version names renders last, so that objects every
-	// revision renders (CRDs, cluster roles) come from the newest charts.
-	order := make([]v1beta1.RevisionStatus, 0, len(kept))
-	var last *v1beta1.RevisionStatus
-	for i := range kept {
-		if kept[i].Name == want {
-			last = &kept[i]
-			continue
-		}
-		order = append(order, kept[i])
+	m, err := render.RenderRevisions(cp, render.RevisionsOf(ist))
+	if err != nil {
+		return nil, 0, err
 	}
-	order = append(order, *last)
-
-	merged := &render.Manifest{NamespaceLabels: map[string]map[string]string{}}
-	at := map[string]int{}
-	atCRD := map[string]int{}
-	var targetLabels map[string]map[string]string
-	for _, rv := range order {
-		c := *cp
-		c.Version = rv.Version
-		if set, err := render.ChartSetFor(rv.Version); err == nil {
-			c.ChartVersion = set.Version
-		}
-		c.Revision = rv.Name
-		c.RevisionTags = nil
-		if rv.Default {
-			c.RevisionTags = []string{defaultTag}
-		}
-		m, err := render.Render(&c)
-		if err != nil {
-			return nil, 0, fmt.Errorf("render revision %s: %w", rv.Name, err)
-		}
-		merged.CRDs = mergeObjects(merged.CRDs, m.CRDs, atCRD)
-		merged.Objects = mergeObjects(merged.Objects, m.Objects, at)
-		for ns, l := range m.NamespaceLabels {
-			if merged.NamespaceLabels[ns] == nil {
-				merged.NamespaceLabels[ns] = map[string]string{}
-			}
-			for k, v := range l {
-				merged.NamespaceLabels[ns][k] = v
-			}
-		}
-		if rv.Default {
-			targetLabels = m.NamespaceLabels
-		}
-	}
-	// Namespace labels (injection) follow the tag's revision.
-	for ns, l := range targetLabels {
-		for k, v := range l {
-			merged.NamespaceLabels[ns][k] = v
-		}
-	}
-	return merged, requeue, nil
+	return m, requeue, nil
 }
 
-// mergeObjects appends objs to into; an object already there (same kind,
-// namespace and name) is replaced in place by the later one.
-func mergeObjects(into, objs []*unstructured.Unstructured, at map[string]int) []*unstructured.Unstructured {
-	for _, o := range objs {
-		k := apply.Key(o)
-		if i, ok := at[k]; ok {
-			into[i] = o
-			continue
-		}
-		at[k] = len(into)
-		into = append(into, o)
+// namedTags are spec.updateStrategy.revisionTags.
+func namedTags(ist *v1beta1.Istio) []v1beta1.RevisionTag {
+	if ist.Spec.UpdateStrategy == nil {
+		return nil
 	}
-	return into
+	return ist.Spec.UpdateStrategy.RevisionTags
+}
+
+// resolveTag returns the installed revision a tag names, by revision name or
+// by the version it runs; "" when none.
+func resolveTag(ref string, revs []v1beta1.RevisionStatus) string {
+	for _, rv := range revs {
+		if rv.Name == ref || rv.Version == ref {
+			return rv.Name
+		}
+	}
+	return ""
+}
+
+// clusterPods lists the clusters with pods on rev, by cluster name.
+func clusterPods(perCluster map[string]map[string]int, rev string) []v1beta1.ClusterPods {
+	var out []v1beta1.ClusterPods
+	for c, n := range perCluster {
+		if n[rev] > 0 {
+			out = append(out, v1beta1.ClusterPods{Cluster: c, Pods: int32(n[rev])})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Cluster < out[j].Cluster })
+	return out
 }
 
 // istiodReady reports whether revision rev's istiod Deployment has rolled out.

@@ -122,7 +122,13 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 		}
 		cp.Remote.PilotAddress = addr
 	}
-	m, err := render.Render(cp)
+	var m *render.Manifest
+	var err error
+	if len(cp.Remote.Revisions) > 0 {
+		m, err = render.RenderRevisions(cp, cp.Remote.Revisions)
+	} else {
+		m, err = render.Render(cp)
+	}
 	if err != nil {
 		return nil, time.Time{}, conditions.Failed(v1beta1.ReasonInvalidSpec, fmt.Sprintf("rendering the remote pieces failed: %v; this is a meshfleet bug", err))
 	}

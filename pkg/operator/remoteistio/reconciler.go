@@ -3,8 +3,10 @@ package remoteistio
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -15,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -25,6 +28,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/revisions"
 )
 
 // Finalizer holds a RemoteIstio until the remote cluster is cleaned up.
@@ -162,6 +166,18 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 		return out.Result(), out.Err
 	}
 
+	if len(cp.Remote.Revisions) > 0 {
+		counts, err := r.countPods(ctx, rem)
+		if err != nil {
+			out = remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "counting pods per revision", err)
+			record(rec, v1beta1.ConditionReady, out)
+			return out.Result(), out.Err
+		}
+		ri.Status.Revisions = counts
+	} else {
+		ri.Status.Revisions = nil
+	}
+
 	out = r.readiness(ctx, cp, rem, manifest)
 	record(rec, v1beta1.ConditionReady, out)
 	if out.Done {
@@ -176,7 +192,30 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 	if out.Requeue > 0 && out.Requeue < next {
 		next = out.Requeue
 	}
+	if len(cp.Remote.Revisions) > 1 && podRecheck < next {
+		// An old revision waits for this cluster's pods: count them again.
+		next = podRecheck
+	}
 	return ctrl.Result{RequeueAfter: next}, out.Err
+}
+
+// podRecheck is how often the remote's pods are counted again while the
+// primary keeps an old revision (pods are not watched in remotes).
+const podRecheck = 5 * time.Second
+
+// countPods counts the remote's pods per revision (or tag) they use.
+func (r *Reconciler) countPods(ctx context.Context, rem *remote) ([]v1beta1.RevisionPods, error) {
+	var pods corev1.PodList
+	if err := rem.client.List(ctx, &pods); err != nil {
+		return nil, err
+	}
+	counts := revisions.Count(pods.Items)
+	out := make([]v1beta1.RevisionPods, 0, len(counts))
+	for name, n := range counts {
+		out = append(out, v1beta1.RevisionPods{Name: name, Pods: int32(n)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // record records a step's outcome. A step that failed because the cluster
@@ -206,6 +245,9 @@ func (r *Reconciler) resolve(ctx context.Context, ri *v1beta1.RemoteIstio) (*ren
 	cp, errs := render.FromRemoteIstio(ri, primary)
 	if len(errs) > 0 {
 		return nil, nil, conditions.Failed(v1beta1.ReasonInvalidSpec, "fix the spec: "+errs.ToAggregate().Error())
+	}
+	if s := ist.Spec.UpdateStrategy; s != nil && s.Type == v1beta1.UpdateStrategyRevisionBased {
+		cp.Remote.Revisions = render.RevisionsOf(ist)
 	}
 	return primary, cp, conditions.Succeeded("")
 }
@@ -261,7 +303,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Joins talk to different clusters: one slow cluster must not hold up the others.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&v1beta1.RemoteIstio{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&v1beta1.Istio{}, handler.EnqueueRequestsFromMapFunc(r.remotesOf), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1beta1.Istio{}, handler.EnqueueRequestsFromMapFunc(r.remotesOf), builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, revisionsChanged()))).
 		Complete(r)
 }
 
@@ -276,4 +318,26 @@ func (r *Reconciler) remotesOf(ctx context.Context, o client.Object) []reconcile
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ri.Namespace, Name: ri.Name}})
 	}
 	return reqs
+}
+
+// revisionsChanged passes an Istio update whose installed revisions or tags
+// changed (status.revisions), which the remotes render.
+func revisionsChanged() predicate.Funcs {
+	key := func(o client.Object) string {
+		ist, ok := o.(*v1beta1.Istio)
+		if !ok {
+			return ""
+		}
+		k := ""
+		for _, rv := range render.RevisionsOf(ist) {
+			k += fmt.Sprintf("%s=%s%v;", rv.Name, rv.Version, rv.Tags)
+		}
+		return k
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return key(e.ObjectOld) != key(e.ObjectNew) },
+	}
 }

@@ -1,0 +1,238 @@
+// Package tagrollout decides, step by step, how the default revision tag
+// moves from one istiod revision to another across a fleet of clusters:
+// batch by batch, each batch gated on its istiod revision being ready, its
+// proxies having ACKed the revision's config and a success rate, and moved
+// back when its gate fails. It is pure: the caller observes the clusters
+// (Observation), calls Next with the state it keeps, carries out the Action
+// and stores the returned state. Nothing here reads a cluster or a clock.
+package tagrollout
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Phase is where one batch stands.
+type Phase string
+
+// Batch phases.
+const (
+	// Pending: the tag has not moved in the batch's clusters.
+	Pending Phase = "Pending"
+	// Gating: the tag moved; the gate is being evaluated.
+	Gating Phase = "Gating"
+	// Passed: the gate held; the batch stays on the new revision.
+	Passed Phase = "Passed"
+	// RolledBack: the gate failed; the tag was moved back.
+	RolledBack Phase = "RolledBack"
+)
+
+// Batch is a set of clusters whose tag moves together.
+type Batch struct {
+	Name     string   `json:"name"`
+	Clusters []string `json:"clusters"`
+}
+
+// BatchStatus is what the caller keeps for a batch between calls.
+type BatchStatus struct {
+	Phase Phase `json:"phase"`
+	// MovedAt is when the tag moved to the new revision in the batch.
+	MovedAt time.Time `json:"movedAt,omitempty"`
+	// DecidedAt is when the gate passed or failed.
+	DecidedAt time.Time `json:"decidedAt,omitempty"`
+	// Reason says why the gate passed or failed, or what it waits for.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Gate is the policy a batch must meet after its tag moved.
+type Gate struct {
+	// MinSuccessRate is the lowest acceptable success rate (0..1) of the
+	// batch's traffic (a Prometheus query's result).
+	MinSuccessRate float64 `json:"minSuccessRate"`
+	// MinRequests is how many requests the rate must rest on before it can
+	// pass (a rate over three requests proves nothing); it fails below the
+	// minimum at once whatever the count.
+	MinRequests int `json:"minRequests"`
+	// Bake is how long the batch must meet the gate before it passes.
+	Bake time.Duration `json:"bake"`
+	// Timeout is how long the batch may take to meet the gate (istiod
+	// ready, every proxy ACKed) before it fails.
+	Timeout time.Duration `json:"timeout"`
+}
+
+// Observation is what the caller saw of a gating batch just now.
+type Observation struct {
+	// IstiodReady: the new revision's istiod serves (Deployment rolled
+	// out, readiness passing).
+	IstiodReady bool
+	// Proxies connected to the new revision from the batch's clusters, how
+	// many ACKed its current config and how many NACKed it.
+	Proxies, Acked, Nacked int
+	// Requests counted by the success-rate query over the window, and the
+	// success rate (NaN when there was no traffic).
+	Requests    int
+	SuccessRate float64
+	// ProxiesExpected is how many proxies of the batch must reach the new
+	// revision (workloads restarted onto the tag); 0 waits for none.
+	ProxiesExpected int
+}
+
+// Kind is what the caller must do next.
+type Kind string
+
+// Action kinds.
+const (
+	// MoveTag: point the default tag of Clusters at Revision.
+	MoveTag Kind = "MoveTag"
+	// Wait: look again after After (nothing to change now).
+	Wait Kind = "Wait"
+	// Done: every batch passed.
+	Done Kind = "Done"
+	// Halted: a batch was rolled back; no further batch moves.
+	Halted Kind = "Halted"
+)
+
+// Action is Next's decision.
+type Action struct {
+	Kind     Kind
+	Batch    int
+	Clusters []string
+	Revision string
+	After    time.Duration
+	Reason   string
+}
+
+// Rollout is the whole decision's input: the revisions, the batches in
+// order, the gate and what the caller keeps (Status, one per batch).
+type Rollout struct {
+	From, To string
+	Batches  []Batch
+	Gate     Gate
+	Status   []BatchStatus
+}
+
+// Validate reports a rollout that cannot be planned.
+func (r *Rollout) Validate() error {
+	if r.From == "" || r.To == "" || r.From == r.To {
+		return fmt.Errorf("the rollout needs two different revisions (from %q, to %q)", r.From, r.To)
+	}
+	if len(r.Batches) == 0 {
+		return fmt.Errorf("the rollout has no batch")
+	}
+	seen := map[string]string{}
+	for _, b := range r.Batches {
+		if len(b.Clusters) == 0 {
+			return fmt.Errorf("batch %s has no cluster", b.Name)
+		}
+		for _, c := range b.Clusters {
+			if o, ok := seen[c]; ok {
+				return fmt.Errorf("cluster %s is in batches %s and %s; put it in one", c, o, b.Name)
+			}
+			seen[c] = b.Name
+		}
+	}
+	if r.Gate.MinSuccessRate < 0 || r.Gate.MinSuccessRate > 1 {
+		return fmt.Errorf("the gate's minimum success rate %v is not between 0 and 1", r.Gate.MinSuccessRate)
+	}
+	if r.Gate.Timeout <= 0 {
+		return fmt.Errorf("the gate needs a timeout")
+	}
+	return nil
+}
+
+// Next decides the next action from the rollout and, when a batch is
+// gating, what was observed of it (obs is ignored otherwise). It returns the
+// action and the batches' new status; the caller stores the status once the
+// action is carried out. Batches go strictly in order; the first failed
+// gate moves that batch back and halts the rollout, leaving passed batches
+// on the new revision and later ones on the old.
+func Next(r Rollout, now time.Time, obs Observation) (Action, []BatchStatus, error) {
+	if err := r.Validate(); err != nil {
+		return Action{}, nil, err
+	}
+	st := make([]BatchStatus, len(r.Batches))
+	copy(st, r.Status)
+	for i := range st {
+		if st[i].Phase == "" {
+			st[i].Phase = Pending
+		}
+	}
+	for i, b := range r.Batches {
+		switch st[i].Phase {
+		case Passed:
+			continue
+		case RolledBack:
+			return Action{Kind: Halted, Batch: i, Reason: fmt.Sprintf("batch %s was rolled back: %s", b.Name, st[i].Reason)}, st, nil
+		case Pending:
+			st[i] = BatchStatus{Phase: Gating, MovedAt: now, Reason: "tag moved; gate pending"}
+			return Action{Kind: MoveTag, Batch: i, Clusters: b.Clusters, Revision: r.To,
+				Reason: fmt.Sprintf("batch %s: move the default tag to %s", b.Name, r.To)}, st, nil
+		case Gating:
+			pass, fail, why := evaluate(r.Gate, now.Sub(st[i].MovedAt), obs, r.To)
+			switch {
+			case fail:
+				st[i] = BatchStatus{Phase: RolledBack, MovedAt: st[i].MovedAt, DecidedAt: now, Reason: why}
+				return Action{Kind: MoveTag, Batch: i, Clusters: b.Clusters, Revision: r.From,
+					Reason: fmt.Sprintf("batch %s: gate failed (%s); move the default tag back to %s", b.Name, why, r.From)}, st, nil
+			case pass:
+				st[i] = BatchStatus{Phase: Passed, MovedAt: st[i].MovedAt, DecidedAt: now, Reason: why}
+				continue
+			default:
+				st[i].Reason = why
+				return Action{Kind: Wait, Batch: i, After: recheck(r.Gate), Reason: fmt.Sprintf("batch %s: %s", b.Name, why)}, st, nil
+			}
+		default:
+			return Action{}, nil, fmt.Errorf("batch %s has unknown phase %q", b.Name, st[i].Phase)
+		}
+	}
+	return Action{Kind: Done, Reason: fmt.Sprintf("every batch on %s", r.To)}, st, nil
+}
+
+// evaluate judges a gating batch: it fails at once on NACKs or a success
+// rate below the minimum, fails when istiod or the proxies are not there by
+// the timeout, and passes once everything holds for the bake time.
+func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fail bool, why string) {
+	if o.Nacked > 0 {
+		return false, true, fmt.Sprintf("%d of %d proxies NACKed the config of istiod-%s", o.Nacked, o.Proxies, rev)
+	}
+	rateKnown := o.Requests > 0 && !math.IsNaN(o.SuccessRate)
+	if rateKnown && o.SuccessRate < g.MinSuccessRate {
+		return false, true, fmt.Sprintf("success rate %.2f%% over %d requests, below %.2f%%", 100*o.SuccessRate, o.Requests, 100*g.MinSuccessRate)
+	}
+	waiting := ""
+	switch {
+	case !o.IstiodReady:
+		waiting = fmt.Sprintf("istiod-%s not ready", rev)
+	case o.Acked < o.ProxiesExpected:
+		waiting = fmt.Sprintf("%d of %d proxies ACKed istiod-%s", o.Acked, o.ProxiesExpected, rev)
+	case o.Requests < g.MinRequests:
+		waiting = fmt.Sprintf("%d of %d requests for the success rate", o.Requests, g.MinRequests)
+	}
+	if waiting != "" {
+		if since >= g.Timeout {
+			return false, true, fmt.Sprintf("%s after %v", waiting, g.Timeout)
+		}
+		return false, false, waiting
+	}
+	rate := "no traffic"
+	if rateKnown {
+		rate = fmt.Sprintf("success rate %.2f%% over %d requests", 100*o.SuccessRate, o.Requests)
+	}
+	if since < g.Bake {
+		return false, false, fmt.Sprintf("healthy (%s, %d proxies ACKed); baking, %v left", rate, o.Acked, (g.Bake - since).Round(time.Second))
+	}
+	return true, false, fmt.Sprintf("istiod-%s ready, %d proxies ACKed, %s", rev, o.Acked, rate)
+}
+
+// recheck is how often a gating batch is looked at again.
+func recheck(g Gate) time.Duration {
+	d := g.Bake / 5
+	if d <= 0 || d > 5*time.Second {
+		d = 5 * time.Second
+	}
+	if d < 200*time.Millisecond {
+		d = 200 * time.Millisecond
+	}
+	return d
+}
