@@ -252,13 +252,16 @@ func TestTunnelLifecycle(t *testing.T) {
 		// client-go fails (the hand-over of the Lease answers 503 with
 		// Retry-After, which it retries), and the open watch is
 		// re-established from its last resourceVersion, losing no event, at
-		// most once per replaced replica it ran through (the active server,
-		// and the agent carrying it).
+		// most once per replaced replica it ran through: the active server,
+		// and each agent carrying it — the agents roll one at a time, so a
+		// watch moved off the first replaced agent may land on the other
+		// old one and move again when that one is replaced (seen in CI
+		// under load: 3 with 2 agents).
 		if r.failed > 0 {
 			t.Errorf("requests through the tunnel failed during the upgrade: %s", r)
 		}
-		if r.watchRestarts > 2 {
-			t.Errorf("watch re-established %d times, want at most 2 (the active server and the agent carrying it)", r.watchRestarts)
+		if limit := 1 + int(agents.rolls.Load()); r.watchRestarts > limit {
+			t.Errorf("watch re-established %d times, want at most %d (the active server and each replaced agent carrying it)", r.watchRestarts, limit)
 		}
 		stopOperator()
 	})
