@@ -32,6 +32,11 @@ func RuleName(namespace, name string) string {
 	return NamePrefix + name + "." + namespace
 }
 
+// SkipNoEndpoints is Decision.Skipped for a Service without endpoints in
+// any cluster (and no other reason to skip it): no rule is needed, but a
+// namespace-wide rule covering it does no harm (rulesync.Group).
+const SkipNoEndpoints = "no endpoints in any cluster"
+
 // Result is the output of Translate.
 type Result struct {
 	// Decisions holds one entry per Service, sorted by namespace/name.
@@ -129,7 +134,7 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("user DestinationRule %s covers host %s but is not in cluster %s, the only cluster istiod reads DestinationRules from: istiod ignores it, so meshfleet keeps generating; to configure the host yourself, put the rule in %s (meshfleet then steps aside), else delete it", id, svc.Hostname, t.ConfigCluster, t.ConfigCluster))
 		}
 		if len(skip) == 0 && !hasEndpoints(svc) {
-			skip = append(skip, "no endpoints in any cluster")
+			skip = append(skip, SkipNoEndpoints)
 		}
 		if len(skip) > 0 {
 			d.Skipped = strings.Join(skip, "; ")

@@ -31,10 +31,16 @@ func benchTopology(n int, r1 string) *topology.Topology {
 }
 
 // BenchmarkTranslateAndPlan is the server's own part of a write after a
-// region label change: translate 1,000 services and plan against the
-// rules written for the other labelling (every rule changes).
+// region label change: translate 1,000 (and 10,000) services and plan
+// against the rules written for the other labelling (every rule changes).
 func BenchmarkTranslateAndPlan(b *testing.B) {
-	tops := []*topology.Topology{benchTopology(1000, "r1"), benchTopology(1000, "r1b")}
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchTranslateAndPlan(b, n) })
+	}
+}
+
+func benchTranslateAndPlan(b *testing.B, n int) {
+	tops := []*topology.Topology{benchTopology(n, "r1"), benchTopology(n, "r1b")}
 	lives := make([]map[string]Live, 2)
 	for i, top := range tops {
 		res, err := locality.Translate(top, locality.Policy{})
@@ -63,7 +69,7 @@ func BenchmarkTranslateAndPlan(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(p.Update) != 1000 {
+		if len(p.Update) != n {
 			b.Fatalf("updates %d", len(p.Update))
 		}
 		b.ReportMetric(float64(mid.Sub(start).Microseconds()), "translate-µs")
