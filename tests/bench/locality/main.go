@@ -20,12 +20,19 @@
 // It re-executes itself in a private network namespace (pkg/netns) for the
 // workload addresses.
 //
-//	go run -tags e2e ./tests/bench/locality [-services 1000] [-rounds 20]
+// Each size (-services, default 1,000 and 10,000) gets fresh clusters and
+// istiod; on them each mode (-modes) runs its own server in turn: grouped
+// (rulesync.Group: one rule per namespace where its Services share one)
+// and per-service (one rule per Service), so both are measured in one run
+// next to the same hand-written baseline.
+//
+//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-rounds 10]
 package main
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,12 +41,15 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +61,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/topology"
@@ -58,10 +69,14 @@ import (
 )
 
 var (
-	services = flag.Int("services", 1000, "services per cluster")
-	rounds   = flag.Int("rounds", 20, "measured changes per figure")
-	failover = flag.Int("failover-rounds", 5, "measured failovers per setup")
+	sizes    = flag.String("services", "1000,10000", "services per cluster; a comma-separated list runs each size in turn (fresh clusters and istiod)")
+	modes    = flag.String("modes", "grouped,per-service", "how the server writes, each measured in turn on the same clusters and istiod: grouped (one rule per namespace where its Services share one; the default) and per-service (one rule per Service)")
+	rounds   = flag.Int("rounds", 10, "measured changes per figure")
+	failover = flag.Int("failover-rounds", 5, "measured failovers per setup (with the first mode)")
 )
+
+// services is the size being measured.
+var services = new(int)
 
 // Workload addresses for the failover part.
 var (
@@ -90,7 +105,24 @@ var clusterNodes = map[string][][3]string{
 }
 
 func bench() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	var errs []error
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-services %q: want a comma-separated list of positive numbers", *sizes)
+		}
+		*services = n
+		if err := benchSize(); err != nil {
+			fmt.Fprintf(os.Stderr, "%d services: %v\n", n, err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// benchSize measures *services services × 3 clusters in each mode.
+func benchSize() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
 	defer cancel()
 	env, stop, err := testenv.StartShared(ctx, "", localcluster.ClusterOptions{Name: "c1"}, localcluster.ClusterOptions{Name: "c2"}, localcluster.ClusterOptions{Name: "c3"})
 	if err != nil {
@@ -122,28 +154,64 @@ func bench() error {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "created %d services × %d clusters in %v\n", *services, len(clusterNodes), time.Since(start).Round(time.Second))
-
-	// The locality server, watching all three clusters, writing into c1.
-	var policyFlip atomic.Bool
-	written := make(chan time.Time, 1024)
-	var srv *rulesync.Server
-	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{OnChange: func() {
-		if srv != nil {
-			srv.Notify()
-		}
-	}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	d, err := localistiod.Start(ctx, localistiod.Options{
+		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "c1",
+		MeshConfig: "localityLbSetting:\n  enabled: true\n",
+	})
 	if err != nil {
 		return err
 	}
-	srv, err = rulesync.New(rulesync.Options{
-		Config: cfgs["c1"], Snapshot: w.Snapshot, Members: w.Clusters,
-		Policy: func() locality.Policy {
+	defer d.Stop()
+	drs := dynamic.NewForConfigOrDie(cfgs["c1"]).Resource(rulesync.GVR).Namespace("istio-system")
+	// A hand-written DestinationRule for a host no generated rule covers:
+	// the baseline of istiod's own path (API server → istiod → push).
+	hand := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+		"metadata": map[string]any{"name": "bench-hand-written", "namespace": "istio-system"},
+		"spec":     map[string]any{"host": "hand.example.com", "trafficPolicy": map[string]any{"connectionPool": map[string]any{"tcp": map[string]any{"maxConnections": int64(100)}}}},
+	}}
+	if hand, err = drs.Create(ctx, hand, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating the hand-written rule: %w", err)
+	}
+	var errs []error
+	for i, mode := range strings.Split(*modes, ",") {
+		groupMin := 0
+		switch mode = strings.TrimSpace(mode); mode {
+		case "grouped":
+		case "per-service":
+			groupMin = -1
+		default:
+			return fmt.Errorf("-modes: unknown mode %q (grouped, per-service)", mode)
+		}
+		if err := benchMode(ctx, mode, groupMin, i == 0, kubes, cfgs, d, drs, &hand); err != nil {
+			fmt.Fprintf(os.Stderr, "%d services, %s: %v\n", *services, mode, err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// benchMode runs one server (grouped or per-service rules) on the clusters
+// until its rounds are measured, then stops it.
+func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool, kubes map[string]kubernetes.Interface, cfgs map[string]*rest.Config,
+	d *localistiod.Istiod, drs dynamic.ResourceInterface, handp **unstructured.Unstructured) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hand := *handp
+	defer func() { *handp = hand }()
+	// The locality server, watching all three clusters, writing into c1.
+	var policyFlip atomic.Bool
+	written := make(chan time.Time, 1024)
+	srv, err := pipeline.New(pipeline.Options{
+		Clusters: cfgs, PrimaryCluster: "c1", GroupMin: groupMin,
+		PolicySource: func() locality.Policy {
 			if policyFlip.Load() {
 				return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r3"}}}
 			}
 			return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r2"}}}
 		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registerer: prometheus.NewRegistry(),
 		OnWrite: func(int, time.Duration) {
 			select {
 			case written <- time.Now():
@@ -154,17 +222,10 @@ func bench() error {
 	if err != nil {
 		return err
 	}
-	d, err := localistiod.Start(ctx, localistiod.Options{
-		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "c1",
-		MeshConfig: "localityLbSetting:\n  enabled: true\n",
-	})
-	if err != nil {
-		return err
-	}
-	defer d.Stop()
-	start = time.Now()
-	w.Start(ctx)
-	go func() { _ = srv.Run(ctx) }()
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { _ = srv.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
 	first, err := waitWritten(written, 5*time.Minute)
 	if err != nil {
 		return fmt.Errorf("first write of every rule: %w", err)
@@ -183,18 +244,6 @@ func bench() error {
 	firstWrite := first.Sub(start)
 	time.Sleep(2 * time.Second) // istiod takes the full set
 	ilog := &istiodLog{path: d.LogPath}
-	drs := dynamic.NewForConfigOrDie(cfgs["c1"]).Resource(rulesync.GVR).Namespace("istio-system")
-
-	// A hand-written DestinationRule for a host no generated rule covers:
-	// the baseline of istiod's own path (API server → istiod → push).
-	hand := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-		"metadata": map[string]any{"name": "bench-hand-written", "namespace": "istio-system"},
-		"spec":     map[string]any{"host": "hand.example.com", "trafficPolicy": map[string]any{"connectionPool": map[string]any{"tcp": map[string]any{"maxConnections": int64(100)}}}},
-	}}
-	if hand, err = drs.Create(ctx, hand, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating the hand-written rule: %w", err)
-	}
 
 	// Latency rounds. Each measures from the change to the rules written to
 	// the API server and to istiod's next push of DestinationRule config
@@ -249,16 +298,20 @@ func bench() error {
 		}
 	}
 	runtime.GC()
+	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := srv.State()
+	rss, hwm := procStatus("VmRSS"), procStatus("VmHWM")
 
-	fo, err := failoverBench(ctx, kubes["c1"], cfgs["c1"], d, srv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "failover part failed:", err)
+	var fo map[string][]time.Duration
+	if withFailover {
+		if fo, err = failoverBench(ctx, kubes["c1"], cfgs["c1"], d, srv.Server); err != nil {
+			fmt.Fprintln(os.Stderr, "failover part failed:", err)
+		}
 	}
 
-	fmt.Printf("\nlocality server, %d services × %d clusters (%d DestinationRules written into c1), real istiod reading them from the API server\n\n", *services, len(clusterNodes), st.Rules)
+	fmt.Printf("\nlocality server, %d services × %d clusters, %s rules (%d DestinationRules written into c1), real istiod reading them from the API server\n\n", *services, len(clusterNodes), mode, st.Rules)
 	fmt.Printf("every rule written, from the server's start (informers of 3 clusters syncing): %v\n\n", firstWrite.Round(time.Millisecond))
 	row := func(name string, ds []time.Duration) {
 		fmt.Printf("%-66s %9s %9s %9s\n", name, pct(ds, 50), pct(ds, 99), pct(ds, 100))
@@ -267,7 +320,7 @@ func bench() error {
 	fmt.Println("one service's endpoints not ready / ready (1 rule changes):")
 	row("  rule written to the API server", one.written)
 	row("  istiod pushes it (its \"Push debounce stable\" log line)", one.pushed)
-	fmt.Printf("node region relabelled (all %d rules change):\n", st.Rules)
+	fmt.Printf("node region relabelled (every service's rule changes):\n")
 	row("  rules written to the API server", all.written)
 	row("  istiod pushes them", all.pushed)
 	fmt.Println("baseline: policy changed, synced directly (translate + write only):")
@@ -276,7 +329,7 @@ func bench() error {
 	fmt.Println("baseline: a hand-written DestinationRule updated (istiod's own path):")
 	row("  istiod pushes it", baseline.pushed)
 	fmt.Printf("\nprocess heap in use after GC (server + informers of 3 clusters + bench clients): %.1f MiB\n", float64(ms.HeapInuse)/(1<<20))
-	fmt.Printf("process resident memory (VmRSS; same process): %s, peak (VmHWM) %s\n", procStatus("VmRSS"), procStatus("VmHWM"))
+	fmt.Printf("process resident memory after GC and returning freed memory (VmRSS; same process): %s, peak so far (VmHWM, includes creating the services) %s\n", rss, hwm)
 	if fo != nil {
 		fmt.Printf("\n%-66s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in the next locality)", "p50", "p99", "max")
 		for _, step := range failoverSteps {
