@@ -87,6 +87,7 @@ func groupNamespace(ds []locality.Decision, idx []int, ns string, min int) error
 	keys := make([]string, len(idx))
 	count := map[string]int{}
 	first := map[string]int{} // key → index into idx of its first rule
+	byPolicy := map[*networking.TrafficPolicy]string{}
 	for j, i := range idx {
 		d := ds[i]
 		if d.Rule == nil && d.Skipped != locality.SkipNoEndpoints {
@@ -104,11 +105,16 @@ func groupNamespace(ds []locality.Decision, idx []int, ns string, min int) error
 		if d.Rule.Spec.GetHost() != d.Host || len(d.Rule.Spec.GetSubsets()) > 0 || len(d.Rule.Spec.GetExportTo()) > 0 || d.Rule.Spec.GetWorkloadSelector() != nil {
 			continue // only the traffic policy can be shared
 		}
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(d.Rule.Spec.GetTrafficPolicy())
-		if err != nil {
-			return fmt.Errorf("comparing the rule of Service %s: %w", d.Service, err)
+		tp := d.Rule.Spec.GetTrafficPolicy()
+		k, ok := byPolicy[tp] // Translate shares equal policies
+		if !ok {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(tp)
+			if err != nil {
+				return fmt.Errorf("comparing the rule of Service %s: %w", d.Service, err)
+			}
+			k = string(b)
+			byPolicy[tp] = k
 		}
-		k := string(b)
 		keys[j] = k
 		if count[k] == 0 {
 			first[k] = j
