@@ -157,6 +157,8 @@ func benchSize() error {
 	d, err := localistiod.Start(ctx, localistiod.Options{
 		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "c1",
 		MeshConfig: "localityLbSetting:\n  enabled: true\n",
+		// istiod reads every service of 3 clusters before it is ready.
+		StartTimeout: localistiod.DefaultStartTimeout + time.Duration(*services)*30*time.Millisecond,
 	})
 	if err != nil {
 		return err
