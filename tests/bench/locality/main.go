@@ -26,7 +26,7 @@
 // and per-service (one rule per Service), so both are measured in one run
 // next to the same hand-written baseline.
 //
-//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-rounds 10]
+//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10]
 package main
 
 import (
@@ -72,6 +72,7 @@ var (
 	sizes    = flag.String("services", "1000,10000", "services per cluster; a comma-separated list runs each size in turn (fresh clusters and istiod)")
 	modes    = flag.String("modes", "grouped,per-service", "how the server writes, each measured in turn on the same clusters and istiod: grouped (one rule per namespace where its Services share one; the default) and per-service (one rule per Service)")
 	rounds   = flag.Int("rounds", 10, "measured changes per figure")
+	perMax   = flag.Int("per-service-max", 1000, "largest size measured in the per-service mode (a change of every rule there is one write per service: minutes at 10,000)")
 	failover = flag.Int("failover-rounds", 5, "measured failovers per setup (with the first mode)")
 )
 
@@ -182,6 +183,10 @@ func benchSize() error {
 		case "grouped":
 		case "per-service":
 			groupMin = -1
+			if *services > *perMax {
+				fmt.Fprintf(os.Stderr, "%d services: per-service mode skipped (above -per-service-max %d)\n", *services, *perMax)
+				continue
+			}
 		default:
 			return fmt.Errorf("-modes: unknown mode %q (grouped, per-service)", mode)
 		}
