@@ -234,7 +234,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	done := make(chan struct{})
 	go func() { _ = srv.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	first, err := waitWritten(written, 5*time.Minute)
+	first, err := waitWritten(written, 5*time.Minute+2*changeTimeout())
 	if err != nil {
 		return fmt.Errorf("first write of every rule: %w", err)
 	}
