@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,9 +19,9 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/locality/members"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/locality/rtt"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
-	"github.com/meshfleet/meshfleet/pkg/topology"
 )
 
 func newXDSCommand(logs *logFlags) *cobra.Command {
@@ -90,91 +89,23 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 				return err
 			}
 			ctx := signalContext()
-
-			// The primary: where the rules are written.
-			var primary *rest.Config
-			var static map[string]*rest.Config
-			if fromMesh {
-				if primary, err = loadKubeconfig(meshKubeconfig); err != nil {
-					return fmt.Errorf("--mesh-kubeconfig: %w", err)
-				}
-			} else {
-				if static, err = parseClusters(clusters); err != nil {
-					return err
-				}
-				if primaryCluster == "" && len(static) == 1 {
-					for name := range static {
-						primaryCluster = name
-					}
-				}
-				if primary = static[primaryCluster]; primary == nil {
-					return fmt.Errorf("--primary-cluster %q: name the --cluster whose API server istiod reads (the rules are written there)", primaryCluster)
-				}
-			}
 			id, _ := os.Hostname()
 			if p := os.Getenv("POD_NAME"); p != "" {
 				id = p
 			}
-			var lease *rulesync.Lease
+			opts := pipeline.Options{
+				Namespace: rulesNamespace, Domain: domain, Policy: policy,
+				TunnelMetrics: tunnelMetrics, TunnelMetricsInterval: rttInterval,
+				Debounce: debounce, MaxDebounce: maxDebounce, Identity: id,
+				Logger: log, Registerer: prometheus.DefaultRegisterer,
+			}
 			if leaderElect {
-				lease = &rulesync.Lease{Namespace: rulesNamespace, Name: leaseName, Identity: id}
-			}
-
-			// Stage 1, topology: member clusters → topology.Topology. The
-			// watcher exists once the members are known (at once with
-			// --cluster; with --mesh-kubeconfig, when the primary answers).
-			var topo atomic.Pointer[topology.Watcher]
-			snapshot := func() *topology.Topology {
-				if w := topo.Load(); w != nil {
-					return w.Snapshot()
-				}
-				return &topology.Topology{}
-			}
-			var unreachable func() []string // members the mesh names but cannot reach
-			memberState := func() map[string]bool {
-				out := map[string]bool{}
-				if w := topo.Load(); w != nil {
-					out = w.Clusters()
-				}
-				if unreachable != nil {
-					for _, name := range unreachable() {
-						out[name] = false
-					}
-				}
-				return out
-			}
-			// Stage 2, translate (pure, pkg/locality), reads the policy: the
-			// Istio resource's failover order, --policy-file, measured RTT.
-			policyFn := func() locality.Policy { return policy }
-			var srv atomic.Pointer[rulesync.Server]
-			notify := func() {
-				if s := srv.Load(); s != nil {
-					s.Notify()
-				}
-			}
-			var poller *rtt.Poller
-			var tracker *rtt.Tracker
-			if tunnelMetrics != "" {
-				poller = &rtt.Poller{URL: tunnelMetrics, Interval: rttInterval, Log: log}
-				tracker = &rtt.Tracker{RTT: poller.RTTs, Notify: notify}
-				poller.OnPoll = tracker.Check
-				if primaryCluster != "" {
-					tracker.SetPrimary(primaryCluster)
-				}
-			}
-			// configCluster is where istiod reads DestinationRules and the
-			// copy of each Service it uses: the primary.
-			watch := func(cfgs map[string]*rest.Config, configCluster string) (*topology.Watcher, error) {
-				w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Domain: domain, Logger: log, OnChange: notify, ConfigCluster: configCluster})
-				if err != nil {
-					return nil, err
-				}
-				w.Start(ctx)
-				topo.Store(w)
-				notify()
-				return w, nil
+				opts.Lease = &rulesync.Lease{Namespace: rulesNamespace, Name: leaseName, Identity: id}
 			}
 			if fromMesh {
+				if opts.Mesh, err = loadKubeconfig(meshKubeconfig); err != nil {
+					return fmt.Errorf("--mesh-kubeconfig: %w", err)
+				}
 				if tunnelURL != "" {
 					ca, err := os.ReadFile(tunnelCA)
 					if err != nil {
@@ -182,56 +113,22 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 					}
 					meshOpts.Tunnel = &members.Tunnel{URL: tunnelURL, CAData: ca, TokenFile: tunnelToken}
 				}
-				follower := &members.Follower{Base: policy, Notify: notify, Log: log}
-				if len(policy.Failover) > 0 {
-					log.Info("--policy-file sets a failover order; the Istio resource's spec.localityLB.failover wins whenever it sets one")
-				}
-				policyFn = follower.Policy
-				unreachable = follower.Unreachable
-				onMesh := func(m *members.Mesh) {
-					if tracker != nil && primaryCluster == "" {
-						tracker.SetPrimary(primaryMember(m))
-					}
-					follower.OnChange(m)
-					if topo.Load() == nil {
-						w, err := watch(m.Configs(), primaryMember(m))
-						if err != nil {
-							log.Error("cannot watch the member clusters; retrying on the next change of the mesh", "err", err)
-							return
-						}
-						// From now on RemoteIstios added or removed change the clusters.
-						follower.Attach(w)
-					}
-				}
-				mw, err := members.NewWatcher(primary, meshOpts, log, onMesh)
-				if err != nil {
+				opts.MeshOptions, opts.PrimaryCluster = meshOpts, primaryCluster
+			} else {
+				if opts.Clusters, err = parseClusters(clusters); err != nil {
 					return err
 				}
-				mw.Start(ctx)
-			} else if _, err := watch(static, primaryCluster); err != nil {
-				return err
+				if _, ok := opts.Clusters[primaryCluster]; !ok && (primaryCluster != "" || len(clusters) > 1) {
+					return fmt.Errorf("--primary-cluster %q: name the --cluster whose API server istiod reads (the rules are written there)", primaryCluster)
+				}
+				opts.PrimaryCluster = primaryCluster
 			}
-			if tracker != nil {
-				// Explicit order first, then measured RTT, then the default.
-				snapshot, policyFn = tracker.Snapshot(snapshot), tracker.Policy(policyFn)
-			}
-
-			// Stage 3, write: rules → the primary's API server.
-			s, err := rulesync.New(rulesync.Options{
-				Config: primary, Namespace: rulesNamespace,
-				Snapshot: snapshot, Policy: policyFn, Members: memberState,
-				Debounce: debounce, MaxDebounce: maxDebounce, Lease: lease, Identity: id,
-				Logger: log, Registerer: prometheus.DefaultRegisterer,
-			})
+			s, err := pipeline.New(opts)
 			if err != nil {
 				return err
 			}
-			srv.Store(s)
-			serveDebug(ctx, debugAddr, s, log)
-			if poller != nil {
-				go poller.Run(ctx)
-			}
-			log.Info("writing locality DestinationRules", "primary", primary.Host, "namespace", rulesNamespace, "leaderElection", leaderElect)
+			serveDebug(ctx, debugAddr, s.Server, log)
+			log.Info("writing locality DestinationRules", "primary", s.Primary().Host, "namespace", rulesNamespace, "leaderElection", leaderElect)
 			return s.Run(ctx)
 		},
 	}
@@ -281,16 +178,6 @@ func readPolicy(path string) (locality.Policy, error) {
 		return policy, fmt.Errorf("--policy-file %s: %w", path, err)
 	}
 	return policy, nil
-}
-
-// primaryMember returns the name of the mesh's primary cluster ("" if none).
-func primaryMember(m *members.Mesh) string {
-	for _, mb := range m.Members {
-		if mb.Connection == members.ConnectionPrimary {
-			return mb.Name
-		}
-	}
-	return ""
 }
 
 // parseClusters turns NAME=KUBECONFIG flags into client configs.

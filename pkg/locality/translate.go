@@ -2,6 +2,8 @@ package locality
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -31,6 +33,11 @@ const (
 func RuleName(namespace, name string) string {
 	return NamePrefix + name + "." + namespace
 }
+
+// SkipNoEndpoints is Decision.Skipped for a Service without endpoints in
+// any cluster (and no other reason to skip it): no rule is needed, but a
+// namespace-wide rule covering it does no harm (rulesync.Group).
+const SkipNoEndpoints = "no endpoints in any cluster"
 
 // Result is the output of Translate.
 type Result struct {
@@ -114,6 +121,7 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 	users, ignoredUsers := newUserHosts(effective), newUserHosts(elsewhere)
 
 	out := &Result{}
+	memo := map[string]generated{}
 	services := append([]topology.Service(nil), t.Services...)
 	sort.Slice(services, func(i, j int) bool { return services[i].Key() < services[j].Key() })
 	for _, svc := range services {
@@ -129,12 +137,12 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("user DestinationRule %s covers host %s but is not in cluster %s, the only cluster istiod reads DestinationRules from: istiod ignores it, so meshfleet keeps generating; to configure the host yourself, put the rule in %s (meshfleet then steps aside), else delete it", id, svc.Hostname, t.ConfigCluster, t.ConfigCluster))
 		}
 		if len(skip) == 0 && !hasEndpoints(svc) {
-			skip = append(skip, "no endpoints in any cluster")
+			skip = append(skip, SkipNoEndpoints)
 		}
 		if len(skip) > 0 {
 			d.Skipped = strings.Join(skip, "; ")
 		} else {
-			generate(&d, svc, regions, meshOrders, p, od)
+			generate(&d, svc, regions, meshOrders, p, od, memo)
 		}
 		for _, x := range svc.IgnoredTrafficDistribution {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("Service %s: %s (the config cluster's copy when it has one); set it there for istiod to apply it", svc.Key(), x))
@@ -149,19 +157,20 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 	return out, nil
 }
 
-// generate fills d.Rule, d.Reasons and d.Warnings for svc.
-func generate(d *Decision, svc topology.Service, regions []string, meshOrders Orders, p Policy, od OutlierDetection) {
-	spec := &networking.DestinationRule{
-		Host: svc.Hostname,
-		TrafficPolicy: &networking.TrafficPolicy{
-			OutlierDetection: &networking.OutlierDetection{
-				Consecutive_5XxErrors: wrapperspb.UInt32(od.Consecutive5xxErrors),
-				Interval:              durationpb.New(od.Interval.Duration),
-				BaseEjectionTime:      durationpb.New(od.BaseEjectionTime.Duration),
-				MaxEjectionPercent:    od.MaxEjectionPercent,
-			},
-		},
-	}
+// generated is the part of a rule that does not name its Service: the
+// traffic policy and the reasons for it.
+type generated struct {
+	policy  *networking.TrafficPolicy
+	reasons []string
+}
+
+// generate fills d.Rule, d.Reasons and d.Warnings for svc. Services whose
+// inputs to the traffic policy are equal (no failover annotation of their
+// own, the same traffic distribution, the same regions with ready and with
+// any endpoints) share one computed policy through memo: at 10,000
+// Services most are alike, and building the policy is most of the cost.
+// The shared policy and reasons are never modified.
+func generate(d *Decision, svc topology.Service, regions []string, meshOrders Orders, p Policy, od OutlierDetection, memo map[string]generated) {
 	d.Rule = &Rule{
 		APIVersion: "networking.istio.io/v1",
 		Kind:       "DestinationRule",
@@ -171,23 +180,7 @@ func generate(d *Decision, svc topology.Service, regions []string, meshOrders Or
 			Labels:      map[string]string{LabelManagedBy: ManagedBy},
 			Annotations: map[string]string{AnnotationGenerated: "Service " + svc.Key()},
 		},
-		Spec: spec,
 	}
-	if svc.TrafficDistribution != "" {
-		d.Reasons = append(d.Reasons, fmt.Sprintf("Service sets traffic distribution %s (%s): keeping it (no localityLbSetting), adding only the outlier detection failover needs", svc.TrafficDistribution, orUnknown(svc.TrafficDistributionFrom)))
-		return
-	}
-
-	orders := meshOrders
-	if v, ok := svc.Annotations[AnnotationFailover]; ok {
-		own, err := ParseFailoverAnnotation(v)
-		if err != nil {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("Service %s annotation %s: %v; using the mesh-wide order", svc.Key(), AnnotationFailover, err))
-		} else {
-			orders = ComputeOrders(regions, mergeFailover(p.Failover, own), p.Distances)
-		}
-	}
-
 	ready, any := map[string]int{}, map[string]int{}
 	for _, e := range svc.Endpoints {
 		if e.Locality.Region == "" {
@@ -196,6 +189,59 @@ func generate(d *Decision, svc topology.Service, regions []string, meshOrders Or
 		ready[e.Locality.Region] += e.Ready
 		any[e.Locality.Region] += e.Ready + e.NotReady
 	}
+	key := ""
+	if _, own := svc.Annotations[AnnotationFailover]; !own {
+		var b strings.Builder
+		b.WriteString(svc.TrafficDistribution + "\x00" + svc.TrafficDistributionFrom)
+		for _, r := range slices.Sorted(maps.Keys(any)) {
+			b.WriteString("\x00" + r)
+			if ready[r] > 0 {
+				b.WriteByte('+')
+			}
+		}
+		key = b.String()
+		if g, ok := memo[key]; ok {
+			d.Rule.Spec = &networking.DestinationRule{Host: svc.Hostname, TrafficPolicy: g.policy}
+			d.Reasons = g.reasons
+			return
+		}
+	}
+	var warnings []string
+	policy, reasons := trafficPolicy(svc, regions, meshOrders, p, od, ready, any, &warnings)
+	d.Rule.Spec = &networking.DestinationRule{Host: svc.Hostname, TrafficPolicy: policy}
+	d.Reasons = reasons
+	d.Warnings = append(d.Warnings, warnings...)
+	if key != "" {
+		memo[key] = generated{policy: policy, reasons: reasons}
+	}
+}
+
+// trafficPolicy computes svc's traffic policy and the reasons for it.
+func trafficPolicy(svc topology.Service, regions []string, meshOrders Orders, p Policy, od OutlierDetection, ready, any map[string]int, warnings *[]string) (*networking.TrafficPolicy, []string) {
+	tp := &networking.TrafficPolicy{
+		OutlierDetection: &networking.OutlierDetection{
+			Consecutive_5XxErrors: wrapperspb.UInt32(od.Consecutive5xxErrors),
+			Interval:              durationpb.New(od.Interval.Duration),
+			BaseEjectionTime:      durationpb.New(od.BaseEjectionTime.Duration),
+			MaxEjectionPercent:    od.MaxEjectionPercent,
+		},
+	}
+	var reasons []string
+	if svc.TrafficDistribution != "" {
+		reasons = append(reasons, fmt.Sprintf("Service sets traffic distribution %s (%s): keeping it (no localityLbSetting), adding only the outlier detection failover needs", svc.TrafficDistribution, orUnknown(svc.TrafficDistributionFrom)))
+		return tp, reasons
+	}
+
+	orders := meshOrders
+	if v, ok := svc.Annotations[AnnotationFailover]; ok {
+		own, err := ParseFailoverAnnotation(v)
+		if err != nil {
+			*warnings = append(*warnings, fmt.Sprintf("Service %s annotation %s: %v; using the mesh-wide order", svc.Key(), AnnotationFailover, err))
+		} else {
+			orders = ComputeOrders(regions, mergeFailover(p.Failover, own), p.Distances)
+		}
+	}
+
 	lb := &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(true)}
 	froms := make([]string, 0, len(orders))
 	for from := range orders {
@@ -205,13 +251,14 @@ func generate(d *Decision, svc topology.Service, regions []string, meshOrders Or
 	for _, from := range froms {
 		to, why := pickTarget(orders[from], ready, any)
 		if to == "" {
-			d.Reasons = append(d.Reasons, fmt.Sprintf("from %s: no failover entry (%s)", from, why))
+			reasons = append(reasons, fmt.Sprintf("from %s: no failover entry (%s)", from, why))
 			continue
 		}
 		lb.Failover = append(lb.Failover, &networking.LocalityLoadBalancerSetting_Failover{From: from, To: to})
-		d.Reasons = append(d.Reasons, fmt.Sprintf("from %s: to %s (%s; order %s)", from, to, why, formatOrder(orders[from])))
+		reasons = append(reasons, fmt.Sprintf("from %s: to %s (%s; order %s)", from, to, why, formatOrder(orders[from])))
 	}
-	spec.TrafficPolicy.LoadBalancer = &networking.LoadBalancerSettings{LocalityLbSetting: lb}
+	tp.LoadBalancer = &networking.LoadBalancerSettings{LocalityLbSetting: lb}
+	return tp, reasons
 }
 
 // pickTarget returns the first region of order with ready endpoints, else

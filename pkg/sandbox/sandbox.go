@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -43,10 +42,9 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
-	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
-	"github.com/meshfleet/meshfleet/pkg/topology"
 )
 
 // Options configure a sandbox.
@@ -372,23 +370,11 @@ func (s *Sandbox) startLocality(ctx context.Context, ln net.Listener, namespace,
 	for _, c := range s.Clusters {
 		cfgs[c.Name] = c.Config
 	}
-	var current atomic.Pointer[rulesync.Server]
-	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{Logger: log, ConfigCluster: s.Primary().Name, OnChange: func() {
-		if srv := current.Load(); srv != nil {
-			srv.Notify()
-		}
-	}})
+	srv, err := pipeline.New(pipeline.Options{Clusters: cfgs, PrimaryCluster: s.Primary().Name, Namespace: namespace,
+		Logger: log, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		return err
 	}
-	srv, err := rulesync.New(rulesync.Options{Config: s.Primary().Config, Namespace: namespace,
-		Snapshot: w.Snapshot, Members: w.Clusters, Logger: log, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		return err
-	}
-	current.Store(srv)
-	current.Store(srv)
-	go w.Start(ctx)
 	go func() { _ = srv.Run(ctx) }()
 	hs := &http.Server{Handler: srv.DebugHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); _ = hs.Close() }()

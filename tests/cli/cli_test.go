@@ -37,12 +37,12 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
-	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -503,7 +503,7 @@ func startTunnel(t *testing.T, tunnelCA *ca.KeyPair, primary *localcluster.Clust
 
 // locality is an in-process locality server writing into the primary.
 type locality struct {
-	srv        *rulesync.Server
+	srv        *pipeline.Server
 	memberDown atomic.Bool // a member "remote-x" that has not synced
 	stop       context.CancelFunc
 }
@@ -516,17 +516,8 @@ func startLocality(t *testing.T, ctx context.Context, primary *rest.Config, iden
 	ctx, cancel := context.WithCancel(ctx)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	l := &locality{}
-	w, err := topology.NewWatcher(map[string]*rest.Config{"primary": primary}, topology.WatcherOptions{Logger: quiet, OnChange: func() {
-		if l.srv != nil {
-			l.srv.Notify()
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.srv, err = rulesync.New(rulesync.Options{Config: primary, Snapshot: w.Snapshot, Logger: quiet, Registerer: prometheus.NewRegistry(),
-		Members: func() map[string]bool {
-			m := w.Clusters()
+	srv, err := pipeline.New(pipeline.Options{Clusters: map[string]*rest.Config{"primary": primary}, Logger: quiet, Registerer: prometheus.NewRegistry(),
+		AdjustMembers: func(m map[string]bool) map[string]bool {
 			if l.memberDown.Load() {
 				m["remote-x"] = false
 			}
@@ -536,7 +527,7 @@ func startLocality(t *testing.T, ctx context.Context, primary *rest.Config, iden
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start(ctx)
+	l.srv = srv
 	done := make(chan struct{})
 	go func() { _ = l.srv.Run(ctx); close(done) }()
 	var once sync.Once

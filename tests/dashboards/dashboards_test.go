@@ -45,6 +45,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/topology"
@@ -462,24 +463,11 @@ func startLocality(ctx context.Context, t *testing.T, env *testenv.Env, c *local
 	reg := prometheus.NewRegistry()
 	srvCtx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	var srv *rulesync.Server
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := topology.NewWatcher(map[string]*rest.Config{c.Name: c.Config}, topology.WatcherOptions{
-		OnChange: func() {
-			if srv != nil {
-				srv.Notify()
-			}
-		},
-		Logger: quiet,
-	})
+	srv, err := pipeline.New(pipeline.Options{Clusters: map[string]*rest.Config{c.Name: c.Config}, Logger: quiet, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err = rulesync.New(rulesync.Options{Config: c.Config, Snapshot: w.Snapshot, Members: w.Clusters, Logger: quiet, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Start(srvCtx)
 	go func() { _ = srv.Run(srvCtx) }()
 	d, err := localistiod.Start(ctx, localistiod.Options{
 		Kubeconfig: c.Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: c.Name,

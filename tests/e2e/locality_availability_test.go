@@ -122,7 +122,7 @@ func TestLocalityServerAvailability(t *testing.T) {
 
 	// 2. The locality server comes up; its rules arrive.
 	clusters := map[string]*rest.Config{"primary": primary.Config, "remote1": remote.Config}
-	srv := startLocalityServer(t, localityServerOptions{primary: primary.Config, clusters: clusters})
+	srv := startLocalityServer(t, localityServerOptions{primaryCluster: "primary", clusters: clusters})
 	wantRules := []string{locality.RuleName("default", "echo"), locality.RuleName("default", "far")}
 	drs := dynamic.NewForConfigOrDie(primary.Config).Resource(rulesync.GVR).Namespace("istio-system")
 	waitGeneratedRules(t, drs, wantRules...)
@@ -165,7 +165,7 @@ func TestLocalityServerAvailability(t *testing.T) {
 	if err := remote.Stop(); err != nil {
 		t.Logf("stopping remote1's API server: %v", err)
 	}
-	srv = startLocalityServer(t, localityServerOptions{primary: primary.Config, clusters: clusters})
+	srv = startLocalityServer(t, localityServerOptions{primaryCluster: "primary", clusters: clusters})
 	testenv.Eventually(t, 60*time.Second, "the restarted server synced the primary, not the remote", func() error {
 		st := srv.State()
 		if fmt.Sprint(st.Members) != "[{primary true} {remote1 false}]" || st.Rules != len(wantRules) {

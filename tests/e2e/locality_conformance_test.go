@@ -321,7 +321,7 @@ func TestLocalityConformance(t *testing.T) {
 			t.Fatalf("deleting the hand-written DestinationRule of %s: %v", c.name, err)
 		}
 	}
-	ls := startLocalityServer(t, localityServerOptions{primary: cfgs[mcPrimary], clusters: cfgs, policy: confPolicy, configCluster: mcPrimary})
+	ls := startLocalityServer(t, localityServerOptions{primaryCluster: mcPrimary, clusters: cfgs, policy: confPolicy})
 	var decisions map[string]locality.Decision
 	confWait(ctx, t, 60*time.Second, "the locality server has written its rules", func() error {
 		st := ls.State()

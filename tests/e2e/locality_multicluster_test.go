@@ -5,11 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,9 +16,8 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/locality/members"
-	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/netns"
-	"github.com/meshfleet/meshfleet/pkg/topology"
 )
 
 // Addresses of the three-cluster locality test (added to lo by the test).
@@ -137,42 +134,25 @@ func TestLocalityServerMulticluster(t *testing.T) {
 
 	// The locality server takes its members from the mesh and writes its
 	// rules into the primary's API server.
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := time.Now()
-	var srv atomic.Pointer[rulesync.Server]
-	notify := func() {
-		if s := srv.Load(); s != nil {
-			s.Notify()
-		}
-	}
-	follower := &members.Follower{Notify: notify, Log: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	t.Cleanup(stopSrv)
-	mw, err := members.NewWatcher(m.env.Cluster(mcPrimary).Config, members.Options{Namespace: mcNS}, quiet, follower.OnChange)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mw.Start(srvCtx)
-	mesh, err := mw.Current(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw, err := topology.NewWatcher(mesh.Configs(), topology.WatcherOptions{OnChange: notify, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw.Start(srvCtx)
-	follower.Attach(tw)
-	s, err := rulesync.New(rulesync.Options{Config: m.env.Cluster(mcPrimary).Config, Namespace: mcNS,
-		Snapshot: tw.Snapshot, Members: tw.Clusters, Policy: follower.Policy,
+	s, err := pipeline.New(pipeline.Options{Mesh: m.env.Cluster(mcPrimary).Config, MeshOptions: members.Options{Namespace: mcNS}, Namespace: mcNS,
 		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Store(s)
 	go func() { _ = s.Run(srvCtx) }()
+	mesh, err := s.Mesh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m.eventually(30*time.Second, "the locality server watches all three clusters", func() error {
-		got := tw.Clusters()
+		w := s.Watcher()
+		if w == nil {
+			return fmt.Errorf("no topology watcher yet")
+		}
+		got := w.Clusters()
 		if len(got) != 3 || !got[mcPrimary] || !got["remote1"] || !got["remote2"] {
 			return fmt.Errorf("clusters (name: synced) %v", got)
 		}

@@ -4,9 +4,7 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,8 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshfleet/meshfleet/pkg/locality"
-	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
-	"github.com/meshfleet/meshfleet/pkg/topology"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 )
 
 // localityStack is one API server with Istio's CRDs, an istiod, and (when
@@ -34,7 +31,7 @@ func startLocalityStack(t *testing.T, name string, policy *locality.Policy) *loc
 	ls := &localityStack{stack: startCluster(t, name)}
 	if policy != nil {
 		ls.xds = startLocalityServer(t, localityServerOptions{
-			primary: ls.cluster.Config, clusters: map[string]*rest.Config{name: ls.cluster.Config}, policy: *policy})
+			clusters: map[string]*rest.Config{name: ls.cluster.Config}, policy: *policy})
 	}
 	ls.startIstiod(t, "localityLbSetting:\n  enabled: true\n")
 	return ls
@@ -42,24 +39,20 @@ func startLocalityStack(t *testing.T, name string, policy *locality.Policy) *loc
 
 // localityServerOptions configure startLocalityServer.
 type localityServerOptions struct {
-	primary  *rest.Config            // where the rules are written
 	clusters map[string]*rest.Config // member clusters, watched from the start
 	policy   locality.Policy
-	// configCluster is istiod's config cluster (topology.WatcherOptions).
-	configCluster string
-	// members, if set, is the member set instead of the watcher's (e.g. a
-	// cluster that never syncs).
-	members func(w *topology.Watcher) map[string]bool
+	// primaryCluster is istiod's config cluster, where the rules are
+	// written (the only cluster when empty).
+	primaryCluster string
 }
 
-// localityServer is a running locality server (topology watcher and rule
-// writer), as `meshfleet locality` wires them; Stop ends both.
+// localityServer is a running locality server (pkg/locality/pipeline, as
+// `meshfleet locality` wires it); Stop ends it.
 type localityServer struct {
-	*rulesync.Server
-	watcher *topology.Watcher
-	reg     *prometheus.Registry
-	stop    context.CancelFunc
-	done    chan struct{}
+	*pipeline.Server
+	reg  *prometheus.Registry
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // startLocalityServer starts a locality server; it stops at the end of
@@ -68,35 +61,15 @@ func startLocalityServer(t *testing.T, o localityServerOptions) *localityServer 
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	ls := &localityServer{reg: prometheus.NewRegistry(), stop: stop, done: make(chan struct{})}
-	var srv atomic.Pointer[rulesync.Server]
-	w, err := topology.NewWatcher(o.clusters, topology.WatcherOptions{
-		OnChange: func() {
-			if s := srv.Load(); s != nil {
-				s.Notify()
-			}
-		},
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		ConfigCluster: o.configCluster,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	members := w.Clusters
-	if o.members != nil {
-		members = func() map[string]bool { return o.members(w) }
-	}
-	p := o.policy
-	s, err := rulesync.New(rulesync.Options{
-		Config: o.primary, Snapshot: w.Snapshot, Members: members, Policy: func() locality.Policy { return p },
+	s, err := pipeline.New(pipeline.Options{
+		Clusters: o.clusters, PrimaryCluster: o.primaryCluster, Policy: o.policy,
 		Logger:     slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Registerer: ls.reg,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Store(s)
-	ls.Server, ls.watcher = s, w
-	w.Start(ctx)
+	ls.Server = s
 	go func() {
 		defer close(ls.done)
 		_ = s.Run(ctx)

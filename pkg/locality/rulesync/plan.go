@@ -66,7 +66,8 @@ func (p Plan) Writes() int { return len(p.Create) + len(p.Update) + len(p.Delete
 // member has synced, the desired set is incomplete (an unsynced member's
 // endpoints are missing from the topology), so only rules for hosts that
 // have none yet are created; every live rule is kept as it is and listed
-// in Held. A member that synced once and is unreachable now still counts
+// in Held (a rule for a host its live namespace-wide rule covers counts as
+// one it has: see Group). A member that synced once and is unreachable now still counts
 // as synced: its informers keep its last known objects, so its share of
 // the topology stays what it last was.
 func Decide(live map[string]Live, desired []*locality.Rule, members map[string]bool) (Plan, error) {
@@ -98,6 +99,9 @@ func Decide(live map[string]Live, desired []*locality.Rule, members map[string]b
 		}
 		l, ok := live[name]
 		switch {
+		case !ok && !complete && live[groupOf(name)].Name != "":
+			// The host has a rule: its namespace's (see Group).
+			p.Held = append(p.Held, name)
 		case !ok:
 			p.Create = append(p.Create, Write{Rule: r, Hash: h})
 		case l.Hash == h:

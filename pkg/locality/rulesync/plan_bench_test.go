@@ -31,10 +31,16 @@ func benchTopology(n int, r1 string) *topology.Topology {
 }
 
 // BenchmarkTranslateAndPlan is the server's own part of a write after a
-// region label change: translate 1,000 services and plan against the
-// rules written for the other labelling (every rule changes).
+// region label change: translate 1,000 (and 10,000) services and plan
+// against the rules written for the other labelling (every rule changes).
 func BenchmarkTranslateAndPlan(b *testing.B) {
-	tops := []*topology.Topology{benchTopology(1000, "r1"), benchTopology(1000, "r1b")}
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchTranslateAndPlan(b, n) })
+	}
+}
+
+func benchTranslateAndPlan(b *testing.B, n int) {
+	tops := []*topology.Topology{benchTopology(n, "r1"), benchTopology(n, "r1b")}
 	lives := make([]map[string]Live, 2)
 	for i, top := range tops {
 		res, err := locality.Translate(top, locality.Policy{})
@@ -63,10 +69,69 @@ func BenchmarkTranslateAndPlan(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(p.Update) != 1000 {
+		if len(p.Update) != n {
 			b.Fatalf("updates %d", len(p.Update))
 		}
 		b.ReportMetric(float64(mid.Sub(start).Microseconds()), "translate-µs")
 		b.ReportMetric(float64(time.Since(mid).Microseconds()), "plan-µs")
 	}
+}
+
+// BenchmarkTranslateGroupPlan is the same with the rules grouped (the
+// default): translate, group, plan.
+func BenchmarkTranslateGroupPlan(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			tops := []*topology.Topology{benchTopology(n, "r1"), benchTopology(n, "r1b")}
+			lives := make([]map[string]Live, 2)
+			for i, top := range tops {
+				res, err := locality.Translate(top, locality.Policy{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, rules, err := Group(res, DefaultGroupMin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				lives[i] = liveOfRules(b, rules)
+			}
+			members := map[string]bool{"c1": true, "c2": true, "c3": true}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				res, err := locality.Translate(tops[i%2], locality.Policy{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				mid := time.Now()
+				_, rules, err := Group(res, DefaultGroupMin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				grouped := time.Now()
+				p, err := Decide(lives[(i+1)%2], rules, members)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if p.Writes() != 1 {
+					b.Fatalf("writes %d", p.Writes())
+				}
+				b.ReportMetric(float64(mid.Sub(start).Microseconds()), "translate-µs")
+				b.ReportMetric(float64(grouped.Sub(mid).Microseconds()), "group-µs")
+				b.ReportMetric(float64(time.Since(grouped).Microseconds()), "plan-µs")
+			}
+		})
+	}
+}
+
+func liveOfRules(b *testing.B, rules []*locality.Rule) map[string]Live {
+	out := map[string]Live{}
+	for _, r := range rules {
+		h, err := Hash(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[r.Metadata.Name] = Live{Name: r.Metadata.Name, UID: "u", Hash: h}
+	}
+	return out
 }

@@ -79,6 +79,10 @@ type Options struct {
 	// Identity names this replica in the published summary (the Lease's
 	// identity if a Lease is set; the host name if both are empty).
 	Identity string
+	// GroupMin is how many Services of a namespace must share one rule
+	// before they get one namespace-wide rule instead (see Group): 0 is
+	// DefaultGroupMin, a negative value writes one rule per Service.
+	GroupMin int
 	// OnWrite, if set, is called after a plan's writes all succeeded, with
 	// the number of writes and the time since the change behind them.
 	OnWrite func(writes int, latency time.Duration)
@@ -140,6 +144,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.GroupMin == 0 {
+		opts.GroupMin = DefaultGroupMin
 	}
 	cfg := rest.CopyConfig(opts.Config)
 	if cfg.QPS == 0 {
@@ -322,7 +329,10 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	if err != nil {
 		return fmt.Errorf("translating the topology: %w", err)
 	}
-	res = s.place(res)
+	res, rules, err := Group(s.place(res), s.opts.GroupMin)
+	if err != nil {
+		return fmt.Errorf("grouping the rules: %w", err)
+	}
 	s.mu.Lock()
 	s.last = res
 	s.mu.Unlock()
@@ -336,7 +346,7 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	}
 	live := s.liveRules()
 	s.metrics.rules.Set(float64(len(live)))
-	plan, err := Decide(live, res.Rules(), members)
+	plan, err := Decide(live, rules, members)
 	if err != nil {
 		return err
 	}
@@ -504,6 +514,14 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 			obj, err := s.apply(ctx, w)
 			done("update", w.Rule.Metadata.Name, obj, w.Hash, err)
 		})
+	}
+	// Deletes last, and only once every create and update succeeded: a
+	// namespace-wide rule goes only after the rules that replace it exist
+	// (and per-Service rules only after the namespace rule), so no host is
+	// ever left without a rule in between.
+	wg.Wait()
+	if len(errs) > 0 {
+		p.Delete = nil
 	}
 	for _, d := range p.Delete {
 		run(func() {
