@@ -12,21 +12,27 @@ import (
 	"time"
 )
 
-// streamPool sends bodyless GET and HEAD requests (nearly all of the
-// Kubernetes API traffic through the tunnel: gets, lists, watches, logs) on
-// yamux streams of one agent from the caller's own goroutine: it writes the
-// request onto a stream, reads the response from it and hands the stream
-// back once the body has been read to its end. net/http's Transport runs a
-// read and a write goroutine per connection and passes every request and
-// response between them and the caller; here there is no hand-off beyond
-// yamux's own.
+// connPool sends bodyless GET and HEAD requests (nearly all of the
+// Kubernetes API traffic: gets, lists, watches, logs) as HTTP/1.1 on pooled
+// connections from the caller's own goroutine: it writes the request onto
+// a connection, reads the response from it and pools the connection again
+// once the body has been read to its end. net/http's Transport runs a read
+// and a write goroutine per connection and passes every request and
+// response between them and the caller; here there is no hand-off.
 //
-// Everything else — requests with a body (the Transport reads an early
-// answer while the body is still being written), upgrades (SPDY,
-// WebSocket) and other methods — keeps going through the Transport. Both
-// share the agent's stream limit.
-type streamPool struct {
-	sess *agentSession
+// The server uses one per agent, over yamux streams; the agent one to its
+// API server, over TLS. Everything else — requests with a body (the
+// Transport reads an early answer while the body is still being written),
+// upgrades (SPDY, WebSocket) and other methods — keeps going through a
+// Transport.
+type connPool struct {
+	// dial opens a connection; errors are returned as they are.
+	dial func(ctx context.Context) (net.Conn, error)
+	// gone, if set, reports an error when no connection can be had (the
+	// agent's session closed); idle connections are then dropped.
+	gone func() error
+	// name is the peer in error messages.
+	name string
 
 	mu   sync.Mutex
 	idle []*pooledStream
@@ -38,17 +44,16 @@ const (
 	streamBufferSize  = 16 << 10
 )
 
-// pooledStream is one HTTP/1.1 keep-alive connection over a yamux stream.
+// pooledStream is one HTTP/1.1 keep-alive connection.
 type pooledStream struct {
-	conn      net.Conn // a countedStream
+	conn      net.Conn
 	br        *bufio.Reader
-	bw        *bufio.Writer
 	idleSince time.Time
 }
 
 var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
-// direct reports whether req may take the pool: a GET or HEAD without a
+// direct reports whether req may take a connPool: a GET or HEAD without a
 // body that asks for no upgrade.
 func direct(req *http.Request) bool {
 	return (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
@@ -57,10 +62,12 @@ func direct(req *http.Request) bool {
 }
 
 // get returns an idle stream, or opens one; reused reports which.
-func (p *streamPool) get() (ps *pooledStream, reused bool, err error) {
-	if p.sess.mux.IsClosed() {
-		p.closeIdle()
-		return nil, false, fmt.Errorf("open stream to agent %q of cluster %q: %w", p.sess.id, p.sess.cluster, errAgentGone)
+func (p *connPool) get(ctx context.Context) (ps *pooledStream, reused bool, err error) {
+	if p.gone != nil {
+		if err := p.gone(); err != nil {
+			p.closeIdle()
+			return nil, false, err
+		}
 	}
 	p.mu.Lock()
 	for len(p.idle) > 0 {
@@ -73,12 +80,7 @@ func (p *streamPool) get() (ps *pooledStream, reused bool, err error) {
 		ps.conn.Close()
 	}
 	p.mu.Unlock()
-	c, err := p.sess.openStream()
-	if errors.Is(err, errAgentBusy) {
-		// Idle connections of the Transport hold slots too.
-		p.sess.transport.CloseIdleConnections()
-		c, err = p.sess.openStream()
-	}
+	c, err := p.dial(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -86,10 +88,10 @@ func (p *streamPool) get() (ps *pooledStream, reused bool, err error) {
 }
 
 // put hands ps back for another request, or closes it if the pool is full.
-func (p *streamPool) put(ps *pooledStream) {
+func (p *connPool) put(ps *pooledStream) {
 	ps.idleSince = time.Now()
 	p.mu.Lock()
-	if len(p.idle) < maxIdleStreams && !p.sess.closed.Load() {
+	if len(p.idle) < maxIdleStreams && (p.gone == nil || p.gone() == nil) {
 		p.idle = append(p.idle, ps)
 		p.mu.Unlock()
 		return
@@ -100,7 +102,7 @@ func (p *streamPool) put(ps *pooledStream) {
 
 // dropIdle closes one idle stream, freeing its slot; it reports whether
 // there was one.
-func (p *streamPool) dropIdle() bool {
+func (p *connPool) dropIdle() bool {
 	p.mu.Lock()
 	if len(p.idle) == 0 {
 		p.mu.Unlock()
@@ -114,7 +116,7 @@ func (p *streamPool) dropIdle() bool {
 }
 
 // closeIdle closes every idle stream.
-func (p *streamPool) closeIdle() {
+func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
@@ -131,9 +133,9 @@ func (p *streamPool) closeIdle() {
 var errStreamReused = errors.New("reused stream failed before the answer")
 
 // roundTrip sends req, which direct accepted.
-func (p *streamPool) roundTrip(req *http.Request) (*http.Response, error) {
+func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		ps, reused, err := p.get()
+		ps, reused, err := p.get(req.Context())
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +149,7 @@ func (p *streamPool) roundTrip(req *http.Request) (*http.Response, error) {
 
 // exchange writes req on ps and reads the answer's headers; the body is
 // read by the caller.
-func (p *streamPool) exchange(ps *pooledStream, req *http.Request, reused bool) (*http.Response, error) {
+func (p *connPool) exchange(ps *pooledStream, req *http.Request, reused bool) (*http.Response, error) {
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		p.put(ps)
@@ -165,7 +167,7 @@ func (p *streamPool) exchange(ps *pooledStream, req *http.Request, reused bool) 
 		if reused && beforeAnswer {
 			return nil, fmt.Errorf("%w: %w", errStreamReused, err)
 		}
-		return nil, fmt.Errorf("tunnel stream to agent %q: %w", p.sess.id, err)
+		return nil, fmt.Errorf("%s: %w", p.name, err)
 	}
 	bw := bufWriters.Get().(*bufio.Writer)
 	bw.Reset(ps.conn)
@@ -214,7 +216,7 @@ func (p *streamPool) exchange(ps *pooledStream, req *http.Request, reused bool) 
 // agent's server sees the end of the stream and stops the request).
 type streamBody struct {
 	body io.ReadCloser
-	pool *streamPool
+	pool *connPool
 	ps   *pooledStream
 	stop func() bool
 	keep bool

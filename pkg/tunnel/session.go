@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/internal/yamux"
 )
 
 // agentSession is the server's side of one connected agent: the yamux
@@ -27,8 +27,7 @@ type agentSession struct {
 	connected time.Time
 	mux       *yamux.Session
 	transport *http.Transport
-	pool      *streamPool
-	closed    atomic.Bool
+	pool      *connPool
 
 	// streams counts the streams open to the agent (in use or idle in the
 	// transport's pool); maxStreams bounds it.
@@ -51,7 +50,24 @@ var (
 
 func newAgentSession(cluster, id, remote string, mux *yamux.Session, maxStreams int) *agentSession {
 	s := &agentSession{cluster: cluster, id: id, remote: remote, connected: time.Now(), mux: mux, maxStreams: int64(maxStreams)}
-	s.pool = &streamPool{sess: s}
+	s.pool = &connPool{
+		dial: func(context.Context) (net.Conn, error) {
+			c, err := s.openStream()
+			if errors.Is(err, errAgentBusy) {
+				// Idle connections of the Transport hold slots too.
+				s.transport.CloseIdleConnections()
+				c, err = s.openStream()
+			}
+			return c, err
+		},
+		gone: func() error {
+			if mux.IsClosed() {
+				return fmt.Errorf("open stream to agent %q of cluster %q: %w", id, cluster, errAgentGone)
+			}
+			return nil
+		},
+		name: fmt.Sprintf("tunnel stream to agent %q of cluster %q", id, cluster),
+	}
 	s.transport = &http.Transport{
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
 			c, err := s.openStream()
@@ -90,7 +106,7 @@ func (s *agentSession) openStream() (net.Conn, error) {
 }
 
 // roundTrip sends req to the agent: bodyless GETs and HEADs on pooled
-// streams from the caller's goroutine (streamPool), the rest through the
+// streams from the caller's goroutine (connPool), the rest through the
 // HTTP/1.1 Transport.
 func (s *agentSession) roundTrip(req *http.Request) (*http.Response, error) {
 	if direct(req) {
@@ -117,7 +133,6 @@ func (s *agentSession) rtt() time.Duration { return time.Duration(s.rttNanos.Loa
 
 // close ends the session and every stream in it.
 func (s *agentSession) close() {
-	s.closed.Store(true)
 	_ = s.mux.Close()
 	s.transport.CloseIdleConnections()
 	s.pool.closeIdle()
