@@ -138,9 +138,9 @@ func run() error {
 		return fmt.Errorf("through the tunnel: %w", err)
 	}
 
-	var opDirect, opTunnel joinResult
+	var opFresh, opTunnel, opDirect joinResult
 	if *withOp {
-		if opDirect, opTunnel, err = operatorJoins(ctx, te, tn, remotes); err != nil {
+		if opFresh, opTunnel, opDirect, err = operatorJoins(ctx, te, tn, remotes); err != nil {
 			return fmt.Errorf("operator joins: %w", err)
 		}
 	}
@@ -167,12 +167,18 @@ func run() error {
 	fmt.Printf("%-40s %22.0f MiB %22.0f MiB\n", "istiod resident memory, synced", base.rss, through.rss)
 	if *withOp {
 		sec := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-		fmt.Printf("\n%-44s %22s %22s %22s\n", fmt.Sprintf("joining all %d remotes at once", *clusters), "baseline: by hand", "operator: direct", "operator: tunnel")
-		fmt.Printf("%-44s %22s %22s %22s\n", "created → every RemoteIstio Ready", "-", sec(opDirect.ready), sec(opTunnel.ready))
-		fmt.Printf("%-44s %22s %22s %22s\n", "created → istiod synced every cluster", sec(base.synced), sec(opDirect.synced), sec(opTunnel.synced))
-		fmt.Printf("%-44s %22s %22s %22s\n", "operator CPU, created → all Ready", "-", sec(opDirect.cpu), sec(opTunnel.cpu))
-		fmt.Printf("%-44s %22s %18.0f MiB %18.0f MiB\n", "operator resident memory, all Ready", "-", opDirect.rss, opTunnel.rss)
-		fmt.Printf("%-44s %22s %18.0f MiB %18.0f MiB\n", "operator peak resident memory so far", "-", opDirect.hwm, opTunnel.hwm)
+		mib := func(v float64) string { return fmt.Sprintf("%.0f MiB", v) }
+		row := func(name, base string, f func(joinResult) string) {
+			fmt.Printf("%-40s %18s %18s %18s %18s\n", name, base, f(opFresh), f(opDirect), f(opTunnel))
+		}
+		fmt.Printf("\n%-40s %18s %18s %18s %18s\n", fmt.Sprintf("joining all %d remotes at once", *clusters),
+			"by hand", "operator: direct", "direct, again", "tunnel")
+		fmt.Printf("%-40s %18s %18s %18s %18s\n", "", "(remote secrets)", "(fresh remotes)", "(CRDs in place)", "(CRDs in place)")
+		row("created → every RemoteIstio Ready", "-", func(r joinResult) string { return sec(r.ready) })
+		row("created → istiod synced every cluster", sec(base.synced), func(r joinResult) string { return sec(r.synced) })
+		row("operator CPU, created → all Ready", "-", func(r joinResult) string { return sec(r.cpu) })
+		row("operator resident memory, all Ready", "-", func(r joinResult) string { return mib(r.rss) })
+		row("operator peak resident memory so far", "-", func(r joinResult) string { return mib(r.hwm) })
 	}
 	return nil
 }

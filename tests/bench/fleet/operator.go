@@ -90,65 +90,63 @@ type joinResult struct {
 
 // operatorJoins runs the real operator (a process of its own) with the
 // tunnel of tn, creates an Istio control plane, and joins every remote with
-// a RemoteIstio twice: through kubeconfig Secrets (direct), then, after
-// removing them, through the tunnel. istiod runs in both and its sync of
-// every cluster is timed from the same start.
-func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remotes []string) (direct, tunnelled joinResult, err error) {
+// a RemoteIstio three times, removing them in between: through kubeconfig
+// Secrets (direct) into fresh remotes, through the tunnel, and direct again.
+// istiod runs in each and its sync of every cluster is timed from the same
+// start.
+func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remotes []string) (fresh, tunnelled, direct joinResult, err error) {
 	primary := te.Cluster("primary")
 	scheme, err := operator.Scheme()
 	if err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	pc, err := client.New(primary.Config, client.Options{Scheme: scheme})
 	if err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	crds, err := install.CRDs()
 	if err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	if err := install.Apply(ctx, pc, crds); err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	if err := poll(ctx, 30*time.Second, func() error { return pc.List(ctx, &v1beta1.RemoteIstioList{}) }); err != nil {
-		return direct, tunnelled, fmt.Errorf("RemoteIstio kind not served: %w", err)
+		return fresh, tunnelled, direct, fmt.Errorf("RemoteIstio kind not served: %w", err)
 	}
 	// Tokens for the tunnel's audience, as the kubelet projects them.
 	opToken, istiodToken := filepath.Join(te.Dir, "operator-token"), filepath.Join(te.Dir, "istiod-token")
 	if err := tunnel.WriteServiceAccountToken(ctx, primary.Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", opToken, time.Hour); err != nil {
-		return direct, tunnelled, err
-	}
-	if err := tunnel.WriteServiceAccountToken(ctx, primary.Config, ns, "istiod", istiodToken, time.Hour); err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	// What manifests/tunnel/agent.yaml grants in each remote: the tunnelled
 	// operator's and istiod's bindings.
 	for _, r := range remotes {
 		if _, err := tunnel.InstallAgentRBAC(ctx, te.Cluster(r).Config, 3600); err != nil {
-			return direct, tunnelled, fmt.Errorf("agent RBAC in %s: %w", r, err)
+			return fresh, tunnelled, direct, fmt.Errorf("agent RBAC in %s: %w", r, err)
 		}
 	}
 
 	spec, err := json.Marshal(operatorChild{Kubeconfig: primary.Kubeconfig, TunnelURL: tn.apiURL, TunnelCA: tn.caPEM,
 		IstiodTokenFile: istiodToken, TokenFile: opToken})
 	if err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	logPath := filepath.Join(te.Dir, "operator.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), operatorEnv+"="+string(spec))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -161,7 +159,7 @@ func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remote
 		MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterFlatNetwork},
 	}}
 	if err := pc.Create(ctx, ist); err != nil {
-		return direct, tunnelled, err
+		return fresh, tunnelled, direct, err
 	}
 	if err := poll(ctx, 3*time.Minute, func() error {
 		got := &v1beta1.Istio{}
@@ -177,25 +175,36 @@ func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remote
 		}
 		return nil
 	}); err != nil {
-		return direct, tunnelled, fmt.Errorf("Istio %s/istio: %w (operator log:\n%s)", ns, err, tail(logPath))
+		return fresh, tunnelled, direct, fmt.Errorf("Istio %s/istio: %w (operator log:\n%s)", ns, err, tail(logPath))
 	}
 
+	// istiod's service account is the operator's (created with the
+	// control plane); its token for the tunnel's audience, once it exists.
+	if err := tunnel.WriteServiceAccountToken(ctx, primary.Config, ns, "istiod", istiodToken, time.Hour); err != nil {
+		return fresh, tunnelled, direct, err
+	}
 	for _, r := range remotes {
 		kc, err := os.ReadFile(te.Cluster(r).Kubeconfig)
 		if err != nil {
-			return direct, tunnelled, err
+			return fresh, tunnelled, direct, err
 		}
 		if err := pc.Create(ctx, install.KubeconfigSecret(ns, r+"-kubeconfig", kc)); err != nil {
-			return direct, tunnelled, err
+			return fresh, tunnelled, direct, err
 		}
 	}
-	if direct, err = joinAll(ctx, te, pc, pid, "operator-direct", remotes, true); err != nil {
-		return direct, tunnelled, fmt.Errorf("direct: %w (operator log:\n%s)", err, tail(logPath))
+	// The first join of a remote installs Istio's CRDs there, which stay
+	// when it leaves: the tunnel's join is compared with the second
+	// direct one, both finding them in place.
+	if fresh, err = joinAll(ctx, te, pc, pid, "operator-direct-fresh", remotes, true); err != nil {
+		return fresh, tunnelled, direct, fmt.Errorf("direct: %w (operator log:\n%s)", err, tail(logPath))
 	}
 	if tunnelled, err = joinAll(ctx, te, pc, pid, "operator-tunnel", remotes, false); err != nil {
-		return direct, tunnelled, fmt.Errorf("through the tunnel: %w (operator log:\n%s)", err, tail(logPath))
+		return fresh, tunnelled, direct, fmt.Errorf("through the tunnel: %w (operator log:\n%s)", err, tail(logPath))
 	}
-	return direct, tunnelled, nil
+	if direct, err = joinAll(ctx, te, pc, pid, "operator-direct", remotes, true); err != nil {
+		return fresh, tunnelled, direct, fmt.Errorf("direct again: %w (operator log:\n%s)", err, tail(logPath))
+	}
+	return fresh, tunnelled, direct, nil
 }
 
 // joinAll starts istiod, creates a RemoteIstio per remote (with its
