@@ -133,14 +133,18 @@ func (p *connPool) closeIdle() {
 var errStreamReused = errors.New("reused stream failed before the answer")
 
 // roundTrip sends req, which direct accepted.
+// A failure on a reused connection is retried on the next one (each idle
+// connection is tried at most once, so a pool the peer closed while idle
+// — an agent draining — empties), ending with a new connection, whose
+// failure is final.
 func (p *connPool) roundTrip(req *http.Request) (*http.Response, error) {
-	for attempt := 0; ; attempt++ {
+	for {
 		ps, reused, err := p.get(req.Context())
 		if err != nil {
 			return nil, err
 		}
 		resp, err := p.exchange(ps, req, reused)
-		if errors.Is(err, errStreamReused) && attempt < 2 && req.Context().Err() == nil {
+		if errors.Is(err, errStreamReused) && req.Context().Err() == nil {
 			continue
 		}
 		return resp, err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,7 +66,13 @@ func get(t *testing.T, p *connPool, ctx context.Context, url string) (*http.Resp
 }
 
 func TestConnPoolReusesConnections(t *testing.T) {
+	var parallel sync.WaitGroup
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/together" {
+			// Held until all are in, so each has a connection of its own.
+			parallel.Done()
+			parallel.Wait()
+		}
 		_, _ = io.WriteString(w, "hello "+r.URL.Path)
 	}))
 	defer srv.Close()
@@ -84,12 +91,33 @@ func TestConnPoolReusesConnections(t *testing.T) {
 	if n := dials.Load(); n != 1 {
 		t.Errorf("5 sequential requests dialled %d connections, want 1 (reused)", n)
 	}
-	// A connection the peer closed while idle is replaced, the request
-	// sent again.
+	// Connections the peer closed while idle (an agent draining) are
+	// passed over, however many, and the request sent on a new one.
+	const n = 8
+	parallel.Add(n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := get(t, p, context.Background(), srv.URL+"/together")
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(p.idle) != n {
+		t.Fatalf("%d idle connections after %d parallel requests, want %d", len(p.idle), n, n)
+	}
 	srv.CloseClientConnections()
 	resp, err := get(t, p, context.Background(), srv.URL+"/y")
 	if err != nil {
-		t.Fatalf("after the server closed the idle connection: %v", err)
+		t.Fatalf("after the server closed %d idle connections: %v", n, err)
 	}
 	resp.Body.Close()
 	p.closeIdle()
