@@ -169,10 +169,10 @@ func run() error {
 		sec := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
 		mib := func(v float64) string { return fmt.Sprintf("%.0f MiB", v) }
 		row := func(name, base string, f func(joinResult) string) {
-			fmt.Printf("%-40s %18s %18s %18s %18s\n", name, base, f(opFresh), f(opDirect), f(opTunnel))
+			fmt.Printf("%-40s %18s %18s %18s %18s\n", name, base, f(opFresh), f(opTunnel), f(opDirect))
 		}
 		fmt.Printf("\n%-40s %18s %18s %18s %18s\n", fmt.Sprintf("joining all %d remotes at once", *clusters),
-			"by hand", "operator: direct", "direct, again", "tunnel")
+			"by hand", "operator: direct", "then: tunnel", "then: direct")
 		fmt.Printf("%-40s %18s %18s %18s %18s\n", "", "(remote secrets)", "(fresh remotes)", "(CRDs in place)", "(CRDs in place)")
 		row("created → every RemoteIstio Ready", "-", func(r joinResult) string { return sec(r.ready) })
 		row("created → istiod synced every cluster", sec(base.synced), func(r joinResult) string { return sec(r.synced) })
