@@ -175,7 +175,7 @@ func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remote
 		}
 		return nil
 	}); err != nil {
-		return fresh, tunnelled, direct, fmt.Errorf("Istio %s/istio: %w (operator log:\n%s)", ns, err, tail(logPath))
+		return fresh, tunnelled, direct, fmt.Errorf("the Istio resource %s/istio: %w (operator log:\n%s)", ns, err, tail(logPath))
 	}
 
 	// istiod's service account is the operator's (created with the
