@@ -237,3 +237,51 @@ func TestDirectRequests(t *testing.T) {
 		}
 	}
 }
+
+// An agent that sent GoAway (stopping) gets no new request, not even on a
+// stream the server keeps idle to it: the request fails as errAgentGone,
+// which the server takes to another agent.
+func TestStoppingAgentGetsNoRequestOnIdleStreams(t *testing.T) {
+	c1, c2 := net.Pipe()
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	agentMux, err := yamux.Server(c2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverMux, err := yamux.Client(c1, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })}
+	go func() { _ = srv.Serve(sessionListener{agentMux}) }()
+	sess := newAgentSession("c1", "a1", "test", serverMux, 16)
+	t.Cleanup(func() { sess.close(); agentMux.Close(); srv.Close() })
+
+	req, _ := http.NewRequest(http.MethodGet, "http://agent.c1/x", nil)
+	resp, err := sess.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if len(sess.pool.idle) != 1 {
+		t.Fatalf("%d idle streams after one request, want 1", len(sess.pool.idle))
+	}
+	if err := agentMux.GoAway(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !serverMux.RemoteGoAway(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server side never saw the agent's GoAway")
+		}
+	}
+	resp, err = sess.roundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a request after the agent's GoAway was sent to it on an idle stream")
+	}
+	if !errors.Is(err, errAgentGone) {
+		t.Errorf("error %v, want errAgentGone (so that another agent takes it)", err)
+	}
+}

@@ -108,7 +108,16 @@ func (s *agentSession) openStream() (net.Conn, error) {
 // roundTrip sends req to the agent: bodyless GETs and HEADs on pooled
 // streams from the caller's goroutine (connPool), the rest through the
 // HTTP/1.1 Transport.
+//
+// An agent that sent GoAway (it is stopping) takes no new request, not
+// even on a stream kept idle: it fails as errAgentGone, which the caller
+// takes to another agent.
 func (s *agentSession) roundTrip(req *http.Request) (*http.Response, error) {
+	if s.mux.RemoteGoAway() {
+		s.transport.CloseIdleConnections()
+		s.pool.closeIdle()
+		return nil, fmt.Errorf("agent %q of cluster %q is stopping: %w", s.id, s.cluster, errAgentGone)
+	}
 	if direct(req) {
 		return s.pool.roundTrip(req)
 	}

@@ -7,7 +7,8 @@
 // path; see pkg/tunnel/doc.go). The send loop still writes control frames
 // queued from the receive loop (which must never block on the connection)
 // and frames whose writer found the connection busy; a token channel keeps
-// every frame whole on the wire.
+// every frame whole on the wire. Session.RemoteGoAway is added, so that
+// streams kept idle to a peer that is going away are not reused.
 //
 // Anything else is upstream's: when updating, copy the new release's
 // non-test files over these and re-apply the change.

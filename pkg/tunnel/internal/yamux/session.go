@@ -802,3 +802,10 @@ func (s *Session) establishStream(id uint32) {
 	}
 	s.streamLock.Unlock()
 }
+
+// RemoteGoAway reports whether the peer has sent GoAway: it takes no new
+// streams, and streams kept idle for reuse should not be used either
+// (meshfleet).
+func (s *Session) RemoteGoAway() bool {
+	return atomic.LoadInt32(&s.remoteGoAway) == 1
+}
