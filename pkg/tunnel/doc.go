@@ -147,6 +147,8 @@
 // Lease accepts agents and requests, standbys answer 503 (with Retry-After),
 // and an agent given several server addresses moves on to the next one. In
 // a cluster the holder labels its own Pod (RoleLabel) and the Services
-// select it. A server or agent that is stopped drains: no new requests,
-// those in flight finish, then its sessions close (drain.go).
+// select it. A server or agent that is stopped drains: no new requests
+// (an agent's yamux GoAway; the server then sends it none, not even on
+// streams it keeps idle), those in flight finish, then its sessions close
+// (drain.go).
 package tunnel
