@@ -399,22 +399,27 @@ func (s *Session) waitForSendErr(hdr header, body []byte, errCh chan error) erro
 	// written (two goroutine switches per frame). Frames of different
 	// streams may go out in another order than they were queued in; a
 	// stream never has two frames in flight (its writes are serialised and
-	// each waits until sent).
-	select {
-	case s.writeToken <- struct{}{}:
-		if s.IsClosed() {
+	// each waits until sent). While frames are queued (many streams
+	// writing at once: a watch event to a thousand watchers), a writer
+	// queues too, so the send loop drains the queue without waiting for
+	// the token between frames.
+	if len(s.sendCh) == 0 {
+		select {
+		case s.writeToken <- struct{}{}:
+			if s.IsClosed() {
+				<-s.writeToken
+				return ErrSessionShutdown
+			}
+			err := s.writeFrame(hdr, body)
 			<-s.writeToken
-			return ErrSessionShutdown
+			if err != nil {
+				s.logger.Printf("[ERR] yamux: Failed to write frame: %v", err)
+				s.exitErr(err)
+				return err
+			}
+			return nil
+		default:
 		}
-		err := s.writeFrame(hdr, body)
-		<-s.writeToken
-		if err != nil {
-			s.logger.Printf("[ERR] yamux: Failed to write frame: %v", err)
-			s.exitErr(err)
-			return err
-		}
-		return nil
-	default:
 	}
 
 	t := timerPool.Get()
