@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -283,5 +284,68 @@ func TestStoppingAgentGetsNoRequestOnIdleStreams(t *testing.T) {
 	}
 	if !errors.Is(err, errAgentGone) {
 		t.Errorf("error %v, want errAgentGone (so that another agent takes it)", err)
+	}
+}
+
+// testMux returns the server's side of a yamux session to an agent, and
+// the agent's side.
+func testMux(t *testing.T) (server, agent *yamux.Session) {
+	c1, c2 := net.Pipe()
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	agent, err := yamux.Server(c2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = yamux.Client(c1, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); agent.Close() })
+	return server, agent
+}
+
+// Among agents equally busy, a watch goes to the one connected last (the
+// old ones go first in a rolling update), and no request goes to an agent
+// that is stopping while another is left.
+func TestPickAgent(t *testing.T) {
+	r := newRegistry()
+	now := time.Now()
+	var agentMuxes []*yamux.Session
+	var sessions []*agentSession
+	for i, age := range []time.Duration{3 * time.Minute, time.Minute, 2 * time.Minute} {
+		sm, am := testMux(t)
+		s := newAgentSession("c1", fmt.Sprint("a", i), "test", sm, 16)
+		s.connected = now.Add(-age)
+		if _, ok := r.add(s, 16); !ok {
+			t.Fatal("add")
+		}
+		agentMuxes, sessions = append(agentMuxes, am), append(sessions, s)
+	}
+	for range 5 {
+		if got := r.pick("c1", nil, true); got != sessions[1] {
+			t.Fatalf("watch went to %s, want the newest agent a1", got.id)
+		}
+	}
+	sessions[1].inflight.Add(1)
+	if got := r.pick("c1", nil, true); got != sessions[2] {
+		t.Errorf("watch went to %s, want a2 (the newest of the least busy)", got.id)
+	}
+	sessions[1].inflight.Add(-1)
+	if err := agentMuxes[1].GoAway(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !sessions[1].mux.RemoteGoAway(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("GoAway not seen")
+		}
+	}
+	for range 6 {
+		if got := r.pick("c1", nil, false); got == sessions[1] {
+			t.Fatal("a request went to the stopping agent a1 while others are connected")
+		}
+	}
+	if got := r.pick("c1", []*agentSession{sessions[0], sessions[2]}, false); got != sessions[1] {
+		t.Errorf("with only the stopping agent left, pick = %v, want it (the request then fails as errAgentGone)", got)
 	}
 }

@@ -28,7 +28,7 @@ func (ct *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	var tried []*agentSession
 	var lastErr error
 	for {
-		sess := ct.agents.pick(t.cluster, tried)
+		sess := ct.agents.pick(t.cluster, tried, longRunning(req))
 		if sess == nil {
 			if lastErr != nil {
 				return nil, lastErr
