@@ -31,7 +31,9 @@
 //     policy's prefix (package mapping: "meshfleet:" + name), so that no
 //     primary identity — system:masters, system:nodes, a service account —
 //     is ever one of the remote's own;
-//  4. picks the cluster's agent with the fewest requests in flight (at most
+//  4. picks the cluster's agent with the fewest requests in flight (not
+//     one that is stopping while another is left; a watch's tie goes to
+//     the agent connected last, which a rolling update replaces last; at most
 //     MaxStreamsPerAgent open streams each), takes an idle yamux stream to
 //     it or opens one, and writes the request there as plain HTTP/1.1;
 //  5. writes one audit log line (cluster, user, groups, impersonated name,
