@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/internal/yamux"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 )

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/internal/yamux"
 )
 
 // serveConnect accepts an agent: it checks the agent's certificate against

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/internal/yamux"
 )
 
 // DefaultDrainTimeout bounds how long a stopping server or agent lets the

@@ -66,9 +66,12 @@ func (r *registry) remove(s *agentSession) bool {
 }
 
 // pick returns the agent of cluster with the fewest requests in flight,
-// skipping those in tried; ties go round-robin. It returns nil if no agent
-// is left.
-func (r *registry) pick(cluster string, tried []*agentSession) *agentSession {
+// skipping those in tried and, while another is left, those stopping
+// (GoAway). Ties go round-robin, or, for a request that stays open (a
+// watch; newest set), to the agent connected last: in a rolling update the
+// old agents go first, and a watch moved onto one of them would be cut
+// again. It returns nil if no agent is left.
+func (r *registry) pick(cluster string, tried []*agentSession, newest bool) *agentSession {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	list := r.clusters[cluster]
@@ -79,12 +82,25 @@ func (r *registry) pick(cluster string, tried []*agentSession) *agentSession {
 	start := r.next[cluster] % n
 	r.next[cluster] = start + 1
 	var best *agentSession
+	better := func(s *agentSession) bool {
+		if best == nil {
+			return true
+		}
+		if sg, bg := s.mux.RemoteGoAway(), best.mux.RemoteGoAway(); sg != bg {
+			return bg
+		}
+		si, bi := s.inflight.Load(), best.inflight.Load()
+		if si != bi {
+			return si < bi
+		}
+		return newest && s.connected.After(best.connected)
+	}
 	for i := range n {
 		s := list[(start+i)%n]
 		if slices.Contains(tried, s) {
 			continue
 		}
-		if best == nil || s.inflight.Load() < best.inflight.Load() {
+		if better(s) {
 			best = s
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/internal/yamux"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	authnv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"

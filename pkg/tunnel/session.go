@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/meshfleet/meshfleet/pkg/tunnel/internal/yamux"
 )
 
 // agentSession is the server's side of one connected agent: the yamux
@@ -27,6 +27,7 @@ type agentSession struct {
 	connected time.Time
 	mux       *yamux.Session
 	transport *http.Transport
+	pool      *connPool
 
 	// streams counts the streams open to the agent (in use or idle in the
 	// transport's pool); maxStreams bounds it.
@@ -49,18 +50,31 @@ var (
 
 func newAgentSession(cluster, id, remote string, mux *yamux.Session, maxStreams int) *agentSession {
 	s := &agentSession{cluster: cluster, id: id, remote: remote, connected: time.Now(), mux: mux, maxStreams: int64(maxStreams)}
+	s.pool = &connPool{
+		dial: func(context.Context) (net.Conn, error) {
+			c, err := s.openStream()
+			if errors.Is(err, errAgentBusy) {
+				// Idle connections of the Transport hold slots too.
+				s.transport.CloseIdleConnections()
+				c, err = s.openStream()
+			}
+			return c, err
+		},
+		gone: func() error {
+			if mux.IsClosed() {
+				return fmt.Errorf("open stream to agent %q of cluster %q: %w", id, cluster, errAgentGone)
+			}
+			return nil
+		},
+		name: fmt.Sprintf("tunnel stream to agent %q of cluster %q", id, cluster),
+	}
 	s.transport = &http.Transport{
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
-			if s.streams.Add(1) > s.maxStreams {
-				s.streams.Add(-1)
-				return nil, fmt.Errorf("open stream to agent %q of cluster %q: %w (%d)", id, cluster, errAgentBusy, s.maxStreams)
+			c, err := s.openStream()
+			if errors.Is(err, errAgentBusy) && s.pool.dropIdle() {
+				c, err = s.openStream()
 			}
-			c, err := mux.OpenStream()
-			if err != nil {
-				s.streams.Add(-1)
-				return nil, fmt.Errorf("open stream to agent %q of cluster %q: %w: %w", id, cluster, errAgentGone, err)
-			}
-			return &countedStream{Conn: c, release: func() { s.streams.Add(-1) }}, nil
+			return c, err
 		},
 		// Streams are cheap; keep enough idle ones for bursts of small
 		// requests. Each idle stream costs a little memory at both ends.
@@ -75,6 +89,39 @@ func newAgentSession(cluster, id, remote string, mux *yamux.Session, maxStreams 
 		ReadBufferSize:  16 << 10,
 	}
 	return s
+}
+
+// openStream opens a stream to the agent within its stream limit.
+func (s *agentSession) openStream() (net.Conn, error) {
+	if s.streams.Add(1) > s.maxStreams {
+		s.streams.Add(-1)
+		return nil, fmt.Errorf("open stream to agent %q of cluster %q: %w (%d)", s.id, s.cluster, errAgentBusy, s.maxStreams)
+	}
+	c, err := s.mux.OpenStream()
+	if err != nil {
+		s.streams.Add(-1)
+		return nil, fmt.Errorf("open stream to agent %q of cluster %q: %w: %w", s.id, s.cluster, errAgentGone, err)
+	}
+	return &countedStream{Conn: c, release: func() { s.streams.Add(-1) }}, nil
+}
+
+// roundTrip sends req to the agent: bodyless GETs and HEADs on pooled
+// streams from the caller's goroutine (connPool), the rest through the
+// HTTP/1.1 Transport.
+//
+// An agent that sent GoAway (it is stopping) takes no new request, not
+// even on a stream kept idle: it fails as errAgentGone, which the caller
+// takes to another agent.
+func (s *agentSession) roundTrip(req *http.Request) (*http.Response, error) {
+	if s.mux.RemoteGoAway() {
+		s.transport.CloseIdleConnections()
+		s.pool.closeIdle()
+		return nil, fmt.Errorf("agent %q of cluster %q is stopping: %w", s.id, s.cluster, errAgentGone)
+	}
+	if direct(req) {
+		return s.pool.roundTrip(req)
+	}
+	return s.transport.RoundTrip(req)
 }
 
 // countedStream releases its slot of the agent's stream limit once closed.
@@ -97,6 +144,7 @@ func (s *agentSession) rtt() time.Duration { return time.Duration(s.rttNanos.Loa
 func (s *agentSession) close() {
 	_ = s.mux.Close()
 	s.transport.CloseIdleConnections()
+	s.pool.closeIdle()
 }
 
 // The ping exchange: the server sends a random nonce on a stream, and the

@@ -28,7 +28,7 @@ func (ct *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	var tried []*agentSession
 	var lastErr error
 	for {
-		sess := ct.agents.pick(t.cluster, tried)
+		sess := ct.agents.pick(t.cluster, tried, longRunning(req))
 		if sess == nil {
 			if lastErr != nil {
 				return nil, lastErr
@@ -38,7 +38,7 @@ func (ct *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		tried = append(tried, sess)
 		t.agent = sess
 		sess.inflight.Add(1)
-		resp, err := sess.transport.RoundTrip(req)
+		resp, err := sess.roundTrip(req)
 		if err != nil {
 			sess.inflight.Add(-1)
 			if errors.Is(err, errAgentGone) || errors.Is(err, errAgentBusy) {

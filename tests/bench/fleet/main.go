@@ -10,9 +10,12 @@
 // server's memory per agent, and istiod's time to have synced every remote
 // cluster and its memory in both setups.
 //
-// The operator is not part of it (its join path is tests/bench/join): the
-// remote secrets of the tunnel setup are written as the operator writes
-// them, pointing at the tunnel.
+// Then the real operator (a process of its own) joins every remote at once
+// with RemoteIstios, first through kubeconfig Secrets, then through the
+// tunnel: time to every RemoteIstio Ready and to istiod synced with every
+// cluster (next to the remote secrets written by hand), and the operator's
+// CPU and resident memory (-operator=false skips it). The join of one
+// cluster up to the first RPC is tests/bench/join.
 //
 //	go run -tags e2e ./tests/bench/fleet [-clusters 20]
 package main
@@ -57,11 +60,15 @@ import (
 var (
 	clusters   = flag.Int("clusters", 20, "remote clusters")
 	memProfile = flag.String("memprofile", "", "write a heap profile here while istiod watches every cluster through the tunnel")
+	withOp     = flag.Bool("operator", true, "also join every remote with the real operator (RemoteIstios), directly and through the tunnel")
 )
 
 const ns = "istio-system"
 
 func main() {
+	if runOperatorChild() {
+		return
+	}
 	flag.Parse()
 	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)))
 	if err := run(); err != nil {
@@ -131,6 +138,13 @@ func run() error {
 		return fmt.Errorf("through the tunnel: %w", err)
 	}
 
+	var opFresh, opTunnel, opDirect joinResult
+	if *withOp {
+		if opFresh, opTunnel, opDirect, err = operatorJoins(ctx, te, tn, remotes); err != nil {
+			return fmt.Errorf("operator joins: %w", err)
+		}
+	}
+
 	fmt.Printf("\nfleet: 1 primary + %d remote clusters (kube-apiservers sharing one etcd), 2 cores\n\n", *clusters)
 	fmt.Printf("%-58s %s\n", "all API servers Ready (started in parallel)", ready.Round(time.Millisecond))
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
@@ -151,6 +165,21 @@ func run() error {
 	fmt.Printf("\n%-40s %26s %26s\n", "istiod discovering every remote", "baseline: secrets by hand", "meshfleet: via the tunnel")
 	fmt.Printf("%-40s %26s %26s\n", "secrets written → all clusters synced", base.synced.Round(time.Millisecond), through.synced.Round(time.Millisecond))
 	fmt.Printf("%-40s %22.0f MiB %22.0f MiB\n", "istiod resident memory, synced", base.rss, through.rss)
+	if *withOp {
+		sec := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+		mib := func(v float64) string { return fmt.Sprintf("%.0f MiB", v) }
+		row := func(name, base string, f func(joinResult) string) {
+			fmt.Printf("%-40s %18s %18s %18s %18s\n", name, base, f(opFresh), f(opTunnel), f(opDirect))
+		}
+		fmt.Printf("\n%-40s %18s %18s %18s %18s\n", fmt.Sprintf("joining all %d remotes at once", *clusters),
+			"by hand", "operator: direct", "then: tunnel", "then: direct")
+		fmt.Printf("%-40s %18s %18s %18s %18s\n", "", "(remote secrets)", "(fresh remotes)", "(CRDs in place)", "(CRDs in place)")
+		row("created → every RemoteIstio Ready", "-", func(r joinResult) string { return sec(r.ready) })
+		row("created → istiod synced every cluster", sec(base.synced), func(r joinResult) string { return sec(r.synced) })
+		row("operator CPU, created → all Ready", "-", func(r joinResult) string { return sec(r.cpu) })
+		row("operator resident memory, all Ready", "-", func(r joinResult) string { return mib(r.rss) })
+		row("operator peak resident memory so far", "-", func(r joinResult) string { return mib(r.hwm) })
+	}
 	return nil
 }
 
@@ -252,6 +281,8 @@ func syncedClusters(httpAddr string) (int, string, error) {
 }
 
 type fleetTunnel struct {
+	apiURL      string
+	caPEM       []byte
 	kubeconfigs map[string][]byte
 	heap        float64 // bytes
 	heap0       float64 // before the server started
@@ -303,7 +334,9 @@ func startTunnel(ctx context.Context, te *testenv.Env, remotes []string) (*fleet
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	heap0 := heapInUse()
 	srv, err := tunnel.NewServer(tunnel.ServerOptions{ServingCertificate: tunnel.StaticKeyPair(serving), AgentCAs: tunnel.StaticCABundle(root.Cert),
-		ClientCAs: clientCAs, Access: &access, Clusters: tunnel.NewClusterSet(remotes...), Logger: quiet})
+		ClientCAs: clientCAs, Access: &access, Clusters: tunnel.NewClusterSet(remotes...), Logger: quiet,
+		// The operator and istiod present tokens for the tunnel's audience.
+		TokenReviews: kubernetes.NewForConfigOrDie(primary.Config).AuthenticationV1().TokenReviews()})
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +352,7 @@ func startTunnel(ctx context.Context, te *testenv.Env, remotes []string) (*fleet
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(sctx, apiLn, agentLn); close(done) }()
 	t.stops = append(t.stops, func() { cancel(); <-done })
+	t.apiURL, t.caPEM = "https://"+apiLn.Addr().String(), root.CertPEM
 
 	start := time.Now()
 	for _, r := range remotes {

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -63,10 +64,11 @@ func main() {
 type row struct{ name, direct, tunnel, peer, note string }
 
 var (
-	quick      = flag.Bool("quick", false, "measure only the small GETs and the byte stream (for profiling)")
-	gets       = flag.Int("gets", smallGETs, "small GETs to time through each path")
-	only       = flag.String("only", "", "measure the small GETs through only this path (direct, meshfleet or remotedialer; for profiling)")
-	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the tunnel measurements to this file")
+	quick        = flag.Bool("quick", false, "measure only the small GETs and the byte stream (for profiling)")
+	gets         = flag.Int("gets", smallGETs, "small GETs to time through each path")
+	only         = flag.String("only", "", "measure the small GETs through only this path (direct, meshfleet or remotedialer; for profiling)")
+	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the tunnel measurements to this file")
+	blockProfile = flag.String("blockprofile", "", "write a profile of where goroutines blocked (hand-offs) during the tunnel measurements to this file")
 )
 
 // A target is one way to reach a backend: its caller configuration.
@@ -114,6 +116,15 @@ func run() error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *blockProfile != "" {
+		runtime.SetBlockProfileRate(1)
+		defer func() {
+			if f, err := os.Create(*blockProfile); err == nil {
+				_ = pprof.Lookup("block").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 
 	var rows []row

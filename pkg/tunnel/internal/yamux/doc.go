@@ -1,0 +1,15 @@
+// Package yamux is github.com/hashicorp/yamux v0.1.2 (MPL-2.0, LICENSE;
+// wire format in spec.md, unchanged) with one change to its send path,
+// marked "meshfleet" in session.go: a frame written while nothing else is
+// being written goes onto the connection from the writer's own goroutine,
+// instead of being handed to the session's send loop and waited for (two
+// goroutine switches per frame, the largest cost left on the tunnel's data
+// path; see pkg/tunnel/doc.go). The send loop still writes control frames
+// queued from the receive loop (which must never block on the connection)
+// and frames whose writer found the connection busy; a token channel keeps
+// every frame whole on the wire. Session.RemoteGoAway is added, so that
+// streams kept idle to a peer that is going away are not reused.
+//
+// Anything else is upstream's: when updating, copy the new release's
+// non-test files over these and re-apply the change.
+package yamux
