@@ -269,7 +269,7 @@ func create(t *testing.T, c client.Client, js string) {
 	if err := json.Unmarshal([]byte(js), &u.Object); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Create(context.Background(), u); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := c.Create(t.Context(), u); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 }
@@ -277,7 +277,7 @@ func create(t *testing.T, c client.Client, js string) {
 func secretData(t *testing.T, c client.Client, namespace, name string) map[string][]byte {
 	t.Helper()
 	s := &corev1.Secret{}
-	if err := c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+	if err := c.Get(t.Context(), client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
 		t.Fatal(err)
 	}
 	return s.Data
@@ -305,7 +305,7 @@ func waitReady(t *testing.T, c client.Client, kind string, obj client.Object, na
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
+		err := c.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, obj)
 		conds := conditionsOf(obj)
 		if err == nil && meta.IsStatusConditionTrue(conds, v1beta1.ConditionReady) {
 			return
