@@ -92,20 +92,33 @@ type Endpoint struct {
 
 func (e Endpoint) String() string { return fmt.Sprintf("%s@%s/p%d", e.Addr, e.Locality, e.Priority) }
 
-// Endpoints asks istiod for the ClusterLoadAssignment of cluster (e.g.
-// outbound|7070||echo.default.svc.cluster.local) and returns its endpoints,
-// sorted by address.
-func Endpoints(ctx context.Context, xdsAddr string, node XDSNode, cluster string) ([]Endpoint, error) {
+// LoadAssignments asks istiod for the ClusterLoadAssignment of cluster
+// (e.g. outbound|7070||echo.default.svc.cluster.local).
+func LoadAssignments(ctx context.Context, xdsAddr string, node XDSNode, cluster string) ([]*endpointv3.ClusterLoadAssignment, error) {
 	res, err := Fetch(ctx, xdsAddr, node, EDSType, cluster)
 	if err != nil {
 		return nil, err
 	}
-	var out []Endpoint
+	out := make([]*endpointv3.ClusterLoadAssignment, 0, len(res))
 	for _, r := range res {
 		cla := &endpointv3.ClusterLoadAssignment{}
 		if err := r.UnmarshalTo(cla); err != nil {
 			return nil, fmt.Errorf("decoding the ClusterLoadAssignment of %s: %w", cluster, err)
 		}
+		out = append(out, cla)
+	}
+	return out, nil
+}
+
+// Endpoints asks istiod for the ClusterLoadAssignment of cluster and
+// returns its endpoints, sorted by address.
+func Endpoints(ctx context.Context, xdsAddr string, node XDSNode, cluster string) ([]Endpoint, error) {
+	clas, err := LoadAssignments(ctx, xdsAddr, node, cluster)
+	if err != nil {
+		return nil, err
+	}
+	var out []Endpoint
+	for _, cla := range clas {
 		for _, le := range cla.Endpoints {
 			loc := le.GetLocality().GetRegion() + "/" + le.GetLocality().GetZone()
 			for _, lb := range le.LbEndpoints {
