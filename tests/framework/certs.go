@@ -73,7 +73,7 @@ func StartCAIstiod(t testing.TB, kubeconfig, dir string, cacerts map[string][]by
 // of its log if the test failed.
 func StartIstiod(t testing.TB, opts localistiod.Options) *localistiod.Istiod {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
 	d, err := localistiod.Start(ctx, opts)
