@@ -128,14 +128,21 @@ func startMeshMode(t *testing.T, mode framework.Connection, spec v1beta1.IstioSp
 	return m
 }
 
+// fw is the framework's view of the mesh: Mesh, or for a mesh assembled by
+// hand (Mesh nil) one over its clusters, clients and istiod.
+func (m *mcMesh) fw() *framework.Mesh {
+	if m.Mesh != nil {
+		return m.Mesh
+	}
+	return &framework.Mesh{Clusters: &framework.Clusters{Env: m.env, C: m.c, Kube: m.kube}, Istiod: m.istiod, Options: framework.MeshOptions{PilotAddress: mcPilotAddress}}
+}
+
 // createEcho creates the echo Service in every cluster and, in each remote,
 // its Pod and EndpointSlice, served by a real gRPC server. With injected,
 // the Pods carry the label sidecar injection gives them
 // (security.istio.io/tlsMode=istio): istiod routes only such endpoints
 // through an east-west gateway, since the gateway routes on mTLS SNI.
-func (m *mcMesh) createEcho(injected bool) { m.createEchoT(m.t, injected) }
-
-func (m *mcMesh) createEchoT(t *testing.T, injected bool) {
+func (m *mcMesh) createEcho(t *testing.T, injected bool) {
 	t.Helper()
 	ctx := t.Context()
 	createEchoService(ctx, t, m.kube[mcPrimary], nil)
@@ -158,22 +165,15 @@ func (m *mcMesh) createEchoT(t *testing.T, injected bool) {
 
 // kubeconfigSecret stores the admin kubeconfig of a remote in the primary,
 // for the RemoteIstio's kubeconfigSecretRef.
-func (m *mcMesh) kubeconfigSecret(remote string) string { return m.KubeconfigSecret(m.t, remote) }
+func (m *mcMesh) kubeconfigSecret(remote string) string { return m.fw().KubeconfigSecret(m.t, remote) }
 
 // createRemoteIstio creates the RemoteIstio of a remote cluster.
-func (m *mcMesh) createRemoteIstio(remote, network string) { m.CreateRemoteIstio(m.t, remote, network) }
+func (m *mcMesh) createRemoteIstio(remote, network string) { m.fw().CreateRemoteIstio(m.t, remote, network) }
 
 // waitRemote waits until the RemoteIstio has the condition True.
 func (m *mcMesh) waitRemote(remote, cond string, timeout time.Duration) {
 	m.t.Helper()
-	m.WaitRemote(m.t, remote, cond, timeout)
-}
-
-// rollOut reports the Deployments the operator rendered in a cluster
-// rolled out (framework/fakerollout).
-func (m *mcMesh) rollOut(cluster string) int {
-	m.t.Helper()
-	return m.RollOut(m.t, cluster)
+	m.fw().WaitRemote(m.t, remote, cond, timeout)
 }
 
 // eventually polls f with the test that started the mesh.
@@ -200,12 +200,6 @@ func mcNode(network string) framework.XDSNode {
 // ClusterLoadAssignment and returns its endpoints, sorted by address.
 func (m *mcMesh) fetchEndpoints(network string) ([]mcEndpoint, error) {
 	return framework.Endpoints(m.ctx, m.istiod.GRPCAddr, mcNode(network), edsCluster)
-}
-
-// waitEndpoints polls istiod's EDS until the endpoints, formatted, equal want.
-func (m *mcMesh) waitEndpoints(network string, want []mcEndpoint, timeout time.Duration) time.Duration {
-	m.t.Helper()
-	return m.WaitEndpoints(m.t, mcNode(network), edsCluster, want, timeout)
 }
 
 // firstRPCTo calls until an RPC is answered by addr and returns when it

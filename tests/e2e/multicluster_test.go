@@ -60,7 +60,7 @@ func multiclusterFlatNetwork(t *testing.T, mode framework.Connection) {
 		LocalityLB:   v1beta1.LocalityLBSpec{Enabled: true},
 	}, workloads)
 	ctx := t.Context()
-	m.createEchoT(t, false)
+	m.createEcho(t, false)
 	nodeID := "sidecar~" + mcClientAddr.String() + "~client.default~default.svc.cluster.local"
 	cc := dialXDS(t, "xds:///"+echoHost+":"+itoa(echoPort), xdsBootstrap(m.Istiod.GRPCAddr, nodeID, mcPrimary, "r1", "z1"))
 	addr1, addr2 := workloads["remote1"].addr.String(), workloads["remote2"].addr.String()
@@ -225,7 +225,7 @@ func TestMulticlusterGatewayConnected(t *testing.T) {
 		MultiCluster: v1beta1.MultiClusterSpec{Mode: v1beta1.MultiClusterGatewayConnected},
 		LocalityLB:   v1beta1.LocalityLBSpec{Enabled: true},
 	})
-	m.createEchoT(t, true)
+	m.createEcho(t, true)
 	ctx := t.Context()
 	networks := map[string]string{"remote1": "net1", "remote2": "net2"}
 	for _, r := range mcRemotes {
