@@ -168,7 +168,9 @@ func (m *mcMesh) createEcho(t *testing.T, injected bool) {
 func (m *mcMesh) kubeconfigSecret(remote string) string { return m.fw().KubeconfigSecret(m.t, remote) }
 
 // createRemoteIstio creates the RemoteIstio of a remote cluster.
-func (m *mcMesh) createRemoteIstio(remote, network string) { m.fw().CreateRemoteIstio(m.t, remote, network) }
+func (m *mcMesh) createRemoteIstio(remote, network string) {
+	m.fw().CreateRemoteIstio(m.t, remote, network)
+}
 
 // waitRemote waits until the RemoteIstio has the condition True.
 func (m *mcMesh) waitRemote(remote, cond string, timeout time.Duration) {
