@@ -28,8 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
@@ -39,6 +37,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -58,7 +57,6 @@ const (
 // upgrade (image A → B) moves the tunnel server and the agents to B through
 // rolling updates while the mesh stays Ready.
 func TestTunnelLifecycle(t *testing.T) {
-	log.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -283,22 +281,11 @@ func secretData(t *testing.T, c client.Client, namespace, name string) map[strin
 	return s.Data
 }
 
-// startOperator runs an operator; the returned func stops it and waits.
+// startOperator runs an operator (framework.StartOperator); the returned
+// func stops it and waits.
 func startOperator(t *testing.T, cfg *rest.Config, opts operator.Options) func() {
 	t.Helper()
-	mgr, err := operator.New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-		close(done)
-	}()
-	return sync.OnceFunc(func() { cancel(); <-done })
+	return framework.StartOperator(t, cfg, opts).Stop
 }
 
 func waitReady(t *testing.T, c client.Client, kind string, obj client.Object, name string, d time.Duration) {

@@ -25,7 +25,13 @@ type Operator struct {
 	manager.Manager
 	// LogPath is the operator's log file.
 	LogPath string
+	stop    func()
 }
+
+// Stop stops the operator and waits until it has stopped, as a crash or a
+// rollout would; the test's cleanup does it otherwise. It may be called
+// more than once.
+func (o *Operator) Stop() { o.stop() }
 
 // StartOperator builds the operator against cfg with opts and runs it until
 // the test ends. Its log goes to a file (controller-runtime's logger is one
@@ -51,18 +57,21 @@ func StartOperator(t testing.TB, cfg *rest.Config, opts operator.Options) *Opera
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("operator: %v", err)
 		}
+	})
+	t.Cleanup(func() {
+		stop()
 		if t.Failed() {
 			t.Logf("last lines of the operator log %s:\n%s", path, localproc.TailFile(path, OperatorLogTail))
 		}
 		operatorLogs.set(nil)
 		f.Close()
 	})
-	return &Operator{Manager: mgr, LogPath: path}
+	return &Operator{Manager: mgr, LogPath: path, stop: stop}
 }
 
 // operatorLogs sends controller-runtime's logs (set once per process) to the
