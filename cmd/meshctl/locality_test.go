@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -39,7 +38,7 @@ func TestLocalityReadsServerState(t *testing.T) {
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
 	defer srv.Close()
-	got, err := fetchLocality(context.Background(), srv.URL, nil)
+	got, err := fetchLocality(t.Context(), srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +98,7 @@ func TestLocalityShowsIstiodSignals(t *testing.T) {
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
 	defer srv.Close()
-	got, err := fetchLocality(context.Background(), srv.URL, nil)
+	got, err := fetchLocality(t.Context(), srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 func TestFakeNodesRollOutDeployments(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary", ControllerManager: true,
 		Controllers: localcluster.RolloutControllers, FakeNodes: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	kube := kubernetes.NewForConfigOrDie(env.Cluster("primary").Config)
 	labels := map[string]string{"app": "web"}

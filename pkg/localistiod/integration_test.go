@@ -20,7 +20,7 @@ import (
 func TestStartStop(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "c1"})
 	c := env.Cluster("c1")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	for range 2 {
 		if err := localistiod.InstallCRDs(ctx, c.Config); err != nil {

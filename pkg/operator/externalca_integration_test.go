@@ -6,29 +6,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	securityapi "istio.io/api/security/v1alpha1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -36,16 +22,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
-	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -58,10 +44,8 @@ import (
 // cacerts that are missing, foreign or expired get a condition naming the
 // cluster, the Secret, the key and the fix, and stay byte-identical.
 func TestExternalCA(t *testing.T) {
-	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	h := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
 	scheme, err := operator.Scheme()
 	if err != nil {
@@ -87,15 +71,7 @@ func TestExternalCA(t *testing.T) {
 		"security": map[string]any{"externalCA": map[string]any{"rootCertificate": string(root.CertPEM)}}})
 	h.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"Istio","metadata":{"name":"istio","namespace":%q},"spec":%s}`, ns, spec))
 
-	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-	}()
+	framework.StartOperator(t, env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second})
 
 	t.Run("the CRD refuses two ways of bringing the root; the sample is accepted", func(t *testing.T) {
 		bad := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: ns}, Spec: v1beta1.IstioSpec{Version: "1.30.3",
@@ -560,113 +536,28 @@ func (h *remoteHarness) istiodSignsWith(t *testing.T, root *ca.KeyPair, want *co
 	if cacerts.ResourceVersion != want.ResourceVersion {
 		t.Fatalf("cacerts changed: %s, want %s", cacerts.ResourceVersion, want.ResourceVersion)
 	}
-	dir := filepath.Join(h.env.Dir, "istiod-external-ca")
-	caDir := filepath.Join(dir, "cacerts")
-	if err := os.MkdirAll(caDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range cacerts.Data {
-		if err := os.WriteFile(filepath.Join(caDir, k), v, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	kube := kubernetes.NewForConfigOrDie(h.env.Cluster("primary").Config)
 	_, _ = kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}, metav1.CreateOptions{})
 	if _, err := kube.CoreV1().ServiceAccounts("apps").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secureAddr := ln.Addr().String()
-	ln.Close()
-	d, err := localistiod.Start(ctx, localistiod.Options{
-		Kubeconfig: h.env.Cluster("primary").Kubeconfig, Dir: dir, ClusterID: "primary",
-		Env:  []string{"ENABLE_CA_SERVER=true", "ROOT_CA_DIR=" + caDir, "PILOT_CERT_PROVIDER=istiod"},
-		Args: []string{"--secureGRPCAddr=" + secureAddr},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop()
-
+	d := framework.StartCAIstiod(t, h.env.Cluster("primary").Kubeconfig, filepath.Join(h.env.Dir, "istiod-external-ca"), cacerts.Data)
 	roots := x509.NewCertPool()
 	roots.AddCert(root.Cert)
-	var served []*x509.Certificate
-	conn, err := grpc.NewClient(secureAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "istiod.istio-system.svc",
-		VerifyConnection: func(cs tls.ConnectionState) error { served = cs.PeerCertificates; return nil }})))
+	wc, err := framework.WorkloadCertificate(ctx, kube, d.SecureAddr, roots, "primary", "apps", "web")
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	secs := int64(3600)
-	tr, err := kube.CoreV1().ServiceAccounts("apps").CreateToken(ctx, "web", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"istio-ca"}, ExpirationSeconds: &secs}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spiffe, _ := url.Parse("spiffe://cluster.local/ns/apps/sa/web")
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{spiffe}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token, "clusterid", "primary")
-	var resp *securityapi.IstioCertificateResponse
-	eventually(t, "istiod's CA answers", func() error {
-		resp, err = securityapi.NewIstioCertificateServiceClient(conn).CreateCertificate(rctx,
-			&securityapi.IstioCertificateRequest{Csr: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})), ValidityDuration: 3600})
-		if err != nil && strings.Contains(err.Error(), "Unavailable") {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		b, _ := os.ReadFile(d.LogPath)
-		t.Fatalf("istiod did not sign the workload certificate: %v; istiod log:\n%s", err, b[max(0, len(b)-4000):])
+		t.Fatalf("%v; istiod log:\n%s", err, localproc.TailFile(d.LogPath, 60))
 	}
 	im := parseCert(t, cacerts.Data[ca.CACertKey])
-	if len(served) == 0 {
-		t.Fatal("no serving certificate seen")
-	}
-	inter := x509.NewCertPool()
-	for _, c := range served[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := served[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "istiod.istio-system.svc", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+	if err := wc.VerifyServing(roots); err != nil {
 		t.Errorf("istiod's serving certificate does not verify against the external root: %v", err)
 	}
-	var chain []*x509.Certificate
-	for _, p := range resp.CertChain {
-		for rest := []byte(p); ; {
-			var b *pem.Block
-			if b, rest = pem.Decode(rest); b == nil {
-				break
-			}
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			chain = append(chain, c)
-		}
-	}
-	if len(chain) == 0 {
-		t.Fatal("empty certificate chain")
-	}
-	inter = x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	leaf := chain[0]
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	leaf := wc.Chain[0]
+	if err := wc.Verify(roots, x509.ExtKeyUsageClientAuth); err != nil {
 		t.Errorf("workload certificate does not verify against the external root: %v", err)
 	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != spiffe.String() || !bytes.Equal(leaf.RawIssuer, im.RawSubject) {
-		t.Errorf("workload certificate URIs %v issuer %q, want %s from the user's intermediate %q", leaf.URIs, leaf.Issuer.CommonName, spiffe, im.Subject.CommonName)
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != wc.SPIFFE.String() || !bytes.Equal(leaf.RawIssuer, im.RawSubject) {
+		t.Errorf("workload certificate URIs %v issuer %q, want %s from the user's intermediate %q", leaf.URIs, leaf.Issuer.CommonName, wc.SPIFFE, im.Subject.CommonName)
 	}
-	t.Logf("istiod serves as %v and signed %v, both issued by the user's %q under %q", served[0].DNSNames, leaf.URIs, leaf.Issuer.CommonName, root.Cert.Subject.CommonName)
+	t.Logf("istiod serves as %v and signed %v, both issued by the user's %q under %q", wc.Served[0].DNSNames, leaf.URIs, leaf.Issuer.CommonName, root.Cert.Subject.CommonName)
 }

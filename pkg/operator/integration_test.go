@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ca"
@@ -33,6 +30,8 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/tests/framework"
+	"github.com/meshfleet/meshfleet/tests/framework/fakerollout"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -50,10 +49,8 @@ type harness struct {
 }
 
 func TestOperator(t *testing.T) {
-	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	h := &harness{t: t, env: env, ctx: ctx}
 
 	// The CRDs and the samples go in with the real kubectl, exactly as a user would.
@@ -73,16 +70,8 @@ func TestOperator(t *testing.T) {
 	}
 	// An upgraded mesh: an older meshfleet kept the root in the Istio namespace.
 	legacyRoot := h.legacyRoot()
-	mgr, err := operator.New(cfg, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := framework.StartOperator(t, cfg, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
 	h.c = mgr.GetClient()
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-	}()
 
 	start := time.Now()
 	h.waitCondition("istio", v1beta1.ConditionControlPlaneDeployed, metav1.ConditionTrue)
@@ -606,30 +595,21 @@ func (h *harness) waitPhase(ref string, phase v1beta1.Phase) *v1beta1.Istio {
 	return ist
 }
 
-// rollOut plays the part of the deployment controller and kubelet, which this
-// environment does not run: it reports the Deployments' current generation as
-// fully rolled out and available.
-// rollOut plays the deployment controller for Deployments named name (in
-// the control plane's namespace) or namespace/name.
+// rollOut plays the deployment controller and kubelet, which this
+// environment does not run, for Deployments named name (in the control
+// plane's namespace) or namespace/name: it reports their current
+// generation fully rolled out and available (framework/fakerollout).
 func (h *harness) rollOut(names ...string) {
 	h.t.Helper()
-	c := h.direct
 	for _, name := range names {
 		namespace := ns
 		if n, rest, ok := strings.Cut(name, "/"); ok {
 			namespace, name = n, rest
 		}
-		d := &appsv1.Deployment{}
-		h.apiGet(client.ObjectKey{Namespace: namespace, Name: name}, d)
-		r := int32(1)
-		if d.Spec.Replicas != nil {
-			r = *d.Spec.Replicas
-		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, ReadyReplicas: r, AvailableReplicas: r}
-		if err := c.Status().Update(h.ctx, d); err != nil {
+		d, err := fakerollout.RollOut(h.ctx, h.direct, namespace, name)
+		if err != nil {
 			h.t.Fatalf("roll out %s: %v", name, err)
 		}
-		h.apiGet(client.ObjectKey{Namespace: namespace, Name: name}, d)
 		h.t.Logf("rolled out %s: generation %d status %+v", name, d.Generation, d.Status)
 	}
 }

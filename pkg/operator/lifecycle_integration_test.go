@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,7 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
@@ -40,6 +37,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -59,7 +57,6 @@ const (
 // upgrade (image A → B) moves the tunnel server and the agents to B through
 // rolling updates while the mesh stays Ready.
 func TestTunnelLifecycle(t *testing.T) {
-	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -273,7 +270,7 @@ func create(t *testing.T, c client.Client, js string) {
 	if err := json.Unmarshal([]byte(js), &u.Object); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Create(context.Background(), u); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := c.Create(t.Context(), u); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 }
@@ -281,35 +278,24 @@ func create(t *testing.T, c client.Client, js string) {
 func secretData(t *testing.T, c client.Client, namespace, name string) map[string][]byte {
 	t.Helper()
 	s := &corev1.Secret{}
-	if err := c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+	if err := c.Get(t.Context(), client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
 		t.Fatal(err)
 	}
 	return s.Data
 }
 
-// startOperator runs an operator; the returned func stops it and waits.
+// startOperator runs an operator (framework.StartOperator); the returned
+// func stops it and waits.
 func startOperator(t *testing.T, cfg *rest.Config, opts operator.Options) func() {
 	t.Helper()
-	mgr, err := operator.New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-		close(done)
-	}()
-	return sync.OnceFunc(func() { cancel(); <-done })
+	return framework.StartOperator(t, cfg, opts).Stop
 }
 
 func waitReady(t *testing.T, c client.Client, kind string, obj client.Object, name string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
+		err := c.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, obj)
 		conds := conditionsOf(obj)
 		if err == nil && meta.IsStatusConditionTrue(conds, v1beta1.ConditionReady) {
 			return

@@ -3,38 +3,25 @@
 package operator_test
 
 import (
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/meshfleet/meshfleet/tests/framework"
+	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
-// eventually retries f every 100ms for up to a minute, then fails the test
-// with f's last error.
+// eventually polls f for up to a minute (testenv.Eventually), then fails the
+// test with f's last error.
 func eventually(t testing.TB, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s: %v", what, err)
+	testenv.Eventually(t, 60*time.Second, what, f)
 }
 
 // formatConditions prints conditions on one line, for failure messages.
-func formatConditions(cs []metav1.Condition) string {
-	var b strings.Builder
-	for _, c := range cs {
-		fmt.Fprintf(&b, "[%s=%s %s: %s] ", c.Type, c.Status, c.Reason, c.Message)
-	}
-	return b.String()
-}
+func formatConditions(cs []metav1.Condition) string { return framework.FormatConditions(cs) }
 
 // gatherSum adds up every sample of a metric family in controller-runtime's
 // registry whose labels include want.

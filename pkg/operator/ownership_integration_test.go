@@ -3,15 +3,11 @@
 package operator_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,12 +15,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -32,10 +28,8 @@ import (
 // take over or delete objects it did not create, and to install a second
 // mesh in the same cluster.
 func TestOwnership(t *testing.T) {
-	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	h := &harness{t: t, env: env, ctx: ctx}
 	cfg := env.Cluster("primary").Config
 	scheme, err := operator.Scheme()
@@ -68,16 +62,8 @@ func TestOwnership(t *testing.T) {
 		h.getU("v1", "ConfigMap", ns, "user-settings"),
 	}
 
-	mgr, err := operator.New(cfg, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := framework.StartOperator(t, cfg, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
 	h.c = mgr.GetClient()
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-	}()
 	h.applyIstio(ns, "istio", `{"version":"1.30.3"}`)
 
 	t.Run("an istiod of another mesh in another namespace is a conflict", func(t *testing.T) {

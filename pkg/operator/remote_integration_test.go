@@ -33,6 +33,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -57,8 +58,7 @@ func TestRemoteIstio(t *testing.T) {
 		localcluster.ClusterOptions{Name: "remote2"},
 		localcluster.ClusterOptions{Name: "remote3"},
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	h := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
 	scheme, err := operator.Scheme()
 	if err != nil {
@@ -92,16 +92,8 @@ func TestRemoteIstio(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second,
+	framework.StartOperator(t, env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: 2 * time.Second,
 		Tunnel: &remoteistio.Tunnel{URL: h.tunnel.APIURL, CAData: tunnelCA.CertPEM, IstiodTokenFile: render.TunnelTokenPath, TokenFile: opToken}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-	}()
 
 	start := time.Now()
 	for _, r := range []string{"remote1", "remote2"} {

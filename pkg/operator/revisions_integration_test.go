@@ -3,15 +3,11 @@
 package operator_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,11 +15,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -33,10 +29,8 @@ import (
 // counts the pods on each, and the old revision is removed only once no pod
 // uses it and the grace period passed.
 func TestRevisionBasedUpgrade(t *testing.T) {
-	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	h := &harness{t: t, env: env, ctx: ctx}
 	h.kubectl("apply", "-f", repoPath("crds"))
 	h.kubectl("create", "namespace", ns)
@@ -50,16 +44,8 @@ func TestRevisionBasedUpgrade(t *testing.T) {
 	if h.direct, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := operator.New(cfg, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := framework.StartOperator(t, cfg, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour})
 	h.c = mgr.GetClient()
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-	}()
 
 	h.kubectl("apply", "--dry-run=server", "-f", repoPath("samples/istio-revisionbased.yaml"))
 	bad := istioYAML(ns, "bad", `{"version":"1.29.6","updateStrategy":{"type":"InPlace","inactiveRevisionDeletionGracePeriodSeconds":5}}`)

@@ -4,21 +4,16 @@ package operator_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/install"
@@ -26,6 +21,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -35,10 +31,8 @@ import (
 // installer's client-ca.crt alone, a real tunnel server serves with it, and
 // a certificate due for renewal is replaced.
 func TestTunnelServerCertificate(t *testing.T) {
-	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil)))
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := t.Context()
 	scheme, err := operator.Scheme()
 	if err != nil {
 		t.Fatal(err)
@@ -65,11 +59,7 @@ func TestTunnelServerCertificate(t *testing.T) {
 		}
 	}
 	hosts := []string{"127.0.0.1", "meshfleet-tunnel.meshfleet-system.svc"}
-	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: 2 * time.Second, TunnelServerHosts: hosts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = mgr.Start(ctx) }()
+	framework.StartOperator(t, env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: 2 * time.Second, TunnelServerHosts: hosts})
 
 	s := &corev1.Secret{}
 	eventually(t, "the tunnel server certificate", func() error {

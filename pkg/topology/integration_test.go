@@ -30,7 +30,7 @@ import (
 // the other cluster's (cached) share stays as it was.
 func TestWatcherFollowsChanges(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "c1"}, localcluster.ClusterOptions{Name: "c2"})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	kube := map[string]kubernetes.Interface{}
 	cfgs := map[string]*rest.Config{}

@@ -161,7 +161,7 @@ func (s *attackSuite) createRemoteIstio(t *testing.T, cluster string) {
 		"metadata": map[string]any{"name": cluster, "namespace": "default"},
 		"spec":     map[string]any{"pilotAddress": "203.0.113.10"},
 	}}
-	if _, err := s.dyn.Resource(RemoteIstioResource).Namespace("default").Create(context.Background(), ri, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := s.dyn.Resource(RemoteIstioResource).Namespace("default").Create(t.Context(), ri, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 }
@@ -266,7 +266,7 @@ func attackMastersCertificate(t *testing.T, s *attackSuite) {
 	if strings.HasPrefix(ui.Username, "system:") {
 		t.Errorf("remote1 sees user %q, a system identity", ui.Username)
 	}
-	ssar, err := kubernetes.NewForConfigOrDie(cfg).AuthorizationV1().SelfSubjectAccessReviews().Create(context.Background(), &authzv1.SelfSubjectAccessReview{
+	ssar, err := kubernetes.NewForConfigOrDie(cfg).AuthorizationV1().SelfSubjectAccessReviews().Create(t.Context(), &authzv1.SelfSubjectAccessReview{
 		Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authzv1.ResourceAttributes{Verb: "list", Resource: "secrets", Namespace: "kube-system"}},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -441,7 +441,7 @@ func attackRemoteIstioDeleted(t *testing.T, s *attackSuite) {
 	a := startTestAgent(t, s.pki, "remote2", s.pki.agentCert(t, "remote2", "remote2"), agentUpstream["remote2"], s.server.agentURL)
 	waitAgents(t, s.server.Server, "remote2", 1)
 	start := time.Now()
-	if err := s.dyn.Resource(RemoteIstioResource).Namespace("default").Delete(context.Background(), "remote2", metav1.DeleteOptions{}); err != nil {
+	if err := s.dyn.Resource(RemoteIstioResource).Namespace("default").Delete(t.Context(), "remote2", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "remote2's session closed", func() bool { return len(s.server.Agents("remote2")) == 0 && !a.Status().Connected })
@@ -463,7 +463,7 @@ func attackAgentOpensStreams(t *testing.T, s *attackSuite) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	conn, err := dialServer(context.Background(), s.server.agentURL, s.rogueTLS(t, "remote1"), "remote1", "rogue")
+	conn, err := dialServer(t.Context(), s.server.agentURL, s.rogueTLS(t, "remote1"), "remote1", "rogue")
 	if err != nil {
 		t.Fatal(err)
 	}

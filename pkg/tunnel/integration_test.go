@@ -185,7 +185,7 @@ func clientFor(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 
 func createNamespace(t *testing.T, c kubernetes.Interface, name string) {
 	t.Helper()
-	if _, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create namespace %s through the tunnel: %v", name, err)
 	}
 }

@@ -23,7 +23,7 @@ func TestSandbox(t *testing.T) {
 		t.Fatalf("build meshctl: %v\n%s", err, out)
 	}
 	dir := filepath.Join(t.TempDir(), "sandbox")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "sandbox", "up", "--dir", dir, "--remotes", "2")
 	stdout, err := cmd.StdoutPipe()

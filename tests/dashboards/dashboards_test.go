@@ -77,7 +77,7 @@ func TestDashboards(t *testing.T) {
 
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	c := env.Cluster("primary")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 
 	loc := startLocality(ctx, t, env, c) // creates istio-system

@@ -67,7 +67,7 @@ func TestCanaryTrafficShift(t *testing.T) {
 	}
 	const cluster = "primary"
 	s := startStack(t, cluster, meshConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	createNodes(ctx, t, s.kube, workloads[:1])
 	createReviews(ctx, t, s)

@@ -10,15 +10,10 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
+	"github.com/meshfleet/meshfleet/tests/framework"
 )
 
-const edsType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+const edsType = framework.EDSType
 
 // edsCluster is the EDS resource name istiod uses for the echo port.
 var edsCluster = fmt.Sprintf("outbound|%d||%s", echoPort, echoHost)
@@ -27,38 +22,12 @@ var edsCluster = fmt.Sprintf("outbound|%d||%s", echoPort, echoHost)
 // node in r1/z1, for the echo ClusterLoadAssignment and returns the priority
 // of each "region/zone" locality.
 func fetchPriorities(ctx context.Context, xdsAddr, nodeID, clusterID string) (map[string]uint32, error) {
-	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	clas, err := framework.LoadAssignments(ctx, xdsAddr, framework.XDSNode{ID: nodeID, Cluster: clusterID, IstioVersion: istioVersion, Region: "r1", Zone: "z1"}, edsCluster)
 	if err != nil {
-		return nil, fmt.Errorf("dialing istiod at %s: %w", xdsAddr, err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("opening ADS stream to %s: %w", xdsAddr, err)
-	}
-	md, _ := structpb.NewStruct(map[string]any{
-		"GENERATOR": "grpc", "NAMESPACE": "default", "CLUSTER_ID": clusterID, "ISTIO_VERSION": istioVersion,
-	})
-	req := &discoveryv3.DiscoveryRequest{
-		Node:          &corev3.Node{Id: nodeID, Metadata: md, Locality: &corev3.Locality{Region: "r1", Zone: "z1"}},
-		TypeUrl:       edsType,
-		ResourceNames: []string{edsCluster},
-	}
-	if err := stream.Send(req); err != nil {
-		return nil, fmt.Errorf("sending EDS request: %w", err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return nil, fmt.Errorf("receiving EDS response: %w", err)
+		return nil, err
 	}
 	out := map[string]uint32{}
-	for _, r := range resp.Resources {
-		cla := &endpointv3.ClusterLoadAssignment{}
-		if err := r.UnmarshalTo(cla); err != nil {
-			return nil, fmt.Errorf("decoding ClusterLoadAssignment: %w", err)
-		}
+	for _, cla := range clas {
 		for _, le := range cla.Endpoints {
 			out[le.GetLocality().GetRegion()+"/"+le.GetLocality().GetZone()] = le.Priority
 		}

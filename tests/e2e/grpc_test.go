@@ -112,7 +112,7 @@ func callPeers(ctx context.Context, cc *grpc.ClientConn, n int) map[string]int {
 // fails the test after timeout with the last distribution seen.
 func waitAllOn(t *testing.T, cc *grpc.ClientConn, want string, n int, timeout time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	var last map[string]int
 	for ctx.Err() == nil {

@@ -27,7 +27,7 @@ var workloads = []workload{
 func TestIstiodLocalityFailover(t *testing.T) {
 	const cluster = "primary"
 	s := startStack(t, cluster, meshConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
 	createNodes(ctx, t, s.kube, workloads)

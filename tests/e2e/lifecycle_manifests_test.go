@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
@@ -25,10 +24,9 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/netns"
-	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/podrun"
-	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
 // TestChartTunnelMeshFromManifests installs meshfleet with its Helm chart
@@ -62,24 +60,9 @@ func TestChartTunnelMeshFromManifests(t *testing.T) {
 	meshfleetBin, meshctlBin := filepath.Join(bins, "meshfleet"), filepath.Join(bins, "meshctl")
 	t.Logf("binaries built in %v", time.Since(testStart).Round(time.Millisecond))
 
-	env := testenv.Start(t, localcluster.ClusterOptions{Name: mcPrimary}, localcluster.ClusterOptions{Name: "remote1"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	m := &tunnelMesh{mcMesh: &mcMesh{t: t, ctx: ctx, env: env, c: map[string]client.Client{}, kube: map[string]kubernetes.Interface{}}}
-	scheme, err := operator.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, c := range env.Clusters {
-		if m.c[name], err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
-			t.Fatal(err)
-		}
-		m.kube[name] = kubernetes.NewForConfigOrDie(c.Config)
-		mustCreate(t, "serviceaccount default/default in "+name, func() error {
-			_, err := m.kube[name].CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-			return err
-		})
-	}
+	cs := framework.StartClusters(t, localcluster.ClusterOptions{Name: mcPrimary}, localcluster.ClusterOptions{Name: "remote1"})
+	env, ctx := cs.Env, t.Context()
+	m := &tunnelMesh{mcMesh: &mcMesh{t: t, ctx: ctx, env: env, c: cs.C, kube: cs.Kube}}
 	primary, remote := env.Cluster(mcPrimary), env.Cluster("remote1")
 	createNodes(ctx, t, m.kube["remote1"], []workload{inZone})
 	createNodes(ctx, t, m.kube[mcPrimary], []workload{away})

@@ -61,7 +61,7 @@ func TestLocalityServerAvailability(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"})
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	primary, remote := env.Cluster("primary"), env.Cluster("remote1")
 	if err := localistiod.InstallCRDs(ctx, primary.Config); err != nil {
@@ -240,7 +240,7 @@ func waitGeneratedRules(t *testing.T, drs dynamic.ResourceInterface, names ...st
 	t.Helper()
 	want := strings.Join(names, " ")
 	testenv.Eventually(t, 60*time.Second, "generated rules "+want, func() error {
-		list, err := drs.List(context.Background(), metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
+		list, err := drs.List(t.Context(), metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
 		if err != nil {
 			return err
 		}

@@ -88,7 +88,7 @@ func TestLocalityServerFailover(t *testing.T) {
 func runLocalityScenario(t *testing.T, policy *locality.Policy) []map[string]int {
 	const cluster = "primary"
 	s := startLocalityStack(t, cluster, policy)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	createNodes(ctx, t, s.kube, localityWorkloads)
 	createEchoService(ctx, t, s.kube, localityWorkloads)
@@ -160,7 +160,7 @@ func setNotReady(ctx context.Context, t *testing.T, s *localityStack, notReady m
 // RPCs over all ready endpoints), or gives up quietly after timeout.
 func waitNoneOn(t *testing.T, cc *grpc.ClientConn, workloads []workload, notReady map[string]bool, timeout time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	for ctx.Err() == nil {
 		got := callPeers(ctx, cc, 40)

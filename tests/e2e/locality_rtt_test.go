@@ -37,7 +37,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/pkg/tunnel/mapping"
-	"github.com/meshfleet/meshfleet/tests/testenv"
+	"github.com/meshfleet/meshfleet/tests/framework"
 )
 
 // Addresses of TestLocalityRTTOrder (198.18.6.0/24: no other test binds
@@ -114,21 +114,16 @@ func TestLocalityRTTOrder(t *testing.T) {
 	}
 	meshfleet := buildMeshfleet(t) // while the API servers start
 
-	env := testenv.Start(t,
+	cs := framework.StartClusters(t,
 		localcluster.ClusterOptions{Name: mcPrimary},
 		localcluster.ClusterOptions{Name: "remote2"},
 		localcluster.ClusterOptions{Name: "remote3"},
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	env := cs.Env
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	t.Cleanup(cancel)
-	m := &mcMesh{t: t, ctx: ctx, env: env, kube: map[string]kubernetes.Interface{}}
-	for name, c := range env.Clusters {
-		m.kube[name] = kubernetes.NewForConfigOrDie(c.Config)
-		// No kube-controller-manager: Pods need the default ServiceAccount.
-		mustCreate(t, "serviceaccount default/default in "+name, func() error {
-			_, err := m.kube[name].CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-			return err
-		})
+	m := &mcMesh{t: t, ctx: ctx, env: env, c: cs.C, kube: cs.Kube}
+	for name := range env.Clusters {
 		w := rttWorkloads[name]
 		createNodes(ctx, t, m.kube[name], []workload{w})
 		createEchoService(ctx, t, m.kube[name], []workload{w})

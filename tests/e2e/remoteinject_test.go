@@ -63,7 +63,7 @@ func TestRemoteInjection(t *testing.T) {
 	}
 
 	s := startCluster(t, "primary")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	injector := &corev1.ConfigMap{}
 	if err := find(pm.Objects, "ConfigMap", "istio-sidecar-injector", injector); err != nil {

@@ -27,7 +27,7 @@ import (
 // revision is not removable while a Pod uses it.
 func TestTwoRevisions(t *testing.T) {
 	s := startCluster(t, "primary")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
 	revs := []string{"1.31.0", "1.31.1"}

@@ -40,7 +40,7 @@ func startCluster(t *testing.T, name string) *stack {
 	t.Helper()
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: name})
 	c := env.Cluster(name)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
 	if err := localistiod.InstallCRDs(ctx, c.Config); err != nil {
@@ -63,7 +63,7 @@ func startCluster(t *testing.T, name string) *stack {
 // startIstiod starts the stack's istiod with meshConfig.
 func (s *stack) startIstiod(t *testing.T, meshConfig string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	s.istiod = startIstiod(ctx, t, localistiod.Options{
 		Kubeconfig: s.cluster.Kubeconfig,

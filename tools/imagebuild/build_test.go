@@ -2,7 +2,6 @@ package main
 
 import (
 	"archive/tar"
-	"context"
 	"errors"
 	"io"
 	"log"
@@ -63,7 +62,7 @@ func filesOf(t *testing.T, img v1.Image) map[string]*tar.Header {
 func TestBuildPushPull(t *testing.T) {
 	o := testOptions(t, "./tools/imagebuild/testdata/hello",
 		v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"})
-	idx, built, err := Build(context.Background(), o)
+	idx, built, err := Build(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ import (
 // `operator` against a real kube-apiserver until it reports ready.
 func TestImageRunsOperator(t *testing.T) {
 	o := testOptions(t, "./cmd/meshfleet", v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
-	_, built, err := Build(context.Background(), o)
+	_, built, err := Build(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestImageRunsOperator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	crds, err := install.CRDs()
 	if err != nil {

@@ -308,7 +308,7 @@ func TestPollerDrivesTracker(t *testing.T) {
 	poll := func(body string) {
 		t.Helper()
 		ms.set(http.StatusOK, body)
-		if _, err := p.Poll(context.Background()); err != nil {
+		if _, err := p.Poll(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -367,7 +367,7 @@ func TestServerFailoverFollowsRTT(t *testing.T) {
 	}
 	target := func() string {
 		t.Helper()
-		if err := srv.Sync(context.Background(), time.Now()); err != nil {
+		if err := srv.Sync(t.Context(), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range srv.State().Decisions {
@@ -404,7 +404,7 @@ func TestPromHTTP(t *testing.T) {
 	hs := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer hs.Close()
 	p := &Poller{URL: hs.URL}
-	if _, err := p.Poll(context.Background()); err != nil {
+	if _, err := p.Poll(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.RTTs(); len(got) != 1 || got["east"] != 15*time.Millisecond {

@@ -234,7 +234,7 @@ func waitHealth(t *testing.T, kube kubernetes.Interface, state, want string) hea
 	t.Helper()
 	var v health.Verdict
 	testenv.Eventually(t, 30*time.Second, "published locality health "+state+": "+want, func() error {
-		s, l, err := health.Read(context.Background(), kube, ns)
+		s, l, err := health.Read(t.Context(), kube, ns)
 		if err != nil {
 			return err
 		}
@@ -355,7 +355,7 @@ func waitRules(t *testing.T, drs dynamic.NamespaceableResourceInterface, names .
 	t.Helper()
 	want := strings.Join(names, " ")
 	testenv.Eventually(t, 30*time.Second, "generated rules "+want, func() error {
-		list, err := drs.Namespace(ns).List(context.Background(), metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
+		list, err := drs.Namespace(ns).List(t.Context(), metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package istio
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -48,7 +47,7 @@ func TestStrategyProblem(t *testing.T) {
 			r := &Reconciler{Client: b.Build()}
 			ist := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
 				Spec: v1beta1.IstioSpec{Version: "1.29.6", UpdateStrategy: c.spec}, Status: c.status}
-			got := r.strategyProblem(context.Background(), ist)
+			got := r.strategyProblem(t.Context(), ist)
 			if c.problem == "" && got != "" || c.problem != "" && !strings.Contains(got, c.problem) {
 				t.Errorf("strategyProblem = %q, want %q", got, c.problem)
 			}

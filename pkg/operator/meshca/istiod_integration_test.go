@@ -4,26 +4,11 @@ package meshca_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"net"
-	"net/url"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	securityapi "istio.io/api/security/v1alpha1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -31,8 +16,10 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/ca"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -44,7 +31,7 @@ import (
 func TestIstiodSignsWithConstrainedIntermediate(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	c := env.Cluster("primary")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	if err := localistiod.InstallCRDs(ctx, c.Config); err != nil {
 		t.Fatal(err)
@@ -72,120 +59,26 @@ func TestIstiodSignsWithConstrainedIntermediate(t *testing.T) {
 	if why := ca.ConstraintsReason(im.Cert, meshca.Constraints(cp)); why != "" {
 		t.Fatalf("intermediate not constrained: %s", why)
 	}
-	caDir := filepath.Join(env.Dir, "cacerts")
-	if err := os.MkdirAll(caDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range ca.NewPluginCerts(root, im).Data() {
-		if err := os.WriteFile(filepath.Join(caDir, k), v, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secureAddr := ln.Addr().String()
-	ln.Close()
-	d, err := localistiod.Start(ctx, localistiod.Options{
-		Kubeconfig: c.Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "primary",
-		Env:  []string{"ENABLE_CA_SERVER=true", "ROOT_CA_DIR=" + caDir, "PILOT_CERT_PROVIDER=istiod"},
-		Args: []string{"--secureGRPCAddr=" + secureAddr},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop()
+	d := framework.StartCAIstiod(t, c.Kubeconfig, filepath.Join(env.Dir, "istiod"), ca.NewPluginCerts(root, im).Data())
 
-	// istiod's own serving certificate, signed with the plug-in CA.
+	// istiod's own serving certificate, signed with the plug-in CA, and a
+	// workload certificate for apps/web, as istio-agent asks for it.
 	roots := x509.NewCertPool()
 	roots.AddCert(root.Cert)
-	var served []*x509.Certificate
-	tlsCfg := &tls.Config{RootCAs: roots, ServerName: "istiod.istio-system.svc",
-		VerifyConnection: func(cs tls.ConnectionState) error { served = cs.PeerCertificates; return nil }}
-	conn, err := grpc.NewClient(secureAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	wc, err := framework.WorkloadCertificate(ctx, kube, d.SecureAddr, roots, "primary", "apps", "web")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; istiod log:\n%s", err, localproc.TailFile(d.LogPath, 60))
 	}
-	defer conn.Close()
-
-	// A workload certificate for apps/web, as istio-agent asks for it.
-	secs := int64(3600)
-	tr, err := kube.CoreV1().ServiceAccounts("apps").CreateToken(ctx, "web", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"istio-ca"}, ExpirationSeconds: &secs}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spiffe, _ := url.Parse("spiffe://cluster.local/ns/apps/sa/web")
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{}, URIs: []*url.URL{spiffe}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tr.Status.Token, "clusterid", "primary")
-	var resp *securityapi.IstioCertificateResponse
-	for {
-		resp, err = securityapi.NewIstioCertificateServiceClient(conn).CreateCertificate(rctx,
-			&securityapi.IstioCertificateRequest{Csr: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})), ValidityDuration: 3600})
-		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "Unavailable") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("istiod did not sign the workload certificate: %v; istiod log:\n%s", err, tail(d.LogPath))
-	}
-	if len(served) == 0 {
-		t.Fatal("no serving certificate seen")
-	}
-	inter := x509.NewCertPool()
-	for _, c := range served[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := served[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "istiod.istio-system.svc", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+	if err := wc.VerifyServing(roots); err != nil {
 		t.Errorf("istiod's serving certificate does not verify under the constrained intermediate: %v", err)
 	}
-	t.Logf("istiod serves with DNS names %v, issued by %q", served[0].DNSNames, served[0].Issuer.CommonName)
-
-	var chain []*x509.Certificate
-	for _, p := range resp.CertChain {
-		for rest := []byte(p); ; {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			cert, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			chain = append(chain, cert)
-		}
-	}
-	if len(chain) == 0 {
-		t.Fatal("empty certificate chain")
-	}
-	leaf := chain[0]
-	inter = x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}); err != nil {
+	t.Logf("istiod serves with DNS names %v, issued by %q", wc.Served[0].DNSNames, wc.Served[0].Issuer.CommonName)
+	leaf := wc.Chain[0]
+	if err := wc.Verify(roots, x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth); err != nil {
 		t.Errorf("workload certificate does not verify under the constrained intermediate: %v", err)
 	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != spiffe.String() || leaf.Issuer.String() != im.Cert.Subject.String() {
-		t.Errorf("workload certificate URIs %v issuer %q, want %s from the intermediate", leaf.URIs, leaf.Issuer.CommonName, spiffe)
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != wc.SPIFFE.String() || leaf.Issuer.String() != im.Cert.Subject.String() {
+		t.Errorf("workload certificate URIs %v issuer %q, want %s from the intermediate", leaf.URIs, leaf.Issuer.CommonName, wc.SPIFFE)
 	}
 	t.Logf("istiod signed %v, issued by %q", leaf.URIs, leaf.Issuer.CommonName)
-}
-
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +33,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/sandbox"
+	"github.com/meshfleet/meshfleet/tests/framework/fakerollout"
 )
 
 const resyncs = 5
@@ -218,7 +218,7 @@ func operatorInstall(ctx context.Context, c client.Client) (deployed, ready time
 	deployed = time.Since(start)
 	// No kubelet here: report the rollouts the way the deployment controller would.
 	for _, name := range []string{"istiod", "istio-ingressgateway"} {
-		if err := markAvailable(ctx, c, ist.Namespace, name); err != nil {
+		if _, err := fakerollout.RollOut(ctx, c, ist.Namespace, name); err != nil {
 			return 0, 0, 0, err
 		}
 	}
@@ -247,15 +247,6 @@ func operatorInstall(ctx context.Context, c client.Client) (deployed, ready time
 	}
 	time.Sleep(500 * time.Millisecond)
 	return deployed, ready, (gather("meshfleet_operator_api_writes_total") - before) / resyncs, nil
-}
-
-func markAvailable(ctx context.Context, c client.Client, ns, name string) error {
-	d := &appsv1.Deployment{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
-		return err
-	}
-	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-	return c.Status().Update(ctx, d)
 }
 
 func waitFor(ctx context.Context, limit time.Duration, done func() (bool, error)) error {
