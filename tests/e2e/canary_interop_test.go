@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -215,6 +216,12 @@ func TestCanaryInterop(t *testing.T) {
 			return err
 		})
 	}
+
+	// remote-1 runs no serviceaccount controller.
+	mustCreate(t, "serviceaccount "+ioNS+"/default in remote-1", func() error {
+		_, err := rk.CoreV1().ServiceAccounts(ioNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+		return err
+	})
 
 	// reviews: the Service in both clusters, its Pods and EndpointSlice in
 	// remote-1, one Pod per version and zone.
@@ -406,15 +413,18 @@ func TestCanaryInterop(t *testing.T) {
 	})
 	promoted := time.Since(rolled).Round(time.Second)
 	t.Logf("Flagger promoted podinfo %v after the new revision", promoted)
-	testenv.Eventually(t, 2*time.Minute, "podinfo-primary runs v2 and the canary is scaled down", func() error {
+	testenv.Eventually(t, 2*time.Minute, "podinfo-primary runs v2 in both zones", func() error {
 		eps, err := pk.DiscoveryV1().EndpointSlices(ioNS).Get(ctx, ioPodinfo+"-primary-e2e", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
+		var got []string
 		for _, e := range eps.Endpoints {
-			if s, _ := ioServerByIP(e.Addresses[0]); s.version != "v2" {
-				return fmt.Errorf("podinfo-primary still has %s", e.Addresses[0])
-			}
+			s, _ := ioServerByIP(e.Addresses[0])
+			got = append(got, s.version+"@"+s.zone)
+		}
+		if strings.Join(got, " ") != "v2@z1 v2@z2" {
+			return fmt.Errorf("podinfo-primary's endpoints are %v", got)
 		}
 		return nil
 	})
@@ -563,6 +573,12 @@ func createIOPodinfo(ctx context.Context, t *testing.T, pk kubernetes.Interface)
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr(int32(2)),
 			Selector: &metav1.LabelSelector{MatchLabels: sel},
+			// One Pod at a time, replaced in its own zone: the spread
+			// constraint then keeps one Pod per zone through every
+			// rollout (Flagger copies the strategy to podinfo-primary).
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
+				MaxSurge: ptr(intstr.FromInt32(0)), MaxUnavailable: ptr(intstr.FromInt32(1)),
+			}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": ioPodinfo, "version": "v1"}},
 				Spec: corev1.PodSpec{
