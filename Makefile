@@ -182,7 +182,7 @@ $(ISTIOCTL):
 # Flagger from the tools module tests/tools/flagger, with the CRDs of the
 # same module beside it (the canary interop e2e applies them from there).
 $(FLAGGER) $(FLAGGER_CRDS) &:
-	$(call build-tool,flagger-$(FLAGGER_VERSION),4-6 min,tests/tools/flagger,$(FLAGGER_BIN),github.com/fluxcd/flagger/cmd/flagger)
+	$(call build-tool,flagger-$(FLAGGER_VERSION),6-12 min,tests/tools/flagger,$(FLAGGER_BIN),github.com/fluxcd/flagger/cmd/flagger)
 	@dir=$$(cd tests/tools/flagger && go list -m -f '{{.Dir}}' github.com/fluxcd/flagger) && \
 	  cp $$dir/artifacts/flagger/crd.yaml $(FLAGGER_CRDS).tmp && chmod u+w $(FLAGGER_CRDS).tmp && mv $(FLAGGER_CRDS).tmp $(FLAGGER_CRDS)
 
