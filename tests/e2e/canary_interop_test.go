@@ -230,7 +230,10 @@ func TestCanaryInterop(t *testing.T) {
 	// Flagger takes over; the test plays the EndpointSlice controller for
 	// the Services Flagger creates (the primary runs none, decision 45).
 	createIOPodinfo(ctx, t, pk)
-	go syncIOEndpoints(ctx, t, pk)
+	syncCtx, stopSync := context.WithCancel(ctx)
+	synced := make(chan struct{})
+	go func() { defer close(synced); syncIOEndpoints(syncCtx, t, pk) }()
+	t.Cleanup(func() { stopSync(); <-synced }) // before the sandbox stops
 
 	// The client, in z1 of the primary, and a Prometheus scraping its
 	// Istio-standard metrics (Flagger's analysis reads them).
