@@ -374,7 +374,9 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	return nil
 }
 
-// place moves every generated rule into the server's namespace.
+// place moves every generated rule into the server's namespace, but for
+// rules to be merged into a user's rule (locality.AnnotationMergedWith),
+// which stay in that rule's namespace.
 func (s *Server) place(res *locality.Result) *locality.Result {
 	out := &locality.Result{Decisions: make([]locality.Decision, len(res.Decisions))}
 	for i, d := range res.Decisions {
