@@ -54,7 +54,9 @@ type Options struct {
 	// Config reaches the primary cluster's API server, where the rules are
 	// written and istiod reads them (required).
 	Config *rest.Config
-	// Namespace receives every generated rule (DefaultNamespace if empty).
+	// Namespace receives every generated rule (DefaultNamespace if empty)
+	// but those merged beside a user's subsets-only rule, which go into
+	// that rule's namespace.
 	// It should be istiod's root namespace: a rule there applies to its
 	// host from every namespace, after any rule in the client's or the
 	// service's namespace. Writing into one namespace keeps the server's
