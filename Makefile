@@ -41,6 +41,13 @@ ISTIOCTL        := $(ISTIO_BIN)/istioctl
 # from a copy of the downloaded module.
 KIALI_VERSION   := v1.89.0
 KIALI           := $(CACHE)/kiali-$(KIALI_VERSION)/kiali
+# Flagger, the canary controller the interop e2e runs beside meshctl canary
+# (tests/tools/flagger), with its CRDs (Canary, MetricTemplate,
+# AlertProvider) copied from the same module beside it.
+FLAGGER_VERSION := v1.36.1
+FLAGGER_BIN     := $(CACHE)/flagger-$(FLAGGER_VERSION)
+FLAGGER         := $(FLAGGER_BIN)/flagger
+FLAGGER_CRDS    := $(FLAGGER_BIN)/crd.yaml
 
 export MESHFLEET_KUBE_APISERVER          := $(KUBE_APISERVER)
 export MESHFLEET_KUBECTL                 := $(KUBECTL)
@@ -51,6 +58,8 @@ export MESHFLEET_KIALI                   := $(KIALI)
 export MESHFLEET_KUBE_SCHEDULER          := $(KUBE_SCHEDULER)
 export MESHFLEET_KWOK                    := $(KWOK)
 export MESHFLEET_KWOK_CONFIG             := $(KWOK_CONFIG)
+export MESHFLEET_FLAGGER                 := $(FLAGGER)
+export MESHFLEET_FLAGGER_CRDS            := $(FLAGGER_CRDS)
 
 # meshfleet's build identity (pkg/version): every rendered manifest runs
 # $(IMAGE_REPO):$(VERSION). `make images PUSH=registry/repo` builds for and
@@ -135,7 +144,7 @@ images: ## OCI images of meshfleet (PLATFORMS) into bin/images, no Docker needed
 	go run -ldflags '$(VERSION_LDFLAGS)' ./tools/imagebuild --platforms=$(PLATFORMS) --out=$(BIN)/images $(if $(PUSH),--push)
 
 .PHONY: tools
-tools: $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY) $(ISTIOCTL) $(KIALI) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kwok, istiod, istioctl and Kiali; install etcd and Prometheus.
+tools: $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY) $(ISTIOCTL) $(KIALI) $(FLAGGER) etcd prometheus ## Build kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kwok, istiod, istioctl, Kiali and Flagger; install etcd and Prometheus.
 
 # $(call build-tool,name,estimate,tools module,out dir,go build arguments):
 # one line per tool instead of the module downloads and compiler output,
@@ -169,6 +178,13 @@ $(PILOT_DISCOVERY):
 
 $(ISTIOCTL):
 	$(call build-tool,istioctl,3-5 min after istiod,tests/tools/istio,$(ISTIO_BIN),istio.io/istio/istioctl/cmd/istioctl)
+
+# Flagger from the tools module tests/tools/flagger, with the CRDs of the
+# same module beside it (the canary interop e2e applies them from there).
+$(FLAGGER) $(FLAGGER_CRDS) &:
+	$(call build-tool,flagger-$(FLAGGER_VERSION),6-12 min,tests/tools/flagger,$(FLAGGER_BIN),github.com/fluxcd/flagger/cmd/flagger)
+	@dir=$$(cd tests/tools/flagger && go list -m -f '{{.Dir}}' github.com/fluxcd/flagger) && \
+	  cp $$dir/artifacts/flagger/crd.yaml $(FLAGGER_CRDS).tmp && chmod u+w $(FLAGGER_CRDS).tmp && mv $(FLAGGER_CRDS).tmp $(FLAGGER_CRDS)
 
 # Kiali builds from its own go.mod, so from a writable copy of its module.
 KIALI_SRC := $(CACHE)/src/kiali-$(KIALI_VERSION)

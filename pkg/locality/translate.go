@@ -24,6 +24,11 @@ const (
 	AnnotationGenerated = "meshfleet.io/generated-for"
 	// NamePrefix starts the name of every generated DestinationRule.
 	NamePrefix = "meshfleet-locality."
+	// AnnotationMergedWith marks a rule written beside a user's
+	// DestinationRule that has subsets only (namespace/name), in its
+	// namespace, for istiod to merge into it; such a rule is not moved
+	// into the server's rules namespace.
+	AnnotationMergedWith = "meshfleet.io/merged-with"
 )
 
 // RuleName is the name of the rule generated for Service namespace/name:
@@ -130,8 +135,13 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 		if strings.EqualFold(svc.Annotations[AnnotationLocality], "off") {
 			skip = append(skip, fmt.Sprintf("annotation %s: off on Service %s", AnnotationLocality, svc.Key()))
 		}
-		if id := users.covers(svc.Hostname); id != "" {
-			skip = append(skip, fmt.Sprintf("user DestinationRule %s covers host %s; user config wins", id, svc.Hostname))
+		var mergeInto *topology.UserDestinationRule
+		if r, id, exact := users.rule(svc.Hostname); id != "" {
+			if exact && r.SubsetsOnly && r.Namespace == svc.Namespace {
+				mergeInto = &r
+			} else {
+				skip = append(skip, fmt.Sprintf("user DestinationRule %s covers host %s; user config wins", id, svc.Hostname))
+			}
 		}
 		if id := ignoredUsers.covers(svc.Hostname); id != "" {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("user DestinationRule %s covers host %s but is not in cluster %s, the only cluster istiod reads DestinationRules from: istiod ignores it, so meshfleet keeps generating; to configure the host yourself, put the rule in %s (meshfleet then steps aside), else delete it", id, svc.Hostname, t.ConfigCluster, t.ConfigCluster))
@@ -143,6 +153,9 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 			d.Skipped = strings.Join(skip, "; ")
 		} else {
 			generate(&d, svc, regions, meshOrders, p, od, memo)
+			if mergeInto != nil {
+				mergeWith(&d, *mergeInto)
+			}
 		}
 		for _, x := range svc.IgnoredTrafficDistribution {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("Service %s: %s (the config cluster's copy when it has one); set it there for istiod to apply it", svc.Key(), x))
@@ -327,16 +340,33 @@ func hasEndpoints(s topology.Service) bool {
 	return false
 }
 
+// mergeWith places d's rule beside the user's rule r, which has subsets
+// only: istiod resolves which DestinationRule applies to a host by
+// namespace (the client's, then the service's, then the root namespace)
+// and never merges across namespaces, so a rule in the rules namespace
+// would be hidden by the user's; within one namespace it merges rules for
+// the same host (subsets concatenated, the traffic policy of the oldest
+// rule that has one), so the user's subsets and this locality policy both
+// apply (ARCHITECTURE.md decision 46).
+func mergeWith(d *Decision, r topology.UserDestinationRule) {
+	d.Rule.Metadata.Namespace = r.Namespace
+	d.Rule.Metadata.Annotations[AnnotationMergedWith] = r.Namespace + "/" + r.Name
+	// Clip: Services with equal inputs share one reasons slice (memo).
+	d.Reasons = append(slices.Clip(d.Reasons), fmt.Sprintf("user DestinationRule %s/%s/%s has subsets only: written beside it in namespace %s, where istiod merges the two (its subsets, this traffic policy)", r.Cluster, r.Namespace, r.Name, r.Namespace))
+}
+
 // userHosts matches hostnames against users' DestinationRule hosts.
 type userHosts struct {
 	exact    map[string]string
 	suffixes [][2]string // suffix, rule
+	rules    map[string]topology.UserDestinationRule
 }
 
 func newUserHosts(rules []topology.UserDestinationRule) *userHosts {
-	u := &userHosts{exact: map[string]string{}}
+	u := &userHosts{exact: map[string]string{}, rules: map[string]topology.UserDestinationRule{}}
 	for _, r := range rules {
 		id := r.Cluster + "/" + r.Namespace + "/" + r.Name
+		u.rules[id] = r
 		h := r.Host
 		switch {
 		case h == "*":
@@ -351,6 +381,17 @@ func newUserHosts(rules []topology.UserDestinationRule) *userHosts {
 		}
 	}
 	return u
+}
+
+// rule returns the rule that covers host ("" if none) and whether it
+// names host exactly (not a wildcard).
+func (u *userHosts) rule(host string) (topology.UserDestinationRule, string, bool) {
+	id := u.covers(host)
+	if id == "" {
+		return topology.UserDestinationRule{}, "", false
+	}
+	r := u.rules[id]
+	return r, id, r.Host != "*" && !strings.HasPrefix(r.Host, "*.")
 }
 
 // covers returns the rule that covers host, or "".

@@ -121,6 +121,58 @@ func TestTranslateFailoverTarget(t *testing.T) {
 	}
 }
 
+// TestTranslateSubsetsOnlyUserRules: a user's rule for the exact host
+// with subsets only (Flagger's podinfo-primary, meshctl canary's reviews)
+// gets the locality rule beside it, in its namespace, for istiod to merge
+// (istiod never merges across namespaces, and a rule in the service's
+// namespace hides one in the root namespace); a user's rule with a traffic
+// policy, a workload selector, an exportTo or a wildcard host, or one in
+// another namespace than the Service's, still wins.
+func TestTranslateSubsetsOnlyUserRules(t *testing.T) {
+	svc := func(name string) topology.Service {
+		return topology.Service{Namespace: "shop", Name: name, Hostname: name + ".shop.svc.cluster.local",
+			Endpoints: []topology.EndpointGroup{{Cluster: "c", Locality: topology.Locality{Region: "r1", Zone: "z1"}, Ready: 1}}}
+	}
+	topo := &topology.Topology{
+		ConfigCluster: "c",
+		Clusters:      []topology.Cluster{{Name: "c", Nodes: []topology.Node{{Name: "n", Locality: topology.Locality{Region: "r1", Zone: "z1"}}}}},
+		Services:      []topology.Service{svc("podinfo-primary"), svc("reviews"), svc("tuned"), svc("wild"), svc("elsewhere")},
+		UserDestinationRules: []topology.UserDestinationRule{
+			{Cluster: "c", Namespace: "shop", Name: "podinfo-primary", Host: "podinfo-primary", SubsetsOnly: true},
+			{Cluster: "c", Namespace: "shop", Name: "reviews", Host: "reviews.shop.svc.cluster.local", SubsetsOnly: true},
+			{Cluster: "c", Namespace: "shop", Name: "tuned", Host: "tuned"},
+			{Cluster: "c", Namespace: "other", Name: "elsewhere", Host: "elsewhere.shop.svc.cluster.local", SubsetsOnly: true},
+			{Cluster: "c", Namespace: "shop", Name: "wild", Host: "*.shop.svc.cluster.local", SubsetsOnly: true},
+		},
+	}
+	res, err := Translate(topo, Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"shop/podinfo-primary": "merged into shop/podinfo-primary",
+		"shop/reviews":         "merged into shop/reviews",
+		"shop/tuned":           "skipped",
+		"shop/wild":            "skipped",
+		"shop/elsewhere":       "skipped",
+	}
+	for _, d := range res.Decisions {
+		got := "skipped"
+		if d.Rule != nil {
+			got = "merged into " + d.Rule.Metadata.Annotations[AnnotationMergedWith]
+			if d.Rule.Metadata.Namespace != "shop" || d.Rule.Spec.GetTrafficPolicy().GetOutlierDetection() == nil ||
+				!d.Rule.Spec.GetTrafficPolicy().GetLoadBalancer().GetLocalityLbSetting().GetEnabled().GetValue() {
+				t.Errorf("%s: rule %s/%s %v: want it in the user's namespace shop, with the locality policy", d.Service, d.Rule.Metadata.Namespace, d.Rule.Metadata.Name, d.Rule.Spec)
+			}
+		} else if !strings.Contains(d.Skipped, "user config wins") {
+			got = "skipped: " + d.Skipped
+		}
+		if got != want[d.Service] {
+			t.Errorf("%s: %s, want %s (reasons %v)", d.Service, got, want[d.Service], d.Reasons)
+		}
+	}
+}
+
 func TestPolicyValidate(t *testing.T) {
 	bad := []Policy{
 		{Failover: []Failover{{From: "a"}}},

@@ -23,8 +23,9 @@ import (
 // localityRules are DestinationRules in the control plane's namespace as the
 // locality server and users leave them before an uninstall.
 type localityRules struct {
-	// generated were written as the locality server writes them.
-	generated []string
+	// generated were written as the locality server writes them (one in
+	// a user's namespace, beside a user's rule with subsets only).
+	generated []client.ObjectKey
 	// users' rules, by name, with their resourceVersion.
 	users map[string]string
 }
@@ -47,13 +48,19 @@ func destinationRule(name string, labels map[string]string) *unstructured.Unstru
 func (h *harness) writeLocalityRules(t *testing.T) localityRules {
 	ours := map[string]string{locality.LabelManagedBy: locality.ManagedBy}
 	rules := localityRules{users: map[string]string{}}
-	for _, name := range []string{locality.RuleName("default", "reviews"), locality.RuleName("default", "ratings")} {
-		if err := h.direct.Create(h.ctx, destinationRule(name, ours), client.FieldOwner(rulesync.FieldManager)); err != nil {
+	for _, key := range []client.ObjectKey{
+		{Namespace: ns, Name: locality.RuleName("default", "reviews")},
+		{Namespace: ns, Name: locality.RuleName("default", "ratings")},
+		{Namespace: "default", Name: locality.RuleName("default", "podinfo-primary")},
+	} {
+		u := destinationRule(key.Name, ours)
+		u.SetNamespace(key.Namespace)
+		if err := h.direct.Create(h.ctx, u, client.FieldOwner(rulesync.FieldManager)); err != nil {
 			t.Fatal(err)
 		}
-		rules.generated = append(rules.generated, name)
+		rules.generated = append(rules.generated, key)
 	}
-	upd := destinationRule(rules.generated[1], ours)
+	upd := destinationRule(rules.generated[1].Name, ours)
 	upd.Object["spec"].(map[string]any)["trafficPolicy"] = map[string]any{"outlierDetection": map[string]any{"consecutive5xxErrors": int64(7)}}
 	if err := h.direct.Apply(h.ctx, client.ApplyConfigurationFromUnstructured(upd), client.FieldOwner(rulesync.FieldManager), client.ForceOwnership); err != nil {
 		t.Fatal(err)
@@ -82,7 +89,7 @@ func (h *harness) expectLocalityRules(t *testing.T, rules localityRules, kept bo
 	t.Helper()
 	for _, name := range rules.generated {
 		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule"}}
-		err := h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: name}, u)
+		err := h.direct.Get(h.ctx, name, u)
 		switch {
 		case kept && err != nil:
 			t.Errorf("generated DestinationRule %s deleted while the locality server may still run: %v", name, err)

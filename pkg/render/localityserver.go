@@ -93,7 +93,10 @@ func localityServerObjects(cp *ControlPlane) ([]runtime.Object, error) {
 		// namespaces: istiod's namespace-level traffic-distribution annotation.
 		{APIGroups: []string{""}, Resources: []string{"nodes", "services", "pods", "namespaces"}, Verbs: read},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
-		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"destinationrules"}, Verbs: read},
+		// destinationrules: users' rules are read everywhere; a rule that
+		// istiod merges into a user's rule with subsets only (Flagger's,
+		// meshctl canary's) is written in that rule's namespace (decision 46).
+		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"destinationrules"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 	}}
 	cr.TypeMeta, cr.ObjectMeta = meta("ClusterRole", "rbac.authorization.k8s.io/v1", clusterRole, "")
 	crb := &rbacv1.ClusterRoleBinding{

@@ -119,6 +119,11 @@ type UserDestinationRule struct {
 	Name      string `json:"name"`
 	// Host is spec.host as written (short names are relative to Namespace).
 	Host string `json:"host"`
+	// SubsetsOnly is set when the rule has no traffic policy, workload
+	// selector or exportTo (as Flagger's and meshctl canary's rules):
+	// istiod merges a second rule for the same host in the same namespace
+	// into it, taking that rule's traffic policy.
+	SubsetsOnly bool `json:"subsetsOnly,omitempty"`
 }
 
 // Regions returns the regions of all nodes and endpoints, sorted.

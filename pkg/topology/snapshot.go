@@ -131,7 +131,9 @@ func buildPart(in clusterObjects) *part {
 		if u.GetLabels()[LabelManagedBy] == ManagedByIngress && u.GetNamespace() == ingressNamespace {
 			continue // a MeshIngress rule is exported to the gateways' namespace only; sidecars still need ours
 		}
-		p.rules = append(p.rules, UserDestinationRule{Cluster: in.name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host})
+		spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+		subsetsOnly := spec["trafficPolicy"] == nil && spec["workloadSelector"] == nil && spec["exportTo"] == nil
+		p.rules = append(p.rules, UserDestinationRule{Cluster: in.name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host, SubsetsOnly: subsetsOnly})
 	}
 	return p
 }

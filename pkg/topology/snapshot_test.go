@@ -122,7 +122,7 @@ func TestBuildAndMerge(t *testing.T) {
 				// No Pod, no Node: no locality (istiod ignores the slice's zone).
 				Endpoints: []EndpointGroup{{Cluster: "c1", Ready: 1}}},
 		},
-		UserDestinationRules: []UserDestinationRule{{Cluster: "c1", Namespace: "shop", Name: "mine", Host: "pay"}},
+		UserDestinationRules: []UserDestinationRule{{Cluster: "c1", Namespace: "shop", Name: "mine", Host: "pay", SubsetsOnly: true}},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("merged topology (-want +got):\n%s", d)

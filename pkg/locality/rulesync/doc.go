@@ -19,7 +19,8 @@
 //     meshfleet-locality and a UID precondition for an update, delete with
 //     a UID precondition. A content-hash annotation makes unchanged rules
 //     cost no write. It watches only its own rules (label
-//     app.kubernetes.io/managed-by=meshfleet-locality) in one namespace.
+//     app.kubernetes.io/managed-by=meshfleet-locality): in its namespace, and
+//     beside users' subsets-only rules in theirs, for istiod to merge.
 //   - leader.go: one writer at a time, by a coordination.k8s.io Lease
 //     (client-go leaderelection); the other replicas translate and serve
 //     their debug view but do not write.

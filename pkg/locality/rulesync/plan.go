@@ -24,8 +24,11 @@ const AnnotationHash = "meshfleet.io/locality-hash"
 
 // Live is one of the server's rules as the cluster holds it.
 type Live struct {
-	Name string
-	UID  string
+	// Namespace is where the rule lives: the server's namespace, or a
+	// user's rule's namespace for a rule istiod merges into it.
+	Namespace string
+	Name      string
+	UID       string
 	// Hash is ObjectHash of the live object ("" if unreadable).
 	Hash string
 }
@@ -41,7 +44,7 @@ type Write struct {
 
 // Delete is one rule to delete.
 type Delete struct {
-	Name, UID string
+	Namespace, Name, UID string
 }
 
 // Plan is what Decide asks to do.
@@ -104,6 +107,14 @@ func Decide(live map[string]Live, desired []*locality.Rule, members map[string]b
 			p.Held = append(p.Held, name)
 		case !ok:
 			p.Create = append(p.Create, Write{Rule: r, Hash: h})
+		case l.Namespace != "" && l.Namespace != r.Metadata.Namespace:
+			// The rule moves (a user's rule to merge into came or went):
+			// the old one goes first, the next sync creates the new one.
+			if complete {
+				p.Delete = append(p.Delete, Delete{Namespace: l.Namespace, Name: name, UID: l.UID})
+			} else {
+				p.Held = append(p.Held, name)
+			}
 		case l.Hash == h:
 			p.Unchanged++
 		case complete:
@@ -117,7 +128,7 @@ func Decide(live map[string]Live, desired []*locality.Rule, members map[string]b
 			continue
 		}
 		if complete {
-			p.Delete = append(p.Delete, Delete{Name: name, UID: live[name].UID})
+			p.Delete = append(p.Delete, Delete{Namespace: live[name].Namespace, Name: name, UID: live[name].UID})
 		} else {
 			p.Held = append(p.Held, name)
 		}

@@ -23,7 +23,7 @@ func liveOf(t *testing.T, rules ...*locality.Rule) map[string]Live {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[r.Metadata.Name] = Live{Name: r.Metadata.Name, UID: "uid-" + r.Metadata.Name, Hash: h}
+		out[r.Metadata.Name] = Live{Namespace: r.Metadata.Namespace, Name: r.Metadata.Name, UID: "uid-" + r.Metadata.Name, Hash: h}
 	}
 	return out
 }
@@ -48,6 +48,9 @@ func TestDecide(t *testing.T) {
 	a, b, c := rule("a", "a.ns.svc.cluster.local"), rule("b", "b.ns.svc.cluster.local"), rule("c", "c.ns.svc.cluster.local")
 	b2 := rule("b", "b.ns.svc.cluster.local")
 	b2.Spec.TrafficPolicy = &networking.TrafficPolicy{}
+	// b moves beside a user's rule with subsets only (decision 46).
+	bMerged := rule("b", "b.ns.svc.cluster.local")
+	bMerged.Metadata.Namespace = "ns"
 	synced := map[string]bool{"primary": true, "remote1": true}
 	oneDown := map[string]bool{"primary": true, "remote1": false}
 	tests := []struct {
@@ -67,6 +70,12 @@ func TestDecide(t *testing.T) {
 			"create [] update [] delete [] held [a,b] unchanged 0", "remote1"},
 		{"no member known yet: nothing withdrawn", liveOf(t, a), nil, map[string]bool{},
 			"create [] update [] delete [] held [a] unchanged 0", "no member"},
+		{"a rule that moves namespace: the old one is deleted first", liveOf(t, a, b), []*locality.Rule{a, bMerged}, synced,
+			"create [] update [] delete [b@uid-b] held [] unchanged 1", ""},
+		{"a rule that moves namespace while a member is not synced: held", liveOf(t, a, b), []*locality.Rule{a, bMerged}, oneDown,
+			"create [] update [] delete [] held [b] unchanged 1", "remote1"},
+		{"a moved rule in place: steady", liveOf(t, a, bMerged), []*locality.Rule{a, bMerged}, synced,
+			"create [] update [] delete [] held [] unchanged 2", ""},
 		{"a removed label or hash is rewritten", map[string]Live{"a": {Name: "a", UID: "u"}}, []*locality.Rule{a}, synced, "create [] update [a] delete [] held [] unchanged 0", ""},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package rulesync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,7 +54,9 @@ type Options struct {
 	// Config reaches the primary cluster's API server, where the rules are
 	// written and istiod reads them (required).
 	Config *rest.Config
-	// Namespace receives every generated rule (DefaultNamespace if empty).
+	// Namespace receives every generated rule (DefaultNamespace if empty)
+	// but those merged beside a user's subsets-only rule, which go into
+	// that rule's namespace.
 	// It should be istiod's root namespace: a rule there applies to its
 	// host from every namespace, after any rule in the client's or the
 	// service's namespace. Writing into one namespace keeps the server's
@@ -94,7 +97,7 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	metrics  *metrics
-	rules    dynamic.ResourceInterface
+	rules    dynamic.NamespaceableResourceInterface
 	kube     kubernetes.Interface
 	informer cache.SharedIndexInformer
 	factory  dynamicinformer.DynamicSharedInformerFactory
@@ -165,7 +168,7 @@ func New(opts Options) (*Server, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
-		rules:   dc.Resource(GVR).Namespace(opts.Namespace),
+		rules:   dc.Resource(GVR),
 		kube:    kc,
 		notify:  make(chan time.Time, 1),
 		recent:  map[string]recentWrite{},
@@ -181,7 +184,9 @@ func New(opts Options) (*Server, error) {
 		s.identity, _ = os.Hostname()
 	}
 	selector := labels.SelectorFromSet(labels.Set{locality.LabelManagedBy: locality.ManagedBy}).String()
-	s.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dc, 0, opts.Namespace,
+	// Every namespace: a rule istiod merges into a user's rule lives in
+	// that rule's namespace (locality.AnnotationMergedWith).
+	s.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dc, 0, metav1.NamespaceAll,
 		func(o *metav1.ListOptions) { o.LabelSelector = selector })
 	s.informer = s.factory.ForResource(GVR).Informer()
 	_ = s.informer.SetTransform(func(obj any) (any, error) {
@@ -381,13 +386,17 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	return nil
 }
 
-// place moves every generated rule into the server's namespace.
+// place moves every generated rule into the server's namespace, but for
+// rules to be merged into a user's rule (locality.AnnotationMergedWith),
+// which stay in that rule's namespace.
 func (s *Server) place(res *locality.Result) *locality.Result {
 	out := &locality.Result{Decisions: make([]locality.Decision, len(res.Decisions))}
 	for i, d := range res.Decisions {
 		if d.Rule != nil {
 			r := *d.Rule
-			r.Metadata.Namespace = s.opts.Namespace
+			if r.Metadata.Annotations[locality.AnnotationMergedWith] == "" {
+				r.Metadata.Namespace = s.opts.Namespace
+			}
 			d.Rule = &r
 		}
 		out.Decisions[i] = d
@@ -411,7 +420,7 @@ func (s *Server) liveRules() map[string]Live {
 		if err != nil {
 			h = "" // unreadable: rewritten
 		}
-		out[u.GetName()] = Live{Name: u.GetName(), UID: string(u.GetUID()), Hash: h}
+		out[u.GetName()] = Live{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Hash: h}
 		rvs[u.GetName()] = u.GetResourceVersion()
 	}
 	for name, w := range s.recent {
@@ -472,7 +481,7 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 		s.metrics.writes.WithLabelValues(op).Inc()
 		rw := recentWrite{before: before[name], deleted: obj == nil}
 		if obj != nil {
-			rw.live = Live{Name: name, UID: string(obj.GetUID()), Hash: hash}
+			rw.live = Live{Namespace: obj.GetNamespace(), Name: name, UID: string(obj.GetUID()), Hash: hash}
 		}
 		s.recent[name] = rw
 	}
@@ -490,7 +499,7 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 			name := w.Rule.Metadata.Name
 			obj, err := toObject(w.Rule, w.Hash, "")
 			if err == nil {
-				obj, err = s.rules.Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
+				obj, err = s.rules.Namespace(w.Rule.Metadata.Namespace).Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
 			}
 			if err == nil {
 				obj, err = s.toApplyManaged(ctx, obj)
@@ -501,7 +510,7 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 				if obj, mine, err = s.applyIfMine(ctx, w); err == nil && !mine {
 					mu.Lock()
 					conflicts = append(conflicts, fmt.Sprintf("DestinationRule %s/%s exists and was not made by meshfleet (no label %s=%s): left alone, so host %s gets no locality rule; delete or rename it",
-						s.opts.Namespace, name, locality.LabelManagedBy, locality.ManagedBy, w.Rule.Spec.GetHost()))
+						w.Rule.Metadata.Namespace, name, locality.LabelManagedBy, locality.ManagedBy, w.Rule.Spec.GetHost()))
 					mu.Unlock()
 					return
 				}
@@ -526,7 +535,8 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 	for _, d := range p.Delete {
 		run(func() {
 			uid := types.UID(d.UID)
-			err := s.rules.Delete(ctx, d.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+			ns := cmp.Or(d.Namespace, s.opts.Namespace)
+			err := s.rules.Namespace(ns).Delete(ctx, d.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 			if apierrors.IsNotFound(err) {
 				err = nil
 			}
@@ -544,7 +554,7 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 // applyIfMine updates the live object named like w if it carries the
 // server's label; it reports whether it did.
 func (s *Server) applyIfMine(ctx context.Context, w Write) (*unstructured.Unstructured, bool, error) {
-	live, err := s.rules.Get(ctx, w.Rule.Metadata.Name, metav1.GetOptions{})
+	live, err := s.rules.Namespace(w.Rule.Metadata.Namespace).Get(ctx, w.Rule.Metadata.Name, metav1.GetOptions{})
 	if err != nil {
 		return nil, false, err
 	}
@@ -566,7 +576,7 @@ func (s *Server) toApplyManaged(ctx context.Context, obj *unstructured.Unstructu
 	if err != nil || patch == nil {
 		return obj, err
 	}
-	out, err := s.rules.Patch(ctx, obj.GetName(), types.JSONPatchType, patch, metav1.PatchOptions{})
+	out, err := s.rules.Namespace(obj.GetNamespace()).Patch(ctx, obj.GetName(), types.JSONPatchType, patch, metav1.PatchOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("moving the fields written at creation to server-side apply: %w", err)
 	}
@@ -589,7 +599,8 @@ func (s *Server) apply(ctx context.Context, w Write) (*unstructured.Unstructured
 		return nil, err
 	}
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	live, err := s.rules.Apply(ctx, w.Rule.Metadata.Name, obj, opts)
+	rules := s.rules.Namespace(w.Rule.Metadata.Namespace)
+	live, err := rules.Apply(ctx, w.Rule.Metadata.Name, obj, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -597,8 +608,8 @@ func (s *Server) apply(ctx context.Context, w Write) (*unstructured.Unstructured
 	if err != nil || patch == nil {
 		return live, err
 	}
-	if _, err := s.rules.Patch(ctx, w.Rule.Metadata.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := rules.Patch(ctx, w.Rule.Metadata.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
 		return nil, fmt.Errorf("moving the fields written at creation to server-side apply: %w", err)
 	}
-	return s.rules.Apply(ctx, w.Rule.Metadata.Name, obj, opts)
+	return rules.Apply(ctx, w.Rule.Metadata.Name, obj, opts)
 }

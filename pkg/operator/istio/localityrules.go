@@ -36,7 +36,8 @@ func generatedRule(u *unstructured.Unstructured) bool {
 }
 
 // deleteLocalityRules deletes the DestinationRules the locality server wrote
-// into the control plane's namespace, once no pod of the server is left to
+// (into the control plane's namespace, and beside users' rules with subsets
+// only in their namespaces, decision 46), once no pod of the server is left to
 // write them again. It returns what it deleted, or a message saying what it
 // waits for; a rule changed meanwhile (UID or resourceVersion precondition)
 // is looked at again on the next pass.
@@ -51,12 +52,12 @@ func (r *Reconciler) deleteLocalityRules(ctx context.Context, namespace string) 
 	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(rulesync.GVR.GroupVersion().WithKind("DestinationRuleList"))
-	err = r.APIReader.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{locality.LabelManagedBy: locality.ManagedBy})
+	err = r.APIReader.List(ctx, list, client.MatchingLabels{locality.LabelManagedBy: locality.ManagedBy})
 	if meta.IsNoMatchError(err) {
 		return nil, "", nil // no Istio CRDs: nothing was written
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("list the locality server's DestinationRules in %s: %w", namespace, err)
+		return nil, "", fmt.Errorf("list the locality server's DestinationRules: %w", err)
 	}
 	for i := range list.Items {
 		u := &list.Items[i]
@@ -66,9 +67,9 @@ func (r *Reconciler) deleteLocalityRules(ctx context.Context, namespace string) 
 		uid, rv := u.GetUID(), u.GetResourceVersion()
 		err := r.Client.Delete(ctx, u, client.Preconditions{UID: &uid, ResourceVersion: &rv})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return deleted, "", fmt.Errorf("delete DestinationRule %s/%s written by the locality server: %w", namespace, u.GetName(), err)
+			return deleted, "", fmt.Errorf("delete DestinationRule %s/%s written by the locality server: %w", u.GetNamespace(), u.GetName(), err)
 		}
-		deleted = append(deleted, "DestinationRule/"+namespace+"/"+u.GetName())
+		deleted = append(deleted, "DestinationRule/"+u.GetNamespace()+"/"+u.GetName())
 	}
 	return deleted, "", nil
 }
