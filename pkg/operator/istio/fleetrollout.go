@@ -78,7 +78,7 @@ func (r *Reconciler) driveRollout(ctx context.Context, ist *v1beta1.Istio, cp *r
 		}
 		return current, 0, nil
 	}
-	if st == nil || st.From != current || st.To != want {
+	if st == nil || st.Phase == rolloutDone || st.From != current || st.To != want {
 		st = nil
 		r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "RolloutStarted", "Rollout",
 			"fleet rollout of the default tag from %s to %s in %d batches", current, want, len(ro.Batches))
