@@ -5,6 +5,7 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,4 +176,42 @@ func table(st *v1beta1.RolloutStatus) string {
 		p.Status = append(p.Status, s)
 	}
 	return st.Phase + "\n" + tagrollout.Table(p)
+}
+
+// TestFleetRolloutRefusedFields: the gate fields not implemented yet,
+// clusterSelector and a rollout without RevisionBased are refused by the
+// CRD with a message, not accepted and ignored.
+func TestFleetRolloutRefusedFields(t *testing.T) {
+	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
+	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
+	rh.kubectl("primary", "create", "namespace", ns)
+	c, err := client.New(env.Cluster("primary").Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, tc := range map[string]struct{ strategy, want string }{
+		"prometheusQuery": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheusQuery":"sum(rate(x[1m]))"}}`,
+			"the Prometheus gate (prometheusQuery, minSuccessRate, minRequests) is not implemented yet"},
+		"minSuccessRate": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"minSuccessRate":"0.99"}}`,
+			"is not implemented yet"},
+		"clusterSelector": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusterSelector":{"matchLabels":{"wave":"1"}}}],"gate":{"timeoutSeconds":60}}`,
+			"clusterSelector is not implemented yet; list the batch's cluster IDs in clusters"},
+		"InPlace": {`"type":"InPlace","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60}}`,
+			"rollout applies only with type RevisionBased"},
+		"bake": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"bakeSeconds":60}}`,
+			"bakeSeconds must be shorter than timeoutSeconds"},
+	} {
+		obj := fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"Istio","metadata":{"name":"istio","namespace":%q},"spec":{"version":"1.30.3","updateStrategy":{%s}}}`, ns, tc.strategy)
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON([]byte(obj)); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Create(ctx, u, client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", field, err, tc.want)
+		}
+	}
 }
