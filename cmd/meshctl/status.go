@@ -23,6 +23,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/check"
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/tagrollout"
 )
 
 // clusterStatus is one cluster of the mesh, as status and list print it.
@@ -59,7 +60,9 @@ type clusterStatus struct {
 	// on a primary with tags, pods in every cluster and what an old
 	// revision's removal waits for; on a remote, its own pods per revision.
 	Revisions []string `json:"revisions,omitempty"`
-	Problems  []string `json:"problems,omitempty"`
+	// Rollout is the fleet rollout's table (status.rollout), primary only.
+	Rollout  string   `json:"rollout,omitempty"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 func newListCommand(g *globals) *cobra.Command {
@@ -198,6 +201,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 			Version: ist.Status.Version, Network: ist.Spec.Network, Problems: check.Problems(ist.Status.Conditions)}
 		certificates(&cs, ist.Status.Certificates)
 		cs.Revisions = revisionLines(ist.Status.Revisions)
+		cs.Rollout = rolloutTable(ist.Status.Rollout)
 		if detail {
 			describe(ctx, c, &cs)
 			if ist.Spec.LocalityLB.Enabled {
@@ -367,6 +371,12 @@ func printClusters(w io.Writer, format string, cs []clusterStatus, detail bool) 
 		for _, r := range c.Revisions {
 			fmt.Fprintf(w, "  revision                 %s\n", r)
 		}
+		if c.Rollout != "" {
+			fmt.Fprintf(w, "  rollout\n")
+			for _, l := range strings.Split(strings.TrimRight(c.Rollout, "\n"), "\n") {
+				fmt.Fprintf(w, "    %s\n", l)
+			}
+		}
 		if c.Agents != nil {
 			fmt.Fprintf(w, "  tunnel agents            %d connected, RTT %s\n", *c.Agents, dash(c.RTT))
 		}
@@ -404,4 +414,25 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// rolloutTable prints status.rollout as the rollout table: its phase, then
+// one line per batch with the gate's verdict.
+func rolloutTable(st *v1beta1.RolloutStatus) string {
+	if st == nil {
+		return ""
+	}
+	p := tagrollout.Rollout{From: st.From, To: st.To}
+	for _, b := range st.Batches {
+		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
+		s := tagrollout.BatchStatus{Phase: tagrollout.Phase(b.Phase), Reason: b.Reason}
+		if b.MovedAt != nil {
+			s.MovedAt = b.MovedAt.Time
+		}
+		if b.DecidedAt != nil {
+			s.DecidedAt = b.DecidedAt.Time
+		}
+		p.Status = append(p.Status, s)
+	}
+	return fmt.Sprintf("%s -> %s: %s\n%s", st.From, st.To, st.Phase, tagrollout.Table(p))
 }

@@ -199,3 +199,53 @@ func RevisionsOf(ist *v1beta1.Istio) []InstalledRevision {
 	}
 	return append(out, *last)
 }
+
+// RevisionsFor is RevisionsOf as cluster sees it during a fleet rollout
+// (status.rollout): in a cluster whose batch moved (gating or passed) the
+// default tag is on the rollout's new revision, elsewhere where
+// status.revisions puts it.
+func RevisionsFor(ist *v1beta1.Istio, cluster string) []InstalledRevision {
+	revs := RevisionsOf(ist)
+	to := RolloutTarget(ist, cluster)
+	if to == "" {
+		return revs
+	}
+	has := false
+	for _, rv := range revs {
+		has = has || rv.Name == to
+	}
+	if !has {
+		return revs
+	}
+	for i := range revs {
+		tags := revs[i].Tags[:0:0]
+		for _, t := range revs[i].Tags {
+			if t != DefaultTag {
+				tags = append(tags, t)
+			}
+		}
+		if revs[i].Name == to {
+			tags = append([]string{DefaultTag}, tags...)
+		}
+		revs[i].Tags = tags
+	}
+	return revs
+}
+
+// RolloutTarget is the revision the default tag is on in cluster because of
+// a fleet rollout in progress or halted (its batch moved and was not moved
+// back), or "" when the rollout does not place it.
+func RolloutTarget(ist *v1beta1.Istio, cluster string) string {
+	st := ist.Status.Rollout
+	if st == nil || st.Phase == "Done" {
+		return ""
+	}
+	for _, b := range st.Batches {
+		for _, c := range b.Clusters {
+			if c == cluster && (b.Phase == "Gating" || b.Phase == "Passed") {
+				return st.To
+			}
+		}
+	}
+	return ""
+}

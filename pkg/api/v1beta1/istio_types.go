@@ -228,6 +228,10 @@ type IstioStatus struct {
 	// +optional
 	Revisions []RevisionStatus `json:"revisions,omitempty"`
 
+	// Rollout is where spec.updateStrategy.rollout stands.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+
 	// Conditions follow the install steps: PreCheckPassed,
 	// ResourceDefinitionsCreated, ControlPlaneDeployed, Ready.
 	// +listType=map
@@ -253,6 +257,7 @@ const (
 // UpdateStrategy is spec.updateStrategy, named as in Sail Operator.
 // +kubebuilder:validation:XValidation:rule="!has(self.inactiveRevisionDeletionGracePeriodSeconds) || (has(self.type) && self.type == 'RevisionBased')",message="inactiveRevisionDeletionGracePeriodSeconds applies only with type RevisionBased; remove it or set type: RevisionBased"
 // +kubebuilder:validation:XValidation:rule="!has(self.revisionTags) || size(self.revisionTags) == 0 || (has(self.type) && self.type == 'RevisionBased')",message="revisionTags apply only with type RevisionBased; remove them or set type: RevisionBased"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollout) || (has(self.type) && self.type == 'RevisionBased')",message="rollout applies only with type RevisionBased; remove it or set type: RevisionBased"
 type UpdateStrategy struct {
 	// Type is InPlace or RevisionBased.
 	// +kubebuilder:default=InPlace
@@ -277,6 +282,110 @@ type UpdateStrategy struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(t, t.name != 'default')",message="the default tag follows spec.version and is moved by the operator; give the tag another name"
 	// +optional
 	RevisionTags []RevisionTag `json:"revisionTags,omitempty"`
+
+	// Rollout moves the default tag to a new version's revision cluster by
+	// cluster, batch by batch in order, each batch gated on the new istiod
+	// being ready for the bake time; a batch whose gate does not hold by
+	// the timeout is moved back and the rollout halts. Clusters in no batch
+	// (the primary included, if not listed) move once every batch passed.
+	// Only with RevisionBased.
+	// +optional
+	Rollout *FleetRollout `json:"rollout,omitempty"`
+}
+
+// FleetRollout is spec.updateStrategy.rollout.
+type FleetRollout struct {
+	// Batches in the order they move. A cluster is named by its cluster ID
+	// (the Istio's status.clusterName, a RemoteIstio's clusterName); one in
+	// two batches fails PreCheckPassed.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=50
+	// +listType=map
+	// +listMapKey=name
+	Batches []RolloutBatch `json:"batches"`
+	// Gate is what each batch must meet after its tag moved.
+	Gate RolloutGate `json:"gate"`
+}
+
+// RolloutBatch is a set of clusters whose default tag moves together.
+// +kubebuilder:validation:XValidation:rule="!has(self.clusterSelector)",message="clusterSelector is not implemented yet; list the batch's cluster IDs in clusters"
+// +kubebuilder:validation:XValidation:rule="has(self.clusters) && size(self.clusters) > 0",message="a batch needs clusters: list its cluster IDs"
+type RolloutBatch struct {
+	// Name of the batch, shown in the rollout table.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// Clusters are the cluster IDs in the batch.
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=63
+	// +listType=set
+	// +optional
+	Clusters []string `json:"clusters,omitempty"`
+	// ClusterSelector would choose the batch's clusters by RemoteIstio
+	// labels. Not implemented: refused by validation.
+	// +optional
+	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
+}
+
+// RolloutGate is the health gate of a batch. Implemented: istiod-<rev>
+// readiness, bakeSeconds and timeoutSeconds. The Prometheus success-rate
+// fields are refused until the operator queries Prometheus.
+// +kubebuilder:validation:XValidation:rule="!has(self.prometheusQuery) && !has(self.minSuccessRate) && !has(self.minRequests)",message="the Prometheus gate (prometheusQuery, minSuccessRate, minRequests) is not implemented yet; remove these fields (the gate checks istiod readiness for bakeSeconds within timeoutSeconds)"
+// +kubebuilder:validation:XValidation:rule="!has(self.bakeSeconds) || self.bakeSeconds < self.timeoutSeconds",message="bakeSeconds must be shorter than timeoutSeconds, or no batch could pass"
+type RolloutGate struct {
+	// PrometheusQuery would give the batch's success rate. Not implemented:
+	// refused by validation.
+	// +optional
+	PrometheusQuery string `json:"prometheusQuery,omitempty"`
+	// MinSuccessRate, as a decimal string ("0.99"). Not implemented: refused.
+	// +optional
+	MinSuccessRate string `json:"minSuccessRate,omitempty"`
+	// MinRequests the rate must rest on. Not implemented: refused.
+	// +optional
+	MinRequests *int32 `json:"minRequests,omitempty"`
+	// BakeSeconds is how long the new istiod must stay ready before the
+	// batch passes. Default 0.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	BakeSeconds int32 `json:"bakeSeconds,omitempty"`
+	// TimeoutSeconds is how long the batch may take to meet the gate before
+	// its tag is moved back and the rollout halts.
+	// +kubebuilder:validation:Minimum=1
+	TimeoutSeconds int32 `json:"timeoutSeconds"`
+}
+
+// RolloutStatus is status.rollout: where the fleet rollout from one
+// revision to another stands, per batch.
+type RolloutStatus struct {
+	// From is the revision the default tag leaves.
+	From string `json:"from"`
+	// To is the revision the default tag moves to.
+	To string `json:"to"`
+	// Phase is Progressing, Done or Halted.
+	Phase string `json:"phase"`
+	// Batches in order, with what their gate decided.
+	// +optional
+	Batches []RolloutBatchStatus `json:"batches,omitempty"`
+}
+
+// RolloutBatchStatus is one batch's place in the rollout.
+type RolloutBatchStatus struct {
+	// Name of the batch.
+	Name string `json:"name"`
+	// Clusters of the batch.
+	// +optional
+	Clusters []string `json:"clusters,omitempty"`
+	// Phase is Pending, Gating, Passed or RolledBack.
+	Phase string `json:"phase"`
+	// MovedAt is when the tag moved to the new revision in the batch.
+	// +optional
+	MovedAt *metav1.Time `json:"movedAt,omitempty"`
+	// DecidedAt is when the gate passed or failed.
+	// +optional
+	DecidedAt *metav1.Time `json:"decidedAt,omitempty"`
+	// Reason says why the gate passed or failed, or what it waits for.
+	// +optional
+	Reason string `json:"reason,omitempty"`
 }
 
 // RevisionTag points a named tag at an installed revision.

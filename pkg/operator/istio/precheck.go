@@ -153,5 +153,11 @@ func (r *Reconciler) strategyProblem(_ context.Context, ist *v1beta1.Istio) stri
 			return fmt.Sprintf("spec.updateStrategy.revisionTags[%d].revision: tag %s points at %q, which is not installed; use one of %s", i, t.Name, t.Revision, strings.Join(names, ", "))
 		}
 	}
+	if ro := ist.Spec.UpdateStrategy.Rollout; ro != nil {
+		plan := planOf(ro, "from", "to", nil)
+		if err := plan.Validate(); err != nil {
+			return fmt.Sprintf("spec.updateStrategy.rollout: %v", err)
+		}
+	}
 	return ""
 }

@@ -68,7 +68,14 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 	if target == "" {
 		target = want
 	}
-	if target != want {
+	var rolloutRequeue time.Duration
+	if ro := ist.Spec.UpdateStrategy.Rollout; ro != nil {
+		var err error
+		target, rolloutRequeue, err = r.driveRollout(ctx, ist, cp, ro, target, want, now)
+		if err != nil {
+			return nil, 0, err
+		}
+	} else if target != want {
 		ready, err := r.istiodReady(ctx, cp.Namespace, want)
 		if err != nil {
 			return nil, 0, err
@@ -86,9 +93,23 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 	if err := r.APIReader.List(ctx, &pods); err != nil {
 		return nil, 0, fmt.Errorf("list pods to count them per revision: %w", err)
 	}
-	perCluster := map[string]map[string]int{cp.ClusterName: revisions.Resolve(revisions.Count(pods.Items), tags)}
+	// The default tag may sit on another revision in a cluster the fleet
+	// rollout moved.
+	tagsIn := func(cluster string) map[string]string {
+		to := render.RolloutTarget(ist, cluster)
+		if to == "" {
+			return tags
+		}
+		t := map[string]string{}
+		for k, v := range tags {
+			t[k] = v
+		}
+		t[render.DefaultTag] = to
+		return t
+	}
+	perCluster := map[string]map[string]int{cp.ClusterName: revisions.Resolve(revisions.Count(pods.Items), tagsIn(cp.ClusterName))}
 	for c, n := range remotePods {
-		perCluster[c] = revisions.Resolve(n, tags)
+		perCluster[c] = revisions.Resolve(n, tagsIn(c))
 	}
 	counts := map[string]int{}
 	for _, n := range perCluster {
@@ -111,7 +132,7 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 		}
 		rv.InUse = rv.Default || rv.Pods > 0 || len(rv.Tags) > 0
 		rv.Message = ""
-		if rv.Default || rv.Name == want {
+		if rv.Default || rv.Name == want || rolloutKeeps(ist, rv.Name) {
 			rv.InactiveSince = nil
 			kept = append(kept, rv)
 			continue
@@ -137,8 +158,11 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 		kept = append(kept, rv)
 	}
 	ist.Status.Revisions = kept
+	if rolloutRequeue > 0 && (requeue == 0 || rolloutRequeue < requeue) {
+		requeue = rolloutRequeue
+	}
 
-	m, err := render.RenderRevisions(cp, render.RevisionsOf(ist))
+	m, err := render.RenderRevisions(cp, render.RevisionsFor(ist, cp.ClusterName))
 	if err != nil {
 		return nil, 0, err
 	}

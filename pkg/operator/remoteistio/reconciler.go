@@ -247,7 +247,7 @@ func (r *Reconciler) resolve(ctx context.Context, ri *v1beta1.RemoteIstio) (*ren
 		return nil, nil, conditions.Failed(v1beta1.ReasonInvalidSpec, "fix the spec: "+errs.ToAggregate().Error())
 	}
 	if s := ist.Spec.UpdateStrategy; s != nil && s.Type == v1beta1.UpdateStrategyRevisionBased {
-		cp.Remote.Revisions = render.RevisionsOf(ist)
+		cp.Remote.Revisions = render.RevisionsFor(ist, cp.ClusterName)
 	}
 	return primary, cp, conditions.Succeeded("")
 }
@@ -321,7 +321,8 @@ func (r *Reconciler) remotesOf(ctx context.Context, o client.Object) []reconcile
 }
 
 // revisionsChanged passes an Istio update whose installed revisions or tags
-// changed (status.revisions), which the remotes render.
+// changed (status.revisions), or whose fleet rollout moved a batch
+// (status.rollout), which the remotes render.
 func revisionsChanged() predicate.Funcs {
 	key := func(o client.Object) string {
 		ist, ok := o.(*v1beta1.Istio)
@@ -331,6 +332,13 @@ func revisionsChanged() predicate.Funcs {
 		k := ""
 		for _, rv := range render.RevisionsOf(ist) {
 			k += fmt.Sprintf("%s=%s%v;", rv.Name, rv.Version, rv.Tags)
+		}
+		if st := ist.Status.Rollout; st != nil {
+			// A batch's move places the default tag in its clusters.
+			k += st.Phase + ":"
+			for _, b := range st.Batches {
+				k += fmt.Sprintf("%s=%s%v;", b.Name, b.Phase, b.Clusters)
+			}
 		}
 		return k
 	}

@@ -1,0 +1,217 @@
+//go:build integration
+
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/pkg/tagrollout"
+	"github.com/meshfleet/meshfleet/tests/testenv"
+)
+
+// TestFleetRollout: a primary and two remotes, spec.updateStrategy.rollout
+// with batches canary=[remote1] then wave-1=[remote2] (the primary, in no
+// batch, moves when every batch passed). A new revision whose istiod never
+// rolls out moves remote1's default tag, is moved back there after the
+// gate's timeout, and remote2's tag never moves; a healthy revision moves
+// the batches in order and then the primary.
+func TestFleetRollout(t *testing.T) {
+	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"}, localcluster.ClusterOptions{Name: "remote2"})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	scheme, err := operator.Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
+	for name, c := range env.Clusters {
+		if rh.clients[name], err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{t: t, env: env, ctx: ctx, direct: rh.clients["primary"]}
+	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
+	rh.kubectl("primary", "create", "namespace", ns)
+	remotes := []string{"remote1", "remote2"}
+	for _, r := range remotes {
+		rh.kubectl(r, "create", "namespace", "apps")
+		rh.kubeconfigSecret(r+"-kubeconfig", env.Cluster(r).Kubeconfig)
+	}
+	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c = mgr.GetClient()
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("operator stopped: %v", err)
+		}
+	}()
+
+	const timeout = 15
+	spec := func(v string) string {
+		return fmt.Sprintf(`{"version":%q,"clusterName":"primary","security":{"selfSigned":true},"multiCluster":{"mode":"flatNetwork"},
+			"updateStrategy":{"type":"RevisionBased","inactiveRevisionDeletionGracePeriodSeconds":1,
+			"rollout":{"batches":[{"name":"canary","clusters":["remote1"]},{"name":"wave-1","clusters":["remote2"]}],
+			"gate":{"bakeSeconds":2,"timeoutSeconds":%d}}}}`, v, timeout)
+	}
+	h.applyIstio(ns, "istio", spec("1.29.6"))
+	for _, r := range remotes {
+		rh.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system"},
+		"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["apps"],"pilotAddress":"203.0.113.10"}}`, r, r))
+	}
+	h.waitCondition("istio", v1beta1.ConditionControlPlaneDeployed, "True")
+	h.rollOut("istiod-1-29-6")
+	h.waitPhase("istio", v1beta1.PhaseReady)
+	tags := func(want map[string]string) func() error {
+		return func() error {
+			for cl, svc := range want {
+				if got := defaultTagService(rh, cl); got != svc {
+					return fmt.Errorf("default tag in %s calls %s, want %s", cl, got, svc)
+				}
+			}
+			return nil
+		}
+	}
+	eventually(t, "every cluster's default tag on 1-29-6", tags(map[string]string{"primary": "istiod-1-29-6", "remote1": "istiod-1-29-6", "remote2": "istiod-1-29-6"}))
+
+	// A bad revision: istiod-1-30-3 is deployed but never ready.
+	h.applyIstio(ns, "istio", spec("1.30.3"))
+	eventually(t, "the canary batch moved: remote1's default tag on 1-30-3, the others on 1-29-6", func() error {
+		if st := h.istio("istio").Status.Rollout; st == nil || len(st.Batches) != 2 || st.Batches[0].Phase != "Gating" {
+			return fmt.Errorf("status.rollout = %+v", st)
+		}
+		return tags(map[string]string{"primary": "istiod-1-29-6", "remote1": "istiod-1-30-3", "remote2": "istiod-1-29-6"})()
+	})
+	eventually(t, "the canary rolled back after the gate's timeout, the rollout halted", func() error {
+		st := h.istio("istio").Status.Rollout
+		if st == nil || st.Phase != "Halted" || st.Batches[0].Phase != "RolledBack" || st.Batches[1].Phase != "Pending" || st.Batches[1].MovedAt != nil {
+			return fmt.Errorf("status.rollout = %+v", st)
+		}
+		return tags(map[string]string{"primary": "istiod-1-29-6", "remote1": "istiod-1-29-6", "remote2": "istiod-1-29-6"})()
+	})
+	st := h.istio("istio").Status.Rollout
+	if took := st.Batches[0].DecidedAt.Sub(st.Batches[0].MovedAt.Time); took < timeout*time.Second {
+		t.Errorf("canary rolled back after %v, before the gate's timeout %ds", took, timeout)
+	}
+	t.Logf("bad revision:\n%s", table(st))
+	if got := revsClusters(h.istio("istio")); got != "1-29-6(1.29.6,default,pods=0[]) 1-30-3(1.30.3,pods=0[])" {
+		t.Errorf("status.revisions = %s; the default tag must stay on 1-29-6", got)
+	}
+
+	// Back to 1.29.6: the halted rollout ends, the bad revision is pruned.
+	h.applyIstio(ns, "istio", spec("1.29.6"))
+	eventually(t, "istiod-1-30-3 removed", func() error {
+		if err := h.direct.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-30-3"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("istiod-1-30-3 still there (%v)", err)
+		}
+		return nil
+	})
+
+	// A healthy revision: every batch in order, then the primary.
+	h.applyIstio(ns, "istio", spec("1.30.3"))
+	eventually(t, "istiod-1-30-3 deployed", func() error {
+		return h.direct.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-30-3"}, &appsv1.Deployment{})
+	})
+	h.rollOut("istiod-1-30-3")
+	eventually(t, "every batch passed, every cluster's default tag on 1-30-3", func() error {
+		st := h.istio("istio").Status.Rollout
+		if st == nil || st.Phase != "Done" || st.To != "1-30-3" {
+			return fmt.Errorf("status.rollout = %+v", st)
+		}
+		return tags(map[string]string{"primary": "istiod-1-30-3", "remote1": "istiod-1-30-3", "remote2": "istiod-1-30-3"})()
+	})
+	st = h.istio("istio").Status.Rollout
+	t.Logf("healthy revision:\n%s", table(st))
+	c, w := st.Batches[0], st.Batches[1]
+	if c.Phase != "Passed" || w.Phase != "Passed" || w.MovedAt.Before(c.DecidedAt) {
+		t.Errorf("batches not passed in order: %+v", st.Batches)
+	}
+	if c.DecidedAt.Sub(c.MovedAt.Time) < 2*time.Second {
+		t.Errorf("canary passed before the bake time: %+v", c)
+	}
+}
+
+// defaultTagService is the Service the default tag's webhook calls in a
+// cluster, "" when there is none.
+func defaultTagService(rh *remoteHarness, cluster string) string {
+	wh := &unstructured.Unstructured{}
+	wh.SetAPIVersion("admissionregistration.k8s.io/v1")
+	wh.SetKind("MutatingWebhookConfiguration")
+	if err := rh.clients[cluster].Get(rh.ctx, client.ObjectKey{Name: "istio-revision-tag-default"}, wh); err != nil {
+		return ""
+	}
+	hooks, _, _ := unstructured.NestedSlice(wh.Object, "webhooks")
+	if len(hooks) == 0 {
+		return ""
+	}
+	svc, _, _ := unstructured.NestedString(hooks[0].(map[string]any), "clientConfig", "service", "name")
+	return svc
+}
+
+// table prints status.rollout as the rollout table.
+func table(st *v1beta1.RolloutStatus) string {
+	p := tagrollout.Rollout{From: st.From, To: st.To}
+	for _, b := range st.Batches {
+		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
+		s := tagrollout.BatchStatus{Phase: tagrollout.Phase(b.Phase), Reason: b.Reason}
+		if b.MovedAt != nil {
+			s.MovedAt = b.MovedAt.Time
+		}
+		if b.DecidedAt != nil {
+			s.DecidedAt = b.DecidedAt.Time
+		}
+		p.Status = append(p.Status, s)
+	}
+	return st.Phase + "\n" + tagrollout.Table(p)
+}
+
+// TestFleetRolloutRefusedFields: the gate fields not implemented yet,
+// clusterSelector and a rollout without RevisionBased are refused by the
+// CRD with a message, not accepted and ignored.
+func TestFleetRolloutRefusedFields(t *testing.T) {
+	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
+	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
+	rh.kubectl("primary", "create", "namespace", ns)
+	c, err := client.New(env.Cluster("primary").Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, tc := range map[string]struct{ strategy, want string }{
+		"prometheusQuery": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheusQuery":"sum(rate(x[1m]))"}}`,
+			"the Prometheus gate (prometheusQuery, minSuccessRate, minRequests) is not implemented yet"},
+		"minSuccessRate": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"minSuccessRate":"0.99"}}`,
+			"is not implemented yet"},
+		"clusterSelector": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusterSelector":{"matchLabels":{"wave":"1"}}}],"gate":{"timeoutSeconds":60}}`,
+			"clusterSelector is not implemented yet; list the batch's cluster IDs in clusters"},
+		"InPlace": {`"type":"InPlace","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60}}`,
+			"rollout applies only with type RevisionBased"},
+		"bake": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"bakeSeconds":60}}`,
+			"bakeSeconds must be shorter than timeoutSeconds"},
+	} {
+		obj := fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"Istio","metadata":{"name":"istio","namespace":%q},"spec":{"version":"1.30.3","updateStrategy":{%s}}}`, ns, tc.strategy)
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON([]byte(obj)); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Create(ctx, u, client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", field, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package istio
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/render"
+	"github.com/meshfleet/meshfleet/pkg/tagrollout"
+)
+
+// Rollout phases in status.rollout.phase.
+const (
+	rolloutProgressing = "Progressing"
+	rolloutDone        = "Done"
+	rolloutHalted      = "Halted"
+)
+
+// planOf turns spec.updateStrategy.rollout and what status.rollout kept into
+// the planner's input. The gate observes istiod readiness only: the CRD
+// refuses the Prometheus fields, and no proxy ACK is waited for.
+func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus) tagrollout.Rollout {
+	p := tagrollout.Rollout{From: from, To: to, Gate: tagrollout.Gate{
+		Bake:    time.Duration(ro.Gate.BakeSeconds) * time.Second,
+		Timeout: time.Duration(ro.Gate.TimeoutSeconds) * time.Second,
+	}}
+	for i, b := range ro.Batches {
+		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
+		bs := tagrollout.BatchStatus{Phase: tagrollout.Pending}
+		if st != nil && i < len(st.Batches) && st.Batches[i].Name == b.Name {
+			k := st.Batches[i]
+			bs = tagrollout.BatchStatus{Phase: tagrollout.Phase(k.Phase), Reason: k.Reason}
+			if k.MovedAt != nil {
+				bs.MovedAt = k.MovedAt.Time
+			}
+			if k.DecidedAt != nil {
+				bs.DecidedAt = k.DecidedAt.Time
+			}
+		}
+		p.Status = append(p.Status, bs)
+	}
+	return p
+}
+
+// rolloutStatusOf is what status.rollout keeps of the planner's state.
+func rolloutStatusOf(p tagrollout.Rollout, phase string) *v1beta1.RolloutStatus {
+	out := &v1beta1.RolloutStatus{From: p.From, To: p.To, Phase: phase}
+	for i, b := range p.Batches {
+		s := p.Status[i]
+		bs := v1beta1.RolloutBatchStatus{Name: b.Name, Clusters: b.Clusters, Phase: string(s.Phase), Reason: s.Reason}
+		if !s.MovedAt.IsZero() {
+			bs.MovedAt = &metav1.Time{Time: s.MovedAt}
+		}
+		if !s.DecidedAt.IsZero() {
+			bs.DecidedAt = &metav1.Time{Time: s.DecidedAt}
+		}
+		out.Batches = append(out.Batches, bs)
+	}
+	return out
+}
+
+// driveRollout takes one step of the fleet rollout from the revision the
+// default tag is on (current) to spec.version's (want), and returns where
+// the default tag is for clusters in no moved batch (current until every
+// batch passed, then want) and how soon to look again. Batches and their
+// gate's verdicts are kept in status.rollout, which render.RevisionsFor
+// reads to place the tag per cluster; each move is an event.
+func (r *Reconciler) driveRollout(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, ro *v1beta1.FleetRollout, current, want string, now time.Time) (string, time.Duration, error) {
+	st := ist.Status.Rollout
+	if current == want {
+		// Nothing to roll out: a finished rollout's record stays; a halted
+		// one ends when spec.version goes back to where the tag is.
+		if st != nil && st.Phase == rolloutHalted && st.From == want {
+			st.Phase = rolloutDone
+		}
+		return current, 0, nil
+	}
+	if st == nil || st.Phase == rolloutDone || st.From != current || st.To != want {
+		st = nil
+		r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "RolloutStarted", "Rollout",
+			"fleet rollout of the default tag from %s to %s in %d batches", current, want, len(ro.Batches))
+	}
+	plan := planOf(ro, current, want, st)
+	ready, err := r.istiodReady(ctx, cp.Namespace, want)
+	if err != nil {
+		return current, 0, err
+	}
+	act, next, err := tagrollout.Next(plan, now, tagrollout.Observation{IstiodReady: ready})
+	if err != nil {
+		return current, 0, err
+	}
+	plan.Status = next
+	target, requeue, phase := current, time.Duration(0), rolloutProgressing
+	switch act.Kind {
+	case tagrollout.MoveTag:
+		typ, reason := corev1.EventTypeNormal, "RolloutBatchMoved"
+		if act.Revision == plan.From {
+			typ, reason, phase = corev1.EventTypeWarning, "RolloutBatchRolledBack", rolloutHalted
+		} else {
+			requeue = time.Second
+		}
+		r.Events.Eventf(ist, nil, typ, reason, "Rollout", "%s", act.Reason)
+	case tagrollout.Wait:
+		requeue = act.After
+	case tagrollout.Done:
+		target, phase = want, rolloutDone
+		if st == nil || st.Phase != rolloutDone {
+			r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "RolloutDone", "Rollout", "%s", act.Reason)
+		}
+	case tagrollout.Halted:
+		phase = rolloutHalted
+	}
+	ist.Status.Rollout = rolloutStatusOf(plan, phase)
+	return target, requeue, nil
+}
+
+// rolloutKeeps reports whether the fleet rollout still places the default
+// tag on rev in some cluster (so it must not be pruned).
+func rolloutKeeps(ist *v1beta1.Istio, rev string) bool {
+	st := ist.Status.Rollout
+	return st != nil && st.Phase != rolloutDone && (st.From == rev || st.To == rev)
+}
