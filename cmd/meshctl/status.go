@@ -201,7 +201,7 @@ func gather(cmd *cobra.Command, g *globals, detail bool) ([]clusterStatus, error
 			Version: ist.Status.Version, Network: ist.Spec.Network, Problems: check.Problems(ist.Status.Conditions)}
 		certificates(&cs, ist.Status.Certificates)
 		cs.Revisions = revisionLines(ist.Status.Revisions)
-		cs.Rollout = rolloutTable(ist.Status.Rollout)
+		cs.Rollout = tagrollout.StatusTable(ist.Status.Rollout)
 		if detail {
 			describe(ctx, c, &cs)
 			if ist.Spec.LocalityLB.Enabled {
@@ -414,25 +414,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// rolloutTable prints status.rollout as the rollout table: its phase, then
-// one line per batch with the gate's verdict.
-func rolloutTable(st *v1beta1.RolloutStatus) string {
-	if st == nil {
-		return ""
-	}
-	p := tagrollout.Rollout{From: st.From, To: st.To}
-	for _, b := range st.Batches {
-		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
-		s := tagrollout.BatchStatus{Phase: tagrollout.Phase(b.Phase), Reason: b.Reason}
-		if b.MovedAt != nil {
-			s.MovedAt = b.MovedAt.Time
-		}
-		if b.DecidedAt != nil {
-			s.DecidedAt = b.DecidedAt.Time
-		}
-		p.Status = append(p.Status, s)
-	}
-	return fmt.Sprintf("%s -> %s: %s\n%s", st.From, st.To, st.Phase, tagrollout.Table(p))
 }

@@ -106,7 +106,7 @@ func TestFleetRollout(t *testing.T) {
 	if took := st.Batches[0].DecidedAt.Sub(st.Batches[0].MovedAt.Time); took < timeout*time.Second {
 		t.Errorf("canary rolled back after %v, before the gate's timeout %ds", took, timeout)
 	}
-	t.Logf("bad revision:\n%s", table(st))
+	t.Logf("bad revision:\n%s", tagrollout.StatusTable(st))
 	if got := revsClusters(h.istio("istio")); got != "1-29-6(1.29.6,default,pods=0[]) 1-30-3(1.30.3,pods=0[])" {
 		t.Errorf("status.revisions = %s; the default tag must stay on 1-29-6", got)
 	}
@@ -134,7 +134,7 @@ func TestFleetRollout(t *testing.T) {
 		return tags(map[string]string{"primary": "istiod-1-30-3", "remote1": "istiod-1-30-3", "remote2": "istiod-1-30-3"})()
 	})
 	st = h.istio("istio").Status.Rollout
-	t.Logf("healthy revision:\n%s", table(st))
+	t.Logf("healthy revision:\n%s", tagrollout.StatusTable(st))
 	c, w := st.Batches[0], st.Batches[1]
 	if c.Phase != "Passed" || w.Phase != "Passed" || w.MovedAt.Before(c.DecidedAt) {
 		t.Errorf("batches not passed in order: %+v", st.Batches)
@@ -159,23 +159,6 @@ func defaultTagService(rh *remoteHarness, cluster string) string {
 	}
 	svc, _, _ := unstructured.NestedString(hooks[0].(map[string]any), "clientConfig", "service", "name")
 	return svc
-}
-
-// table prints status.rollout as the rollout table.
-func table(st *v1beta1.RolloutStatus) string {
-	p := tagrollout.Rollout{From: st.From, To: st.To}
-	for _, b := range st.Batches {
-		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
-		s := tagrollout.BatchStatus{Phase: tagrollout.Phase(b.Phase), Reason: b.Reason}
-		if b.MovedAt != nil {
-			s.MovedAt = b.MovedAt.Time
-		}
-		if b.DecidedAt != nil {
-			s.DecidedAt = b.DecidedAt.Time
-		}
-		p.Status = append(p.Status, s)
-	}
-	return st.Phase + "\n" + tagrollout.Table(p)
 }
 
 // TestFleetRolloutRefusedFields: the gate fields not implemented yet,

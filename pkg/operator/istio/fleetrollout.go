@@ -31,14 +31,7 @@ func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus
 		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
 		bs := tagrollout.BatchStatus{Phase: tagrollout.Pending}
 		if st != nil && i < len(st.Batches) && st.Batches[i].Name == b.Name {
-			k := st.Batches[i]
-			bs = tagrollout.BatchStatus{Phase: tagrollout.Phase(k.Phase), Reason: k.Reason}
-			if k.MovedAt != nil {
-				bs.MovedAt = k.MovedAt.Time
-			}
-			if k.DecidedAt != nil {
-				bs.DecidedAt = k.DecidedAt.Time
-			}
+			bs = tagrollout.BatchStatusOf(st.Batches[i])
 		}
 		p.Status = append(p.Status, bs)
 	}
