@@ -233,7 +233,16 @@ func istioctlChecks(t *testing.T, ctx context.Context, sb *sandbox.Sandbox) {
 	out, err := istioctl("analyze", "-A")
 	t.Logf("istioctl analyze -A (exit %v):\n%s", err, out)
 	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, "Error") {
+		// IST0147 on a Pod says it was not injected (istioctl reports
+		// every Pod with image: auto, whatever the webhooks select): the
+		// sandbox's API server cannot call istiod's injection webhook, as
+		// istiod runs outside its cluster network, so the gateway's Pods on
+		// kwok's nodes are created as rendered. The same finding on the
+		// Deployment, which checks the webhooks' selectors, still fails.
+		if strings.HasPrefix(line, "Error [IST0147]") && strings.Contains(line, "(Pod ") {
+			continue
+		}
+		if strings.HasPrefix(line, "Error [") { // a finding; "Error: Analyzers found issues" only sums them up
 			t.Errorf("istioctl analyze reports an error: %s", line)
 		}
 	}

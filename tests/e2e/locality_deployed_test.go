@@ -147,9 +147,23 @@ func TestLocalityServerAsDeployed(t *testing.T) {
 		}
 		return nil
 	})
+	// The rules settle first: a new rule is created, then taken over by
+	// server-side apply (decision 43), and a late write after the snapshot
+	// would read as a change (CI7 saw one).
+	var before map[string]string
+	settled := time.Now()
+	m.eventually(30*time.Second, "the rules settled for 2 s", func() error {
+		now := ruleVersions(m.ctx, t, drs)
+		if fmt.Sprint(now) != fmt.Sprint(before) {
+			before, settled = now, time.Now()
+		}
+		if time.Since(settled) < 2*time.Second {
+			return fmt.Errorf("rules %v last changed %v ago", before, time.Since(settled).Round(time.Millisecond))
+		}
+		return nil
+	})
 	// remote2's kubeconfig Secret goes away (deleted by mistake, rotated
 	// badly): remote2 is still joined but unreachable, so its rule is held.
-	before := ruleVersions(m.ctx, t, drs)
 	if err := c.Delete(m.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mcNS, Name: "remote2-kubeconfig"}}); err != nil {
 		t.Fatal(err)
 	}
