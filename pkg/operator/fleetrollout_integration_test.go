@@ -16,7 +16,6 @@ import (
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
-	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/tagrollout"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -28,37 +27,8 @@ import (
 // gate's timeout, and remote2's tag never moves; a healthy revision moves
 // the batches in order and then the primary.
 func TestFleetRollout(t *testing.T) {
-	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"}, localcluster.ClusterOptions{Name: "remote2"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	scheme, err := operator.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
-	for name, c := range env.Clusters {
-		if rh.clients[name], err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h := &harness{t: t, env: env, ctx: ctx, direct: rh.clients["primary"]}
-	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
-	rh.kubectl("primary", "create", "namespace", ns)
 	remotes := []string{"remote1", "remote2"}
-	for _, r := range remotes {
-		rh.kubectl(r, "create", "namespace", "apps")
-		rh.kubeconfigSecret(r+"-kubeconfig", env.Cluster(r).Kubeconfig)
-	}
-	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.c = mgr.GetClient()
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-	}()
+	h, rh := startRevisionMesh(t, remotes...)
 
 	const timeout = 15
 	spec := func(v string) string {
@@ -114,7 +84,7 @@ func TestFleetRollout(t *testing.T) {
 	// Back to 1.29.6: the halted rollout ends, the bad revision is pruned.
 	h.applyIstio(ns, "istio", spec("1.29.6"))
 	eventually(t, "istiod-1-30-3 removed", func() error {
-		if err := h.direct.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-30-3"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		if err := h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-30-3"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("istiod-1-30-3 still there (%v)", err)
 		}
 		return nil
@@ -123,7 +93,7 @@ func TestFleetRollout(t *testing.T) {
 	// A healthy revision: every batch in order, then the primary.
 	h.applyIstio(ns, "istio", spec("1.30.3"))
 	eventually(t, "istiod-1-30-3 deployed", func() error {
-		return h.direct.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-30-3"}, &appsv1.Deployment{})
+		return h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-30-3"}, &appsv1.Deployment{})
 	})
 	h.rollOut("istiod-1-30-3")
 	eventually(t, "every batch passed, every cluster's default tag on 1-30-3", func() error {

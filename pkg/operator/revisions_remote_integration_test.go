@@ -19,6 +19,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -30,36 +31,8 @@ import (
 // Pods of the remote are counted per revision in the Istio status, and the
 // old revision stays, in both clusters, while a remote pod uses it.
 func TestRevisionBasedUpgradeWithRemote(t *testing.T) {
-	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	scheme, err := operator.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
-	for name, c := range env.Clusters {
-		if rh.clients[name], err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h := &harness{t: t, env: env, ctx: ctx, direct: rh.clients["primary"]}
-	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
-	rh.kubectl("primary", "create", "namespace", ns)
-	rh.kubectl("remote1", "create", "namespace", "apps")
+	h, rh := startRevisionMesh(t, "remote1")
 	rh.kubectl("remote1", "create", "namespace", "legacy")
-	rh.kubeconfigSecret("remote1-kubeconfig", env.Cluster("remote1").Kubeconfig)
-
-	mgr, err := operator.New(env.Cluster("primary").Config, operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.c = mgr.GetClient()
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("operator stopped: %v", err)
-		}
-	}()
 
 	const grace = 2
 	spec := func(v, tags string) string {
@@ -85,10 +58,10 @@ func TestRevisionBasedUpgradeWithRemote(t *testing.T) {
 			Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1"}}},
 	}
 	rc := rh.clients["remote1"]
-	if err := rc.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "legacy"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := rc.Create(h.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "legacy"}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	if err := rc.Create(ctx, pod); err != nil {
+	if err := rc.Create(h.ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 
@@ -143,20 +116,20 @@ func TestRevisionBasedUpgradeWithRemote(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := rc.Delete(ctx, pod); err != nil {
+	if err := rc.Delete(h.ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the old revision removed from both clusters", func() error {
-		if err := h.direct.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-29-6"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		if err := h.direct.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-29-6"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("istiod-1-29-6 still in the primary (%v)", err)
 		}
 		wh := &unstructured.Unstructured{}
 		wh.SetAPIVersion("admissionregistration.k8s.io/v1")
 		wh.SetKind("MutatingWebhookConfiguration")
-		if err := rc.Get(ctx, client.ObjectKey{Name: "istio-sidecar-injector-1-29-6"}, wh); !apierrors.IsNotFound(err) {
+		if err := rc.Get(h.ctx, client.ObjectKey{Name: "istio-sidecar-injector-1-29-6"}, wh); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("the old revision's webhook still in the remote (%v)", err)
 		}
-		if err := rc.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-29-6"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
+		if err := rc.Get(h.ctx, client.ObjectKey{Namespace: ns, Name: "istiod-1-29-6"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("Service istiod-1-29-6 still in the remote (%v)", err)
 		}
 		if got := revsClusters(h.istio("istio")); got != "1-30-3(1.30.3,default,pods=0[])" {
@@ -218,4 +191,39 @@ func checkRemoteHooks(rh *remoteHarness, want map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// startRevisionMesh runs the primary and the remotes on real kube-apiservers
+// with the CRDs, each remote's "apps" namespace and its kubeconfig Secret,
+// and the operator (framework.StartOperator): the bring-up of the
+// RevisionBased tests with remotes.
+func startRevisionMesh(t *testing.T, remotes ...string) (*harness, *remoteHarness) {
+	t.Helper()
+	clusters := []localcluster.ClusterOptions{{Name: "primary"}}
+	for _, r := range remotes {
+		clusters = append(clusters, localcluster.ClusterOptions{Name: r})
+	}
+	env := testenv.Start(t, clusters...)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	scheme, err := operator.Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
+	for name, c := range env.Clusters {
+		if rh.clients[name], err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &harness{t: t, env: env, ctx: ctx, direct: rh.clients["primary"]}
+	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
+	rh.kubectl("primary", "create", "namespace", ns)
+	for _, r := range remotes {
+		rh.kubectl(r, "create", "namespace", "apps")
+		rh.kubeconfigSecret(r+"-kubeconfig", env.Cluster(r).Kubeconfig)
+	}
+	h.c = framework.StartOperator(t, env.Cluster("primary").Config,
+		operator.Options{MetricsAddr: "0", HealthAddr: "0", Resync: time.Hour, RemoteResync: time.Hour}).GetClient()
+	return h, rh
 }
