@@ -140,7 +140,7 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 			if exact && r.SubsetsOnly && r.Namespace == svc.Namespace {
 				mergeInto = &r
 			} else {
-				skip = append(skip, fmt.Sprintf("user DestinationRule %s covers host %s; user config wins", id, svc.Hostname))
+				skip = append(skip, fmt.Sprintf("user DestinationRule %s covers host %s; user config wins: for locality failover, add trafficPolicy.loadBalancer.localityLbSetting and trafficPolicy.outlierDetection to it, or keep only its subsets (host %s exactly, namespace %s) and meshfleet writes its locality policy beside it", id, svc.Hostname, svc.Hostname, svc.Namespace))
 			}
 		}
 		if id := ignoredUsers.covers(svc.Hostname); id != "" {
