@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/pkg/check"
-	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
 

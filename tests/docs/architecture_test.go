@@ -1,5 +1,5 @@
 // Package docs_test checks that the repository's documents describe the tree
-// as it is: every Go package under pkg/, cmd/ and tests/ has a row in
+// as it is: every Go package under pkg/, internal/, cmd/ and tests/ has a row in
 // ARCHITECTURE.md's package table.
 package docs_test
 
@@ -29,7 +29,7 @@ func TestArchitectureListsEveryPackage(t *testing.T) {
 	for _, m := range packageRow.FindAllStringSubmatch(table, -1) {
 		listed = append(listed, m[1])
 	}
-	for _, dir := range goPackageDirs(t, "pkg", "cmd", "tests") {
+	for _, dir := range goPackageDirs(t, "pkg", "internal", "cmd", "tests") {
 		if !covered(dir, listed) {
 			t.Errorf("%s has Go files but no row in ARCHITECTURE.md's package table; add \"| `%s` | what it is |\" under \"## Packages\"", dir, dir)
 		}

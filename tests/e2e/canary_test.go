@@ -26,8 +26,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/pkg/canary"
-	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/tests/dashboards"
 )
 

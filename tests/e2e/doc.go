@@ -1,6 +1,6 @@
 // Package e2e holds end-to-end tests that run real etcd, kube-apiserver,
 // istiod and gRPC servers and clients together, inside a network namespace
-// of the test binary's own (see pkg/netns), so that workloads can use
+// of the test binary's own (see internal/netns), so that workloads can use
 // addresses from 198.18.0.0/15.
 //
 // Run them with `make e2e`, or after `make tools`:

@@ -6,7 +6,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/internal/localistiod"
 	"github.com/meshfleet/meshfleet/tests/framework"
 )
 

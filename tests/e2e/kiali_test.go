@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshfleet/meshfleet/pkg/localproc"
+	"github.com/meshfleet/meshfleet/internal/localproc"
 	"github.com/meshfleet/meshfleet/pkg/sandbox"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )

@@ -24,11 +24,11 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshfleet/meshfleet/internal/localproc"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
-	"github.com/meshfleet/meshfleet/pkg/localproc"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 

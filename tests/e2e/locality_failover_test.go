@@ -14,8 +14,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/pkg/locality"
-	"github.com/meshfleet/meshfleet/pkg/netns"
 )
 
 // r3Addr is the fourth echo server's address, added to lo by the test

@@ -14,10 +14,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/locality/members"
 	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
-	"github.com/meshfleet/meshfleet/pkg/netns"
 )
 
 // Addresses of the three-cluster locality test (added to lo by the test).

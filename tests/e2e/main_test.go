@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/meshfleet/meshfleet/pkg/netns"
+	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
 

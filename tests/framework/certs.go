@@ -25,8 +25,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshfleet/meshfleet/pkg/localistiod"
-	"github.com/meshfleet/meshfleet/pkg/localproc"
+	"github.com/meshfleet/meshfleet/internal/localistiod"
+	"github.com/meshfleet/meshfleet/internal/localproc"
 )
 
 // IstiodServerName is the name istiod's serving certificate is checked for.

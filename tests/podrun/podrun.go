@@ -40,7 +40,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/meshfleet/meshfleet/pkg/localproc"
+	"github.com/meshfleet/meshfleet/internal/localproc"
 )
 
 // ServiceAccountDir is where a pod finds its service account's token, CA

@@ -1,6 +1,6 @@
 // Package testenv starts real etcd and kube-apiserver processes (and, on
 // request, kube-controller-manager) for integration and e2e tests, using
-// pkg/localcluster: one etcd shared by any number of clusters, each cluster
+// internal/localcluster: one etcd shared by any number of clusters, each cluster
 // an apiserver with its own etcd prefix and port on 127.0.0.1.
 //
 // In a single test:
@@ -37,7 +37,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshfleet/meshfleet/pkg/localcluster"
+	"github.com/meshfleet/meshfleet/internal/localcluster"
 )
 
 // KeepDirEnv names an environment variable: when it is set to a non-empty

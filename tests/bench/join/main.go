@@ -15,7 +15,7 @@
 // cleans the remote up, except Istio's CRDs, which stay by design); round 1
 // joins a fresh cluster, later rounds find the CRDs in place.
 //
-// It re-executes itself in a private network namespace (pkg/netns) for the
+// It re-executes itself in a private network namespace (internal/netns) for the
 // workload address.
 //
 //	go run -tags e2e ./tests/bench/join [-rounds 5]
@@ -54,11 +54,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/meshfleet/meshfleet/internal/localcluster"
+	"github.com/meshfleet/meshfleet/internal/localistiod"
+	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
-	"github.com/meshfleet/meshfleet/pkg/localcluster"
-	"github.com/meshfleet/meshfleet/pkg/localistiod"
-	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/tests/testenv"

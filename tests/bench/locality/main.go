@@ -17,7 +17,7 @@
 //     whose DestinationRule meshfleet generates, next to a baseline service
 //     with the same rule written by hand.
 //
-// It re-executes itself in a private network namespace (pkg/netns) for the
+// It re-executes itself in a private network namespace (internal/netns) for the
 // workload addresses.
 //
 // Each size (-services, default 1,000 and 10,000) gets fresh clusters and
@@ -58,12 +58,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/meshfleet/meshfleet/pkg/localcluster"
-	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/internal/localcluster"
+	"github.com/meshfleet/meshfleet/internal/localistiod"
+	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
-	"github.com/meshfleet/meshfleet/pkg/netns"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )

@@ -1,7 +1,7 @@
 package localistiod
 
 import (
-	"github.com/meshfleet/meshfleet/pkg/localproc"
+	"github.com/meshfleet/meshfleet/internal/localproc"
 	"os"
 	"path/filepath"
 	"reflect"

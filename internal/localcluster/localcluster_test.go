@@ -3,7 +3,7 @@ package localcluster
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"github.com/meshfleet/meshfleet/pkg/localproc"
+	"github.com/meshfleet/meshfleet/internal/localproc"
 	"os"
 	"path/filepath"
 	"reflect"

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshfleet/meshfleet/pkg/localcluster"
-	"github.com/meshfleet/meshfleet/pkg/localistiod"
+	"github.com/meshfleet/meshfleet/internal/localcluster"
+	"github.com/meshfleet/meshfleet/internal/localistiod"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/meshfleet/meshfleet/pkg/localproc"
+	"github.com/meshfleet/meshfleet/internal/localproc"
 	"io"
 	"net/http"
 	"os"

@@ -1,6 +1,6 @@
 // Package localistiod runs a real istiod (Istio's pilot-discovery binary)
 // on this machine, outside any cluster, against a Kubernetes API server such
-// as one started by pkg/localcluster.
+// as one started by internal/localcluster.
 //
 // istiod listens only on 127.0.0.1 (ports chosen free at start): plain-text
 // xDS on GRPCAddr (what proxyless gRPC clients and Envoy without mTLS dial),
