@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -29,7 +28,7 @@ func TestIngressWeights(t *testing.T) {
 			Name: "shop", Service: v1beta1.IngressService{Name: "echo", Namespace: "default", Port: 80},
 			Weights: []v1beta1.ClusterWeight{{Cluster: "c1", Weight: 80}, {Cluster: "c2", Weight: 20}}}}}}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(mi).Build()
-	ctx := context.Background()
+	ctx := t.Context()
 	key := client.ObjectKeyFromObject(mi)
 
 	w, _ := ingress.ParseWeights("c1=50,c2=50")

@@ -22,7 +22,7 @@ func fakeSandbox(names []string, active string) (*Sandbox, *[]string) {
 func TestKillRestartResolveNames(t *testing.T) {
 	names := []string{"istiod", "tunnel-server/0", "tunnel-server/1", "agent/remote-1/0", "agent/remote-1/1", "apiserver/remote-1"}
 	s, log := fakeSandbox(names, "tunnel-server/1")
-	ctx := context.Background()
+	ctx := t.Context()
 
 	// tunnel-server stands for the active replica.
 	if got, err := s.Kill("tunnel-server"); err != nil || got != "tunnel-server/1" {

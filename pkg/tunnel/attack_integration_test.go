@@ -96,7 +96,7 @@ type attackSuite struct {
 
 func startAttackSuite(t *testing.T) *attackSuite {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	primaryCluster := kube.Cluster("primary")
 	s := &attackSuite{
 		pki:      newTestPKI(t, "remote1", "remote2"),
@@ -221,7 +221,7 @@ func (s *attackSuite) tokenCaller(cluster, token string) *rest.Config {
 // server's own if none).
 func (s *attackSuite) saToken(t *testing.T, namespace, name string, audiences ...string) string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := s.primary.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func attackCredentialHeaders(t *testing.T, s *attackSuite) {
 }
 
 func attackWebSocketBearer(t *testing.T, s *attackSuite) {
-	ctx := context.Background()
+	ctx := t.Context()
 	ns := "ws-attack"
 	if _, err := kubernetes.NewForConfigOrDie(kube.Cluster("remote1").Config).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)

@@ -191,7 +191,7 @@ func createNamespace(t *testing.T, c kubernetes.Interface, name string) {
 }
 
 func TestClientGoGetListCreateWatch(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	k := startKubeTunnel(t, "remote1")
 	c := clientFor(t, k.userConfig(t, "remote1", "alice"))
 	createNamespace(t, c, "cgo")
@@ -243,7 +243,7 @@ func TestClientGoGetListCreateWatch(t *testing.T) {
 }
 
 func TestRBACOfRemoteDecides(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	k := startKubeTunnel(t, "remote1")
 	c := clientFor(t, k.userConfig(t, "remote1", "mallory", "interns"))
 	_, err := c.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{})
@@ -253,7 +253,7 @@ func TestRBACOfRemoteDecides(t *testing.T) {
 }
 
 func TestBearerTokenCheckedWithTokenReview(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	k := startKubeTunnel(t, "remote1")
 	primary := kubernetes.NewForConfigOrDie(kube.Cluster("primary").Config)
 	if _, err := primary.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bob"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -324,7 +324,7 @@ func TestKubectl(t *testing.T) {
 // A large list read slowly while many small requests run: the slow stream
 // stalls only itself.
 func TestLongStreamWithConcurrentSmallRequests(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	k := startKubeTunnel(t, "remote1")
 	cfg := k.userConfig(t, "remote1", "alice")
 	c := clientFor(t, cfg)
@@ -371,7 +371,7 @@ func TestLongStreamWithConcurrentSmallRequests(t *testing.T) {
 // A WebSocket upgrade on the API server's own watch endpoint: the hijack and
 // splice path of both the server and the agent, against a real API server.
 func TestWebSocketUpgradeToAPIServer(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	k := startKubeTunnel(t, "remote1")
 	cfg := k.userConfig(t, "remote1", "alice")
 	createNamespace(t, clientFor(t, cfg), "ws")
@@ -423,7 +423,7 @@ func TestForeignAgentIsRejected(t *testing.T) {
 }
 
 func TestAgentKillMovesTraffic(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	k := startKubeTunnel(t)
 	a1 := startTestAgent(t, k.pki, "remote2", k.pki.agentCert(t, "remote2", "remote2"), agentUpstream["remote2"], k.server.agentURL)
 	a2 := startTestAgent(t, k.pki, "remote2", k.pki.agentCert(t, "remote2", "remote2"), agentUpstream["remote2"], k.server.agentURL)
@@ -456,7 +456,7 @@ func TestAgentKillMovesTraffic(t *testing.T) {
 }
 
 func TestLeaseTakeover(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	p := newTestPKI(t, "remote1")
 	primary := kube.Cluster("primary")
 	clientCAs, err := CABundleFromPEM(primary.CACertPEM)

@@ -79,7 +79,7 @@ func TestConnPoolReusesConnections(t *testing.T) {
 	defer srv.Close()
 	p, dials := testPool(srv)
 	for i := range 5 {
-		resp, err := get(t, p, context.Background(), srv.URL+"/x")
+		resp, err := get(t, p, t.Context(), srv.URL+"/x")
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
@@ -99,7 +99,7 @@ func TestConnPoolReusesConnections(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			resp, err := get(t, p, context.Background(), srv.URL+"/together")
+			resp, err := get(t, p, t.Context(), srv.URL+"/together")
 			if err == nil {
 				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
@@ -116,7 +116,7 @@ func TestConnPoolReusesConnections(t *testing.T) {
 		t.Fatalf("%d idle connections after %d parallel requests, want %d", len(p.idle), n, n)
 	}
 	srv.CloseClientConnections()
-	resp, err := get(t, p, context.Background(), srv.URL+"/y")
+	resp, err := get(t, p, t.Context(), srv.URL+"/y")
 	if err != nil {
 		t.Fatalf("after the server closed %d idle connections: %v", n, err)
 	}
@@ -158,7 +158,7 @@ func TestConnPoolEndlessBody(t *testing.T) {
 
 func endlessBody(t *testing.T, p *connPool, dials *atomic.Int32, url string) {
 
-	resp, err := get(t, p, context.Background(), url)
+	resp, err := get(t, p, t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func TestPollerHTTP(t *testing.T) {
 	defer hs.Close()
 	var polls atomic.Int32
 	p := &Poller{URL: hs.URL + "/metrics", Interval: time.Second, OnPoll: func() { polls.Add(1) }}
-	ctx := context.Background()
+	ctx := t.Context()
 
 	if _, err := p.Poll(ctx); err != nil {
 		t.Fatal(err)
