@@ -248,8 +248,8 @@ func joinAll(ctx context.Context, te *testenv.Env, pc client.Client, pid int, na
 	}
 	var last string
 	for res.ready == 0 || res.synced == 0 {
-		if time.Since(start) > 10*time.Minute || ctx.Err() != nil {
-			return res, fmt.Errorf("not every cluster joined within 10 minutes: %s", last)
+		if time.Since(start) > *joinWait || ctx.Err() != nil {
+			return res, fmt.Errorf("not every cluster joined within %v: %s", *joinWait, last)
 		}
 		if res.ready == 0 {
 			var list v1beta1.RemoteIstioList
@@ -285,7 +285,7 @@ func joinAll(ctx context.Context, te *testenv.Env, pc client.Client, pid int, na
 			return res, err
 		}
 	}
-	return res, poll(ctx, 5*time.Minute, func() error {
+	return res, poll(ctx, *joinWait, func() error {
 		var list v1beta1.RemoteIstioList
 		if err := pc.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return err
