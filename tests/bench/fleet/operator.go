@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ type operatorChild struct {
 	TunnelCA        []byte
 	IstiodTokenFile string
 	TokenFile       string
+	// CPUProfile, if set, is where the operator writes a CPU profile of
+	// its whole run.
+	CPUProfile string
 }
 
 // runOperatorChild runs the operator until SIGTERM, if this process was
@@ -70,6 +74,17 @@ func runOperatorChild() bool {
 			Tunnel: &remoteistio.Tunnel{URL: oc.TunnelURL, CAData: oc.TunnelCA, IstiodTokenFile: oc.IstiodTokenFile, TokenFile: oc.TokenFile}})
 		if err != nil {
 			return err
+		}
+		if oc.CPUProfile != "" {
+			f, err := os.Create(oc.CPUProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
@@ -129,7 +144,7 @@ func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remote
 	}
 
 	spec, err := json.Marshal(operatorChild{Kubeconfig: primary.Kubeconfig, TunnelURL: tn.apiURL, TunnelCA: tn.caPEM,
-		IstiodTokenFile: istiodToken, TokenFile: opToken})
+		IstiodTokenFile: istiodToken, TokenFile: opToken, CPUProfile: *opProfile})
 	if err != nil {
 		return fresh, tunnelled, direct, err
 	}
