@@ -33,6 +33,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/tests/framework/fakerollout"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -188,6 +189,30 @@ func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remote
 				cs = append(cs, c.Type+"="+string(c.Status)+" "+c.Reason+": "+c.Message)
 			}
 			return fmt.Errorf("control plane not deployed: %s", strings.Join(cs, "; "))
+		}
+		return nil
+	}); err != nil {
+		return fresh, tunnelled, direct, fmt.Errorf("the Istio resource %s/istio: %w (operator log:\n%s)", ns, err, tail(logPath))
+	}
+
+	// The primary has no kubelet: its Deployments are reported rolled out,
+	// so that the control plane is Ready and the Istio controller stops
+	// looking again every 10 s (re-rendering its charts), which would be
+	// counted in the joins' CPU.
+	var rolledOut time.Time
+	if err := poll(ctx, 3*time.Minute, func() error {
+		if time.Since(rolledOut) > 2*time.Second {
+			if _, err := fakerollout.RollOutAll(ctx, pc); err != nil {
+				return err
+			}
+			rolledOut = time.Now()
+		}
+		got := &v1beta1.Istio{}
+		if err := pc.Get(ctx, client.ObjectKeyFromObject(ist), got); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(got.Status.Conditions, v1beta1.ConditionReady) {
+			return fmt.Errorf("control plane not Ready: %s", conditionsOf(got.Status.Conditions))
 		}
 		return nil
 	}); err != nil {
