@@ -18,9 +18,10 @@
 // CPU and resident memory (-operator=false skips it). The join of one
 // cluster up to the first RPC is tests/bench/join.
 //
-// At 20 remotes (the default) it takes about 8 minutes on two loaded cores
+// At 20 remotes (the default) it takes 8 to 11 minutes on two loaded cores
 // and 7.5 GiB of memory (21 × 285 MiB of kube-apiserver, 21 × 50 MiB of
-// etcd); -clusters 3 takes about 4.
+// etcd); -clusters 3 takes about 2 minutes. The 21 idle API servers alone keep one
+// core about busy.
 //
 //	go run -tags e2e ./tests/bench/fleet [-clusters 20] [-operator=false] [-shared-etcd]
 package main
