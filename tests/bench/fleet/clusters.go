@@ -44,6 +44,7 @@ func startFleet(ctx context.Context, names []string, opts fleetOptions) (*testen
 	}
 	bins, err := localcluster.DefaultBinaries()
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	env := &testenv.Env{Clusters: map[string]*localcluster.Cluster{}, Bins: bins, Dir: dir}
