@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
+	"github.com/meshfleet/meshfleet/tests/framework/fakerollout"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -47,6 +49,9 @@ type operatorChild struct {
 	TunnelCA        []byte
 	IstiodTokenFile string
 	TokenFile       string
+	// CPUProfile, if set, is where the operator writes a CPU profile of
+	// its whole run.
+	CPUProfile string
 }
 
 // runOperatorChild runs the operator until SIGTERM, if this process was
@@ -70,6 +75,17 @@ func runOperatorChild() bool {
 			Tunnel: &remoteistio.Tunnel{URL: oc.TunnelURL, CAData: oc.TunnelCA, IstiodTokenFile: oc.IstiodTokenFile, TokenFile: oc.TokenFile}})
 		if err != nil {
 			return err
+		}
+		if oc.CPUProfile != "" {
+			f, err := os.Create(oc.CPUProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
@@ -129,7 +145,7 @@ func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remote
 	}
 
 	spec, err := json.Marshal(operatorChild{Kubeconfig: primary.Kubeconfig, TunnelURL: tn.apiURL, TunnelCA: tn.caPEM,
-		IstiodTokenFile: istiodToken, TokenFile: opToken})
+		IstiodTokenFile: istiodToken, TokenFile: opToken, CPUProfile: *opProfile})
 	if err != nil {
 		return fresh, tunnelled, direct, err
 	}
@@ -173,6 +189,30 @@ func operatorJoins(ctx context.Context, te *testenv.Env, tn *fleetTunnel, remote
 				cs = append(cs, c.Type+"="+string(c.Status)+" "+c.Reason+": "+c.Message)
 			}
 			return fmt.Errorf("control plane not deployed: %s", strings.Join(cs, "; "))
+		}
+		return nil
+	}); err != nil {
+		return fresh, tunnelled, direct, fmt.Errorf("the Istio resource %s/istio: %w (operator log:\n%s)", ns, err, tail(logPath))
+	}
+
+	// The primary has no kubelet: its Deployments are reported rolled out,
+	// so that the control plane is Ready and the Istio controller stops
+	// looking again every 10 s (re-rendering its charts), which would be
+	// counted in the joins' CPU.
+	var rolledOut time.Time
+	if err := poll(ctx, 3*time.Minute, func() error {
+		if time.Since(rolledOut) > 2*time.Second {
+			if _, err := fakerollout.RollOutAll(ctx, pc); err != nil {
+				return err
+			}
+			rolledOut = time.Now()
+		}
+		got := &v1beta1.Istio{}
+		if err := pc.Get(ctx, client.ObjectKeyFromObject(ist), got); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(got.Status.Conditions, v1beta1.ConditionReady) {
+			return fmt.Errorf("control plane not Ready: %s", conditionsOf(got.Status.Conditions))
 		}
 		return nil
 	}); err != nil {
@@ -248,8 +288,8 @@ func joinAll(ctx context.Context, te *testenv.Env, pc client.Client, pid int, na
 	}
 	var last string
 	for res.ready == 0 || res.synced == 0 {
-		if time.Since(start) > 10*time.Minute || ctx.Err() != nil {
-			return res, fmt.Errorf("not every cluster joined within 10 minutes: %s", last)
+		if time.Since(start) > *joinWait || ctx.Err() != nil {
+			return res, fmt.Errorf("not every cluster joined within %v: %s", *joinWait, last)
 		}
 		if res.ready == 0 {
 			var list v1beta1.RemoteIstioList
@@ -285,7 +325,7 @@ func joinAll(ctx context.Context, te *testenv.Env, pc client.Client, pid int, na
 			return res, err
 		}
 	}
-	return res, poll(ctx, 5*time.Minute, func() error {
+	return res, poll(ctx, *joinWait, func() error {
 		var list v1beta1.RemoteIstioList
 		if err := pc.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return err
