@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,23 +68,31 @@ func TestMeshctlCheck(t *testing.T) {
 		}
 	})
 	kubeconfig := sb.Primary().Kubeconfig
-	run := func(args ...string) (string, int) {
+	// runSplit runs meshctl, returning its stdout and stderr apart.
+	runSplit := func(args ...string) (string, string, int) {
 		cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
-		out, err := cmd.CombinedOutput()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return string(out), ee.ExitCode()
+			return stdout.String(), stderr.String(), ee.ExitCode()
 		} else if err != nil {
 			t.Fatalf("meshctl %v: %v", args, err)
 		}
-		return string(out), 0
+		return stdout.String(), stderr.String(), 0
+	}
+	run := func(args ...string) (string, int) {
+		stdout, stderr, code := runSplit(args...)
+		return stdout + stderr, code
 	}
 	checkJSON := func() (checkOutput, int, string) {
-		out, code := run("check", "-o", "json")
+		// stdout only: the error line, and anything a library logs, go to
+		// stderr.
+		out, stderr, code := runSplit("check", "-o", "json")
 		var co checkOutput
-		// The JSON document comes first; the error line after it.
-		if err := json.NewDecoder(strings.NewReader(out)).Decode(&co); err != nil {
-			t.Fatalf("meshctl check -o json: %v\n%s", err, out)
+		if err := json.Unmarshal([]byte(out), &co); err != nil {
+			t.Fatalf("meshctl check -o json: %v\n%s\n%s", err, out, stderr)
 		}
 		return co, code, out
 	}
@@ -277,7 +286,7 @@ func logClusterz(t *testing.T, sb *sandbox.Sandbox, when string) {
 func clusterzTable(cs []check.IstiodCluster) string {
 	var b strings.Builder
 	for _, c := range cs {
-		fmt.Fprintf(&b, "\n  %-10s %-34s %s", c.ID, c.SecretName, c.SyncStatus)
+		fmt.Fprintf(&b, "\n  %-10s %-42s %s", c.ID, c.SecretName, c.SyncStatus)
 	}
 	return b.String()
 }

@@ -307,6 +307,15 @@ external_services:
 	})
 	t.Logf("Kiali's token for remote-2 revoked: /api/namespaces: %+v", namespaces)
 	t.Logf("Kiali's token for remote-2 revoked: %v", refused)
+	if b, err := os.ReadFile(logPath); err == nil {
+		var said []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "[remote-2]") {
+				said = append(said, line)
+			}
+		}
+		t.Logf("Kiali's token for remote-2 revoked: Kiali's log on remote-2 (%d lines, the last):\n%s", len(said), strings.Join(said[max(0, len(said)-2):], "\n"))
+	}
 	if err := get("/api/config", &conf); err != nil {
 		t.Fatal(err)
 	}
