@@ -40,7 +40,10 @@ const kialiSecretsDir = "/kiali-remote-cluster-secrets"
 // them (a private mount namespace), and with the RBAC meshfleet renders in
 // the remotes — and nothing more — Kiali starts, reports every cluster
 // accessible, lists each remote's namespaces and the demo's workloads in
-// the remotes.
+// the remotes. With Kiali's token for remote-2 revoked, Kiali lists none
+// of remote-2's namespaces and refuses to read one (Unauthorized), while
+// the others stay; after the fix (the operator writes a new token, Kiali
+// restarted) it lists every cluster again.
 func TestKiali(t *testing.T) {
 	bin := os.Getenv("MESHFLEET_KIALI")
 	if bin == "" {
