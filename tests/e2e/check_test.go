@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,7 +39,10 @@ type checkOutput struct {
 // kubeconfig: healthy, every check passes; then each fault — remote-1's
 // agents stopped, the locality server down, istiod's token for remote-2
 // revoked — fails the check that names it, with its hint, and the fix
-// brings it back.
+// brings it back. For the two faults of a remote, istiod itself (its
+// /debug/clusterz, what istioctl x remote-clusters shows), once restarted,
+// reports that remote timed out and the others synced, and synced again
+// after the fix.
 func TestMeshctlCheck(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -64,23 +68,31 @@ func TestMeshctlCheck(t *testing.T) {
 		}
 	})
 	kubeconfig := sb.Primary().Kubeconfig
-	run := func(args ...string) (string, int) {
+	// runSplit runs meshctl, returning its stdout and stderr apart.
+	runSplit := func(args ...string) (string, string, int) {
 		cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
-		out, err := cmd.CombinedOutput()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return string(out), ee.ExitCode()
+			return stdout.String(), stderr.String(), ee.ExitCode()
 		} else if err != nil {
 			t.Fatalf("meshctl %v: %v", args, err)
 		}
-		return string(out), 0
+		return stdout.String(), stderr.String(), 0
+	}
+	run := func(args ...string) (string, int) {
+		stdout, stderr, code := runSplit(args...)
+		return stdout + stderr, code
 	}
 	checkJSON := func() (checkOutput, int, string) {
-		out, code := run("check", "-o", "json")
+		// stdout only: the error line, and anything a library logs, go to
+		// stderr.
+		out, stderr, code := runSplit("check", "-o", "json")
 		var co checkOutput
-		// The JSON document comes first; the error line after it.
-		if err := json.NewDecoder(strings.NewReader(out)).Decode(&co); err != nil {
-			t.Fatalf("meshctl check -o json: %v\n%s", err, out)
+		if err := json.Unmarshal([]byte(out), &co); err != nil {
+			t.Fatalf("meshctl check -o json: %v\n%s\n%s", err, out, stderr)
 		}
 		return co, code, out
 	}
@@ -170,9 +182,20 @@ func TestMeshctlCheck(t *testing.T) {
 		}
 	}
 	fails("remote-1's agents stopped", "remote-1's tunnel agents are connected", "meshctl cluster join remote-1 --tunnel")
+	// istiod's own view (/debug/clusterz, what istioctl x remote-clusters
+	// prints) records only a cluster's initial sync: a running istiod keeps
+	// calling remote-1 synced. Restarted, as a user would restart it, it
+	// syncs remote-1 afresh and reports it timed out, the others synced.
+	logClusterz(t, sb, "remote-1's agents stopped, istiod not restarted")
+	if _, err := sb.Restart(ctx, sandbox.ComponentIstiod); err != nil {
+		t.Fatal(err)
+	}
+	istiodReports(t, sb, "remote-1's agents stopped, istiod restarted", map[string]string{"remote-1": "timeout"})
+	fails("istiod restarted with remote-1's agents stopped", "istiod has synced remote-1", "its log says why")
 	if _, err := sb.Restart(ctx, sandbox.ComponentAgent+"/remote-1"); err != nil {
 		t.Fatal(err)
 	}
+	istiodReports(t, sb, "agents restarted", nil)
 	healthy("agents restarted")
 
 	if _, err := sb.Kill(sandbox.ComponentLocality); err != nil {
@@ -195,6 +218,12 @@ func TestMeshctlCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	fails("istiod's token for remote-2 revoked", "istiod's credentials for remote-2 are accepted", "delete Secret istio-system/"+render.RemoteSecretName("remote-2"))
+	logClusterz(t, sb, "istiod's token for remote-2 revoked, istiod not restarted")
+	if _, err := sb.Restart(ctx, sandbox.ComponentIstiod); err != nil {
+		t.Fatal(err)
+	}
+	istiodReports(t, sb, "istiod's token for remote-2 revoked, istiod restarted", map[string]string{"remote-2": "timeout"})
+	fails("istiod restarted with its token for remote-2 revoked", "istiod has synced remote-2", "its log says why")
 	// The hint's fix: the operator writes the remote secret again with a
 	// new token.
 	primary, err := kubernetes.NewForConfig(sb.Primary().Config)
@@ -204,7 +233,62 @@ func TestMeshctlCheck(t *testing.T) {
 	if err := primary.CoreV1().Secrets("istio-system").Delete(ctx, render.RemoteSecretName("remote-2"), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	istiodReports(t, sb, "remote secret rewritten", nil)
 	healthy("remote secret rewritten")
+}
+
+// istiodReports waits until istiod's /debug/clusterz (what `istioctl x
+// remote-clusters` reads and prints) gives every cluster of the sandbox the
+// sync status in want, "synced" for those not in it.
+func istiodReports(t *testing.T, sb *sandbox.Sandbox, when string, want map[string]string) {
+	t.Helper()
+	var got []check.IstiodCluster
+	testenv.Eventually(t, 3*time.Minute, when+": istiod's /debug/clusterz reports "+fmt.Sprint(want)+", the other clusters synced", func() error {
+		clusters := check.IstiodClusters(t.Context(), http.DefaultClient, "http://"+sb.Istiod.HTTPAddr)
+		if clusters.Err != "" {
+			return errors.New(clusters.Err)
+		}
+		got = clusters.Value
+		status := map[string]string{}
+		for _, c := range got {
+			status[c.ID] = c.SyncStatus
+		}
+		var bad []string
+		for _, c := range sb.Clusters {
+			w := "synced"
+			if s, ok := want[c.Name]; ok {
+				w = s
+			}
+			if status[c.Name] != w {
+				bad = append(bad, fmt.Sprintf("%s is %q, want %q", c.Name, status[c.Name], w))
+			}
+		}
+		if len(bad) > 0 {
+			return errors.New(strings.Join(bad, "; "))
+		}
+		return nil
+	})
+	t.Logf("%s: istiod's /debug/clusterz: %s", when, clusterzTable(got))
+}
+
+// logClusterz logs istiod's /debug/clusterz as it is now.
+func logClusterz(t *testing.T, sb *sandbox.Sandbox, when string) {
+	t.Helper()
+	clusters := check.IstiodClusters(t.Context(), http.DefaultClient, "http://"+sb.Istiod.HTTPAddr)
+	if clusters.Err != "" {
+		t.Fatalf("%s: %s", when, clusters.Err)
+	}
+	t.Logf("%s: istiod's /debug/clusterz: %s", when, clusterzTable(clusters.Value))
+}
+
+// clusterzTable shows clusterz's entries in the columns of `istioctl x
+// remote-clusters` (NAME SECRET STATUS), one line each.
+func clusterzTable(cs []check.IstiodCluster) string {
+	var b strings.Builder
+	for _, c := range cs {
+		fmt.Fprintf(&b, "\n  %-10s %-42s %s", c.ID, c.SecretName, c.SyncStatus)
+	}
+	return b.String()
 }
 
 // tlog writes each line to the test's log.
