@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Exit codes scripts can rely on.
@@ -26,6 +29,11 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
+	// meshctl says what it does itself. controller-runtime's log (of the
+	// clients meshctl uses) is not for its user, and left unset it prints a
+	// stack trace on stderr after 30 s; the sandbox gives its operator a log
+	// file of its own (operator.Options.Logger).
+	ctrllog.SetLogger(logr.Discard())
 	root := newRootCommand()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)

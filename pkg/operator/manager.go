@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -70,6 +71,9 @@ type Options struct {
 	// meshca.ServerCertTTL if zero); each is renewed when a third is left.
 	// At least MinCertTTL.
 	AgentCertTTL, ServerCertTTL time.Duration
+	// Logger is the operator's log: its controllers' and the manager's.
+	// Zero: controller-runtime's global logger (ctrl.SetLogger).
+	Logger logr.Logger
 }
 
 // MinCertTTL is the shortest certificate lifetime the operator accepts:
@@ -134,6 +138,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedByValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
+		Logger:                 opts.Logger,
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: opts.HealthAddr,
 		// Controller names are unique within a manager; several managers in

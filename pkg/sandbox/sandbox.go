@@ -35,7 +35,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/internal/localcluster"
 	"github.com/meshfleet/meshfleet/internal/localistiod"
@@ -196,8 +195,8 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err != nil {
 		return s, fmt.Errorf("operator log: %w", err)
 	}
-	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(logFile, nil)))
-	opOpts := operator.Options{MetricsAddr: "127.0.0.1:0", HealthAddr: "0", RemoteResync: 30 * time.Second}
+	opOpts := operator.Options{MetricsAddr: "127.0.0.1:0", HealthAddr: "0", RemoteResync: 30 * time.Second,
+		Logger: logr.FromSlogHandler(slog.NewJSONHandler(logFile, nil))}
 	if tun != nil {
 		opOpts.Tunnel = tun.operatorTunnel()
 	}
