@@ -2,7 +2,6 @@ package framework
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,9 +34,9 @@ type Operator struct {
 func (o *Operator) Stop() { o.stop() }
 
 // StartOperator builds the operator against cfg with opts and runs it until
-// the test ends. Its log goes to a file (controller-runtime's logger is one
-// per process: it is pointed at the latest operator's file), whose last
-// lines are shown if the test failed. An error of the manager fails the test.
+// the test ends. Its log goes to a file of its own (opts.Logger, unless the
+// caller set one), whose last lines are shown if the test failed. An error
+// of the manager fails the test.
 func StartOperator(t testing.TB, cfg *rest.Config, opts operator.Options) *Operator {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "operator.log")
@@ -45,11 +44,14 @@ func StartOperator(t testing.TB, cfg *rest.Config, opts operator.Options) *Opera
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Before operator.New: the manager takes its logger when it is built.
-	operatorLogs.set(f)
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = logr.FromSlogHandler(slog.NewTextHandler(f, nil))
+	}
+	// controller-runtime's global logger is left to what logs outside the
+	// manager; unset, it prints a stack trace after 30 s.
+	discardGlobalLog()
 	mgr, err := operator.New(cfg, opts)
 	if err != nil {
-		operatorLogs.set(nil)
 		f.Close()
 		t.Fatalf("building the operator: %v", err)
 	}
@@ -69,34 +71,9 @@ func StartOperator(t testing.TB, cfg *rest.Config, opts operator.Options) *Opera
 		if t.Failed() {
 			t.Logf("last lines of the operator log %s:\n%s", path, localproc.TailFile(path, OperatorLogTail))
 		}
-		operatorLogs.set(nil)
 		f.Close()
 	})
 	return &Operator{Manager: mgr, LogPath: path, stop: stop}
 }
 
-// operatorLogs sends controller-runtime's logs (set once per process) to the
-// current operator's log file.
-var operatorLogs = &switchWriter{}
-
-type switchWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	once sync.Once
-}
-
-func (s *switchWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.w == nil {
-		return len(p), nil
-	}
-	return s.w.Write(p)
-}
-
-func (s *switchWriter) set(w io.Writer) {
-	s.once.Do(func() { ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(s, nil))) })
-	s.mu.Lock()
-	s.w = w
-	s.mu.Unlock()
-}
+var discardGlobalLog = sync.OnceFunc(func() { ctrllog.SetLogger(logr.Discard()) })
