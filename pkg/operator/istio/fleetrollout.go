@@ -2,6 +2,7 @@ package istio
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,13 +21,11 @@ const (
 )
 
 // planOf turns spec.updateStrategy.rollout and what status.rollout kept into
-// the planner's input. The gate observes istiod readiness only: the CRD
-// refuses the Prometheus fields, and no proxy ACK is waited for.
-func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus) tagrollout.Rollout {
-	p := tagrollout.Rollout{From: from, To: to, Gate: tagrollout.Gate{
-		Bake:    time.Duration(ro.Gate.BakeSeconds) * time.Second,
-		Timeout: time.Duration(ro.Gate.TimeoutSeconds) * time.Second,
-	}}
+// the planner's input. The gate observes istiod readiness and, with
+// gate.prometheus, the batch's success rate; no proxy ACK is waited for.
+func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus) (tagrollout.Rollout, error) {
+	gate, err := gateOf(ro.Gate)
+	p := tagrollout.Rollout{From: from, To: to, Gate: gate}
 	for i, b := range ro.Batches {
 		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
 		bs := tagrollout.BatchStatus{Phase: tagrollout.Pending}
@@ -35,7 +34,20 @@ func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus
 		}
 		p.Status = append(p.Status, bs)
 	}
-	return p
+	return p, err
+}
+
+// rolloutProblem says why spec.updateStrategy.rollout cannot be planned,
+// "" when it can.
+func rolloutProblem(ro *v1beta1.FleetRollout) string {
+	plan, err := planOf(ro, "from", "to", nil)
+	if err == nil {
+		err = plan.Validate()
+	}
+	if err != nil {
+		return fmt.Sprintf("spec.updateStrategy.rollout: %v", err)
+	}
+	return ""
 }
 
 // rolloutStatusOf is what status.rollout keeps of the planner's state.
@@ -76,12 +88,19 @@ func (r *Reconciler) driveRollout(ctx context.Context, ist *v1beta1.Istio, cp *r
 		r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "RolloutStarted", "Rollout",
 			"fleet rollout of the default tag from %s to %s in %d batches", current, want, len(ro.Batches))
 	}
-	plan := planOf(ro, current, want, st)
-	ready, err := r.istiodReady(ctx, cp.Namespace, want)
+	plan, err := planOf(ro, current, want, st)
 	if err != nil {
 		return current, 0, err
 	}
-	act, next, err := tagrollout.Next(plan, now, tagrollout.Observation{IstiodReady: ready})
+	obs := tagrollout.Observation{}
+	if i := plan.Gating(); i >= 0 && ro.Gate.Prometheus != nil {
+		obs = observeRate(ctx, ro.Gate.Prometheus, plan.Gate.MinSuccessRate, plan.Gate.MinRequests,
+			plan.Batches[i].Clusters, now.Sub(plan.Status[i].MovedAt), now)
+	}
+	if obs.IstiodReady, err = r.istiodReady(ctx, cp.Namespace, want); err != nil {
+		return current, 0, err
+	}
+	act, next, err := tagrollout.Next(plan, now, obs)
 	if err != nil {
 		return current, 0, err
 	}

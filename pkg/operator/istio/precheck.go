@@ -154,10 +154,7 @@ func (r *Reconciler) strategyProblem(_ context.Context, ist *v1beta1.Istio) stri
 		}
 	}
 	if ro := ist.Spec.UpdateStrategy.Rollout; ro != nil {
-		plan := planOf(ro, "from", "to", nil)
-		if err := plan.Validate(); err != nil {
-			return fmt.Sprintf("spec.updateStrategy.rollout: %v", err)
-		}
+		return rolloutProblem(ro)
 	}
 	return ""
 }
