@@ -131,9 +131,9 @@ func defaultTagService(rh *remoteHarness, cluster string) string {
 	return svc
 }
 
-// TestFleetRolloutRefusedFields: the gate fields not implemented yet,
-// clusterSelector and a rollout without RevisionBased are refused by the
-// CRD with a message, not accepted and ignored.
+// TestFleetRolloutRefusedFields: bad gate fields, clusterSelector and a
+// rollout without RevisionBased are refused by the CRD with a message, not
+// accepted and ignored.
 func TestFleetRolloutRefusedFields(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -146,10 +146,12 @@ func TestFleetRolloutRefusedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	for field, tc := range map[string]struct{ strategy, want string }{
-		"prometheusQuery": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheusQuery":"sum(rate(x[1m]))"}}`,
-			"the Prometheus gate (prometheusQuery, minSuccessRate, minRequests) is not implemented yet"},
-		"minSuccessRate": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"minSuccessRate":"0.99"}}`,
-			"is not implemented yet"},
+		"minRequests with a query": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheus":{"address":"http://p:9090","query":"sum(x)","minSuccessRate":"0.99","minRequests":5}}}`,
+			"minRequests applies to the default query only"},
+		"minSuccessRate": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheus":{"address":"http://p:9090","minSuccessRate":"99%"}}}`,
+			"spec.updateStrategy.rollout.gate.prometheus.minSuccessRate"},
+		"address": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheus":{"address":"prometheus:9090","minSuccessRate":"0.99"}}}`,
+			"spec.updateStrategy.rollout.gate.prometheus.address"},
 		"clusterSelector": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusterSelector":{"matchLabels":{"wave":"1"}}}],"gate":{"timeoutSeconds":60}}`,
 			"clusterSelector is not implemented yet; list the batch's cluster IDs in clusters"},
 		"InPlace": {`"type":"InPlace","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60}}`,
