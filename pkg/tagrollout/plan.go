@@ -131,9 +131,6 @@ func (r *Rollout) Validate() error {
 	}
 	seen := map[string]string{}
 	for _, b := range r.Batches {
-		if len(b.Clusters) == 0 {
-			return fmt.Errorf("batch %s has no cluster", b.Name)
-		}
 		for _, c := range b.Clusters {
 			if o, ok := seen[c]; ok {
 				return fmt.Errorf("cluster %s is in batches %s and %s; put it in one", c, o, b.Name)
@@ -174,6 +171,10 @@ func Next(r Rollout, now time.Time, obs Observation) (Action, []BatchStatus, err
 		case RolledBack:
 			return Action{Kind: Halted, Batch: i, Reason: fmt.Sprintf("batch %s was rolled back: %s", b.Name, st[i].Reason)}, st, nil
 		case Pending:
+			if len(b.Clusters) == 0 {
+				st[i] = BatchStatus{Phase: RolledBack, DecidedAt: now, Reason: describeEmpty(b.Name)}
+				return Action{Kind: Halted, Batch: i, Reason: st[i].Reason}, st, nil
+			}
 			st[i] = BatchStatus{Phase: Gating, MovedAt: now, Reason: "tag moved; gate pending"}
 			return Action{Kind: MoveTag, Batch: i, Clusters: b.Clusters, Revision: r.To,
 				Reason: fmt.Sprintf("batch %s: move the default tag to %s", b.Name, r.To)}, st, nil

@@ -120,7 +120,6 @@ func TestValidate(t *testing.T) {
 		"two different revisions": func(r *Rollout) { r.To = r.From },
 		"no batch":                func(r *Rollout) { r.Batches = nil },
 		"in batches canary and wave-1; put it in one": func(r *Rollout) { r.Batches[1].Clusters = append(r.Batches[1].Clusters, "west") },
-		"batch wave-2 has no cluster":                 func(r *Rollout) { r.Batches[2].Clusters = nil },
 		"not between 0 and 1":                         func(r *Rollout) { r.Gate.MinSuccessRate = 99 },
 		"needs a timeout":                             func(r *Rollout) { r.Gate.Timeout = 0 },
 	} {

@@ -297,8 +297,9 @@ type UpdateStrategy struct {
 // FleetRollout is spec.updateStrategy.rollout.
 type FleetRollout struct {
 	// Batches in the order they move. A cluster is named by its cluster ID
-	// (the Istio's status.clusterName, a RemoteIstio's clusterName); one in
-	// two batches fails PreCheckPassed.
+	// (the Istio's status.clusterName, a RemoteIstio's clusterName) or
+	// chosen by labels (clusterSelector); one in two batches fails
+	// PreCheckPassed.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=50
 	// +listType=map
@@ -309,8 +310,7 @@ type FleetRollout struct {
 }
 
 // RolloutBatch is a set of clusters whose default tag moves together.
-// +kubebuilder:validation:XValidation:rule="!has(self.clusterSelector)",message="clusterSelector is not implemented yet; list the batch's cluster IDs in clusters"
-// +kubebuilder:validation:XValidation:rule="has(self.clusters) && size(self.clusters) > 0",message="a batch needs clusters: list its cluster IDs"
+// +kubebuilder:validation:XValidation:rule="(has(self.clusters) && size(self.clusters) > 0) || has(self.clusterSelector)",message="a batch needs clusters or a clusterSelector: list its cluster IDs or select RemoteIstios by label"
 type RolloutBatch struct {
 	// Name of the batch, shown in the rollout table.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
@@ -322,8 +322,12 @@ type RolloutBatch struct {
 	// +listType=set
 	// +optional
 	Clusters []string `json:"clusters,omitempty"`
-	// ClusterSelector would choose the batch's clusters by RemoteIstio
-	// labels. Not implemented: refused by validation.
+	// ClusterSelector adds the clusters whose labels it matches: a
+	// RemoteIstio's labels for a remote, the Istio resource's own labels
+	// for the primary. The batch's clusters are chosen again while it is
+	// pending and kept in status.rollout once its tag moved. A cluster two
+	// batches choose (by list or selector) fails PreCheckPassed; a batch
+	// that chooses no cluster halts the rollout when it is its turn.
 	// +optional
 	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
 }
