@@ -90,7 +90,7 @@ func TestFleetRolloutPrometheusGate(t *testing.T) {
 	h, rh := startRevisionMesh(t, remotes...)
 	prom.WaitTargetsUp(t, time.Minute)
 
-	const timeout = 12
+	const timeout = 30
 	spec := func(v, promGate string) string {
 		return fmt.Sprintf(`{"version":%q,"clusterName":"primary","security":{"selfSigned":true},"multiCluster":{"mode":"flatNetwork"},
 			"updateStrategy":{"type":"RevisionBased","inactiveRevisionDeletionGracePeriodSeconds":1,
