@@ -201,7 +201,10 @@ func TestFleetRolloutPrometheusGate(t *testing.T) {
 		if st == nil || st.Phase != "Done" || st.To != "1-30-3" {
 			return fmt.Errorf("status.rollout = %+v", st)
 		}
-		return tags(map[string]string{"primary": "istiod-1-30-3", "remote1": "istiod-1-30-3", "remote2": "istiod-1-30-3"})()
+		if err := tags(map[string]string{"primary": "istiod-1-30-3", "remote1": "istiod-1-30-3", "remote2": "istiod-1-30-3"})(); err != nil {
+			return fmt.Errorf("%v; RemoteIstios: %s", err, remotePhases(h))
+		}
+		return nil
 	})
 	t.Logf("healthy fleet:\n%s", tagrollout.StatusTable(st))
 	for _, b := range st.Batches {
@@ -209,4 +212,18 @@ func TestFleetRolloutPrometheusGate(t *testing.T) {
 			t.Errorf("batch %s: %s after %v, %q; want Passed after the 3s bake on a 100%% success rate", b.Name, b.Phase, b.DecidedAt.Sub(b.MovedAt.Time), b.Reason)
 		}
 	}
+}
+
+// remotePhases prints each RemoteIstio's phase and conditions, for a
+// failure message.
+func remotePhases(h *harness) string {
+	var list v1beta1.RemoteIstioList
+	if err := h.direct.List(h.ctx, &list); err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, ri := range list.Items {
+		out = append(out, fmt.Sprintf("%s %s [%s]", ri.Name, ri.Status.Phase, formatConditions(ri.Status.Conditions)))
+	}
+	return strings.Join(out, "; ")
 }
