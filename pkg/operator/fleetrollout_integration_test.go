@@ -31,7 +31,9 @@ func TestFleetRollout(t *testing.T) {
 	remotes := []string{"remote1", "remote2"}
 	h, rh := startRevisionMesh(t, remotes...)
 
-	const timeout = 15
+	// The canary must be seen moved (remote1 rendered) before the timeout
+	// moves it back: 15 s was too short on loaded cores.
+	const timeout = 45
 	spec := func(v string) string {
 		return fmt.Sprintf(`{"version":%q,"clusterName":"primary","security":{"selfSigned":true},"multiCluster":{"mode":"flatNetwork"},
 			"updateStrategy":{"type":"RevisionBased","inactiveRevisionDeletionGracePeriodSeconds":1,
