@@ -70,4 +70,3 @@ func ResolveBatches(specs []v1beta1.RolloutBatch, members []Member) ([]Batch, er
 func describeEmpty(name string) string {
 	return fmt.Sprintf("batch %s has no cluster (no cluster listed, and its clusterSelector, if any, matches no RemoteIstio nor the primary's Istio resource); fix its labels or selector", name)
 }
-

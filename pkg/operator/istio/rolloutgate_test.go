@@ -75,7 +75,9 @@ func TestRolloutProblemClusterSelector(t *testing.T) {
 	r := &Reconciler{Client: c}
 	ist := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system", Labels: map[string]string{"region": "eu"}},
 		Spec: v1beta1.IstioSpec{ClusterName: "primary"}}
-	sel := func(k, v string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: map[string]string{k: v}} }
+	sel := func(k, v string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{k: v}}
+	}
 	gate := v1beta1.RolloutGate{TimeoutSeconds: 60}
 	for want, batches := range map[string][]v1beta1.RolloutBatch{
 		"": {{Name: "canary", ClusterSelector: sel("wave", "canary")}, {Name: "wave-1", ClusterSelector: sel("wave", "1")}},
