@@ -187,24 +187,36 @@ func (g *Gate) Read(ctx context.Context, prom promv1.API, now time.Time) (Readin
 // scalar runs an instant query that yields at most one sample: no sample
 // reads as 0 for sums (no traffic) and NaN is kept for quantiles.
 func scalar(ctx context.Context, prom promv1.API, q string, at time.Time) (float64, error) {
+	v, ok, err := Instant(ctx, prom, q, at)
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok && strings.HasPrefix(q, "histogram_quantile"):
+		return math.NaN(), nil
+	}
+	return v, nil
+}
+
+// Instant runs an instant query that yields at most one sample and returns
+// its value, or ok false when it returned no sample (no data).
+func Instant(ctx context.Context, prom promv1.API, q string, at time.Time) (v float64, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, _, err := prom.Query(ctx, q, at)
+	res, _, err := prom.Query(ctx, q, at)
 	if err != nil {
-		return 0, fmt.Errorf("querying Prometheus for %s: %w", q, err)
+		return 0, false, fmt.Errorf("querying Prometheus for %s: %w", q, err)
 	}
-	vec, ok := v.(model.Vector)
-	if !ok {
-		return 0, fmt.Errorf("querying Prometheus for %s: got a %s, want a vector", q, v.Type())
-	}
-	switch len(vec) {
-	case 0:
-		if strings.HasPrefix(q, "histogram_quantile") {
-			return math.NaN(), nil
+	switch res := res.(type) {
+	case *model.Scalar:
+		return float64(res.Value), true, nil
+	case model.Vector:
+		switch len(res) {
+		case 0:
+			return 0, false, nil
+		case 1:
+			return float64(res[0].Value), true, nil
 		}
-		return 0, nil
-	case 1:
-		return float64(vec[0].Value), nil
+		return 0, false, fmt.Errorf("querying Prometheus for %s: %d series, want one; narrow the gate's selector", q, len(res))
 	}
-	return 0, fmt.Errorf("querying Prometheus for %s: %d series, want one; narrow the gate's selector", q, len(vec))
+	return 0, false, fmt.Errorf("querying Prometheus for %s: got a %s, want a vector", q, res.Type())
 }

@@ -22,7 +22,8 @@ import (
 
 // TestFleetRollout: a primary and two remotes, spec.updateStrategy.rollout
 // with batches canary=[remote1] then wave-1=[remote2] (the primary, in no
-// batch, moves when every batch passed). A new revision whose istiod never
+// batch, moves when every batch passed); wave-1 chooses remote2 by its
+// RemoteIstio's label (clusterSelector). A new revision whose istiod never
 // rolls out moves remote1's default tag, is moved back there after the
 // gate's timeout, and remote2's tag never moves; a healthy revision moves
 // the batches in order and then the primary.
@@ -30,17 +31,19 @@ func TestFleetRollout(t *testing.T) {
 	remotes := []string{"remote1", "remote2"}
 	h, rh := startRevisionMesh(t, remotes...)
 
-	const timeout = 15
+	// The canary must be seen moved (remote1 rendered) before the timeout
+	// moves it back: 15 s was too short on loaded cores.
+	const timeout = 45
 	spec := func(v string) string {
 		return fmt.Sprintf(`{"version":%q,"clusterName":"primary","security":{"selfSigned":true},"multiCluster":{"mode":"flatNetwork"},
 			"updateStrategy":{"type":"RevisionBased","inactiveRevisionDeletionGracePeriodSeconds":1,
-			"rollout":{"batches":[{"name":"canary","clusters":["remote1"]},{"name":"wave-1","clusters":["remote2"]}],
+			"rollout":{"batches":[{"name":"canary","clusters":["remote1"]},{"name":"wave-1","clusterSelector":{"matchLabels":{"wave":"1"}}}],
 			"gate":{"bakeSeconds":2,"timeoutSeconds":%d}}}}`, v, timeout)
 	}
 	h.applyIstio(ns, "istio", spec("1.29.6"))
-	for _, r := range remotes {
-		rh.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system"},
-		"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["apps"],"pilotAddress":"203.0.113.10"}}`, r, r))
+	for i, r := range remotes {
+		rh.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system","labels":{"wave":"%d"}},
+		"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["apps"],"pilotAddress":"203.0.113.10"}}`, r, i, r))
 	}
 	h.waitCondition("istio", v1beta1.ConditionControlPlaneDeployed, "True")
 	h.rollOut("istiod-1-29-6")
@@ -60,7 +63,7 @@ func TestFleetRollout(t *testing.T) {
 	// A bad revision: istiod-1-30-3 is deployed but never ready.
 	h.applyIstio(ns, "istio", spec("1.30.3"))
 	eventually(t, "the canary batch moved: remote1's default tag on 1-30-3, the others on 1-29-6", func() error {
-		if st := h.istio("istio").Status.Rollout; st == nil || len(st.Batches) != 2 || st.Batches[0].Phase != "Gating" {
+		if st := h.istio("istio").Status.Rollout; st == nil || len(st.Batches) != 2 || st.Batches[0].Phase != "Gating" || strings.Join(st.Batches[1].Clusters, ",") != "remote2" {
 			return fmt.Errorf("status.rollout = %+v", st)
 		}
 		return tags(map[string]string{"primary": "istiod-1-29-6", "remote1": "istiod-1-30-3", "remote2": "istiod-1-29-6"})()
@@ -131,9 +134,9 @@ func defaultTagService(rh *remoteHarness, cluster string) string {
 	return svc
 }
 
-// TestFleetRolloutRefusedFields: the gate fields not implemented yet,
-// clusterSelector and a rollout without RevisionBased are refused by the
-// CRD with a message, not accepted and ignored.
+// TestFleetRolloutRefusedFields: bad gate fields, clusterSelector and a
+// rollout without RevisionBased are refused by the CRD with a message, not
+// accepted and ignored.
 func TestFleetRolloutRefusedFields(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -146,12 +149,14 @@ func TestFleetRolloutRefusedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	for field, tc := range map[string]struct{ strategy, want string }{
-		"prometheusQuery": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheusQuery":"sum(rate(x[1m]))"}}`,
-			"the Prometheus gate (prometheusQuery, minSuccessRate, minRequests) is not implemented yet"},
-		"minSuccessRate": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"minSuccessRate":"0.99"}}`,
-			"is not implemented yet"},
-		"clusterSelector": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusterSelector":{"matchLabels":{"wave":"1"}}}],"gate":{"timeoutSeconds":60}}`,
-			"clusterSelector is not implemented yet; list the batch's cluster IDs in clusters"},
+		"minRequests with a query": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheus":{"address":"http://p:9090","query":"sum(x)","minSuccessRate":"0.99","minRequests":5}}}`,
+			"minRequests applies to the default query only"},
+		"minSuccessRate": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheus":{"address":"http://p:9090","minSuccessRate":"99%"}}}`,
+			"spec.updateStrategy.rollout.gate.prometheus.minSuccessRate"},
+		"address": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"prometheus":{"address":"prometheus:9090","minSuccessRate":"0.99"}}}`,
+			"spec.updateStrategy.rollout.gate.prometheus.address"},
+		"no clusters": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":[]}],"gate":{"timeoutSeconds":60}}`,
+			"a batch needs clusters or a clusterSelector"},
 		"InPlace": {`"type":"InPlace","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60}}`,
 			"rollout applies only with type RevisionBased"},
 		"bake": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"bakeSeconds":60}}`,

@@ -59,6 +59,10 @@ type Gate struct {
 	// Timeout is how long the batch may take to meet the gate (istiod
 	// ready, every proxy ACKed) before it fails.
 	Timeout time.Duration `json:"timeout"`
+	// RateRequired: the success rate is part of the gate (a Prometheus
+	// query): a batch cannot pass without a reading, and one that has
+	// none by the timeout fails with why (Observation.RateProblem).
+	RateRequired bool `json:"rateRequired,omitempty"`
 }
 
 // Observation is what the caller saw of a gating batch just now.
@@ -69,10 +73,15 @@ type Observation struct {
 	// Proxies connected to the new revision from the batch's clusters, how
 	// many ACKed its current config and how many NACKed it.
 	Proxies, Acked, Nacked int
-	// Requests counted by the success-rate query over the window, and the
-	// success rate (NaN when there was no traffic).
+	// Requests counted by the success-rate query over the window (-1 when
+	// the query gives a rate but no count), and the success rate (NaN when
+	// there was no traffic).
 	Requests    int
 	SuccessRate float64
+	// RateProblem says why the success rate could not be read (the query
+	// failed or returned no data); with Gate.RateRequired the batch waits,
+	// and fails at the timeout with this reason.
+	RateProblem string
 	// ProxiesExpected is how many proxies of the batch must reach the new
 	// revision (workloads restarted onto the tag); 0 waits for none.
 	ProxiesExpected int
@@ -122,9 +131,6 @@ func (r *Rollout) Validate() error {
 	}
 	seen := map[string]string{}
 	for _, b := range r.Batches {
-		if len(b.Clusters) == 0 {
-			return fmt.Errorf("batch %s has no cluster", b.Name)
-		}
 		for _, c := range b.Clusters {
 			if o, ok := seen[c]; ok {
 				return fmt.Errorf("cluster %s is in batches %s and %s; put it in one", c, o, b.Name)
@@ -165,6 +171,10 @@ func Next(r Rollout, now time.Time, obs Observation) (Action, []BatchStatus, err
 		case RolledBack:
 			return Action{Kind: Halted, Batch: i, Reason: fmt.Sprintf("batch %s was rolled back: %s", b.Name, st[i].Reason)}, st, nil
 		case Pending:
+			if len(b.Clusters) == 0 {
+				st[i] = BatchStatus{Phase: RolledBack, DecidedAt: now, Reason: describeEmpty(b.Name)}
+				return Action{Kind: Halted, Batch: i, Reason: st[i].Reason}, st, nil
+			}
 			st[i] = BatchStatus{Phase: Gating, MovedAt: now, Reason: "tag moved; gate pending"}
 			return Action{Kind: MoveTag, Batch: i, Clusters: b.Clusters, Revision: r.To,
 				Reason: fmt.Sprintf("batch %s: move the default tag to %s", b.Name, r.To)}, st, nil
@@ -196,9 +206,9 @@ func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fai
 	if o.Nacked > 0 {
 		return false, true, fmt.Sprintf("%d of %d proxies NACKed the config of istiod-%s", o.Nacked, o.Proxies, rev)
 	}
-	rateKnown := o.Requests > 0 && !math.IsNaN(o.SuccessRate)
+	rateKnown := o.Requests != 0 && !math.IsNaN(o.SuccessRate) && o.RateProblem == ""
 	if rateKnown && o.SuccessRate < g.MinSuccessRate {
-		return false, true, fmt.Sprintf("success rate %.2f%% over %d requests, below %.2f%%", 100*o.SuccessRate, o.Requests, 100*g.MinSuccessRate)
+		return false, true, fmt.Sprintf("success rate %.2f%% %s, below %.2f%%", 100*o.SuccessRate, over(o.Requests), 100*g.MinSuccessRate)
 	}
 	waiting := ""
 	switch {
@@ -206,8 +216,12 @@ func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fai
 		waiting = fmt.Sprintf("istiod-%s not ready", rev)
 	case o.Acked < o.ProxiesExpected:
 		waiting = fmt.Sprintf("%d of %d proxies ACKed istiod-%s", o.Acked, o.ProxiesExpected, rev)
-	case o.Requests < g.MinRequests:
+	case g.RateRequired && o.RateProblem != "":
+		waiting = "no success rate: " + o.RateProblem
+	case o.Requests >= 0 && o.Requests < g.MinRequests:
 		waiting = fmt.Sprintf("%d of %d requests for the success rate", o.Requests, g.MinRequests)
+	case g.RateRequired && !rateKnown:
+		waiting = "no success rate: no requests"
 	}
 	if waiting != "" {
 		if since >= g.Timeout {
@@ -217,12 +231,39 @@ func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fai
 	}
 	rate := "no traffic"
 	if rateKnown {
-		rate = fmt.Sprintf("success rate %.2f%% over %d requests", 100*o.SuccessRate, o.Requests)
+		rate = fmt.Sprintf("success rate %.2f%% %s", 100*o.SuccessRate, over(o.Requests))
 	}
 	if since < g.Bake {
 		return false, false, fmt.Sprintf("healthy (%s, %d proxies ACKed); baking, %v left", rate, o.Acked, (g.Bake - since).Round(time.Second))
 	}
 	return true, false, fmt.Sprintf("istiod-%s ready, %d proxies ACKed, %s", rev, o.Acked, rate)
+}
+
+// over says what a rate rests on: "over N requests", or "(uncounted)" for
+// a query that gives a rate alone.
+func over(requests int) string {
+	if requests < 0 {
+		return "(requests not counted)"
+	}
+	return fmt.Sprintf("over %d requests", requests)
+}
+
+// Gating returns the batch whose gate is being evaluated (the first one
+// not passed, when it is gating), or -1.
+func (r *Rollout) Gating() int {
+	for i := range r.Batches {
+		if i >= len(r.Status) {
+			return -1
+		}
+		switch r.Status[i].Phase {
+		case Passed:
+			continue
+		case Gating:
+			return i
+		}
+		return -1
+	}
+	return -1
 }
 
 // recheck is how often a gating batch is looked at again.

@@ -120,7 +120,6 @@ func TestValidate(t *testing.T) {
 		"two different revisions": func(r *Rollout) { r.To = r.From },
 		"no batch":                func(r *Rollout) { r.Batches = nil },
 		"in batches canary and wave-1; put it in one": func(r *Rollout) { r.Batches[1].Clusters = append(r.Batches[1].Clusters, "west") },
-		"batch wave-2 has no cluster":                 func(r *Rollout) { r.Batches[2].Clusters = nil },
 		"not between 0 and 1":                         func(r *Rollout) { r.Gate.MinSuccessRate = 99 },
 		"needs a timeout":                             func(r *Rollout) { r.Gate.Timeout = 0 },
 	} {
@@ -128,6 +127,102 @@ func TestValidate(t *testing.T) {
 		mutate(&r)
 		if _, _, err := Next(r, t0, Observation{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+}
+
+// TestPrometheusGate: with the success rate required, a batch cannot pass
+// without a reading; a failed query or no data waits and fails at the
+// timeout with why; a rate below the minimum fails at once; a custom
+// query's uncounted rate (Requests -1) passes on its value alone.
+func TestPrometheusGate(t *testing.T) {
+	prom := func() Rollout {
+		r := fleet()
+		r.Batches = r.Batches[:1]
+		r.Gate.RateRequired = true
+		r.Gate.MinRequests = 20
+		return r
+	}
+	ready := Observation{IstiodReady: true}
+	noData := ready
+	noData.RateProblem = "Prometheus at http://p:9090 returned no requests for sum(x)"
+	refused := ready
+	refused.RateProblem = "Prometheus at http://p:9090: connection refused"
+	low := ready
+	low.Requests, low.SuccessRate = 100, 0.5
+	good := ready
+	good.Requests, good.SuccessRate = 100, 1
+	uncountedGood := ready
+	uncountedGood.Requests, uncountedGood.SuccessRate = -1, 0.995
+	uncountedLow := ready
+	uncountedLow.Requests, uncountedLow.SuccessRate = -1, 0.2
+	nan := ready
+	nan.Requests, nan.SuccessRate = -1, math.NaN()
+	for name, steps := range map[string][]step{
+		"no data waits past the bake, fails at the timeout": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Minute, noData, Wait, 0, "", "no success rate: Prometheus at http://p:9090 returned no requests"},
+			{2 * time.Minute, noData, MoveTag, 0, "1-30-3", "no success rate: Prometheus at http://p:9090 returned no requests for sum(x) after 2m0s"},
+		},
+		"a failed query fails at the timeout": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{2 * time.Minute, refused, MoveTag, 0, "1-30-3", "connection refused after 2m0s"},
+		},
+		"a low rate fails at once": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Second, low, MoveTag, 0, "1-30-3", "success rate 50.00% over 100 requests, below 99.00%"},
+		},
+		"a good rate passes after the bake": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Second, good, Wait, 0, "", "success rate 100.00% over 100 requests"},
+			{31 * time.Second, good, Done, 0, "", "every batch"},
+		},
+		"too few requests wait": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{31 * time.Second, Observation{IstiodReady: true, Requests: 5, SuccessRate: 1}, Wait, 0, "", "5 of 20 requests"},
+		},
+		"a custom query's rate passes": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{31 * time.Second, uncountedGood, Done, 0, "", "every batch"},
+		},
+		"a custom query's low rate fails": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Second, uncountedLow, MoveTag, 0, "1-30-3", "success rate 20.00% (requests not counted), below 99.00%"},
+		},
+		"a NaN rate never passes": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{31 * time.Second, nan, Wait, 0, "", "no success rate: no requests"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := prom()
+			if name == "a custom query's rate passes" || name == "a custom query's low rate fails" || name == "a NaN rate never passes" {
+				r.Gate.MinRequests = 0
+			}
+			run(t, r, steps)
+		})
+	}
+}
+
+func TestRateQueries(t *testing.T) {
+	if got, want := DefaultRateSelector([]string{"west", "east.1"}), `reporter="source",source_cluster=~"west|east\\.1"`; got != want {
+		t.Errorf("selector %s, want %s", got, want)
+	}
+	q, err := ExpandRateQuery(`sum(rate(ok{cluster=~"{{ clusters }}"}[{{ window }}])) / sum(rate(all{cluster=~"{{clusters}}"}[{{window}}]))`, []string{"a", "b"}, 90*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `sum(rate(ok{cluster=~"a|b"}[1m30s])) / sum(rate(all{cluster=~"a|b"}[1m30s]))`; q != want {
+		t.Errorf("query %s, want %s", q, want)
+	}
+	for _, bad := range []string{`x{c=~"{{ cluster }}"}`, `x{{`} {
+		if err := CheckRateQuery(bad); err == nil || !strings.Contains(err.Error(), "placeholders are {{ clusters }} and {{ window }}") {
+			t.Errorf("%s: error %v", bad, err)
+		}
+	}
+	for since, want := range map[time.Duration]time.Duration{0: time.Second, 1500 * time.Millisecond: time.Second, 42 * time.Second: 42 * time.Second, time.Hour: MaxRateWindow} {
+		if got := RateWindow(since); got != want {
+			t.Errorf("RateWindow(%v) = %v, want %v", since, got, want)
 		}
 	}
 }

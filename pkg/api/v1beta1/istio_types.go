@@ -285,8 +285,9 @@ type UpdateStrategy struct {
 
 	// Rollout moves the default tag to a new version's revision cluster by
 	// cluster, batch by batch in order, each batch gated on the new istiod
-	// being ready for the bake time; a batch whose gate does not hold by
-	// the timeout is moved back and the rollout halts. Clusters in no batch
+	// being ready (and, with gate.prometheus, on its success rate) for the
+	// bake time; a batch whose gate fails, or does not hold by the timeout,
+	// is moved back and the rollout halts. Clusters in no batch
 	// (the primary included, if not listed) move once every batch passed.
 	// Only with RevisionBased.
 	// +optional
@@ -296,8 +297,9 @@ type UpdateStrategy struct {
 // FleetRollout is spec.updateStrategy.rollout.
 type FleetRollout struct {
 	// Batches in the order they move. A cluster is named by its cluster ID
-	// (the Istio's status.clusterName, a RemoteIstio's clusterName); one in
-	// two batches fails PreCheckPassed.
+	// (the Istio's status.clusterName, a RemoteIstio's clusterName) or
+	// chosen by labels (clusterSelector); one in two batches fails
+	// PreCheckPassed.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=50
 	// +listType=map
@@ -308,8 +310,7 @@ type FleetRollout struct {
 }
 
 // RolloutBatch is a set of clusters whose default tag moves together.
-// +kubebuilder:validation:XValidation:rule="!has(self.clusterSelector)",message="clusterSelector is not implemented yet; list the batch's cluster IDs in clusters"
-// +kubebuilder:validation:XValidation:rule="has(self.clusters) && size(self.clusters) > 0",message="a batch needs clusters: list its cluster IDs"
+// +kubebuilder:validation:XValidation:rule="(has(self.clusters) && size(self.clusters) > 0) || has(self.clusterSelector)",message="a batch needs clusters or a clusterSelector: list its cluster IDs or select RemoteIstios by label"
 type RolloutBatch struct {
 	// Name of the batch, shown in the rollout table.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
@@ -321,30 +322,29 @@ type RolloutBatch struct {
 	// +listType=set
 	// +optional
 	Clusters []string `json:"clusters,omitempty"`
-	// ClusterSelector would choose the batch's clusters by RemoteIstio
-	// labels. Not implemented: refused by validation.
+	// ClusterSelector adds the clusters whose labels it matches: a
+	// RemoteIstio's labels for a remote, the Istio resource's own labels
+	// for the primary. The batch's clusters are chosen again while it is
+	// pending and kept in status.rollout once its tag moved. A cluster two
+	// batches choose (by list or selector) fails PreCheckPassed; a batch
+	// that chooses no cluster halts the rollout when it is its turn.
 	// +optional
 	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
 }
 
-// RolloutGate is the health gate of a batch. Implemented: istiod-<rev>
-// readiness, bakeSeconds and timeoutSeconds. The Prometheus success-rate
-// fields are refused until the operator queries Prometheus.
-// +kubebuilder:validation:XValidation:rule="!has(self.prometheusQuery) && !has(self.minSuccessRate) && !has(self.minRequests)",message="the Prometheus gate (prometheusQuery, minSuccessRate, minRequests) is not implemented yet; remove these fields (the gate checks istiod readiness for bakeSeconds within timeoutSeconds)"
+// RolloutGate is the health gate of a batch: istiod-<rev> ready and, with
+// prometheus, the batch's success rate at or above the minimum, for
+// bakeSeconds within timeoutSeconds.
 // +kubebuilder:validation:XValidation:rule="!has(self.bakeSeconds) || self.bakeSeconds < self.timeoutSeconds",message="bakeSeconds must be shorter than timeoutSeconds, or no batch could pass"
 type RolloutGate struct {
-	// PrometheusQuery would give the batch's success rate. Not implemented:
-	// refused by validation.
+	// Prometheus adds a success-rate check to the gate: while a batch
+	// gates, the operator queries Prometheus; a rate below minSuccessRate
+	// moves the batch back at once, and a query that fails or returns no
+	// data keeps the batch from passing (and moves it back at the timeout).
 	// +optional
-	PrometheusQuery string `json:"prometheusQuery,omitempty"`
-	// MinSuccessRate, as a decimal string ("0.99"). Not implemented: refused.
-	// +optional
-	MinSuccessRate string `json:"minSuccessRate,omitempty"`
-	// MinRequests the rate must rest on. Not implemented: refused.
-	// +optional
-	MinRequests *int32 `json:"minRequests,omitempty"`
-	// BakeSeconds is how long the new istiod must stay ready before the
-	// batch passes. Default 0.
+	Prometheus *RolloutPrometheusGate `json:"prometheus,omitempty"`
+	// BakeSeconds is how long the new istiod must stay ready (and the
+	// success rate hold) before the batch passes. Default 0.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	BakeSeconds int32 `json:"bakeSeconds,omitempty"`
@@ -352,6 +352,36 @@ type RolloutGate struct {
 	// its tag is moved back and the rollout halts.
 	// +kubebuilder:validation:Minimum=1
 	TimeoutSeconds int32 `json:"timeoutSeconds"`
+}
+
+// RolloutPrometheusGate is the success-rate part of a batch's gate.
+// +kubebuilder:validation:XValidation:rule="!has(self.query) || !has(self.minRequests)",message="minRequests applies to the default query only (a custom query returns a rate, not a count); remove minRequests or query"
+type RolloutPrometheusGate struct {
+	// Address is the base URL of Prometheus's HTTP API as the operator
+	// reaches it, e.g. http://prometheus.istio-system:9090.
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +kubebuilder:validation:MaxLength=2048
+	Address string `json:"address"`
+	// Query is a PromQL expression whose one sample is the batch's success
+	// rate (0..1). {{ clusters }} is replaced by a regular expression
+	// matching the batch's cluster IDs and {{ window }} by the time since
+	// the batch's tag moved (a PromQL duration, at most 5m). Default: the
+	// share of istio_requests_total reported by clients in the batch's
+	// clusters (reporter="source", source_cluster=~"{{ clusters }}") that
+	// got no 5xx and gRPC status OK, over {{ window }}.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Query string `json:"query,omitempty"`
+	// MinSuccessRate is the lowest acceptable success rate, a decimal
+	// between 0 and 1 ("0.99").
+	// +kubebuilder:validation:Pattern=`^(0(\.[0-9]+)?|1(\.0+)?)$`
+	MinSuccessRate string `json:"minSuccessRate"`
+	// MinRequests is how many requests the default query must count in the
+	// window before its rate can pass the batch (below the minimum rate it
+	// fails whatever the count). Default 20. Only with the default query.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MinRequests *int32 `json:"minRequests,omitempty"`
 }
 
 // RolloutStatus is status.rollout: where the fleet rollout from one

@@ -2,10 +2,12 @@ package istio
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -20,22 +22,80 @@ const (
 )
 
 // planOf turns spec.updateStrategy.rollout and what status.rollout kept into
-// the planner's input. The gate observes istiod readiness only: the CRD
-// refuses the Prometheus fields, and no proxy ACK is waited for.
-func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus) tagrollout.Rollout {
-	p := tagrollout.Rollout{From: from, To: to, Gate: tagrollout.Gate{
-		Bake:    time.Duration(ro.Gate.BakeSeconds) * time.Second,
-		Timeout: time.Duration(ro.Gate.TimeoutSeconds) * time.Second,
-	}}
+// the planner's input. A batch's clusters are its listed ones and the
+// members its clusterSelector matches, chosen again while it is pending and
+// kept (status.rollout) from the moment its tag moved, so a label changed
+// mid-rollout never moves a cluster the gate did not judge. The gate
+// observes istiod readiness and, with gate.prometheus, the batch's success
+// rate; no proxy ACK is waited for.
+func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus, members []tagrollout.Member) (tagrollout.Rollout, error) {
+	gate, err := gateOf(ro.Gate)
+	if err != nil {
+		return tagrollout.Rollout{}, err
+	}
+	batches, err := tagrollout.ResolveBatches(ro.Batches, members)
+	if err != nil {
+		return tagrollout.Rollout{}, err
+	}
+	p := tagrollout.Rollout{From: from, To: to, Gate: gate, Batches: batches}
 	for i, b := range ro.Batches {
-		p.Batches = append(p.Batches, tagrollout.Batch{Name: b.Name, Clusters: b.Clusters})
 		bs := tagrollout.BatchStatus{Phase: tagrollout.Pending}
 		if st != nil && i < len(st.Batches) && st.Batches[i].Name == b.Name {
 			bs = tagrollout.BatchStatusOf(st.Batches[i])
+			if bs.Phase != tagrollout.Pending {
+				p.Batches[i].Clusters = st.Batches[i].Clusters
+			}
 		}
 		p.Status = append(p.Status, bs)
 	}
-	return p
+	return p, nil
+}
+
+// rolloutMembers are the clusters a batch's clusterSelector chooses from:
+// each RemoteIstio of this control plane (its cluster ID, its labels) and
+// the primary, whose labels are the Istio resource's own.
+func (r *Reconciler) rolloutMembers(ctx context.Context, ist *v1beta1.Istio, primary string) ([]tagrollout.Member, error) {
+	members := []tagrollout.Member{{ID: primary, Labels: ist.Labels}}
+	var list v1beta1.RemoteIstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
+		return nil, fmt.Errorf("list RemoteIstio resources in %s for the rollout's clusterSelector: %w", ist.Namespace, err)
+	}
+	for i := range list.Items {
+		ri := &list.Items[i]
+		if ri.Spec.IstioRef != "" && ri.Spec.IstioRef != ist.Name || !ri.DeletionTimestamp.IsZero() {
+			continue
+		}
+		id := ri.Spec.ClusterName
+		if id == "" {
+			id = ri.Name
+		}
+		members = append(members, tagrollout.Member{ID: id, Labels: ri.Labels})
+	}
+	return members, nil
+}
+
+// primaryID is the primary's cluster ID before the ControlPlane is built.
+func primaryID(ist *v1beta1.Istio) string {
+	if ist.Spec.ClusterName != "" {
+		return ist.Spec.ClusterName
+	}
+	return ist.Name
+}
+
+// rolloutProblem says why spec.updateStrategy.rollout cannot be planned,
+// "" when it can: a gate that does not parse, a selector that does not, a
+// cluster two batches choose. A batch whose selector matches nothing yet
+// is not refused here (remotes may join later): the rollout refuses it
+// when it runs.
+func (r *Reconciler) rolloutProblem(ctx context.Context, ist *v1beta1.Istio, ro *v1beta1.FleetRollout) string {
+	members, err := r.rolloutMembers(ctx, ist, primaryID(ist))
+	if err == nil {
+		_, err = planOf(ro, "from", "to", nil, members)
+	}
+	if err != nil {
+		return fmt.Sprintf("spec.updateStrategy.rollout: %v", err)
+	}
+	return ""
 }
 
 // rolloutStatusOf is what status.rollout keeps of the planner's state.
@@ -76,12 +136,23 @@ func (r *Reconciler) driveRollout(ctx context.Context, ist *v1beta1.Istio, cp *r
 		r.Events.Eventf(ist, nil, corev1.EventTypeNormal, "RolloutStarted", "Rollout",
 			"fleet rollout of the default tag from %s to %s in %d batches", current, want, len(ro.Batches))
 	}
-	plan := planOf(ro, current, want, st)
-	ready, err := r.istiodReady(ctx, cp.Namespace, want)
+	members, err := r.rolloutMembers(ctx, ist, cp.ClusterName)
 	if err != nil {
 		return current, 0, err
 	}
-	act, next, err := tagrollout.Next(plan, now, tagrollout.Observation{IstiodReady: ready})
+	plan, err := planOf(ro, current, want, st, members)
+	if err != nil {
+		return current, 0, err
+	}
+	obs := tagrollout.Observation{}
+	if i := plan.Gating(); i >= 0 && ro.Gate.Prometheus != nil {
+		obs = observeRate(ctx, ro.Gate.Prometheus, plan.Gate.MinSuccessRate, plan.Gate.MinRequests,
+			plan.Batches[i].Clusters, now.Sub(plan.Status[i].MovedAt), now)
+	}
+	if obs.IstiodReady, err = r.istiodReady(ctx, cp.Namespace, want); err != nil {
+		return current, 0, err
+	}
+	act, next, err := tagrollout.Next(plan, now, obs)
 	if err != nil {
 		return current, 0, err
 	}
@@ -105,6 +176,9 @@ func (r *Reconciler) driveRollout(ctx context.Context, ist *v1beta1.Istio, cp *r
 		}
 	case tagrollout.Halted:
 		phase = rolloutHalted
+		if st == nil || st.Phase != rolloutHalted {
+			r.Events.Eventf(ist, nil, corev1.EventTypeWarning, "RolloutHalted", "Rollout", "%s", act.Reason)
+		}
 	}
 	ist.Status.Rollout = rolloutStatusOf(plan, phase)
 	return target, requeue, nil

@@ -132,7 +132,7 @@ func holderOf(items []v1beta1.Istio) *v1beta1.Istio {
 // named tag must point at an installed revision (or spec.version's).
 // Remotes are served per revision (decision 47): nothing about them is
 // refused here.
-func (r *Reconciler) strategyProblem(_ context.Context, ist *v1beta1.Istio) string {
+func (r *Reconciler) strategyProblem(ctx context.Context, ist *v1beta1.Istio) string {
 	if !revisionBased(ist) {
 		if len(ist.Status.Revisions) > 0 {
 			return "spec.updateStrategy.type: switching from RevisionBased to InPlace would delete the revisions pods use; set it back to RevisionBased"
@@ -154,10 +154,7 @@ func (r *Reconciler) strategyProblem(_ context.Context, ist *v1beta1.Istio) stri
 		}
 	}
 	if ro := ist.Spec.UpdateStrategy.Rollout; ro != nil {
-		plan := planOf(ro, "from", "to", nil)
-		if err := plan.Validate(); err != nil {
-			return fmt.Sprintf("spec.updateStrategy.rollout: %v", err)
-		}
+		return r.rolloutProblem(ctx, ist, ro)
 	}
 	return ""
 }
