@@ -40,24 +40,8 @@ func TestFleetRollout(t *testing.T) {
 			"rollout":{"batches":[{"name":"canary","clusters":["remote1"]},{"name":"wave-1","clusterSelector":{"matchLabels":{"wave":"1"}}}],
 			"gate":{"bakeSeconds":2,"timeoutSeconds":%d}}}}`, v, timeout)
 	}
-	h.applyIstio(ns, "istio", spec("1.29.6"))
-	for i, r := range remotes {
-		rh.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system","labels":{"wave":"%d"}},
-		"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["apps"],"pilotAddress":"203.0.113.10"}}`, r, i, r))
-	}
-	h.waitCondition("istio", v1beta1.ConditionControlPlaneDeployed, "True")
-	h.rollOut("istiod-1-29-6")
-	h.waitPhase("istio", v1beta1.PhaseReady)
-	tags := func(want map[string]string) func() error {
-		return func() error {
-			for cl, svc := range want {
-				if got := defaultTagService(rh, cl); got != svc {
-					return fmt.Errorf("default tag in %s calls %s, want %s", cl, got, svc)
-				}
-			}
-			return nil
-		}
-	}
+	installFleet(h, rh, spec("1.29.6"), remotes)
+	tags := func(want map[string]string) func() error { return func() error { return defaultTags(rh, want) } }
 	eventually(t, "every cluster's default tag on 1-29-6", tags(map[string]string{"primary": "istiod-1-29-6", "remote1": "istiod-1-29-6", "remote2": "istiod-1-29-6"}))
 
 	// A bad revision: istiod-1-30-3 is deployed but never ready.
@@ -172,4 +156,30 @@ func TestFleetRolloutRefusedFields(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", field, err, tc.want)
 		}
 	}
+}
+
+// installFleet applies the Istio resource with spec (its version
+// 1.29.6), joins each remote with a RemoteIstio labelled wave=<its index>,
+// and waits for the control plane to be Ready with istiod-1-29-6 rolled out.
+func installFleet(h *harness, rh *remoteHarness, spec string, remotes []string) {
+	h.t.Helper()
+	h.applyIstio(ns, "istio", spec)
+	for i, r := range remotes {
+		rh.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system","labels":{"wave":"%d"}},
+		"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["apps"],"pilotAddress":"203.0.113.10"}}`, r, i, r))
+	}
+	h.waitCondition("istio", v1beta1.ConditionControlPlaneDeployed, "True")
+	h.rollOut("istiod-1-29-6")
+	h.waitPhase("istio", v1beta1.PhaseReady)
+}
+
+// defaultTags checks that each cluster's default tag calls the istiod
+// Service want names for it.
+func defaultTags(rh *remoteHarness, want map[string]string) error {
+	for cl, svc := range want {
+		if got := defaultTagService(rh, cl); got != svc {
+			return fmt.Errorf("default tag in %s calls %s, want %s", cl, got, svc)
+		}
+	}
+	return nil
 }

@@ -100,24 +100,8 @@ func TestFleetRolloutPrometheusGate(t *testing.T) {
 	defaultGate := fmt.Sprintf(`{"address":%q,"minSuccessRate":"0.95","minRequests":20}`, prom.URL)
 	customGate := fmt.Sprintf(`{"address":%q,"minSuccessRate":"0.95","query":%q}`, prom.URL,
 		`sum(increase(istio_requests_total{reporter="source",source_cluster=~"{{ clusters }}",grpc_response_status="0"}[{{ window }}])) / sum(increase(istio_requests_total{reporter="source",source_cluster=~"{{ clusters }}"}[{{ window }}]))`)
-	h.applyIstio(ns, "istio", spec("1.29.6", defaultGate))
-	for _, r := range remotes {
-		rh.apply(fmt.Sprintf(`{"apiVersion":"meshfleet.io/v1beta1","kind":"RemoteIstio","metadata":{"name":%q,"namespace":"istio-system"},
-		"spec":{"kubeconfigSecretRef":{"name":"%s-kubeconfig"},"autoInjectionNamespaces":["apps"],"pilotAddress":"203.0.113.10"}}`, r, r))
-	}
-	h.waitCondition("istio", "ControlPlaneDeployed", "True")
-	h.rollOut("istiod-1-29-6")
-	h.waitPhase("istio", "Ready")
-	tags := func(want map[string]string) func() error {
-		return func() error {
-			for cl, svc := range want {
-				if got := defaultTagService(rh, cl); got != svc {
-					return fmt.Errorf("default tag in %s calls %s, want %s", cl, got, svc)
-				}
-			}
-			return nil
-		}
-	}
+	installFleet(h, rh, spec("1.29.6", defaultGate), remotes)
+	tags := func(want map[string]string) func() error { return func() error { return defaultTags(rh, want) } }
 	old := map[string]string{"primary": "istiod-1-29-6", "remote1": "istiod-1-29-6", "remote2": "istiod-1-29-6"}
 	eventually(t, "every cluster's default tag on 1-29-6", tags(old))
 
