@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 	"github.com/meshfleet/meshfleet/pkg/operator/internal/reconciler"
 	"github.com/meshfleet/meshfleet/pkg/operator/rollout"
@@ -27,9 +26,6 @@ import (
 
 // Finalizer holds an Istio resource until its control plane is uninstalled.
 const Finalizer = "meshfleet.io/uninstall"
-
-// FieldManager owns the fields the operator applies.
-const FieldManager = apply.OperatorFieldManager
 
 // Reconciler installs and maintains the control plane an Istio resource describes.
 type Reconciler struct {

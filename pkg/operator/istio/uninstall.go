@@ -53,7 +53,7 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (bool, c
 	}
 
 	owner := render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace}
-	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager, OwnerUID: ist.UID}
+	applier := &apply.Applier{Client: r.Client, FieldManager: apply.OperatorFieldManager, OwnerUID: ist.UID}
 	res, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(owner)), render.PrunedKinds, nil)
 	if err != nil {
 		return false, ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)

@@ -31,7 +31,7 @@ func (r *Reconciler) leave(ctx context.Context, ri *v1beta1.RemoteIstio) (bool, 
 	owner := render.Owner{Kind: "RemoteIstio", Name: ri.Name, Namespace: ri.Namespace}
 	sel := labels.Set(render.OwnerLabels(owner))
 
-	primary := &apply.Applier{Client: r.Client, FieldManager: FieldManager, OwnerUID: ri.UID}
+	primary := &apply.Applier{Client: r.Client, FieldManager: apply.OperatorFieldManager, OwnerUID: ri.UID}
 	if _, err := primary.Prune(ctx, sel, []schema.GroupVersionKind{{Version: "v1", Kind: "Secret"}}, nil); err != nil {
 		return false, ctrl.Result{}, fmt.Errorf("delete the remote secret of RemoteIstio %s/%s: %w", ri.Namespace, ri.Name, err)
 	}
@@ -51,7 +51,7 @@ func (r *Reconciler) leave(ctx context.Context, ri *v1beta1.RemoteIstio) (bool, 
 			}
 			return false, ctrl.Result{RequeueAfter: 15 * time.Second}, nil
 		}
-		remote := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: ri.UID}
+		remote := &apply.Applier{Client: rem.client, FieldManager: apply.OperatorFieldManager, OwnerUID: ri.UID}
 		res, err := remote.Prune(ctx, sel, render.PrunedKinds, nil)
 		if err != nil {
 			return false, ctrl.Result{}, fmt.Errorf("clean up cluster %s: %w", clusterName, err)

@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
 	"github.com/meshfleet/meshfleet/pkg/operator/internal/reconciler"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
@@ -33,10 +32,6 @@ import (
 
 // Finalizer holds a RemoteIstio until the remote cluster is cleaned up.
 const Finalizer = "meshfleet.io/leave"
-
-// FieldManager owns the fields the operator applies in remote clusters and
-// the remote secrets in the primary.
-const FieldManager = apply.OperatorFieldManager
 
 // steps are the install steps of a remote cluster, one condition each.
 var steps = []string{
