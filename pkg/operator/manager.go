@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
+	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/istio"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshingress"
@@ -218,7 +219,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if len(opts.TunnelServerHosts) > 0 {
 		if err := mgr.Add(&meshca.ServerCertKeeper{Client: mgr.GetClient(), Hosts: opts.TunnelServerHosts, Resync: opts.Resync, TTL: opts.ServerCertTTL,
-			FieldManager: remoteistio.FieldManager, Log: mgr.GetLogger().WithName("tunnel-server-cert")}); err != nil {
+			FieldManager: apply.OperatorFieldManager, Log: mgr.GetLogger().WithName("tunnel-server-cert")}); err != nil {
 			return nil, fmt.Errorf("set up the tunnel server certificate: %w", err)
 		}
 	}

@@ -5,6 +5,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// KubeconfigSecretKey is the key of the Secret named by a RemoteIstio's
+// spec.kubeconfigSecretRef that holds the remote cluster's kubeconfig.
+const KubeconfigSecretKey = "kubeconfig"
+
 // RemoteIstioSpec is the desired mesh membership of one remote cluster.
 type RemoteIstioSpec struct {
 	// ClusterName identifies the remote cluster in the mesh. Default: the

@@ -105,7 +105,7 @@ func TestMembersFollowRemoteIstios(t *testing.T) {
 	kc, err := os.ReadFile(env.Cluster("remote1").Kubeconfig)
 	must(t, err)
 	must(t, pc.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "remote1-kubeconfig", Namespace: "istio-system"},
-		Data: map[string][]byte{members.KubeconfigKey: kc}}))
+		Data: map[string][]byte{v1beta1.KubeconfigSecretKey: kc}}))
 	ri := &v1beta1.RemoteIstio{ObjectMeta: metav1.ObjectMeta{Name: "remote1", Namespace: "istio-system"},
 		Spec: v1beta1.RemoteIstioSpec{KubeconfigSecretRef: &corev1.LocalObjectReference{Name: "remote1-kubeconfig"}}}
 	start := time.Now()
@@ -138,7 +138,7 @@ func TestMembersFollowRemoteIstios(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	waitNodes(t, tw, "primary:node-p@r0/z0")
 	must(t, pc.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "late-kubeconfig", Namespace: "istio-system"},
-		Data: map[string][]byte{members.KubeconfigKey: kc}}))
+		Data: map[string][]byte{v1beta1.KubeconfigSecretKey: kc}}))
 	waitNodes(t, tw, "primary:node-p@r0/z0 remote1:node-r1@r1/z1")
 }
 

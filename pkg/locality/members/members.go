@@ -27,7 +27,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -36,10 +35,8 @@ import (
 	inlinekc "github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/topology"
+	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
-
-// KubeconfigKey is the key of a RemoteIstio's kubeconfig Secret.
-const KubeconfigKey = "kubeconfig"
 
 // Connections of a member.
 const (
@@ -189,44 +186,27 @@ func Resolve(primary *rest.Config, istios []v1beta1.Istio, remotes []v1beta1.Rem
 
 // remoteMember reaches a remote as the operator does: its kubeconfig
 // Secret, else the tunnel.
-func remoteMember(primary *rest.Config, ri *v1beta1.RemoteIstio, name string, secrets map[string]*corev1.Secret, tunnel *Tunnel) (Member, string) {
+func remoteMember(primary *rest.Config, ri *v1beta1.RemoteIstio, name string, secrets map[string]*corev1.Secret, tun *Tunnel) (Member, string) {
 	if ref := ri.Spec.KubeconfigSecretRef; ref != nil {
 		s := secrets[ref.Name]
 		if s == nil {
-			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: Secret %s not found; create it with the cluster's kubeconfig under the key %q", ref.Name, KubeconfigKey)
+			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: Secret %s not found; create it with the cluster's kubeconfig under the key %q", ref.Name, v1beta1.KubeconfigSecretKey)
 		}
-		data, ok := s.Data[KubeconfigKey]
+		data, ok := s.Data[v1beta1.KubeconfigSecretKey]
 		if !ok {
-			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: Secret %s has no key %q; put the cluster's kubeconfig there", ref.Name, KubeconfigKey)
+			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: Secret %s has no key %q; put the cluster's kubeconfig there", ref.Name, v1beta1.KubeconfigSecretKey)
 		}
 		cfg, errs := inlinekc.Inline(data)
 		if len(errs) > 0 {
-			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: the kubeconfig in Secret %s, key %q, is refused: %v", ref.Name, KubeconfigKey, errs.ToAggregate())
+			return Member{}, fmt.Sprintf("spec.kubeconfigSecretRef: the kubeconfig in Secret %s, key %q, is refused: %v", ref.Name, v1beta1.KubeconfigSecretKey, errs.ToAggregate())
 		}
 		return Member{Name: name, Connection: ConnectionDirect, Source: "Secret " + ri.Namespace + "/" + ref.Name, Config: cfg}, ""
 	}
-	if tunnel == nil || tunnel.URL == "" {
+	if tun == nil || tun.URL == "" {
 		return Member{}, "spec.kubeconfigSecretRef is not set and the locality server runs without a tunnel; pass --tunnel-url and --tunnel-ca-file"
 	}
-	cfg := TunnelConfig(primary, tunnel, name)
+	cfg := tunnel.ClientConfig(primary, tun.URL, tun.CAData, tun.TokenFile, name)
 	return Member{Name: name, Connection: ConnectionTunnel, Source: cfg.Host, Config: cfg}, ""
-}
-
-// TunnelConfig reaches cluster name through the tunnel with the primary
-// config's own credentials.
-func TunnelConfig(primary *rest.Config, tunnel *Tunnel, name string) *rest.Config {
-	cfg := rest.AnonymousClientConfig(primary)
-	cfg.BearerToken, cfg.BearerTokenFile = primary.BearerToken, primary.BearerTokenFile
-	cfg.CertData, cfg.KeyData = primary.CertData, primary.KeyData
-	cfg.CertFile, cfg.KeyFile = primary.CertFile, primary.KeyFile
-	if tunnel.TokenFile != "" {
-		cfg.BearerToken, cfg.BearerTokenFile = "", tunnel.TokenFile
-		cfg.CertData, cfg.KeyData, cfg.CertFile, cfg.KeyFile = nil, nil, "", ""
-	}
-	cfg.Host = strings.TrimSuffix(tunnel.URL, "/") + "/clusters/" + name
-	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = tunnel.CAData, ""
-	cfg.TLSClientConfig.ServerName = ""
-	return cfg
 }
 
 // chooseIstio returns the named Istio resource, or the only one (the

@@ -46,7 +46,7 @@ func remote(name string, mod func(*v1beta1.RemoteIstio)) v1beta1.RemoteIstio {
 }
 
 func secret(name, data string) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "istio-system"}, Data: map[string][]byte{KubeconfigKey: []byte(data)}}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "istio-system"}, Data: map[string][]byte{v1beta1.KubeconfigSecretKey: []byte(data)}}
 }
 
 func summary(m *Mesh) string {
@@ -188,24 +188,6 @@ func TestResolve(t *testing.T) {
 				t.Errorf("unexpected problems %q", m.Problems)
 			}
 		})
-	}
-}
-
-func TestTunnelConfigKeepsOnlyServerCredentials(t *testing.T) {
-	primary := &rest.Config{Host: "https://primary:6443", BearerTokenFile: "/var/run/token",
-		TLSClientConfig: rest.TLSClientConfig{CAData: []byte("primary-ca"), ServerName: "primary"}}
-	cfg := TunnelConfig(primary, &Tunnel{URL: "https://t:8443", CAData: []byte("tunnel-ca")}, "east")
-	if cfg.Host != "https://t:8443/clusters/east" || cfg.BearerTokenFile != "/var/run/token" || string(cfg.CAData) != "tunnel-ca" || cfg.ServerName != "" {
-		t.Errorf("tunnel config: host %s token file %s CA %q server name %q", cfg.Host, cfg.BearerTokenFile, cfg.CAData, cfg.ServerName)
-	}
-}
-
-func TestTunnelConfigPresentsTheTunnelToken(t *testing.T) {
-	primary := &rest.Config{Host: "https://primary:6443", BearerToken: "api-audience",
-		TLSClientConfig: rest.TLSClientConfig{CertData: []byte("c"), KeyData: []byte("k")}}
-	cfg := TunnelConfig(primary, &Tunnel{URL: "https://t:8443", TokenFile: "/var/run/secrets/meshfleet.io/tunnel/token"}, "east")
-	if cfg.BearerTokenFile != "/var/run/secrets/meshfleet.io/tunnel/token" || cfg.BearerToken != "" || cfg.CertData != nil || cfg.KeyData != nil {
-		t.Errorf("tunnel config presents token %q, file %q, cert %q; want only the tunnel token file", cfg.BearerToken, cfg.BearerTokenFile, cfg.CertData)
 	}
 }
 

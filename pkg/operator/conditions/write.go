@@ -8,22 +8,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 )
-
-// EnsureFinalizer adds finalizer to obj (one update) unless it has it.
-func EnsureFinalizer(ctx context.Context, c client.Client, obj client.Object, finalizer string) error {
-	if controllerutil.ContainsFinalizer(obj, finalizer) {
-		return nil
-	}
-	controllerutil.AddFinalizer(obj, finalizer)
-	if err := c.Update(ctx, obj); err != nil {
-		return fmt.Errorf("add finalizer to %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
-	}
-	return nil
-}
 
 // Change is a status that may have changed since it was read.
 type Change struct {
@@ -39,7 +26,7 @@ type Change struct {
 
 // WriteStatus writes obj's status subresource when it changed. A conflict
 // (our copy was stale) is reported, not returned as an error, so the caller
-// can look again at once.
+// can look again at once. rec may be nil for a resource that has no phase.
 func WriteStatus(ctx context.Context, c client.Client, rec events.EventRecorder, obj client.Object, ch Change) (conflict bool, err error) {
 	if equality.Semantic.DeepEqual(ch.Before, ch.After) {
 		return false, nil
@@ -50,7 +37,7 @@ func WriteStatus(ctx context.Context, c client.Client, rec events.EventRecorder,
 		}
 		return false, fmt.Errorf("update status of %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
-	if ch.From != ch.To {
+	if ch.From != ch.To && rec != nil {
 		kind := "Normal"
 		if ch.To == v1beta1.PhaseFailed {
 			kind = "Warning"

@@ -24,7 +24,7 @@ import (
 func (r *Reconciler) definitions(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest) (*meshca.Issued, outcome) {
 	// Istio's CRDs are shared with everything that uses Istio's API (and may
 	// predate meshfleet): applied without an owner, never deleted.
-	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager}
+	applier := &apply.Applier{Client: r.Client, FieldManager: apply.OperatorFieldManager}
 	if _, err := applier.Apply(ctx, m.CRDs); err != nil {
 		return nil, transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("applying Istio's CRDs failed: %v", err), err)
 	}

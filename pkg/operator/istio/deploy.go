@@ -19,10 +19,6 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
-// namespaceFieldManager owns only the labels meshfleet sets on namespaces it
-// does not own, so that giving them up removes exactly those labels.
-const namespaceFieldManager = apply.NamespaceLabelsManager
-
 // conflictRecheck is how often an install held up by objects it did not
 // create looks again (they are not watched).
 const conflictRecheck = 30 * time.Second
@@ -43,7 +39,7 @@ func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.
 		}
 	}
 
-	applier := &apply.Applier{Client: r.Client, Uncached: r.APIReader, FieldManager: FieldManager, OwnerUID: ist.UID}
+	applier := &apply.Applier{Client: r.Client, Uncached: r.APIReader, FieldManager: apply.OperatorFieldManager, OwnerUID: ist.UID}
 	res, err := applier.Apply(ctx, objs)
 	var conflict *apply.ConflictError
 	if errors.As(err, &conflict) {
@@ -83,7 +79,7 @@ func (r *Reconciler) deploy(ctx context.Context, ist *v1beta1.Istio, cp *render.
 // labelNamespaces applies meshfleet's labels on namespaces it does not own,
 // and gives up those of namespaces no longer listed.
 func (r *Reconciler) labelNamespaces(ctx context.Context, want map[string]map[string]string) error {
-	applier := &apply.Applier{Client: r.Client, Reader: r.APIReader, FieldManager: namespaceFieldManager}
+	applier := &apply.Applier{Client: r.Client, Reader: r.APIReader, FieldManager: apply.NamespaceLabelsManager}
 	return applier.LabelNamespaces(ctx, want)
 }
 

@@ -96,7 +96,7 @@ func (r *Reconciler) conflict(ctx context.Context, ist *v1beta1.Istio) (string, 
 	own := &metav1.ObjectMeta{Labels: render.OwnerLabels(render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace})}
 	for i := range deps.Items {
 		dep := &deps.Items[i]
-		if apply.Owned(dep, own, ist.UID, FieldManager) {
+		if apply.Owned(dep, own, ist.UID, apply.OperatorFieldManager) {
 			continue
 		}
 		by := dep.Labels[render.LabelManagedBy]

@@ -14,26 +14,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/operator/internal/reconciler"
 	"github.com/meshfleet/meshfleet/pkg/operator/rollout"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
 // Finalizer holds an Istio resource until its control plane is uninstalled.
 const Finalizer = "meshfleet.io/uninstall"
-
-// FieldManager owns the fields the operator applies.
-const FieldManager = apply.OperatorFieldManager
-
-// conflictRetry is how soon a reconcile whose status write met a newer
-// version of the resource looks again.
-const conflictRetry = 100 * time.Millisecond
 
 // Reconciler installs and maintains the control plane an Istio resource describes.
 type Reconciler struct {
@@ -81,32 +73,14 @@ type Reconciler struct {
 // spec. It is level-triggered and idempotent: it reads the whole desired and
 // live state each time, and writes only what differs.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
-	ist := &v1beta1.Istio{}
-	if err := r.Client.Get(ctx, req.NamespacedName, ist); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !ist.DeletionTimestamp.IsZero() {
-		return r.uninstall(ctx, ist)
-	}
-	if err := conditions.EnsureFinalizer(ctx, r.Client, ist, Finalizer); err != nil {
-		return ctrl.Result{}, err
-	}
-
-	before := ist.Status.DeepCopy()
-	res, err := r.install(ctx, ist)
-	if conflict, serr := r.writeStatus(ctx, ist, before); serr != nil {
-		if err == nil {
-			err = serr
-		}
-	} else if conflict {
-		// Our copy was stale; look again at once rather than lose this status.
-		return ctrl.Result{RequeueAfter: conflictRetry}, err
-	}
-	if err != nil {
-		log.Error(err, "install step failed", "phase", ist.Status.Phase)
-	}
-	return res, err
+	return reconciler.Steps[*v1beta1.Istio]{
+		Kind: "Istio", Client: r.Client, Finalizer: Finalizer,
+		New: func() *v1beta1.Istio { return &v1beta1.Istio{} },
+		Run: r.install, Finalize: r.uninstall,
+		WriteStatus: func(ctx context.Context, ist, before *v1beta1.Istio) (bool, error) {
+			return r.writeStatus(ctx, ist, &before.Status)
+		},
+	}.Reconcile(ctx, req)
 }
 
 // install runs the install steps in order and records each as a condition.

@@ -10,11 +10,11 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
+	"github.com/meshfleet/meshfleet/pkg/operator/internal/reconciler"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -22,17 +22,15 @@ import (
 
 // uninstall deletes everything the Istio resource installed, gives up its
 // namespace labels, deletes the DestinationRules the locality server wrote
-// once no pod of it is left, then releases the finalizer. Istio's CRDs (and with them
-// users' Istio config) and the root CA Secret are kept on purpose.
-func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(ist, Finalizer) {
-		return ctrl.Result{}, nil
-	}
+// once no pod of it is left, then reports done (the finalizer is released).
+// Istio's CRDs (and with them users' Istio config) and the root CA Secret
+// are kept on purpose.
+func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (bool, ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	before := ist.Status.DeepCopy()
 	joined, err := r.joinedRemotes(ctx, ist)
 	if err != nil {
-		return ctrl.Result{}, err
+		return false, ctrl.Result{}, err
 	}
 	if len(joined) > 0 {
 		// Hold: each remote runs an injection webhook (failurePolicy Fail)
@@ -42,57 +40,53 @@ func (r *Reconciler) uninstall(ctx context.Context, ist *v1beta1.Istio) (ctrl.Re
 			"uninstall is held: RemoteIstio %s still joined to this control plane, and each remote's injection webhook calls this istiod; delete %s first (each leaves its cluster cleanly; one whose cluster is gone leaves with the annotation %s=true), then this Istio resource is uninstalled",
 			strings.Join(joined, ", "), plural(len(joined), "it", "them"), remoteistio.AnnotationAbandon))
 		if _, err := r.writeStatus(ctx, ist, before); err != nil {
-			return ctrl.Result{}, err
+			return false, ctrl.Result{}, err
 		}
-		return ctrl.Result{RequeueAfter: conflictRecheck}, nil
+		return false, ctrl.Result{RequeueAfter: conflictRecheck}, nil
 	}
 	newStatus(ist).Set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, "uninstalling the control plane")
 	if conflict, err := r.writeStatus(ctx, ist, before); err != nil || conflict {
 		if conflict {
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+			return false, ctrl.Result{RequeueAfter: reconciler.ConflictRetry}, nil
 		}
-		return ctrl.Result{}, err
+		return false, ctrl.Result{}, err
 	}
 
 	owner := render.Owner{Kind: "Istio", Name: ist.Name, Namespace: ist.Namespace}
-	applier := &apply.Applier{Client: r.Client, FieldManager: FieldManager, OwnerUID: ist.UID}
+	applier := &apply.Applier{Client: r.Client, FieldManager: apply.OperatorFieldManager, OwnerUID: ist.UID}
 	res, err := applier.Prune(ctx, labels.Set(render.OwnerLabels(owner)), render.PrunedKinds, nil)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+		return false, ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
 	}
 	if err := r.labelNamespaces(ctx, nil); err != nil {
-		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+		return false, ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
 	}
 	if len(res.Deleted) > 0 {
 		log.Info("deleted control plane objects", "objects", res.Deleted)
 		// Look again: deletion is asynchronous, and nothing may be left behind.
-		return ctrl.Result{RequeueAfter: time.Second}, nil
+		return false, ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	// The locality server is gone with the rest: now the rules it wrote
 	// (which no owner label ties to this resource) can go too.
 	rules, waiting, err := r.deleteLocalityRules(ctx, ist.Namespace)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
+		return false, ctrl.Result{}, fmt.Errorf("uninstall Istio %s/%s: %w", ist.Namespace, ist.Name, err)
 	}
 	if waiting != "" {
 		before := ist.Status.DeepCopy()
 		newStatus(ist).Set(v1beta1.ConditionReady, "False", v1beta1.ReasonDeleting, waiting)
 		if _, err := r.writeStatus(ctx, ist, before); err != nil {
-			return ctrl.Result{}, err
+			return false, ctrl.Result{}, err
 		}
-		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+		return false, ctrl.Result{RequeueAfter: 2 * time.Second}, nil
 	}
 	if len(rules) > 0 {
 		log.Info("deleted the locality server's DestinationRules", "objects", rules)
-		return ctrl.Result{RequeueAfter: time.Second}, nil
+		return false, ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	meshca.ForgetCluster(ist.Status.ClusterName)
-	controllerutil.RemoveFinalizer(ist, Finalizer)
-	if err := r.Client.Update(ctx, ist); client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, fmt.Errorf("remove finalizer from Istio %s/%s: %w", ist.Namespace, ist.Name, err)
-	}
 	log.Info("uninstalled control plane")
-	return ctrl.Result{}, nil
+	return true, ctrl.Result{}, nil
 }
 
 // joinedRemotes lists, as namespace/name, the RemoteIstios that join (or

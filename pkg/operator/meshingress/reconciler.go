@@ -17,13 +17,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/ingress"
+	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/operator/internal/reconciler"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -60,38 +61,47 @@ type Reconciler struct {
 
 // Reconcile renders and applies one MeshIngress.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	mi := &v1beta1.MeshIngress{}
-	if err := r.Client.Get(ctx, req.NamespacedName, mi); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	return reconciler.Steps[*v1beta1.MeshIngress]{
+		Kind: "MeshIngress", Client: r.Client, Finalizer: Finalizer,
+		New: func() *v1beta1.MeshIngress { return &v1beta1.MeshIngress{} },
+		Run: r.applyObjects, Finalize: r.deleteObjects, WriteStatus: r.writeStatus,
+	}.Reconcile(ctx, req)
+}
+
+// applier applies and prunes the objects of mi.
+func (r *Reconciler) applier(mi *v1beta1.MeshIngress) (*apply.Applier, labels.Set) {
+	return &apply.Applier{Client: r.Direct, FieldManager: FieldManager, OwnerUID: mi.UID},
+		labels.Set{ingress.LabelManagedBy: ingress.ManagedBy, ingress.LabelIngress: mi.Name}
+}
+
+// deleteObjects deletes the objects of a MeshIngress being deleted.
+func (r *Reconciler) deleteObjects(ctx context.Context, mi *v1beta1.MeshIngress) (bool, ctrl.Result, error) {
+	ap, owner := r.applier(mi)
+	if _, err := ap.Prune(ctx, owner, Kinds, nil); err != nil {
+		return false, ctrl.Result{}, fmt.Errorf("deleting the objects of MeshIngress %s/%s: %w", mi.Namespace, mi.Name, err)
 	}
-	ap := &apply.Applier{Client: r.Direct, FieldManager: FieldManager, OwnerUID: mi.UID}
-	owner := labels.Set{ingress.LabelManagedBy: ingress.ManagedBy, ingress.LabelIngress: mi.Name}
-	if !mi.DeletionTimestamp.IsZero() {
-		if _, err := ap.Prune(ctx, owner, Kinds, nil); err != nil {
-			return ctrl.Result{}, fmt.Errorf("deleting the objects of MeshIngress %s: %w", req, err)
-		}
-		if controllerutil.RemoveFinalizer(mi, Finalizer) {
-			return ctrl.Result{}, r.Client.Update(ctx, mi)
-		}
-		return ctrl.Result{}, nil
-	}
-	if controllerutil.AddFinalizer(mi, Finalizer) {
-		if err := r.Client.Update(ctx, mi); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
+	return true, ctrl.Result{}, nil
+}
+
+// applyObjects renders the MeshIngress, applies its objects and prunes those no
+// longer rendered, and records the outcome in its Ready condition.
+func (r *Reconciler) applyObjects(ctx context.Context, mi *v1beta1.MeshIngress) (ctrl.Result, error) {
+	req := client.ObjectKeyFromObject(mi)
+	ap, owner := r.applier(mi)
 	clusters, err := r.clusters(ctx, mi.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	objs, err := ingress.Render(mi, clusters, "")
 	if err != nil {
-		return ctrl.Result{}, r.status(ctx, mi, metav1.ConditionFalse, v1beta1.ReasonInvalidSpec, err.Error())
+		ready(mi, metav1.ConditionFalse, v1beta1.ReasonInvalidSpec, err.Error())
+		return ctrl.Result{}, nil
 	}
 	ns := &corev1.Namespace{}
 	if err := r.Direct.Get(ctx, client.ObjectKey{Name: render.GatewayNamespace}, ns); apierrors.IsNotFound(err) {
-		return ctrl.Result{RequeueAfter: 10 * time.Second}, r.status(ctx, mi, metav1.ConditionFalse, v1beta1.ReasonNoControlPlane,
+		ready(mi, metav1.ConditionFalse, v1beta1.ReasonNoControlPlane,
 			fmt.Sprintf("namespace %s does not exist in this cluster: create an Istio resource here (the operator installs the gateways there)", render.GatewayNamespace))
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("reading namespace %s: %w", render.GatewayNamespace, err)
 	}
@@ -102,7 +112,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	_, err = ap.Apply(ctx, us)
 	var conflict *apply.ConflictError
 	if errors.As(err, &conflict) {
-		return ctrl.Result{}, r.status(ctx, mi, metav1.ConditionFalse, v1beta1.ReasonConflict, err.Error())
+		ready(mi, metav1.ConditionFalse, v1beta1.ReasonConflict, err.Error())
+		return ctrl.Result{}, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("applying MeshIngress %s: %w", req, err)
@@ -114,8 +125,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if _, err := ap.Prune(ctx, owner, Kinds, keep); err != nil {
 		return ctrl.Result{}, fmt.Errorf("pruning MeshIngress %s: %w", req, err)
 	}
-	msg := fmt.Sprintf("%d objects applied in %s", len(us), render.GatewayNamespace)
-	return ctrl.Result{RequeueAfter: r.Resync}, r.status(ctx, mi, metav1.ConditionTrue, "Applied", msg)
+	ready(mi, metav1.ConditionTrue, "Applied", fmt.Sprintf("%d objects applied in %s", len(us), render.GatewayNamespace))
+	return ctrl.Result{RequeueAfter: r.Resync}, nil
 }
 
 // clusters lists the mesh's clusters in ns: the Istio resources' cluster
@@ -146,17 +157,20 @@ func (r *Reconciler) clusters(ctx context.Context, ns string) ([]string, error) 
 	return out, nil
 }
 
-func (r *Reconciler) status(ctx context.Context, mi *v1beta1.MeshIngress, s metav1.ConditionStatus, reason, msg string) error {
-	changed := meta.SetStatusCondition(&mi.Status.Conditions, metav1.Condition{
+// ready records the outcome of this generation in the Ready condition.
+func ready(mi *v1beta1.MeshIngress, s metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&mi.Status.Conditions, metav1.Condition{
 		Type: ConditionReady, Status: s, Reason: reason, Message: msg, ObservedGeneration: mi.Generation})
-	if !changed && mi.Status.ObservedGeneration == mi.Generation {
-		return nil
+}
+
+// writeStatus writes the status when it changed. The generation counts as
+// observed once the Ready condition speaks of it: a reconcile that failed
+// before it got that far leaves the status as it was.
+func (r *Reconciler) writeStatus(ctx context.Context, mi, before *v1beta1.MeshIngress) (bool, error) {
+	if c := meta.FindStatusCondition(mi.Status.Conditions, ConditionReady); c != nil && c.ObservedGeneration == mi.Generation {
+		mi.Status.ObservedGeneration = mi.Generation
 	}
-	mi.Status.ObservedGeneration = mi.Generation
-	if err := r.Client.Status().Update(ctx, mi); err != nil && !apierrors.IsConflict(err) {
-		return fmt.Errorf("writing the status of MeshIngress %s/%s: %w", mi.Namespace, mi.Name, err)
-	}
-	return nil
+	return conditions.WriteStatus(ctx, r.Client, nil, mi, conditions.Change{Before: &before.Status, After: &mi.Status})
 }
 
 // Unstructured converts the rendered objects for pkg/apply.

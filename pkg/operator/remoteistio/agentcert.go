@@ -97,7 +97,7 @@ func (r *Reconciler) writeAgentSecret(ctx context.Context, c client.Client, key 
 	if err != nil {
 		return err
 	}
-	a := &apply.Applier{Client: c, FieldManager: FieldManager}
+	a := &apply.Applier{Client: c, FieldManager: apply.OperatorFieldManager}
 	if _, err := a.Apply(ctx, []*unstructured.Unstructured{s}); err != nil {
 		return fmt.Errorf("writing the agent certificate %s (%s): %w", key, cert.Reissued, err)
 	}

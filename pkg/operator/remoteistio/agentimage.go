@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/render"
 )
 
@@ -46,7 +47,7 @@ func (r *Reconciler) followAgentImage(ctx context.Context, rem *remote) (string,
 	if from == "" || from == r.AgentImage {
 		return "", nil
 	}
-	if err := rem.client.Patch(ctx, dep, client.RawPatch(types.StrategicMergePatchType, agentImagePatch(r.AgentImage)), client.FieldOwner(FieldManager)); err != nil {
+	if err := rem.client.Patch(ctx, dep, client.RawPatch(types.StrategicMergePatchType, agentImagePatch(r.AgentImage)), client.FieldOwner(apply.OperatorFieldManager)); err != nil {
 		return "", fmt.Errorf("updating the agent Deployment %s from image %s to %s: %w", key, from, r.AgentImage, err)
 	}
 	return from, nil

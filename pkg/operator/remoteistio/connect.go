@@ -21,10 +21,8 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/kubeconfig"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
-
-// KubeconfigKey is the key of a RemoteIstio's kubeconfig Secret.
-const KubeconfigKey = "kubeconfig"
 
 // Tunnel is how the operator reaches tunnelled clusters: through the tunnel
 // server, authenticating with its own credentials to the primary.
@@ -99,15 +97,15 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 			if apierrors.IsNotFound(err) {
 				return nil, "", conditions.Waiting(v1beta1.ReasonBadKubeconfig, fmt.Sprintf(
 					"spec.kubeconfigSecretRef: Secret %s not found; create it with the remote cluster's kubeconfig under the key %q (kubectl -n %s create secret generic %s --from-file=%s=remote.kubeconfig)",
-					key, KubeconfigKey, key.Namespace, key.Name, KubeconfigKey), 30*time.Second)
+					key, v1beta1.KubeconfigSecretKey, key.Namespace, key.Name, v1beta1.KubeconfigSecretKey), 30*time.Second)
 			}
 			return nil, "", conditions.Transient(v1beta1.ReasonUnreachable, fmt.Sprintf("reading Secret %s: %v", key, err), err)
 		}
-		data, ok := s.Data[KubeconfigKey]
+		data, ok := s.Data[v1beta1.KubeconfigSecretKey]
 		if !ok {
 			return nil, "", conditions.Waiting(v1beta1.ReasonBadKubeconfig, fmt.Sprintf(
 				"spec.kubeconfigSecretRef: Secret %s has no key %q (it has %s); put the remote cluster's kubeconfig under %q",
-				key, KubeconfigKey, keysOf(s.Data), KubeconfigKey), 30*time.Second)
+				key, v1beta1.KubeconfigSecretKey, keysOf(s.Data), v1beta1.KubeconfigSecretKey), 30*time.Second)
 		}
 		// Only inline credentials: whoever may write this Secret must not make
 		// the operator run a program, read its own files or skip TLS.
@@ -115,7 +113,7 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 		if len(errs) > 0 {
 			return nil, "", conditions.Waiting(v1beta1.ReasonBadKubeconfig, fmt.Sprintf(
 				"spec.kubeconfigSecretRef: the kubeconfig in Secret %s, key %q, is refused (nothing was run or sent): %v",
-				key, KubeconfigKey, errs.ToAggregate()), 30*time.Second)
+				key, v1beta1.KubeconfigSecretKey, errs.ToAggregate()), 30*time.Second)
 		}
 		return cfg, v1beta1.ConnectionDirect, conditions.Succeeded("")
 	}
@@ -123,17 +121,7 @@ func (r *Reconciler) restConfig(ctx context.Context, ri *v1beta1.RemoteIstio, cl
 		return nil, "", conditions.Failed(v1beta1.ReasonBadKubeconfig,
 			"spec.kubeconfigSecretRef is not set and the operator runs without a tunnel (no tunnel URL configured); name a Secret with the remote cluster's kubeconfig, or install the tunnel")
 	}
-	cfg := rest.AnonymousClientConfig(r.PrimaryConfig)
-	cfg.BearerToken, cfg.BearerTokenFile = r.PrimaryConfig.BearerToken, r.PrimaryConfig.BearerTokenFile
-	cfg.CertData, cfg.KeyData = r.PrimaryConfig.CertData, r.PrimaryConfig.KeyData
-	cfg.CertFile, cfg.KeyFile = r.PrimaryConfig.CertFile, r.PrimaryConfig.KeyFile
-	if r.Tunnel.TokenFile != "" {
-		cfg.BearerToken, cfg.BearerTokenFile = "", r.Tunnel.TokenFile
-		cfg.CertData, cfg.KeyData, cfg.CertFile, cfg.KeyFile = nil, nil, "", ""
-	}
-	cfg.Host = strings.TrimSuffix(r.Tunnel.URL, "/") + "/clusters/" + clusterName
-	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = r.Tunnel.CAData, ""
-	cfg.TLSClientConfig.ServerName = ""
+	cfg := tunnel.ClientConfig(r.PrimaryConfig, r.Tunnel.URL, r.Tunnel.CAData, r.Tunnel.TokenFile, clusterName)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return retryUnsent{next: rt, window: unsentRetryWindow} })
 	return cfg, v1beta1.ConnectionTunnel, conditions.Succeeded("")
 }

@@ -55,7 +55,7 @@ func (r *Reconciler) certificates(ctx context.Context, primary, cp *render.Contr
 		}
 		return nil, caOutcome(err)
 	}
-	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
+	a := &apply.Applier{Client: rem.client, FieldManager: apply.OperatorFieldManager, OwnerUID: cp.Owner.UID}
 	if _, err := a.Apply(ctx, []*unstructured.Unstructured{certs.Secret}); err != nil {
 		if out, ok := conflictOutcome(err, cp.ClusterName); ok {
 			return nil, out
@@ -145,11 +145,11 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "applying namespace labels", err)
 	}
 	// Istio's CRDs are shared (applied without an owner, never deleted).
-	crds := &apply.Applier{Client: rem.client, FieldManager: FieldManager}
+	crds := &apply.Applier{Client: rem.client, FieldManager: apply.OperatorFieldManager}
 	if _, err := crds.Apply(ctx, m.CRDs); err != nil {
 		return nil, time.Time{}, remoteFailed(v1beta1.ReasonApplyFailed, cp.ClusterName, "applying Istio's CRDs", err)
 	}
-	a := &apply.Applier{Client: rem.client, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
+	a := &apply.Applier{Client: rem.client, FieldManager: apply.OperatorFieldManager, OwnerUID: cp.Owner.UID}
 	objs := m.Objects
 	if certs.Secret != nil {
 		// Not with an external CA: the user's cacerts is never written.
@@ -185,7 +185,7 @@ func (r *Reconciler) install(ctx context.Context, ri *v1beta1.RemoteIstio, cp *r
 			renew = at
 		}
 	}
-	pa := &apply.Applier{Client: r.Client, Uncached: r.APIReader, FieldManager: FieldManager, OwnerUID: cp.Owner.UID}
+	pa := &apply.Applier{Client: r.Client, Uncached: r.APIReader, FieldManager: apply.OperatorFieldManager, OwnerUID: cp.Owner.UID}
 	if _, err := pa.Apply(ctx, secrets); err != nil {
 		if out, ok := conflictOutcome(err, "primary"); ok {
 			return nil, time.Time{}, out

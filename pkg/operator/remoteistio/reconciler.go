@@ -19,13 +19,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/apply"
 	"github.com/meshfleet/meshfleet/pkg/operator/conditions"
+	"github.com/meshfleet/meshfleet/pkg/operator/internal/reconciler"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/revisions"
@@ -33,10 +32,6 @@ import (
 
 // Finalizer holds a RemoteIstio until the remote cluster is cleaned up.
 const Finalizer = "meshfleet.io/leave"
-
-// FieldManager owns the fields the operator applies in remote clusters and
-// the remote secrets in the primary.
-const FieldManager = apply.OperatorFieldManager
 
 // steps are the install steps of a remote cluster, one condition each.
 var steps = []string{
@@ -80,27 +75,14 @@ type Reconciler struct {
 
 // Reconcile brings one remote cluster to the state its RemoteIstio describes.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	ri := &v1beta1.RemoteIstio{}
-	if err := r.Client.Get(ctx, req.NamespacedName, ri); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !ri.DeletionTimestamp.IsZero() {
-		return r.leave(ctx, ri)
-	}
-	if err := conditions.EnsureFinalizer(ctx, r.Client, ri, Finalizer); err != nil {
-		return ctrl.Result{}, err
-	}
-	before := ri.Status.DeepCopy()
-	res, err := r.join(ctx, ri)
-	if conflict, serr := r.writeStatus(ctx, ri, before); serr != nil && err == nil {
-		err = serr
-	} else if conflict {
-		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, err
-	}
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "join step failed", "phase", ri.Status.Phase)
-	}
-	return res, err
+	return reconciler.Steps[*v1beta1.RemoteIstio]{
+		Kind: "RemoteIstio", Client: r.Client, Finalizer: Finalizer,
+		New: func() *v1beta1.RemoteIstio { return &v1beta1.RemoteIstio{} },
+		Run: r.join, Finalize: r.leave,
+		WriteStatus: func(ctx context.Context, ri, before *v1beta1.RemoteIstio) (bool, error) {
+			return r.writeStatus(ctx, ri, &before.Status)
+		},
+	}.Reconcile(ctx, req)
 }
 
 func (r *Reconciler) recorder(ri *v1beta1.RemoteIstio) conditions.Recorder {
