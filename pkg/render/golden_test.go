@@ -56,7 +56,7 @@ func TestGolden(t *testing.T) {
 
 // readControlPlane resolves an input file: an Istio resource, or an Istio
 // resource and a RemoteIstio joined to it (the remote is rendered).
-func readControlPlane(t *testing.T, path string) *ControlPlane {
+func readControlPlane(t testing.TB, path string) *ControlPlane {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -88,7 +88,7 @@ func readControlPlane(t *testing.T, path string) *ControlPlane {
 // manifestYAML prints a manifest for golden files: CRDs by name only (they
 // are Istio's, copied verbatim), every other object in full, except Istio's
 // injection templates, which are shown by size and digest.
-func manifestYAML(t *testing.T, m *Manifest) []byte {
+func manifestYAML(t testing.TB, m *Manifest) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	b.WriteString("# CRDs\n")

@@ -77,7 +77,7 @@ func Render(cp *ControlPlane) (*Manifest, error) {
 }
 
 func renderBase(cp *ControlPlane, m *Manifest) error {
-	objs, err := renderObjects(minorOf(cp.Version), chartBase, istiodRelease, cp.Namespace, baseValues(cp))
+	objs, err := baseObjects(minorOf(cp.Version), cp.Namespace)
 	if err != nil {
 		return err
 	}

@@ -8,9 +8,11 @@ import (
 // The functions below map a ControlPlane onto the values of each chart. They
 // set only what the Istio resource decides; the charts' defaults cover the rest.
 
-func baseValues(cp *ControlPlane) map[string]any {
+// baseValues are the base chart's values: only the namespace, which is why
+// its objects can be cached per namespace (baseObjects).
+func baseValues(namespace string) map[string]any {
 	return map[string]any{
-		"global": map[string]any{"istioNamespace": cp.Namespace},
+		"global": map[string]any{"istioNamespace": namespace},
 	}
 }
 
