@@ -240,6 +240,7 @@ fuzz: ## Bounded fuzzing (FUZZTIME each) of the CR → render path and the tunne
 
 .PHONY: bench
 bench: tools ## Benchmarks: print figures next to a baseline measured in the same run.
+	go test ./pkg/render -run '^$$' -bench BenchmarkRender -benchtime 20x -benchmem
 	go run -tags integration ./tests/bench/install
 	go run -tags integration ./tests/bench/tunnel
 	go run -tags e2e ./tests/bench/locality
