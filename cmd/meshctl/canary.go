@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -172,6 +173,9 @@ func newCanaryStepCommand(g *globals) *cobra.Command {
 				return err
 			}
 			s, err := c.Step(cmd.Context(), args[0], force)
+			if hold := (*canary.HoldError)(nil); errors.As(err, &hold) {
+				return fmt.Errorf("%w (meshctl canary step --force %s)", err, args[0])
+			}
 			if err != nil {
 				return err
 			}

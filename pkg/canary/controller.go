@@ -3,6 +3,7 @@ package canary
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -182,7 +183,7 @@ func (c *Controller) Step(ctx context.Context, service string, force bool) (Stat
 type HoldError struct{ Reading Reading }
 
 func (e *HoldError) Error() string {
-	return "canary holds its step: " + e.Reading.Reason + "; wait for more traffic or step with --force"
+	return "canary holds its step: " + e.Reading.Reason + "; wait for more traffic, or step without the gate's verdict"
 }
 
 // Promote sends all traffic to the canary.
@@ -214,7 +215,7 @@ func (c *Controller) Run(ctx context.Context, service string, interval time.Dura
 		var hold *HoldError
 		switch {
 		case err == nil:
-		case asHold(err, &hold):
+		case errors.As(err, &hold):
 			s.LastReading = &hold.Reading
 		default:
 			return s, err
@@ -226,14 +227,6 @@ func (c *Controller) Run(ctx context.Context, service string, interval time.Dura
 			return s, nil
 		}
 	}
-}
-
-func asHold(err error, h **HoldError) bool {
-	e, ok := err.(*HoldError)
-	if ok {
-		*h = e
-	}
-	return ok
 }
 
 // Get returns the canary's state and its VirtualService.

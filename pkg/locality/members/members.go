@@ -203,7 +203,7 @@ func remoteMember(primary *rest.Config, ri *v1beta1.RemoteIstio, name string, se
 		return Member{Name: name, Connection: ConnectionDirect, Source: "Secret " + ri.Namespace + "/" + ref.Name, Config: cfg}, ""
 	}
 	if tun == nil || tun.URL == "" {
-		return Member{}, "spec.kubeconfigSecretRef is not set and the locality server runs without a tunnel; pass --tunnel-url and --tunnel-ca-file"
+		return Member{}, "spec.kubeconfigSecretRef is not set and the locality server runs without a tunnel (no tunnel URL configured); name a Secret with the remote cluster's kubeconfig, or give the locality server the tunnel's URL and CA"
 	}
 	cfg := tunnel.ClientConfig(primary, tun.URL, tun.CAData, tun.TokenFile, name)
 	return Member{Name: name, Connection: ConnectionTunnel, Source: cfg.Host, Config: cfg}, ""
