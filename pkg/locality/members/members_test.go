@@ -102,7 +102,7 @@ func TestResolve(t *testing.T) {
 			istios:          []v1beta1.Istio{istio("istio", t0, nil)},
 			remotes:         []v1beta1.RemoteIstio{remote("edge", func(r *v1beta1.RemoteIstio) { r.Spec.KubeconfigSecretRef = nil })},
 			want:            "istio=Primary@https://primary:6443",
-			wantProblems:    []string{"--tunnel-url"},
+			wantProblems:    []string{"the tunnel's URL and CA"},
 			wantUnreachable: "[edge]",
 		},
 		{
