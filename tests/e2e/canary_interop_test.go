@@ -138,7 +138,7 @@ func TestCanaryInterop(t *testing.T) {
 	if err := netns.Setup(addrs...); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(testenv.Context(t), 15*time.Minute)
 	t.Cleanup(cancel)
 
 	dir := filepath.Join(t.TempDir(), "sandbox")

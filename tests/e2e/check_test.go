@@ -44,8 +44,7 @@ type checkOutput struct {
 // reports that remote timed out and the others synced, and synced again
 // after the fix.
 func TestMeshctlCheck(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	bin := filepath.Join(t.TempDir(), "meshctl")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meshfleet/meshfleet/cmd/meshctl").CombinedOutput(); err != nil {
 		t.Fatalf("building meshctl: %v\n%s", err, out)
