@@ -125,6 +125,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox dir: %w", err)
 	}
+	started := time.Now()
 	m, err := localmesh.Start(ctx, localmesh.Options{
 		Dir: opts.Dir, Remotes: remotes, AggregatedRoles: opts.AggregatedRoles, FakeNodes: true,
 		Istio: opts.Istio, Connection: conn, HATunnel: true, DirectClusters: opts.DirectClusters,
@@ -135,7 +136,7 @@ func Up(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		JoinRemotes: true, Istiod: !opts.NoIstiod, IstiodEnv: opts.IstiodEnv, Locality: true,
 		Progress: opts.Progress,
 	})
-	s = &Sandbox{Mesh: m, started: time.Now()}
+	s = &Sandbox{Mesh: m, started: started}
 	if err != nil {
 		_ = s.Down()
 		return nil, err
