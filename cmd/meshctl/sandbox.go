@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshfleet/meshfleet/internal/netns"
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/check"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
 
 func defaultSandboxDir() string {

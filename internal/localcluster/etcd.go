@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/meshfleet/meshfleet/internal/localproc"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/meshfleet/meshfleet/internal/localproc"
 )
 
 // etcdStartTimeout bounds how long StartEtcd waits for etcd to be healthy
@@ -148,22 +148,17 @@ func (e *Etcd) waitHealthy(ctx context.Context) error {
 	}
 }
 
+// etcdHealth is nil once GET /health answers {"health":"true"}.
 func etcdHealth(ctx context.Context, client *http.Client, endpoint string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/health", nil)
+	body, err := localproc.Get(ctx, client, endpoint+"/health")
 	if err != nil {
 		return err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	var h struct {
 		Health string `json:"health"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &h) != nil || h.Health != "true" {
-		return fmt.Errorf("GET /health: %s: %s", resp.Status, body)
+	if json.Unmarshal(body, &h) != nil || h.Health != "true" {
+		return fmt.Errorf("GET /health: %s", body)
 	}
 	return nil
 }

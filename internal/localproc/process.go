@@ -210,18 +210,26 @@ func MergeArgs(base, extra []string) []string {
 // GetOK sends GET url and returns nil on 200 OK, else an error quoting the
 // status and the start of the body: the readiness probe of a started process.
 func GetOK(ctx context.Context, client *http.Client, url string) error {
+	_, err := Get(ctx, client, url)
+	return err
+}
+
+// Get sends GET url and returns the start of the body (8 KiB) on 200 OK,
+// else an error quoting the status and the start of the body: a probe that
+// also reads what the process answered.
+func Get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
-	return nil
+	return body, nil
 }

@@ -218,7 +218,7 @@ func (p *tunnelPool) remove(r *replica) {
 	p.replicas = slices.DeleteFunc(p.replicas, func(x *replica) bool { return x == r })
 	p.mu.Unlock()
 	r.stop()
-	_ = p.c.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.key.Namespace, Name: r.pod}})
+	_ = p.c.Delete(context.WithoutCancel(p.ctx), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.key.Namespace, Name: r.pod}})
 }
 
 // deployment is the live Deployment and the image of its first container.

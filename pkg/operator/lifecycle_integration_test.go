@@ -58,8 +58,7 @@ const (
 // rolling updates while the mesh stays Ready.
 func TestTunnelLifecycle(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "remote1"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	scheme, err := operator.Scheme()
 	if err != nil {
 		t.Fatal(err)

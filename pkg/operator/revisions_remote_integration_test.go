@@ -3,7 +3,6 @@
 package operator_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -204,8 +203,7 @@ func startRevisionMesh(t *testing.T, remotes ...string) (*harness, *remoteHarnes
 		clusters = append(clusters, localcluster.ClusterOptions{Name: r})
 	}
 	env := testenv.Start(t, clusters...)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	scheme, err := operator.Scheme()
 	if err != nil {
 		t.Fatal(err)

@@ -522,7 +522,7 @@ func attackEarlyPong(t *testing.T, s *attackSuite) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		var conn net.Conn
 		waitFor(t, "agent "+id+" accepted", func() bool {
@@ -783,7 +783,7 @@ func attackAgentRotation(t *testing.T, s *attackSuite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { _ = a.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()

@@ -186,7 +186,7 @@ func startTestServer(t testing.TB, p *testPKI, opts ServerOptions) *testServer {
 	}
 	apiLn := listen(t)
 	agentLn := listen(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	ts := &testServer{
 		Server:   s,
 		apiURL:   "https://" + apiLn.Addr().String(),
@@ -236,7 +236,7 @@ func startTestAgent(t testing.TB, p *testPKI, cluster string, cert tls.Certifica
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	ta := &testAgent{Agent: a, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		_ = a.Run(ctx)

@@ -174,7 +174,7 @@ func endlessBody(t *testing.T, p *connPool, dials *atomic.Int32, url string) {
 		t.Errorf("a connection whose answer was not read to its end went back to the pool")
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	resp, err = get(t, p, ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func TestConnPoolCancelBeforeAnswer(t *testing.T) {
 	}))
 	defer func() { close(block); srv.Close() }()
 	p, _ := testPool(srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	_, err := get(t, p, ctx, srv.URL)
 	if !errors.Is(err, context.DeadlineExceeded) {

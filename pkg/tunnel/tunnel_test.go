@@ -230,7 +230,7 @@ func TestStreamDoesNotBlockOthers(t *testing.T) {
 	e := newEnv(t, 1)
 	// A stream nobody reads: its window fills and its agent-side writer
 	// blocks, but other requests still pass.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.server.apiURL+"/clusters/c1/stream", nil)
 	resp, err := e.client.Do(req)

@@ -23,11 +23,12 @@ import (
 	"github.com/meshfleet/meshfleet/internal/localcluster"
 	"github.com/meshfleet/meshfleet/internal/localproc"
 	"github.com/meshfleet/meshfleet/internal/netns"
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/operator"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
+	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
 // TestMain re-executes the test binary in a private network namespace, where
@@ -96,8 +97,7 @@ type suite struct {
 // TestChaos kills and restarts each component in turn while the demo's
 // clients call, prints the table and asserts it.
 func TestChaos(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	dir := filepath.Join(t.TempDir(), "sandbox")
 	start := time.Now()
 	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: dir, Remotes: 2, Progress: testWriter{t}})

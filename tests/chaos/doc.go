@@ -1,5 +1,5 @@
 // Package chaos is meshfleet's chaos suite (build tag chaos, `make chaos`):
-// in a private network namespace it brings up the sandbox (pkg/sandbox: a
+// in a private network namespace it brings up the sandbox (internal/sandbox: a
 // primary and two remotes, each on its own etcd, the operator, two tunnel
 // servers behind a Lease with two agents per remote, the locality server,
 // a real istiod and grpc-go proxyless clients calling gRPC servers in three

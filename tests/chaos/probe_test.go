@@ -15,9 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/locality"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
 )
 
 // generatedRules reads a ready istiod's /debug/configz and returns the names

@@ -92,8 +92,7 @@ func TestMeshctl(t *testing.T) {
 		localcluster.ClusterOptions{Name: "remote1"},
 		localcluster.ClusterOptions{Name: "remote2"},
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	c := &cli{t: t, bin: bin, env: env, primary: env.Cluster("primary").Kubeconfig, ctx: ctx}
 	k := "--kubeconfig=" + c.primary
 

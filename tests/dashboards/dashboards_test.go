@@ -417,7 +417,7 @@ func startOperator(ctx context.Context, t *testing.T, cfg *rest.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mctx, stop := context.WithCancel(context.Background())
+	mctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan struct{})
 	go func() { _ = mgr.Start(mctx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
@@ -461,8 +461,7 @@ func startLocality(ctx context.Context, t *testing.T, env *testenv.Env, c *local
 	}
 	createZonedService(ctx, t, kube)
 	reg := prometheus.NewRegistry()
-	srvCtx, stop := context.WithCancel(context.Background())
-	t.Cleanup(stop)
+	srvCtx := testenv.Context(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := pipeline.New(pipeline.Options{Clusters: map[string]*rest.Config{c.Name: c.Config}, Logger: quiet, Registerer: reg})
 	if err != nil {
@@ -564,8 +563,7 @@ func startTunnel(ctx context.Context, t *testing.T, cluster *rest.Config) string
 	}
 	apiLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	agentLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	sctx, stop := context.WithCancel(context.Background())
-	t.Cleanup(stop)
+	sctx := testenv.Context(t)
 	go func() { _ = srv.Serve(sctx, apiLn, agentLn) }()
 	ac, err := tunnel.IssueAgentCertificate(p.root, "remote1", tunnel.CertificateOptions{TTL: time.Hour, Now: time.Now()})
 	if err != nil {

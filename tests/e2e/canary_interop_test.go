@@ -39,9 +39,9 @@ import (
 	"github.com/meshfleet/meshfleet/internal/localcluster"
 	"github.com/meshfleet/meshfleet/internal/localproc"
 	"github.com/meshfleet/meshfleet/internal/netns"
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/canary"
 	"github.com/meshfleet/meshfleet/pkg/locality"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
 	"github.com/meshfleet/meshfleet/tests/dashboards"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -138,7 +138,7 @@ func TestCanaryInterop(t *testing.T) {
 	if err := netns.Setup(addrs...); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(testenv.Context(t), 15*time.Minute)
 	t.Cleanup(cancel)
 
 	dir := filepath.Join(t.TempDir(), "sandbox")

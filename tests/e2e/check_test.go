@@ -21,9 +21,9 @@ import (
 
 	"github.com/meshfleet/meshfleet/internal/localproc"
 	"github.com/meshfleet/meshfleet/internal/netns"
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/check"
 	"github.com/meshfleet/meshfleet/pkg/render"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -44,8 +44,7 @@ type checkOutput struct {
 // reports that remote timed out and the others synced, and synced again
 // after the fix.
 func TestMeshctlCheck(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	bin := filepath.Join(t.TempDir(), "meshctl")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meshfleet/meshfleet/cmd/meshctl").CombinedOutput(); err != nil {
 		t.Fatalf("building meshctl: %v\n%s", err, out)

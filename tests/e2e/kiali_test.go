@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshfleet/meshfleet/internal/localproc"
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/render"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -49,8 +48,7 @@ func TestKiali(t *testing.T) {
 	if bin == "" {
 		t.Fatal("MESHFLEET_KIALI is not set: run make tools (it builds Kiali) or make e2e")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	ist := sandbox.DefaultIstio()
 	ist.Spec.Kiali.Enabled = true
 	dir := filepath.Join(t.TempDir(), "sandbox")

@@ -223,7 +223,7 @@ func TestLocalityConformance(t *testing.T) {
 		localcluster.ClusterOptions{Name: "remote1"},
 		localcluster.ClusterOptions{Name: "remote2"},
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(testenv.Context(t), 5*time.Minute)
 	t.Cleanup(cancel)
 	kube := map[string]kubernetes.Interface{}
 	cfgs := map[string]*rest.Config{}

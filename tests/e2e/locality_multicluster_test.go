@@ -18,6 +18,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/locality/members"
 	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
+	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
 // Addresses of the three-cluster locality test (added to lo by the test).
@@ -135,8 +136,7 @@ func TestLocalityServerMulticluster(t *testing.T) {
 	// The locality server takes its members from the mesh and writes its
 	// rules into the primary's API server.
 	start := time.Now()
-	srvCtx, stopSrv := context.WithCancel(context.Background())
-	t.Cleanup(stopSrv)
+	srvCtx := testenv.Context(t)
 	s, err := pipeline.New(pipeline.Options{Mesh: m.env.Cluster(mcPrimary).Config, MeshOptions: members.Options{Namespace: mcNS}, Namespace: mcNS,
 		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {

@@ -59,7 +59,7 @@ type localityServer struct {
 // the test, or earlier with Stop.
 func startLocalityServer(t *testing.T, o localityServerOptions) *localityServer {
 	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
 	ls := &localityServer{reg: prometheus.NewRegistry(), stop: stop, done: make(chan struct{})}
 	s, err := pipeline.New(pipeline.Options{
 		Clusters: o.clusters, PrimaryCluster: o.primaryCluster, Policy: o.policy,

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/meshfleet/meshfleet/internal/netns"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 )
 
 // Workload addresses on the namespace's lo: one echo server per zone, and

@@ -37,7 +37,7 @@ import (
 // uses it.
 func TestRemoteRevisions(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"}, localcluster.ClusterOptions{Name: "west"})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	kube := map[string]*kubernetes.Clientset{}
 	for _, c := range []string{"primary", "west"} {

@@ -6,15 +6,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -24,15 +20,13 @@ import (
 
 	"github.com/meshfleet/meshfleet/internal/localcluster"
 	"github.com/meshfleet/meshfleet/internal/localistiod"
+	"github.com/meshfleet/meshfleet/internal/localmesh"
 	"github.com/meshfleet/meshfleet/internal/localproc"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ca"
-	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
-	"github.com/meshfleet/meshfleet/pkg/operator/remoteistio"
 	"github.com/meshfleet/meshfleet/pkg/render"
-	"github.com/meshfleet/meshfleet/pkg/tunnel"
 	"github.com/meshfleet/meshfleet/tests/framework/fakerollout"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
@@ -127,28 +121,21 @@ type Mesh struct {
 	Tunnel *MeshTunnel
 }
 
-// MeshTunnel is the in-process tunnel server of a Tunnel mesh and its agents.
+// MeshTunnel is the in-process tunnel server of a Tunnel mesh and its
+// agents, one per remote.
 type MeshTunnel struct {
-	*tunnel.Local
-	// CA is the tunnel CA (the operator's, in meshfleet-system).
-	CA *ca.KeyPair
-	// LogPath holds the server's and agents' JSON logs (its audit lines).
-	LogPath string
-	// IstiodTokenFile holds istiod's token for the tunnel's audience, where
-	// the remote secrets say istiod finds it.
-	IstiodTokenFile string
-	// OperatorTokenFile holds the operator's token for the tunnel's audience.
-	OperatorTokenFile string
-	agents            map[string]func()
+	*localmesh.LocalTunnel
 }
 
-// StartMesh starts the clusters, applies meshfleet's CRDs, starts (in Tunnel
-// mode) the tunnel server and one agent per remote, starts the operator,
-// creates the Istio resource and waits until the operator deployed the
-// control plane; then, with Istiod, starts istiod with the MeshConfig from
-// the rendered ConfigMap istio-system/istio (istiod reads meshNetworks from
-// the same ConfigMap itself, as in a cluster). Remotes join when the test
-// calls Join.
+// StartMesh brings the mesh up with internal/localmesh (the sandbox's
+// bring-up) on clusters of StartClusters: it applies meshfleet's CRDs,
+// starts (in Tunnel mode) the tunnel server and one agent per remote,
+// starts the operator, creates the Istio resource and waits until the
+// operator deployed the control plane; then, with Istiod, starts istiod
+// with the MeshConfig from the rendered ConfigMap istio-system/istio.
+// Remotes join when the test calls Join. Everything stops when the test
+// ends, after the test's own cleanups; the logs' last lines are shown if
+// it failed.
 func StartMesh(t testing.TB, opts MeshOptions) *Mesh {
 	t.Helper()
 	if opts.Connection == "" {
@@ -162,24 +149,10 @@ func StartMesh(t testing.TB, opts MeshOptions) *Mesh {
 		cos = append(cos, localcluster.ClusterOptions{Name: r})
 	}
 	m := &Mesh{Clusters: StartClusters(t, cos...), Options: opts}
-	ctx := t.Context()
-	crds, err := install.CRDs()
-	if err != nil {
-		t.Fatal(err)
+	clusters := []*localcluster.Cluster{m.Env.Cluster(Primary)}
+	for _, r := range opts.Remotes {
+		clusters = append(clusters, m.Env.Cluster(r))
 	}
-	if err := install.Apply(ctx, m.C[Primary], crds); err != nil {
-		t.Fatalf("applying meshfleet's CRDs: %v", err)
-	}
-	// Apply waits until the Istio kind is served; the operator's manager
-	// also needs RemoteIstio in discovery when it is built.
-	testenv.Eventually(t, 30*time.Second, "RemoteIstio kind served", func() error {
-		return m.C[Primary].List(ctx, &v1beta1.RemoteIstioList{})
-	})
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
-	if _, err := m.Kube[Primary].CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating namespace %s: %v", Namespace, err)
-	}
-
 	o := opts.Operator
 	if o.MetricsAddr == "" {
 		o.MetricsAddr = "0"
@@ -190,116 +163,89 @@ func StartMesh(t testing.TB, opts MeshOptions) *Mesh {
 	if o.RemoteResync == 0 {
 		o.RemoteResync = 2 * time.Second
 	}
-	if opts.Connection == Tunnel {
-		m.Tunnel = m.startTunnel(t)
-		o.Tunnel = &remoteistio.Tunnel{URL: m.Tunnel.APIURL, CAData: m.Tunnel.CA.CertPEM, IstiodTokenFile: m.Tunnel.IstiodTokenFile, TokenFile: m.Tunnel.OperatorTokenFile}
-	}
-	m.Operator = StartOperator(t, m.Env.Cluster(Primary).Config, o)
-
-	ist := &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: Namespace}, Spec: opts.Spec}
-	if err := m.C[Primary].Create(ctx, ist); err != nil {
-		t.Fatalf("creating Istio %s/istio: %v", Namespace, err)
-	}
+	discardGlobalLog()
 	start := time.Now()
-	testenv.Eventually(t, 90*time.Second, "Istio ControlPlaneDeployed", func() error {
-		got := &v1beta1.Istio{}
-		if err := m.C[Primary].Get(ctx, client.ObjectKeyFromObject(ist), got); err != nil {
-			return err
-		}
-		if !meta.IsStatusConditionTrue(got.Status.Conditions, v1beta1.ConditionControlPlaneDeployed) {
-			return fmt.Errorf("conditions: %s", FormatConditions(got.Status.Conditions))
-		}
-		return nil
+	lm, err := localmesh.Start(t.Context(), localmesh.Options{
+		Dir:         m.Env.Dir,
+		Clusters:    clusters,
+		Istio:       &v1beta1.Istio{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: Namespace}, Spec: opts.Spec},
+		WaitFor:     v1beta1.ConditionControlPlaneDeployed,
+		WaitTimeout: 90 * time.Second,
+		Connection:  localmesh.Connection(opts.Connection),
+		Operator:    o,
+		RemoteIstio: remoteIstioSpec(opts.PilotAddress),
+		Istiod:      opts.Istiod,
+		Progress:    logWriter{t},
 	})
-	t.Logf("operator deployed the control plane in %v", time.Since(start).Round(time.Millisecond))
-	if !opts.Istiod {
-		return m
+	if lm != nil {
+		t.Cleanup(func() {
+			if err := lm.Stop(); err != nil {
+				t.Errorf("stopping the mesh: %v", err)
+			}
+			if !t.Failed() {
+				return
+			}
+			if lm.Operator != nil {
+				operatorLogTail(t, lm.Operator)
+			}
+			if lm.Tunnel != nil {
+				t.Logf("last lines of the tunnel log %s:\n%s", lm.Tunnel.LogPath, localproc.TailFile(lm.Tunnel.LogPath, 30))
+			}
+			if lm.Istiod != nil {
+				t.Logf("last lines of %s:\n%s", lm.Istiod.LogPath, localproc.TailFile(lm.Istiod.LogPath, 80))
+			}
+		})
 	}
-	cm, err := m.Kube[Primary].CoreV1().ConfigMaps(Namespace).Get(ctx, "istio", metav1.GetOptions{})
 	if err != nil {
-		t.Fatalf("reading the rendered ConfigMap %s/istio: %v", Namespace, err)
+		t.Fatalf("starting the mesh: %v", err)
 	}
-	t.Logf("rendered MeshConfig:\n%s\nrendered meshNetworks:\n%s", cm.Data["mesh"], cm.Data["meshNetworks"])
-	var env []string
-	if m.Tunnel != nil {
-		m.WriteIstiodToken(t, m.Tunnel.IstiodTokenFile)
-		env = IstiodTunnelEnv(t, m.C[Primary])
+	t.Logf("mesh up (operator deployed the control plane%s) in %v", map[bool]string{true: ", istiod serving", false: ""}[opts.Istiod], time.Since(start).Round(time.Millisecond))
+	m.Operator = &Operator{Manager: lm.Operator.Manager(), LogPath: lm.Operator.LogPath, stop: func() { _ = lm.Operator.Stop() }}
+	if lm.Tunnel != nil {
+		m.Tunnel = &MeshTunnel{lm.Tunnel}
+		t.Logf("tunnel server: API %s, agents %s, log %s", lm.Tunnel.APIURL, lm.Tunnel.AgentURL, lm.Tunnel.LogPath)
 	}
-	m.Istiod = StartIstiod(t, localistiod.Options{
-		Kubeconfig: m.Env.Cluster(Primary).Kubeconfig,
-		Dir:        filepath.Join(m.Env.Dir, "istiod"),
-		ClusterID:  Primary,
-		MeshConfig: cm.Data["mesh"],
-		Env:        env,
-	})
+	if lm.IstiodNote != "" {
+		t.Logf("NOTE: %s; the test sets it", lm.IstiodNote)
+	}
+	if lm.Istiod != nil {
+		m.Istiod = lm.Istiod
+		cm, err := m.Kube[Primary].CoreV1().ConfigMaps(Namespace).Get(t.Context(), "istio", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("reading the rendered ConfigMap %s/istio: %v", Namespace, err)
+		}
+		t.Logf("istiod: xDS on %s, log %s; rendered MeshConfig:\n%s\nrendered meshNetworks:\n%s", lm.Istiod.GRPCAddr, lm.Istiod.LogPath, cm.Data["mesh"], cm.Data["meshNetworks"])
+	}
 	return m
 }
 
-// startTunnel creates the tunnel CA the operator keeps (before the operator
-// would: the tunnel's certificates are its, never the mesh root's), runs the
-// tunnel server (callers: client certificates of the primary's CA or tokens
-// the primary issued for the tunnel's audience; agents: of clusters with a
-// RemoteIstio) and one agent per remote, and writes the operator's token.
-func (m *Mesh) startTunnel(t testing.TB) *MeshTunnel {
-	t.Helper()
-	ctx := t.Context()
-	primary := m.Env.Cluster(Primary)
-	tn := &MeshTunnel{
-		LogPath:           filepath.Join(m.Env.Dir, "tunnel.log"),
-		IstiodTokenFile:   filepath.Join(m.Env.Dir, "istiod-token"),
-		OperatorTokenFile: filepath.Join(m.Env.Dir, "operator-token"),
-		agents:            map[string]func(){},
+// remoteIstioSpec is the spec of the RemoteIstios the framework creates.
+func remoteIstioSpec(pilotAddress string) v1beta1.RemoteIstioSpec {
+	return v1beta1.RemoteIstioSpec{
+		PilotAddress: pilotAddress,
+		// Where the remote's workloads run; the operator labels it for injection.
+		AutoInjectionNamespaces: []string{"default"},
 	}
-	var err error
-	if tn.CA, _, err = meshca.TunnelCA(ctx, m.C[Primary], time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(tn.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tn.Local, err = tunnel.StartLocal(tunnel.LocalOptions{Root: tn.CA, ClientCAPEM: primary.CACertPEM, Primary: primary.Config,
-		Logger: slog.New(slog.NewJSONHandler(logf, nil))}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		tn.Stop()
-		if t.Failed() {
-			t.Logf("last lines of the tunnel log %s:\n%s", tn.LogPath, localproc.TailFile(tn.LogPath, 30))
-		}
-		logf.Close()
-	})
-	t.Logf("tunnel server: API %s, agents %s, log %s", tn.APIURL, tn.AgentURL, tn.LogPath)
-	// The agents start now; the server accepts each once its cluster has a
-	// RemoteIstio (Join waits for it).
-	for _, r := range m.Options.Remotes {
-		if tn.agents[r], err = tn.StartAgent(r, m.Env.Cluster(r).Config); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The operator presents its service account's token for the tunnel's
-	// audience, as projected into its pod.
-	if err := tunnel.WriteServiceAccountToken(ctx, primary.Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", tn.OperatorTokenFile, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	return tn
+}
+
+// logWriter writes each line to the test's log.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
 }
 
 // StopAgent stops the tunnel agent of remote.
-func (m *Mesh) StopAgent(remote string) { m.Tunnel.agents[remote]() }
+func (m *Mesh) StopAgent(remote string) { m.Tunnel.StopAgent(remote) }
 
 // KubeconfigSecret stores the admin kubeconfig of remote in the primary as
 // <remote>-kubeconfig, for a RemoteIstio's kubeconfigSecretRef.
 func (m *Mesh) KubeconfigSecret(t testing.TB, remote string) string {
 	t.Helper()
-	b, err := os.ReadFile(m.Env.Cluster(remote).Kubeconfig)
+	name, err := localmesh.KubeconfigSecret(t.Context(), m.C[Primary], Namespace, m.Env.Cluster(remote))
 	if err != nil {
 		t.Fatal(err)
-	}
-	name := remote + "-kubeconfig"
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace}, Data: map[string][]byte{"kubeconfig": b}}
-	if err := m.C[Primary].Create(t.Context(), s); err != nil {
-		t.Fatalf("creating Secret %s/%s: %v", Namespace, name, err)
 	}
 	return name
 }
@@ -312,13 +258,9 @@ func (m *Mesh) CreateRemoteIstio(t testing.TB, remote, network string) {
 	t.Helper()
 	ri := &v1beta1.RemoteIstio{
 		ObjectMeta: metav1.ObjectMeta{Name: remote, Namespace: Namespace},
-		Spec: v1beta1.RemoteIstioSpec{
-			PilotAddress: m.Options.PilotAddress,
-			Network:      network,
-			// Where the remote's workloads run; the operator labels it for injection.
-			AutoInjectionNamespaces: []string{"default"},
-		},
+		Spec:       remoteIstioSpec(m.Options.PilotAddress),
 	}
+	ri.Spec.Network = network
 	if m.Tunnel == nil {
 		ri.Spec.KubeconfigSecretRef = &corev1.LocalObjectReference{Name: remote + "-kubeconfig"}
 	}
@@ -487,53 +429,30 @@ func (m *Mesh) CheckSharedRoot(t testing.TB) {
 }
 
 // WriteIstiodToken writes a token of the primary's istio-system/istiod
-// service account for the tunnel's audience (the TokenRequest API, 1 h) to
-// file, as the kubelet projects it into istiod's pod (the volume the
-// operator renders).
+// service account for the tunnel's audience to file, as the kubelet
+// projects it into istiod's pod (localmesh.WriteIstiodToken).
 func (c *Clusters) WriteIstiodToken(t testing.TB, file string) {
 	t.Helper()
-	kube := c.Kube[Primary]
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "istiod", Namespace: Namespace}}
-	if _, err := kube.CoreV1().ServiceAccounts(Namespace).Create(t.Context(), sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatalf("creating ServiceAccount %s/istiod: %v", Namespace, err)
-	}
-	secs := int64(time.Hour.Seconds())
-	tr, err := kube.CoreV1().ServiceAccounts(Namespace).CreateToken(t.Context(), "istiod",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, Audiences: []string{tunnel.TokenAudience}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("TokenRequest for %s/istiod: %v", Namespace, err)
-	}
-	if err := os.WriteFile(file, []byte(tr.Status.Token), 0o600); err != nil {
+	if err := localmesh.WriteIstiodToken(t.Context(), c.Kube[Primary], Namespace, file); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// insecureKubeconfigOptions is istiod's switch that lets remote secrets use
-// a tokenFile (pkg/kube.sanitizeKubeConfig refuses it otherwise).
-const insecureKubeconfigOptions = "PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS"
-
 // IstiodTunnelEnv is the extra environment of an out-of-cluster istiod:
 // what the rendered istiod Deployment says about tokenFile in remote
-// secrets. Real istiod refuses a remote secret with a tokenFile unless
-// PILOT_INSECURE_MULTICLUSTER_KUBECONFIG_OPTIONS allows it; if the rendered
-// Deployment does not, it is set anyway (and the test says so), as the
-// remote secrets written for tunnelled clusters need it.
+// secrets (localmesh.IstiodTunnelEnv); the test says so if it had to set it.
 func IstiodTunnelEnv(t testing.TB, c client.Client) []string {
 	t.Helper()
-	d := &appsv1.Deployment{}
-	if err := c.Get(t.Context(), client.ObjectKey{Namespace: Namespace, Name: "istiod"}, d); err != nil {
-		t.Fatalf("reading the rendered istiod Deployment: %v", err)
+	env, note, err := localmesh.IstiodTunnelEnv(t.Context(), c, Namespace)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range d.Spec.Template.Spec.Containers {
-		for _, e := range c.Env {
-			if e.Name == insecureKubeconfigOptions {
-				t.Logf("rendered istiod Deployment sets %s=%s", e.Name, e.Value)
-				return []string{e.Name + "=" + e.Value}
-			}
-		}
+	if note != "" {
+		t.Logf("NOTE: %s; the test sets it", note)
+	} else {
+		t.Logf("rendered istiod Deployment sets %s", env[0])
 	}
-	t.Logf("NOTE: the rendered istiod Deployment does not set %s=tokenFile, without which istiod refuses the tunnel's remote secrets (\"tokenFile is not allowed\"); the test sets it", insecureKubeconfigOptions)
-	return []string{insecureKubeconfigOptions + "=tokenFile"}
+	return env
 }
 
 // ProxiedBy counts the tunnel's audit lines ("proxied request") of user,

@@ -1,9 +1,6 @@
 package framework
 
 import (
-	"context"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,6 +10,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/meshfleet/meshfleet/internal/localmesh"
 	"github.com/meshfleet/meshfleet/internal/localproc"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 )
@@ -34,46 +32,37 @@ type Operator struct {
 func (o *Operator) Stop() { o.stop() }
 
 // StartOperator builds the operator against cfg with opts and runs it until
-// the test ends. Its log goes to a file of its own (opts.Logger, unless the
-// caller set one), whose last lines are shown if the test failed. An error
-// of the manager fails the test.
+// the test ends (localmesh.StartOperator). Its log goes to a file of its own
+// (unless the caller set opts.Logger), whose last lines are shown if the
+// test failed. An error of the manager fails the test.
 func StartOperator(t testing.TB, cfg *rest.Config, opts operator.Options) *Operator {
 	t.Helper()
+	discardGlobalLog()
 	path := filepath.Join(t.TempDir(), "operator.log")
-	f, err := os.Create(path)
+	op, err := localmesh.StartOperator(cfg, opts, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.Logger.GetSink() == nil {
-		opts.Logger = logr.FromSlogHandler(slog.NewTextHandler(f, nil))
-	}
-	// controller-runtime's global logger is left to what logs outside the
-	// manager; unset, it prints a stack trace after 30 s.
-	discardGlobalLog()
-	mgr, err := operator.New(cfg, opts)
-	if err != nil {
-		f.Close()
-		t.Fatalf("building the operator: %v", err)
-	}
-	// Its own context: t.Context() is cancelled before cleanups run, and
-	// the operator must stop here, after the test's own cleanups.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
 	stop := sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("operator: %v", err)
+		if err := op.Stop(); err != nil {
+			t.Error(err)
 		}
 	})
 	t.Cleanup(func() {
 		stop()
-		if t.Failed() {
-			t.Logf("last lines of the operator log %s:\n%s", path, localproc.TailFile(path, OperatorLogTail))
-		}
-		f.Close()
+		op.Close()
+		operatorLogTail(t, op)
 	})
-	return &Operator{Manager: mgr, LogPath: path, stop: stop}
+	return &Operator{Manager: op.Manager(), LogPath: op.LogPath, stop: stop}
 }
 
+// operatorLogTail shows the end of op's log if the test failed.
+func operatorLogTail(t testing.TB, op *localmesh.Operator) {
+	if t.Failed() && op.LogPath != "" {
+		t.Logf("last lines of the operator log %s:\n%s", op.LogPath, localproc.TailFile(op.LogPath, OperatorLogTail))
+	}
+}
+
+// discardGlobalLog leaves controller-runtime's global logger to what logs
+// outside the manager; unset, it prints a stack trace after 30 s.
 var discardGlobalLog = sync.OnceFunc(func() { ctrllog.SetLogger(logr.Discard()) })

@@ -300,3 +300,13 @@ func Eventually(t testing.TB, timeout time.Duration, what string, f func() error
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Context is the context of what a test starts that must outlive
+// t.Context(), which ends before the test's cleanups run: it carries
+// t.Context()'s values, and a cleanup registered now cancels it, so it ends
+// after every cleanup registered later (the stop of what it started).
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	t.Cleanup(cancel)
+	return ctx
+}

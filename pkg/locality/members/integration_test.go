@@ -74,7 +74,7 @@ func TestMembersFollowRemoteIstios(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	wctx, stop := context.WithCancel(context.Background())
+	wctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	f := &members.Follower{Log: log}
 	mw, err := members.NewWatcher(env.Cluster("primary").Config, members.Options{}, log, f.OnChange)

@@ -46,7 +46,7 @@ func startPrimary(t *testing.T) (*localcluster.Cluster, context.Context, kuberne
 	t.Helper()
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	c := env.Cluster("primary")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(testenv.Context(t), 3*time.Minute)
 	t.Cleanup(cancel)
 	must(t, localistiod.InstallCRDs(ctx, c.Config))
 	kube := kubernetes.NewForConfigOrDie(c.Config)

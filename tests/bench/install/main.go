@@ -28,11 +28,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshfleet/meshfleet/internal/localcluster"
+	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/render"
-	"github.com/meshfleet/meshfleet/pkg/sandbox"
 	"github.com/meshfleet/meshfleet/tests/framework/fakerollout"
 )
 

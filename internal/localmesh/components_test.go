@@ -1,4 +1,4 @@
-package sandbox
+package localmesh
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// fakeSandbox has components that only record what was done to them.
-func fakeSandbox(names []string, active string) (*Sandbox, *[]string) {
-	s := &Sandbox{}
+// fakeMesh has components that only record what was done to them.
+func fakeMesh(names []string, active string) (*Mesh, *[]string) {
+	s := &Mesh{}
 	var log []string
 	for _, n := range names {
 		s.comps.add(&component{name: n,
@@ -21,7 +21,7 @@ func fakeSandbox(names []string, active string) (*Sandbox, *[]string) {
 
 func TestKillRestartResolveNames(t *testing.T) {
 	names := []string{"istiod", "tunnel-server/0", "tunnel-server/1", "agent/remote-1/0", "agent/remote-1/1", "apiserver/remote-1"}
-	s, log := fakeSandbox(names, "tunnel-server/1")
+	s, log := fakeMesh(names, "tunnel-server/1")
 	ctx := t.Context()
 
 	// tunnel-server stands for the active replica.

@@ -1,4 +1,4 @@
-package sandbox
+package localmesh
 
 import (
 	"context"
@@ -20,7 +20,7 @@ const (
 	ComponentEtcd         = "etcd"
 )
 
-// Component is one process (or in-process server) of the sandbox, as
+// Component is one process (or in-process server) of the mesh, as
 // `meshctl sandbox status` lists it.
 type Component struct {
 	Name    string `json:"name"`
@@ -29,7 +29,7 @@ type Component struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// component is the sandbox's handle on one component: how to kill it (as a
+// component is the mesh's handle on one component: how to kill it (as a
 // crash would) and start it again.
 type component struct {
 	name   string
@@ -40,7 +40,7 @@ type component struct {
 	active func() bool
 }
 
-// components is the sandbox's list of components and whether each runs.
+// components is the mesh's list of components and whether each runs.
 type components struct {
 	// op serializes kills and restarts; mu guards running.
 	op      sync.Mutex
@@ -130,7 +130,7 @@ func (cs *components) pickToKill(name string) (*component, error) {
 	}
 	if len(running) == 0 {
 		if len(cs.matching(name)) == 0 {
-			return nil, fmt.Errorf("no component %q in the sandbox (components: %s)", name, cs.names())
+			return nil, fmt.Errorf("no component %q in the mesh (components: %s)", name, cs.names())
 		}
 		return nil, fmt.Errorf("component %q is not running; start it with restart %s", name, name)
 	}
@@ -145,8 +145,8 @@ func (cs *components) pickToKill(name string) (*component, error) {
 // Kill stops one component as a crash would: name is a component's name or
 // stands for a group (tunnel-server: the active server; agent/<cluster>: one
 // of that cluster's agents). It returns the name of the component killed.
-func (s *Sandbox) Kill(name string) (string, error) {
-	cs := &s.comps
+func (m *Mesh) Kill(name string) (string, error) {
+	cs := &m.comps
 	cs.op.Lock()
 	defer cs.op.Unlock()
 	c, err := cs.pickToKill(name)
@@ -165,8 +165,8 @@ func (s *Sandbox) Kill(name string) (string, error) {
 // the names of the components started. An error (istiod that exits at
 // start, an API server that does not become ready) leaves the component
 // marked stopped.
-func (s *Sandbox) Restart(ctx context.Context, name string) ([]string, error) {
-	cs := &s.comps
+func (m *Mesh) Restart(ctx context.Context, name string) ([]string, error) {
+	cs := &m.comps
 	cs.op.Lock()
 	defer cs.op.Unlock()
 	var stopped []*component
@@ -197,10 +197,10 @@ func (s *Sandbox) Restart(ctx context.Context, name string) ([]string, error) {
 	return started, nil
 }
 
-// Components lists the sandbox's components and whether each runs.
-func (s *Sandbox) Components() []Component { return s.comps.status() }
+// Components lists the mesh's components and whether each runs.
+func (m *Mesh) Components() []Component { return m.comps.status() }
 
-// inproc is a component that runs in the sandbox's own process (the
+// inproc is a component that runs in this process (the
 // operator, the locality server, tunnel servers and agents): killing it
 // cancels its context and waits until it has returned.
 type inproc struct {

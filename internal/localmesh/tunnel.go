@@ -1,4 +1,4 @@
-package sandbox
+package localmesh
 
 import (
 	"context"
@@ -15,8 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -27,12 +25,12 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/tunnel"
 )
 
-// sandboxTunnel is the tunnel of the sandbox, highly available as it would
+// haTunnel is the tunnel of a mesh with HATunnel, highly available as it would
 // be deployed: two servers competing for a Lease in the primary (the holder
 // is active, the other answers 503), a front that sends callers to the
 // active one (the Service whose readiness follows the Lease), and two
 // agents per remote that know both servers.
-type sandboxTunnel struct {
+type haTunnel struct {
 	// tunnelCA issues the tunnel's certificates; only it is trusted for the
 	// tunnel, never the mesh root.
 	tunnelCA *ca.KeyPair
@@ -70,25 +68,25 @@ type tunnelServer struct {
 	dead atomic.Bool
 }
 
-// TunnelServers and TunnelAgents are how many tunnel servers the sandbox
-// runs and how many agents each remote runs.
+// TunnelServers and TunnelAgents are how many tunnel servers a mesh with
+// HATunnel runs and how many agents each remote runs.
 const (
 	TunnelServers = 2
 	TunnelAgents  = 2
 )
 
-// startTunnel runs the tunnel servers and their front in the sandbox: their
+// startTunnel runs the tunnel servers and their front: their
 // certificate and the agents' are the tunnel CA's (the operator's, in
 // meshfleet-system/meshfleet-tunnel-ca, never the mesh root); callers present
 // client certificates of the primary's CA or tokens the primary
 // issued for the tunnel's audience (istiod, the operator: it writes the
 // operator's token); agents need their cluster's RemoteIstio.
-func (s *Sandbox) startTunnel(ctx context.Context, tunnelCA *ca.KeyPair, namespace string) (*sandboxTunnel, error) {
-	f, err := os.OpenFile(filepath.Join(s.Dir, "tunnel.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func (m *Mesh) startTunnel(ctx context.Context, tunnelCA *ca.KeyPair, namespace string) (*haTunnel, error) {
+	f, err := os.OpenFile(filepath.Join(m.Dir, "tunnel.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	s.stops = append(s.stops, func() { _ = f.Close() })
+	m.stops = append(m.stops, func() { _ = f.Close() })
 	serving, err := tunnel.IssueServerCertificate(tunnelCA, []string{"127.0.0.1"}, tunnel.CertificateOptions{TTL: 24 * time.Hour, Now: time.Now()})
 	if err != nil {
 		return nil, err
@@ -97,25 +95,25 @@ func (s *Sandbox) startTunnel(ctx context.Context, tunnelCA *ca.KeyPair, namespa
 	if err != nil {
 		return nil, err
 	}
-	clientCAs, err := tunnel.CABundleFromPEM(s.Primary().CACertPEM)
+	clientCAs, err := tunnel.CABundleFromPEM(m.Primary().CACertPEM)
 	if err != nil {
 		return nil, fmt.Errorf("the primary's client CA: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(s.Primary().Config)
+	dyn, err := dynamic.NewForConfig(m.Primary().Config)
 	if err != nil {
 		return nil, err
 	}
-	t := &sandboxTunnel{tunnelCA: tunnelCA, tokenFile: filepath.Join(s.Dir, "istiod", "token"),
-		opTokenFile: filepath.Join(s.Dir, "operator", "token"), serving: tunnel.StaticKeyPair(cert),
-		tunnelCAs: tunnel.StaticCABundle(tunnelCA.Cert), clientCAs: clientCAs, primary: s.Primary().Config,
+	t := &haTunnel{tunnelCA: tunnelCA, tokenFile: m.istiodTokenFile(),
+		opTokenFile: m.operatorTokenFile(), serving: tunnel.StaticKeyPair(cert),
+		tunnelCAs: tunnel.StaticCABundle(tunnelCA.Cert), clientCAs: clientCAs, primary: m.Primary().Config,
 		log: slog.New(slog.NewJSONHandler(f, nil))}
 	// The Lease's elector logs through klog; its lines belong in the
-	// tunnel's log, not on the sandbox's terminal.
+	// tunnel's log, not on the terminal.
 	klog.SetSlogLogger(t.log.With("component", "leader-election"))
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	s.stops = append(s.stops, stopWatch)
+	m.stops = append(m.stops, stopWatch)
 	t.clusters = tunnel.RemoteIstioClusters(watchCtx, dyn, namespace, t.log.With("component", "tunnel-clusters"))
-	if err := tunnel.WriteServiceAccountToken(ctx, s.Primary().Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", t.opTokenFile, 24*time.Hour); err != nil {
+	if err := tunnel.WriteServiceAccountToken(ctx, m.Primary().Config, tunnel.DefaultMeshfleetNamespace, "meshfleet-operator", t.opTokenFile, tokenTTL); err != nil {
 		return nil, err
 	}
 	for i := range TunnelServers {
@@ -130,8 +128,8 @@ func (s *Sandbox) startTunnel(ctx context.Context, tunnelCA *ca.KeyPair, namespa
 		if err := start(context.Background()); err != nil {
 			return nil, err
 		}
-		s.stops = append(s.stops, ts.proc.stop)
-		s.comps.add(&component{name: ts.name, start: start,
+		m.stops = append(m.stops, ts.proc.stop)
+		m.comps.add(&component{name: ts.name, start: start,
 			kill:   func() error { ts.dead.Store(true); ts.proc.stop(); return nil },
 			active: func() bool { srv := ts.current.Load(); return srv != nil && srv.Active() },
 			detail: func() string {
@@ -146,14 +144,14 @@ func (s *Sandbox) startTunnel(ctx context.Context, tunnelCA *ca.KeyPair, namespa
 		return nil, err
 	}
 	t.APIURL = "https://" + front.Addr().String()
-	s.stops = append(s.stops, func() { _ = front.Close() })
+	m.stops = append(m.stops, func() { _ = front.Close() })
 	go t.serveFront(front)
 	return t, nil
 }
 
 // startServer runs one tunnel server replica; it competes for the Lease
 // istio-system/meshfleet-tunnel.
-func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
+func (t *haTunnel) startServer(ts *tunnelServer, namespace string) error {
 	ts.dead.Store(false)
 	cfg := rest.CopyConfig(t.primary)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return cutOff{rt, &ts.dead} })
@@ -193,7 +191,7 @@ func (t *sandboxTunnel) startServer(ts *tunnelServer, namespace string) error {
 // metricsHandler serves the active server's /metrics, as the Service in
 // front of the servers would (its readiness follows the Lease); 503 while
 // no server is active.
-func (t *sandboxTunnel) metricsHandler() http.Handler {
+func (t *haTunnel) metricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, ts := range t.servers {
 			if srv, reg := ts.current.Load(), ts.registry.Load(); srv != nil && reg != nil && srv.Active() && !ts.dead.Load() {
@@ -222,7 +220,7 @@ func (c cutOff) RoundTrip(r *http.Request) (*http.Response, error) {
 // connection goes to the server that holds the Lease. While none does (a
 // crashed server's Lease has not expired yet) connections are closed after
 // a short wait, as a Service without ready endpoints refuses them.
-func (t *sandboxTunnel) serveFront(l net.Listener) {
+func (t *haTunnel) serveFront(l net.Listener) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -255,16 +253,16 @@ func (t *sandboxTunnel) serveFront(l net.Listener) {
 }
 
 // operatorTunnel is the operator's view of the tunnel.
-func (t *sandboxTunnel) operatorTunnel() *remoteistio.Tunnel {
+func (t *haTunnel) operatorTunnel() *remoteistio.Tunnel {
 	return &remoteistio.Tunnel{URL: t.APIURL, CAData: t.tunnelCA.CertPEM, IstiodTokenFile: t.tokenFile, TokenFile: t.opTokenFile}
 }
 
 // startAgents runs the agents of one remote, as `meshctl cluster join
 // --tunnel` would have them installed there, and waits until one is
 // connected.
-func (s *Sandbox) startAgents(ctx context.Context, t *sandboxTunnel, cluster string) error {
+func (m *Mesh) startAgents(ctx context.Context, t *haTunnel, cluster string) error {
 	var upstream *rest.Config
-	for _, c := range s.Clusters {
+	for _, c := range m.Clusters {
 		if c.Name == cluster {
 			upstream = c.Config
 		}
@@ -304,8 +302,8 @@ func (s *Sandbox) startAgents(ctx context.Context, t *sandboxTunnel, cluster str
 		if err := start(ctx); err != nil {
 			return err
 		}
-		s.stops = append(s.stops, p.stop)
-		s.comps.add(&component{name: name, start: start, kill: func() error { p.stop(); return nil }})
+		m.stops = append(m.stops, p.stop)
+		m.comps.add(&component{name: name, start: start, kill: func() error { p.stop(); return nil }})
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		for _, a := range agents {
@@ -335,22 +333,16 @@ func freeAddrs(n int) ([]string, error) {
 	return out, nil
 }
 
-// writeIstiodToken writes a token of the primary's istio-system/istiod
-// service account, for the tunnel's audience, where the remote secrets say istiod reads it, as the
-// kubelet would project it into istiod's pod.
-func writeIstiodToken(ctx context.Context, s *Sandbox, t *sandboxTunnel, namespace string) error {
-	kube, err := kubernetes.NewForConfig(s.Primary().Config)
+// serveTunnelMetrics serves the active tunnel server's metrics on
+// TunnelMetricsAddr until Stop.
+func (m *Mesh) serveTunnelMetrics(t *haTunnel) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	secs := int64((24 * time.Hour).Seconds())
-	tr, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, "istiod",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, Audiences: []string{tunnel.TokenAudience}}}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("token for %s/istiod: %w", namespace, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(t.tokenFile), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(t.tokenFile, []byte(tr.Status.Token), 0o600)
+	m.TunnelMetricsAddr = ln.Addr().String()
+	hs := &http.Server{Handler: t.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	m.stops = append(m.stops, func() { _ = hs.Close() })
+	return nil
 }
