@@ -60,20 +60,19 @@ func agentStreams(t *testing.T, h http.Handler) *yamux.Session {
 	return client
 }
 
-// send writes raw on a new stream and reads one answer.
-func send(t *testing.T, s *yamux.Session, raw string) (*http.Response, string, net.Conn, *bufio.Reader) {
+// send writes raw on a new stream and reads one answer and its body.
+func send(t *testing.T, s *yamux.Session, raw string) (*http.Response, string) {
 	t.Helper()
 	c, err := s.OpenStream()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	br := bufio.NewReader(c)
-	return sendOn(t, c, br, raw), readAll(t, br), c, br
+	resp := sendOn(t, c, bufio.NewReader(c), raw)
+	return resp, readBody(t, resp)
 }
 
-var lastResp *http.Response
-
+// sendOn writes raw on c and reads the answer's head from br.
 func sendOn(t *testing.T, c net.Conn, br *bufio.Reader, raw string) *http.Response {
 	t.Helper()
 	if _, err := io.WriteString(c, raw); err != nil {
@@ -84,13 +83,12 @@ func sendOn(t *testing.T, c net.Conn, br *bufio.Reader, raw string) *http.Respon
 	if err != nil {
 		t.Fatalf("read answer to %q: %v", strings.SplitN(raw, "\r\n", 2)[0], err)
 	}
-	lastResp = resp
 	return resp
 }
 
-func readAll(t *testing.T, _ *bufio.Reader) string {
+func readBody(t *testing.T, resp *http.Response) string {
 	t.Helper()
-	b, err := io.ReadAll(lastResp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("read body: %v", err)
 	}
@@ -131,7 +129,7 @@ func TestAgentStreamsStripCredentials(t *testing.T) {
 			"X-Remote-User: system:admin\r\nX-Remote-Group: system:masters\r\nX-Remote-Extra-A: b\r\n" +
 			"Sec-WebSocket-Protocol: base64url.bearer.authorization.k8s.io.c3RvbGVu\r\n" +
 			"X-Forwarded-For: 1.2.3.4\r\n\r\n"
-		resp, body, _, _ := send(t, s, raw)
+		resp, body := send(t, s, raw)
 		if resp.StatusCode != http.StatusOK || body != "GET /api/v1/namespaces?limit=1" {
 			t.Fatalf("answer %s %q", resp.Status, body)
 		}
@@ -161,20 +159,20 @@ func TestAgentStreamsStripCredentials(t *testing.T) {
 func TestAgentStreamsHandOff(t *testing.T) {
 	rec := &headerRecorder{}
 	s := agentStreams(t, rec)
-	resp, _, _, _ := send(t, s, "GET /api HTTP/1.1\r\nHost: agent.c1\r\n\r\n")
+	resp, _ := send(t, s, "GET /api HTTP/1.1\r\nHost: agent.c1\r\n\r\n")
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("no Impersonate-User: %s, want 403", resp.Status)
 	}
-	resp, body, _, _ := send(t, s, "POST /api/v1/x HTTP/1.1\r\nHost: agent.c1\r\nImpersonate-User: u\r\nContent-Length: 2\r\n\r\nhi")
+	resp, body := send(t, s, "POST /api/v1/x HTTP/1.1\r\nHost: agent.c1\r\nImpersonate-User: u\r\nContent-Length: 2\r\n\r\nhi")
 	if resp.StatusCode != http.StatusOK || body != "POST /api/v1/x" {
 		t.Errorf("POST: %s %q", resp.Status, body)
 	}
 	big := "GET /big HTTP/1.1\r\nHost: agent.c1\r\nImpersonate-User: u\r\nX-Big: " + strings.Repeat("a", 3*streamHeadBuffer) + "\r\n\r\n"
-	resp, body, _, _ = send(t, s, big)
+	resp, body = send(t, s, big)
 	if resp.StatusCode != http.StatusOK || body != "GET /big" {
 		t.Errorf("large head: %s %q", resp.Status, body)
 	}
-	resp, body, _, _ = send(t, s, "GET /lf HTTP/1.1\nHost: agent.c1\nImpersonate-User: u\n\n")
+	resp, body = send(t, s, "GET /lf HTTP/1.1\nHost: agent.c1\nImpersonate-User: u\n\n")
 	if resp.StatusCode != http.StatusOK || body != "GET /lf" {
 		t.Errorf("bare LF: %s %q", resp.Status, body)
 	}
@@ -217,7 +215,7 @@ func TestAgentStreamsFraming(t *testing.T) {
 	br := bufio.NewReader(c)
 	for range 3 {
 		resp := sendOn(t, c, br, "GET /fixed"+h)
-		if b := readAll(t, br); resp.ContentLength != 5 || b != "hello" {
+		if b := readBody(t, resp); resp.ContentLength != 5 || b != "hello" {
 			t.Fatalf("fixed: length %d body %q", resp.ContentLength, b)
 		}
 	}
@@ -226,7 +224,7 @@ func TestAgentStreamsFraming(t *testing.T) {
 		t.Errorf("HEAD: length %d", resp.ContentLength)
 	}
 	resp = sendOn(t, c, br, "GET /empty"+h)
-	if b := readAll(t, br); resp.StatusCode != http.StatusNoContent || b != "" {
+	if b := readBody(t, resp); resp.StatusCode != http.StatusNoContent || b != "" {
 		t.Errorf("204: %s %q", resp.Status, b)
 	}
 	resp = sendOn(t, c, br, "GET /chunked"+h)
