@@ -100,6 +100,8 @@ type Server struct {
 	auth    *authenticator
 	access  AccessPolicy
 	proxy   *httputil.ReverseProxy
+	// auditLog caches the audit line's per-caller loggers.
+	auditLog auditLoggers
 	// transport takes a request to an agent of its cluster.
 	transport *clusterTransport
 	active    atomic.Bool
