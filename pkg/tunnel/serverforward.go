@@ -53,9 +53,15 @@ func (s *Server) forwardDirect(w http.ResponseWriter, r *http.Request, t *proxyT
 	}
 	w.WriteHeader(resp.StatusCode)
 	stream := resp.ContentLength < 0
+	rc := http.NewResponseController(w)
+	if stream {
+		// A watch's caller waits for the headers before any event comes.
+		if rc.Flush() != nil {
+			return true
+		}
+	}
 	buf := proxyBuffers.Get()
 	defer proxyBuffers.Put(buf)
-	rc := http.NewResponseController(w)
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
