@@ -95,20 +95,20 @@ func readBody(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-// headerRecorder is an API server that answers with the headers it got.
-type headerRecorder struct {
+// upstreamHeaders is an API server that answers with the headers it got.
+type upstreamHeaders struct {
 	mu   sync.Mutex
 	seen []http.Header
 }
 
-func (h *headerRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *upstreamHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	h.seen = append(h.seen, r.Header.Clone())
 	h.mu.Unlock()
 	_, _ = fmt.Fprintf(w, "%s %s", r.Method, r.URL.RequestURI())
 }
 
-func (h *headerRecorder) last() http.Header {
+func (h *upstreamHeaders) last() http.Header {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.seen[len(h.seen)-1]
@@ -119,7 +119,7 @@ func (h *headerRecorder) last() http.Header {
 // credential or identity header is dropped, also when a hop-by-hop
 // Connection header names them.
 func TestAgentStreamsStripCredentials(t *testing.T) {
-	rec := &headerRecorder{}
+	rec := &upstreamHeaders{}
 	s := agentStreams(t, rec)
 	for _, conn := range []string{"", "Connection: Impersonate-User, Impersonate-Group\r\n"} {
 		raw := "GET /api/v1/namespaces?limit=1 HTTP/1.1\r\nHost: agent.c1\r\n" + conn +
@@ -157,7 +157,7 @@ func TestAgentStreamsStripCredentials(t *testing.T) {
 // bytes already read: a request without Impersonate-User is refused, a
 // body and a large head pass, and so does a bare-LF request.
 func TestAgentStreamsHandOff(t *testing.T) {
-	rec := &headerRecorder{}
+	rec := &upstreamHeaders{}
 	s := agentStreams(t, rec)
 	resp, _ := send(t, s, "GET /api HTTP/1.1\r\nHost: agent.c1\r\n\r\n")
 	if resp.StatusCode != http.StatusForbidden {
