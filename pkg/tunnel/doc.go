@@ -140,7 +140,7 @@
 //     cut short ends the stream rather than look whole). net/http's server
 //     costs a background-read goroutine, a response writer and a proxy's
 //     request clone per request; none of that is left. Everything else — a
-//     body, an upgrade, a watch, HTTP/1.0, a head over 4 KiB, no
+//     body, an upgrade, a watch, a proxy subresource, HTTP/1.0, a head over 4 KiB, no
 //     Impersonate-User, an API server marked down, anything that does not
 //     parse — hands the stream, with the bytes already read, to the
 //     http.Server and forwarder as before, so their answers are unchanged.

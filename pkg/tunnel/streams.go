@@ -27,7 +27,8 @@ import (
 // its credentials replaced exactly as the forwarder's proxy does (only the
 // server's Impersonate-User and -Group stay), sent on a pooled connection
 // to the API server, and the answer written back with its framing. Any
-// other request — a body, an upgrade, a watch or followed log, HTTP/1.0,
+// other request — a body, an upgrade, a watch or followed log, a proxy
+// subresource, HTTP/1.0,
 // a head too large for the buffer, no Impersonate-User, an upstream
 // marked down, anything that does not parse — hands the stream, with the
 // bytes already read, to the agent's http.Server and forwarder for the
@@ -144,12 +145,20 @@ func (s *streamServer) shortRequest(head []byte) *http.Request {
 	if err != nil {
 		return nil
 	}
-	if !direct(req) || !req.ProtoAtLeast(1, 1) || req.Host == pingHost || longRunning(req) ||
+	// A proxied request (pods/…/proxy, services/…/proxy) may stream for as
+	// long as its backend likes, and only the http.Server notices when the
+	// tunnel server gives up on it (its background read).
+	if !direct(req) || !req.ProtoAtLeast(1, 1) || req.Host == pingHost || longRunning(req) || isProxyPath(req.URL.Path) ||
 		req.Header.Get("Expect") != "" || strings.TrimSpace(req.Header.Get(authnv1.ImpersonateUserHeader)) == "" ||
 		!s.fwd.gate.up() {
 		return nil
 	}
 	return req
+}
+
+// isProxyPath reports whether p is an API server proxy subresource.
+func isProxyPath(p string) bool {
+	return strings.HasSuffix(p, "/proxy") || strings.Contains(p, "/proxy/")
 }
 
 // answer forwards req to the API server and writes the answer on c; it
