@@ -154,18 +154,21 @@
 //     line is the same, a third of its attributes are no longer formatted
 //     per request.
 //
-// Measured (load 13–21, three runs): CPU per small GET 1.00–1.16× remotedialer's
-// (622 µs against 616, 445 against 383), small-GET p50 0.13 ms slower,
-// bulk 1.3–3× faster at two thirds of its CPU per GB. The p50 gap is not the
-// tunnel's: the bench's row "direct, impersonating as the agent does"
-// sends the agent's Impersonate-User and -Group straight to the API server,
-// and costs 0.14 ms over direct there (the API server authorizes each
-// impersonated name, and then the request under RBAC for a user who is
-// not system:masters), which remotedialer's front, holding the remote's
-// admin credentials, does not pay. Less that, meshfleet adds 0.36 ms to
-// remotedialer's 0.38 ms. Getting within 0.1 ms of direct would mean not
-// impersonating, that is the server holding the remote's credentials: not
-// done.
+// Measured (the three paths interleaved; two full runs at load 8–19 after
+// a baseline at load 1–6): CPU per small GET went from 1.20× remotedialer's
+// (477 µs against 399) to 1.00× (532 against 531, 550 against 552), small-GET
+// p50 from 0.12 ms behind to 0.10–0.12 ms behind, bulk byte stream still
+// 1.7–3× remotedialer's at 0.6× its CPU per GB; the bulk list, bound by the
+// API server, is within the noise of one another (173 against 200, 240
+// against 178). The p50 gap is not the tunnel's: the bench's row "direct,
+// impersonating as the agent does" sends the agent's Impersonate-User and
+// -Group straight to the API server and costs 0.08–0.14 ms over direct
+// there (the API server authorizes each impersonated name, then the request
+// under RBAC for a user who is not system:masters), which remotedialer's
+// front, holding the remote's admin credentials, does not pay. Less that,
+// the tunnel adds about what remotedialer adds (0.28–0.36 ms against
+// 0.26–0.38). Within 0.1 ms of direct would take not impersonating, that is
+// a server holding the remotes' credentials: not done.
 //
 // The multiplexer stays yamux. HTTP/2 between agent and server (the server
 // as client, golang.org/x/net/http2) was the other option weighed: its
