@@ -73,7 +73,7 @@ type Agent struct {
 	opts      AgentOptions
 	log       *slog.Logger
 	metrics   *agentMetrics
-	forwarder http.Handler
+	forwarder *forwarder
 
 	mu     sync.Mutex
 	status AgentStatus
@@ -276,9 +276,15 @@ func (a *Agent) serve(ctx context.Context, conn net.Conn, server string) {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
+	// Short requests are answered on the streams' goroutines; the others
+	// are handed to srv (streams.go).
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	streams := &streamServer{fwd: a.forwarder, requests: &a.requests, ctx: sctx, slow: newHandoffListener(mux)}
+	go streams.serve(mux)
 	done := make(chan struct{})
 	go func() {
-		_ = srv.Serve(sessionListener{mux})
+		_ = srv.Serve(streams.slow)
 		close(done)
 	}()
 	select {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -57,12 +59,7 @@ func (s *Server) audit(r *http.Request, t *proxyTarget, rec *responseRecorder, b
 	if t.agent != nil {
 		agent = t.agent.id
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "proxied request",
-		slog.String("cluster", t.cluster),
-		slog.String("user", t.identity.User),
-		slog.Any("groups", t.identity.Groups),
-		slog.String("as", t.as.User),
-		slog.String("auth", t.identity.Method),
+	s.auditLog.of(s.log, t).LogAttrs(context.Background(), slog.LevelInfo, "proxied request",
 		slog.String("verb", kr.verb),
 		slog.String("resource", kr.resource),
 		slog.String("namespace", kr.namespace),
@@ -78,4 +75,40 @@ func (s *Server) audit(r *http.Request, t *proxyTarget, rec *responseRecorder, b
 	m.duration.Observe(d.Seconds())
 	m.in.Add(float64(in))
 	m.out.Add(float64(out))
+}
+
+// auditLoggers keeps, per caller and cluster, a logger with the audit
+// line's first attributes (cluster, user, groups, as, auth) already added:
+// slog's handlers format a logger's own attributes once, so each line
+// formats only what is its own (the line is the same). A few callers
+// (istiod, Kiali, the operator) send nearly every request; the cache is
+// emptied when it holds maxAuditLoggers.
+type auditLoggers struct {
+	mu sync.Mutex
+	m  map[auditKey]*slog.Logger
+}
+
+const maxAuditLoggers = 1024
+
+type auditKey struct{ cluster, user, groups, as, auth string }
+
+func (a *auditLoggers) of(log *slog.Logger, t *proxyTarget) *slog.Logger {
+	k := auditKey{t.cluster, t.identity.User, strings.Join(t.identity.Groups, "\n"), t.as.User, t.identity.Method}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if l, ok := a.m[k]; ok {
+		return l
+	}
+	if a.m == nil || len(a.m) >= maxAuditLoggers {
+		a.m = map[auditKey]*slog.Logger{}
+	}
+	l := log.With(
+		slog.String("cluster", t.cluster),
+		slog.String("user", t.identity.User),
+		slog.Any("groups", t.identity.Groups),
+		slog.String("as", t.as.User),
+		slog.String("auth", t.identity.Method),
+	)
+	a.m[k] = l
+	return l
 }

@@ -26,6 +26,11 @@ type forwarder struct {
 	proxy   *httputil.ReverseProxy
 	metrics *agentMetrics
 	gate    *upstreamGate
+	log     *slog.Logger
+	// upstream and transport are the API server and the way to it, for
+	// the short requests served without the proxy (streams.go).
+	upstream  *url.URL
+	transport http.RoundTripper
 }
 
 func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forwarder, error) {
@@ -58,6 +63,7 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 	readyz := *upstream
 	readyz.Path, readyz.RawQuery = strings.TrimSuffix(upstream.Path, "/")+"/readyz", ""
 	gate := &upstreamGate{client: &http.Client{Transport: h1}, readyzURL: readyz.String(), log: log}
+	split := &upstreamSplit{h1: h1, h2: h2, short: short}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
@@ -69,7 +75,7 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 				pr.Out.Header[k] = v
 			}
 		},
-		Transport: &upstreamSplit{h1: h1, h2: h2, short: short},
+		Transport: split,
 		// Streaming responses (no Content-Length) are flushed at every
 		// write regardless; see newReverseProxy.
 		FlushInterval: 0,
@@ -85,7 +91,7 @@ func newForwarder(cfg *rest.Config, log *slog.Logger, m *agentMetrics) (*forward
 				fmt.Sprintf("tunnel agent: API server %s: %v", upstream.Host, err))
 		},
 	}
-	return &forwarder{proxy: rp, metrics: m, gate: gate}, nil
+	return &forwarder{proxy: rp, metrics: m, gate: gate, log: log, upstream: upstream, transport: split}, nil
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {

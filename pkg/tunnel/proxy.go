@@ -134,6 +134,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	body := countBody(r)
 	rec := &responseRecorder{ResponseWriter: w}
+	if direct(r) {
+		aborted := s.forwardDirect(rec, r, t)
+		s.audit(r, t, rec, body.n.Load(), time.Since(start))
+		if aborted {
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
 	s.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 	s.audit(r, t, rec, body.n.Load(), time.Since(start))
 }
@@ -151,7 +159,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			pr.Out.Host = ""
 			setImpersonation(pr.Out.Header, t.as)
 		},
-		Transport: &clusterTransport{agents: s.agents},
+		Transport: s.transport,
 		// Watches and logs -f must reach the caller as they come:
 		// ReverseProxy flushes every write of a response without a
 		// Content-Length (and of text/event-stream) whatever this says.
@@ -161,20 +169,7 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BufferPool:    proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil {
-				// The caller went away; nobody reads an answer.
-				w.WriteHeader(499)
-				return
-			}
-			t := targetFrom(r.Context())
-			if errors.Is(err, errAgentBusy) {
-				w.Header().Set("Retry-After", "1")
-				writeStatus(w, http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests,
-					fmt.Sprintf("tunnel to cluster %q: every agent has as many requests open as it may (%v); retry later, or run more agent replicas", t.cluster, err))
-				return
-			}
-			writeStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable,
-				fmt.Sprintf("tunnel to cluster %q: %v", t.cluster, err))
+			s.proxyError(w, r.Context(), targetFrom(r.Context()), err)
 		},
 	}
 }

@@ -100,7 +100,11 @@ type Server struct {
 	auth    *authenticator
 	access  AccessPolicy
 	proxy   *httputil.ReverseProxy
-	active  atomic.Bool
+	// auditLog caches the audit line's per-caller loggers.
+	auditLog auditLoggers
+	// transport takes a request to an agent of its cluster.
+	transport *clusterTransport
+	active    atomic.Bool
 	// activeSince is when the server last became active (Unix nanoseconds).
 	activeSince atomic.Int64
 	// requests counts the requests to clusters in flight that end by
@@ -201,6 +205,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			limiter:     rate.NewLimiter(rate.Limit(opts.TokenReviewRate), opts.TokenReviewBurst),
 		},
 	}
+	s.transport = &clusterTransport{agents: s.agents}
 	s.proxy = s.newReverseProxy()
 	opts.Clusters.notify(s.disconnectClusters)
 	return s, nil

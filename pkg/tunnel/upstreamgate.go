@@ -43,6 +43,13 @@ func (g *upstreamGate) markDown(err error) {
 	g.down, g.lastErr, g.lastCheck = true, err, time.Time{}
 }
 
+// up reports whether the gate lets requests through without asking /readyz.
+func (g *upstreamGate) up() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.down
+}
+
 // ready returns nil when requests may be forwarded, and otherwise why not.
 // A gate that is down asks /readyz again at most every upstreamRecheck.
 func (g *upstreamGate) ready(ctx context.Context) error {
