@@ -169,6 +169,9 @@ func TranslateDelta(prev *Result, t *topology.Topology, p Policy, d topology.Del
 		// Every failover order depends on the regions.
 		return full()
 	}
+	if len(d.Services) == 0 {
+		return &Result{Decisions: prev.Decisions, base: b}, d, nil // results are read-only: share
+	}
 	out := &Result{Decisions: slices.Clone(prev.Decisions), base: b}
 	for _, key := range d.Services {
 		i, found := slices.BinarySearchFunc(out.Decisions, key, func(d Decision, k string) int { return cmp.Compare(d.Service, k) })

@@ -353,6 +353,9 @@ func merge(parts []*part, configCluster string) *Topology {
 // prev's (a change of those takes merge). Unchanged Services are shared
 // with prev: Topologies are read-only once built.
 func mergeKeys(prev *Topology, parts []*part, keys []string) *Topology {
+	if len(keys) == 0 {
+		return prev
+	}
 	t := &Topology{Clusters: prev.Clusters, UserDestinationRules: prev.UserDestinationRules, ConfigCluster: prev.ConfigCluster}
 	t.Services = slices.Clone(prev.Services)
 	ordered := configFirst(parts, prev.ConfigCluster)
