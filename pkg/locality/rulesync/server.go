@@ -115,8 +115,8 @@ type Server struct {
 	republish  atomic.Bool
 	configMaps corev1client.ConfigMapInterface
 
-	syncMu   sync.Mutex // one Sync at a time; guards the fields below
-	retry    time.Duration
+	syncMu sync.Mutex // one Sync at a time; guards the fields below
+	retry  time.Duration
 	// translated is the last translation (TranslateDelta builds on it),
 	// placed its rules placed and grouped; planAll makes the next plan
 	// compare every rule (at start, after a failed write, a new leader, a
@@ -128,8 +128,8 @@ type Server struct {
 	planAll     bool
 	membersSeen string
 	hashes      *hashCache
-	unsynced string // members not synced at the last Sync, joined
-	recent   map[string]recentWrite
+	unsynced    string // members not synced at the last Sync, joined
+	recent      map[string]recentWrite
 	// unsyncedSince is when each member not synced was first seen so;
 	// published is the summary last written.
 	unsyncedSince map[string]time.Time
