@@ -161,9 +161,13 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	cw.services = cw.factory.Core().V1().Services().Informer()
 	cw.slices = cw.factory.Discovery().V1().EndpointSlices().Informer()
 	cw.pods = cw.meta.ForResource(corev1.SchemeGroupVersion.WithResource("pods")).Informer()
-	for _, inf := range []cache.SharedIndexInformer{cw.nodes, cw.services, cw.slices, cw.pods} {
+	for _, inf := range []cache.SharedIndexInformer{cw.nodes, cw.pods} {
 		_ = inf.SetTransform(stripManagedFields)
 	}
+	// Services and EndpointSlices are most of what the watcher holds (one
+	// of each per Service and cluster): keep only what buildService reads.
+	_ = cw.services.SetTransform(trimService)
+	_ = cw.slices.SetTransform(trimSlice)
 	if err := cw.slices.AddIndexers(cache.Indexers{indexByService: func(obj any) ([]string, error) {
 		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
 			if k := sliceService(es); k != "" {
@@ -267,6 +271,38 @@ func (w *Watcher) handler(cw *clusterWatch, mark func(d *dirtySet, obj any), rel
 		},
 		DeleteFunc: func(obj any) { changed(obj) },
 	}
+}
+
+// trimService keeps of a Service what the topology reads: its name,
+// namespace, annotations, resourceVersion, type and traffic distribution.
+func trimService(obj any) (any, error) {
+	s, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion, Annotations: s.Annotations},
+		Spec:       corev1.ServiceSpec{Type: s.Spec.Type, TrafficDistribution: s.Spec.TrafficDistribution},
+	}, nil
+}
+
+// trimSlice keeps of an EndpointSlice what the topology reads: its name,
+// namespace, labels (its Service), resourceVersion, and per endpoint its
+// addresses, readiness, node and Pod.
+func trimSlice(obj any) (any, error) {
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	out := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: es.Name, Namespace: es.Namespace, UID: es.UID, ResourceVersion: es.ResourceVersion, Labels: es.Labels},
+		AddressType: es.AddressType,
+		Endpoints:   make([]discoveryv1.Endpoint, len(es.Endpoints)),
+	}
+	for i, ep := range es.Endpoints {
+		out.Endpoints[i] = discoveryv1.Endpoint{Addresses: ep.Addresses, Conditions: discoveryv1.EndpointConditions{Ready: ep.Conditions.Ready}, NodeName: ep.NodeName, TargetRef: ep.TargetRef}
+	}
+	return out, nil
 }
 
 func stripManagedFields(obj any) (any, error) {
