@@ -6,7 +6,9 @@
 //
 //   - write latency: a change (one service's endpoints, or a Node's region
 //     label in one of 3 clusters holding 1,000 services each) → the
-//     DestinationRules written to the API server → istiod pushing them (the
+//     DestinationRules written to the API server → received by istiod (its
+//     config handler got the first event of the push's debounce window: the
+//     push time less the window istiod logs) → istiod pushing them (the
 //     timestamp of its "Push debounce stable" log line); p50/p99/max, next
 //     to baselines measured in the same run: the same rules changed by a
 //     direct policy change (no watch, no debounce), and one hand-written
