@@ -1,6 +1,8 @@
 package locality
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -48,6 +50,10 @@ const SkipNoEndpoints = "no endpoints in any cluster"
 type Result struct {
 	// Decisions holds one entry per Service, sorted by namespace/name.
 	Decisions []Decision `json:"decisions"`
+
+	// base is what TranslateDelta needs to translate a change of some
+	// Services only; nil once a TranslateDelta has taken it.
+	base *base
 }
 
 // Decision is what was generated for one Service, and why.
@@ -104,12 +110,147 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	od := DefaultOutlierDetection()
-	if p.OutlierDetection != nil {
-		od = *p.OutlierDetection
+	b := newBase(t, p)
+	out := &Result{Decisions: make([]Decision, 0, len(t.Services)), base: b}
+	services := append([]topology.Service(nil), t.Services...)
+	sort.Slice(services, func(i, j int) bool { return services[i].Key() < services[j].Key() })
+	for _, svc := range services {
+		out.Decisions = append(out.Decisions, b.decide(svc))
 	}
-	regions := t.Regions()
-	meshOrders := ComputeOrders(regions, p.Failover, p.Distances)
+	return out, nil
+}
+
+// TranslateDelta is Translate for a topology t that differs from the one
+// prev was translated from by the Services d names only: it translates
+// those Services and keeps prev's decisions for the others, so a change of
+// one Service costs the translation of one Service. It returns the result
+// (equal to Translate(t, p)'s) and the Services whose decision may have
+// changed. It translates everything (and says All) when d is All, the
+// policy, the config cluster, the users' DestinationRules or the regions
+// changed (every decision depends on them), or prev cannot be built on.
+// It takes prev's cached state: prev stays valid to read, but a second
+// TranslateDelta from it translates everything.
+func TranslateDelta(prev *Result, t *topology.Topology, p Policy, d topology.Delta) (*Result, topology.Delta, error) {
+	full := func() (*Result, topology.Delta, error) {
+		res, err := Translate(t, p)
+		return res, topology.Delta{All: true}, err
+	}
+	if prev == nil || prev.base == nil || d.All {
+		return full()
+	}
+	b := prev.base
+	if b.inputs != inputsOf(t, p) {
+		return full()
+	}
+	if err := p.Validate(); err != nil {
+		return nil, topology.Delta{}, fmt.Errorf("policy: %w", err)
+	}
+	prev.base = nil
+	find := func(key string) (topology.Service, bool) {
+		ns, name, _ := strings.Cut(key, "/")
+		i, ok := slices.BinarySearchFunc(t.Services, [2]string{ns, name}, func(s topology.Service, k [2]string) int {
+			return cmp.Or(cmp.Compare(s.Namespace, k[0]), cmp.Compare(s.Name, k[1]))
+		})
+		if !ok {
+			return topology.Service{}, false
+		}
+		return t.Services[i], true
+	}
+	for _, key := range d.Services {
+		b.forget(key)
+		if svc, ok := find(key); ok {
+			if svc.Namespace == "" || svc.Name == "" || svc.Hostname == "" {
+				return nil, topology.Delta{}, fmt.Errorf("topology: service %s: namespace, name and hostname are required", key)
+			}
+			b.count(svc)
+		}
+	}
+	if !slices.Equal(b.currentRegions(), b.regions) {
+		// Every failover order depends on the regions.
+		return full()
+	}
+	if len(d.Services) == 0 {
+		return &Result{Decisions: prev.Decisions, base: b}, d, nil // results are read-only: share
+	}
+	out := &Result{Decisions: slices.Clone(prev.Decisions), base: b}
+	for _, key := range d.Services {
+		i, found := slices.BinarySearchFunc(out.Decisions, key, func(d Decision, k string) int { return cmp.Compare(d.Service, k) })
+		svc, ok := find(key)
+		switch {
+		case ok && found:
+			out.Decisions[i] = b.decide(svc)
+		case ok:
+			out.Decisions = slices.Insert(out.Decisions, i, b.decide(svc))
+		case found:
+			out.Decisions = slices.Delete(out.Decisions, i, i+1)
+		}
+	}
+	return out, topology.Delta{Services: d.Services}, nil
+}
+
+// base is what every Service's decision depends on besides the Service:
+// the policy, the regions and their failover orders, the users' rules, and
+// the traffic policies computed so far (memo).
+type base struct {
+	// inputs fingerprints the policy, the config cluster, the users' rules
+	// and the nodes' regions (inputsOf).
+	inputs  string
+	regions []string
+	// nodeRegions are the regions of nodes; regionRefs counts, per region,
+	// the Services with endpoints there, and svcRegions lists them per
+	// Service: the regions follow a change of one Service.
+	nodeRegions map[string]bool
+	regionRefs  map[string]int
+	svcRegions  map[string][]string
+
+	p                   Policy
+	od                  OutlierDetection
+	meshOrders          Orders
+	configCluster       string
+	users, ignoredUsers *userHosts
+	memo                map[string]generated
+}
+
+// inputsOf fingerprints what, besides the Services, every decision depends
+// on and a change of one Service cannot change: the policy, the config
+// cluster, the users' DestinationRules and the nodes' regions.
+func inputsOf(t *topology.Topology, p Policy) string {
+	raw, _ := json.Marshal(struct {
+		P  Policy                         `json:"p"`
+		C  string                         `json:"c"`
+		U  []topology.UserDestinationRule `json:"u"`
+		NR []string                       `json:"nr"`
+	}{p, t.ConfigCluster, t.UserDestinationRules, nodeRegions(t)})
+	return string(raw)
+}
+
+// nodeRegions returns the regions of t's nodes, sorted.
+func nodeRegions(t *topology.Topology) []string {
+	set := map[string]bool{}
+	for _, c := range t.Clusters {
+		for _, n := range c.Nodes {
+			if n.Locality.Region != "" {
+				set[n.Locality.Region] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+func newBase(t *topology.Topology, p Policy) *base {
+	b := &base{inputs: inputsOf(t, p), p: p, od: DefaultOutlierDetection(), configCluster: t.ConfigCluster,
+		nodeRegions: map[string]bool{}, regionRefs: map[string]int{}, svcRegions: map[string][]string{}, memo: map[string]generated{}}
+	if p.OutlierDetection != nil {
+		b.od = *p.OutlierDetection
+	}
+	for _, r := range nodeRegions(t) {
+		b.nodeRegions[r] = true
+	}
+	for _, svc := range t.Services {
+		b.count(svc)
+	}
+	b.regions = b.currentRegions()
+	b.meshOrders = ComputeOrders(b.regions, p.Failover, p.Distances)
 	// istiod reads DestinationRules only from its config cluster (its
 	// crdclient watches the config cluster's API server; remote clusters
 	// give it services and endpoints only): users' rules elsewhere do not
@@ -123,52 +264,87 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 			elsewhere = append(elsewhere, r)
 		}
 	}
-	users, ignoredUsers := newUserHosts(effective), newUserHosts(elsewhere)
-
-	out := &Result{}
-	memo := map[string]generated{}
-	services := append([]topology.Service(nil), t.Services...)
-	sort.Slice(services, func(i, j int) bool { return services[i].Key() < services[j].Key() })
-	for _, svc := range services {
-		d := Decision{Service: svc.Key(), Host: svc.Hostname}
-		var skip []string
-		if strings.EqualFold(svc.Annotations[AnnotationLocality], "off") {
-			skip = append(skip, fmt.Sprintf("annotation %s: off on Service %s", AnnotationLocality, svc.Key()))
-		}
-		var mergeInto *topology.UserDestinationRule
-		if r, id, exact := users.rule(svc.Hostname); id != "" {
-			if exact && r.SubsetsOnly && r.Namespace == svc.Namespace {
-				mergeInto = &r
-			} else {
-				skip = append(skip, fmt.Sprintf("user DestinationRule %s covers host %s; user config wins: for locality failover, add trafficPolicy.loadBalancer.localityLbSetting and trafficPolicy.outlierDetection to it, or keep only its subsets (host %s exactly, namespace %s) and meshfleet writes its locality policy beside it", id, svc.Hostname, svc.Hostname, svc.Namespace))
-			}
-		}
-		if id := ignoredUsers.covers(svc.Hostname); id != "" {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("user DestinationRule %s covers host %s but is not in cluster %s, the only cluster istiod reads DestinationRules from: istiod ignores it, so meshfleet keeps generating; to configure the host yourself, put the rule in %s (meshfleet then steps aside), else delete it", id, svc.Hostname, t.ConfigCluster, t.ConfigCluster))
-		}
-		if len(skip) == 0 && !hasEndpoints(svc) {
-			skip = append(skip, SkipNoEndpoints)
-		}
-		if len(skip) > 0 {
-			d.Skipped = strings.Join(skip, "; ")
-		} else {
-			generate(&d, svc, regions, meshOrders, p, od, memo)
-			if mergeInto != nil {
-				mergeWith(&d, *mergeInto)
-			}
-		}
-		for _, x := range svc.IgnoredTrafficDistribution {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("Service %s: %s (the config cluster's copy when it has one); set it there for istiod to apply it", svc.Key(), x))
-		}
-		for _, dup := range svc.DuplicateLocalities() {
-			d.DuplicateLocalities = append(d.DuplicateLocalities, fmt.Sprintf(
-				"locality %s reaches istiod as %s: istiod sends it twice in one EDS response, which proxyless gRPC clients reject (every RPC to the service fails Unavailable); fix: give every endpoint of the service its locality from one source (remove the pod locality labels so the Nodes' labels apply, or put the label on every Pod of the service)",
-				dup.Locality, strings.Join(dup.Labels, " and ")))
-		}
-		out.Decisions = append(out.Decisions, d)
-	}
-	return out, nil
+	b.users, b.ignoredUsers = newUserHosts(effective), newUserHosts(elsewhere)
+	return b
 }
+
+// count adds svc's endpoint regions to the region counts.
+func (b *base) count(svc topology.Service) {
+	var rs []string
+	for _, e := range svc.Endpoints {
+		if r := e.Locality.Region; r != "" && !slices.Contains(rs, r) {
+			rs = append(rs, r)
+			b.regionRefs[r]++
+		}
+	}
+	if len(rs) > 0 {
+		b.svcRegions[svc.Key()] = rs
+	}
+}
+
+// forget removes Service key's endpoint regions from the region counts.
+func (b *base) forget(key string) {
+	for _, r := range b.svcRegions[key] {
+		if b.regionRefs[r]--; b.regionRefs[r] == 0 {
+			delete(b.regionRefs, r)
+		}
+	}
+	delete(b.svcRegions, key)
+}
+
+// currentRegions are the regions of all nodes and endpoints, sorted
+// (topology.Topology.Regions).
+func (b *base) currentRegions() []string {
+	set := maps.Clone(b.nodeRegions)
+	for r := range b.regionRefs {
+		set[r] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// decide is the decision for one Service.
+func (b *base) decide(svc topology.Service) Decision {
+	d := Decision{Service: svc.Key(), Host: svc.Hostname}
+	var skip []string
+	if strings.EqualFold(svc.Annotations[AnnotationLocality], "off") {
+		skip = append(skip, fmt.Sprintf("annotation %s: off on Service %s", AnnotationLocality, svc.Key()))
+	}
+	var mergeInto *topology.UserDestinationRule
+	if r, id, exact := b.users.rule(svc.Hostname); id != "" {
+		if exact && r.SubsetsOnly && r.Namespace == svc.Namespace {
+			mergeInto = &r
+		} else {
+			skip = append(skip, fmt.Sprintf("user DestinationRule %s covers host %s; user config wins: for locality failover, add trafficPolicy.loadBalancer.localityLbSetting and trafficPolicy.outlierDetection to it, or keep only its subsets (host %s exactly, namespace %s) and meshfleet writes its locality policy beside it", id, svc.Hostname, svc.Hostname, svc.Namespace))
+		}
+	}
+	if id := b.ignoredUsers.covers(svc.Hostname); id != "" {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("user DestinationRule %s covers host %s but is not in cluster %s, the only cluster istiod reads DestinationRules from: istiod ignores it, so meshfleet keeps generating; to configure the host yourself, put the rule in %s (meshfleet then steps aside), else delete it", id, svc.Hostname, b.configCluster, b.configCluster))
+	}
+	if len(skip) == 0 && !hasEndpoints(svc) {
+		skip = append(skip, SkipNoEndpoints)
+	}
+	if len(skip) > 0 {
+		d.Skipped = strings.Join(skip, "; ")
+	} else {
+		generate(&d, svc, b.regions, b.meshOrders, b.p, b.od, b.memo)
+		if mergeInto != nil {
+			mergeWith(&d, *mergeInto)
+		}
+	}
+	for _, x := range svc.IgnoredTrafficDistribution {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("Service %s: %s (the config cluster's copy when it has one); set it there for istiod to apply it", svc.Key(), x))
+	}
+	for _, dup := range svc.DuplicateLocalities() {
+		d.DuplicateLocalities = append(d.DuplicateLocalities, fmt.Sprintf(
+			"locality %s reaches istiod as %s: istiod sends it twice in one EDS response, which proxyless gRPC clients reject (every RPC to the service fails Unavailable); fix: give every endpoint of the service its locality from one source (remove the pod locality labels so the Nodes' labels apply, or put the label on every Pod of the service)",
+			dup.Locality, strings.Join(dup.Labels, " and ")))
+	}
+	return d
+}
+
+// managedLabels are the labels of every generated rule, one map shared by
+// all of them (10,000 rules would hold 10,000 equal maps): read-only.
+var managedLabels = map[string]string{LabelManagedBy: ManagedBy}
 
 // generated is the part of a rule that does not name its Service: the
 // traffic policy and the reasons for it.
@@ -190,7 +366,7 @@ func generate(d *Decision, svc topology.Service, regions []string, meshOrders Or
 		Metadata: RuleMeta{
 			Name:        RuleName(svc.Namespace, svc.Name),
 			Namespace:   svc.Namespace,
-			Labels:      map[string]string{LabelManagedBy: ManagedBy},
+			Labels:      managedLabels,
 			Annotations: map[string]string{AnnotationGenerated: "Service " + svc.Key()},
 		},
 	}
@@ -207,6 +383,9 @@ func generate(d *Decision, svc topology.Service, regions []string, meshOrders Or
 		var b strings.Builder
 		b.WriteString(svc.TrafficDistribution + "\x00" + svc.TrafficDistributionFrom)
 		for _, r := range slices.Sorted(maps.Keys(any)) {
+			if any[r] == 0 {
+				continue // an endpoint group without addresses: as no endpoints (pickTarget)
+			}
 			b.WriteString("\x00" + r)
 			if ready[r] > 0 {
 				b.WriteByte('+')

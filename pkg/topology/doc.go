@@ -4,9 +4,12 @@
 // endpoints run (region/zone/subzone, ready or not) and which hosts users
 // already configure themselves.
 //
-// Snapshot is cheap after a change in one cluster: the watcher keeps each
-// cluster's share of the model (buildPart, pure) and rebuilds only the
-// shares of clusters whose informers saw a change before merging them.
+// A change costs what it changes: the watcher keeps each cluster's share
+// of the model (buildPart, pure) and the informers' handlers record what
+// changed (a Service, an EndpointSlice's Service, a Pod, a namespace; a
+// Node rebuilds the cluster's share), so Watcher.Changes rebuilds only the
+// Services changed (updatePart), merges only those (mergeKeys) and says
+// which they were (Delta) for the translation to follow.
 //
 // The model (Topology) is plain data: it can be copied, printed as YAML and
 // validated, and is the input of pkg/locality's golden tests.

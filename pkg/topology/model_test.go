@@ -154,7 +154,7 @@ func TestLegacyPodLabel(t *testing.T) {
 		pod:      func(k string) (*metav1.PartialObjectMetadata, bool) { m, ok := pods[k]; return m, ok },
 	})
 	want := []EndpointGroup{{Cluster: "c", Locality: Locality{"us-east-2", "use2-az1", ""}, Label: "us-east-2/use2-az1", Source: SourcePodLabelLegacy, Ready: 1}}
-	if d := cmp.Diff(want, p.services[0].Endpoints); d != "" {
+	if d := cmp.Diff(want, p.services["ns/s"].Endpoints); d != "" {
 		t.Errorf("endpoints (-want +got):\n%s", d)
 	}
 }

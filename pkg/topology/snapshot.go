@@ -28,52 +28,185 @@ type clusterObjects struct {
 	// namespace returns a namespace's annotations; nil when namespaces
 	// are not watched.
 	namespace func(name string) map[string]string
+	// serviceByKey and slicesByService look one Service (namespace/name)
+	// and its EndpointSlices up for updatePart (the informers' indexes);
+	// nil: searched in services and slices.
+	serviceByKey    func(key string) *corev1.Service
+	slicesByService func(key string) []*discoveryv1.EndpointSlice
+}
+
+// service returns Service key, or nil.
+func (in clusterObjects) service(key string) *corev1.Service {
+	if in.serviceByKey != nil {
+		return in.serviceByKey(key)
+	}
+	for _, s := range in.services {
+		if serviceKey(s.Namespace, s.Name) == key {
+			return s
+		}
+	}
+	return nil
+}
+
+// slicesOf returns the EndpointSlices of Service key.
+func (in clusterObjects) slicesOf(key string) []*discoveryv1.EndpointSlice {
+	if in.slicesByService != nil {
+		return in.slicesByService(key)
+	}
+	var out []*discoveryv1.EndpointSlice
+	for _, es := range in.slices {
+		if sliceService(es) == key {
+			out = append(out, es)
+		}
+	}
+	return out
 }
 
 // part is one cluster's share of the Topology. The watcher keeps each
-// cluster's part until one of that cluster's caches changes, so a change in
-// one cluster rebuilds only its part; merge joins the parts.
+// cluster's part and brings it up to date from its informers' events: a
+// change of one Service (its object, its EndpointSlices, the Pods they
+// name, its namespace's annotation) rebuilds that Service's entry only
+// (updatePart); a change of a Node rebuilds the whole part (buildPart).
+// merge and mergeKeys join the parts.
 type part struct {
-	cluster  Cluster
-	keys     []string  // namespace/name of each of services, sorted
-	services []Service // this cluster's own endpoint groups, sorted
-	rules    []UserDestinationRule
+	cluster Cluster
+	// nodes are the Nodes' labels by name (endpoint localities).
+	nodes map[string]map[string]string
+	// services are this cluster's own copies, with their endpoint groups
+	// sorted, by namespace/name.
+	services map[string]*Service
+	// pods maps a Pod (namespace/name) to the Services whose endpoints
+	// name it, and svcPods each Service to the Pods it names: a Pod's
+	// locality label changing rebuilds those Services.
+	pods    map[string]map[string]bool
+	svcPods map[string][]string
+	rules   []UserDestinationRule
+}
+
+// serviceKey is namespace/name.
+func serviceKey(ns, name string) string { return ns + "/" + name }
+
+// sliceService is the key of the Service an EndpointSlice belongs to
+// ("" when it names none).
+func sliceService(es *discoveryv1.EndpointSlice) string {
+	if n := es.Labels[discoveryv1.LabelServiceName]; n != "" {
+		return serviceKey(es.Namespace, n)
+	}
+	return ""
 }
 
 // buildPart derives a cluster's nodes' localities, its services with their
 // endpoints counted per locality (ready or not), and its users'
 // DestinationRules from its objects.
 func buildPart(in clusterObjects) *part {
-	p := &part{cluster: Cluster{Name: in.name}}
-	nodes := make(map[string]map[string]string, len(in.nodes))
+	p := &part{cluster: Cluster{Name: in.name}, services: map[string]*Service{}, pods: map[string]map[string]bool{}, svcPods: map[string][]string{}}
+	p.nodes = make(map[string]map[string]string, len(in.nodes))
 	for _, n := range in.nodes {
-		nodes[n.Name] = n.Labels
+		p.nodes[n.Name] = n.Labels
 		p.cluster.Nodes = append(p.cluster.Nodes, Node{Name: n.Name, Locality: NodeLocality(n.Labels)})
 	}
 	slices.SortFunc(p.cluster.Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
-
-	services := make(map[string]*Service, len(in.services))
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	for _, es := range in.slices {
+		if k := sliceService(es); k != "" {
+			bySvc[k] = append(bySvc[k], es)
+		}
+	}
 	for _, s := range in.services {
-		if s.Spec.Type == corev1.ServiceTypeExternalName {
+		k := serviceKey(s.Namespace, s.Name)
+		svc, pods := buildService(in, p.nodes, s, bySvc[k])
+		p.setService(k, svc, pods)
+	}
+	p.rules = buildRules(in)
+	return p
+}
+
+// updatePart brings p up to date for the Services named by keys (their
+// object, slices, Pods or namespace changed), from in's lookups; it
+// changes p in place. A Service gone (or now ExternalName) leaves p.
+func updatePart(p *part, in clusterObjects, keys []string) {
+	for _, k := range keys {
+		s := in.service(k)
+		if s == nil {
+			p.setService(k, nil, nil)
 			continue
 		}
-		svc := &Service{Namespace: s.Namespace, Name: s.Name, Hostname: s.Name + "." + s.Namespace + ".svc." + in.domain}
-		for k, v := range s.Annotations {
-			if strings.HasPrefix(k, "meshfleet.io/") {
-				if svc.Annotations == nil {
-					svc.Annotations = map[string]string{}
-				}
-				svc.Annotations[k] = v
+		svc, pods := buildService(in, p.nodes, s, in.slicesOf(k))
+		p.setService(k, svc, pods)
+	}
+}
+
+// keysOf resolves what changed in a cluster to the Services it may
+// change: services named, the Services naming a changed Pod, and the
+// Services of a namespace whose annotations changed.
+func (p *part) keysOf(services, pods, namespaces map[string]bool) []string {
+	out := map[string]bool{}
+	for k := range services {
+		out[k] = true
+	}
+	for pod := range pods {
+		for k := range p.pods[pod] {
+			out[k] = true
+		}
+	}
+	if len(namespaces) > 0 {
+		for k := range p.services {
+			if ns, _, _ := strings.Cut(k, "/"); namespaces[ns] {
+				out[k] = true
 			}
 		}
-		var nsAnnotations map[string]string
-		if in.namespace != nil {
-			nsAnnotations = in.namespace(s.Namespace)
+	}
+	return slices.Sorted(maps.Keys(out))
+}
+
+// setService records (or, with svc nil, removes) the cluster's copy of
+// Service k and the Pods its endpoints name.
+func (p *part) setService(k string, svc *Service, pods []string) {
+	for _, pod := range p.svcPods[k] {
+		delete(p.pods[pod], k)
+		if len(p.pods[pod]) == 0 {
+			delete(p.pods, pod)
 		}
-		if td, from := trafficDistribution(s, nsAnnotations); td != "" {
-			svc.TrafficDistribution, svc.TrafficDistributionFrom = td, from+" of "+in.name+"'s copy"
+	}
+	delete(p.svcPods, k)
+	if svc == nil {
+		delete(p.services, k)
+		return
+	}
+	p.services[k] = svc
+	if len(pods) > 0 {
+		p.svcPods[k] = pods
+		for _, pod := range pods {
+			if p.pods[pod] == nil {
+				p.pods[pod] = map[string]bool{}
+			}
+			p.pods[pod][k] = true
 		}
-		services[s.Namespace+"/"+s.Name] = svc
+	}
+}
+
+// buildService is one cluster's copy of Service s with the endpoints of
+// its slices counted per locality, and the Pods the endpoints name; nil
+// for an ExternalName Service.
+func buildService(in clusterObjects, nodes map[string]map[string]string, s *corev1.Service, esl []*discoveryv1.EndpointSlice) (*Service, []string) {
+	if s.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil, nil
+	}
+	svc := &Service{Namespace: s.Namespace, Name: s.Name, Hostname: s.Name + "." + s.Namespace + ".svc." + in.domain}
+	for k, v := range s.Annotations {
+		if strings.HasPrefix(k, "meshfleet.io/") {
+			if svc.Annotations == nil {
+				svc.Annotations = map[string]string{}
+			}
+			svc.Annotations[k] = v
+		}
+	}
+	var nsAnnotations map[string]string
+	if in.namespace != nil {
+		nsAnnotations = in.namespace(s.Namespace)
+	}
+	if td, from := trafficDistribution(s, nsAnnotations); td != "" {
+		svc.TrafficDistribution, svc.TrafficDistributionFrom = td, from+" of "+in.name+"'s copy"
 	}
 
 	type groupKey struct {
@@ -81,26 +214,19 @@ func buildPart(in clusterObjects) *part {
 		label  string
 		source string
 	}
-	groups := map[*Service]map[groupKey]*EndpointGroup{}
-	for _, es := range in.slices {
-		svcName := es.Labels[discoveryv1.LabelServiceName]
-		if svcName == "" {
-			continue
-		}
-		svc := services[es.Namespace+"/"+svcName]
-		if svc == nil {
-			continue // slice of a Service this cluster does not have (yet)
-		}
+	groups := map[groupKey]*EndpointGroup{}
+	var pods []string
+	for _, es := range esl {
 		for _, ep := range es.Endpoints {
-			l, label, source := endpointLocality(es.Namespace, ep, nodes, in.pod)
-			if groups[svc] == nil {
-				groups[svc] = map[groupKey]*EndpointGroup{}
+			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
+				pods = append(pods, serviceKey(cmp.Or(ref.Namespace, es.Namespace), ref.Name))
 			}
+			l, label, source := endpointLocality(es.Namespace, ep, nodes, in.pod)
 			k := groupKey{l, label, source}
-			g := groups[svc][k]
+			g := groups[k]
 			if g == nil {
 				g = &EndpointGroup{Cluster: in.name, Locality: l, Label: label, Source: source}
-				groups[svc][k] = g
+				groups[k] = g
 			}
 			n := len(ep.Addresses)
 			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
@@ -110,19 +236,17 @@ func buildPart(in clusterObjects) *part {
 			}
 		}
 	}
-	for svc, byLoc := range groups {
-		for _, g := range byLoc {
-			svc.Endpoints = append(svc.Endpoints, *g)
-		}
-		slices.SortFunc(svc.Endpoints, compareEndpoints)
+	for _, g := range groups {
+		svc.Endpoints = append(svc.Endpoints, *g)
 	}
+	slices.SortFunc(svc.Endpoints, compareEndpoints)
+	slices.Sort(pods)
+	return svc, slices.Compact(pods)
+}
 
-	p.keys = slices.Sorted(maps.Keys(services))
-	p.services = make([]Service, len(p.keys))
-	for i, k := range p.keys {
-		p.services[i] = *services[k]
-	}
-
+// buildRules lists the users' DestinationRules of a cluster.
+func buildRules(in clusterObjects) []UserDestinationRule {
+	var out []UserDestinationRule
 	for _, u := range in.rules {
 		host, _, _ := unstructured.NestedString(u.Object, "spec", "host")
 		if host == "" || u.GetLabels()[LabelManagedBy] == ManagedByLocality {
@@ -133,9 +257,9 @@ func buildPart(in clusterObjects) *part {
 		}
 		spec, _, _ := unstructured.NestedMap(u.Object, "spec")
 		subsetsOnly := spec["trafficPolicy"] == nil && spec["workloadSelector"] == nil && spec["exportTo"] == nil
-		p.rules = append(p.rules, UserDestinationRule{Cluster: in.name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host, SubsetsOnly: subsetsOnly})
+		out = append(out, UserDestinationRule{Cluster: in.name, Namespace: u.GetNamespace(), Name: u.GetName(), Host: host, SubsetsOnly: subsetsOnly})
 	}
-	return p
+	return out
 }
 
 // endpointLocality is istiod's getPodLocality for the endpoint's Pod
@@ -200,59 +324,107 @@ func trafficDistribution(s *corev1.Service, nsAnnotations map[string]string) (va
 
 // merge joins the clusters' parts, given in cluster name order, into a
 // Topology that shares nothing with them: services are merged by namespace
-// and name (namespace sameness); a service's meshfleet.io/ annotations come
-// from the first cluster that sets any (the config cluster first, then by
-// name); its traffic distribution from the
-// copy istiod uses (istiod's aggregate controller keeps the first registry's
-// copy of a hostname, and the config cluster's registry comes first: the
-// config cluster's copy when it has one, else the first cluster by name,
-// since istiod's order of remote registries is the order it added them).
+// and name (namespace sameness, mergeOne).
 func merge(parts []*part, configCluster string) *Topology {
 	t := &Topology{ConfigCluster: configCluster}
-	if i := slices.IndexFunc(parts, func(p *part) bool { return p.cluster.Name == configCluster }); i > 0 {
-		parts = append([]*part{parts[i]}, append(slices.Clone(parts[:i]), parts[i+1:]...)...)
-	}
-	type copyTD struct{ cluster, value, from string }
-	copies := map[int][]copyTD{}
-	n := 0
-	for _, p := range parts {
-		n = max(n, len(p.services))
-	}
-	at := make(map[string]int, n) // key → index in t.Services
+	keys := map[string]bool{}
 	for _, p := range parts {
 		t.Clusters = append(t.Clusters, Cluster{Name: p.cluster.Name, Nodes: slices.Clone(p.cluster.Nodes)})
-		for i, s := range p.services {
-			j, ok := at[p.keys[i]]
-			if !ok {
-				j = len(t.Services)
-			}
-			copies[j] = append(copies[j], copyTD{p.cluster.Name, s.TrafficDistribution, s.TrafficDistributionFrom})
-			if !ok {
-				at[p.keys[i]] = j
-				s.Annotations = maps.Clone(s.Annotations)
-				s.Endpoints = slices.Clone(s.Endpoints)
-				t.Services = append(t.Services, s)
-				continue
-			}
-			m := &t.Services[j]
-			if m.Annotations == nil {
-				m.Annotations = maps.Clone(s.Annotations)
-			}
-			m.Endpoints = append(m.Endpoints, s.Endpoints...)
+		for k := range p.services {
+			keys[k] = true
 		}
 		t.UserDestinationRules = append(t.UserDestinationRules, p.rules...)
 	}
-	for j, cs := range copies {
-		used := cs[0]
-		for _, c := range cs[1:] {
-			if c.value == "" || c.value == used.value {
-				continue
-			}
-			t.Services[j].IgnoredTrafficDistribution = append(t.Services[j].IgnoredTrafficDistribution,
-				fmt.Sprintf("%s's copy sets %s %s; istiod uses %s's copy", c.cluster, strings.TrimSuffix(c.from, " of "+c.cluster+"'s copy"), c.value, used.cluster))
+	ordered := configFirst(parts, configCluster)
+	t.Services = make([]Service, 0, len(keys))
+	for k := range keys {
+		if s, ok := mergeOne(ordered, k); ok {
+			t.Services = append(t.Services, s)
 		}
 	}
 	slices.SortFunc(t.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
 	t.Sort()
 	return t
+}
+
+// mergeKeys is merge for a change of the Services named by keys only: the
+// result is prev with those Services merged again from the parts (added,
+// replaced or removed); the clusters, their nodes and the users' rules are
+// prev's (a change of those takes merge). Unchanged Services are shared
+// with prev: Topologies are read-only once built.
+func mergeKeys(prev *Topology, parts []*part, keys []string) *Topology {
+	if len(keys) == 0 {
+		return prev
+	}
+	t := &Topology{Clusters: prev.Clusters, UserDestinationRules: prev.UserDestinationRules, ConfigCluster: prev.ConfigCluster}
+	t.Services = slices.Clone(prev.Services)
+	ordered := configFirst(parts, prev.ConfigCluster)
+	for _, k := range keys {
+		ns, name, _ := strings.Cut(k, "/")
+		i, found := slices.BinarySearchFunc(t.Services, [2]string{ns, name}, func(s Service, k [2]string) int {
+			return cmp.Or(cmp.Compare(s.Namespace, k[0]), cmp.Compare(s.Name, k[1]))
+		})
+		s, ok := mergeOne(ordered, k)
+		switch {
+		case ok && found:
+			t.Services[i] = s
+		case ok:
+			t.Services = slices.Insert(t.Services, i, s)
+		case found:
+			t.Services = slices.Delete(t.Services, i, i+1)
+		}
+	}
+	return t
+}
+
+// configFirst orders the parts as istiod's registries: the config
+// cluster's first, then the others by name.
+func configFirst(parts []*part, configCluster string) []*part {
+	if i := slices.IndexFunc(parts, func(p *part) bool { return p.cluster.Name == configCluster }); i > 0 {
+		return append([]*part{parts[i]}, append(slices.Clone(parts[:i]), parts[i+1:]...)...)
+	}
+	return parts
+}
+
+// mergeOne merges the copies of Service k over the parts (in
+// configFirst's order) into one Service that shares nothing with them
+// (false when no cluster has it). Its meshfleet.io/ annotations come from
+// the first cluster that sets any (the config cluster first, then by
+// name); its traffic distribution from the copy istiod uses (istiod's
+// aggregate controller keeps the first registry's copy of a hostname, and
+// the config cluster's registry comes first: the config cluster's copy
+// when it has one, else the first cluster by name, since istiod's order of
+// remote registries is the order it added them).
+func mergeOne(parts []*part, k string) (Service, bool) {
+	var (
+		m    Service
+		used *Service
+		from string
+	)
+	for _, p := range parts {
+		s := p.services[k]
+		if s == nil {
+			continue
+		}
+		if used == nil {
+			used, from = s, p.cluster.Name
+			m = *s
+			m.Annotations = maps.Clone(s.Annotations)
+			m.Endpoints = slices.Clone(s.Endpoints)
+			continue
+		}
+		if m.Annotations == nil {
+			m.Annotations = maps.Clone(s.Annotations)
+		}
+		m.Endpoints = append(m.Endpoints, s.Endpoints...)
+		if s.TrafficDistribution != "" && s.TrafficDistribution != used.TrafficDistribution {
+			m.IgnoredTrafficDistribution = append(m.IgnoredTrafficDistribution,
+				fmt.Sprintf("%s's copy sets %s %s; istiod uses %s's copy", p.cluster.Name, strings.TrimSuffix(s.TrafficDistributionFrom, " of "+p.cluster.Name+"'s copy"), s.TrafficDistribution, from))
+		}
+	}
+	if used == nil {
+		return Service{}, false
+	}
+	slices.SortFunc(m.Endpoints, compareEndpoints)
+	return m, true
 }

@@ -140,7 +140,7 @@ func TestBuildAndMerge(t *testing.T) {
 
 // BenchmarkSnapshot is what a Snapshot costs at 1,000 services in each of 3
 // clusters when one cluster changed (its part is rebuilt, the others are
-// reused) and when all did.
+// reused), when one Service did (Watcher.Changes) and when all did.
 func BenchmarkSnapshot(b *testing.B) {
 	objs := make([]clusterObjects, 3)
 	for c := range objs {
@@ -163,6 +163,15 @@ func BenchmarkSnapshot(b *testing.B) {
 		for b.Loop() {
 			parts[2] = buildPart(objs[2])
 			merge(parts, "")
+		}
+	})
+	b.Run("one-service-changed", func(b *testing.B) {
+		// What Watcher.Changes does for one Service (decision 64).
+		keys := []string{"bench/svc-0000"}
+		topo := merge(parts, "")
+		for b.Loop() {
+			updatePart(parts[2], objs[2], keys)
+			topo = mergeKeys(topo, parts, keys)
 		}
 	})
 	b.Run("all-changed", func(b *testing.B) {

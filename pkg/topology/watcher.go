@@ -7,11 +7,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -59,6 +59,14 @@ type Watcher struct {
 	mu       sync.RWMutex
 	clusters map[string]*clusterWatch
 	ctx      context.Context // set by Start; nil before
+
+	// deltaMu guards the parts' updates and what Changes returned last:
+	// its Topology, the clusters in it, and what changed since.
+	deltaMu      sync.Mutex
+	last         *Topology
+	lastClusters []string
+	pending      map[string]bool
+	pendingAll   bool
 }
 
 type clusterWatch struct {
@@ -82,12 +90,28 @@ type clusterWatch struct {
 	// distribution annotation; nil where the server may not list them.
 	namespaces cache.SharedIndexInformer
 
-	// gen counts the changes seen by the informers' handlers; built is the
-	// cluster's share of the Topology as of builtGen.
-	gen      atomic.Uint64
-	partMu   sync.Mutex
-	built    *part
-	builtGen uint64
+	// dirty is what the informers' handlers saw change since the part
+	// was last brought up to date; built is the cluster's share of the
+	// Topology (guarded by partMu).
+	dirtyMu sync.Mutex
+	dirty   dirtySet
+	partMu  sync.Mutex
+	built   *part
+}
+
+// dirtySet is what changed in one cluster: everything (a Node; before the
+// first build), the users' rules, or the Services named (directly, by
+// one of their Pods, or by their namespace).
+type dirtySet struct {
+	all, rules                 bool
+	services, pods, namespaces map[string]bool
+}
+
+func (d *dirtySet) mark(set *map[string]bool, key string) {
+	if *set == nil {
+		*set = map[string]bool{}
+	}
+	(*set)[key] = true
 }
 
 // NewWatcher returns a Watcher over clusters (name → client config), e.g.
@@ -130,24 +154,52 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	if err != nil {
 		return nil, fmt.Errorf("topology: metadata client for cluster %s: %w", name, err)
 	}
-	cw := &clusterWatch{name: name, key: key, synced: make(chan struct{})}
+	cw := &clusterWatch{name: name, key: key, synced: make(chan struct{}), dirty: dirtySet{all: true}}
 	cw.factory = informers.NewSharedInformerFactory(kube, w.opts.Resync)
 	cw.meta = metadatainformer.NewSharedInformerFactory(mc, w.opts.Resync)
 	cw.nodes = cw.factory.Core().V1().Nodes().Informer()
 	cw.services = cw.factory.Core().V1().Services().Informer()
 	cw.slices = cw.factory.Discovery().V1().EndpointSlices().Informer()
 	cw.pods = cw.meta.ForResource(corev1.SchemeGroupVersion.WithResource("pods")).Informer()
-	for _, inf := range []cache.SharedIndexInformer{cw.nodes, cw.services, cw.slices, cw.pods} {
+	for _, inf := range []cache.SharedIndexInformer{cw.nodes, cw.pods} {
 		_ = inf.SetTransform(stripManagedFields)
 	}
-	_, _ = cw.nodes.AddEventHandler(w.handler(cw, func(old, cur any) bool {
+	// Services and EndpointSlices are most of what the watcher holds (one
+	// of each per Service and cluster): keep only what buildService reads.
+	_ = cw.services.SetTransform(trimService)
+	_ = cw.slices.SetTransform(trimSlice)
+	if err := cw.slices.AddIndexers(cache.Indexers{indexByService: func(obj any) ([]string, error) {
+		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			if k := sliceService(es); k != "" {
+				return []string{k}, nil
+			}
+		}
+		return nil, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("topology: indexing EndpointSlices of cluster %s: %w", name, err)
+	}
+	_, _ = cw.nodes.AddEventHandler(w.handler(cw, func(d *dirtySet, _ any) { d.all = true }, func(old, cur any) bool {
 		o, ok1 := old.(*corev1.Node)
 		n, ok2 := cur.(*corev1.Node)
 		return !ok1 || !ok2 || NodeLocalityLabel(o.Labels) != NodeLocalityLabel(n.Labels)
 	}))
-	_, _ = cw.services.AddEventHandler(w.handler(cw, nil))
-	_, _ = cw.slices.AddEventHandler(w.handler(cw, nil))
-	_, _ = cw.pods.AddEventHandler(w.handler(cw, func(old, cur any) bool {
+	_, _ = cw.services.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
+		if m, err := meta.Accessor(obj); err == nil {
+			d.mark(&d.services, serviceKey(m.GetNamespace(), m.GetName()))
+		}
+	}, nil))
+	_, _ = cw.slices.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
+		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			if k := sliceService(es); k != "" {
+				d.mark(&d.services, k)
+			}
+		}
+	}, nil))
+	_, _ = cw.pods.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
+		if m, err := meta.Accessor(obj); err == nil {
+			d.mark(&d.pods, serviceKey(m.GetNamespace(), m.GetName()))
+		}
+	}, func(old, cur any) bool {
 		o, ok1 := old.(*metav1.PartialObjectMetadata)
 		n, ok2 := cur.(*metav1.PartialObjectMetadata)
 		if !ok1 || !ok2 {
@@ -165,7 +217,11 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	if mayWatchNamespaces(kube) {
 		cw.namespaces = cw.meta.ForResource(corev1.SchemeGroupVersion.WithResource("namespaces")).Informer()
 		_ = cw.namespaces.SetTransform(stripManagedFields)
-		_, _ = cw.namespaces.AddEventHandler(w.handler(cw, func(old, cur any) bool {
+		_, _ = cw.namespaces.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
+			if m, err := meta.Accessor(obj); err == nil {
+				d.mark(&d.namespaces, m.GetName())
+			}
+		}, func(old, cur any) bool {
 			o, ok1 := old.(*metav1.PartialObjectMetadata)
 			n, ok2 := cur.(*metav1.PartialObjectMetadata)
 			return !ok1 || !ok2 || o.Annotations[AnnotationTrafficDistribution] != n.Annotations[AnnotationTrafficDistribution]
@@ -183,29 +239,70 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 		cw.dyn = dynamicinformer.NewDynamicSharedInformerFactory(dc, w.opts.Resync)
 		cw.drs = cw.dyn.ForResource(destinationRules).Informer()
 		_ = cw.drs.SetTransform(stripManagedFields)
-		_, _ = cw.drs.AddEventHandler(w.handler(cw, nil))
+		_, _ = cw.drs.AddEventHandler(w.handler(cw, func(d *dirtySet, _ any) { d.rules = true }, nil))
 	} else {
 		w.opts.Logger.Info("no DestinationRule API in cluster; users' rules there are not considered", "cluster", name, "err", err)
 	}
 	return cw, nil
 }
 
-// handler marks cw changed and calls OnChange on add, delete, and on
-// updates that relevant reports as relevant (all if nil).
-func (w *Watcher) handler(cw *clusterWatch, relevant func(old, cur any) bool) cache.ResourceEventHandler {
-	changed := func() {
-		cw.gen.Add(1)
+// handler records what an event changed in cw (mark, called for the
+// object, and for the old object of an update) and calls OnChange, on
+// add, delete, and on updates that relevant reports as relevant (all if
+// nil).
+func (w *Watcher) handler(cw *clusterWatch, mark func(d *dirtySet, obj any), relevant func(old, cur any) bool) cache.ResourceEventHandler {
+	changed := func(objs ...any) {
+		cw.dirtyMu.Lock()
+		for _, o := range objs {
+			if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = t.Obj
+			}
+			mark(&cw.dirty, o)
+		}
+		cw.dirtyMu.Unlock()
 		w.opts.OnChange()
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { changed() },
+		AddFunc: func(obj any) { changed(obj) },
 		UpdateFunc: func(old, cur any) {
 			if relevant == nil || relevant(old, cur) {
-				changed()
+				changed(old, cur)
 			}
 		},
-		DeleteFunc: func(any) { changed() },
+		DeleteFunc: func(obj any) { changed(obj) },
 	}
+}
+
+// trimService keeps of a Service what the topology reads: its name,
+// namespace, annotations, resourceVersion, type and traffic distribution.
+func trimService(obj any) (any, error) {
+	s, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion, Annotations: s.Annotations},
+		Spec:       corev1.ServiceSpec{Type: s.Spec.Type, TrafficDistribution: s.Spec.TrafficDistribution},
+	}, nil
+}
+
+// trimSlice keeps of an EndpointSlice what the topology reads: its name,
+// namespace, labels (its Service), resourceVersion, and per endpoint its
+// addresses, readiness, node and Pod.
+func trimSlice(obj any) (any, error) {
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	out := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: es.Name, Namespace: es.Namespace, UID: es.UID, ResourceVersion: es.ResourceVersion, Labels: es.Labels},
+		AddressType: es.AddressType,
+		Endpoints:   make([]discoveryv1.Endpoint, len(es.Endpoints)),
+	}
+	for i, ep := range es.Endpoints {
+		out.Endpoints[i] = discoveryv1.Endpoint{Addresses: ep.Addresses, Conditions: discoveryv1.EndpointConditions{Ready: ep.Conditions.Ready}, NodeName: ep.NodeName, TargetRef: ep.TargetRef}
+	}
+	return out, nil
 }
 
 func stripManagedFields(obj any) (any, error) {
@@ -376,9 +473,54 @@ func isClosed(c chan struct{}) bool {
 }
 
 // Snapshot builds the current Topology from the informers' caches. Each
-// cluster's share is rebuilt only when one of its caches changed since the
-// last Snapshot.
+// cluster's share is brought up to date with what changed since it was
+// last (see Changes); the result shares nothing with the watcher.
 func (w *Watcher) Snapshot() *Topology {
+	w.deltaMu.Lock()
+	defer w.deltaMu.Unlock()
+	return merge(w.update(), w.opts.ConfigCluster)
+}
+
+// Delta says which Services of a Topology may differ from the one before
+// it: All, or the Services named (namespace/name; added, changed or
+// removed). With All false the clusters, their nodes, the users' rules
+// and the config cluster are unchanged.
+type Delta struct {
+	All      bool
+	Services []string
+}
+
+// Changes returns the current Topology and what changed since the one it
+// returned last (All the first time, after a member joined or left, a
+// Node's locality or a user's DestinationRule changed). A change of one
+// Service costs the rebuild of that Service only: its cluster's share and
+// the merged Topology are updated in place of being rebuilt. The Topology
+// shares its unchanged Services with the previous one: treat it as
+// read-only. One consumer (the rule writer) calls it.
+func (w *Watcher) Changes() (*Topology, Delta) {
+	w.deltaMu.Lock()
+	defer w.deltaMu.Unlock()
+	parts := w.update()
+	names := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = p.cluster.Name
+	}
+	all := w.pendingAll || w.last == nil || !slices.Equal(names, w.lastClusters)
+	var t *Topology
+	var d Delta
+	if all {
+		t, d = merge(parts, w.opts.ConfigCluster), Delta{All: true}
+	} else {
+		keys := slices.Sorted(maps.Keys(w.pending))
+		t, d = mergeKeys(w.last, parts, keys), Delta{Services: keys}
+	}
+	w.last, w.lastClusters, w.pending, w.pendingAll = t, names, nil, false
+	return t, d
+}
+
+// update brings the part of every synced cluster up to date, in cluster
+// name order, recording in w.pending what changed; w.deltaMu is held.
+func (w *Watcher) update() []*part {
 	w.mu.RLock()
 	cws := make([]*clusterWatch, 0, len(w.clusters))
 	for _, cw := range w.clusters {
@@ -390,22 +532,61 @@ func (w *Watcher) Snapshot() *Topology {
 	slices.SortFunc(cws, func(a, b *clusterWatch) int { return cmp.Compare(a.name, b.name) })
 	parts := make([]*part, len(cws))
 	for i, cw := range cws {
-		parts[i] = cw.part(w.opts.Domain)
+		p, all, keys := cw.part(w.opts.Domain)
+		parts[i] = p
+		if all {
+			w.pendingAll = true
+		}
+		for _, k := range keys {
+			if w.pending == nil {
+				w.pending = map[string]bool{}
+			}
+			w.pending[k] = true
+		}
 	}
-	return merge(parts, w.opts.ConfigCluster)
+	return parts
 }
 
-// part returns the cluster's share of the Topology, rebuilt from its
-// caches if they changed since it was last built.
-func (cw *clusterWatch) part(domain string) *part {
-	// Read the generation first: a change racing with the build makes the
-	// next call build again.
-	gen := cw.gen.Load()
+// part returns the cluster's share of the Topology, brought up to date
+// with what its informers saw change since the last call: rebuilt when
+// all did (a Node, the first call) or the users' rules did, else only the
+// Services changed (returned).
+func (cw *clusterWatch) part(domain string) (p *part, all bool, keys []string) {
+	// Take the changes before reading the caches: an event racing with the
+	// update is marked again and applied by the next call.
+	cw.dirtyMu.Lock()
+	d := cw.dirty
+	cw.dirty = dirtySet{}
+	cw.dirtyMu.Unlock()
 	cw.partMu.Lock()
 	defer cw.partMu.Unlock()
-	if cw.built != nil && cw.builtGen == gen {
-		return cw.built
+	in := cw.objects(domain)
+	switch {
+	case d.all || cw.built == nil:
+		in.nodes = listAs[*corev1.Node](cw.nodes)
+		in.services = listAs[*corev1.Service](cw.services)
+		in.slices = listAs[*discoveryv1.EndpointSlice](cw.slices)
+		if cw.drs != nil {
+			in.rules = listAs[*unstructured.Unstructured](cw.drs)
+		}
+		cw.built = buildPart(in)
+		return cw.built, true, nil
+	case d.rules:
+		if cw.drs != nil {
+			in.rules = listAs[*unstructured.Unstructured](cw.drs)
+		}
+		cw.built.rules = buildRules(in)
+		all = true
 	}
+	keys = cw.built.keysOf(d.services, d.pods, d.namespaces)
+	updatePart(cw.built, in, keys)
+	return cw.built, all, keys
+}
+
+// objects gives buildPart and updatePart the cluster's caches: lookups of
+// Pods, namespaces, a Service and its EndpointSlices (by the index
+// slicesByService).
+func (cw *clusterWatch) objects(domain string) clusterObjects {
 	in := clusterObjects{name: cw.name, domain: domain, pod: func(key string) (*metav1.PartialObjectMetadata, bool) {
 		o, ok, _ := cw.pods.GetStore().GetByKey(key)
 		pm, _ := o.(*metav1.PartialObjectMetadata)
@@ -420,15 +601,26 @@ func (cw *clusterWatch) part(domain string) *part {
 			return nil
 		}
 	}
-	in.nodes = listAs[*corev1.Node](cw.nodes)
-	in.services = listAs[*corev1.Service](cw.services)
-	in.slices = listAs[*discoveryv1.EndpointSlice](cw.slices)
-	if cw.drs != nil {
-		in.rules = listAs[*unstructured.Unstructured](cw.drs)
+	in.serviceByKey = func(key string) *corev1.Service {
+		o, _, _ := cw.services.GetStore().GetByKey(key)
+		s, _ := o.(*corev1.Service)
+		return s
 	}
-	cw.built, cw.builtGen = buildPart(in), gen
-	return cw.built
+	in.slicesByService = func(key string) []*discoveryv1.EndpointSlice {
+		objs, _ := cw.slices.GetIndexer().ByIndex(indexByService, key)
+		out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+		for _, o := range objs {
+			if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+				out = append(out, es)
+			}
+		}
+		return out
+	}
+	return in
 }
+
+// indexByService indexes EndpointSlices by their Service (namespace/name).
+const indexByService = "service"
 
 // listAs lists an informer's cache as T.
 func listAs[T any](inf cache.SharedIndexInformer) []T {

@@ -111,11 +111,14 @@ func New(opts Options) (*Server, error) {
 	// Stage 1, topology: members → topology.Topology. The watcher exists
 	// once the members are known (at once for static members; from the
 	// mesh, when the primary first answers).
-	snapshot := func() *topology.Topology {
+	// The writer asks for what changed since its last sync
+	// (Watcher.Changes), so a change of one Service is translated, grouped
+	// and planned alone.
+	changes := func() (*topology.Topology, topology.Delta) {
 		if w := s.topo.Load(); w != nil {
-			return w.Snapshot()
+			return w.Changes()
 		}
-		return &topology.Topology{}
+		return &topology.Topology{}, topology.Delta{All: true}
 	}
 	var unreachable func() []string // members the mesh names but cannot reach
 	memberState := func() map[string]bool {
@@ -212,13 +215,13 @@ func New(opts Options) (*Server, error) {
 	}
 	if tracker != nil {
 		// Explicit order first, then measured RTT, then the default.
-		snapshot, policy = tracker.Snapshot(snapshot), tracker.Policy(policy)
+		changes, policy = tracker.Changes(changes), tracker.Policy(policy)
 	}
 
 	// Stage 3, write: rules → the primary's API server.
 	srv, err := rulesync.New(rulesync.Options{
 		Config: s.primary, Namespace: opts.Namespace,
-		Snapshot: snapshot, Policy: policy, Members: memberState,
+		Changes: changes, Policy: policy, Members: memberState,
 		Debounce: opts.Debounce, MaxDebounce: opts.MaxDebounce, GroupMin: opts.GroupMin,
 		Lease: opts.Lease, Identity: opts.Identity, OnWrite: opts.OnWrite,
 		Logger: s.log, Registerer: opts.Registerer,

@@ -77,6 +77,16 @@ func (t *Tracker) Snapshot(src func() *topology.Topology) func() *topology.Topol
 	}
 }
 
+// Changes wraps a source of topologies and their changes
+// (topology.Watcher.Changes) as Snapshot does.
+func (t *Tracker) Changes(src func() (*topology.Topology, topology.Delta)) func() (*topology.Topology, topology.Delta) {
+	return func() (*topology.Topology, topology.Delta) {
+		topo, d := src()
+		t.Observe(topo)
+		return topo, d
+	}
+}
+
 // Policy wraps the base policy (Istio resource, --policy-file): its
 // explicit failover order still wins (locality.ComputeOrders ranks it
 // first) and distances it gives are kept; measured distances are added for

@@ -80,7 +80,8 @@ func (s *Server) State() DebugState {
 		st.LastWrite = &t
 	}
 	if s.last != nil {
-		st.Decisions = s.last.Decisions
+		res, _ := s.last.result()
+		st.Decisions = res.Decisions
 	}
 	st.DuplicateLocality = DuplicateLocalityOf(st.Decisions)
 	return st

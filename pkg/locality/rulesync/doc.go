@@ -21,6 +21,12 @@
 //     cost no write. It watches only its own rules (label
 //     app.kubernetes.io/managed-by=meshfleet-locality): in its namespace, and
 //     beside users' subsets-only rules in theirs, for istiod to merge.
+//   - incremental.go (pure): the translation placed into the rules
+//     namespace and grouped (group.go), kept per namespace, so that a change
+//     of some Services (topology.Watcher.Changes → locality.TranslateDelta)
+//     places, groups and plans those Services alone; a namespace is grouped
+//     again from scratch only when its grouping changes. Its property test
+//     checks it against Group(Place(Translate)) on random changes.
 //   - leader.go: one writer at a time, by a coordination.k8s.io Lease
 //     (client-go leaderelection); the other replicas translate and serve
 //     their debug view but do not write.

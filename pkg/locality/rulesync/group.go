@@ -80,59 +80,127 @@ func Group(res *locality.Result, min int) (*locality.Result, []*locality.Rule, e
 // groupNamespace groups the decisions at idx (one namespace's) in place,
 // if the namespace qualifies.
 func groupNamespace(ds []locality.Decision, idx []int, ns string, min int) error {
-	if len(idx) < min {
-		return nil
+	g, err := analyze(ds, idx, ns, min)
+	if err != nil || g.best == "" {
+		return err
 	}
-	var suffix string // ".<ns>.svc.<domain>"
-	keys := make([]string, len(idx))
-	count := map[string]int{}
+	group := g.rule(ds[idx[g.first]].Rule, ns)
+	why := groupReason(group)
+	for j, i := range idx {
+		if g.keys[j] == g.best {
+			d := &ds[i]
+			d.Rule = group
+			d.Reasons = append(append([]string(nil), d.Reasons...), why)
+		}
+	}
+	return nil
+}
+
+// grouping is what analyze finds in one namespace: whether it may be
+// grouped (suffix set), each decision's policy key ("" for a decision
+// whose rule cannot be shared), how many share each key, the key most
+// share (best; "" when fewer than min do) and its first decision.
+type grouping struct {
+	suffix string // ".<ns>.svc.<domain>"; "" when the namespace may not be grouped
+	keys   []string
+	count  map[string]int
+	best   string
+	first  int // index into idx of best's first decision
+}
+
+// analyze finds how the decisions at idx (one namespace's) would group.
+func analyze(ds []locality.Decision, idx []int, ns string, min int) (grouping, error) {
+	g := grouping{keys: make([]string, len(idx)), count: map[string]int{}}
+	if len(idx) < min {
+		return grouping{}, nil
+	}
 	first := map[string]int{} // key → index into idx of its first rule
 	byPolicy := map[*networking.TrafficPolicy]string{}
 	for j, i := range idx {
 		d := ds[i]
-		if d.Rule == nil && d.Skipped != locality.SkipNoEndpoints {
-			return nil // left alone: a wildcard would take it
+		suffix, ok := groupable(d, ns)
+		if !ok || (g.suffix != "" && suffix != g.suffix) {
+			return grouping{}, nil // left alone (a wildcard would take it), or a host the wildcard would not name alone
 		}
-		_, name, _ := strings.Cut(d.Service, "/")
-		s, ok := strings.CutPrefix(d.Host, name)
-		if !ok || !strings.HasPrefix(s, "."+ns+".svc.") || (suffix != "" && s != suffix) {
-			return nil // a host the wildcard would not name alone
+		g.suffix = suffix
+		k, err := policyKey(d, byPolicy)
+		if err != nil {
+			return grouping{}, err
 		}
-		suffix = s
-		if d.Rule == nil {
+		if k == "" {
 			continue
 		}
-		if d.Rule.Spec.GetHost() != d.Host || len(d.Rule.Spec.GetSubsets()) > 0 || len(d.Rule.Spec.GetExportTo()) > 0 || d.Rule.Spec.GetWorkloadSelector() != nil {
-			continue // only the traffic policy can be shared
-		}
-		tp := d.Rule.Spec.GetTrafficPolicy()
-		k, ok := byPolicy[tp] // Translate shares equal policies
-		if !ok {
-			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(tp)
-			if err != nil {
-				return fmt.Errorf("comparing the rule of Service %s: %w", d.Service, err)
-			}
-			k = string(b)
-			byPolicy[tp] = k
-		}
-		keys[j] = k
-		if count[k] == 0 {
+		g.keys[j] = k
+		if g.count[k] == 0 {
 			first[k] = j
 		}
-		count[k]++
+		g.count[k]++
 	}
 	best := ""
-	for k, n := range count {
-		if n > count[best] || (n == count[best] && first[k] < first[best]) {
+	for k, n := range g.count {
+		if n > g.count[best] || (n == g.count[best] && first[k] < first[best]) {
 			best = k
 		}
 	}
-	if count[best] < min {
-		return nil
+	if g.count[best] >= min {
+		g.best, g.first = best, first[best]
 	}
-	tmpl := ds[idx[first[best]]].Rule
-	host := "*" + suffix
-	group := &locality.Rule{
+	return g, nil
+}
+
+// groupable returns the host suffix ".<ns>.svc.<domain>" of a decision of
+// namespace ns, and false when its namespace must not be grouped: the
+// Service is left alone (a wildcard would take it), or its host is not
+// one the wildcard would name.
+func groupable(d locality.Decision, ns string) (string, bool) {
+	if d.Rule == nil && d.Skipped != locality.SkipNoEndpoints {
+		return "", false
+	}
+	_, name, _ := strings.Cut(d.Service, "/")
+	s, ok := strings.CutPrefix(d.Host, name)
+	if !ok || !strings.HasPrefix(s, "."+ns+".svc.") {
+		return "", false
+	}
+	return s, true
+}
+
+// policyKey is the traffic policy of d's rule as deterministic bytes, ""
+// when the rule cannot be shared (none; subsets, exportTo, a workload
+// selector or another host). byPolicy caches the keys of the policies
+// seen (Translate shares equal policies).
+func policyKey(d locality.Decision, byPolicy map[*networking.TrafficPolicy]string) (string, error) {
+	if d.Rule == nil {
+		return "", nil
+	}
+	if d.Rule.Spec.GetHost() != d.Host || len(d.Rule.Spec.GetSubsets()) > 0 || len(d.Rule.Spec.GetExportTo()) > 0 || d.Rule.Spec.GetWorkloadSelector() != nil {
+		return "", nil // only the traffic policy can be shared
+	}
+	tp := d.Rule.Spec.GetTrafficPolicy()
+	if k, ok := byPolicy[tp]; ok {
+		return k, nil
+	}
+	k, err := policyBytes(tp, "Service "+d.Service)
+	if err != nil {
+		return "", err
+	}
+	byPolicy[tp] = k
+	return k, nil
+}
+
+// policyBytes is a traffic policy as deterministic bytes; of names
+// whose rule it is, for the error.
+func policyBytes(tp *networking.TrafficPolicy, of string) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(tp)
+	if err != nil {
+		return "", fmt.Errorf("comparing the rule of %s: %w", of, err)
+	}
+	return string(b), nil
+}
+
+// rule is the namespace rule of ns, shaped after tmpl (the first rule
+// with the best policy).
+func (g grouping) rule(tmpl *locality.Rule, ns string) *locality.Rule {
+	return &locality.Rule{
 		APIVersion: tmpl.APIVersion, Kind: tmpl.Kind,
 		Metadata: locality.RuleMeta{
 			Name:        GroupName(ns),
@@ -140,15 +208,12 @@ func groupNamespace(ds []locality.Decision, idx []int, ns string, min int) error
 			Labels:      map[string]string{locality.LabelManagedBy: locality.ManagedBy},
 			Annotations: map[string]string{locality.AnnotationGenerated: "Services of namespace " + ns + " without a rule of their own"},
 		},
-		Spec: &networking.DestinationRule{Host: host, TrafficPolicy: tmpl.Spec.GetTrafficPolicy()},
+		Spec: &networking.DestinationRule{Host: "*" + g.suffix, TrafficPolicy: tmpl.Spec.GetTrafficPolicy()},
 	}
-	why := fmt.Sprintf("shares the namespace rule %s (host %s) with the other Services of %s whose rule is the same", group.Metadata.Name, host, ns)
-	for j, i := range idx {
-		if keys[j] == best {
-			d := &ds[i]
-			d.Rule = group
-			d.Reasons = append(append([]string(nil), d.Reasons...), why)
-		}
-	}
-	return nil
+}
+
+// groupReason is the reason added to a decision that shares group.
+func groupReason(group *locality.Rule) string {
+	ns := strings.TrimPrefix(group.Metadata.Name, locality.NamePrefix)
+	return fmt.Sprintf("shares the namespace rule %s (host %s) with the other Services of %s whose rule is the same", group.Metadata.Name, group.Spec.GetHost(), ns)
 }

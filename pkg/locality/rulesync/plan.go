@@ -74,6 +74,11 @@ func (p Plan) Writes() int { return len(p.Create) + len(p.Update) + len(p.Delete
 // as synced: its informers keep its last known objects, so its share of
 // the topology stays what it last was.
 func Decide(live map[string]Live, desired []*locality.Rule, members map[string]bool) (Plan, error) {
+	return decide(live, desired, members, Hash)
+}
+
+// decide is Decide with the rules' hashes from hash (a cache).
+func decide(live map[string]Live, desired []*locality.Rule, members map[string]bool, hash func(*locality.Rule) (string, error)) (Plan, error) {
 	var p Plan
 	var unsynced []string
 	for name, ok := range members {
@@ -96,7 +101,7 @@ func Decide(live map[string]Live, desired []*locality.Rule, members map[string]b
 			return Plan{}, fmt.Errorf("two generated DestinationRules are named %s", name)
 		}
 		want[name] = true
-		h, err := Hash(r)
+		h, err := hash(r)
 		if err != nil {
 			return Plan{}, err
 		}
@@ -192,4 +197,59 @@ func toObject(r *locality.Rule, hash, uid string) (*unstructured.Unstructured, e
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": GVR.GroupVersion().String(), "kind": "DestinationRule", "metadata": meta, "spec": spec,
 	}}, nil
+}
+
+// hashCache remembers the content hashes of desired rules (by pointer:
+// the translation and the grouping keep the rules of Services that did not
+// change) and of live objects (by name and resourceVersion), so that a
+// plan hashes only what changed. It is used under the server's syncMu.
+type hashCache struct {
+	rules map[*locality.Rule]string
+	live  map[string][2]string // name → resourceVersion, hash
+}
+
+func newHashCache() *hashCache {
+	return &hashCache{rules: map[*locality.Rule]string{}, live: map[string][2]string{}}
+}
+
+// rule returns Hash(r), cached.
+func (c *hashCache) rule(r *locality.Rule) (string, error) {
+	if h, ok := c.rules[r]; ok {
+		return h, nil
+	}
+	h, err := Hash(r)
+	if err == nil {
+		c.rules[r] = h
+	}
+	return h, err
+}
+
+// object returns ObjectHash(u) ("" if unreadable: rewritten), cached.
+func (c *hashCache) object(u *unstructured.Unstructured) string {
+	if e, ok := c.live[u.GetName()]; ok && e[0] == u.GetResourceVersion() && u.GetResourceVersion() != "" {
+		return e[1]
+	}
+	h, err := ObjectHash(u)
+	if err != nil {
+		h = ""
+	}
+	c.live[u.GetName()] = [2]string{u.GetResourceVersion(), h}
+	return h
+}
+
+// keep drops every entry but those of desired and live (after a plan that
+// compared every rule).
+func (c *hashCache) keep(desired []*locality.Rule, live map[string]Live) {
+	rules := make(map[*locality.Rule]string, len(desired))
+	for _, r := range desired {
+		if h, ok := c.rules[r]; ok {
+			rules[r] = h
+		}
+	}
+	c.rules = rules
+	for name := range c.live {
+		if _, ok := live[name]; !ok {
+			delete(c.live, name)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package rulesync
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -134,4 +135,75 @@ func liveOfRules(b *testing.B, rules []*locality.Rule) map[string]Live {
 		out[r.Metadata.Name] = Live{Name: r.Metadata.Name, UID: "u", Hash: h}
 	}
 	return out
+}
+
+// BenchmarkOneServiceChange is the server's own work for a change of one
+// Service's endpoints at 1,000 and 10,000 Services (the bench's shape):
+// "full" translates, places, groups and plans everything (the path before
+// decision 64, and still the path of a change every rule depends on),
+// "incremental" translates, places, groups and plans that Service only.
+func BenchmarkOneServiceChange(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		tops := []*topology.Topology{benchTopology(n, "r1"), benchTopology(n, "r1")}
+		// svc-0000 loses its ready endpoint in r2 in the second topology.
+		tops[1].Services = slices.Clone(tops[1].Services)
+		s := tops[1].Services[0]
+		s.Endpoints = slices.Clone(s.Endpoints)
+		s.Endpoints[2].Ready, s.Endpoints[2].NotReady = 0, 1
+		tops[1].Services[0] = s
+		delta := topology.Delta{Services: []string{s.Key()}}
+		members := map[string]bool{"c1": true, "c2": true, "c3": true}
+		policy := locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r2"}}}
+		b.Run(fmt.Sprintf("full/%d", n), func(b *testing.B) {
+			res, _ := locality.Translate(tops[0], policy)
+			_, rules, _ := Group(Place(res, "istio-system"), DefaultGroupMin)
+			live := liveOfRules(b, rules)
+			for i := 0; b.Loop(); i++ {
+				res, err := locality.Translate(tops[(i+1)%2], policy)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, rules, err := Group(Place(res, "istio-system"), DefaultGroupMin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := Decide(live, rules, members); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("incremental/%d", n), func(b *testing.B) {
+			res, _ := locality.Translate(tops[0], policy)
+			p, _, _ := (&placed{rulesNamespace: "istio-system", groupMin: DefaultGroupMin}).update(res, topology.Delta{All: true})
+			_, rules := p.result()
+			live := liveOfRules(b, rules)
+			hashes := newHashCache()
+			for i := 0; b.Loop(); i++ {
+				next, d, err := locality.TranslateDelta(res, tops[(i+1)%2], policy, delta)
+				if err != nil || d.All {
+					b.Fatal(err, d)
+				}
+				np, affected, err := p.update(next, d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var desired []*locality.Rule
+				for name := range affected {
+					if r := np.ruleNamed(name); r != nil {
+						desired = append(desired, r)
+					}
+				}
+				sub := map[string]Live{}
+				for name := range affected {
+					if l, ok := live[name]; ok {
+						sub[name] = l
+					}
+				}
+				if _, err := decide(sub, desired, members, hashes.rule); err != nil {
+					b.Fatal(err)
+				}
+				res, p = next, np
+			}
+		})
+	}
 }

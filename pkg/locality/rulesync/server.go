@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -62,9 +63,14 @@ type Options struct {
 	// service's namespace. Writing into one namespace keeps the server's
 	// write permission to one Role there.
 	Namespace string
-	// Snapshot returns the current topology (required); called after each
-	// debounced burst of Notify calls.
+	// Snapshot returns the current topology (required unless Changes is
+	// set); called after each debounced burst of Notify calls.
 	Snapshot func() *topology.Topology
+	// Changes, if set, is called instead of Snapshot: the current topology
+	// and what changed since its previous call (topology.Watcher.Changes),
+	// so that a change of one Service translates, groups and plans that
+	// Service's namespace only.
+	Changes func() (*topology.Topology, topology.Delta)
 	// Policy returns the current mesh-wide policy; the zero Policy if nil.
 	Policy func() locality.Policy
 	// Members returns each member cluster and whether its caches have
@@ -109,17 +115,32 @@ type Server struct {
 	republish  atomic.Bool
 	configMaps corev1client.ConfigMapInterface
 
-	syncMu   sync.Mutex // one Sync at a time; guards the fields below
-	retry    time.Duration
-	unsynced string // members not synced at the last Sync, joined
-	recent   map[string]recentWrite
+	syncMu sync.Mutex // one Sync at a time; guards the fields below
+	retry  time.Duration
+	// translated is the last translation (TranslateDelta builds on it),
+	// placed its rules placed and grouped; planAll makes the next plan
+	// compare every rule (at start, after a failed write, a new leader, a
+	// change of the members' sync state), not only the rules of the
+	// namespaces that changed; membersSeen is the sync state of the last
+	// plan; hashes caches the rules' content hashes.
+	translated  *locality.Result
+	placed      *placed
+	planAll     bool
+	membersSeen string
+	hashes      *hashCache
+	unsynced    string // members not synced at the last Sync, joined
+	recent      map[string]recentWrite
 	// unsyncedSince is when each member not synced was first seen so;
 	// published is the summary last written.
 	unsyncedSince map[string]time.Time
 	published     string
 
-	mu        sync.Mutex
-	last      *locality.Result
+	mu   sync.Mutex
+	last *placed
+	// touched names the server's rules its informer saw change since the
+	// last plan (someone edited or deleted one, or a write landed): the
+	// next plan compares them too.
+	touched   map[string]bool
 	lastErr   error // of the last translation
 	writeErr  error // of the last plan's writes
 	plan      Plan
@@ -130,8 +151,12 @@ type Server struct {
 
 // New returns a Server; call Run to start it.
 func New(opts Options) (*Server, error) {
-	if opts.Config == nil || opts.Snapshot == nil || opts.Members == nil {
-		return nil, errors.New("rulesync: Options.Config, Snapshot and Members are required")
+	if opts.Config == nil || (opts.Snapshot == nil && opts.Changes == nil) || opts.Members == nil {
+		return nil, errors.New("rulesync: Options.Config, Snapshot (or Changes) and Members are required")
+	}
+	if opts.Changes == nil {
+		snapshot := opts.Snapshot
+		opts.Changes = func() (*topology.Topology, topology.Delta) { return snapshot(), topology.Delta{All: true} }
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
@@ -172,6 +197,8 @@ func New(opts Options) (*Server, error) {
 		kube:    kc,
 		notify:  make(chan time.Time, 1),
 		recent:  map[string]recentWrite{},
+		planAll: true,
+		hashes:  newHashCache(),
 
 		identity:      opts.Identity,
 		configMaps:    kc.CoreV1().ConfigMaps(opts.Namespace),
@@ -189,6 +216,15 @@ func New(opts Options) (*Server, error) {
 	s.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dc, 0, metav1.NamespaceAll,
 		func(o *metav1.ListOptions) { o.LabelSelector = selector })
 	s.informer = s.factory.ForResource(GVR).Informer()
+	if err := s.informer.AddIndexers(cache.Indexers{indexByName: func(obj any) ([]string, error) {
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return nil, err
+		}
+		return []string{m.GetName()}, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("rulesync: indexing the rules by name: %w", err)
+	}
 	_ = s.informer.SetTransform(func(obj any) (any, error) {
 		if u, ok := obj.(*unstructured.Unstructured); ok {
 			u.SetManagedFields(nil)
@@ -196,10 +232,24 @@ func New(opts Options) (*Server, error) {
 		return obj, nil
 	})
 	// Someone edited or deleted one of our rules: put it back.
+	touch := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if m, err := meta.Accessor(obj); err == nil {
+			s.mu.Lock()
+			if s.touched == nil {
+				s.touched = map[string]bool{}
+			}
+			s.touched[m.GetName()] = true
+			s.mu.Unlock()
+		}
+		s.Notify()
+	}
 	_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.Notify() },
-		UpdateFunc: func(any, any) { s.Notify() },
-		DeleteFunc: func(any) { s.Notify() },
+		AddFunc:    touch,
+		UpdateFunc: func(_, cur any) { touch(cur) },
+		DeleteFunc: touch,
 	})
 	return s, nil
 }
@@ -238,6 +288,9 @@ func (s *Server) setLeader(on bool) {
 	s.leader.Store(on)
 	if on {
 		s.republish.Store(true)
+		s.syncMu.Lock()
+		s.planAll = true
+		s.syncMu.Unlock()
 	}
 	v := 0.0
 	if on {
@@ -325,41 +378,77 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 		s.unsynced = u
 	}
 	start := time.Now()
-	res, err := locality.Translate(s.opts.Snapshot(), s.opts.Policy())
+	topo, delta := s.opts.Changes()
+	res, delta, err := locality.TranslateDelta(s.translated, topo, s.opts.Policy(), delta)
 	s.metrics.translate.Observe(time.Since(start).Seconds())
 	s.mu.Lock()
 	s.members = members
 	s.lastErr = err
 	s.mu.Unlock()
 	if err != nil {
+		s.translated = nil // the next translation starts afresh
 		return fmt.Errorf("translating the topology: %w", err)
 	}
-	res, rules, err := Group(s.place(res), s.opts.GroupMin)
+	prevPlaced := s.placed
+	if prevPlaced == nil {
+		delta = topology.Delta{All: true}
+		prevPlaced = &placed{rulesNamespace: s.opts.Namespace, groupMin: s.opts.GroupMin}
+	}
+	next, affected, err := prevPlaced.update(res, delta)
 	if err != nil {
+		s.translated, s.placed = nil, nil
 		return fmt.Errorf("grouping the rules: %w", err)
 	}
+	s.translated, s.placed = res, next
 	s.mu.Lock()
-	s.last = res
+	s.last = next
+	touched := s.touched
+	s.touched = nil
 	s.mu.Unlock()
-	for _, d := range res.Decisions {
-		for _, w := range d.Warnings {
-			s.log.Warn(w)
-		}
-	}
+	s.logWarnings(res, delta)
 	if !s.leader.Load() || !s.informer.HasSynced() {
+		s.planAll = true
 		return nil
 	}
-	live := s.liveRules()
-	s.metrics.rules.Set(float64(len(live)))
-	plan, err := Decide(live, rules, members)
+	complete := len(members) > 0 && len(unsynced) == 0
+	membersKey := strings.Join(slices.Sorted(maps.Keys(members)), ",") + "|" + strings.Join(unsynced, ",")
+	all := s.planAll || affected == nil || !complete || membersKey != s.membersSeen
+	var live map[string]Live
+	var desired []*locality.Rule
+	if all {
+		live = s.liveRules(nil)
+		_, desired = next.result()
+		s.metrics.rules.Set(float64(len(live)))
+	} else {
+		// Only the rules of the Services that changed (as they were and
+		// as they are now), and those the informer saw change.
+		for name := range touched {
+			affected[name] = true
+		}
+		for _, name := range slices.Sorted(maps.Keys(affected)) {
+			if r := next.ruleNamed(name); r != nil {
+				desired = append(desired, r)
+			}
+		}
+		live = s.liveRules(affected)
+		s.metrics.rules.Set(float64(len(s.informer.GetIndexer().ListKeys())))
+	}
+	plan, err := decide(live, desired, members, s.hashes.rule)
 	if err != nil {
 		return err
 	}
-	s.metrics.held.Set(float64(len(plan.Held)))
-	s.mu.Lock()
-	s.plan = plan
-	s.mu.Unlock()
+	if all {
+		s.hashes.keep(desired, live)
+	}
+	s.membersSeen = membersKey
+	if all {
+		s.metrics.held.Set(float64(len(plan.Held)))
+		s.mu.Lock()
+		s.plan = plan
+		s.mu.Unlock()
+	}
 	if plan.Writes() == 0 {
+		s.planAll = false
 		return nil
 	}
 	conflicts, err := s.write(ctx, plan)
@@ -372,58 +461,78 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	}
 	s.mu.Unlock()
 	if err != nil {
+		s.planAll = true
 		s.scheduleRetry()
 		return err
 	}
+	s.planAll = false
 	s.retry = 0
 	lat := time.Since(changedAt)
 	s.metrics.written.Observe(lat.Seconds())
+	compared := "every rule"
+	if !all {
+		compared = "the rules of the namespaces that changed"
+	}
 	s.log.Info("DestinationRules written", "created", len(plan.Create), "updated", len(plan.Update), "deleted", len(plan.Delete),
-		"unchanged", plan.Unchanged, "since change", lat)
+		"unchanged", plan.Unchanged, "compared", compared, "since change", lat)
 	if s.opts.OnWrite != nil {
 		s.opts.OnWrite(plan.Writes(), lat)
 	}
 	return nil
 }
 
-// place moves every generated rule into the server's namespace, but for
-// rules to be merged into a user's rule (locality.AnnotationMergedWith),
-// which stay in that rule's namespace.
-func (s *Server) place(res *locality.Result) *locality.Result {
-	out := &locality.Result{Decisions: make([]locality.Decision, len(res.Decisions))}
-	for i, d := range res.Decisions {
-		if d.Rule != nil {
-			r := *d.Rule
-			if r.Metadata.Annotations[locality.AnnotationMergedWith] == "" {
-				r.Metadata.Namespace = s.opts.Namespace
+// logWarnings logs the warnings of the decisions that may have changed.
+func (s *Server) logWarnings(res *locality.Result, d topology.Delta) {
+	ds := res.Decisions
+	if !d.All {
+		ds = nil
+		for _, k := range d.Services {
+			if i, ok := slices.BinarySearchFunc(res.Decisions, k, func(d locality.Decision, k string) int { return cmp.Compare(d.Service, k) }); ok {
+				ds = append(ds, res.Decisions[i])
 			}
-			d.Rule = &r
 		}
-		out.Decisions[i] = d
 	}
-	return out
+	for _, d := range ds {
+		for _, w := range d.Warnings {
+			s.log.Warn(w)
+		}
+	}
 }
 
-// liveRules reads the server's own rules from its informer. A rule this
-// server wrote whose write the informer has not delivered yet (it still
-// holds the resourceVersion from before the write) is taken as written, so
-// a sync right after a write does not write it again.
-func (s *Server) liveRules() map[string]Live {
+// liveRules reads the server's own rules from its informer: those named
+// (with their namespace's rule, for Decide), or all with names nil. A rule
+// this server wrote whose write the informer has not delivered yet (it
+// still holds the resourceVersion from before the write) is taken as
+// written, so a sync right after a write does not write it again.
+func (s *Server) liveRules(names map[string]bool) map[string]Live {
 	out := map[string]Live{}
 	rvs := map[string]string{}
-	for _, o := range s.informer.GetStore().List() {
+	add := func(o any) {
 		u, ok := o.(*unstructured.Unstructured)
 		if !ok {
-			continue
+			return
 		}
-		h, err := ObjectHash(u)
-		if err != nil {
-			h = "" // unreadable: rewritten
-		}
-		out[u.GetName()] = Live{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Hash: h}
+		out[u.GetName()] = Live{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Hash: s.hashes.object(u)}
 		rvs[u.GetName()] = u.GetResourceVersion()
 	}
+	if names == nil {
+		for _, o := range s.informer.GetStore().List() {
+			add(o)
+		}
+	} else {
+		for name := range names {
+			for _, n := range []string{name, groupOf(name)} {
+				objs, _ := s.informer.GetIndexer().ByIndex(indexByName, n)
+				for _, o := range objs {
+					add(o)
+				}
+			}
+		}
+	}
 	for name, w := range s.recent {
+		if names != nil && !names[name] && !names[groupOf(name)] {
+			continue // not compared in this plan; kept for the next
+		}
 		if rvs[name] != w.before {
 			delete(s.recent, name) // the informer has caught up (or someone else wrote since)
 			continue
@@ -451,6 +560,10 @@ func (s *Server) scheduleRetry() {
 	s.retry = min(max(2*s.retry, time.Second), maxRetry)
 	time.AfterFunc(s.retry, s.Notify)
 }
+
+// indexByName indexes the server's rules by name (they are named apart
+// whatever their namespace).
+const indexByName = "name"
 
 // writeWorkers bounds the writes in flight; client QPS bounds their rate.
 const writeWorkers = 16

@@ -6,7 +6,9 @@
 //
 //   - write latency: a change (one service's endpoints, or a Node's region
 //     label in one of 3 clusters holding 1,000 services each) → the
-//     DestinationRules written to the API server → istiod pushing them (the
+//     DestinationRules written to the API server → received by istiod (its
+//     config handler got the first event of the push's debounce window: the
+//     push time less the window istiod logs) → istiod pushing them (the
 //     timestamp of its "Push debounce stable" log line); p50/p99/max, next
 //     to baselines measured in the same run: the same rules changed by a
 //     direct policy change (no watch, no debounce), and one hand-written
@@ -337,15 +339,22 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	fmt.Printf("%-66s %9s %9s %9s\n", "latency per round, from the change to", "p50", "p99", "max")
 	fmt.Println("one service's endpoints not ready / ready (1 rule changes):")
 	row("  rule written to the API server", one.written)
+	row("  received by istiod (its config handler; start of its debounce)", one.received)
 	row("  istiod pushes it (its \"Push debounce stable\" log line)", one.pushed)
 	fmt.Printf("node region relabelled (every service's rule changes):\n")
 	row("  rules written to the API server", all.written)
+	row("  received by istiod", all.received)
 	row("  istiod pushes them", all.pushed)
 	fmt.Println("baseline: policy changed, synced directly (translate + write only):")
 	row("  rules written to the API server", direct.written)
+	row("  received by istiod", direct.received)
 	row("  istiod pushes them", direct.pushed)
 	fmt.Println("baseline: a hand-written DestinationRule updated (istiod's own path):")
+	row("  received by istiod", baseline.received)
 	row("  istiod pushes it", baseline.pushed)
+	fmt.Println("(received: when istiod's config handler got the first event of the push's debounce window, i.e. its informer delivered the")
+	fmt.Println(" change: the push time less the window istiod logs. From there to the push is istiod's own debounce, PILOT_DEBOUNCE_AFTER,")
+	fmt.Println(" 100 ms quiet by default, the same for every row.)")
 	fmt.Printf("\nprocess heap in use after GC (server + informers of 3 clusters + bench clients): %.1f MiB\n", float64(ms.HeapInuse)/(1<<20))
 	fmt.Printf("process resident memory after GC and returning freed memory (VmRSS; same process): %s, peak so far (VmHWM, includes creating the services) %s\n", rss, hwm)
 	if fo != nil {
@@ -377,6 +386,10 @@ func waitWritten(written chan time.Time, timeout time.Duration) (time.Time, erro
 // write), else after its last (every rule: writes may span syncs).
 type pushTimes struct {
 	written, pushed []time.Duration
+	// received is when istiod's config handler got the first event of the
+	// push's debounce window (the push time less the window's length,
+	// which istiod logs as "… since last push").
+	received []time.Duration
 	firstWrite      bool
 	failed          int
 	// rule, if set, is the rule whose push counts: istiod's first push
@@ -444,11 +457,12 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 		if p.rule == anyRule {
 			config = "DestinationRule"
 		}
-		pushed, err := ilog.pushedFor(t0, config, changeTimeout())
+		pushed, window, err := ilog.pushedFor(t0, config, changeTimeout())
 		if err != nil {
 			return err
 		}
 		p.pushed = append(p.pushed, pushed.Sub(t0))
+		p.received = append(p.received, pushed.Add(-window).Sub(t0))
 		time.Sleep(200 * time.Millisecond)
 		return nil
 	}
@@ -456,17 +470,18 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 	if first != last {
 		timeout = 15 * time.Second
 	}
-	pushed, err := ilog.pushedAfter(last, timeout)
+	pushed, window, err := ilog.pushedAfter(last, timeout)
 	if err != nil && first != last {
 		// A later sync's writes changed nothing istiod pushes for: take the
 		// push after the change's first write.
 		fmt.Fprintf(os.Stderr, "note: no push after the last sync's writes; measured from the first: %v\n", err)
-		pushed, err = ilog.pushedAfter(first, time.Second)
+		pushed, window, err = ilog.pushedAfter(first, time.Second)
 	}
 	if err != nil {
 		return err
 	}
 	p.pushed = append(p.pushed, pushed.Sub(t0))
+	p.received = append(p.received, pushed.Add(-window).Sub(t0))
 	time.Sleep(200 * time.Millisecond)
 	return nil
 }
@@ -492,36 +507,49 @@ func (l *istiodLog) skip() error {
 }
 
 // pushedAfter waits for the first DestinationRule push logged since skip
-// at or after t, and returns its time.
-func (l *istiodLog) pushedAfter(t time.Time, timeout time.Duration) (time.Time, error) {
+// at or after t, and returns its time and its debounce window.
+func (l *istiodLog) pushedAfter(t time.Time, timeout time.Duration) (time.Time, time.Duration, error) {
 	return l.pushedFor(t, "DestinationRule", timeout)
 }
 
 // pushedFor waits for the first push logged since skip at or after t whose
 // line names config (e.g. "DestinationRule/istio-system/<name>"), and
-// returns its time.
-func (l *istiodLog) pushedFor(t time.Time, config string, timeout time.Duration) (time.Time, error) {
+// returns its time and its debounce window: istiod logs "Push debounce
+// stable[n] k for config …: Q since last change, W since last push", where
+// W is the time since the first event of the window reached its config
+// handler (its debounce start), so the push time less W is when istiod
+// received the change.
+func (l *istiodLog) pushedFor(t time.Time, config string, timeout time.Duration) (time.Time, time.Duration, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		at, err := l.scan(t, config)
+		at, window, err := l.scan(t, config)
 		if err != nil || !at.IsZero() {
-			return at, err
+			return at, window, err
 		}
 		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("istiod log %s: no %q line for a DestinationRule after %v within %v", l.path, pushedLine, t.Format(time.RFC3339Nano), timeout)
+			return time.Time{}, 0, fmt.Errorf("istiod log %s: no %q line for a DestinationRule after %v within %v", l.path, pushedLine, t.Format(time.RFC3339Nano), timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func (l *istiodLog) scan(after time.Time, config string) (time.Time, error) {
+// windowOf parses the debounce window ("W since last push") of a push line.
+func windowOf(line string) (time.Duration, error) {
+	before, _, ok := strings.Cut(line, " since last push")
+	if !ok {
+		return 0, fmt.Errorf("no debounce window in %q", line)
+	}
+	return time.ParseDuration(before[strings.LastIndexByte(before, ' ')+1:])
+}
+
+func (l *istiodLog) scan(after time.Time, config string) (time.Time, time.Duration, error) {
 	f, err := os.Open(l.path)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
 	defer f.Close()
 	if _, err := f.Seek(l.offset, io.SeekStart); err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -533,13 +561,17 @@ func (l *istiodLog) scan(after time.Time, config string) (time.Time, error) {
 		ts, _, _ := strings.Cut(line, "\t")
 		at, err := time.Parse(time.RFC3339Nano, ts)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("istiod log %s: timestamp of %q: %w", l.path, line, err)
+			return time.Time{}, 0, fmt.Errorf("istiod log %s: timestamp of %q: %w", l.path, line, err)
 		}
 		if !at.Before(after) {
-			return at, nil
+			window, err := windowOf(line)
+			if err != nil {
+				return time.Time{}, 0, fmt.Errorf("istiod log %s: %w", l.path, err)
+			}
+			return at, window, nil
 		}
 	}
-	return time.Time{}, sc.Err()
+	return time.Time{}, 0, sc.Err()
 }
 
 // populate creates the nodes, and n services each with one ready endpoint
