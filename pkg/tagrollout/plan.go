@@ -51,8 +51,8 @@ type Gate struct {
 	// batch's traffic (a Prometheus query's result).
 	MinSuccessRate float64 `json:"minSuccessRate"`
 	// MinRequests is how many requests the rate must rest on before it can
-	// pass (a rate over three requests proves nothing); it fails below the
-	// minimum at once whatever the count.
+	// pass or fail the batch (a rate over three requests proves nothing):
+	// with fewer the batch waits, and fails at the timeout.
 	MinRequests int `json:"minRequests"`
 	// Bake is how long the batch must meet the gate before it passes.
 	Bake time.Duration `json:"bake"`
@@ -200,14 +200,19 @@ func Next(r Rollout, now time.Time, obs Observation) (Action, []BatchStatus, err
 }
 
 // evaluate judges a gating batch: it fails at once on NACKs or a success
-// rate below the minimum, fails when istiod or the proxies are not there by
-// the timeout, and passes once everything holds for the bake time.
+// rate below the minimum over at least MinRequests requests, fails when
+// istiod, the proxies or the requests are not there by the timeout, and
+// passes once everything holds for the bake time.
 func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fail bool, why string) {
 	if o.Nacked > 0 {
 		return false, true, fmt.Sprintf("%d of %d proxies NACKed the config of istiod-%s", o.Nacked, o.Proxies, rev)
 	}
 	rateKnown := o.Requests != 0 && !math.IsNaN(o.SuccessRate) && o.RateProblem == ""
-	if rateKnown && o.SuccessRate < g.MinSuccessRate {
+	// A rate over fewer requests than the minimum proves nothing either
+	// way: it neither passes nor fails the batch (a rate from a custom
+	// query, Requests -1, is not counted and judged on its value).
+	enough := o.Requests < 0 || o.Requests >= g.MinRequests
+	if rateKnown && enough && o.SuccessRate < g.MinSuccessRate {
 		return false, true, fmt.Sprintf("success rate %.2f%% %s, below %.2f%%", 100*o.SuccessRate, over(o.Requests), 100*g.MinSuccessRate)
 	}
 	waiting := ""
@@ -218,8 +223,8 @@ func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fai
 		waiting = fmt.Sprintf("%d of %d proxies ACKed istiod-%s", o.Acked, o.ProxiesExpected, rev)
 	case g.RateRequired && o.RateProblem != "":
 		waiting = "no success rate: " + o.RateProblem
-	case o.Requests >= 0 && o.Requests < g.MinRequests:
-		waiting = fmt.Sprintf("%d of %d requests for the success rate", o.Requests, g.MinRequests)
+	case !enough:
+		waiting = fmt.Sprintf("only %d requests, want %d", o.Requests, g.MinRequests)
 	case g.RateRequired && !rateKnown:
 		waiting = "no success rate: no requests"
 	}

@@ -47,7 +47,7 @@ func TestHealthyRolloutMovesBatchByBatch(t *testing.T) {
 		{0, Observation{}, MoveTag, 0, "1-31-0", "batch canary: move the default tag to 1-31-0"},
 		{time.Second, Observation{Proxies: 0}, Wait, 0, "", "istiod-1-31-0 not ready"},
 		{5 * time.Second, Observation{IstiodReady: true, Proxies: 2, Acked: 2, ProxiesExpected: 4}, Wait, 0, "", "2 of 4 proxies ACKed"},
-		{10 * time.Second, Observation{IstiodReady: true, Proxies: 4, Acked: 4, ProxiesExpected: 4, Requests: 40, SuccessRate: 1}, Wait, 0, "", "40 of 100 requests"},
+		{10 * time.Second, Observation{IstiodReady: true, Proxies: 4, Acked: 4, ProxiesExpected: 4, Requests: 40, SuccessRate: 1}, Wait, 0, "", "only 40 requests, want 100"},
 		{15 * time.Second, healthy, Wait, 0, "", "baking, 15s left"},
 		{31 * time.Second, healthy, MoveTag, 1, "1-31-0", "batch wave-1"},
 		{62 * time.Second, healthy, MoveTag, 2, "1-31-0", "batch wave-2"},
@@ -179,7 +179,20 @@ func TestPrometheusGate(t *testing.T) {
 		},
 		"too few requests wait": {
 			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
-			{31 * time.Second, Observation{IstiodReady: true, Requests: 5, SuccessRate: 1}, Wait, 0, "", "5 of 20 requests"},
+			{31 * time.Second, Observation{IstiodReady: true, Requests: 5, SuccessRate: 1}, Wait, 0, "", "only 5 requests, want 20"},
+		},
+		// A rate over too few requests is no verdict: two failures in
+		// three requests wait for more requests rather than roll back.
+		"too few failing requests wait, then fail at the timeout": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Second, Observation{IstiodReady: true, Requests: 3, SuccessRate: 1.0 / 3}, Wait, 0, "", "only 3 requests, want 20"},
+			{time.Minute, Observation{IstiodReady: true, Requests: 19, SuccessRate: 0.5}, Wait, 0, "", "only 19 requests, want 20"},
+			{2 * time.Minute, Observation{IstiodReady: true, Requests: 7, SuccessRate: 0.1}, MoveTag, 0, "1-30-3", "only 7 requests, want 20 after 2m0s"},
+		},
+		"a low rate fails once the requests suffice": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Second, Observation{IstiodReady: true, Requests: 10, SuccessRate: 0.5}, Wait, 0, "", "only 10 requests, want 20"},
+			{2 * time.Second, Observation{IstiodReady: true, Requests: 20, SuccessRate: 0.5}, MoveTag, 0, "1-30-3", "success rate 50.00% over 20 requests, below 99.00%"},
 		},
 		"a custom query's rate passes": {
 			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},

@@ -377,8 +377,9 @@ type RolloutPrometheusGate struct {
 	// +kubebuilder:validation:Pattern=`^(0(\.[0-9]+)?|1(\.0+)?)$`
 	MinSuccessRate string `json:"minSuccessRate"`
 	// MinRequests is how many requests the default query must count in the
-	// window before its rate can pass the batch (below the minimum rate it
-	// fails whatever the count). Default 20. Only with the default query.
+	// window before its rate can pass or fail the batch; with fewer the
+	// batch waits, and is moved back at the timeout. Default 20. Only with
+	// the default query.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	MinRequests *int32 `json:"minRequests,omitempty"`
