@@ -10,6 +10,7 @@ package tagrollout
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -73,6 +74,12 @@ type Observation struct {
 	// Proxies connected to the new revision from the batch's clusters, how
 	// many ACKed its current config and how many NACKed it.
 	Proxies, Acked, Nacked int
+	// Nack says which proxy NACKed what and why (Acks.Nack).
+	Nack string
+	// AckProblem says why the proxies' ACKs could not be read (istiod's
+	// sync state did not answer); the batch waits, and fails at the
+	// timeout with this reason.
+	AckProblem string
 	// Requests counted by the success-rate query over the window (-1 when
 	// the query gives a rate but no count), and the success rate (NaN when
 	// there was no traffic).
@@ -82,6 +89,11 @@ type Observation struct {
 	// failed or returned no data); with Gate.RateRequired the batch waits,
 	// and fails at the timeout with this reason.
 	RateProblem string
+	// NotMoved lists the batch's clusters that have not yet applied the
+	// tag's move (their default tag still calls the old revision): the
+	// gate judges nothing there yet, so the batch waits, and fails at the
+	// timeout.
+	NotMoved []string
 	// ProxiesExpected is how many proxies of the batch must reach the new
 	// revision (workloads restarted onto the tag); 0 waits for none.
 	ProxiesExpected int
@@ -205,7 +217,11 @@ func Next(r Rollout, now time.Time, obs Observation) (Action, []BatchStatus, err
 // passes once everything holds for the bake time.
 func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fail bool, why string) {
 	if o.Nacked > 0 {
-		return false, true, fmt.Sprintf("%d of %d proxies NACKed the config of istiod-%s", o.Nacked, o.Proxies, rev)
+		why := fmt.Sprintf("%d of %d proxies NACKed the config of istiod-%s", o.Nacked, o.Proxies, rev)
+		if o.Nack != "" {
+			why += ": " + o.Nack
+		}
+		return false, true, why
 	}
 	rateKnown := o.Requests != 0 && !math.IsNaN(o.SuccessRate) && o.RateProblem == ""
 	// A rate over fewer requests than the minimum proves nothing either
@@ -217,8 +233,12 @@ func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fai
 	}
 	waiting := ""
 	switch {
+	case len(o.NotMoved) > 0:
+		waiting = fmt.Sprintf("default tag not yet moved to %s in %s", rev, strings.Join(o.NotMoved, ", "))
 	case !o.IstiodReady:
 		waiting = fmt.Sprintf("istiod-%s not ready", rev)
+	case o.AckProblem != "":
+		waiting = "no xDS ACKs: " + o.AckProblem
 	case o.Acked < o.ProxiesExpected:
 		waiting = fmt.Sprintf("%d of %d proxies ACKed istiod-%s", o.Acked, o.ProxiesExpected, rev)
 	case g.RateRequired && o.RateProblem != "":

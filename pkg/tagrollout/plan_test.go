@@ -90,6 +90,26 @@ func TestFailingGateRollsBackTheBatchAndHalts(t *testing.T) {
 	}
 }
 
+// TestGateWaitsForTheMove: a batch whose clusters have not applied the
+// tag's move is not judged (its clients still use the old revision): it
+// waits, passes once the move is applied and the gate holds, and fails at
+// the timeout when a cluster never applies it.
+func TestGateWaitsForTheMove(t *testing.T) {
+	r := fleet()
+	r.Batches = r.Batches[:1]
+	notMoved := healthy
+	notMoved.NotMoved = []string{"west"}
+	run(t, r, []step{
+		{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+		{31 * time.Second, notMoved, Wait, 0, "", "default tag not yet moved to 1-31-0 in west"},
+		{32 * time.Second, healthy, Done, 0, "", "every batch on 1-31-0"},
+	})
+	run(t, r, []step{
+		{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+		{2 * time.Minute, notMoved, MoveTag, 0, "1-30-3", "default tag not yet moved to 1-31-0 in west after 2m0s"},
+	})
+}
+
 // TestGateFailsInALaterBatch: passed batches stay on the new revision; only
 // the failing one moves back.
 func TestGateFailsInALaterBatch(t *testing.T) {
