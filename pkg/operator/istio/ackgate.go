@@ -2,8 +2,10 @@ package istio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -100,10 +102,15 @@ func (d IstiodDebug) readSyncz(ctx context.Context, addr string) ([]tagrollout.P
 	}
 	if f := d.TokenFile; f != "" {
 		tok, err := os.ReadFile(f)
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Not mounted (a local istiod answers loopback callers); istiod's
+			// refusal below says what is missing.
+		case err != nil:
 			return nil, fmt.Errorf("read the token for istiod's debug endpoints: %w", err)
+		default:
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	hc := d.HTTP
 	if hc == nil {
@@ -117,6 +124,10 @@ func (d IstiodDebug) readSyncz(ctx context.Context, addr string) ([]tagrollout.P
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("istiod's sync state at %s: %w", url, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return nil, fmt.Errorf("istiod's sync state at %s: HTTP %d: istiod refused the operator; mount it a token for the audience istio-ca (the chart's meshfleet-istiod-debug-token) and allow its namespace in istiod's DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES (meshfleet renders %s)",
+			url, resp.StatusCode, render.TunnelServerNamespace)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("istiod's sync state at %s: HTTP %d %s", url, resp.StatusCode, strings.TrimSpace(string(b)))
