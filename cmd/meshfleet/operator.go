@@ -94,6 +94,8 @@ func newOperatorCommand(logs *logFlags) *cobra.Command {
 	f.StringVar(&tunnelCA, "tunnel-ca-file", "", "the tunnel CA, the only CA that verifies the tunnel server (required with --tunnel-url; root-cert.pem of meshfleet-system/meshfleet-tunnel-ca, never the mesh root)")
 	f.StringVar(&tunnel.IstiodTokenFile, "istiod-token-file", render.TunnelTokenPath,
 		"where istiod reads its own token for the tunnel's audience (projected into istiod's pod), written into the remote secrets of tunnelled clusters")
+	f.StringVar(&opts.IstiodTokenFile, "istiod-debug-token-file", "/var/run/secrets/meshfleet.io/istiod-debug/token",
+		"the operator's token for istiod (a projected service-account token, audience istio-ca), shown to istiod's /debug/syncz, which the fleet rollout's xDS gate reads; no token is sent when the file does not exist")
 	f.StringVar(&tunnel.TokenFile, "tunnel-token-file", render.TunnelTokenPath,
 		"the operator's own token for the tunnel's audience (a projected service-account token), presented to the tunnel server")
 	f.StringSliceVar(&opts.TunnelServerHosts, "tunnel-server-hosts", nil,

@@ -165,7 +165,7 @@ tunnel:
 		"priorityClassName": s.PriorityClassName == "system-cluster-critical",
 		"podAnnotations":    d.Spec.Template.Annotations["team"] == "mesh" && d.Spec.Template.Annotations["prometheus.io/scrape"] == "true",
 		"locality image":    c.Env[0].Name == "MESHFLEET_IMAGE" && c.Env[0].Value == "registry.local/loc:v1",
-		"tunnel CA volume":  len(s.Volumes) == 2 && s.Volumes[1].Secret.SecretName == "meshfleet-tunnel-ca",
+		"tunnel CA volume":  len(s.Volumes) == 3 && s.Volumes[1].Secret.SecretName == "meshfleet-tunnel-ca",
 		"args": slices.Equal(c.Args, []string{"operator", "--tunnel-url=https://meshfleet-tunnel.mf.svc:8443",
 			"--tunnel-ca-file=/etc/meshfleet/tunnel-ca/root-cert.pem", "--tunnel-token-file=" + render.TunnelTokenPath,
 			"--tunnel-server-hosts=meshfleet-tunnel.mf.svc,tunnel.example.com", "--resync=1m"}),

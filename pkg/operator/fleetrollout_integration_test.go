@@ -143,6 +143,8 @@ func TestFleetRolloutRefusedFields(t *testing.T) {
 			"a batch needs clusters or a clusterSelector"},
 		"InPlace": {`"type":"InPlace","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60}}`,
 			"rollout applies only with type RevisionBased"},
+		"xds minProxies": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"xds":{"minProxies":-1}}}`,
+			"spec.updateStrategy.rollout.gate.xds.minProxies"},
 		"bake": {`"type":"RevisionBased","rollout":{"batches":[{"name":"a","clusters":["x"]}],"gate":{"timeoutSeconds":60,"bakeSeconds":60}}`,
 			"bakeSeconds must be shorter than timeoutSeconds"},
 	} {

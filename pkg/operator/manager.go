@@ -72,6 +72,14 @@ type Options struct {
 	// meshca.ServerCertTTL if zero); each is renewed when a third is left.
 	// At least MinCertTTL.
 	AgentCertTTL, ServerCertTTL time.Duration
+	// IstiodDebugAddresses maps an istiod revision to the host:port of its
+	// monitoring port, for istiod run as a local process; other revisions
+	// are reached through their Service's endpoints on port 15014. The
+	// fleet rollout's xDS gate reads their sync state (decision 60).
+	IstiodDebugAddresses map[string]string
+	// IstiodTokenFile, when set, holds the token (audience istio-ca) the
+	// operator shows istiod's debug endpoints.
+	IstiodTokenFile string
 	// Logger is the operator's log: its controllers' and the manager's.
 	// Zero: controller-runtime's global logger (ctrl.SetLogger).
 	Logger logr.Logger
@@ -175,11 +183,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("create discovery client: %w", err)
 	}
 	r := &istio.Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Discovery: disco,
-		Events:    mgr.GetEventRecorder("meshfleet-operator"),
-		Resync:    opts.Resync,
+		Client:      mgr.GetClient(),
+		APIReader:   mgr.GetAPIReader(),
+		Discovery:   disco,
+		Events:      mgr.GetEventRecorder("meshfleet-operator"),
+		Resync:      opts.Resync,
+		IstiodDebug: istio.IstiodDebug{Addresses: opts.IstiodDebugAddresses, TokenFile: opts.IstiodTokenFile},
 	}
 	r.LocalityServer.Image = opts.LocalityImage
 	if r.LocalityServer.Image == "" {

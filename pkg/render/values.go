@@ -71,6 +71,12 @@ func istiodValues(cp *ControlPlane) (map[string]any, error) {
 		global["omitSidecarInjectorConfigMap"] = true
 	}
 	env := map[string]any{}
+	if cp.Remote == nil {
+		// The operator reads istiod's /debug/syncz for the fleet rollout's
+		// xDS gate (decision 60); istiod answers its debug endpoints only to
+		// the system namespace and the namespaces listed here.
+		env["DEBUG_ENDPOINT_AUTH_ALLOWED_NAMESPACES"] = TunnelServerNamespace
+	}
 	if cp.Remote == nil && cp.UsesTunnel() {
 		// Remote secrets of tunnelled clusters authenticate istiod with its
 		// own token file, which istiod refuses unless allowed here. Only then:

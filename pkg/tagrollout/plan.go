@@ -10,6 +10,7 @@ package tagrollout
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -51,8 +52,8 @@ type Gate struct {
 	// batch's traffic (a Prometheus query's result).
 	MinSuccessRate float64 `json:"minSuccessRate"`
 	// MinRequests is how many requests the rate must rest on before it can
-	// pass (a rate over three requests proves nothing); it fails below the
-	// minimum at once whatever the count.
+	// pass or fail the batch (a rate over three requests proves nothing):
+	// with fewer the batch waits, and fails at the timeout.
 	MinRequests int `json:"minRequests"`
 	// Bake is how long the batch must meet the gate before it passes.
 	Bake time.Duration `json:"bake"`
@@ -73,6 +74,12 @@ type Observation struct {
 	// Proxies connected to the new revision from the batch's clusters, how
 	// many ACKed its current config and how many NACKed it.
 	Proxies, Acked, Nacked int
+	// Nack says which proxy NACKed what and why (Acks.Nack).
+	Nack string
+	// AckProblem says why the proxies' ACKs could not be read (istiod's
+	// sync state did not answer); the batch waits, and fails at the
+	// timeout with this reason.
+	AckProblem string
 	// Requests counted by the success-rate query over the window (-1 when
 	// the query gives a rate but no count), and the success rate (NaN when
 	// there was no traffic).
@@ -82,6 +89,11 @@ type Observation struct {
 	// failed or returned no data); with Gate.RateRequired the batch waits,
 	// and fails at the timeout with this reason.
 	RateProblem string
+	// NotMoved lists the batch's clusters that have not yet applied the
+	// tag's move (their default tag still calls the old revision): the
+	// gate judges nothing there yet, so the batch waits, and fails at the
+	// timeout.
+	NotMoved []string
 	// ProxiesExpected is how many proxies of the batch must reach the new
 	// revision (workloads restarted onto the tag); 0 waits for none.
 	ProxiesExpected int
@@ -200,26 +212,39 @@ func Next(r Rollout, now time.Time, obs Observation) (Action, []BatchStatus, err
 }
 
 // evaluate judges a gating batch: it fails at once on NACKs or a success
-// rate below the minimum, fails when istiod or the proxies are not there by
-// the timeout, and passes once everything holds for the bake time.
+// rate below the minimum over at least MinRequests requests, fails when
+// istiod, the proxies or the requests are not there by the timeout, and
+// passes once everything holds for the bake time.
 func evaluate(g Gate, since time.Duration, o Observation, rev string) (pass, fail bool, why string) {
 	if o.Nacked > 0 {
-		return false, true, fmt.Sprintf("%d of %d proxies NACKed the config of istiod-%s", o.Nacked, o.Proxies, rev)
+		why := fmt.Sprintf("%d of %d proxies NACKed the config of istiod-%s", o.Nacked, o.Proxies, rev)
+		if o.Nack != "" {
+			why += ": " + o.Nack
+		}
+		return false, true, why
 	}
 	rateKnown := o.Requests != 0 && !math.IsNaN(o.SuccessRate) && o.RateProblem == ""
-	if rateKnown && o.SuccessRate < g.MinSuccessRate {
+	// A rate over fewer requests than the minimum proves nothing either
+	// way: it neither passes nor fails the batch (a rate from a custom
+	// query, Requests -1, is not counted and judged on its value).
+	enough := o.Requests < 0 || o.Requests >= g.MinRequests
+	if rateKnown && enough && o.SuccessRate < g.MinSuccessRate {
 		return false, true, fmt.Sprintf("success rate %.2f%% %s, below %.2f%%", 100*o.SuccessRate, over(o.Requests), 100*g.MinSuccessRate)
 	}
 	waiting := ""
 	switch {
+	case len(o.NotMoved) > 0:
+		waiting = fmt.Sprintf("default tag not yet moved to %s in %s", rev, strings.Join(o.NotMoved, ", "))
 	case !o.IstiodReady:
 		waiting = fmt.Sprintf("istiod-%s not ready", rev)
+	case o.AckProblem != "":
+		waiting = "no xDS ACKs: " + o.AckProblem
 	case o.Acked < o.ProxiesExpected:
 		waiting = fmt.Sprintf("%d of %d proxies ACKed istiod-%s", o.Acked, o.ProxiesExpected, rev)
 	case g.RateRequired && o.RateProblem != "":
 		waiting = "no success rate: " + o.RateProblem
-	case o.Requests >= 0 && o.Requests < g.MinRequests:
-		waiting = fmt.Sprintf("%d of %d requests for the success rate", o.Requests, g.MinRequests)
+	case !enough:
+		waiting = fmt.Sprintf("only %d requests, want %d", o.Requests, g.MinRequests)
 	case g.RateRequired && !rateKnown:
 		waiting = "no success rate: no requests"
 	}

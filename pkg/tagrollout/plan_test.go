@@ -47,7 +47,7 @@ func TestHealthyRolloutMovesBatchByBatch(t *testing.T) {
 		{0, Observation{}, MoveTag, 0, "1-31-0", "batch canary: move the default tag to 1-31-0"},
 		{time.Second, Observation{Proxies: 0}, Wait, 0, "", "istiod-1-31-0 not ready"},
 		{5 * time.Second, Observation{IstiodReady: true, Proxies: 2, Acked: 2, ProxiesExpected: 4}, Wait, 0, "", "2 of 4 proxies ACKed"},
-		{10 * time.Second, Observation{IstiodReady: true, Proxies: 4, Acked: 4, ProxiesExpected: 4, Requests: 40, SuccessRate: 1}, Wait, 0, "", "40 of 100 requests"},
+		{10 * time.Second, Observation{IstiodReady: true, Proxies: 4, Acked: 4, ProxiesExpected: 4, Requests: 40, SuccessRate: 1}, Wait, 0, "", "only 40 requests, want 100"},
 		{15 * time.Second, healthy, Wait, 0, "", "baking, 15s left"},
 		{31 * time.Second, healthy, MoveTag, 1, "1-31-0", "batch wave-1"},
 		{62 * time.Second, healthy, MoveTag, 2, "1-31-0", "batch wave-2"},
@@ -88,6 +88,26 @@ func TestFailingGateRollsBackTheBatchAndHalts(t *testing.T) {
 			t.Logf("\n%s", Table(r))
 		})
 	}
+}
+
+// TestGateWaitsForTheMove: a batch whose clusters have not applied the
+// tag's move is not judged (its clients still use the old revision): it
+// waits, passes once the move is applied and the gate holds, and fails at
+// the timeout when a cluster never applies it.
+func TestGateWaitsForTheMove(t *testing.T) {
+	r := fleet()
+	r.Batches = r.Batches[:1]
+	notMoved := healthy
+	notMoved.NotMoved = []string{"west"}
+	run(t, r, []step{
+		{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+		{31 * time.Second, notMoved, Wait, 0, "", "default tag not yet moved to 1-31-0 in west"},
+		{32 * time.Second, healthy, Done, 0, "", "every batch on 1-31-0"},
+	})
+	run(t, r, []step{
+		{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+		{2 * time.Minute, notMoved, MoveTag, 0, "1-30-3", "default tag not yet moved to 1-31-0 in west after 2m0s"},
+	})
 }
 
 // TestGateFailsInALaterBatch: passed batches stay on the new revision; only
@@ -179,7 +199,20 @@ func TestPrometheusGate(t *testing.T) {
 		},
 		"too few requests wait": {
 			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
-			{31 * time.Second, Observation{IstiodReady: true, Requests: 5, SuccessRate: 1}, Wait, 0, "", "5 of 20 requests"},
+			{31 * time.Second, Observation{IstiodReady: true, Requests: 5, SuccessRate: 1}, Wait, 0, "", "only 5 requests, want 20"},
+		},
+		// A rate over too few requests is no verdict: two failures in
+		// three requests wait for more requests rather than roll back.
+		"too few failing requests wait, then fail at the timeout": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Second, Observation{IstiodReady: true, Requests: 3, SuccessRate: 1.0 / 3}, Wait, 0, "", "only 3 requests, want 20"},
+			{time.Minute, Observation{IstiodReady: true, Requests: 19, SuccessRate: 0.5}, Wait, 0, "", "only 19 requests, want 20"},
+			{2 * time.Minute, Observation{IstiodReady: true, Requests: 7, SuccessRate: 0.1}, MoveTag, 0, "1-30-3", "only 7 requests, want 20 after 2m0s"},
+		},
+		"a low rate fails once the requests suffice": {
+			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},
+			{time.Second, Observation{IstiodReady: true, Requests: 10, SuccessRate: 0.5}, Wait, 0, "", "only 10 requests, want 20"},
+			{2 * time.Second, Observation{IstiodReady: true, Requests: 20, SuccessRate: 0.5}, MoveTag, 0, "1-30-3", "success rate 50.00% over 20 requests, below 99.00%"},
 		},
 		"a custom query's rate passes": {
 			{0, Observation{}, MoveTag, 0, "1-31-0", "canary"},

@@ -333,8 +333,8 @@ type RolloutBatch struct {
 }
 
 // RolloutGate is the health gate of a batch: istiod-<rev> ready and, with
-// prometheus, the batch's success rate at or above the minimum, for
-// bakeSeconds within timeoutSeconds.
+// xds, its proxies' ACKs (no NACK), with prometheus, the batch's success
+// rate at or above the minimum, for bakeSeconds within timeoutSeconds.
 // +kubebuilder:validation:XValidation:rule="!has(self.bakeSeconds) || self.bakeSeconds < self.timeoutSeconds",message="bakeSeconds must be shorter than timeoutSeconds, or no batch could pass"
 type RolloutGate struct {
 	// Prometheus adds a success-rate check to the gate: while a batch
@@ -343,6 +343,15 @@ type RolloutGate struct {
 	// data keeps the batch from passing (and moves it back at the timeout).
 	// +optional
 	Prometheus *RolloutPrometheusGate `json:"prometheus,omitempty"`
+	// XDS adds the proxies' xDS answers to the gate: while a batch gates,
+	// the operator reads the new revision's istiod per-proxy sync state
+	// (its /debug/syncz); a proxy of the batch's clusters whose latest
+	// answer to any type is a NACK moves the batch back at once, naming the
+	// proxy and its error, and the batch passes only once every proxy of
+	// its clusters connected to the new revision ACKed its latest push, and
+	// at least minProxies of them.
+	// +optional
+	XDS *RolloutXDSGate `json:"xds,omitempty"`
 	// BakeSeconds is how long the new istiod must stay ready (and the
 	// success rate hold) before the batch passes. Default 0.
 	// +kubebuilder:validation:Minimum=0
@@ -352,6 +361,16 @@ type RolloutGate struct {
 	// its tag is moved back and the rollout halts.
 	// +kubebuilder:validation:Minimum=1
 	TimeoutSeconds int32 `json:"timeoutSeconds"`
+}
+
+// RolloutXDSGate is the xDS ACK/NACK part of a batch's gate.
+type RolloutXDSGate struct {
+	// MinProxies is how many proxies of the batch's clusters must have
+	// connected to the new revision and ACKed its latest push before the
+	// batch can pass (workloads restarted onto the tag). Default 1.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinProxies *int32 `json:"minProxies,omitempty"`
 }
 
 // RolloutPrometheusGate is the success-rate part of a batch's gate.
@@ -377,8 +396,9 @@ type RolloutPrometheusGate struct {
 	// +kubebuilder:validation:Pattern=`^(0(\.[0-9]+)?|1(\.0+)?)$`
 	MinSuccessRate string `json:"minSuccessRate"`
 	// MinRequests is how many requests the default query must count in the
-	// window before its rate can pass the batch (below the minimum rate it
-	// fails whatever the count). Default 20. Only with the default query.
+	// window before its rate can pass or fail the batch; with fewer the
+	// batch waits, and is moved back at the timeout. Default 20. Only with
+	// the default query.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	MinRequests *int32 `json:"minRequests,omitempty"`

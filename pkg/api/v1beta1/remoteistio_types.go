@@ -139,6 +139,13 @@ type RemoteIstioStatus struct {
 	// +optional
 	Revisions []RevisionPods `json:"revisions,omitempty"`
 
+	// DefaultTagRevision is the revision the default tag's webhook in this
+	// cluster calls, as last applied (RevisionBased): a fleet rollout's
+	// gate judges a batch only once each of its clusters reports the new
+	// revision here.
+	// +optional
+	DefaultTagRevision string `json:"defaultTagRevision,omitempty"`
+
 	// Certificates describes the remote's intermediate CA (cacerts).
 	// +optional
 	Certificates *CertificatesStatus `json:"certificates,omitempty"`

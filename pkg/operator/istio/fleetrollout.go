@@ -26,8 +26,9 @@ const (
 // members its clusterSelector matches, chosen again while it is pending and
 // kept (status.rollout) from the moment its tag moved, so a label changed
 // mid-rollout never moves a cluster the gate did not judge. The gate
-// observes istiod readiness and, with gate.prometheus, the batch's success
-// rate; no proxy ACK is waited for.
+// observes istiod readiness and, with gate.xds, the batch's proxies' ACKs
+// and NACKs in the new istiod's sync state, with gate.prometheus the
+// batch's success rate.
 func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus, members []tagrollout.Member) (tagrollout.Rollout, error) {
 	gate, err := gateOf(ro.Gate)
 	if err != nil {
@@ -72,6 +73,36 @@ func (r *Reconciler) rolloutMembers(ctx context.Context, ist *v1beta1.Istio, pri
 		members = append(members, tagrollout.Member{ID: id, Labels: ri.Labels})
 	}
 	return members, nil
+}
+
+// tagNotMoved lists the remote clusters among clusters whose RemoteIstio
+// does not yet report the default tag on rev (status.defaultTagRevision,
+// written once the remote applied it). The primary's move is applied by
+// this reconciler itself before the status that gates it is written.
+func (r *Reconciler) tagNotMoved(ctx context.Context, ist *v1beta1.Istio, primary string, clusters []string, rev string) ([]string, error) {
+	var list v1beta1.RemoteIstioList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
+		return nil, fmt.Errorf("list RemoteIstio resources in %s to see the rollout's tag move applied: %w", ist.Namespace, err)
+	}
+	applied := map[string]string{}
+	for i := range list.Items {
+		ri := &list.Items[i]
+		if ri.Spec.IstioRef != "" && ri.Spec.IstioRef != ist.Name || !ri.DeletionTimestamp.IsZero() {
+			continue
+		}
+		id := ri.Spec.ClusterName
+		if id == "" {
+			id = ri.Name
+		}
+		applied[id] = ri.Status.DefaultTagRevision
+	}
+	var out []string
+	for _, c := range clusters {
+		if c != primary && applied[c] != rev {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // primaryID is the primary's cluster ID before the ControlPlane is built.
@@ -145,9 +176,19 @@ func (r *Reconciler) driveRollout(ctx context.Context, ist *v1beta1.Istio, cp *r
 		return current, 0, err
 	}
 	obs := tagrollout.Observation{}
+	if i := plan.Gating(); i >= 0 {
+		if obs.NotMoved, err = r.tagNotMoved(ctx, ist, cp.ClusterName, plan.Batches[i].Clusters, want); err != nil {
+			return current, 0, err
+		}
+	}
 	if i := plan.Gating(); i >= 0 && ro.Gate.Prometheus != nil {
 		obs = observeRate(ctx, ro.Gate.Prometheus, plan.Gate.MinSuccessRate, plan.Gate.MinRequests,
 			plan.Batches[i].Clusters, now.Sub(plan.Status[i].MovedAt), now)
+	}
+	if i := plan.Gating(); i >= 0 && ro.Gate.XDS != nil {
+		acks, problem := r.IstiodDebug.Acks(ctx, r.APIReader, cp.Namespace, want, plan.Batches[i].Clusters)
+		obs.Proxies, obs.Acked, obs.Nacked, obs.Nack, obs.AckProblem = acks.Proxies, acks.Acked, acks.Nacked, acks.Nack, problem
+		obs.ProxiesExpected = max(minProxies(ro.Gate.XDS), acks.Proxies)
 	}
 	if obs.IstiodReady, err = r.istiodReady(ctx, cp.Namespace, want); err != nil {
 		return current, 0, err

@@ -49,6 +49,9 @@ type Reconciler struct {
 	// plane (the operator's image); nil when the mesh does not use the
 	// tunnel or the tunnel server is installed otherwise.
 	TunnelServer *render.TunnelServer
+	// IstiodDebug is how the fleet rollout's xDS gate reaches each istiod
+	// revision's sync state.
+	IstiodDebug IstiodDebug
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }

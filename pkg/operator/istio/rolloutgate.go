@@ -16,6 +16,18 @@ import (
 // must count before its rate can pass a batch (as the canary gate's).
 const defaultMinRequests = 20
 
+// defaultMinProxies is how many proxies must ACK a batch's new revision
+// when gate.xds does not say.
+const defaultMinProxies = 1
+
+// minProxies is gate.xds.minProxies or its default.
+func minProxies(g *v1beta1.RolloutXDSGate) int {
+	if g.MinProxies != nil {
+		return int(*g.MinProxies)
+	}
+	return defaultMinProxies
+}
+
 // rateQueryTimeout bounds one reading of the success rate (a reconcile
 // waits for it).
 const rateQueryTimeout = 10 * time.Second

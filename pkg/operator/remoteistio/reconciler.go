@@ -3,7 +3,9 @@ package remoteistio
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -147,6 +149,7 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 	if !record(rec, v1beta1.ConditionInstalled, out) {
 		return out.Result(), out.Err
 	}
+	ri.Status.DefaultTagRevision = defaultTagOf(cp.Remote.Revisions)
 
 	if len(cp.Remote.Revisions) > 0 {
 		counts, err := r.countPods(ctx, rem)
@@ -179,6 +182,16 @@ func (r *Reconciler) join(ctx context.Context, ri *v1beta1.RemoteIstio) (ctrl.Re
 		next = podRecheck
 	}
 	return ctrl.Result{RequeueAfter: next}, out.Err
+}
+
+// defaultTagOf is the revision that carries the default tag, "" when none.
+func defaultTagOf(revs []render.InstalledRevision) string {
+	for _, rv := range revs {
+		if slices.Contains(rv.Tags, render.DefaultTag) {
+			return rv.Name
+		}
+	}
+	return ""
 }
 
 // podRecheck is how often the remote's pods are counted again while the
@@ -302,32 +315,42 @@ func (r *Reconciler) remotesOf(ctx context.Context, o client.Object) []reconcile
 	return reqs
 }
 
-// revisionsChanged passes an Istio update whose installed revisions or tags
-// changed (status.revisions), or whose fleet rollout moved a batch
-// (status.rollout), which the remotes render.
+// revisionsChanged passes an Istio update that changes what a remote
+// renders of its revisions: render.RevisionsFor of every cluster a fleet
+// rollout batch names (where the rollout may place the default tag), and of
+// any other cluster (status.revisions alone). Keying on the render's input
+// itself, not on a summary of it, leaves no change a remote must follow
+// filtered out.
 func revisionsChanged() predicate.Funcs {
-	key := func(o client.Object) string {
-		ist, ok := o.(*v1beta1.Istio)
-		if !ok {
-			return ""
-		}
-		k := ""
-		for _, rv := range render.RevisionsOf(ist) {
-			k += fmt.Sprintf("%s=%s%v;", rv.Name, rv.Version, rv.Tags)
-		}
-		if st := ist.Status.Rollout; st != nil {
-			// A batch's move places the default tag in its clusters.
-			k += st.Phase + ":"
-			for _, b := range st.Batches {
-				k += fmt.Sprintf("%s=%s%v;", b.Name, b.Phase, b.Clusters)
-			}
-		}
-		return k
-	}
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc:  func(e event.UpdateEvent) bool { return key(e.ObjectOld) != key(e.ObjectNew) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return remoteRenderKey(e.ObjectOld) != remoteRenderKey(e.ObjectNew) },
 	}
+}
+
+// remoteRenderKey sums up the revisions every remote renders from o.
+func remoteRenderKey(o client.Object) string {
+	ist, ok := o.(*v1beta1.Istio)
+	if !ok {
+		return ""
+	}
+	var b strings.Builder
+	write := func(cluster string) {
+		fmt.Fprintf(&b, "%s:", cluster)
+		for _, rv := range render.RevisionsFor(ist, cluster) {
+			fmt.Fprintf(&b, "%s=%s%v;", rv.Name, rv.Version, rv.Tags)
+		}
+		b.WriteString("\n")
+	}
+	write("") // a cluster in no batch
+	if st := ist.Status.Rollout; st != nil {
+		for _, bt := range st.Batches {
+			for _, c := range bt.Clusters {
+				write(c)
+			}
+		}
+	}
+	return b.String()
 }
