@@ -122,8 +122,12 @@ gen-check: generate update-golden ## Regenerate everything and fail if the tree 
 tidy-check: ## Fail if go mod tidy would change go.mod or go.sum.
 	go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy and commit"; exit 1; }
 
+.PHONY: fmt-check
+fmt-check: ## Fail if a Go file is not gofmt-formatted.
+	@files=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$files" ] || { echo "not gofmt-formatted (run gofmt -w): $$files"; exit 1; }
+
 .PHONY: verify
-verify: tidy-check gen-check lint ## What CI checks besides the tests: tidy modules, generated files up to date, lint clean.
+verify: tidy-check fmt-check gen-check lint ## What CI checks besides the tests: tidy modules, formatted code, generated files up to date, lint clean.
 
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet and staticcheck.

@@ -3,7 +3,6 @@
 package operator_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -123,8 +122,7 @@ func defaultTagService(rh *remoteHarness, cluster string) string {
 // accepted and ignored.
 func TestFleetRolloutRefusedFields(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	ctx := testenv.Context(t)
 	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
 	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
 	rh.kubectl("primary", "create", "namespace", ns)

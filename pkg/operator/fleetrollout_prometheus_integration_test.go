@@ -36,7 +36,7 @@ type meshTraffic struct {
 func startMeshTraffic(t *testing.T) (*meshTraffic, string) {
 	m := &meshTraffic{mesh: dashboards.NewMeshMetrics(), failEvery: map[string]int{}}
 	addr := m.mesh.Serve(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
 	go func() {

@@ -50,7 +50,7 @@ func agentStreams(t *testing.T, h http.Handler) *yamux.Session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	var requests inflight
 	ss := &streamServer{fwd: fwd, requests: &requests, ctx: ctx, slow: newHandoffListener(server)}
 	srv := &http.Server{Handler: countRequests(&requests, fwd)}

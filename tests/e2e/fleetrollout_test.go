@@ -206,7 +206,7 @@ type fleetClient struct {
 func startFleetClient(t *testing.T, m *framework.Mesh, cluster, ip string, istiods map[string]*localistiod.Istiod) *fleetClient {
 	fc := &fleetClient{revsSeen: map[string]bool{}}
 	nodeID := "sidecar~" + ip + "~client-" + cluster + ".default~default.svc.cluster.local"
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
 	go func() {

@@ -1,7 +1,6 @@
 package istio
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,7 +48,7 @@ func TestXDSGateWiring(t *testing.T) {
 			{Name: "canary", Clusters: []string{"west"}, Phase: "Gating", MovedAt: &metav1.Time{Time: now.Add(-5 * time.Second)}}}}
 		ro := &v1beta1.FleetRollout{Batches: []v1beta1.RolloutBatch{{Name: "canary", Clusters: []string{"west"}}},
 			Gate: v1beta1.RolloutGate{TimeoutSeconds: 60, XDS: xds}}
-		if _, _, err := r.driveRollout(context.Background(), ist, &render.ControlPlane{ClusterName: "primary", Namespace: "istio-system"}, ro, "1-29-6", "1-30-3", now); err != nil {
+		if _, _, err := r.driveRollout(t.Context(), ist, &render.ControlPlane{ClusterName: "primary", Namespace: "istio-system"}, ro, "1-29-6", "1-30-3", now); err != nil {
 			t.Fatal(err)
 		}
 		return ist.Status.Rollout

@@ -1,7 +1,6 @@
 package istio
 
 import (
-	"context"
 	"net"
 	"strings"
 	"testing"
@@ -24,7 +23,7 @@ func TestObserveRateUnreachable(t *testing.T) {
 	addr := "http://" + l.Addr().String()
 	l.Close()
 	for _, q := range []string{"", `sum(x{c=~"{{ clusters }}"})`} {
-		o := observeRate(context.Background(), &v1beta1.RolloutPrometheusGate{Address: addr, Query: q, MinSuccessRate: "0.9"}, 0.9, 20, []string{"west"}, time.Minute, time.Now())
+		o := observeRate(t.Context(), &v1beta1.RolloutPrometheusGate{Address: addr, Query: q, MinSuccessRate: "0.9"}, 0.9, 20, []string{"west"}, time.Minute, time.Now())
 		if !strings.Contains(o.RateProblem, "Prometheus at "+addr) || !strings.Contains(o.RateProblem, "connection refused") || o.Requests != 0 {
 			t.Errorf("query %q: %+v", q, o)
 		}
@@ -45,7 +44,7 @@ func TestGateOf(t *testing.T) {
 	ro := &v1beta1.FleetRollout{Batches: []v1beta1.RolloutBatch{{Name: "a", Clusters: []string{"x"}}},
 		Gate: v1beta1.RolloutGate{TimeoutSeconds: 60, Prometheus: &v1beta1.RolloutPrometheusGate{Address: "http://p", MinSuccessRate: "0.9", Query: "sum(x{c=~\"{{ cluster }}\"})"}}}
 	r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme(t)).Build()}
-	if msg := r.rolloutProblem(context.Background(), &v1beta1.Istio{}, ro); !strings.Contains(msg, "spec.updateStrategy.rollout: gate.prometheus.query") || !strings.Contains(msg, "placeholders are {{ clusters }} and {{ window }}") {
+	if msg := r.rolloutProblem(t.Context(), &v1beta1.Istio{}, ro); !strings.Contains(msg, "spec.updateStrategy.rollout: gate.prometheus.query") || !strings.Contains(msg, "placeholders are {{ clusters }} and {{ window }}") {
 		t.Errorf("problem %q", msg)
 	}
 }
@@ -86,12 +85,12 @@ func TestRolloutProblemClusterSelector(t *testing.T) {
 		"cluster primary is in batch first (listed in clusters) and in batch eu (chosen by clusterSelector region=eu)": {
 			{Name: "first", Clusters: []string{"primary"}}, {Name: "eu", ClusterSelector: sel("region", "eu")}},
 	} {
-		got := r.rolloutProblem(context.Background(), ist, &v1beta1.FleetRollout{Batches: batches, Gate: gate})
+		got := r.rolloutProblem(t.Context(), ist, &v1beta1.FleetRollout{Batches: batches, Gate: gate})
 		if want == "" && got != "" || !strings.Contains(got, want) {
 			t.Errorf("problem %q, want %q", got, want)
 		}
 	}
-	members, err := r.rolloutMembers(context.Background(), ist, "primary")
+	members, err := r.rolloutMembers(t.Context(), ist, "primary")
 	if err != nil {
 		t.Fatal(err)
 	}

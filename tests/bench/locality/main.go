@@ -389,9 +389,9 @@ type pushTimes struct {
 	// received is when istiod's config handler got the first event of the
 	// push's debounce window (the push time less the window's length,
 	// which istiod logs as "… since last push").
-	received []time.Duration
-	firstWrite      bool
-	failed          int
+	received   []time.Duration
+	firstWrite bool
+	failed     int
 	// rule, if set, is the rule whose push counts: istiod's first push
 	// naming it after the change (istiod may push a created rule before
 	// the server has finished the request that follows the create).
