@@ -3,6 +3,8 @@ package istio
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,10 +59,25 @@ func planOf(ro *v1beta1.FleetRollout, from, to string, st *v1beta1.RolloutStatus
 // the primary, whose labels are the Istio resource's own.
 func (r *Reconciler) rolloutMembers(ctx context.Context, ist *v1beta1.Istio, primary string) ([]tagrollout.Member, error) {
 	members := []tagrollout.Member{{ID: primary, Labels: ist.Labels}}
+	remotes, err := r.remotesOf(ctx, ist, "for the rollout's clusterSelector")
+	if err != nil {
+		return nil, err
+	}
+	for id, ri := range remotes {
+		members = append(members, tagrollout.Member{ID: id, Labels: ri.Labels})
+	}
+	slices.SortFunc(members[1:], func(a, b tagrollout.Member) int { return strings.Compare(a.ID, b.ID) })
+	return members, nil
+}
+
+// remotesOf returns the RemoteIstios of ist's control plane that are not
+// being deleted, by cluster ID; what says what they are listed for.
+func (r *Reconciler) remotesOf(ctx context.Context, ist *v1beta1.Istio, what string) (map[string]*v1beta1.RemoteIstio, error) {
 	var list v1beta1.RemoteIstioList
 	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
-		return nil, fmt.Errorf("list RemoteIstio resources in %s for the rollout's clusterSelector: %w", ist.Namespace, err)
+		return nil, fmt.Errorf("list RemoteIstio resources in %s %s: %w", ist.Namespace, what, err)
 	}
+	out := map[string]*v1beta1.RemoteIstio{}
 	for i := range list.Items {
 		ri := &list.Items[i]
 		if ri.Spec.IstioRef != "" && ri.Spec.IstioRef != ist.Name || !ri.DeletionTimestamp.IsZero() {
@@ -70,9 +87,9 @@ func (r *Reconciler) rolloutMembers(ctx context.Context, ist *v1beta1.Istio, pri
 		if id == "" {
 			id = ri.Name
 		}
-		members = append(members, tagrollout.Member{ID: id, Labels: ri.Labels})
+		out[id] = ri
 	}
-	return members, nil
+	return out, nil
 }
 
 // tagNotMoved lists the remote clusters among clusters whose RemoteIstio
@@ -80,25 +97,13 @@ func (r *Reconciler) rolloutMembers(ctx context.Context, ist *v1beta1.Istio, pri
 // written once the remote applied it). The primary's move is applied by
 // this reconciler itself before the status that gates it is written.
 func (r *Reconciler) tagNotMoved(ctx context.Context, ist *v1beta1.Istio, primary string, clusters []string, rev string) ([]string, error) {
-	var list v1beta1.RemoteIstioList
-	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
-		return nil, fmt.Errorf("list RemoteIstio resources in %s to see the rollout's tag move applied: %w", ist.Namespace, err)
-	}
-	applied := map[string]string{}
-	for i := range list.Items {
-		ri := &list.Items[i]
-		if ri.Spec.IstioRef != "" && ri.Spec.IstioRef != ist.Name || !ri.DeletionTimestamp.IsZero() {
-			continue
-		}
-		id := ri.Spec.ClusterName
-		if id == "" {
-			id = ri.Name
-		}
-		applied[id] = ri.Status.DefaultTagRevision
+	remotes, err := r.remotesOf(ctx, ist, "to see the rollout's tag move applied")
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, c := range clusters {
-		if c != primary && applied[c] != rev {
+		if ri := remotes[c]; c != primary && (ri == nil || ri.Status.DefaultTagRevision != rev) {
 			out = append(out, c)
 		}
 	}
