@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -292,18 +293,15 @@ func startOperator(t *testing.T, cfg *rest.Config, opts operator.Options) func()
 
 func waitReady(t *testing.T, c client.Client, kind string, obj client.Object, name string, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := c.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, obj)
-		conds := conditionsOf(obj)
-		if err == nil && meta.IsStatusConditionTrue(conds, v1beta1.ConditionReady) {
-			return
+	testenv.Eventually(t, d, kind+" "+name+" to be Ready", func() error {
+		if err := c.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s %s not Ready within %v: %v %s", kind, name, d, err, formatConditions(conds))
+		if conds := conditionsOf(obj); !meta.IsStatusConditionTrue(conds, v1beta1.ConditionReady) {
+			return errors.New(formatConditions(conds))
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func conditionsOf(obj client.Object) []metav1.Condition {

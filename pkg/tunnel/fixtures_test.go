@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/big"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshfleet/meshfleet/pkg/ca"
+	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
 // testPKI is a mesh root with one intermediate per cluster, the tunnel
@@ -255,14 +257,12 @@ func (ta *testAgent) stop() {
 // waitAgents waits until srv has n agents for cluster.
 func waitAgents(t testing.TB, srv *Server, cluster string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if len(srv.Agents(cluster)) == n {
-			return
+	testenv.Eventually(t, 20*time.Second, fmt.Sprintf("%d agents of cluster %q", n, cluster), func() error {
+		if got := len(srv.Agents(cluster)); got != n {
+			return fmt.Errorf("%d agents", got)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("cluster %q has %d agents, want %d", cluster, len(srv.Agents(cluster)), n)
+		return nil
+	})
 }
 
 // callerConfig is a rest.Config for cluster through ts, authenticating with

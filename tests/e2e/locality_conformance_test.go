@@ -283,7 +283,7 @@ func TestLocalityConformance(t *testing.T) {
 	for _, c := range confCases {
 		wantEndpoints[c.name] = len(c.endpoints)
 	}
-	confWait(ctx, t, 60*time.Second, "istiod has every case's endpoints", func() error {
+	testenv.Eventually(t, 60*time.Second, "istiod has every case's endpoints", func() error {
 		got, err := confFetch(ctx, istiod.GRPCAddr, confClients[0])
 		if err != nil {
 			return err
@@ -323,7 +323,7 @@ func TestLocalityConformance(t *testing.T) {
 	}
 	ls := startLocalityServer(t, localityServerOptions{primaryCluster: mcPrimary, clusters: cfgs, policy: confPolicy})
 	var decisions map[string]locality.Decision
-	confWait(ctx, t, 60*time.Second, "the locality server has written its rules", func() error {
+	testenv.Eventually(t, 60*time.Second, "the locality server has written its rules", func() error {
 		st := ls.State()
 		decisions = map[string]locality.Decision{}
 		generated := 0
@@ -383,7 +383,7 @@ func TestLocalityConformance(t *testing.T) {
 		}
 	}
 	// The published health (what meshctl status reads) names the service.
-	confWait(ctx, t, 30*time.Second, "the published locality health to name the duplicate locality", func() error {
+	testenv.Eventually(t, 30*time.Second, "the published locality health to name the duplicate locality", func() error {
 		sum, lease, err := health.Read(ctx, kube[mcPrimary], mcNS)
 		if err != nil {
 			return err
@@ -415,7 +415,7 @@ func TestLocalityConformance(t *testing.T) {
 		}
 	}
 	// istiod logs grpc-go's NACK, with grpc-go's reason.
-	confWait(ctx, t, 10*time.Second, "istiod to log grpc-go's NACK of the duplicate locality", func() error {
+	testenv.Eventually(t, 10*time.Second, "istiod to log grpc-go's NACK of the duplicate locality", func() error {
 		b, err := os.ReadFile(istiod.LogPath)
 		if err != nil {
 			return err
@@ -657,7 +657,7 @@ func confSettle(ctx context.Context, t *testing.T, xdsAddr string) map[string]st
 	t.Helper()
 	var last map[string]string
 	var since time.Time
-	confWait(ctx, t, 60*time.Second, "istiod's answers to settle", func() error {
+	testenv.Eventually(t, 60*time.Second, "istiod's answers to settle", func() error {
 		got, err := confAll(ctx, xdsAddr)
 		if err != nil {
 			return err
@@ -686,22 +686,6 @@ func confSettleLike(ctx context.Context, t *testing.T, xdsAddr string, want map[
 		time.Sleep(200 * time.Millisecond)
 	}
 	return confSettle(ctx, t, xdsAddr)
-}
-
-// confWait polls f until it succeeds or timeout passes.
-func confWait(ctx context.Context, t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // describeDecision is a one-line summary of what meshfleet decided.
