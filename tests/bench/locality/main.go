@@ -167,6 +167,23 @@ func benchSize() error {
 		return err
 	}
 	defer d.Stop()
+	// A second istiod reading its config only from an in-process MCP
+	// server, fed by the same translation: the MCP path beside the API's.
+	ms, err := startMCPServer()
+	if err != nil {
+		return err
+	}
+	defer ms.Stop()
+	dm, err := localistiod.Start(ctx, localistiod.Options{
+		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod-mcp"), ClusterID: "c1",
+		MeshConfig:   "localityLbSetting:\n  enabled: true\nconfigSources:\n- address: xds://" + ms.Addr() + "\n",
+		StartTimeout: localistiod.DefaultStartTimeout + time.Duration(*services)*30*time.Millisecond,
+	})
+	if err != nil {
+		return fmt.Errorf("istiod reading MCP: %w", err)
+	}
+	defer dm.Stop()
+	mcpd := &mcpIstiod{s: ms, log: &istiodLog{path: dm.LogPath}}
 	drs := dynamic.NewForConfigOrDie(cfgs["c1"]).Resource(rulesync.GVR).Namespace("istio-system")
 	// A hand-written DestinationRule for a host no generated rule covers:
 	// the baseline of istiod's own path (API server → istiod → push).
@@ -192,7 +209,7 @@ func benchSize() error {
 		default:
 			return fmt.Errorf("-modes: unknown mode %q (grouped, per-service)", mode)
 		}
-		if err := benchMode(ctx, mode, groupMin, i == 0, kubes, cfgs, d, drs, &hand); err != nil {
+		if err := benchMode(ctx, mode, groupMin, i == 0, kubes, cfgs, d, mcpd, drs, &hand); err != nil {
 			fmt.Fprintf(os.Stderr, "%d services, %s: %v\n", *services, mode, err)
 			errs = append(errs, err)
 		}
@@ -203,24 +220,25 @@ func benchSize() error {
 // benchMode runs one server (grouped or per-service rules) on the clusters
 // until its rounds are measured, then stops it.
 func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool, kubes map[string]kubernetes.Interface, cfgs map[string]*rest.Config,
-	d *localistiod.Istiod, drs dynamic.ResourceInterface, handp **unstructured.Unstructured) error {
+	d *localistiod.Istiod, mcpd *mcpIstiod, drs dynamic.ResourceInterface, handp **unstructured.Unstructured) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hand := *handp
 	defer func() { *handp = hand }()
 	// The locality server, watching all three clusters, writing into c1.
 	var policyFlip atomic.Bool
+	policySource := func() locality.Policy {
+		if policyFlip.Load() {
+			return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r3"}}}
+		}
+		return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r2"}}}
+	}
 	written := make(chan time.Time, 1024)
 	srv, err := pipeline.New(pipeline.Options{
 		Clusters: cfgs, PrimaryCluster: "c1", GroupMin: groupMin,
-		PolicySource: func() locality.Policy {
-			if policyFlip.Load() {
-				return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r3"}}}
-			}
-			return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r2"}}}
-		},
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registerer: prometheus.NewRegistry(),
+		PolicySource: policySource,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registerer:   prometheus.NewRegistry(),
 		OnWrite: func(n int, _ time.Duration) {
 			lastWrites.Store(int64(n))
 			select {
@@ -252,13 +270,16 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 		break
 	}
 	firstWrite := first.Sub(start)
+	if err := mcpFeed(ctx, mcpd.s, cfgs, groupMin, policySource); err != nil {
+		return fmt.Errorf("MCP feed: %w", err)
+	}
 	time.Sleep(2 * time.Second) // istiod takes the full set
 	ilog := &istiodLog{path: d.LogPath}
 
 	// Latency rounds. Each measures from the change to the rules written to
 	// the API server and to istiod's next push of DestinationRule config
 	// after the last write.
-	var one, all, direct, baseline pushTimes
+	var one, all, direct, baseline, mcpOne, mcpAll pushTimes
 	nodes := kubes["c3"].CoreV1().Nodes()
 	slices := kubes["c2"].DiscoveryV1().EndpointSlices("default")
 	for i := range *rounds {
@@ -276,12 +297,18 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 			// too: istiod's line names one of them.
 			all.rule, direct.rule = anyRule, anyRule
 		}
+		if err := prepareMCP(mcpd.s, mcpd.log); err != nil {
+			return err
+		}
+		var t0 time.Time
 		if err := one.measure(written, ilog, func() error {
+			t0 = time.Now()
 			_, err := slices.Update(ctx, es, metav1.UpdateOptions{})
 			return err
 		}); err != nil {
 			one.fail(fmt.Errorf("one service's endpoints: %w", err))
 		}
+		mcpOne.measureMCP(mcpd.s, mcpd.log, t0)
 		// Every service: relabel the r3 node of c3 between r3 and r4.
 		region := "r4"
 		if i%2 == 1 {
@@ -292,12 +319,17 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 			return err
 		}
 		n.Labels[topology.LabelRegion] = region
+		if err := prepareMCP(mcpd.s, mcpd.log); err != nil {
+			return err
+		}
 		if err := all.measure(written, ilog, func() error {
+			t0 = time.Now()
 			_, err := nodes.Update(ctx, n, metav1.UpdateOptions{})
 			return err
 		}); err != nil {
 			all.fail(fmt.Errorf("relabelling node n-r3-z4 to %s: %w", region, err))
 		}
+		mcpAll.measureMCP(mcpd.s, mcpd.log, t0)
 		// Baseline: every rule changed by the policy, synced directly (no
 		// watch, no debounce).
 		policyFlip.Store(!policyFlip.Load())
@@ -333,7 +365,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	row := func(name string, ds []time.Duration) {
 		fmt.Printf("%-66s %9s %9s %9s\n", name, pct(ds, 50), pct(ds, 99), pct(ds, 100))
 	}
-	if n := one.failed + all.failed + direct.failed + baseline.failed; n > 0 {
+	if n := one.failed + all.failed + direct.failed + baseline.failed + mcpOne.failed + mcpAll.failed; n > 0 {
 		fmt.Printf("rounds that did not complete (see stderr): %d\n", n)
 	}
 	fmt.Printf("%-66s %9s %9s %9s\n", "latency per round, from the change to", "p50", "p99", "max")
@@ -345,6 +377,15 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	row("  rules written to the API server", all.written)
 	row("  received by istiod", all.received)
 	row("  istiod pushes them", all.pushed)
+	fmt.Println("same changes, same run, a second istiod reading the rules over MCP (configSources xds://, no API write):")
+	fmt.Println("one service's endpoints not ready / ready:")
+	row("  rules served over MCP (translated from the same watch)", mcpOne.written)
+	row("  received by the MCP istiod", mcpOne.received)
+	row("  the MCP istiod pushes it", mcpOne.pushed)
+	fmt.Println("node region relabelled:")
+	row("  rules served over MCP", mcpAll.written)
+	row("  received by the MCP istiod", mcpAll.received)
+	row("  the MCP istiod pushes them", mcpAll.pushed)
 	fmt.Println("baseline: policy changed, synced directly (translate + write only):")
 	row("  rules written to the API server", direct.written)
 	row("  received by istiod", direct.received)
