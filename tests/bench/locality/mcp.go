@@ -96,7 +96,7 @@ func (s *mcpServer) Set(rules []*locality.Rule) error {
 	return nil
 }
 
-// StreamAggregatedResources answers each type's first request, and sends
+// StreamAggregatedResources answers each type's first request on the stream, and sends
 // DestinationRules again on every Set.
 func (s *mcpServer) StreamAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	changed := make(chan struct{}, 1)
@@ -122,6 +122,7 @@ func (s *mcpServer) StreamAggregatedResources(stream discoveryv3.AggregatedDisco
 	}()
 	var drType string
 	sent := -1
+	answered := map[string]bool{}
 	send := func(typeURL string) error {
 		resp := &discoveryv3.DiscoveryResponse{TypeUrl: typeURL}
 		s.mu.Lock()
@@ -154,9 +155,10 @@ func (s *mcpServer) StreamAggregatedResources(stream discoveryv3.AggregatedDisco
 			if req.ErrorDetail != nil {
 				fmt.Fprintf(os.Stderr, "MCP: istiod rejected %s: %s\n", req.TypeUrl, req.ErrorDetail.Message)
 			}
-			if req.ResponseNonce != "" {
-				continue // an ACK or NACK
+			if answered[req.TypeUrl] {
+				continue // an ACK or NACK (istiod's first requests carry a nonce too)
 			}
+			answered[req.TypeUrl] = true
 			if isDestinationRule(req.TypeUrl) {
 				drType = req.TypeUrl
 			}
