@@ -382,10 +382,14 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	row("  rules served over MCP (translated from the same watch)", mcpOne.written)
 	row("  received by the MCP istiod", mcpOne.received)
 	row("  the MCP istiod pushes it", mcpOne.pushed)
+	row("  of which the feed's watch event → rules computed (not MCP's share)", mcpOne.compute)
+	row("  of which MCP's own hop: served → received by istiod", mcpOne.hop)
 	fmt.Println("node region relabelled:")
 	row("  rules served over MCP", mcpAll.written)
 	row("  received by the MCP istiod", mcpAll.received)
 	row("  the MCP istiod pushes them", mcpAll.pushed)
+	row("  of which the feed's watch event → rules computed (not MCP's share)", mcpAll.compute)
+	row("  of which MCP's own hop: served → received by istiod", mcpAll.hop)
 	fmt.Println("baseline: policy changed, synced directly (translate + write only):")
 	row("  rules written to the API server", direct.written)
 	row("  received by istiod", direct.received)
@@ -433,6 +437,9 @@ type pushTimes struct {
 	received   []time.Duration
 	firstWrite bool
 	failed     int
+	// MCP only: the feed's own computation (its watcher's event → rules
+	// handed to the MCP server), and the MCP hop (served → received).
+	compute, hop []time.Duration
 	// rule, if set, is the rule whose push counts: istiod's first push
 	// naming it after the change (istiod may push a created rule before
 	// the server has finished the request that follows the create).

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -43,6 +44,10 @@ type mcpServer struct {
 	streams map[chan struct{}]bool
 	// served receives the time of each DestinationRule response sent.
 	served chan time.Time
+	// changedAt is when the feed's watcher first reported a change not yet
+	// served (UnixNano, 0: none); compute is how long the last change took
+	// from there to the rules handed to Set.
+	changedAt, compute atomic.Int64
 }
 
 func isDestinationRule(typeURL string) bool { return strings.HasSuffix(typeURL, "/DestinationRule") }
@@ -187,6 +192,7 @@ func (s *mcpServer) StreamAggregatedResources(stream discoveryv3.AggregatedDisco
 func mcpFeed(ctx context.Context, s *mcpServer, cfgs map[string]*rest.Config, groupMin int, policy func() locality.Policy) error {
 	notify := make(chan struct{}, 1)
 	w, err := topology.NewWatcher(cfgs, topology.WatcherOptions{ConfigCluster: "c1", OnChange: func() {
+		s.changedAt.CompareAndSwap(0, time.Now().UnixNano())
 		select {
 		case notify <- struct{}{}:
 		default:
@@ -201,6 +207,7 @@ func mcpFeed(ctx context.Context, s *mcpServer, cfgs map[string]*rest.Config, gr
 	}
 	var prev *locality.Result
 	resync := func() error {
+		from := s.changedAt.Swap(0)
 		t, d := w.Changes()
 		var res *locality.Result
 		var err error
@@ -216,6 +223,9 @@ func mcpFeed(ctx context.Context, s *mcpServer, cfgs map[string]*rest.Config, gr
 		_, rules, err := rulesync.Group(rulesync.Place(res, "istio-system"), groupMin)
 		if err != nil {
 			return err
+		}
+		if from != 0 {
+			s.compute.Store(time.Now().UnixNano() - from)
 		}
 		return s.Set(rules)
 	}
@@ -240,9 +250,11 @@ func mcpFeed(ctx context.Context, s *mcpServer, cfgs map[string]*rest.Config, gr
 // measureMCP records, for a change made at t0, when the MCP server served
 // its rules and when the MCP-fed istiod received and pushed them.
 func (p *pushTimes) measureMCP(s *mcpServer, ilog *istiodLog, t0 time.Time) {
+	var at time.Time
 	select {
-	case at := <-s.served:
+	case at = <-s.served:
 		p.written = append(p.written, at.Sub(t0))
+		p.compute = append(p.compute, time.Duration(s.compute.Load()))
 	case <-time.After(changeTimeout()):
 		p.fail(fmt.Errorf("MCP: no rules served within %v", changeTimeout()))
 		return
@@ -254,6 +266,7 @@ func (p *pushTimes) measureMCP(s *mcpServer, ilog *istiodLog, t0 time.Time) {
 	}
 	p.pushed = append(p.pushed, pushed.Sub(t0))
 	p.received = append(p.received, pushed.Add(-window).Sub(t0))
+	p.hop = append(p.hop, pushed.Add(-window).Sub(at))
 }
 
 // prepareMCP forgets what was served and logged before a change.
