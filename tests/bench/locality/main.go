@@ -13,6 +13,10 @@
 //     to baselines measured in the same run: the same rules changed by a
 //     direct policy change (no watch, no debounce), and one hand-written
 //     DestinationRule updated (istiod's own path); plus the server's heap;
+//   - the same two changes on a second istiod that reads the rules over
+//     MCP (configSources xds://) from an in-process server fed by the same
+//     translation (mcp.go): served, received by it and pushed, with the
+//     feed's own computation and MCP's hop apart (ARCHITECTURE decision 67);
 //   - failover time: endpoints go not ready → ≥ 99 of 100 consecutive RPCs
 //     of a real proxyless gRPC client in r1/z1 land in the next locality
 //     (r1/z2 when its zone fails, r2 when its region fails), for a service
