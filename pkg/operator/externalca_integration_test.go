@@ -56,7 +56,7 @@ func TestExternalCA(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.kubectl("primary", "apply", "-f", repoPath("crds"))
+	applyCRDs(t, env, "primary")
 	h.kubectl("primary", "create", "namespace", ns)
 	h.kubeconfigSecret("remote1-kubeconfig", env.Cluster("remote1").Kubeconfig)
 

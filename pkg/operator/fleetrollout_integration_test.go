@@ -124,7 +124,7 @@ func TestFleetRolloutRefusedFields(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	ctx := testenv.Context(t)
 	rh := &remoteHarness{t: t, env: env, ctx: ctx, clients: map[string]client.Client{}}
-	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
+	applyCRDs(t, env, "primary")
 	rh.kubectl("primary", "create", "namespace", ns)
 	c, err := client.New(env.Cluster("primary").Config, client.Options{})
 	if err != nil {

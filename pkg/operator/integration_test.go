@@ -54,7 +54,7 @@ func TestOperator(t *testing.T) {
 	h := &harness{t: t, env: env, ctx: ctx}
 
 	// The CRDs and the samples go in with the real kubectl, exactly as a user would.
-	h.kubectl("apply", "-f", repoPath("crds"))
+	applyCRDs(t, env, "primary")
 	h.kubectl("create", "namespace", ns)
 	h.kubectl("create", "namespace", "default-apps")
 	h.kubectl("apply", "-f", repoPath("samples/istio.yaml"))
@@ -657,6 +657,14 @@ func hasPort(svc *corev1.Service, port int32) bool {
 }
 
 func repoPath(p string) string { return filepath.Join("..", "..", p) }
+
+// applyCRDs installs meshfleet's CRDs in cluster and waits until they serve.
+func applyCRDs(t testing.TB, env *testenv.Env, cluster string) {
+	t.Helper()
+	if err := env.ApplyCRDs(t.Context(), cluster, repoPath("crds")); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // finalizeNamespace plays kube-controller-manager's namespace controller
 // (not run here) for a namespace the operator deleted and emptied: it

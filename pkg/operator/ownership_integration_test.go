@@ -43,7 +43,7 @@ func TestOwnership(t *testing.T) {
 	// What the cluster holds before meshfleet comes: Istio's CRDs, a user's
 	// plug-in CA, a user's STRICT mesh-wide policy, a user's ConfigMap that
 	// carries meshfleet's labels, and another mesh's istiod.
-	h.kubectl("apply", "-f", repoPath("crds"))
+	applyCRDs(t, env, "primary")
 	h.kubectl("apply", "--server-side", "-f", repoPath("manifests/charts/istio/1.31/base/files/crd-all.gen.yaml"))
 	for _, n := range []string{ns, "other-mesh", "tenant"} {
 		h.kubectl("create", "namespace", n)

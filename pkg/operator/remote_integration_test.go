@@ -69,7 +69,7 @@ func TestRemoteIstio(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.kubectl("primary", "apply", "-f", repoPath("crds"))
+	applyCRDs(t, env, "primary")
 	h.kubectl("primary", "create", "namespace", ns)
 	for _, r := range []string{"remote1", "remote2"} {
 		h.kubeconfigSecret(r+"-kubeconfig", env.Cluster(r).Kubeconfig)
@@ -119,6 +119,7 @@ func TestRemoteIstio(t *testing.T) {
 	t.Run("every cluster's cacerts chains to one root", h.sharedRoot)
 	t.Run("remote pieces are installed", h.remotePieces)
 	t.Run("remote secret lets istiod read the remote, not write Secrets", h.remoteSecret)
+	t.Run("a reader account created again gets a new token", h.readerRecreated)
 	t.Run("Istio lists its members", h.members)
 	t.Run("an unreachable remote keeps its last known conditions", h.remoteOutage)
 	t.Run("a remote whose etcd is down is unreachable, not failed", h.remoteEtcdOutage)
@@ -311,6 +312,27 @@ func (h *remoteHarness) remoteSecret(t *testing.T) {
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("istiod's credentials may create Secrets in remote1: %v", err)
 	}
+}
+
+// readerRecreated deletes istiod's reader account in remote1, which revokes
+// every token issued for it. The operator creates the account again at its
+// next look at the remote and must then write a token of the new account:
+// the old token has hours to live by its expiry, but none by its account.
+func (h *remoteHarness) readerRecreated(t *testing.T) {
+	h.kubectl("remote1", "-n", ns, "delete", "serviceaccount", "istio-reader-service-account")
+	eventually(t, "remote1's remote secret reads Services again", func() error {
+		s := &corev1.Secret{}
+		h.get("primary", ns, render.RemoteSecretName("remote1"), s)
+		cfg, err := clientcmd.RESTConfigFromKubeConfig(s.Data["remote1"])
+		if err != nil {
+			return err
+		}
+		c, err := client.New(cfg, client.Options{})
+		if err != nil {
+			return err
+		}
+		return c.List(h.ctx, &corev1.ServiceList{})
+	})
 }
 
 func (h *remoteHarness) kiali(t *testing.T) {

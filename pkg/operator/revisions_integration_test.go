@@ -32,7 +32,7 @@ func TestRevisionBasedUpgrade(t *testing.T) {
 	env := testenv.Start(t, localcluster.ClusterOptions{Name: "primary"})
 	ctx := t.Context()
 	h := &harness{t: t, env: env, ctx: ctx}
-	h.kubectl("apply", "-f", repoPath("crds"))
+	applyCRDs(t, env, "primary")
 	h.kubectl("create", "namespace", ns)
 	h.kubectl("create", "namespace", "apps")
 

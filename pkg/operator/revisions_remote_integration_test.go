@@ -215,7 +215,7 @@ func startRevisionMesh(t *testing.T, remotes ...string) (*harness, *remoteHarnes
 		}
 	}
 	h := &harness{t: t, env: env, ctx: ctx, direct: rh.clients["primary"]}
-	rh.kubectl("primary", "apply", "-f", repoPath("crds"))
+	applyCRDs(t, env, "primary")
 	rh.kubectl("primary", "create", "namespace", ns)
 	for _, r := range remotes {
 		rh.kubectl(r, "create", "namespace", "apps")

@@ -10,7 +10,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -31,6 +30,10 @@ const (
 	readerTokenRenew = 8 * time.Hour
 	// annotationTokenExpiry records when the token in a remote secret expires.
 	annotationTokenExpiry = "meshfleet.io/token-expires"
+	// annotationTokenAccount records the UID of the remote service account
+	// the token was issued for: a token outlives nothing of its account, so
+	// an account deleted and created again (a revocation) needs a new one.
+	annotationTokenAccount = "meshfleet.io/token-account-uid"
 )
 
 // certificates issues the remote's intermediate CA from the primary's root
@@ -272,13 +275,18 @@ func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, 
 		return s, time.Time{}, err
 	}
 
-	token, expires, err := r.currentToken(ctx, cp, c, access.Server)
+	// The account is read from the remote itself, never a cache: a token of
+	// an account since deleted is revoked, however long it had to live.
+	sa := &corev1.ServiceAccount{}
+	if err := rem.client.Get(ctx, client.ObjectKey{Namespace: cp.Namespace, Name: c.ServiceAccount}, sa); err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading service account %s/%s in cluster %s: %w", cp.Namespace, c.ServiceAccount, cp.ClusterName, err)
+	}
+	token, expires, err := r.currentToken(ctx, cp, c, access.Server, string(sa.UID))
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	if token == "" {
 		secs := int64(readerTokenTTL.Seconds())
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: cp.Namespace, Name: c.ServiceAccount}}
 		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
 		if err := rem.client.SubResource("token").Create(ctx, sa, tr); err != nil {
 			return nil, time.Time{}, fmt.Errorf("requesting a token for %s/%s in cluster %s: %w", cp.Namespace, c.ServiceAccount, cp.ClusterName, err)
@@ -292,13 +300,15 @@ func (r *Reconciler) remoteSecret(ctx context.Context, cp *render.ControlPlane, 
 	}
 	ann := s.GetAnnotations()
 	ann[annotationTokenExpiry] = expires.UTC().Format(time.RFC3339)
+	ann[annotationTokenAccount] = string(sa.UID)
 	s.SetAnnotations(ann)
 	return s, expires.Add(-readerTokenRenew), nil
 }
 
 // currentToken returns the token of the live remote secret while it has
-// long enough to live and was issued for the same server; "" otherwise.
-func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, c render.Consumer, server string) (string, time.Time, error) {
+// long enough to live and was issued for the same server and the same
+// service account (by UID); "" otherwise.
+func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, c render.Consumer, server, accountUID string) (string, time.Time, error) {
 	live := &corev1.Secret{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: cp.Remote.Primary.Namespace, Name: c.SecretName(cp.ClusterName)}, live)
 	if apierrors.IsNotFound(err) {
@@ -306,6 +316,9 @@ func (r *Reconciler) currentToken(ctx context.Context, cp *render.ControlPlane, 
 	}
 	if err != nil {
 		return "", time.Time{}, err
+	}
+	if accountUID == "" || live.Annotations[annotationTokenAccount] != accountUID {
+		return "", time.Time{}, nil
 	}
 	expires, err := time.Parse(time.RFC3339, live.Annotations[annotationTokenExpiry])
 	if err != nil || expires.Before(r.now().Add(readerTokenRenew)) {
