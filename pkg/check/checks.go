@@ -323,7 +323,7 @@ func istiodChecks(f *Facts) []Result {
 		switch p := c.ReaderAccess; {
 		case p.Code == 401:
 			out = append(out, fail(check, c.Name+" refused them (401): "+p.Err,
-				"the token in istiod's remote secret was revoked (its service account deleted or recreated?); delete Secret "+f.Namespace+"/"+render.RemoteSecretName(c.Name)+" and the operator writes one with a new token at its next resync"))
+				"the token in istiod's remote secret was revoked (its service account deleted or recreated?); once the account is back the operator writes one with a new token at its next resync (is the operator running?); deleting Secret "+f.Namespace+"/"+render.RemoteSecretName(c.Name)+" makes it write one at once"))
 		case p.Code == 403:
 			out = append(out, fail(check, c.Name+" forbids them (403): "+p.Err, "the reader's RBAC in "+c.Name+" is missing; the operator restores it on its next resync"))
 		case p.Err != "":

@@ -108,7 +108,7 @@ func TestBrokenMeshFailsTheRightCheck(t *testing.T) {
 			f.Clusters[0].CA.RootPEM = f.Clusters[2].CA.RootPEM
 			f.Clusters[0].CA.CertPEM = f.Clusters[2].CA.CertPEM
 		}, "remote-2's intermediate CA (cacerts) chains to the root and is valid", StatusWarn, "renews"},
-		{"reader token revoked", func(f *Facts) { f.Clusters[2].ReaderAccess = &Probe{Code: 401, Err: "Unauthorized"} }, "istiod's credentials for remote-2 are accepted", StatusFail, "delete Secret istio-system/istio-remote-secret-remote-2"},
+		{"reader token revoked", func(f *Facts) { f.Clusters[2].ReaderAccess = &Probe{Code: 401, Err: "Unauthorized"} }, "istiod's credentials for remote-2 are accepted", StatusFail, "deleting Secret istio-system/istio-remote-secret-remote-2"},
 		{"istiod unreachable", func(f *Facts) { f.Istiod.Err = "connection refused" }, "istiod answers on its debug endpoint", StatusFail, "port-forward"},
 		{"istiod address unknown", func(f *Facts) { f.Istiod = Endpoint[[]IstiodCluster]{} }, "istiod answers on its debug endpoint", StatusWarn, "--istiod-debug"},
 		{"istiod lacks a remote", func(f *Facts) { f.Istiod.Value = f.Istiod.Value[:2] }, "istiod has synced remote-2", StatusFail, "remote secret"},

@@ -206,9 +206,11 @@ func TestMeshctlCheck(t *testing.T) {
 	}
 	healthy("locality server restarted")
 
-	// Revoke the token istiod holds for remote-2: its service account goes
-	// (the operator puts an account of that name back at its next resync,
-	// but the token was bound to the old one).
+	// Revoke the token istiod holds for remote-2 while the operator is down:
+	// its service account goes, and nothing puts it back yet.
+	if _, err := sb.Kill(sandbox.ComponentOperator); err != nil {
+		t.Fatal(err)
+	}
 	remote2, err := kubernetes.NewForConfig(sb.Clusters[2].Config)
 	if err != nil {
 		t.Fatal(err)
@@ -216,24 +218,21 @@ func TestMeshctlCheck(t *testing.T) {
 	if err := remote2.CoreV1().ServiceAccounts("istio-system").Delete(ctx, render.Istiod.ServiceAccount, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	fails("istiod's token for remote-2 revoked", "istiod's credentials for remote-2 are accepted", "delete Secret istio-system/"+render.RemoteSecretName("remote-2"))
+	fails("istiod's token for remote-2 revoked", "istiod's credentials for remote-2 are accepted", "the operator writes one with a new token")
 	logClusterz(t, sb, "istiod's token for remote-2 revoked, istiod not restarted")
 	if _, err := sb.Restart(ctx, sandbox.ComponentIstiod); err != nil {
 		t.Fatal(err)
 	}
 	istiodReports(t, sb, "istiod's token for remote-2 revoked, istiod restarted", map[string]string{"remote-2": "timeout"})
 	fails("istiod restarted with its token for remote-2 revoked", "istiod has synced remote-2", "its log says why")
-	// The hint's fix: the operator writes the remote secret again with a
-	// new token.
-	primary, err := kubernetes.NewForConfig(sb.Primary().Config)
-	if err != nil {
+	// Back, the operator puts the account in place again and, as its UID
+	// is not the one the token was issued for, writes istiod's remote secret
+	// with a new token: nobody deletes anything by hand.
+	if _, err := sb.Restart(ctx, sandbox.ComponentOperator); err != nil {
 		t.Fatal(err)
 	}
-	if err := primary.CoreV1().Secrets("istio-system").Delete(ctx, render.RemoteSecretName("remote-2"), metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	istiodReports(t, sb, "remote secret rewritten", nil)
-	healthy("remote secret rewritten")
+	istiodReports(t, sb, "operator restarted", nil)
+	healthy("operator restarted: remote secret rewritten")
 }
 
 // istiodReports waits until istiod's /debug/clusterz (what `istioctl x
