@@ -54,6 +54,11 @@ type Reconciler struct {
 	IstiodDebug IstiodDebug
 	// Now is the clock; tests set it.
 	Now func() time.Time
+
+	// renders spares the charts' render when a reconcile's ControlPlane is
+	// the one last rendered: most reconciles follow a RemoteIstio's change
+	// of phase, which changes only the status (decision 70).
+	renders render.Memo
 }
 
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios,verbs=get;list;watch;update;patch
@@ -110,7 +115,7 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 		manifest, revRequeue, err = r.renderRevisions(ctx, ist, cp, remotePods)
 	} else {
 		ist.Status.Revisions = nil
-		manifest, err = render.Render(cp)
+		manifest, err = r.renders.Render(cp)
 	}
 	if err != nil {
 		// The charts are embedded, so this is a bug, not the user's doing.
