@@ -22,13 +22,15 @@ import (
 type Memo struct {
 	mu   sync.Mutex
 	last map[Owner]memoEntry
-	// renders counts the renders the Memo could not spare (tests).
-	renders int
+	// renders counts the renders the Memo could not spare; each names the
+	// manifest it stored (Generation).
+	renders uint64
 }
 
 type memoEntry struct {
-	input    []byte
-	manifest *Manifest
+	input      []byte
+	manifest   *Manifest
+	generation uint64
 }
 
 // maxMemoOwners bounds a Memo: the operator manages a handful of Istio
@@ -80,8 +82,18 @@ func (m *Memo) render(cp *ControlPlane, revs []InstalledRevision, render func() 
 			break
 		}
 	}
-	m.last[cp.Owner] = memoEntry{input: input, manifest: out.DeepCopy()}
+	m.last[cp.Owner] = memoEntry{input: input, manifest: out.DeepCopy(), generation: m.renders}
 	return out, nil
+}
+
+// Generation names the manifest the Memo last handed out for owner: it
+// stays the same while that manifest is handed out again, and changes with
+// every render (0: none). A caller can so tell that what it is given is
+// what it checked before, without comparing it.
+func (m *Memo) Generation(owner Owner) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last[owner].generation
 }
 
 // DeepCopy returns a copy of m that shares nothing with it.

@@ -61,6 +61,9 @@ type Reconciler struct {
 	// the one last rendered: most reconciles follow a RemoteIstio's change
 	// of phase, which changes only the status (decision 70).
 	renders render.Memo
+	// crds spares the check of Istio's CRDs when neither they nor the
+	// manifest changed since they were last found applied and established.
+	crds crdCheck
 }
 
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios,verbs=get;list;watch;update;patch
