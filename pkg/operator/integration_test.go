@@ -231,6 +231,19 @@ func (h *harness) driftRepaired(t *testing.T) {
 		}
 		return h.direct.Get(h.ctx, client.ObjectKey{Name: "istiod-clusterrole-istio-system"}, &unstructured.Unstructured{Object: map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}})
 	})
+	// Someone edits one of Istio's CRDs, which the operator skips while
+	// they stay as it last found them (decision 70).
+	h.kubectl("patch", "crd", "virtualservices.networking.istio.io", "--type=json", "-p", `[{"op":"replace","path":"/spec/names/shortNames","value":["hacked"]}]`)
+	eventually(h.t, "the CRD's short names restored", func() error {
+		crd := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}}
+		if err := h.direct.Get(h.ctx, client.ObjectKey{Name: "virtualservices.networking.istio.io"}, crd); err != nil {
+			return err
+		}
+		if names, _, _ := unstructured.NestedStringSlice(crd.Object, "spec", "names", "shortNames"); len(names) != 1 || names[0] != "vs" {
+			return fmt.Errorf("short names %v", names)
+		}
+		return nil
+	})
 }
 
 func (h *harness) versionRoll(t *testing.T) {

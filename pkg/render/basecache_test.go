@@ -47,7 +47,8 @@ func everything(t *testing.T, m *Manifest) []byte {
 // BenchmarkRender prints the cost of a primary's and a remote's full render
 // next to the base chart rendered from the chart each time (the baseline:
 // what every render paid before the base objects were cached) and taken
-// from the cache.
+// from the cache, and a primary's render from a Memo whose input did not
+// change.
 func BenchmarkRender(b *testing.B) {
 	primary := readControlPlane(b, "testdata/sample.in.yaml")
 	remote := readControlPlane(b, "testdata/remote-sample.in.yaml")
@@ -75,4 +76,15 @@ func BenchmarkRender(b *testing.B) {
 			}
 		})
 	}
+	// What the operator's reconcile of the primary pays when a RemoteIstio
+	// changed but the ControlPlane did not (decision 70), next to "render
+	// primary" above, what it paid before.
+	b.Run("render primary, input unchanged (Memo)", func(b *testing.B) {
+		var memo Memo
+		for b.Loop() {
+			if _, err := memo.Render(primary); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

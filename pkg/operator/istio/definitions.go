@@ -22,22 +22,28 @@ import (
 // definitions applies Istio's CRDs, waits until they are established, and
 // issues this cluster's intermediate CA from the mesh's root.
 func (r *Reconciler) definitions(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane, m *render.Manifest) (*meshca.Issued, outcome) {
-	// Istio's CRDs are shared with everything that uses Istio's API (and may
-	// predate meshfleet): applied without an owner, never deleted.
-	applier := &apply.Applier{Client: r.Client, FieldManager: apply.OperatorFieldManager}
-	if _, err := applier.Apply(ctx, m.CRDs); err != nil {
-		return nil, transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("applying Istio's CRDs failed: %v", err), err)
-	}
-	for _, crd := range m.CRDs {
-		live := &unstructured.Unstructured{}
-		live.SetGroupVersionKind(crd.GroupVersionKind())
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(crd), live); err != nil {
-			return nil, transient(v1beta1.ReasonCRDNotEstablished, fmt.Sprintf("reading CRD %s: %v", crd.GetName(), err), err)
+	generation := r.renders.Generation(cp.Owner)
+	if !r.crds.unchanged(ctx, r.Client, ist.UID, generation, m.CRDs) {
+		// Istio's CRDs are shared with everything that uses Istio's API (and
+		// may predate meshfleet): applied without an owner, never deleted.
+		applier := &apply.Applier{Client: r.Client, FieldManager: apply.OperatorFieldManager}
+		if _, err := applier.Apply(ctx, m.CRDs); err != nil {
+			return nil, transient(v1beta1.ReasonApplyFailed, fmt.Sprintf("applying Istio's CRDs failed: %v", err), err)
 		}
-		if !established(live) {
-			return nil, waiting(v1beta1.ReasonCRDNotEstablished,
-				fmt.Sprintf("waiting for CRD %s to be established by the API server", crd.GetName()), time.Second)
+		seen := map[string]string{}
+		for _, crd := range m.CRDs {
+			live := &unstructured.Unstructured{}
+			live.SetGroupVersionKind(crd.GroupVersionKind())
+			if err := r.Client.Get(ctx, client.ObjectKeyFromObject(crd), live); err != nil {
+				return nil, transient(v1beta1.ReasonCRDNotEstablished, fmt.Sprintf("reading CRD %s: %v", crd.GetName(), err), err)
+			}
+			if !established(live) {
+				return nil, waiting(v1beta1.ReasonCRDNotEstablished,
+					fmt.Sprintf("waiting for CRD %s to be established by the API server", crd.GetName()), time.Second)
+			}
+			seen[crd.GetName()] = liveVersion(live)
 		}
+		r.crds.record(ist.UID, generation, seen)
 	}
 
 	now := r.now()

@@ -3,6 +3,8 @@ package istio
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -54,6 +56,14 @@ type Reconciler struct {
 	IstiodDebug IstiodDebug
 	// Now is the clock; tests set it.
 	Now func() time.Time
+
+	// renders spares the charts' render when a reconcile's ControlPlane is
+	// the one last rendered: most reconciles follow a RemoteIstio's change
+	// of phase, which changes only the status (decision 70).
+	renders render.Memo
+	// crds spares the check of Istio's CRDs when neither they nor the
+	// manifest changed since they were last found applied and established.
+	crds crdCheck
 }
 
 // +kubebuilder:rbac:groups=meshfleet.io,resources=istios,verbs=get;list;watch;update;patch
@@ -110,7 +120,7 @@ func (r *Reconciler) install(ctx context.Context, ist *v1beta1.Istio) (ctrl.Resu
 		manifest, revRequeue, err = r.renderRevisions(ctx, ist, cp, remotePods)
 	} else {
 		ist.Status.Revisions = nil
-		manifest, err = render.Render(cp)
+		manifest, err = r.renders.Render(cp)
 	}
 	if err != nil {
 		// The charts are embedded, so this is a bug, not the user's doing.
@@ -185,8 +195,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
-// members lists the remote clusters joined to this control plane: in the
-// status, and in the ControlPlane for meshNetworks. It returns the pods each
+// members lists the remote clusters joined to this control plane, by
+// RemoteIstio name: in the status, and in the ControlPlane for meshNetworks. It returns the pods each
 // remote counts per revision (its RemoteIstio's status.revisions), by
 // cluster name.
 func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render.ControlPlane) (map[string]map[string]int, error) {
@@ -194,6 +204,11 @@ func (r *Reconciler) members(ctx context.Context, ist *v1beta1.Istio, cp *render
 	if err := r.Client.List(ctx, &list, client.InNamespace(ist.Namespace)); err != nil {
 		return nil, fmt.Errorf("list RemoteIstio resources in %s: %w", ist.Namespace, err)
 	}
+	// The cache lists in no set order (an index is a set), and the members'
+	// order reaches meshNetworks, status.members and the render's input:
+	// taken as listed, each reconcile could see another order, rewrite the
+	// status and render again for nothing (decision 70).
+	slices.SortFunc(list.Items, func(a, b v1beta1.RemoteIstio) int { return strings.Compare(a.Name, b.Name) })
 	pods := map[string]map[string]int{}
 	ist.Status.Members = nil
 	for i := range list.Items {

@@ -162,7 +162,7 @@ func (r *Reconciler) renderRevisions(ctx context.Context, ist *v1beta1.Istio, cp
 		requeue = rolloutRequeue
 	}
 
-	m, err := render.RenderRevisions(cp, render.RevisionsFor(ist, cp.ClusterName))
+	m, err := r.renders.RenderRevisions(cp, render.RevisionsFor(ist, cp.ClusterName))
 	if err != nil {
 		return nil, 0, err
 	}

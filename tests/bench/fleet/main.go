@@ -18,8 +18,9 @@
 // CPU and resident memory (-operator=false skips it). The join of one
 // cluster up to the first RPC is tests/bench/join.
 //
-// At 20 remotes (the default) it takes 8 to 11 minutes on two loaded cores
-// and 7.5 GiB of memory (21 × 285 MiB of kube-apiserver, 21 × 50 MiB of
+// At 20 remotes (the default) it takes 5 to 11 minutes on two loaded cores
+// (5 to 7 since the operator's render caches, decisions 58 and 70) and
+// 7.5 GiB of memory (21 × 285 MiB of kube-apiserver, 21 × 50 MiB of
 // etcd); -clusters 3 takes about 2 minutes. The 21 idle API servers alone keep one
 // core about busy.
 //
