@@ -7,7 +7,17 @@
 // backend, which shows the transport's own limit), 1,000 concurrent watches
 // through one agent, and the time to reconnect after an agent restart.
 //
+// Its peer is rancher/remotedialer (peer.go), measured in the same run two
+// ways: presenting the remote's credentials only, and impersonating the
+// caller as meshfleet's agent does and as Rancher does downstream (the
+// like-for-like row, "remotedialer, impersonating (as Rancher)", with the
+// delta "meshfleet vs remotedialer (impersonating)"). The row "direct,
+// impersonating as the agent does" is the API server's own cost of the
+// impersonation, which both tunnels pay there.
+//
 //	go run -tags integration ./tests/bench/tunnel
+//	go run -tags integration ./tests/bench/tunnel -only watches -runs 5
+//	go run -tags integration ./tests/bench/tunnel -only meshfleet -cpuprofile cpu.out
 package main
 
 import (
@@ -66,7 +76,8 @@ type row struct{ name, direct, tunnel, peer, note string }
 var (
 	quick        = flag.Bool("quick", false, "measure only the small GETs and the byte stream (for profiling)")
 	gets         = flag.Int("gets", smallGETs, "small GETs to time through each path")
-	only         = flag.String("only", "", "measure the small GETs through only this path (direct, meshfleet or remotedialer; for profiling)")
+	only         = flag.String("only", "", "measure only this: the small GETs through one path (direct, meshfleet, remotedialer or remotedialer-impersonating; for profiling), or watches (direct and meshfleet, -runs times)")
+	runs         = flag.Int("runs", 1, "with -only watches: how many times to measure the watches through each path")
 	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the tunnel measurements to this file")
 	blockProfile = flag.String("blockprofile", "", "write a profile of where goroutines blocked (hand-offs) during the tunnel measurements to this file")
 )
@@ -104,6 +115,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The like-for-like peer: a front whose credentials impersonate the
+	// caller as meshfleet's agent does, as Rancher's does (see peerImpersonating).
+	imp, err := b.impersonating(c.Config)
+	if err != nil {
+		return err
+	}
+	apiPeerImp, err := peer.front("remote-impersonating", imp)
+	if err != nil {
+		return err
+	}
 	api := target{direct: h1(c.Config), tunnel: h1(b.callerConfig("remote")), peer: apiPeer}
 	raw := target{direct: h1(b.rawConfig), tunnel: h1(b.callerConfig("raw")), peer: rawPeer}
 	if *cpuProfile != "" {
@@ -128,10 +149,13 @@ func run() error {
 	}
 
 	var rows []row
+	if *only == "watches" {
+		return b.watchRuns(ctx, c.Config, b.callerConfig("remote"))
+	}
 	if *only != "" {
-		cfg := map[string]*rest.Config{"direct": api.direct, "meshfleet": api.tunnel, "remotedialer": api.peer}[*only]
+		cfg := map[string]*rest.Config{"direct": api.direct, "meshfleet": api.tunnel, "remotedialer": api.peer, "remotedialer-impersonating": apiPeerImp}[*only]
 		if cfg == nil {
-			return fmt.Errorf("-only %q: want direct, meshfleet or remotedialer", *only)
+			return fmt.Errorf("-only %q: want direct, meshfleet, remotedialer, remotedialer-impersonating or watches", *only)
 		}
 		lat, err := b.latency(cfg)
 		if err != nil {
@@ -140,19 +164,18 @@ func run() error {
 		fmt.Printf("small GET through %s: p50 %s p99 %s, CPU %s\n", *only, ms(lat[0].p50), ms(lat[0].p99), us(lat[0].cpu))
 		return nil
 	}
-	imp, err := b.impersonating(c.Config)
-	if err != nil {
-		return err
-	}
-	lat, err := b.latency(api.direct, api.tunnel, api.peer, imp)
+	lat, err := b.latency(api.direct, api.tunnel, api.peer, imp, apiPeerImp)
 	if err != nil {
 		return err
 	}
 	rows = append(rows,
 		row{"small GET p50", ms(lat[0].p50), ms(lat[1].p50), ms(lat[2].p50), "added " + ms(lat[1].p50-lat[0].p50) + " (peer " + ms(lat[2].p50-lat[0].p50) + ")"},
 		row{"  direct, impersonating as the agent does", ms(lat[3].p50), "-", "-", "the API server's own cost of impersonation: " + ms(lat[3].p50-lat[0].p50)},
+		row{"  remotedialer, impersonating (as Rancher)", "-", "-", ms(lat[4].p50), "meshfleet vs remotedialer (impersonating): " + signedMs(lat[1].p50-lat[4].p50) +
+			"; added over direct impersonating: meshfleet " + ms(lat[1].p50-lat[3].p50) + ", peer " + ms(lat[4].p50-lat[3].p50)},
 		row{"small GET p99", ms(lat[0].p99), ms(lat[1].p99), ms(lat[2].p99), "added " + ms(lat[1].p99-lat[0].p99)},
-		row{"CPU per small GET (this process)", us(lat[0].cpu), us(lat[1].cpu), us(lat[2].cpu), "caller + server + agent"})
+		row{"  remotedialer, impersonating (as Rancher)", "-", "-", ms(lat[4].p99), "meshfleet vs remotedialer (impersonating): " + signedMs(lat[1].p99-lat[4].p99)},
+		row{"CPU per small GET (this process)", us(lat[0].cpu), us(lat[1].cpu), us(lat[2].cpu), "caller + server + agent (peer impersonating: " + us(lat[4].cpu) + ")"})
 
 	var tp [3]throughput
 	for i, cfg := range []*rest.Config{raw.direct, raw.tunnel, raw.peer} {
@@ -517,6 +540,27 @@ func (b *bench) watches(ctx context.Context, cfg *rest.Config) ([2]time.Duration
 	return [2]time.Duration{openAll, time.Since(start)}, firstErr
 }
 
+// watchRuns measures the watches through each of direct and tunnel, taking
+// turns, -runs times, and prints every figure and the medians.
+func (b *bench) watchRuns(ctx context.Context, direct, tunnel *rest.Config) error {
+	var open, event [2][]time.Duration
+	for n := range *runs {
+		for i, cfg := range []*rest.Config{direct, tunnel} {
+			w, err := b.watches(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			open[i], event[i] = append(open[i], w[0]), append(event[i], w[1])
+		}
+		fmt.Printf("run %d: %d watches open all: direct %s, meshfleet %s; event to all: direct %s, meshfleet %s\n",
+			n+1, watches, ms(open[0][n]), ms(open[1][n]), ms(event[0][n]), ms(event[1][n]))
+	}
+	med := func(d []time.Duration) time.Duration { d = slices.Clone(d); slices.Sort(d); return d[len(d)/2] }
+	fmt.Printf("median of %d: open all: direct %s, meshfleet %s; event to all: direct %s, meshfleet %s\n",
+		*runs, ms(med(open[0])), ms(med(open[1])), ms(med(event[0])), ms(med(event[1])))
+	return nil
+}
+
 // reconnect restarts the API server's agent and returns the median time from
 // starting the new agent to the first successful GET through it.
 func (b *bench) reconnect(ctx context.Context) (time.Duration, error) {
@@ -550,6 +594,9 @@ func (b *bench) reconnect(ctx context.Context) (time.Duration, error) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+func signedMs(d time.Duration) string {
+	return fmt.Sprintf("%+.3f ms", float64(d)/1e6)
+}
 func mbps(v float64) string     { return fmt.Sprintf("%.0f", v/1e6) }
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
 func secs(d time.Duration) string {
