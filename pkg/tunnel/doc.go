@@ -115,8 +115,12 @@
 //     it reads an early answer (a 403 to a large upload) while the body is
 //     still being written, and hijacks 101 responses. And yamux writes a
 //     frame from its writer's goroutine when nothing else is being written
-//     (internal/yamux: hashicorp/yamux v0.1.2 with this one change to its
-//     send path; wire format, windows, keep-alives and limits unchanged).
+//     (internal/yamux: hashicorp/yamux v0.1.2 with changes to its send
+//     path only; wire format, windows, keep-alives and limits unchanged).
+//     Its send loop, which writes the frames of writers that found the
+//     connection busy, writes every frame queued by then in one write (up
+//     to 16 KiB): a watch event to a thousand watchers was a thousand TLS
+//     records and syscalls on the agent, one per stream.
 //
 // With both, on the shared 2-core machine (load 27–34; the three paths
 // interleaved, so compare within a run): meshfleet's CPU per small GET went
@@ -169,6 +173,35 @@
 // the tunnel adds about what remotedialer adds (0.28–0.36 ms against
 // 0.26–0.38). Within 0.1 ms of direct would take not impersonating, that is
 // a server holding the remotes' credentials: not done.
+//
+// Like for like, remotedialer impersonates too. Rancher, its main user,
+// sends every request of a Rancher user to a downstream cluster with
+// Impersonate-User and -Group set to that user (rancher/rancher
+// pkg/auth/requests/filter.go) and the token of a service account,
+// cattle-impersonation-<user> in cattle-impersonation-system, allowed to
+// impersonate only that user (pkg/impersonation, pkg/clusterrouter/proxy),
+// over remotedialer. The bench's row "remotedialer, impersonating (as
+// Rancher)" sends the same Impersonate-User and -Group as meshfleet's agent,
+// with the same credentials, through remotedialer. Against it (four full
+// runs, load 14–29) meshfleet's small-GET p50 is 0.025–0.046 ms behind
+// (1.333 against 1.287 ms, 1.452/1.420, 2.386/2.361, 1.280/1.242), its CPU
+// per small GET 1.04–1.08× (466 µs against 444, 544/524, 774/746,
+// 458/426); over the direct impersonating baseline the tunnel adds
+// 0.26–0.36 ms, remotedialer 0.22–0.33. The profile (-only meshfleet
+// -cpuprofile) has no hot spot left to cut: a quarter of the process's CPU
+// is syscalls, then TLS and header parsing and writing on each hop.
+//
+// Watches do not take the agent's short path (longRunning hands them to
+// the http.Server and forwarder); on the server they go through
+// forwardDirect, which flushes each piece as the proxy did. "1000 watches:
+// event to all" is the bench's most load-sensitive row: every event
+// crosses the agent and the server in the bench's own process, three more
+// goroutine hops each than direct, so under CPU contention from other
+// processes it stretches (a 1,000-event fan-out took 116–826 ms through
+// the tunnel against 41–483 ms direct in interleaved runs at load 15–48,
+// with the code from before the short-GET path as spread as after it:
+// 97–803 ms). The bench now prints "event to half" beside it (half the
+// watchers had the event), which shows a uniform slowdown, not a straggler.
 //
 // The multiplexer stays yamux. HTTP/2 between agent and server (the server
 // as client, golang.org/x/net/http2) was the other option weighed: its
