@@ -116,7 +116,7 @@ func run() error {
 		return err
 	}
 	// The like-for-like peer: a front whose credentials impersonate the
-	// caller as meshfleet's agent does, as Rancher's does (see peerImpersonating).
+	// caller as meshfleet's agent does, as Rancher's does (peer.go).
 	imp, err := b.impersonating(c.Config)
 	if err != nil {
 		return err
