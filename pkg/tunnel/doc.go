@@ -182,13 +182,14 @@
 // impersonate only that user (pkg/impersonation, pkg/clusterrouter/proxy),
 // over remotedialer. The bench's row "remotedialer, impersonating (as
 // Rancher)" sends the same Impersonate-User and -Group as meshfleet's agent,
-// with the same credentials, through remotedialer. Against it (four full
-// runs, load 14–29) meshfleet's small-GET p50 is 0.025–0.046 ms behind
-// (1.333 against 1.287 ms, 1.452/1.420, 2.386/2.361, 1.280/1.242), its CPU
-// per small GET 1.04–1.08× (466 µs against 444, 544/524, 774/746,
-// 458/426); over the direct impersonating baseline the tunnel adds
-// 0.26–0.36 ms, remotedialer 0.22–0.33. The profile (-only meshfleet
-// -cpuprofile) has no hot spot left to cut: a quarter of the process's CPU
+// with the same credentials, through remotedialer. Against it (six full
+// runs, load 4–29) meshfleet's small-GET p50 is 0.025–0.051 ms behind
+// (quiet machine: 1.419 against 1.368 ms, 1.412 against 1.363), its CPU per
+// small GET 1.04–1.08× (532 µs against 504, 538 against 514); over the
+// direct impersonating baseline the tunnel adds 0.26–0.36 ms, remotedialer
+// 0.22–0.33. So meshfleet is not ahead on that row and not within 0.1 ms
+// of direct. The profile (-only meshfleet -cpuprofile) has no hot spot
+// left to cut: a quarter of the process's CPU
 // is syscalls, then TLS and header parsing and writing on each hop.
 //
 // Watches do not take the agent's short path (longRunning hands them to
@@ -197,10 +198,12 @@
 // event to all" is the bench's most load-sensitive row: every event
 // crosses the agent and the server in the bench's own process, three more
 // goroutine hops each than direct, so under CPU contention from other
-// processes it stretches (a 1,000-event fan-out took 116–826 ms through
-// the tunnel against 41–483 ms direct in interleaved runs at load 15–48,
-// with the code from before the short-GET path as spread as after it:
-// 97–803 ms). The bench now prints "event to half" beside it (half the
+// processes it stretches: at load 15–48, interleaved with direct, 97–803 ms
+// with the code from before the short-GET path (direct 41–483), 107–812
+// with it (direct 41–1,738), so the short-GET path did not cause it. With
+// the send loop's batching, interleaved with the code without it at load
+// 22–53: 169–286 ms against 107–529; on a quiet machine 140–173 ms against
+// 52–107 direct. The bench now prints "event to half" beside it (half the
 // watchers had the event), which shows a uniform slowdown, not a straggler.
 //
 // The multiplexer stays yamux. HTTP/2 between agent and server (the server
