@@ -115,8 +115,12 @@
 //     it reads an early answer (a 403 to a large upload) while the body is
 //     still being written, and hijacks 101 responses. And yamux writes a
 //     frame from its writer's goroutine when nothing else is being written
-//     (internal/yamux: hashicorp/yamux v0.1.2 with this one change to its
-//     send path; wire format, windows, keep-alives and limits unchanged).
+//     (internal/yamux: hashicorp/yamux v0.1.2 with changes to its send
+//     path only; wire format, windows, keep-alives and limits unchanged).
+//     Its send loop, which writes the frames of writers that found the
+//     connection busy, writes every frame queued by then in one write (up
+//     to 16 KiB): a watch event to a thousand watchers was a thousand TLS
+//     records and syscalls on the agent, one per stream.
 //
 // With both, on the shared 2-core machine (load 27–34; the three paths
 // interleaved, so compare within a run): meshfleet's CPU per small GET went
@@ -169,6 +173,38 @@
 // the tunnel adds about what remotedialer adds (0.28–0.36 ms against
 // 0.26–0.38). Within 0.1 ms of direct would take not impersonating, that is
 // a server holding the remotes' credentials: not done.
+//
+// Like for like, remotedialer impersonates too. Rancher, its main user,
+// sends every request of a Rancher user to a downstream cluster with
+// Impersonate-User and -Group set to that user (rancher/rancher
+// pkg/auth/requests/filter.go) and the token of a service account,
+// cattle-impersonation-<user> in cattle-impersonation-system, allowed to
+// impersonate only that user (pkg/impersonation, pkg/clusterrouter/proxy),
+// over remotedialer. The bench's row "remotedialer, impersonating (as
+// Rancher)" sends the same Impersonate-User and -Group as meshfleet's agent,
+// with the same credentials, through remotedialer. Against it (six full
+// runs, load 4–29) meshfleet's small-GET p50 is 0.025–0.051 ms behind
+// (quiet machine: 1.419 against 1.368 ms, 1.412 against 1.363), its CPU per
+// small GET 1.04–1.08× (532 µs against 504, 538 against 514); over the
+// direct impersonating baseline the tunnel adds 0.26–0.36 ms, remotedialer
+// 0.22–0.33. So meshfleet is not ahead on that row and not within 0.1 ms
+// of direct. The profile (-only meshfleet -cpuprofile) has no hot spot
+// left to cut: a quarter of the process's CPU
+// is syscalls, then TLS and header parsing and writing on each hop.
+//
+// Watches do not take the agent's short path (longRunning hands them to
+// the http.Server and forwarder); on the server they go through
+// forwardDirect, which flushes each piece as the proxy did. "1000 watches:
+// event to all" is the bench's most load-sensitive row: every event
+// crosses the agent and the server in the bench's own process, three more
+// goroutine hops each than direct, so under CPU contention from other
+// processes it stretches: at load 15–48, interleaved with direct, 97–803 ms
+// with the code from before the short-GET path (direct 41–483), 107–812
+// with it (direct 41–1,738), so the short-GET path did not cause it. With
+// the send loop's batching, interleaved with the code without it at load
+// 22–53: 169–286 ms against 107–529; on a quiet machine 140–173 ms against
+// 52–107 direct. The bench now prints "event to half" beside it (half the
+// watchers had the event), which shows a uniform slowdown, not a straggler.
 //
 // The multiplexer stays yamux. HTTP/2 between agent and server (the server
 // as client, golang.org/x/net/http2) was the other option weighed: its

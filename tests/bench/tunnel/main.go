@@ -7,7 +7,17 @@
 // backend, which shows the transport's own limit), 1,000 concurrent watches
 // through one agent, and the time to reconnect after an agent restart.
 //
+// Its peer is rancher/remotedialer (peer.go), measured in the same run two
+// ways: presenting the remote's credentials only, and impersonating the
+// caller as meshfleet's agent does and as Rancher does downstream (the
+// like-for-like row, "remotedialer, impersonating (as Rancher)", with the
+// delta "meshfleet vs remotedialer (impersonating)"). The row "direct,
+// impersonating as the agent does" is the API server's own cost of the
+// impersonation, which both tunnels pay there.
+//
 //	go run -tags integration ./tests/bench/tunnel
+//	go run -tags integration ./tests/bench/tunnel -only watches -runs 5
+//	go run -tags integration ./tests/bench/tunnel -only meshfleet -cpuprofile cpu.out
 package main
 
 import (
@@ -66,7 +76,8 @@ type row struct{ name, direct, tunnel, peer, note string }
 var (
 	quick        = flag.Bool("quick", false, "measure only the small GETs and the byte stream (for profiling)")
 	gets         = flag.Int("gets", smallGETs, "small GETs to time through each path")
-	only         = flag.String("only", "", "measure the small GETs through only this path (direct, meshfleet or remotedialer; for profiling)")
+	only         = flag.String("only", "", "measure only this: the small GETs through one path (direct, meshfleet, remotedialer or remotedialer-impersonating; for profiling), or watches (direct and meshfleet, -runs times)")
+	runs         = flag.Int("runs", 1, "with -only watches: how many times to measure the watches through each path")
 	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the tunnel measurements to this file")
 	blockProfile = flag.String("blockprofile", "", "write a profile of where goroutines blocked (hand-offs) during the tunnel measurements to this file")
 )
@@ -104,6 +115,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The like-for-like peer: a front whose credentials impersonate the
+	// caller as meshfleet's agent does, as Rancher's does (peer.go).
+	imp, err := b.impersonating(c.Config)
+	if err != nil {
+		return err
+	}
+	apiPeerImp, err := peer.front("remote-impersonating", imp)
+	if err != nil {
+		return err
+	}
 	api := target{direct: h1(c.Config), tunnel: h1(b.callerConfig("remote")), peer: apiPeer}
 	raw := target{direct: h1(b.rawConfig), tunnel: h1(b.callerConfig("raw")), peer: rawPeer}
 	if *cpuProfile != "" {
@@ -128,10 +149,13 @@ func run() error {
 	}
 
 	var rows []row
+	if *only == "watches" {
+		return b.watchRuns(ctx, c.Config, b.callerConfig("remote"))
+	}
 	if *only != "" {
-		cfg := map[string]*rest.Config{"direct": api.direct, "meshfleet": api.tunnel, "remotedialer": api.peer}[*only]
+		cfg := map[string]*rest.Config{"direct": api.direct, "meshfleet": api.tunnel, "remotedialer": api.peer, "remotedialer-impersonating": apiPeerImp}[*only]
 		if cfg == nil {
-			return fmt.Errorf("-only %q: want direct, meshfleet or remotedialer", *only)
+			return fmt.Errorf("-only %q: want direct, meshfleet, remotedialer, remotedialer-impersonating or watches", *only)
 		}
 		lat, err := b.latency(cfg)
 		if err != nil {
@@ -140,19 +164,18 @@ func run() error {
 		fmt.Printf("small GET through %s: p50 %s p99 %s, CPU %s\n", *only, ms(lat[0].p50), ms(lat[0].p99), us(lat[0].cpu))
 		return nil
 	}
-	imp, err := b.impersonating(c.Config)
-	if err != nil {
-		return err
-	}
-	lat, err := b.latency(api.direct, api.tunnel, api.peer, imp)
+	lat, err := b.latency(api.direct, api.tunnel, api.peer, imp, apiPeerImp)
 	if err != nil {
 		return err
 	}
 	rows = append(rows,
 		row{"small GET p50", ms(lat[0].p50), ms(lat[1].p50), ms(lat[2].p50), "added " + ms(lat[1].p50-lat[0].p50) + " (peer " + ms(lat[2].p50-lat[0].p50) + ")"},
 		row{"  direct, impersonating as the agent does", ms(lat[3].p50), "-", "-", "the API server's own cost of impersonation: " + ms(lat[3].p50-lat[0].p50)},
+		row{"  remotedialer, impersonating (as Rancher)", "-", "-", ms(lat[4].p50), "meshfleet vs remotedialer (impersonating): " + signedMs(lat[1].p50-lat[4].p50) +
+			"; added over direct impersonating: meshfleet " + ms(lat[1].p50-lat[3].p50) + ", peer " + ms(lat[4].p50-lat[3].p50)},
 		row{"small GET p99", ms(lat[0].p99), ms(lat[1].p99), ms(lat[2].p99), "added " + ms(lat[1].p99-lat[0].p99)},
-		row{"CPU per small GET (this process)", us(lat[0].cpu), us(lat[1].cpu), us(lat[2].cpu), "caller + server + agent"})
+		row{"  remotedialer, impersonating (as Rancher)", "-", "-", ms(lat[4].p99), "meshfleet vs remotedialer (impersonating): " + signedMs(lat[1].p99-lat[4].p99)},
+		row{"CPU per small GET (this process)", us(lat[0].cpu), us(lat[1].cpu), us(lat[2].cpu), "caller + server + agent (peer impersonating: " + us(lat[4].cpu) + ")"})
 
 	var tp [3]throughput
 	for i, cfg := range []*rest.Config{raw.direct, raw.tunnel, raw.peer} {
@@ -183,8 +206,9 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		rows = append(rows, row{fmt.Sprintf("%d watches: open all", watches), ms(dw[0]), ms(tw[0]), "-", "one agent"},
-			row{fmt.Sprintf("%d watches: event to all", watches), ms(dw[1]), ms(tw[1]), "-", "one agent"})
+		rows = append(rows, row{fmt.Sprintf("%d watches: open all", watches), ms(dw.open), ms(tw.open), "-", "one agent"},
+			row{fmt.Sprintf("%d watches: event to half", watches), ms(dw.half), ms(tw.half), "-", "one agent"},
+			row{fmt.Sprintf("%d watches: event to all", watches), ms(dw.all), ms(tw.all), "-", "one agent"})
 
 		rc, err := b.reconnect(ctx)
 		if err != nil {
@@ -464,18 +488,26 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// watchTimes are the figures of one watch measurement.
+type watchTimes struct {
+	open time.Duration // until every watch was open
+	all  time.Duration // from the change until every watch saw it
+	half time.Duration // … until half of them had (a straggler shows as all ≫ half)
+}
+
 // watches opens that many watches on one namespace, then creates an object
-// and returns the time to open them all and the time until all saw it.
-func (b *bench) watches(ctx context.Context, cfg *rest.Config) ([2]time.Duration, error) {
+// and returns the time to open them all and the times until half and all
+// saw it.
+func (b *bench) watches(ctx context.Context, cfg *rest.Config) (watchTimes, error) {
 	c := kubernetes.NewForConfigOrDie(b.admin)
 	ns := fmt.Sprintf("watch-%d", time.Now().UnixNano())
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return [2]time.Duration{}, err
+		return watchTimes{}, err
 	}
 	cfg = rest.CopyConfig(cfg)
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return [2]time.Duration{}, err
+		return watchTimes{}, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -483,6 +515,8 @@ func (b *bench) watches(ctx context.Context, cfg *rest.Config) ([2]time.Duration
 		opened, seen sync.WaitGroup
 		errOnce      sync.Once
 		firstErr     error
+		mu           sync.Mutex
+		arrivals     []time.Time
 	)
 	start := time.Now()
 	for range watches {
@@ -500,21 +534,76 @@ func (b *bench) watches(ctx context.Context, cfg *rest.Config) ([2]time.Duration
 			defer resp.Body.Close()
 			if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
 				errOnce.Do(func() { firstErr = err })
+				return
 			}
+			mu.Lock()
+			arrivals = append(arrivals, time.Now())
+			mu.Unlock()
 		}()
 	}
 	opened.Wait()
 	openAll := time.Since(start)
 	if firstErr != nil {
-		return [2]time.Duration{}, firstErr
+		return watchTimes{}, firstErr
 	}
 	time.Sleep(500 * time.Millisecond) // let the watches register in etcd
 	start = time.Now()
 	if _, err := c.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "ping"}}, metav1.CreateOptions{}); err != nil {
-		return [2]time.Duration{}, err
+		return watchTimes{}, err
 	}
 	seen.Wait()
-	return [2]time.Duration{openAll, time.Since(start)}, firstErr
+	if firstErr != nil {
+		return watchTimes{}, firstErr
+	}
+	slices.SortFunc(arrivals, func(a, b time.Time) int { return a.Compare(b) })
+	return watchTimes{openAll, arrivals[len(arrivals)-1].Sub(start), arrivals[len(arrivals)/2].Sub(start)}, nil
+}
+
+// watchRuns measures the watches through each of cfgs (direct, meshfleet),
+// taking turns, -runs times, and prints every figure and the medians.
+// (remotedialer is not measured: Rancher's front opens an HTTP/1.1
+// connection through the tunnel per watch, and a thousand TLS handshakes
+// at once through it outlast client-go's 10 s handshake timeout here.)
+func (b *bench) watchRuns(ctx context.Context, cfgs ...*rest.Config) error {
+	names := []string{"direct", "meshfleet"}
+	figures := []struct {
+		name string
+		of   func(watchTimes) time.Duration
+	}{
+		{"open all", func(w watchTimes) time.Duration { return w.open }},
+		{"event to half", func(w watchTimes) time.Duration { return w.half }},
+		{"event to all", func(w watchTimes) time.Duration { return w.all }},
+	}
+	ws := make([][]watchTimes, len(cfgs))
+	show := func(head string, pick func(i int, of func(watchTimes) time.Duration) time.Duration) {
+		fmt.Println(head)
+		for _, f := range figures {
+			fmt.Printf("  %-14s", f.name)
+			for i := range cfgs {
+				fmt.Printf("  %s %s", names[i], ms(pick(i, f.of)))
+			}
+			fmt.Println()
+		}
+	}
+	for n := range *runs {
+		for i, cfg := range cfgs {
+			w, err := b.watches(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			ws[i] = append(ws[i], w)
+		}
+		show(fmt.Sprintf("run %d, %d watches:", n+1, watches), func(i int, of func(watchTimes) time.Duration) time.Duration { return of(ws[i][n]) })
+	}
+	show(fmt.Sprintf("median of %d runs:", *runs), func(i int, of func(watchTimes) time.Duration) time.Duration {
+		d := make([]time.Duration, len(ws[i]))
+		for k, w := range ws[i] {
+			d[k] = of(w)
+		}
+		slices.Sort(d)
+		return d[len(d)/2]
+	})
+	return nil
 }
 
 // reconnect restarts the API server's agent and returns the median time from
@@ -550,6 +639,9 @@ func (b *bench) reconnect(ctx context.Context) (time.Duration, error) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+func signedMs(d time.Duration) string {
+	return fmt.Sprintf("%+.3f ms", float64(d)/1e6)
+}
 func mbps(v float64) string     { return fmt.Sprintf("%.0f", v/1e6) }
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
 func secs(d time.Duration) string {

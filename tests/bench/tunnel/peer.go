@@ -26,6 +26,26 @@ import (
 // dials a WebSocket (over TLS) to the server; a TLS-terminating reverse
 // proxy in front of the server sends each caller's request through the
 // tunnel to the backend, with the agent's credentials.
+//
+// The bench has two such fronts to the API server. One presents the
+// remote's own credentials and nothing else: remotedialer as a bare byte
+// pipe. The other ("remotedialer, impersonating") also sends the
+// Impersonate-User and -Group headers meshfleet's agent sends for the same
+// caller, with the same credentials, so the API server does the same work
+// for both and the difference is the tunnel's. That is how Rancher itself
+// uses remotedialer (rancher/rancher 59bd052e, August 2026):
+// pkg/auth/requests/filter.go sets Impersonate-User and Impersonate-Group
+// (and Impersonate-Extra-*) to the authenticated Rancher user on every
+// request that is not a service account's; pkg/clusterrouter/proxy/
+// proxy_server.go then replaces Authorization with the token of a
+// per-user service account, cattle-impersonation-<user id> in namespace
+// cattle-impersonation-system of the downstream cluster, whose ClusterRole
+// (pkg/impersonation/impersonation.go, rulesForUser) may impersonate only
+// that user, its groups and extras, and sends the request over a Transport
+// whose DialContext is the cluster's remotedialer dialer. Rancher's
+// credential is a service account token, the bench's the admin client
+// certificate meshfleet's agent also uses: the API server's cost of
+// authenticating either is the same on both paths.
 type peer struct {
 	server *remotedialer.Server
 	ws     *httptest.Server

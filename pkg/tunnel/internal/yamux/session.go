@@ -2,7 +2,6 @@ package yamux
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -524,65 +523,65 @@ func (s *Session) send() {
 	}
 }
 
+// sendBatchMax is the most the send loop gathers into one write before
+// it stops taking more queued frames (meshfleet): one TLS record.
+const sendBatchMax = 16 << 10
+
 func (s *Session) sendLoop() error {
 	defer close(s.sendDoneCh)
-	var bodyBuf bytes.Buffer
+	// meshfleet: every frame queued by the time the send loop holds the
+	// write token goes out in one write (up to sendBatchMax bytes): a
+	// watch event to a thousand watchers is a thousand small frames,
+	// which one at a time were a thousand TLS records and syscalls.
+	batch := make([]byte, 0, sendBatchMax)
+	var readys []*sendReady
 	for {
-		bodyBuf.Reset()
-
+		var ready *sendReady
 		select {
-		case ready := <-s.sendCh:
-			// meshfleet: take the write token from direct writers.
-			select {
-			case s.writeToken <- struct{}{}:
-			case <-s.shutdownCh:
-				return nil
-			}
-			release := func() { <-s.writeToken }
-			// Send a header if ready
+		case ready = <-s.sendCh:
+		case <-s.shutdownCh:
+			return nil
+		}
+		// meshfleet: take the write token from direct writers.
+		select {
+		case s.writeToken <- struct{}{}:
+		case <-s.shutdownCh:
+			return nil
+		}
+		batch, readys = batch[:0], readys[:0]
+		for ready != nil {
 			if ready.Hdr != nil {
-				_, err := s.conn.Write(ready.Hdr)
-				if err != nil {
-					release()
-					s.logger.Printf("[ERR] yamux: Failed to write header: %v", err)
-					asyncSendErr(ready.Err, err)
-					return err
-				}
+				batch = append(batch, ready.Hdr...)
 			}
-
+			// Copy the body into the batch, so that its writer, should it
+			// give up waiting (shutdown, write timeout), may reuse it.
 			ready.mu.Lock()
 			if ready.Body != nil {
-				// Copy the body into the buffer to avoid
-				// holding a mutex lock during the write.
-				_, err := bodyBuf.Write(ready.Body)
-				if err != nil {
-					ready.Body = nil
-					ready.mu.Unlock()
-					release()
-					s.logger.Printf("[ERR] yamux: Failed to copy body into buffer: %v", err)
-					asyncSendErr(ready.Err, err)
-					return err
-				}
+				batch = append(batch, ready.Body...)
 				ready.Body = nil
 			}
 			ready.mu.Unlock()
-
-			if bodyBuf.Len() > 0 {
-				// Send data from a body if given
-				_, err := s.conn.Write(bodyBuf.Bytes())
-				if err != nil {
-					release()
-					s.logger.Printf("[ERR] yamux: Failed to write body: %v", err)
-					asyncSendErr(ready.Err, err)
-					return err
+			readys = append(readys, ready)
+			ready = nil
+			if len(batch) < sendBatchMax {
+				select {
+				case ready = <-s.sendCh:
+				default:
 				}
 			}
-
-			release()
-			// No error, successful send
-			asyncSendErr(ready.Err, nil)
-		case <-s.shutdownCh:
-			return nil
+		}
+		_, err := s.conn.Write(batch)
+		<-s.writeToken
+		if cap(batch) > 4*sendBatchMax {
+			batch = make([]byte, 0, sendBatchMax) // one large body
+		}
+		for i, r := range readys {
+			asyncSendErr(r.Err, err)
+			readys[i] = nil
+		}
+		if err != nil {
+			s.logger.Printf("[ERR] yamux: Failed to write frames: %v", err)
+			return err
 		}
 	}
 }
