@@ -29,7 +29,7 @@ import (
 // Its endpoints are unreachable addresses; it is never called, only kept
 // connected so that istiod pushes to it and it ACKs.
 type ackClient struct {
-	// proxy is istiod's proxy ID for it ("ack-<service>.default"): the
+	// proxy is istiod's proxy ID for it ("ack-<name>-<namespace>.default"): the
 	// "for node:" of istiod's push lines and the prefix of the connection
 	// ID in its ACK lines.
 	proxy string
@@ -37,10 +37,10 @@ type ackClient struct {
 }
 
 // startAckClient connects a client in r1/z1 to istiod at addr for service
-// (port foPort) and waits until istiod logged its ACK of the Service's
-// endpoints.
+// ("<name>.<namespace>", port foPort) and waits until istiod logged its ACK
+// of the Service's endpoints.
 func startAckClient(addr, service string, ilog *istiodLog) (*ackClient, error) {
-	proxy := "ack-" + service + ".default"
+	proxy := "ack-" + strings.ReplaceAll(service, ".", "-") + ".default"
 	b, err := json.Marshal(map[string]any{
 		"xds_servers": []any{map[string]any{"server_uri": addr, "channel_creds": []any{map[string]any{"type": "insecure"}}, "server_features": []any{"xds_v3"}}},
 		"node": map[string]any{
@@ -56,7 +56,7 @@ func startAckClient(addr, service string, ilog *istiodLog) (*ackClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc, err := grpc.NewClient(fmt.Sprintf("xds:///%s.default.svc.cluster.local:%d", service, foPort), grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(fmt.Sprintf("xds:///%s.svc.cluster.local:%d", service, foPort), grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +235,7 @@ func (c *ackClient) firstRegion(httpAddr, service string, regions ...string) (st
 	if err := json.Unmarshal(body, &dump); err != nil {
 		return "", fmt.Errorf("GET %s: %w", url, err)
 	}
-	cluster := fmt.Sprintf("outbound|%d||%s.default.svc.cluster.local", foPort, service)
+	cluster := fmt.Sprintf("outbound|%d||%s.svc.cluster.local", foPort, service)
 	best, first := -1, ""
 	for _, cla := range dump.Configs {
 		if cla.ClusterName != cluster {

@@ -9,10 +9,17 @@
 //     DestinationRules written to the API server → received by istiod (its
 //     config handler got the first event of the push's debounce window: the
 //     push time less the window istiod logs) → istiod pushing them (the
-//     timestamp of its "Push debounce stable" log line); p50/p99/max, next
-//     to baselines measured in the same run: the same rules changed by a
-//     direct policy change (no watch, no debounce), and one hand-written
-//     DestinationRule updated (istiod's own path); plus the server's heap;
+//     timestamp of its "Push debounce stable" log line) → ACKed by a real
+//     grpc-go proxyless xDS client in r1/z1 subscribed to the changed
+//     Service (istiod received the client's ACK of every response it sent
+//     it in that push, matched by nonce in istiod's ads debug log; ack.go,
+//     ARCHITECTURE decision 69), each ACKed push checked, in istiod's
+//     config_dump of the client, to try the rule's failover target first;
+//     p50/p99/max, next to baselines measured in the same run: the same
+//     rules changed by a direct policy change (no watch, no debounce), and
+//     a hand-written DestinationRule of the same shape, for a Service of
+//     the same shape, changed the same way (istiod's own path); plus the
+//     server's memory before the MCP feed starts and at the end;
 //   - the same two changes on a second istiod that reads the rules over
 //     MCP (configSources xds://) from an in-process server fed by the same
 //     translation (mcp.go): served, received by it and pushed, with the
@@ -32,7 +39,7 @@
 // and per-service (one rule per Service), so both are measured in one run
 // next to the same hand-written baseline.
 //
-//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10]
+//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-mcp=false]
 package main
 
 import (
@@ -48,6 +55,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,6 +88,7 @@ var (
 	rounds   = flag.Int("rounds", 10, "measured changes per figure")
 	perMax   = flag.Int("per-service-max", 1000, "largest size measured in the per-service mode (a change of every rule there is one write per service: minutes at 10,000)")
 	failover = flag.Int("failover-rounds", 5, "measured failovers per setup (with the first mode)")
+	memProf  = flag.String("memprofile", "", "write a heap profile of the server alone (after its first write of every rule, before the MCP feed) to this file")
 	withMCP  = flag.Bool("mcp", true, "also measure a second istiod reading the rules over MCP (its feed and watchers run in the same process: the memory figures then include them)")
 )
 
@@ -211,7 +220,7 @@ func benchSize() error {
 	for _, c := range []struct {
 		key, service string
 		d            *localistiod.Istiod
-	}{{"api", "svc-0000", d}, {"api-hand", handService, d}, {"mcp", "svc-0000", dm}} {
+	}{{"api", "svc-0000.default", d}, {"api-hand", handService + "." + handNamespace, d}, {"mcp", "svc-0000.default", dm}} {
 		if c.d == nil {
 			continue
 		}
@@ -313,6 +322,11 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	// The server's memory alone (with the bench's clients), before the MCP
 	// feed's watchers start in the same process.
 	serverRSS, serverHeap := memAfterGC()
+	if *memProf != "" {
+		if err := writeHeapProfile(*memProf); err != nil {
+			fmt.Fprintln(os.Stderr, "heap profile:", err)
+		}
+	}
 	if mcpd != nil {
 		if err := mcpFeed(ctx, mcpd.s, cfgs, groupMin, policySource); err != nil {
 			return fmt.Errorf("MCP feed: %w", err)
@@ -327,9 +341,9 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	var one, all, direct, baseline, mcpOne, mcpAll pushTimes
 	one.ack, all.ack, direct.ack, baseline.ack = acks["api"], acks["api"], acks["api"], acks["api-hand"]
 	mcpOne.ack, mcpAll.ack = acks["mcp"], acks["mcp"]
-	one.service, one.httpAddr = "svc-0000", d.HTTPAddr
+	one.service, one.httpAddr = "svc-0000.default", d.HTTPAddr
 	one.check = func() (string, error) { return ruleTarget(ctx, drs, "svc-0000.default.svc.cluster.local") }
-	baseline.service, baseline.httpAddr = handService, d.HTTPAddr
+	baseline.service, baseline.httpAddr = handService+"."+handNamespace, d.HTTPAddr
 	handTarget := ""
 	baseline.check = func() (string, error) { return handTarget, nil }
 	nodes := kubes["c3"].CoreV1().Nodes()
@@ -532,7 +546,7 @@ func handRule(to string) *unstructured.Unstructured {
 		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
 		"metadata": map[string]any{"name": "bench-hand-written", "namespace": "istio-system"},
 		"spec": map[string]any{
-			"host": handService + ".default.svc.cluster.local",
+			"host": handService + "." + handNamespace + ".svc.cluster.local",
 			"trafficPolicy": map[string]any{
 				"loadBalancer": map[string]any{"localityLbSetting": map[string]any{"enabled": true,
 					"failover": []any{map[string]any{"from": "r1", "to": to}}}},
@@ -559,6 +573,19 @@ func memAfterGC() (string, float64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return procStatus("VmRSS"), float64(ms.HeapInuse) / (1 << 20)
+}
+
+// writeHeapProfile writes the heap profile (after the last GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // loadAtStart is the load average when the current size's clusters started.
@@ -847,14 +874,16 @@ func populate(ctx context.Context, kube kubernetes.Interface, cluster string, no
 			if i == 0 {
 				sb = standby
 			}
-			if err := createService(ctx, kube, fmt.Sprintf("svc-%04d", i), fmt.Sprintf("198.19.%d.", i/250), i%250, nodes, sb, "198.19.251.", nil); err != nil {
+			if err := createService(ctx, kube, "default", fmt.Sprintf("svc-%04d", i), fmt.Sprintf("198.19.%d.", i/250), i%250, nodes, sb, "198.19.251.", nil); err != nil {
 				errs <- err
 			}
 		}()
 	}
 	wg.Wait()
 	// The baseline's Service: the same shape, its rule written by hand.
-	if err := createService(ctx, kube, handService, "198.19.250.", 0, nodes, standby, "198.19.252.", map[string]string{locality.AnnotationLocality: "off"}); err != nil {
+	if err := createHandNamespace(ctx, kube, cluster); err != nil {
+		errs <- err
+	} else if err := createService(ctx, kube, handNamespace, handService, "198.19.250.", 0, nodes, standby, "198.19.252.", map[string]string{locality.AnnotationLocality: "off"}); err != nil {
 		errs <- err
 	}
 	close(errs)
@@ -868,19 +897,36 @@ func populate(ctx context.Context, kube kubernetes.Interface, cluster string, no
 // the measured ones, meshfleet turned off for it.
 const handService = "hand"
 
+// handNamespace holds handService alone: meshfleet does not group a
+// namespace's rules into one wildcard rule where a Service of it is off.
+const handNamespace = "bench-hand"
+
+// createHandNamespace creates handNamespace (and, in c1, where its Pods
+// run, its default ServiceAccount: no kube-controller-manager runs).
+func createHandNamespace(ctx context.Context, kube kubernetes.Interface, cluster string) error {
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: handNamespace}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("cluster %s: %w", cluster, err)
+	}
+	if cluster != "c1" {
+		return nil
+	}
+	_, err := kube.CoreV1().ServiceAccounts(handNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	return err
+}
+
 // createService creates a headless Service with one ready endpoint per
 // node, at prefix + (first + the node's index). With standby nodes it also
 // has one endpoint that is never ready per standby node, at standbyPrefix +
 // (1 + its index), and every endpoint is a Pod on its node: istiod takes an
 // endpoint's locality from its Pod's node.
-func createService(ctx context.Context, kube kubernetes.Interface, name, prefix string, first int, nodes, standby [][3]string, standbyPrefix string, annotations map[string]string) error {
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: annotations}, Spec: corev1.ServiceSpec{
+func createService(ctx context.Context, kube kubernetes.Interface, ns, name, prefix string, first int, nodes, standby [][3]string, standbyPrefix string, annotations map[string]string) error {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations}, Spec: corev1.ServiceSpec{
 		ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "grpc", Port: foPort}}}}
-	if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	if _, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		// istiod matches the Service's port by name.
 		Ports: []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: ptr(int32(foPort)), Protocol: ptr(corev1.ProtocolTCP)}},
@@ -897,11 +943,11 @@ func createService(ctx context.Context, kube kubernetes.Interface, name, prefix 
 			// The Pod is ready even where its endpoint is not: istiod
 			// indexes only ready Pods, and takes the endpoint's health
 			// from the EndpointSlice.
-			pod, err := createPod(ctx, kube, fmt.Sprintf("%s-%d", name, len(es.Endpoints)), node, addr)
+			pod, err := createPod(ctx, kube, ns, fmt.Sprintf("%s-%d", name, len(es.Endpoints)), node, addr)
 			if err != nil {
 				return err
 			}
-			ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: pod}
+			ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod}
 		}
 		es.Endpoints = append(es.Endpoints, ep)
 		return nil
@@ -916,22 +962,22 @@ func createService(ctx context.Context, kube kubernetes.Interface, name, prefix 
 			return err
 		}
 	}
-	_, err := kube.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{})
+	_, err := kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
 	return err
 }
 
 // createPod creates a running, ready Pod on node with the address addr and
 // returns its name.
-func createPod(ctx context.Context, kube kubernetes.Interface, name, node, addr string) (string, error) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+func createPod(ctx context.Context, kube kubernetes.Interface, ns, name, node, addr string) (string, error) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "echo", Image: "echo"}}}}
-	created, err := kube.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+	created, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("creating pod %s: %w", name, err)
 	}
 	created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: addr, PodIPs: []corev1.PodIP{{IP: addr}}, HostIP: "127.0.0.1",
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
-	if _, err := kube.CoreV1().Pods("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	if _, err := kube.CoreV1().Pods(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		return "", fmt.Errorf("pod %s status: %w", name, err)
 	}
 	return name, nil
