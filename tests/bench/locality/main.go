@@ -327,8 +327,12 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 			fmt.Fprintln(os.Stderr, "heap profile:", err)
 		}
 	}
+	// The feed stops before the failover part, so that its full
+	// recomputation on every change does not share the cores with it.
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
 	if mcpd != nil {
-		if err := mcpFeed(ctx, mcpd.s, cfgs, groupMin, policySource); err != nil {
+		if err := mcpFeed(feedCtx, mcpd.s, cfgs, groupMin, policySource); err != nil {
 			return fmt.Errorf("MCP feed: %w", err)
 		}
 		time.Sleep(2 * time.Second) // istiod takes the full set
@@ -441,6 +445,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 
 	var fo map[string][]time.Duration
 	if withFailover && *failover > 0 {
+		stopFeed()
 		if fo, err = failoverBench(ctx, kubes["c1"], cfgs["c1"], d, srv.Server); err != nil {
 			fmt.Fprintln(os.Stderr, "failover part failed:", err)
 		}
