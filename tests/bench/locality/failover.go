@@ -92,10 +92,7 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 		home := s.addrs[0].String()
 		for _, step := range failoverSteps {
 			next := s.addrs[step.want].String()
-			// The first round is a warm-up, not recorded: it follows the
-			// services' creation (the client's first connections, the
-			// generated rule's first push).
-			for r := range *failover + 1 {
+			for range *failover {
 				if err := setNotReady(ctx, kube, s.name, s.addrs, nil); err != nil {
 					return nil, err
 				}
@@ -110,9 +107,7 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 				if err != nil {
 					return nil, fmt.Errorf("%s: no %s failover to %s: %w", s.name, step.key, foNodes[step.want], err)
 				}
-				if r > 0 {
-					out[step.key+"/"+s.key] = append(out[step.key+"/"+s.key], at.Sub(t0))
-				}
+				out[step.key+"/"+s.key] = append(out[step.key+"/"+s.key], at.Sub(t0))
 			}
 		}
 		_ = setNotReady(ctx, kube, s.name, s.addrs, nil)
