@@ -9,10 +9,17 @@
 //     DestinationRules written to the API server → received by istiod (its
 //     config handler got the first event of the push's debounce window: the
 //     push time less the window istiod logs) → istiod pushing them (the
-//     timestamp of its "Push debounce stable" log line); p50/p99/max, next
-//     to baselines measured in the same run: the same rules changed by a
-//     direct policy change (no watch, no debounce), and one hand-written
-//     DestinationRule updated (istiod's own path); plus the server's heap;
+//     timestamp of its "Push debounce stable" log line) → ACKed by a real
+//     grpc-go proxyless xDS client in r1/z1 subscribed to the changed
+//     Service (istiod received the client's ACK of every response it sent
+//     it in that push, matched by nonce in istiod's ads debug log; ack.go,
+//     ARCHITECTURE decision 69), each ACKed push checked, in istiod's
+//     config_dump of the client, to try the rule's failover target first;
+//     p50/p99/max, next to baselines measured in the same run: the same
+//     rules changed by a direct policy change (no watch, no debounce), and
+//     a hand-written DestinationRule of the same shape, for a Service of
+//     the same shape, changed the same way (istiod's own path); plus the
+//     server's memory before the MCP feed starts and at the end;
 //   - the same two changes on a second istiod that reads the rules over
 //     MCP (configSources xds://) from an in-process server fed by the same
 //     translation (mcp.go): served, received by it and pushed, with the
@@ -32,7 +39,7 @@
 // and per-service (one rule per Service), so both are measured in one run
 // next to the same hand-written baseline.
 //
-//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10]
+//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-mcp=false]
 package main
 
 import (
@@ -48,6 +55,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,6 +88,8 @@ var (
 	rounds   = flag.Int("rounds", 10, "measured changes per figure")
 	perMax   = flag.Int("per-service-max", 1000, "largest size measured in the per-service mode (a change of every rule there is one write per service: minutes at 10,000)")
 	failover = flag.Int("failover-rounds", 5, "measured failovers per setup (with the first mode)")
+	memProf  = flag.String("memprofile", "", "write a heap profile of the server alone (after its first write of every rule, before the MCP feed) to this file")
+	withMCP  = flag.Bool("mcp", true, "also measure a second istiod reading the rules over MCP (its feed and watchers run in the same process: the memory figures then include them)")
 )
 
 // services is the size being measured.
@@ -131,6 +141,7 @@ func bench() error {
 func benchSize() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
 	defer cancel()
+	loadAtStart = loadAverage()
 	env, stop, err := testenv.StartShared(ctx, "", localcluster.ClusterOptions{Name: "c1"}, localcluster.ClusterOptions{Name: "c2"}, localcluster.ClusterOptions{Name: "c3"})
 	if err != nil {
 		return err
@@ -164,6 +175,8 @@ func benchSize() error {
 	d, err := localistiod.Start(ctx, localistiod.Options{
 		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "c1",
 		MeshConfig: "localityLbSetting:\n  enabled: true\n",
+		// ads:debug logs each client's ACK (ackedAfter).
+		Args: []string{istiodLogLevel},
 		// istiod reads every service of 3 clusters before it is ready.
 		StartTimeout: localistiod.DefaultStartTimeout + time.Duration(*services)*30*time.Millisecond,
 	})
@@ -173,31 +186,50 @@ func benchSize() error {
 	defer d.Stop()
 	// A second istiod reading its config only from an in-process MCP
 	// server, fed by the same translation: the MCP path beside the API's.
-	ms, err := startMCPServer()
-	if err != nil {
-		return err
+	var dm *localistiod.Istiod
+	var mcpd *mcpIstiod
+	if *withMCP {
+		ms, err := startMCPServer()
+		if err != nil {
+			return err
+		}
+		defer ms.Stop()
+		dm, err = localistiod.Start(ctx, localistiod.Options{
+			Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod-mcp"), ClusterID: "c1",
+			MeshConfig:   "localityLbSetting:\n  enabled: true\nconfigSources:\n- address: xds://" + ms.Addr() + "\n",
+			Args:         []string{istiodLogLevel},
+			StartTimeout: localistiod.DefaultStartTimeout + time.Duration(*services)*30*time.Millisecond,
+		})
+		if err != nil {
+			return fmt.Errorf("istiod reading MCP: %w", err)
+		}
+		defer dm.Stop()
+		mcpd = &mcpIstiod{s: ms, log: &istiodLog{path: dm.LogPath}}
 	}
-	defer ms.Stop()
-	dm, err := localistiod.Start(ctx, localistiod.Options{
-		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod-mcp"), ClusterID: "c1",
-		MeshConfig:   "localityLbSetting:\n  enabled: true\nconfigSources:\n- address: xds://" + ms.Addr() + "\n",
-		StartTimeout: localistiod.DefaultStartTimeout + time.Duration(*services)*30*time.Millisecond,
-	})
-	if err != nil {
-		return fmt.Errorf("istiod reading MCP: %w", err)
-	}
-	defer dm.Stop()
-	mcpd := &mcpIstiod{s: ms, log: &istiodLog{path: dm.LogPath}}
 	drs := dynamic.NewForConfigOrDie(cfgs["c1"]).Resource(rulesync.GVR).Namespace("istio-system")
-	// A hand-written DestinationRule for a host no generated rule covers:
-	// the baseline of istiod's own path (API server → istiod → push).
-	hand := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-		"metadata": map[string]any{"name": "bench-hand-written", "namespace": "istio-system"},
-		"spec":     map[string]any{"host": "hand.example.com", "trafficPolicy": map[string]any{"connectionPool": map[string]any{"tcp": map[string]any{"maxConnections": int64(100)}}}},
-	}}
+	// A hand-written DestinationRule of the same shape as a generated one,
+	// for a Service shaped as the measured ones that meshfleet leaves alone:
+	// the baseline of istiod's own path (API server → istiod → push → ACK).
+	hand := handRule("r2")
 	if hand, err = drs.Create(ctx, hand, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating the hand-written rule: %w", err)
+	}
+	// Real grpc-go xDS clients in r1/z1 holding the changed Service's and
+	// the baseline Service's config, on each istiod.
+	acks := map[string]*ackClient{}
+	for _, c := range []struct {
+		key, service string
+		d            *localistiod.Istiod
+	}{{"api", "svc-0000.default", d}, {"api-hand", handService + "." + handNamespace, d}, {"mcp", "svc-0000.default", dm}} {
+		if c.d == nil {
+			continue
+		}
+		ac, err := startAckClient(c.d.GRPCAddr, c.service, &istiodLog{path: c.d.LogPath})
+		if err != nil {
+			return err
+		}
+		defer ac.Close()
+		acks[c.key] = ac
 	}
 	var errs []error
 	for i, mode := range strings.Split(*modes, ",") {
@@ -213,7 +245,7 @@ func benchSize() error {
 		default:
 			return fmt.Errorf("-modes: unknown mode %q (grouped, per-service)", mode)
 		}
-		if err := benchMode(ctx, mode, groupMin, i == 0, kubes, cfgs, d, mcpd, drs, &hand); err != nil {
+		if err := benchMode(ctx, mode, groupMin, i == 0, kubes, cfgs, d, mcpd, acks, drs, &hand); err != nil {
 			fmt.Fprintf(os.Stderr, "%d services, %s: %v\n", *services, mode, err)
 			errs = append(errs, err)
 		}
@@ -221,19 +253,32 @@ func benchSize() error {
 	return errors.Join(errs...)
 }
 
+// istiodLogLevel adds istiod's ads debug lines (each response's nonce and
+// each ACK) to its default info level.
+const istiodLogLevel = "--log_output_level=default:info,ads:debug"
+
 // benchMode runs one server (grouped or per-service rules) on the clusters
 // until its rounds are measured, then stops it.
 func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool, kubes map[string]kubernetes.Interface, cfgs map[string]*rest.Config,
-	d *localistiod.Istiod, mcpd *mcpIstiod, drs dynamic.ResourceInterface, handp **unstructured.Unstructured) error {
+	d *localistiod.Istiod, mcpd *mcpIstiod, acks map[string]*ackClient, drs dynamic.ResourceInterface, handp **unstructured.Unstructured) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hand := *handp
 	defer func() { *handp = hand }()
 	// The locality server, watching all three clusters, writing into c1.
+	// The policy fails r1 over to r2, or, flipped, to the region of c3's
+	// node (r3 or r4, as relabelled): every Service has endpoints in both,
+	// so each flip changes every rule.
 	var policyFlip atomic.Bool
+	var c3Region atomic.Value
+	c3Node, err := kubes["c3"].CoreV1().Nodes().Get(ctx, "n-r3-z4", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	c3Region.Store(c3Node.Labels[topology.LabelRegion])
 	policySource := func() locality.Policy {
 		if policyFlip.Load() {
-			return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r3"}}}
+			return locality.Policy{Failover: []locality.Failover{{From: "r1", To: c3Region.Load().(string)}}}
 		}
 		return locality.Policy{Failover: []locality.Failover{{From: "r1", To: "r2"}}}
 	}
@@ -274,16 +319,37 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 		break
 	}
 	firstWrite := first.Sub(start)
-	if err := mcpFeed(ctx, mcpd.s, cfgs, groupMin, policySource); err != nil {
-		return fmt.Errorf("MCP feed: %w", err)
+	// The server's memory alone (with the bench's clients), before the MCP
+	// feed's watchers start in the same process.
+	serverRSS, serverHeap := memAfterGC()
+	if *memProf != "" {
+		if err := writeHeapProfile(*memProf); err != nil {
+			fmt.Fprintln(os.Stderr, "heap profile:", err)
+		}
 	}
-	time.Sleep(2 * time.Second) // istiod takes the full set
+	// The feed stops before the failover part, so that its full
+	// recomputation on every change does not share the cores with it.
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	if mcpd != nil {
+		if err := mcpFeed(feedCtx, mcpd.s, cfgs, groupMin, policySource); err != nil {
+			return fmt.Errorf("MCP feed: %w", err)
+		}
+		time.Sleep(2 * time.Second) // istiod takes the full set
+	}
 	ilog := &istiodLog{path: d.LogPath}
 
 	// Latency rounds. Each measures from the change to the rules written to
 	// the API server and to istiod's next push of DestinationRule config
 	// after the last write.
 	var one, all, direct, baseline, mcpOne, mcpAll pushTimes
+	one.ack, all.ack, direct.ack, baseline.ack = acks["api"], acks["api"], acks["api"], acks["api-hand"]
+	mcpOne.ack, mcpAll.ack = acks["mcp"], acks["mcp"]
+	one.service, one.httpAddr = "svc-0000.default", d.HTTPAddr
+	one.check = func() (string, error) { return ruleTarget(ctx, drs, "svc-0000.default.svc.cluster.local") }
+	baseline.service, baseline.httpAddr = handService+"."+handNamespace, d.HTTPAddr
+	handTarget := ""
+	baseline.check = func() (string, error) { return handTarget, nil }
 	nodes := kubes["c3"].CoreV1().Nodes()
 	slices := kubes["c2"].DiscoveryV1().EndpointSlices("default")
 	for i := range *rounds {
@@ -301,7 +367,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 			// too: istiod's line names one of them.
 			all.rule, direct.rule = anyRule, anyRule
 		}
-		if err := prepareMCP(mcpd.s, mcpd.log); err != nil {
+		if err := prepareMCP(mcpd); err != nil {
 			return err
 		}
 		var t0 time.Time
@@ -312,7 +378,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 		}); err != nil {
 			one.fail(fmt.Errorf("one service's endpoints: %w", err))
 		}
-		mcpOne.measureMCP(mcpd.s, mcpd.log, t0)
+		mcpOne.measureMCP(mcpd, t0)
 		// Every service: relabel the r3 node of c3 between r3 and r4.
 		region := "r4"
 		if i%2 == 1 {
@@ -323,52 +389,75 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 			return err
 		}
 		n.Labels[topology.LabelRegion] = region
-		if err := prepareMCP(mcpd.s, mcpd.log); err != nil {
+		if err := prepareMCP(mcpd); err != nil {
 			return err
 		}
 		if err := all.measure(written, ilog, func() error {
+			c3Region.Store(region)
 			t0 = time.Now()
 			_, err := nodes.Update(ctx, n, metav1.UpdateOptions{})
 			return err
 		}); err != nil {
 			all.fail(fmt.Errorf("relabelling node n-r3-z4 to %s: %w", region, err))
 		}
-		mcpAll.measureMCP(mcpd.s, mcpd.log, t0)
+		mcpAll.measureMCP(mcpd, t0)
 		// Baseline: every rule changed by the policy, synced directly (no
 		// watch, no debounce).
-		policyFlip.Store(!policyFlip.Load())
-		if err := direct.measure(written, ilog, func() error { return srv.Sync(ctx, time.Now()) }); err != nil {
+		// (Flipped inside the change: after measure forgot earlier writes,
+		// so a sync of the server's own that picks the flip up counts.)
+		if err := direct.measure(written, ilog, func() error {
+			policyFlip.Store(true)
+			return srv.Sync(ctx, time.Now())
+		}); err != nil {
 			direct.fail(fmt.Errorf("direct policy change: %w", err))
+		}
+		// Flipped back, unmeasured, so that every round starts from the
+		// same policy (with r1's target elsewhere than r2, svc-0000's r2
+		// endpoint would change nothing).
+		restore := pushTimes{rule: direct.rule, ack: direct.ack}
+		if err := restore.measure(written, ilog, func() error {
+			policyFlip.Store(false)
+			return srv.Sync(ctx, time.Now())
+		}); err != nil {
+			fmt.Fprintln(os.Stderr, "note: restoring the policy:", err)
 		}
 		// Baseline: one hand-written DestinationRule updated, as kubectl would.
 		baseline.rule = "bench-hand-written"
 		if err := baseline.measure(nil, ilog, func() error {
-			_ = unstructured.SetNestedField(hand.Object, int64(100+i+1), "spec", "trafficPolicy", "connectionPool", "tcp", "maxConnections")
-			hand, err = drs.Update(ctx, hand, metav1.UpdateOptions{})
+			// The same change as the one Service's: r1's failover target
+			// moves between r2 and r3.
+			to := "r3"
+			if i%2 == 1 {
+				to = "r2"
+			}
+			handTarget = to
+			next := handRule(to)
+			next.SetResourceVersion(hand.GetResourceVersion())
+			hand, err = drs.Update(ctx, next, metav1.UpdateOptions{})
 			return err
 		}); err != nil {
 			baseline.fail(fmt.Errorf("hand-written rule: %w", err))
 		}
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
+	rss, heap := memAfterGC()
+	hwm := procStatus("VmHWM")
 	st := srv.State()
-	rss, hwm := procStatus("VmRSS"), procStatus("VmHWM")
 
 	var fo map[string][]time.Duration
-	if withFailover {
+	if withFailover && *failover > 0 {
+		stopFeed()
 		if fo, err = failoverBench(ctx, kubes["c1"], cfgs["c1"], d, srv.Server); err != nil {
 			fmt.Fprintln(os.Stderr, "failover part failed:", err)
 		}
 	}
 
-	fmt.Printf("\nlocality server, %d services × %d clusters, %s rules (%d DestinationRules written into c1), real istiod reading them from the API server\n\n", *services, len(clusterNodes), mode, st.Rules)
+	fmt.Printf("\nlocality server, %d services × %d clusters, %s rules (%d DestinationRules written into c1), real istiod reading them from the API server\n", *services, len(clusterNodes), mode, st.Rules)
+	fmt.Printf("load average (1, 5, 15 min) at the start of this size: %s; now: %s\n\n", loadAtStart, loadAverage())
 	fmt.Printf("every rule written, from the server's start (informers of 3 clusters syncing): %v\n\n", firstWrite.Round(time.Millisecond))
 	row := func(name string, ds []time.Duration) {
 		fmt.Printf("%-66s %9s %9s %9s\n", name, pct(ds, 50), pct(ds, 99), pct(ds, 100))
 	}
+	const ackedRow = "  ACKed by a grpc-go xDS client (every response of that push)"
 	if n := one.failed + all.failed + direct.failed + baseline.failed + mcpOne.failed + mcpAll.failed; n > 0 {
 		fmt.Printf("rounds that did not complete (see stderr): %d\n", n)
 	}
@@ -377,35 +466,53 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	row("  rule written to the API server", one.written)
 	row("  received by istiod (its config handler; start of its debounce)", one.received)
 	row("  istiod pushes it (its \"Push debounce stable\" log line)", one.pushed)
+	row(ackedRow, one.acked)
+	reflectedRow(&one)
 	fmt.Printf("node region relabelled (every service's rule changes):\n")
 	row("  rules written to the API server", all.written)
 	row("  received by istiod", all.received)
 	row("  istiod pushes them", all.pushed)
-	fmt.Println("same changes, same run, a second istiod reading the rules over MCP (configSources xds://, no API write):")
-	fmt.Println("one service's endpoints not ready / ready:")
-	row("  rules served over MCP (translated from the same watch)", mcpOne.written)
-	row("  received by the MCP istiod", mcpOne.received)
-	row("  the MCP istiod pushes it", mcpOne.pushed)
-	row("  of which the feed's watch event → rules computed (not MCP's share)", mcpOne.compute)
-	row("  of which MCP's own hop: served → received by istiod", mcpOne.hop)
-	fmt.Println("node region relabelled:")
-	row("  rules served over MCP", mcpAll.written)
-	row("  received by the MCP istiod", mcpAll.received)
-	row("  the MCP istiod pushes them", mcpAll.pushed)
-	row("  of which the feed's watch event → rules computed (not MCP's share)", mcpAll.compute)
-	row("  of which MCP's own hop: served → received by istiod", mcpAll.hop)
+	row(ackedRow, all.acked)
+	if mcpd != nil {
+		fmt.Println("same changes, same run, a second istiod reading the rules over MCP (configSources xds://, no API write):")
+		fmt.Println("one service's endpoints not ready / ready:")
+		row("  rules served over MCP (translated from the same watch)", mcpOne.written)
+		row("  received by the MCP istiod", mcpOne.received)
+		row("  the MCP istiod pushes it", mcpOne.pushed)
+		row(ackedRow, mcpOne.acked)
+		row("  of which the feed's watch event → rules computed (not MCP's share)", mcpOne.compute)
+		row("  of which MCP's own hop: served → received by istiod", mcpOne.hop)
+		fmt.Println("node region relabelled:")
+		row("  rules served over MCP", mcpAll.written)
+		row("  received by the MCP istiod", mcpAll.received)
+		row("  the MCP istiod pushes them", mcpAll.pushed)
+		row(ackedRow, mcpAll.acked)
+		row("  of which the feed's watch event → rules computed (not MCP's share)", mcpAll.compute)
+		row("  of which MCP's own hop: served → received by istiod", mcpAll.hop)
+	}
 	fmt.Println("baseline: policy changed, synced directly (translate + write only):")
 	row("  rules written to the API server", direct.written)
 	row("  received by istiod", direct.received)
 	row("  istiod pushes them", direct.pushed)
-	fmt.Println("baseline: a hand-written DestinationRule updated (istiod's own path):")
+	row(ackedRow, direct.acked)
+	fmt.Println("baseline: a hand-written DestinationRule of the same shape updated (r1's failover target moved; istiod's own path):")
 	row("  received by istiod", baseline.received)
 	row("  istiod pushes it", baseline.pushed)
+	row(ackedRow, baseline.acked)
+	reflectedRow(&baseline)
 	fmt.Println("(received: when istiod's config handler got the first event of the push's debounce window, i.e. its informer delivered the")
 	fmt.Println(" change: the push time less the window istiod logs. From there to the push is istiod's own debounce, PILOT_DEBOUNCE_AFTER,")
-	fmt.Println(" 100 ms quiet by default, the same for every row.)")
-	fmt.Printf("\nprocess heap in use after GC (server + informers of 3 clusters + bench clients): %.1f MiB\n", float64(ms.HeapInuse)/(1<<20))
-	fmt.Printf("process resident memory after GC and returning freed memory (VmRSS; same process): %s, peak so far (VmHWM, includes creating the services) %s\n", rss, hwm)
+	fmt.Println(" 100 ms quiet by default, the same for every row.")
+	fmt.Println(" ACKed: when istiod received the ACK of a real grpc-go proxyless client in r1/z1, subscribed to the changed Service")
+	fmt.Println(" (svc-0000; the baseline's: its own Service), of the last of the responses (LDS/RDS/CDS/EDS, matched by nonce) that istiod")
+	fmt.Println(" sent it in that push, whose EDS priorities carry the changed failover; read from istiod's ads debug log. grpc-go ACKs a")
+	fmt.Println(" response once it has parsed and validated it and handed it to its watchers.)")
+	fmt.Printf("\nserver alone after its first write of every rule (+ bench clients; before the MCP feed starts): heap in use after GC %.1f MiB, resident (VmRSS, after GC and returning freed memory) %s\n", serverHeap, serverRSS)
+	what := "server + informers of 3 clusters + bench clients"
+	if mcpd != nil {
+		what += " + the MCP feed's watcher of the same clusters and its translation"
+	}
+	fmt.Printf("after the rounds (%s): heap in use after GC %.1f MiB, VmRSS %s, peak so far (VmHWM, includes creating the services) %s\n", what, heap, rss, hwm)
 	if fo != nil {
 		fmt.Printf("\n%-66s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in the next locality)", "p50", "p99", "max")
 		for _, step := range failoverSteps {
@@ -414,6 +521,92 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 		}
 	}
 	return err
+}
+
+// checkReflected compares r1's failover target in the rule with the region
+// tried first in the client's endpoints.
+func (p *pushTimes) checkReflected() error {
+	want, err := p.check()
+	if err != nil {
+		return err
+	}
+	got, err := p.ack.firstRegion(p.httpAddr, p.service, "r2", "r3")
+	if err != nil {
+		return err
+	}
+	p.checked++
+	if got == want {
+		p.reflected++
+		return nil
+	}
+	return fmt.Errorf("client %s: the rule fails r1 over to %s, its endpoints try %s first", p.ack.proxy, want, got)
+}
+
+// handRule is the hand-written baseline rule for handService: what
+// meshfleet generates for one Service (failover of r1 to the region to,
+// its outlier detection defaults).
+func handRule(to string) *unstructured.Unstructured {
+	od := locality.DefaultOutlierDetection()
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+		"metadata": map[string]any{"name": "bench-hand-written", "namespace": "istio-system"},
+		"spec": map[string]any{
+			"host": handService + "." + handNamespace + ".svc.cluster.local",
+			"trafficPolicy": map[string]any{
+				"loadBalancer": map[string]any{"localityLbSetting": map[string]any{"enabled": true,
+					"failover": []any{map[string]any{"from": "r1", "to": to}}}},
+				"outlierDetection": map[string]any{
+					"consecutive5xxErrors": int64(od.Consecutive5xxErrors), "interval": od.Interval.Duration.String(),
+					"baseEjectionTime": od.BaseEjectionTime.Duration.String(), "maxEjectionPercent": int64(od.MaxEjectionPercent),
+				},
+			},
+		},
+	}}
+}
+
+// reflectedRow prints how many ACKed pushes were checked to carry the
+// rule's failover target.
+func reflectedRow(p *pushTimes) {
+	fmt.Printf("    (ACKed endpoints checked to try the rule's failover target of r1 first, istiod's config_dump of the client: %d of %d rounds)\n", p.reflected, p.checked)
+}
+
+// memAfterGC returns the process's resident memory (VmRSS) and heap in use
+// (MiB) after a GC that returns freed memory to the system.
+func memAfterGC() (string, float64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return procStatus("VmRSS"), float64(ms.HeapInuse) / (1 << 20)
+}
+
+// writeHeapProfile writes the heap profile (after the last GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// loadAtStart is the load average when the current size's clusters started.
+var loadAtStart string
+
+// loadAverage is the system's load average over 1, 5 and 15 minutes.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // lastWrites is the number of writes of the server's last reported sync.
@@ -438,9 +631,20 @@ type pushTimes struct {
 	// received is when istiod's config handler got the first event of the
 	// push's debounce window (the push time less the window's length,
 	// which istiod logs as "… since last push").
-	received   []time.Duration
-	firstWrite bool
-	failed     int
+	received []time.Duration
+	// acked is when istiod received the ACK of the xDS client ack of every
+	// response it sent the client in that push (ackedAfter).
+	acked []time.Duration
+	ack   *ackClient
+	// check, if set, returns r1's failover target in the rule istiod
+	// applies to the client's Service (service, istiod's debug address
+	// httpAddr): each ACKed push is checked to show it first among r2 and
+	// r3 in the client's endpoints (reflected of checked rounds).
+	check              func() (string, error)
+	service, httpAddr  string
+	checked, reflected int
+	firstWrite         bool
+	failed             int
 	// MCP only: the feed's own computation (its watcher's event → rules
 	// handed to the MCP server), and the MCP hop (served → received).
 	compute, hop []time.Duration
@@ -513,10 +717,7 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 		if err != nil {
 			return err
 		}
-		p.pushed = append(p.pushed, pushed.Sub(t0))
-		p.received = append(p.received, pushed.Add(-window).Sub(t0))
-		time.Sleep(200 * time.Millisecond)
-		return nil
+		return p.record(ilog, t0, pushed, window)
 	}
 	timeout := changeTimeout()
 	if first != last {
@@ -532,8 +733,26 @@ func (p *pushTimes) measure(written chan time.Time, ilog *istiodLog, change func
 	if err != nil {
 		return err
 	}
+	return p.record(ilog, t0, pushed, window)
+}
+
+// record adds a round whose change at t0 istiod pushed at pushed after a
+// debounce window of window, and waits for the xDS client's ACK of the push.
+func (p *pushTimes) record(ilog *istiodLog, t0, pushed time.Time, window time.Duration) error {
 	p.pushed = append(p.pushed, pushed.Sub(t0))
 	p.received = append(p.received, pushed.Add(-window).Sub(t0))
+	if p.ack != nil {
+		acked, err := ilog.ackedAfter(pushed, p.ack, changeTimeout())
+		if err != nil {
+			return err
+		}
+		p.acked = append(p.acked, acked.Sub(t0))
+		if p.check != nil {
+			if err := p.checkReflected(); err != nil {
+				fmt.Fprintln(os.Stderr, "note: checking the ACKed endpoints:", err)
+			}
+		}
+	}
 	time.Sleep(200 * time.Millisecond)
 	return nil
 }
@@ -626,17 +845,29 @@ func (l *istiodLog) scan(after time.Time, config string) (time.Time, time.Durati
 	return time.Time{}, 0, sc.Err()
 }
 
+// standbyNodes are nodes of c1 in r2 and r3 on which the two Services the
+// xDS clients hold (svc-0000 and handService) also have an endpoint that is
+// never ready. istiod, which here watches c1 only, sends them (as
+// UNHEALTHY) in their localities, so the priorities of r2 and r3 in the
+// clients' endpoints follow r1's failover target; meshfleet counts only
+// ready endpoints, so its rules do not change.
+var standbyNodes = [][3]string{{"n-r2-z3-c1", "r2", "z3"}, {"n-r3-z4-c1", "r3", "z4"}}
+
 // populate creates the nodes, and n services each with one ready endpoint
 // per node of the cluster.
 func populate(ctx context.Context, kube kubernetes.Interface, cluster string, nodes [][3]string, n int) error {
-	for _, nd := range nodes {
+	var standby [][3]string
+	if cluster == "c1" {
+		standby = standbyNodes
+	}
+	for _, nd := range append(append([][3]string{}, nodes...), standby...) {
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nd[0], Labels: map[string]string{topology.LabelRegion: nd[1], topology.LabelZone: nd[2]}}}
 		if _, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("cluster %s: creating node %s: %w", cluster, nd[0], err)
 		}
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	errs := make(chan error, n+1)
 	sem := make(chan struct{}, 32)
 	for i := range n {
 		wg.Add(1)
@@ -644,35 +875,117 @@ func populate(ctx context.Context, kube kubernetes.Interface, cluster string, no
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			name := fmt.Sprintf("svc-%04d", i)
-			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: corev1.ServiceSpec{
-				ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}
-			if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-				errs <- err
-				return
+			var sb [][3]string
+			if i == 0 {
+				sb = standby
 			}
-			es := &discoveryv1.EndpointSlice{
-				ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-				AddressType: discoveryv1.AddressTypeIPv4,
-			}
-			for j, nd := range nodes {
-				ready := true
-				es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-					Addresses: []string{fmt.Sprintf("198.19.%d.%d", i/250, (i%250)+j)}, NodeName: &nd[0],
-					Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-				})
-			}
-			if _, err := kube.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{}); err != nil {
+			if err := createService(ctx, kube, "default", fmt.Sprintf("svc-%04d", i), fmt.Sprintf("198.19.%d.", i/250), i%250, nodes, sb, "198.19.251.", nil); err != nil {
 				errs <- err
 			}
 		}()
 	}
 	wg.Wait()
+	// The baseline's Service: the same shape, its rule written by hand.
+	if err := createHandNamespace(ctx, kube, cluster); err != nil {
+		errs <- err
+	} else if err := createService(ctx, kube, handNamespace, handService, "198.19.250.", 0, nodes, standby, "198.19.252.", map[string]string{locality.AnnotationLocality: "off"}); err != nil {
+		errs <- err
+	}
 	close(errs)
 	if err := <-errs; err != nil {
 		return fmt.Errorf("cluster %s: %w", cluster, err)
 	}
 	return nil
+}
+
+// handService is the Service of the hand-written baseline rule: shaped as
+// the measured ones, meshfleet turned off for it.
+const handService = "hand"
+
+// handNamespace holds handService alone: meshfleet does not group a
+// namespace's rules into one wildcard rule where a Service of it is off.
+const handNamespace = "bench-hand"
+
+// createHandNamespace creates handNamespace (and, in c1, where its Pods
+// run, its default ServiceAccount: no kube-controller-manager runs).
+func createHandNamespace(ctx context.Context, kube kubernetes.Interface, cluster string) error {
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: handNamespace}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("cluster %s: %w", cluster, err)
+	}
+	if cluster != "c1" {
+		return nil
+	}
+	_, err := kube.CoreV1().ServiceAccounts(handNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	return err
+}
+
+// createService creates a headless Service with one ready endpoint per
+// node, at prefix + (first + the node's index). With standby nodes it also
+// has one endpoint that is never ready per standby node, at standbyPrefix +
+// (1 + its index), and every endpoint is a Pod on its node: istiod takes an
+// endpoint's locality from its Pod's node.
+func createService(ctx context.Context, kube kubernetes.Interface, ns, name, prefix string, first int, nodes, standby [][3]string, standbyPrefix string, annotations map[string]string) error {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations}, Spec: corev1.ServiceSpec{
+		ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "grpc", Port: foPort}}}}
+	if _, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		// istiod matches the Service's port by name.
+		Ports: []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: ptr(int32(foPort)), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+	add := func(addr, node string, ready bool) error {
+		// Not ready, not serving, not terminating: istiod sends it as
+		// UNHEALTHY (an endpoint without terminating: false it drops).
+		conds := discoveryv1.EndpointConditions{Ready: ptr(ready)}
+		if !ready {
+			conds.Serving, conds.Terminating = ptr(false), ptr(false)
+		}
+		ep := discoveryv1.Endpoint{Addresses: []string{addr}, NodeName: ptr(node), Conditions: conds}
+		if standby != nil {
+			// The Pod is ready even where its endpoint is not: istiod
+			// indexes only ready Pods, and takes the endpoint's health
+			// from the EndpointSlice.
+			pod, err := createPod(ctx, kube, ns, fmt.Sprintf("%s-%d", name, len(es.Endpoints)), node, addr)
+			if err != nil {
+				return err
+			}
+			ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod}
+		}
+		es.Endpoints = append(es.Endpoints, ep)
+		return nil
+	}
+	for j, nd := range nodes {
+		if err := add(prefix+strconv.Itoa(first+j), nd[0], true); err != nil {
+			return err
+		}
+	}
+	for j, nd := range standby {
+		if err := add(standbyPrefix+strconv.Itoa(j+1), nd[0], false); err != nil {
+			return err
+		}
+	}
+	_, err := kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
+	return err
+}
+
+// createPod creates a running, ready Pod on node with the address addr and
+// returns its name.
+func createPod(ctx context.Context, kube kubernetes.Interface, ns, name, node, addr string) (string, error) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "echo", Image: "echo"}}}}
+	created, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("creating pod %s: %w", name, err)
+	}
+	created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: addr, PodIPs: []corev1.PodIP{{IP: addr}}, HostIP: "127.0.0.1",
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if _, err := kube.CoreV1().Pods(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return "", fmt.Errorf("pod %s status: %w", name, err)
+	}
+	return name, nil
 }
 
 // pct returns the p-th percentile of ds (100 = max), rounded.

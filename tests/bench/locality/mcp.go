@@ -249,7 +249,11 @@ func mcpFeed(ctx context.Context, s *mcpServer, cfgs map[string]*rest.Config, gr
 
 // measureMCP records, for a change made at t0, when the MCP server served
 // its rules and when the MCP-fed istiod received and pushed them.
-func (p *pushTimes) measureMCP(s *mcpServer, ilog *istiodLog, t0 time.Time) {
+func (p *pushTimes) measureMCP(m *mcpIstiod, t0 time.Time) {
+	if m == nil {
+		return
+	}
+	s, ilog := m.s, m.log
 	var at time.Time
 	select {
 	case at = <-s.served:
@@ -264,17 +268,21 @@ func (p *pushTimes) measureMCP(s *mcpServer, ilog *istiodLog, t0 time.Time) {
 		p.fail(fmt.Errorf("MCP: %w", err))
 		return
 	}
-	p.pushed = append(p.pushed, pushed.Sub(t0))
-	p.received = append(p.received, pushed.Add(-window).Sub(t0))
 	p.hop = append(p.hop, pushed.Add(-window).Sub(at))
+	if err := p.record(ilog, t0, pushed, window); err != nil {
+		p.fail(fmt.Errorf("MCP: %w", err))
+	}
 }
 
 // prepareMCP forgets what was served and logged before a change.
-func prepareMCP(s *mcpServer, ilog *istiodLog) error {
-	for len(s.served) > 0 {
-		<-s.served
+func prepareMCP(m *mcpIstiod) error {
+	if m == nil {
+		return nil
 	}
-	return ilog.skip()
+	for len(m.s.served) > 0 {
+		<-m.s.served
+	}
+	return m.log.skip()
 }
 
 // mcpIstiod is the second istiod and the MCP server it reads.
