@@ -27,6 +27,7 @@ import (
 	"github.com/meshfleet/meshfleet/internal/localcluster"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
 	"github.com/meshfleet/meshfleet/pkg/ca"
+	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/operator"
 	"github.com/meshfleet/meshfleet/pkg/operator/meshca"
 	"github.com/meshfleet/meshfleet/pkg/render"
@@ -671,11 +672,25 @@ func hasPort(svc *corev1.Service, port int32) bool {
 
 func repoPath(p string) string { return filepath.Join("..", "..", p) }
 
-// applyCRDs installs meshfleet's CRDs in cluster and waits until they serve.
+// applyCRDs installs meshfleet's CRDs in cluster as `meshctl install`
+// does, waiting until they serve: under load a request right after
+// kubectl's apply could find no such kind.
 func applyCRDs(t testing.TB, env *testenv.Env, cluster string) {
 	t.Helper()
-	if err := env.ApplyCRDs(t.Context(), cluster, repoPath("crds")); err != nil {
+	scheme, err := operator.Scheme()
+	if err != nil {
 		t.Fatal(err)
+	}
+	c, err := client.New(env.Cluster(cluster).Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds, err := install.CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := install.Apply(t.Context(), c, crds); err != nil {
+		t.Fatalf("installing meshfleet's CRDs in cluster %s: %v", cluster, err)
 	}
 }
 

@@ -33,7 +33,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -218,18 +217,6 @@ func (e *Env) Kubectl(ctx context.Context, cluster string, args ...string) (stri
 		return string(out), fmt.Errorf("kubectl %q on cluster %q: %w: %s", args, cluster, err, out)
 	}
 	return string(out), nil
-}
-
-// ApplyCRDs applies the CustomResourceDefinitions under path to cluster
-// and waits until the API server serves them: kubectl's apply returns
-// before, and under load a client's next request can find no such kind.
-func (e *Env) ApplyCRDs(ctx context.Context, cluster, path string) error {
-	out, err := e.Kubectl(ctx, cluster, "apply", "-f", path, "-o", "name")
-	if err != nil {
-		return err
-	}
-	_, err = e.Kubectl(ctx, cluster, append([]string{"wait", "--for", "condition=established", "--timeout", "2m"}, strings.Fields(out)...)...)
-	return err
 }
 
 // Stop stops every cluster, then etcd. It is safe to call more than once.
