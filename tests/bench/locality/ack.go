@@ -100,46 +100,66 @@ func (l *istiodLog) contains(s string) (bool, error) {
 // same push may appear before the last ACK counts as the push's.
 const ackSettle = 150 * time.Millisecond
 
+// pushTrace is what istiod's log shows of one push to one client: when
+// its push context was built ("XDS: Pushing", which istiod logs after
+// initPushContext), when each response to the client was sent (in
+// istiod's push order: CDS, EDS, LDS, RDS for a proxyless client; the
+// first follows the client's proxy state, i.e. its sidecar scope), and
+// when istiod received the client's ACK of the last of them.
+type pushTrace struct {
+	pushing time.Time
+	sent    []sentResponse
+	acked   time.Time
+}
+
+// sentResponse is one response of a push to a client.
+type sentResponse struct {
+	typ string // CDS, EDS, LDS, RDS
+	at  time.Time
+}
+
 // ackedAfter waits until the client has ACKed every response istiod sent
 // it in the push that started at pushAt (its "Push debounce stable" line)
-// and returns the time istiod received the last of those ACKs. It reads
-// istiod's ads debug log (--log_output_level ads:debug): the push's version
-// is the "XDS: Pushing … Version:V" line that follows the stable line; each
-// response to the client is a "<type>: PUSH … for node:<proxy> … nonce:N
-// version:V" line, and istiod logs "ADS:<type>: ACK <proxy>-<n> V N" when
-// the client's request acknowledging nonce N arrives. A push that istiod
-// merged for this client into a later one (its per-connection queue keeps
-// one pending push) is answered with the later version: the first version
-// at or after V counts. A NACK ("ACK ERROR") of this client fails the round.
-func (l *istiodLog) ackedAfter(pushAt time.Time, c *ackClient, timeout time.Duration) (time.Time, error) {
+// and returns that push's trace: its acked is the time istiod received the
+// last of those ACKs. It reads istiod's ads debug log (--log_output_level
+// ads:debug): the push's version is the "XDS: Pushing … Version:V" line
+// that follows the stable line; each response to the client is a "<type>:
+// PUSH … for node:<proxy> … nonce:N version:V" line, and istiod logs
+// "ADS:<type>: ACK <proxy>-<n> V N" when the client's request
+// acknowledging nonce N arrives. A push that istiod merged for this client
+// into a later one (its per-connection queue keeps one pending push) is
+// answered with the later version: the first version at or after V
+// counts. A NACK ("ACK ERROR") of this client fails the round.
+func (l *istiodLog) ackedAfter(pushAt time.Time, c *ackClient, timeout time.Duration) (pushTrace, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		acked, settled, err := l.scanAcks(pushAt, c.proxy)
+		tr, settled, err := l.scanAcks(pushAt, c.proxy)
 		if err != nil {
-			return time.Time{}, err
+			return pushTrace{}, err
 		}
-		if settled && time.Since(acked) >= ackSettle {
-			return acked, nil
+		if settled && time.Since(tr.acked) >= ackSettle {
+			return tr, nil
 		}
 		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("istiod log %s: xDS client %s did not ACK the push of %v within %v", l.path, c.proxy, pushAt.Format(time.RFC3339Nano), timeout)
+			return pushTrace{}, fmt.Errorf("istiod log %s: xDS client %s did not ACK the push of %v within %v", l.path, c.proxy, pushAt.Format(time.RFC3339Nano), timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// scanAcks reads the log since skip: the latest ACK of the responses of the
-// first push to proxy at or after the push at pushAt, and whether every
-// such response was ACKed. (istiod may log a client's ACK before the line
-// of the response it acknowledges: both are collected, then matched.)
-func (l *istiodLog) scanAcks(pushAt time.Time, proxy string) (time.Time, bool, error) {
+// scanAcks reads the log since skip: the trace of the first push to proxy
+// at or after the push at pushAt, and whether every response of it was
+// ACKed. (istiod may log a client's ACK before the line of the response it
+// acknowledges: both are collected, then matched.)
+func (l *istiodLog) scanAcks(pushAt time.Time, proxy string) (pushTrace, bool, error) {
+	var tr pushTrace
 	f, err := os.Open(l.path)
 	if err != nil {
-		return time.Time{}, false, err
+		return tr, false, err
 	}
 	defer f.Close()
 	if _, err := f.Seek(l.offset, io.SeekStart); err != nil {
-		return time.Time{}, false, err
+		return tr, false, err
 	}
 	nodeTag, ackTag, nackTag := " for node:"+proxy+" ", ": ACK "+proxy+"-", ": ACK ERROR "+proxy+"-"
 	version, got := -1, -1 // counters of the push's version and of the one answered to proxy
@@ -158,40 +178,42 @@ func (l *istiodLog) scanAcks(pushAt time.Time, proxy string) (time.Time, bool, e
 		case version < 0 && strings.Contains(line, "XDS: Pushing "):
 			_, v, _ := strings.Cut(line, " Version:")
 			if version, err = versionCounter(v); err != nil {
-				return time.Time{}, false, fmt.Errorf("istiod log %s: %q: %w", l.path, line, err)
+				return tr, false, fmt.Errorf("istiod log %s: %q: %w", l.path, line, err)
 			}
+			tr.pushing = at
 		case version >= 0 && strings.Contains(line, nodeTag) && strings.Contains(line, " nonce:"):
 			_, rest, _ := strings.Cut(line, " nonce:")
 			nonce, v, _ := strings.Cut(rest, " version:")
 			n, err := versionCounter(v)
 			if err != nil {
-				return time.Time{}, false, fmt.Errorf("istiod log %s: %q: %w", l.path, line, err)
+				return tr, false, fmt.Errorf("istiod log %s: %q: %w", l.path, line, err)
 			}
 			if n >= version && (got < 0 || n == got) {
 				got = n
 				sent = append(sent, nonce)
+				msg, _, _ := strings.Cut(line, ": PUSH")
+				tr.sent = append(tr.sent, sentResponse{typ: msg[strings.LastIndexAny(msg, "\t ")+1:], at: at})
 			}
 		case strings.Contains(line, nackTag):
-			return time.Time{}, false, fmt.Errorf("istiod log %s: xDS client %s rejected a response: %s", l.path, proxy, line)
+			return tr, false, fmt.Errorf("istiod log %s: xDS client %s rejected a response: %s", l.path, proxy, line)
 		case strings.Contains(line, ackTag):
 			fields := strings.Fields(line)
 			acks[fields[len(fields)-1]] = at
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return time.Time{}, false, err
+		return tr, false, err
 	}
-	var last time.Time
 	for _, nonce := range sent {
 		at, ok := acks[nonce]
 		if !ok {
-			return time.Time{}, false, nil
+			return tr, false, nil
 		}
-		if at.After(last) {
-			last = at
+		if at.After(tr.acked) {
+			tr.acked = at
 		}
 	}
-	return last, len(sent) > 0, nil
+	return tr, len(sent) > 0, nil
 }
 
 // versionCounter is the counter of an istiod push version ("<time>/<n>").

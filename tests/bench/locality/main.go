@@ -39,7 +39,13 @@
 // and per-service (one rule per Service), so both are measured in one run
 // next to the same hand-written baseline.
 //
-//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-mcp=false]
+// Each figure with an xDS client also shows istiod's stages of the push to
+// it, from its log (push context built, first and last response sent);
+// -istiod-cpuprofile records istiod's CPU profile over the rounds, and
+// -istiod-env measures the first mode again on a fresh istiod with extra
+// settings (ARCHITECTURE decision 73).
+//
+//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-mcp=false] [-istiod-cpuprofile FILE] [-istiod-env KEY=VALUE,…]
 package main
 
 import (
@@ -89,6 +95,8 @@ var (
 	perMax   = flag.Int("per-service-max", 1000, "largest size measured in the per-service mode (a change of every rule there is one write per service: minutes at 10,000)")
 	failover = flag.Int("failover-rounds", 5, "measured failovers per setup (with the first mode)")
 	memProf  = flag.String("memprofile", "", "write a heap profile of the server alone (after its first write of every rule, before the MCP feed) to this file")
+	cpuProf  = flag.String("istiod-cpuprofile", "", "write a CPU profile of istiod (the one reading the API server) over the measured rounds to this file; later passes (modes, -istiod-env) to FILE-2, FILE-3, …")
+	envFlag  = flag.String("istiod-env", "", "after the modes, measure the first mode again on a fresh istiod with these extra KEY=VALUE settings (comma-separated), on the same clusters: e.g. PILOT_DEBOUNCE_AFTER=10ms")
 	withMCP  = flag.Bool("mcp", true, "also measure a second istiod reading the rules over MCP (its feed and watchers run in the same process: the memory figures then include them)")
 )
 
@@ -172,14 +180,18 @@ func benchSize() error {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "created %d services × %d clusters in %v\n", *services, len(clusterNodes), time.Since(start).Round(time.Second))
-	d, err := localistiod.Start(ctx, localistiod.Options{
-		Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, "istiod"), ClusterID: "c1",
-		MeshConfig: "localityLbSetting:\n  enabled: true\n",
-		// ads:debug logs each client's ACK (ackedAfter).
-		Args: []string{istiodLogLevel},
-		// istiod reads every service of 3 clusters before it is ready.
-		StartTimeout: localistiod.DefaultStartTimeout + time.Duration(*services)*30*time.Millisecond,
-	})
+	startIstiod := func(dir string, extraEnv []string) (*localistiod.Istiod, error) {
+		return localistiod.Start(ctx, localistiod.Options{
+			Kubeconfig: env.Cluster("c1").Kubeconfig, Dir: filepath.Join(env.Dir, dir), ClusterID: "c1",
+			MeshConfig: "localityLbSetting:\n  enabled: true\n",
+			Env:        extraEnv,
+			// ads:debug logs each client's ACK (ackedAfter).
+			Args: []string{istiodLogLevel},
+			// istiod reads every service of 3 clusters before it is ready.
+			StartTimeout: localistiod.DefaultStartTimeout + time.Duration(*services)*30*time.Millisecond,
+		})
+	}
+	d, err := startIstiod("istiod", nil)
 	if err != nil {
 		return err
 	}
@@ -217,22 +229,37 @@ func benchSize() error {
 	// Real grpc-go xDS clients in r1/z1 holding the changed Service's and
 	// the baseline Service's config, on each istiod.
 	acks := map[string]*ackClient{}
-	for _, c := range []struct {
-		key, service string
-		d            *localistiod.Istiod
-	}{{"api", "svc-0000.default", d}, {"api-hand", handService + "." + handNamespace, d}, {"mcp", "svc-0000.default", dm}} {
-		if c.d == nil {
-			continue
+	startAcks := func(d *localistiod.Istiod, keys ...string) error {
+		for _, key := range keys {
+			service := "svc-0000.default"
+			if key == "api-hand" {
+				service = handService + "." + handNamespace
+			}
+			ac, err := startAckClient(d.GRPCAddr, service, &istiodLog{path: d.LogPath})
+			if err != nil {
+				return err
+			}
+			acks[key] = ac
 		}
-		ac, err := startAckClient(c.d.GRPCAddr, c.service, &istiodLog{path: c.d.LogPath})
-		if err != nil {
+		return nil
+	}
+	defer func() {
+		for _, ac := range acks {
+			ac.Close()
+		}
+	}()
+	if err := startAcks(d, "api", "api-hand"); err != nil {
+		return err
+	}
+	if dm != nil {
+		if err := startAcks(dm, "mcp"); err != nil {
 			return err
 		}
-		defer ac.Close()
-		acks[c.key] = ac
 	}
 	var errs []error
-	for i, mode := range strings.Split(*modes, ",") {
+	var first string
+	groupMins := map[string]int{}
+	for _, mode := range strings.Split(*modes, ",") {
 		groupMin := 0
 		switch mode = strings.TrimSpace(mode); mode {
 		case "grouped":
@@ -245,13 +272,59 @@ func benchSize() error {
 		default:
 			return fmt.Errorf("-modes: unknown mode %q (grouped, per-service)", mode)
 		}
-		if err := benchMode(ctx, mode, groupMin, i == 0, kubes, cfgs, d, mcpd, acks, drs, &hand); err != nil {
+		if first == "" {
+			first = mode
+		}
+		groupMins[mode] = groupMin
+		if err := benchMode(ctx, mode, groupMin, mode == first, kubes, cfgs, d, mcpd, acks, drs, &hand); err != nil {
 			fmt.Fprintf(os.Stderr, "%d services, %s: %v\n", *services, mode, err)
 			errs = append(errs, err)
 		}
 	}
+	if *envFlag == "" || first == "" {
+		return errors.Join(errs...)
+	}
+	// The first mode again, on a fresh istiod with the extra settings (the
+	// MCP istiod, if any, left out): a knob against istiod's defaults on
+	// the same clusters in one run.
+	d.Stop()
+	for _, key := range []string{"api", "api-hand"} {
+		acks[key].Close()
+		delete(acks, key)
+	}
+	extra := strings.Split(*envFlag, ",")
+	if d, err = startIstiod("istiod-env", extra); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("istiod with %s: %w", *envFlag, err))...)
+	}
+	defer d.Stop()
+	if err := startAcks(d, "api", "api-hand"); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	istiodSetting = "istiod with " + *envFlag
+	if err := benchMode(ctx, first, groupMins[first], false, kubes, cfgs, d, nil, acks, drs, &hand); err != nil {
+		fmt.Fprintf(os.Stderr, "%d services, %s, %s: %v\n", *services, first, istiodSetting, err)
+		errs = append(errs, err)
+	}
+	istiodSetting = ""
 	return errors.Join(errs...)
 }
+
+// profiles counts the istiod CPU profiles written (-istiod-cpuprofile).
+var profiles int
+
+// nextProfilePath is where the next istiod CPU profile goes: the flag's
+// file, then FILE-2, FILE-3, ….
+func nextProfilePath() string {
+	profiles++
+	if profiles == 1 {
+		return *cpuProf
+	}
+	return fmt.Sprintf("%s-%d", *cpuProf, profiles)
+}
+
+// istiodSetting names istiod's settings in the table's header where they
+// are not its defaults (-istiod-env).
+var istiodSetting string
 
 // istiodLogLevel adds istiod's ads debug lines (each response's nonce and
 // each ACK) to its default info level.
@@ -352,6 +425,11 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	baseline.check = func() (string, error) { return handTarget, nil }
 	nodes := kubes["c3"].CoreV1().Nodes()
 	slices := kubes["c2"].DiscoveryV1().EndpointSlices("default")
+	one.name, baseline.name = "one service", "hand-written rule"
+	var prof *istiodCPU
+	if *cpuProf != "" {
+		prof = startIstiodCPU(d.HTTPAddr)
+	}
 	for i := range *rounds {
 		// One service: svc-0000's endpoint in r2 goes not ready (r1's
 		// failover target moves from r2 to r3), then ready again.
@@ -439,6 +517,14 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 			baseline.fail(fmt.Errorf("hand-written rule: %w", err))
 		}
 	}
+	profPath := ""
+	if prof != nil {
+		profPath = nextProfilePath()
+		if err := prof.write(profPath); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			profPath = ""
+		}
+	}
 	rss, heap := memAfterGC()
 	hwm := procStatus("VmHWM")
 	st := srv.State()
@@ -451,13 +537,28 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 		}
 	}
 
-	fmt.Printf("\nlocality server, %d services × %d clusters, %s rules (%d DestinationRules written into c1), real istiod reading them from the API server\n", *services, len(clusterNodes), mode, st.Rules)
+	setting := "real istiod"
+	if istiodSetting != "" {
+		setting = istiodSetting
+	}
+	fmt.Printf("\nlocality server, %d services × %d clusters, %s rules (%d DestinationRules written into c1), %s reading them from the API server\n", *services, len(clusterNodes), mode, st.Rules, setting)
+	if profPath != "" {
+		fmt.Printf("istiod's CPU profile over the rounds: %s\n", profPath)
+	}
 	fmt.Printf("load average (1, 5, 15 min) at the start of this size: %s; now: %s\n\n", loadAtStart, loadAverage())
 	fmt.Printf("every rule written, from the server's start (informers of 3 clusters syncing): %v\n\n", firstWrite.Round(time.Millisecond))
 	row := func(name string, ds []time.Duration) {
 		fmt.Printf("%-66s %9s %9s %9s\n", name, pct(ds, 50), pct(ds, 99), pct(ds, 100))
 	}
 	const ackedRow = "  ACKed by a grpc-go xDS client (every response of that push)"
+	// ackRows prints istiod's stages of the push to the client (from its
+	// log), then the client's ACK.
+	ackRows := func(t *pushTimes) {
+		row("    istiod's push context built (its \"XDS: Pushing\" line)", t.built)
+		row("    its first response to the client sent (proxy state, CDS)", t.firstSent)
+		row("    its last response to the client sent", t.lastSent)
+		row(ackedRow, t.acked)
+	}
 	if n := one.failed + all.failed + direct.failed + baseline.failed + mcpOne.failed + mcpAll.failed; n > 0 {
 		fmt.Printf("rounds that did not complete (see stderr): %d\n", n)
 	}
@@ -466,20 +567,20 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	row("  rule written to the API server", one.written)
 	row("  received by istiod (its config handler; start of its debounce)", one.received)
 	row("  istiod pushes it (its \"Push debounce stable\" log line)", one.pushed)
-	row(ackedRow, one.acked)
+	ackRows(&one)
 	reflectedRow(&one)
 	fmt.Printf("node region relabelled (every service's rule changes):\n")
 	row("  rules written to the API server", all.written)
 	row("  received by istiod", all.received)
 	row("  istiod pushes them", all.pushed)
-	row(ackedRow, all.acked)
+	ackRows(&all)
 	if mcpd != nil {
 		fmt.Println("same changes, same run, a second istiod reading the rules over MCP (configSources xds://, no API write):")
 		mcpRows := func(t *pushTimes, served, pushes string) {
 			row(served, t.written)
 			row("  received by the MCP istiod", t.received)
 			row(pushes, t.pushed)
-			row(ackedRow, t.acked)
+			ackRows(t)
 			row("  of which the feed's watch event → rules computed (not MCP's share)", t.compute)
 			row("  of which MCP's own hop: served → received by istiod", t.hop)
 		}
@@ -492,11 +593,11 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	row("  rules written to the API server", direct.written)
 	row("  received by istiod", direct.received)
 	row("  istiod pushes them", direct.pushed)
-	row(ackedRow, direct.acked)
+	ackRows(&direct)
 	fmt.Println("baseline: a hand-written DestinationRule of the same shape updated (r1's failover target moved; istiod's own path):")
 	row("  received by istiod", baseline.received)
 	row("  istiod pushes it", baseline.pushed)
-	row(ackedRow, baseline.acked)
+	ackRows(&baseline)
 	reflectedRow(&baseline)
 	fmt.Println("(received: when istiod's config handler got the first event of the push's debounce window, i.e. its informer delivered the")
 	fmt.Println(" change: the push time less the window istiod logs. From there to the push is istiod's own debounce, PILOT_DEBOUNCE_AFTER,")
@@ -634,6 +735,11 @@ type pushTimes struct {
 	// response it sent the client in that push (ackedAfter).
 	acked []time.Duration
 	ack   *ackClient
+	// From istiod's log of the same push to the client (pushTrace):
+	// its push context built, its first and its last response sent.
+	built, firstSent, lastSent []time.Duration
+	// name, if set, prints each round's trace to stderr under it.
+	name string
 	// check, if set, returns r1's failover target in the rule istiod
 	// applies to the client's Service (service, istiod's debug address
 	// httpAddr): each ACKed push is checked to show it first among r2 and
@@ -740,11 +846,12 @@ func (p *pushTimes) record(ilog *istiodLog, t0, pushed time.Time, window time.Du
 	p.pushed = append(p.pushed, pushed.Sub(t0))
 	p.received = append(p.received, pushed.Add(-window).Sub(t0))
 	if p.ack != nil {
-		acked, err := ilog.ackedAfter(pushed, p.ack, changeTimeout())
+		tr, err := ilog.ackedAfter(pushed, p.ack, changeTimeout())
 		if err != nil {
 			return err
 		}
-		p.acked = append(p.acked, acked.Sub(t0))
+		p.acked = append(p.acked, tr.acked.Sub(t0))
+		p.trace(t0, pushed, tr)
 		if p.check != nil {
 			if err := p.checkReflected(); err != nil {
 				fmt.Fprintln(os.Stderr, "note: checking the ACKed endpoints:", err)
@@ -753,6 +860,29 @@ func (p *pushTimes) record(ilog *istiodLog, t0, pushed time.Time, window time.Du
 	}
 	time.Sleep(200 * time.Millisecond)
 	return nil
+}
+
+// trace records the stages of istiod's push (pushed at pushed) of a change
+// made at t0 to the client, from istiod's log, and with p.name prints them
+// to stderr: push context built, each response sent, ACKed (from the push).
+func (p *pushTimes) trace(t0, pushed time.Time, tr pushTrace) {
+	if tr.pushing.IsZero() || len(tr.sent) == 0 {
+		return
+	}
+	p.built = append(p.built, tr.pushing.Sub(t0))
+	p.firstSent = append(p.firstSent, tr.sent[0].at.Sub(t0))
+	p.lastSent = append(p.lastSent, tr.sent[len(tr.sent)-1].at.Sub(t0))
+	if p.name == "" {
+		return
+	}
+	ms := func(t time.Time) string { return fmt.Sprint(t.Sub(pushed).Round(time.Millisecond)) }
+	var b strings.Builder
+	fmt.Fprintf(&b, "push trace, %s (from istiod's push line): push context built %s", p.name, ms(tr.pushing))
+	for _, r := range tr.sent {
+		fmt.Fprintf(&b, ", %s sent %s", r.typ, ms(r.at))
+	}
+	fmt.Fprintf(&b, ", ACKed %s\n", ms(tr.acked))
+	fmt.Fprint(os.Stderr, b.String())
 }
 
 // istiodLog reads, from istiod's log, when it pushed DestinationRule
