@@ -19,8 +19,8 @@ const profileWindow = 5
 // istiodCPU records istiod's CPU profile while it runs: back-to-back
 // windows of its /debug/pprof/profile (on --httpAddr, which istiod serves
 // with its default --profile=true, unauthenticated from localhost), merged
-// when it stops. (istiod's ControlZ port serves pprof only when its
-// address is "localhost", which localistiod does not use.)
+// when it stops. (pilot-discovery's ControlZ port serves no pprof: its
+// options leave EnablePprof off.)
 type istiodCPU struct {
 	stop  context.CancelFunc
 	done  chan struct{}
