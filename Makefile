@@ -229,14 +229,35 @@ etcd:
 
 ##@ Test
 
+# The tools only the e2e tests run (istioctl, Kiali, Flagger) are built at
+# the lowest priority while verify, the unit and the integration tests run:
+# the integration tests leave a third to half of the two cores idle, waiting
+# on API servers. `make test` waits for them before the e2e tests.
+E2E_TOOLS       := $(ISTIOCTL) $(KIALI) $(FLAGGER)
+E2E_TOOLS_LOG   := $(TOOL_LOGS)/e2e-tools.log
+E2E_TOOLS_EXIT  := $(TOOL_LOGS)/e2e-tools.exit
+
 .PHONY: test
-test: tools ## verify, then unit, integration (real kube-apiservers), end-to-end (real istiod, gRPC xDS clients), chaos and fuzz tests.
+test: $(CONTROLLER_GEN) $(STATICCHECK) $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY) etcd prometheus ## verify, then unit, integration (real kube-apiservers), end-to-end (real istiod, gRPC xDS clients), chaos and fuzz tests.
+	@$(MAKE) --no-print-directory e2e-tools-start
 	$(MAKE) verify
 	$(GO_TEST) $(GO_TEST_FLAGS) ./...
 	$(GO_TEST) $(GO_TEST_FLAGS) -tags integration -p 1 -timeout 30m ./...
+	@$(MAKE) --no-print-directory e2e-tools-wait
 	$(GO_TEST) $(GO_TEST_FLAGS) -tags e2e -p 1 -timeout 45m ./tests/e2e/...
 	$(MAKE) chaos
 	$(MAKE) fuzz
+
+.PHONY: e2e-tools-start e2e-tools-wait
+e2e-tools-start:
+	@mkdir -p $(TOOL_LOGS) && rm -f $(E2E_TOOLS_EXIT)
+	@if $(MAKE) -q $(E2E_TOOLS) >/dev/null 2>&1; then echo 0 >$(E2E_TOOLS_EXIT); : >$(E2E_TOOLS_LOG); else \
+	  echo "building istioctl, Kiali and Flagger at low priority beside the tests (log: $(E2E_TOOLS_LOG))"; \
+	  (if nice -n 19 $(MAKE) --no-print-directory $(E2E_TOOLS); then echo 0; else echo $$?; fi >$(E2E_TOOLS_EXIT)) >$(E2E_TOOLS_LOG) 2>&1 </dev/null & fi
+
+e2e-tools-wait:
+	@until [ -s $(E2E_TOOLS_EXIT) ]; do sleep 5; done; cat $(E2E_TOOLS_LOG); \
+	  [ "$$(cat $(E2E_TOOLS_EXIT))" = 0 ] || { echo "building the e2e tools failed: see $(E2E_TOOLS_LOG)"; exit 1; }
 
 .PHONY: unit
 unit: ## Unit tests only (no binaries needed).
