@@ -27,7 +27,7 @@ const (
 
 // KwokVersion is the kwok release `make tools` builds into
 // $HOME/.cache/meshfleet/kwok-<KwokVersion>, with its stages beside it.
-const KwokVersion = "v0.7.0"
+const KwokVersion = "v0.8.0"
 
 // Binaries holds the absolute paths of the control-plane binaries.
 type Binaries struct {
