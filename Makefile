@@ -182,7 +182,7 @@ define build-tool
 endef
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
-	$(call build-tool,kubernetes-$(K8S_VERSION),10-20 min,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
+	$(call build-tool,kubernetes-$(K8S_VERSION),15-25 min,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
 
 $(KUBE_SCHEDULER):
 	$(call build-tool,kube-scheduler-$(K8S_VERSION),1-3 min after kube-apiserver,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-scheduler)
@@ -190,7 +190,7 @@ $(KUBE_SCHEDULER):
 # kwok from the tools module tests/tools/kwok, with its "fast" node and pod
 # stages (from the same module) beside it as its --config.
 $(KWOK) $(KWOK_CONFIG) &:
-	$(call build-tool,kwok-$(KWOK_VERSION),2-4 min,tests/tools/kwok,$(KWOK_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/kwok/cmd/kwok)
+	$(call build-tool,kwok-$(KWOK_VERSION),1-4 min,tests/tools/kwok,$(KWOK_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/kwok/cmd/kwok)
 	@dir=$$(cd tests/tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && \
 	  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do \
 	    echo '---'; cat $$dir/kustomize/stage/$$f.yaml; done >$(KWOK_CONFIG).tmp && mv $(KWOK_CONFIG).tmp $(KWOK_CONFIG)
