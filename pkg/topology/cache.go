@@ -58,17 +58,13 @@ type cachedSlice struct {
 type cachedEndpoint struct {
 	// node is nodeName ("" when unset; no Node has that name).
 	node string
-	// podNamespace and pod name the targetRef when it is a Pod (isPod);
-	// the namespace defaults to the slice's.
-	podNamespace, pod string
-	addresses         int32
-	isPod             bool
+	// pod is the key (namespace/name) of the targetRef when it is a Pod
+	// (the namespace defaults to the slice's); "" when it is not.
+	pod       string
+	addresses int32
 	// ready is conditions.ready; unset counts as ready.
 	ready bool
 }
-
-// podKey is the endpoint's Pod, namespace/name.
-func (e cachedEndpoint) podKey() string { return e.podNamespace + "/" + e.pod }
 
 // intern returns the canonical copy of s, so that a value repeated over
 // many objects (a namespace, a node name) is held once.
@@ -129,7 +125,7 @@ func trimSlice(obj any) (any, error) {
 			e.node = intern(*ep.NodeName)
 		}
 		if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
-			e.isPod, e.podNamespace, e.pod = true, intern(cmp.Or(ref.Namespace, es.Namespace)), ref.Name
+			e.pod = serviceKey(cmp.Or(ref.Namespace, es.Namespace), ref.Name)
 		}
 		out.endpoints[i] = e
 	}

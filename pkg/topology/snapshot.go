@@ -208,8 +208,8 @@ func buildService(in clusterObjects, nodes map[string]map[string]string, s *cach
 	var pods []string
 	for _, es := range esl {
 		for _, ep := range es.endpoints {
-			if ep.isPod {
-				pods = append(pods, ep.podKey())
+			if ep.pod != "" {
+				pods = append(pods, ep.pod)
 			}
 			l, label, source := endpointLocality(ep, nodes, in.pod)
 			k := groupKey{l, label, source}
@@ -260,8 +260,8 @@ func buildRules(in clusterObjects) []UserDestinationRule {
 // reports, and neither does this.
 func endpointLocality(ep cachedEndpoint, nodes map[string]map[string]string, pod func(string) (*metav1.PartialObjectMetadata, bool)) (Locality, string, string) {
 	var podLabels map[string]string
-	if ep.isPod && pod != nil {
-		if pm, ok := pod(ep.podKey()); ok {
+	if ep.pod != "" && pod != nil {
+		if pm, ok := pod(ep.pod); ok {
 			podLabels = pm.Labels
 		}
 	}
