@@ -89,8 +89,11 @@ type clusterWatch struct {
 	// distribution annotation; nil where the server may not list them.
 	namespaces cache.SharedIndexInformer
 	// slicesBySvc are the EndpointSlices by Service, kept by the slices'
-	// event handler; the builds read slices from it, not from the cache.
-	slicesBySvc sliceIndex
+	// event handler; the builds read slices from it, not from the cache,
+	// so the cluster has synced only once the handler has seen the
+	// initial list (slicesIndexed).
+	slicesBySvc   sliceIndex
+	slicesIndexed cache.InformerSynced
 
 	// dirty is what the informers' handlers saw change since the part
 	// was last brought up to date; built is the cluster's share of the
@@ -180,7 +183,11 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 			d.mark(&d.services, serviceKey(s.namespace, s.name))
 		}
 	}, nil, nil))
-	_, _ = cw.slices.AddEventHandler(w.sliceHandler(cw))
+	reg, err := cw.slices.AddEventHandler(w.sliceHandler(cw))
+	if err != nil {
+		return nil, fmt.Errorf("topology: watching EndpointSlices of cluster %s: %w", name, err)
+	}
+	cw.slicesIndexed = reg.HasSynced
 	_, _ = cw.pods.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
 		if m, err := meta.Accessor(obj); err == nil {
 			d.mark(&d.pods, serviceKey(m.GetNamespace(), m.GetName()))
@@ -325,7 +332,7 @@ func (w *Watcher) startCluster(cw *clusterWatch) {
 }
 
 func (cw *clusterWatch) hasSynced() []cache.InformerSynced {
-	syncs := []cache.InformerSynced{cw.nodes.HasSynced, cw.services.HasSynced, cw.slices.HasSynced, cw.pods.HasSynced}
+	syncs := []cache.InformerSynced{cw.nodes.HasSynced, cw.services.HasSynced, cw.slices.HasSynced, cw.slicesIndexed, cw.pods.HasSynced}
 	if cw.drs != nil {
 		syncs = append(syncs, cw.drs.HasSynced)
 	}
