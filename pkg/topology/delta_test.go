@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -59,7 +58,7 @@ func (w *world) change() (int, dirtySet) {
 	key := serviceKey(ns, name)
 	switch w.r.IntN(8) {
 	case 0: // a Service added, changed or removed
-		i := slices.IndexFunc(in.services, func(s *corev1.Service) bool { return s.Namespace == ns && s.Name == name })
+		i := slices.IndexFunc(in.services, func(s *cachedService) bool { return s.namespace == ns && s.name == name })
 		if i >= 0 && w.r.IntN(3) == 0 {
 			in.services = slices.Delete(in.services, i, i+1)
 		} else {
@@ -70,10 +69,11 @@ func (w *world) change() (int, dirtySet) {
 			case 1:
 				ann[AnnotationTrafficDistribution] = "PreferClose"
 			}
-			s := service(ns, name, ann)
+			svcType := corev1.ServiceTypeClusterIP
 			if w.r.IntN(6) == 0 {
-				s.Spec.Type = corev1.ServiceTypeExternalName
+				svcType = corev1.ServiceTypeExternalName
 			}
+			s := service(ns, name, ann, func(s *corev1.Service) { s.Spec.Type = svcType })
 			if i >= 0 {
 				in.services[i] = s
 			} else {
@@ -83,9 +83,9 @@ func (w *world) change() (int, dirtySet) {
 		d.mark(&d.services, key)
 	case 1, 2, 3: // an EndpointSlice added, changed or removed; it may move to another Service
 		sname := key + "-" + fmt.Sprint(w.r.IntN(2))
-		i := slices.IndexFunc(in.slices, func(es *discoveryv1.EndpointSlice) bool { return es.Namespace+"/"+es.Name == sname })
+		i := slices.IndexFunc(in.slices, func(es *cachedSlice) bool { return es.namespace+"/"+es.name == sname })
 		if i >= 0 {
-			d.mark(&d.services, sliceService(in.slices[i]))
+			d.mark(&d.services, in.slices[i].service)
 		}
 		if i >= 0 && w.r.IntN(4) == 0 {
 			in.slices = slices.Delete(in.slices, i, i+1)
@@ -109,7 +109,7 @@ func (w *world) change() (int, dirtySet) {
 		} else {
 			in.slices = append(in.slices, es)
 		}
-		d.mark(&d.services, sliceService(es))
+		d.mark(&d.services, es.service)
 	case 4: // a Pod's locality label
 		pk := ns + "/p" + fmt.Sprint(w.r.IntN(4))
 		if w.r.IntN(2) == 0 {

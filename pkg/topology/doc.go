@@ -9,7 +9,9 @@
 // changed (a Service, an EndpointSlice's Service, a Pod, a namespace; a
 // Node rebuilds the cluster's share), so Watcher.Changes rebuilds only the
 // Services changed (updatePart), merges only those (mergeKeys) and says
-// which they were (Delta) for the translation to follow.
+// which they were (Delta) for the translation to follow. The informers
+// keep only what the model reads (cache.go): small records of Services and
+// EndpointSlices, the locality labels of Nodes and Pods.
 //
 // The model (Topology) is plain data: it can be copied, printed as YAML and
 // validated, and is the input of pkg/locality's golden tests.

@@ -5,7 +5,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -104,10 +103,10 @@ func TestDuplicateLocalities(t *testing.T) {
 func TestTrafficDistributionCopy(t *testing.T) {
 	prefer, unknown := corev1.ServiceTrafficDistributionPreferClose, "SomethingNew"
 	namespaces := map[string]map[string]string{"ns": {AnnotationTrafficDistribution: "PreferSameNode"}}
-	build := func(name string, svcs ...*corev1.Service) *part {
+	build := func(name string, svcs ...*cachedService) *part {
 		return buildPart(clusterObjects{name: name, domain: "cluster.local", services: svcs})
 	}
-	primary := buildPart(clusterObjects{name: "primary", domain: "cluster.local", services: []*corev1.Service{
+	primary := buildPart(clusterObjects{name: "primary", domain: "cluster.local", services: []*cachedService{
 		service("other", "plain", nil),
 		service("other", "annotated", map[string]string{AnnotationTrafficDistribution: "preferclose"}),
 		service("other", "unknown-spec", map[string]string{AnnotationTrafficDistribution: "PreferSameNode"}, func(s *corev1.Service) { s.Spec.TrafficDistribution = &unknown }),
@@ -149,8 +148,8 @@ func TestLegacyPodLabel(t *testing.T) {
 	pods := map[string]*metav1.PartialObjectMetadata{"ns/p": {ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{LabelIstioLocalityLegacy: "us-east-2.use2-az1"}}}}
 	p := buildPart(clusterObjects{name: "c", domain: "cluster.local",
 		nodes:    []*corev1.Node{node("n", map[string]string{LabelRegion: "us-east-1", LabelZone: "use1-az1"})},
-		services: []*corev1.Service{service("ns", "s", nil)},
-		slices:   []*discoveryv1.EndpointSlice{slice("ns", "s", "s-1", endpoint{node: "n", pod: "p", ready: true})},
+		services: []*cachedService{service("ns", "s", nil)},
+		slices:   []*cachedSlice{slice("ns", "s", "s-1", endpoint{node: "n", pod: "p", ready: true})},
 		pod:      func(k string) (*metav1.PartialObjectMetadata, bool) { m, ok := pods[k]; return m, ok },
 	})
 	want := []EndpointGroup{{Cluster: "c", Locality: Locality{"us-east-2", "use2-az1", ""}, Label: "us-east-2/use2-az1", Source: SourcePodLabelLegacy, Ready: 1}}

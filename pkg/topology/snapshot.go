@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -20,8 +19,8 @@ type clusterObjects struct {
 	// domain is the cluster's DNS domain (service hostnames).
 	domain   string
 	nodes    []*corev1.Node
-	services []*corev1.Service
-	slices   []*discoveryv1.EndpointSlice
+	services []*cachedService
+	slices   []*cachedSlice
 	rules    []*unstructured.Unstructured // users' DestinationRules
 	// pod returns the metadata of the Pod namespace/name, if known.
 	pod func(key string) (*metav1.PartialObjectMetadata, bool)
@@ -31,17 +30,17 @@ type clusterObjects struct {
 	// serviceByKey and slicesByService look one Service (namespace/name)
 	// and its EndpointSlices up for updatePart (the informers' indexes);
 	// nil: searched in services and slices.
-	serviceByKey    func(key string) *corev1.Service
-	slicesByService func(key string) []*discoveryv1.EndpointSlice
+	serviceByKey    func(key string) *cachedService
+	slicesByService func(key string) []*cachedSlice
 }
 
 // service returns Service key, or nil.
-func (in clusterObjects) service(key string) *corev1.Service {
+func (in clusterObjects) service(key string) *cachedService {
 	if in.serviceByKey != nil {
 		return in.serviceByKey(key)
 	}
 	for _, s := range in.services {
-		if serviceKey(s.Namespace, s.Name) == key {
+		if serviceKey(s.namespace, s.name) == key {
 			return s
 		}
 	}
@@ -49,13 +48,13 @@ func (in clusterObjects) service(key string) *corev1.Service {
 }
 
 // slicesOf returns the EndpointSlices of Service key.
-func (in clusterObjects) slicesOf(key string) []*discoveryv1.EndpointSlice {
+func (in clusterObjects) slicesOf(key string) []*cachedSlice {
 	if in.slicesByService != nil {
 		return in.slicesByService(key)
 	}
-	var out []*discoveryv1.EndpointSlice
+	var out []*cachedSlice
 	for _, es := range in.slices {
-		if sliceService(es) == key {
+		if es.service == key {
 			out = append(out, es)
 		}
 	}
@@ -86,15 +85,6 @@ type part struct {
 // serviceKey is namespace/name.
 func serviceKey(ns, name string) string { return ns + "/" + name }
 
-// sliceService is the key of the Service an EndpointSlice belongs to
-// ("" when it names none).
-func sliceService(es *discoveryv1.EndpointSlice) string {
-	if n := es.Labels[discoveryv1.LabelServiceName]; n != "" {
-		return serviceKey(es.Namespace, n)
-	}
-	return ""
-}
-
 // buildPart derives a cluster's nodes' localities, its services with their
 // endpoints counted per locality (ready or not), and its users'
 // DestinationRules from its objects.
@@ -106,14 +96,14 @@ func buildPart(in clusterObjects) *part {
 		p.cluster.Nodes = append(p.cluster.Nodes, Node{Name: n.Name, Locality: NodeLocality(n.Labels)})
 	}
 	slices.SortFunc(p.cluster.Nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
-	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	bySvc := map[string][]*cachedSlice{}
 	for _, es := range in.slices {
-		if k := sliceService(es); k != "" {
-			bySvc[k] = append(bySvc[k], es)
+		if es.service != "" {
+			bySvc[es.service] = append(bySvc[es.service], es)
 		}
 	}
 	for _, s := range in.services {
-		k := serviceKey(s.Namespace, s.Name)
+		k := serviceKey(s.namespace, s.name)
 		svc, pods := buildService(in, p.nodes, s, bySvc[k])
 		p.setService(k, svc, pods)
 	}
@@ -188,13 +178,13 @@ func (p *part) setService(k string, svc *Service, pods []string) {
 // buildService is one cluster's copy of Service s with the endpoints of
 // its slices counted per locality, and the Pods the endpoints name; nil
 // for an ExternalName Service.
-func buildService(in clusterObjects, nodes map[string]map[string]string, s *corev1.Service, esl []*discoveryv1.EndpointSlice) (*Service, []string) {
-	if s.Spec.Type == corev1.ServiceTypeExternalName {
+func buildService(in clusterObjects, nodes map[string]map[string]string, s *cachedService, esl []*cachedSlice) (*Service, []string) {
+	if s.externalName {
 		return nil, nil
 	}
-	svc := &Service{Namespace: s.Namespace, Name: s.Name, Hostname: s.Name + "." + s.Namespace + ".svc." + in.domain}
-	for k, v := range s.Annotations {
-		if strings.HasPrefix(k, "meshfleet.io/") {
+	svc := &Service{Namespace: s.namespace, Name: s.name, Hostname: s.name + "." + s.namespace + ".svc." + in.domain}
+	for k, v := range s.annotations {
+		if strings.HasPrefix(k, annotationPrefix) {
 			if svc.Annotations == nil {
 				svc.Annotations = map[string]string{}
 			}
@@ -203,7 +193,7 @@ func buildService(in clusterObjects, nodes map[string]map[string]string, s *core
 	}
 	var nsAnnotations map[string]string
 	if in.namespace != nil {
-		nsAnnotations = in.namespace(s.Namespace)
+		nsAnnotations = in.namespace(s.namespace)
 	}
 	if td, from := trafficDistribution(s, nsAnnotations); td != "" {
 		svc.TrafficDistribution, svc.TrafficDistributionFrom = td, from+" of "+in.name+"'s copy"
@@ -217,19 +207,19 @@ func buildService(in clusterObjects, nodes map[string]map[string]string, s *core
 	groups := map[groupKey]*EndpointGroup{}
 	var pods []string
 	for _, es := range esl {
-		for _, ep := range es.Endpoints {
-			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
-				pods = append(pods, serviceKey(cmp.Or(ref.Namespace, es.Namespace), ref.Name))
+		for _, ep := range es.endpoints {
+			if ep.pod != "" {
+				pods = append(pods, ep.pod)
 			}
-			l, label, source := endpointLocality(es.Namespace, ep, nodes, in.pod)
+			l, label, source := endpointLocality(ep, nodes, in.pod)
 			k := groupKey{l, label, source}
 			g := groups[k]
 			if g == nil {
 				g = &EndpointGroup{Cluster: in.name, Locality: l, Label: label, Source: source}
 				groups[k] = g
 			}
-			n := len(ep.Addresses)
-			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+			n := int(ep.addresses)
+			if ep.ready {
 				g.Ready += n
 			} else {
 				g.NotReady += n
@@ -268,21 +258,17 @@ func buildRules(in clusterObjects) []UserDestinationRule {
 // (which the EndpointSlice controller copies from the Pod's spec.nodeName,
 // where istiod reads it). istiod does not use the zone an EndpointSlice
 // reports, and neither does this.
-func endpointLocality(ns string, ep discoveryv1.Endpoint, nodes map[string]map[string]string, pod func(string) (*metav1.PartialObjectMetadata, bool)) (Locality, string, string) {
+func endpointLocality(ep cachedEndpoint, nodes map[string]map[string]string, pod func(string) (*metav1.PartialObjectMetadata, bool)) (Locality, string, string) {
 	var podLabels map[string]string
-	if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" && pod != nil {
-		podNS := ref.Namespace
-		if podNS == "" {
-			podNS = ns
-		}
-		if pm, ok := pod(podNS + "/" + ref.Name); ok {
+	if ep.pod != "" && pod != nil {
+		if pm, ok := pod(ep.pod); ok {
 			podLabels = pm.Labels
 		}
 	}
 	var nodeLabels map[string]string
 	nodeKnown := false
-	if ep.NodeName != nil {
-		nodeLabels, nodeKnown = nodes[*ep.NodeName]
+	if ep.node != "" {
+		nodeLabels, nodeKnown = nodes[ep.node]
 	}
 	return EndpointLocality(podLabels, nodeLabels, nodeKnown)
 }
@@ -293,12 +279,10 @@ func endpointLocality(ns string, ep discoveryv1.Endpoint, nodes map[string]map[s
 // else its namespace's (case-insensitive; a set annotation with an
 // unknown value means istiod's default and hides the namespace's). It
 // returns the value and where it was read.
-func trafficDistribution(s *corev1.Service, nsAnnotations map[string]string) (value, from string) {
-	if v := s.Spec.TrafficDistribution; v != nil {
-		switch *v {
-		case corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode:
-			return *v, "spec.trafficDistribution"
-		}
+func trafficDistribution(s *cachedService, nsAnnotations map[string]string) (value, from string) {
+	switch v := s.trafficDistribution; v {
+	case corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode:
+		return v, "spec.trafficDistribution"
 	}
 	known := func(v string) string {
 		for _, k := range []string{corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferSameNode} {
@@ -308,7 +292,7 @@ func trafficDistribution(s *corev1.Service, nsAnnotations map[string]string) (va
 		}
 		return ""
 	}
-	if v := s.Annotations[AnnotationTrafficDistribution]; v != "" {
+	if v := s.annotations[AnnotationTrafficDistribution]; v != "" {
 		if k := known(v); k != "" {
 			return k, "annotation " + AnnotationTrafficDistribution
 		}
@@ -316,7 +300,7 @@ func trafficDistribution(s *corev1.Service, nsAnnotations map[string]string) (va
 	}
 	if v := nsAnnotations[AnnotationTrafficDistribution]; v != "" {
 		if k := known(v); k != "" {
-			return k, "annotation " + AnnotationTrafficDistribution + " on namespace " + s.Namespace
+			return k, "annotation " + AnnotationTrafficDistribution + " on namespace " + s.namespace
 		}
 	}
 	return "", ""

@@ -15,12 +15,14 @@ func node(name string, labels map[string]string) *corev1.Node {
 	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 }
 
-func service(ns, name string, annotations map[string]string, mutate ...func(*corev1.Service)) *corev1.Service {
+// service is the cached record (trimService) of a Service.
+func service(ns, name string, annotations map[string]string, mutate ...func(*corev1.Service)) *cachedService {
 	s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations}}
 	for _, m := range mutate {
 		m(s)
 	}
-	return s
+	out, _ := trimService(s)
+	return out.(*cachedService)
 }
 
 // endpoint is one address on node (or in zone, when node is ""), with an
@@ -30,7 +32,8 @@ type endpoint struct {
 	ready           bool
 }
 
-func slice(ns, svc, name string, eps ...endpoint) *discoveryv1.EndpointSlice {
+// slice is the cached record (trimSlice) of an EndpointSlice.
+func slice(ns, svc, name string, eps ...endpoint) *cachedSlice {
 	es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}}}
 	for i, e := range eps {
 		ep := discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)}, Conditions: discoveryv1.EndpointConditions{Ready: &e.ready}}
@@ -45,7 +48,8 @@ func slice(ns, svc, name string, eps ...endpoint) *discoveryv1.EndpointSlice {
 		}
 		es.Endpoints = append(es.Endpoints, ep)
 	}
-	return es
+	out, _ := trimSlice(es)
+	return out.(*cachedSlice)
 }
 
 func TestBuildAndMerge(t *testing.T) {
@@ -58,12 +62,12 @@ func TestBuildAndMerge(t *testing.T) {
 			node("b", map[string]string{LabelRegion: "r1", LabelZone: "z2"}),
 			node("a", map[string]string{LabelRegionLegacy: "r1", LabelZoneLegacy: "z1"}),
 		},
-		services: []*corev1.Service{
+		services: []*cachedService{
 			service("shop", "cart", nil),
 			service("shop", "db", nil, func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }),
 			service("shop", "pay", map[string]string{"meshfleet.io/locality": "off", "other.io/x": "y"}),
 		},
-		slices: []*discoveryv1.EndpointSlice{
+		slices: []*cachedSlice{
 			slice("shop", "cart", "cart-1",
 				endpoint{node: "a", ready: true}, endpoint{node: "a", ready: false},
 				endpoint{node: "b", ready: true}, endpoint{node: "a", pod: "cart-pinned", ready: true}),
@@ -87,11 +91,11 @@ func TestBuildAndMerge(t *testing.T) {
 	c2 := clusterObjects{
 		name: "c2", domain: "cluster.local",
 		nodes: []*corev1.Node{node("c", map[string]string{LabelRegion: "r2", LabelZone: "z3"})},
-		services: []*corev1.Service{
+		services: []*cachedService{
 			service("shop", "cart", map[string]string{"meshfleet.io/failover": "r3"}, func(s *corev1.Service) { s.Spec.TrafficDistribution = &prefer }),
 			service("shop", "pay", map[string]string{"meshfleet.io/locality": "on"}),
 		},
-		slices: []*discoveryv1.EndpointSlice{
+		slices: []*cachedSlice{
 			slice("shop", "cart", "cart-2", endpoint{node: "c", ready: true}),
 		},
 	}

@@ -16,7 +16,6 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -89,6 +88,12 @@ type clusterWatch struct {
 	// namespaces (metadata) give istiod's namespace-level traffic
 	// distribution annotation; nil where the server may not list them.
 	namespaces cache.SharedIndexInformer
+	// slicesBySvc are the EndpointSlices by Service, kept by the slices'
+	// event handler; the builds read slices from it, not from the cache,
+	// so the cluster has synced only once the handler has seen the
+	// initial list (slicesIndexed).
+	slicesBySvc   sliceIndex
+	slicesIndexed cache.InformerSynced
 
 	// dirty is what the informers' handlers saw change since the part
 	// was last brought up to date; built is the cluster's share of the
@@ -161,40 +166,28 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	cw.services = cw.factory.Core().V1().Services().Informer()
 	cw.slices = cw.factory.Discovery().V1().EndpointSlices().Informer()
 	cw.pods = cw.meta.ForResource(corev1.SchemeGroupVersion.WithResource("pods")).Informer()
-	for _, inf := range []cache.SharedIndexInformer{cw.nodes, cw.pods} {
-		_ = inf.SetTransform(stripManagedFields)
-	}
-	// Services and EndpointSlices are most of what the watcher holds (one
-	// of each per Service and cluster): keep only what buildService reads.
+	// Keep only what the topology reads (cache.go): Services and
+	// EndpointSlices, one of each per Service and cluster, are most of what
+	// the watcher holds.
+	_ = cw.nodes.SetTransform(trimNode)
+	_ = cw.pods.SetTransform(trimPod)
 	_ = cw.services.SetTransform(trimService)
 	_ = cw.slices.SetTransform(trimSlice)
-	if err := cw.slices.AddIndexers(cache.Indexers{indexByService: func(obj any) ([]string, error) {
-		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
-			if k := sliceService(es); k != "" {
-				return []string{k}, nil
-			}
-		}
-		return nil, nil
-	}}); err != nil {
-		return nil, fmt.Errorf("topology: indexing EndpointSlices of cluster %s: %w", name, err)
-	}
 	_, _ = cw.nodes.AddEventHandler(w.handler(cw, func(d *dirtySet, _ any) { d.all = true }, func(old, cur any) bool {
 		o, ok1 := old.(*corev1.Node)
 		n, ok2 := cur.(*corev1.Node)
 		return !ok1 || !ok2 || NodeLocalityLabel(o.Labels) != NodeLocalityLabel(n.Labels)
-	}))
+	}, nil))
 	_, _ = cw.services.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
-		if m, err := meta.Accessor(obj); err == nil {
-			d.mark(&d.services, serviceKey(m.GetNamespace(), m.GetName()))
+		if s, ok := obj.(*cachedService); ok {
+			d.mark(&d.services, serviceKey(s.namespace, s.name))
 		}
-	}, nil))
-	_, _ = cw.slices.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
-		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
-			if k := sliceService(es); k != "" {
-				d.mark(&d.services, k)
-			}
-		}
-	}, nil))
+	}, nil, nil))
+	reg, err := cw.slices.AddEventHandler(w.sliceHandler(cw))
+	if err != nil {
+		return nil, fmt.Errorf("topology: watching EndpointSlices of cluster %s: %w", name, err)
+	}
+	cw.slicesIndexed = reg.HasSynced
 	_, _ = cw.pods.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
 		if m, err := meta.Accessor(obj); err == nil {
 			d.mark(&d.pods, serviceKey(m.GetNamespace(), m.GetName()))
@@ -208,7 +201,7 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 		ov, _, _ := PodLocalityLabel(o.Labels)
 		nv, _, _ := PodLocalityLabel(n.Labels)
 		return ov != nv
-	}))
+	}, nil))
 
 	// Namespaces, for the namespace-level traffic-distribution annotation
 	// istiod reads after the Service's own settings; only where the server
@@ -216,7 +209,7 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 	// never keeps the cluster from syncing.
 	if mayWatchNamespaces(kube) {
 		cw.namespaces = cw.meta.ForResource(corev1.SchemeGroupVersion.WithResource("namespaces")).Informer()
-		_ = cw.namespaces.SetTransform(stripManagedFields)
+		_ = cw.namespaces.SetTransform(trimNamespace)
 		_, _ = cw.namespaces.AddEventHandler(w.handler(cw, func(d *dirtySet, obj any) {
 			if m, err := meta.Accessor(obj); err == nil {
 				d.mark(&d.namespaces, m.GetName())
@@ -225,7 +218,7 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 			o, ok1 := old.(*metav1.PartialObjectMetadata)
 			n, ok2 := cur.(*metav1.PartialObjectMetadata)
 			return !ok1 || !ok2 || o.Annotations[AnnotationTrafficDistribution] != n.Annotations[AnnotationTrafficDistribution]
-		}))
+		}, nil))
 	} else {
 		w.opts.Logger.Info("may not list and watch namespaces in cluster; the namespace annotation "+AnnotationTrafficDistribution+" is not read there (grant get, list, watch on namespaces)", "cluster", name)
 	}
@@ -239,7 +232,7 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 		cw.dyn = dynamicinformer.NewDynamicSharedInformerFactory(dc, w.opts.Resync)
 		cw.drs = cw.dyn.ForResource(destinationRules).Informer()
 		_ = cw.drs.SetTransform(stripManagedFields)
-		_, _ = cw.drs.AddEventHandler(w.handler(cw, func(d *dirtySet, _ any) { d.rules = true }, nil))
+		_, _ = cw.drs.AddEventHandler(w.handler(cw, func(d *dirtySet, _ any) { d.rules = true }, nil, nil))
 	} else {
 		w.opts.Logger.Info("no DestinationRule API in cluster; users' rules there are not considered", "cluster", name, "err", err)
 	}
@@ -249,60 +242,58 @@ func (w *Watcher) newClusterWatch(name string, cfg *rest.Config) (*clusterWatch,
 // handler records what an event changed in cw (mark, called for the
 // object, and for the old object of an update) and calls OnChange, on
 // add, delete, and on updates that relevant reports as relevant (all if
-// nil).
-func (w *Watcher) handler(cw *clusterWatch, mark func(d *dirtySet, obj any), relevant func(old, cur any) bool) cache.ResourceEventHandler {
-	changed := func(objs ...any) {
+// nil). index, if set, is first told of every event (old nil on add, cur
+// nil on delete), under the same lock as mark.
+func (w *Watcher) handler(cw *clusterWatch, mark func(d *dirtySet, obj any), relevant func(old, cur any) bool, index func(old, cur any)) cache.ResourceEventHandler {
+	unwrap := func(o any) any {
+		if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+			return t.Obj
+		}
+		return o
+	}
+	changed := func(old, cur any, mustMark bool) {
+		if !mustMark && index == nil {
+			return
+		}
+		old, cur = unwrap(old), unwrap(cur)
 		cw.dirtyMu.Lock()
-		for _, o := range objs {
-			if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
-				o = t.Obj
+		if index != nil {
+			index(old, cur)
+		}
+		if mustMark {
+			for _, o := range []any{old, cur} {
+				if o != nil {
+					mark(&cw.dirty, o)
+				}
 			}
-			mark(&cw.dirty, o)
 		}
 		cw.dirtyMu.Unlock()
-		w.opts.OnChange()
+		if mustMark {
+			w.opts.OnChange()
+		}
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { changed(obj) },
+		AddFunc: func(obj any) { changed(nil, obj, true) },
 		UpdateFunc: func(old, cur any) {
-			if relevant == nil || relevant(old, cur) {
-				changed(old, cur)
-			}
+			changed(old, cur, relevant == nil || relevant(old, cur))
 		},
-		DeleteFunc: func(obj any) { changed(obj) },
+		DeleteFunc: func(obj any) { changed(obj, nil, true) },
 	}
 }
 
-// trimService keeps of a Service what the topology reads: its name,
-// namespace, annotations, resourceVersion, type and traffic distribution.
-func trimService(obj any) (any, error) {
-	s, ok := obj.(*corev1.Service)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion, Annotations: s.Annotations},
-		Spec:       corev1.ServiceSpec{Type: s.Spec.Type, TrafficDistribution: s.Spec.TrafficDistribution},
-	}, nil
-}
-
-// trimSlice keeps of an EndpointSlice what the topology reads: its name,
-// namespace, labels (its Service), resourceVersion, and per endpoint its
-// addresses, readiness, node and Pod.
-func trimSlice(obj any) (any, error) {
-	es, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return obj, nil
-	}
-	out := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: es.Name, Namespace: es.Namespace, UID: es.UID, ResourceVersion: es.ResourceVersion, Labels: es.Labels},
-		AddressType: es.AddressType,
-		Endpoints:   make([]discoveryv1.Endpoint, len(es.Endpoints)),
-	}
-	for i, ep := range es.Endpoints {
-		out.Endpoints[i] = discoveryv1.Endpoint{Addresses: ep.Addresses, Conditions: discoveryv1.EndpointConditions{Ready: ep.Conditions.Ready}, NodeName: ep.NodeName, TargetRef: ep.TargetRef}
-	}
-	return out, nil
+// sliceHandler is the EndpointSlices' handler: it keeps the index by
+// Service (cw.slicesBySvc) as it marks the Services changed, so a build
+// reads the slices the handler saw.
+func (w *Watcher) sliceHandler(cw *clusterWatch) cache.ResourceEventHandler {
+	return w.handler(cw, func(d *dirtySet, obj any) {
+		if es, ok := obj.(*cachedSlice); ok && es.service != "" {
+			d.mark(&d.services, es.service)
+		}
+	}, nil, func(old, cur any) {
+		o, _ := old.(*cachedSlice)
+		c, _ := cur.(*cachedSlice)
+		cw.slicesBySvc.replace(o, c)
+	})
 }
 
 func stripManagedFields(obj any) (any, error) {
@@ -341,7 +332,7 @@ func (w *Watcher) startCluster(cw *clusterWatch) {
 }
 
 func (cw *clusterWatch) hasSynced() []cache.InformerSynced {
-	syncs := []cache.InformerSynced{cw.nodes.HasSynced, cw.services.HasSynced, cw.slices.HasSynced, cw.pods.HasSynced}
+	syncs := []cache.InformerSynced{cw.nodes.HasSynced, cw.services.HasSynced, cw.slices.HasSynced, cw.slicesIndexed, cw.pods.HasSynced}
 	if cw.drs != nil {
 		syncs = append(syncs, cw.drs.HasSynced)
 	}
@@ -564,8 +555,8 @@ func (cw *clusterWatch) part(domain string) (p *part, all bool, keys []string) {
 	switch {
 	case d.all || cw.built == nil:
 		in.nodes = listAs[*corev1.Node](cw.nodes)
-		in.services = listAs[*corev1.Service](cw.services)
-		in.slices = listAs[*discoveryv1.EndpointSlice](cw.slices)
+		in.services = listAs[*cachedService](cw.services)
+		in.slices = cw.slicesBySvc.all()
 		if cw.drs != nil {
 			in.rules = listAs[*unstructured.Unstructured](cw.drs)
 		}
@@ -584,8 +575,7 @@ func (cw *clusterWatch) part(domain string) (p *part, all bool, keys []string) {
 }
 
 // objects gives buildPart and updatePart the cluster's caches: lookups of
-// Pods, namespaces, a Service and its EndpointSlices (by the index
-// slicesByService).
+// Pods, namespaces, a Service and its EndpointSlices (slicesBySvc).
 func (cw *clusterWatch) objects(domain string) clusterObjects {
 	in := clusterObjects{name: cw.name, domain: domain, pod: func(key string) (*metav1.PartialObjectMetadata, bool) {
 		o, ok, _ := cw.pods.GetStore().GetByKey(key)
@@ -601,26 +591,14 @@ func (cw *clusterWatch) objects(domain string) clusterObjects {
 			return nil
 		}
 	}
-	in.serviceByKey = func(key string) *corev1.Service {
+	in.serviceByKey = func(key string) *cachedService {
 		o, _, _ := cw.services.GetStore().GetByKey(key)
-		s, _ := o.(*corev1.Service)
+		s, _ := o.(*cachedService)
 		return s
 	}
-	in.slicesByService = func(key string) []*discoveryv1.EndpointSlice {
-		objs, _ := cw.slices.GetIndexer().ByIndex(indexByService, key)
-		out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
-		for _, o := range objs {
-			if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-				out = append(out, es)
-			}
-		}
-		return out
-	}
+	in.slicesByService = cw.slicesBySvc.of
 	return in
 }
-
-// indexByService indexes EndpointSlices by their Service (namespace/name).
-const indexByService = "service"
 
 // listAs lists an informer's cache as T.
 func listAs[T any](inf cache.SharedIndexInformer) []T {
