@@ -20,6 +20,16 @@ BIN                  := bin
 TOOL_LDFLAGS ?= -s -w
 TEST_LDFLAGS ?= -s -w
 
+# One compile configuration for tools, tests, binaries and images: the
+# images' (static, -trimpath). Go keys each compiled package by these
+# settings, so with cgo on and full paths for everything else the image
+# test compiled all of meshfleet's dependencies a second time (cold: 410 s
+# against 10.5 s; ARCHITECTURE decision 76). GO_TRIMPATH= keeps full
+# source paths (delve).
+export CGO_ENABLED ?= 0
+GO_TRIMPATH ?= -trimpath
+export GOFLAGS := $(strip $(filter-out -trimpath,$(shell go env GOFLAGS)) $(GO_TRIMPATH))
+
 # Version stamps that a plain `go build` leaves empty (the API server would
 # report v0.0.0-master and misjudge its own compatibility version).
 K8S_LDFLAGS := $(TOOL_LDFLAGS) $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
