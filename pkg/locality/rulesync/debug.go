@@ -24,7 +24,7 @@ type DebugState struct {
 	// Held names rules kept as they are, and HeldReason why.
 	Held       []string `json:"held,omitempty"`
 	HeldReason string   `json:"heldReason,omitempty"`
-	// Deferred names rules whose update waits for the hold-down: it
+	// Deferred names rules whose write waits for the hold-down: it
 	// changes only failover entries no request uses now.
 	Deferred []string `json:"deferred,omitempty"`
 	// Conflicts name rules not written because another object has their name.

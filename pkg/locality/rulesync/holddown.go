@@ -71,8 +71,31 @@ func Deferrable(old, new *locality.Rule, ready []Ready) (bool, string) {
 		om.Annotations[locality.AnnotationGenerated] != nm.Annotations[locality.AnnotationGenerated] {
 		return false, "metadata changed"
 	}
-	oldTo, oldRest := splitFailover(old.Spec)
-	newTo, newRest := splitFailover(new.Spec)
+	return deferrableSpec(old.Spec, new.Spec, ready)
+}
+
+// DeferrableMove is Deferrable for a Service that moves between its own
+// rule and its namespace's rule (it leaves or rejoins the group: Group):
+// from is the rule that applies to it now, to the one that will, and
+// ready its regions with ready endpoints. Only their traffic policies may
+// differ (the hosts do, exact and wildcard), as Deferrable allows.
+func DeferrableMove(from, to *locality.Rule, ready Ready) (bool, string) {
+	if from == nil || to == nil || from.Spec == nil || to.Spec == nil {
+		return false, "a rule is missing"
+	}
+	for _, r := range []*locality.Rule{from, to} {
+		if len(r.Spec.GetSubsets()) > 0 || len(r.Spec.GetExportTo()) > 0 || r.Spec.GetWorkloadSelector() != nil || r.Metadata.Annotations[locality.AnnotationMergedWith] != "" {
+			return false, "rule " + r.Metadata.Name + " has more than a traffic policy"
+		}
+	}
+	return deferrableSpec(&networking.DestinationRule{TrafficPolicy: from.Spec.GetTrafficPolicy()},
+		&networking.DestinationRule{TrafficPolicy: to.Spec.GetTrafficPolicy()}, []Ready{ready})
+}
+
+// deferrableSpec is Deferrable's judgement of two specs.
+func deferrableSpec(old, new *networking.DestinationRule, ready []Ready) (bool, string) {
+	oldTo, oldRest := splitFailover(old)
+	newTo, newRest := splitFailover(new)
 	if !proto.Equal(oldRest, newRest) {
 		return false, "not only failover targets changed"
 	}
@@ -156,6 +179,35 @@ type readyIndex struct {
 	byKey map[string]int
 }
 
+// service returns the regions where Service key has ready endpoints.
+func (x *readyIndex) service(key string) (Ready, bool) {
+	if x.byKey == nil {
+		x.byKey = make(map[string]int, len(x.t.Services))
+		for i, s := range x.t.Services {
+			x.byKey[s.Key()] = i
+		}
+	}
+	i, ok := x.byKey[key]
+	if !ok {
+		return nil, false
+	}
+	return ReadyOf(x.t.Services[i]), true
+}
+
+// serviceOf is the Service key a per-Service rule name stands for ("" for
+// a namespace rule or another name).
+func serviceOf(name string) string {
+	rest, ok := strings.CutPrefix(name, locality.NamePrefix)
+	if !ok {
+		return ""
+	}
+	svc, ns, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	return ns + "/" + svc
+}
+
 // of returns the distinct ready-region sets of the Services whose
 // decision in pl uses the rule named name (the Service of a per-Service
 // rule, every Service sharing a namespace rule), and their keys; nil when
@@ -185,20 +237,13 @@ func (x *readyIndex) of(pl *placed, name string) ([]Ready, []string) {
 			}
 		}
 	}
-	if x.byKey == nil {
-		x.byKey = make(map[string]int, len(x.t.Services))
-		for i, s := range x.t.Services {
-			x.byKey[s.Key()] = i
-		}
-	}
 	var out []Ready
 	seen := map[string]bool{}
 	for _, k := range keys {
-		i, ok := x.byKey[k]
+		ready, ok := x.service(k)
 		if !ok {
 			return nil, nil // translated from a Service the topology lacks: do not guess
 		}
-		ready := ReadyOf(x.t.Services[i])
 		id := strings.Join(slices.Sorted(maps.Keys(ready)), ",")
 		if !seen[id] {
 			seen[id] = true

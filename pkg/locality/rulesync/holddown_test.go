@@ -243,3 +243,32 @@ func TestReadyIndex(t *testing.T) {
 		t.Errorf("svc-0000 has no rule of its own, got readiness %v", show(got))
 	}
 }
+
+func TestDeferrableMove(t *testing.T) {
+	group := foRule("r1>r2", "r2>r1", "r3>r1")
+	group.Metadata.Name, group.Spec.Host = GroupName("default"), "*.default.svc.cluster.local"
+	own := foRule("r1>r2", "r2>r1", "r3>r2") // r1 lost its last ready endpoint
+	if ok, why := DeferrableMove(group, own, ready("r2")); !ok {
+		t.Errorf("leaving the namespace rule, r2 the only ready region: urgent (%s)", why)
+	}
+	// r1 ready again: r3's clients would go to r1 first, not r1 and r2
+	// together: the move back is urgent.
+	if ok, _ := DeferrableMove(own, group, ready("r1", "r2")); ok {
+		t.Error("rejoining the namespace rule, r3 moving from r2 to r1, both ready: deferred")
+	}
+	// r2's own target differs only: r2 is served in r2.
+	if ok, why := DeferrableMove(foRule("r1>r2", "r2>r3", "r3>r1"), group, ready("r1", "r2", "r3")); !ok {
+		t.Errorf("rejoining the namespace rule, only r2's target differs: urgent (%s)", why)
+	}
+	if ok, _ := DeferrableMove(group, own, ready("r1", "r2")); ok {
+		t.Error("r3 (no endpoints) moved from r1 to r2, both ready: deferred")
+	}
+	merged := foRule("r1>r2", "r2>r1", "r3>r2")
+	merged.Metadata.Annotations[locality.AnnotationMergedWith] = "default/user"
+	if ok, _ := DeferrableMove(group, merged, ready("r2")); ok {
+		t.Error("a rule merged into a user's: deferred")
+	}
+	if ok, _ := DeferrableMove(nil, own, ready("r2")); ok {
+		t.Error("no live namespace rule: deferred")
+	}
+}

@@ -12,7 +12,7 @@ type metrics struct {
 	leader      prometheus.Gauge
 	conflicts   prometheus.Gauge
 	deferred    prometheus.Gauge
-	// deferredTotal counts rule updates the hold-down deferred.
+	// deferredTotal counts rule writes the hold-down deferred.
 	deferredTotal prometheus.Counter
 	translate     prometheus.Histogram
 	written       prometheus.Histogram
@@ -43,10 +43,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "meshfleet_locality_conflicts", Help: "Generated rules not written because an object someone else made has their name.",
 		}),
 		deferred: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "meshfleet_locality_rules_deferred", Help: "Rule updates waiting for the hold-down: they change only failover entries no request uses now.",
+			Name: "meshfleet_locality_rules_deferred", Help: "Rule writes waiting for the hold-down: they change only failover entries no request uses now.",
 		}),
 		deferredTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshfleet_locality_updates_deferred_total", Help: "Rule updates the hold-down deferred (written later, or no longer needed).",
+			Name: "meshfleet_locality_updates_deferred_total", Help: "Rule writes the hold-down deferred (written later, or no longer needed).",
 		}),
 		translate: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "meshfleet_locality_translate_duration_seconds", Help: "Time to translate the topology into DestinationRules.", Buckets: buckets,

@@ -41,8 +41,8 @@ const (
 	DefaultNamespace   = "istio-system"
 	DefaultDebounce    = 20 * time.Millisecond
 	DefaultMaxDebounce = 250 * time.Millisecond
-	// DefaultHoldDown is how long an update that changes only dormant
-	// failover entries waits (Options.HoldDown): longer than istiod's
+	// DefaultHoldDown is how long a write that changes only failover
+	// entries no request uses now waits (Options.HoldDown): longer than istiod's
 	// default debounce (PILOT_DEBOUNCE_AFTER, 100 ms) and its push, so
 	// that istiod pushes the endpoint change behind it first, alone.
 	DefaultHoldDown = 300 * time.Millisecond
@@ -85,12 +85,14 @@ type Options struct {
 	// Debounce is the quiet period that ends a burst of changes;
 	// MaxDebounce bounds how long a continuous burst delays a write.
 	Debounce, MaxDebounce time.Duration
-	// HoldDown is how long the update of a rule waits when it changes
-	// nothing but failover entries no request uses now (Deferrable: the
-	// targets that readiness moved for regions that are served locally),
-	// counted from the first sync that found it so; a sync in between that
-	// writes the rule for another reason writes it whole. 0 is
-	// DefaultHoldDown; a negative value writes every change at once.
+	// HoldDown is how long the write of a rule waits when it changes
+	// nothing but failover entries no request uses now (Deferrable,
+	// DeferrableMove: targets that readiness moved, for regions served
+	// locally or left with one ready region to go to), counted from the
+	// first sync that found it so; a sync in between that writes the rule
+	// for another reason writes it whole. Users' changes never wait (see
+	// holdBack). 0 is DefaultHoldDown; a negative value writes every
+	// change at once.
 	HoldDown time.Duration
 	// Lease, if set, elects one writer among the replicas; without it this
 	// server always writes (one replica, tests).
@@ -131,7 +133,7 @@ type Server struct {
 	retry  time.Duration
 	// holdDown is Options.HoldDown (≤ 0: none), changeable by SetHoldDown.
 	holdDown atomic.Int64
-	// deferred holds the rules whose update waits for the hold-down, and
+	// deferred holds the rules whose write waits for the hold-down, and
 	// holdTimer syncs again when the first of them is due.
 	deferred  map[string]deferredWrite
 	holdTimer *time.Timer
@@ -169,7 +171,7 @@ type Server struct {
 	members   map[string]bool
 	conflicts []string
 	lastWrite time.Time
-	// deferredNames are the rules whose update waits for the hold-down.
+	// deferredNames are the rules whose write waits for the hold-down.
 	deferredNames []string
 }
 
@@ -474,6 +476,14 @@ func (s *Server) sync(ctx context.Context, changedAt time.Time, hold bool) error
 		for name := range s.deferred {
 			affected[name] = true
 		}
+		// liveRules reads each rule's namespace rule too (Decide needs
+		// it): compare it with its desired state, else a live namespace
+		// rule looks undesired and is deleted.
+		for name := range maps.Clone(affected) {
+			if g := groupOf(name); g != "" {
+				affected[g] = true
+			}
+		}
 		for _, name := range slices.Sorted(maps.Keys(affected)) {
 			if r := next.ruleNamed(name); r != nil {
 				desired = append(desired, r)
@@ -537,52 +547,130 @@ func (s *Server) sync(ctx context.Context, changedAt time.Time, hold bool) error
 	return nil
 }
 
-// deferredWrite is a rule update held back since the first sync that
+// deferredWrite is a rule write held back since the first sync that
 // deferred it, for a change first seen at changedAt.
 type deferredWrite struct{ since, changedAt time.Time }
 
-// holdBack takes out of p the updates that may wait for the hold-down
-// (Deferrable, given the Services of t under each rule placed in pl) and
+// holdBack takes out of p the writes that may wait for the hold-down and
 // are not due yet, and returns them; changedAt becomes the earliest change
-// behind the updates left. Nothing waits after a change of every rule's
-// inputs (all: the policy, the nodes' regions, users' rules), nor a rule of a
-// Service that is new or whose own settings changed (userChanged): those
-// are users' changes. Called under syncMu, after liveRules.
+// behind the writes left. Those are updates Deferrable allows (given the
+// Services of t under each rule placed in pl), and a Service's move
+// between its own rule and its namespace rule (a create or delete of its
+// rule) that DeferrableMove allows while the namespace rule itself is not
+// written. Nothing waits after a change of every rule's inputs (all: the
+// policy, the nodes' regions, users' rules), nor a rule of a Service that
+// is new or whose own settings changed (userChanged): those are users'
+// changes. Called under syncMu, after liveRules.
 func (s *Server) holdBack(p Plan, t *topology.Topology, pl *placed, userChanged map[string]bool, all bool, changedAt time.Time) (Plan, map[string]deferredWrite, time.Time) {
 	hd := time.Duration(s.holdDown.Load())
-	if hd <= 0 || len(p.Update) == 0 || all {
+	if hd <= 0 || p.Writes() == 0 || all {
 		return p, nil, changedAt
 	}
 	now := time.Now()
 	held := map[string]deferredWrite{}
 	idx := readyIndex{t: t}
-	var write []Write
+	written := map[string]bool{}
+	for _, w := range p.Create {
+		written[w.Rule.Metadata.Name] = true
+	}
 	for _, w := range p.Update {
-		name := w.Rule.Metadata.Name
+		written[w.Rule.Metadata.Name] = true
+	}
+	for _, d := range p.Delete {
+		written[d.Name] = true
+	}
+	// hold reports whether the write of name may wait, given whether the
+	// rule's change allows it; it records it if so.
+	hold := func(name string, allows func() bool) bool {
 		d, was := s.deferred[name]
 		if !was {
 			d = deferredWrite{since: now, changedAt: changedAt}
 		}
-		if now.Sub(d.since) < hd {
-			ready, keys := idx.of(pl, name)
-			if old := s.liveRule(name); old != nil && !slices.ContainsFunc(keys, func(k string) bool { return userChanged[k] }) {
-				if ok, _ := Deferrable(old, w.Rule, ready); ok {
-					held[name] = d
-					if !was {
-						s.metrics.deferredTotal.Inc()
-					}
-					continue
-				}
+		if now.Sub(d.since) < hd && allows() {
+			held[name] = d
+			if !was {
+				s.metrics.deferredTotal.Inc()
 			}
+			return true
 		}
 		if was && d.changedAt.Before(changedAt) {
 			changedAt = d.changedAt
 		}
-		write = append(write, w)
+		return false
 	}
-	p.Update = write
+	// moving returns the Service whose rule name is created or deleted as
+	// it leaves or rejoins its namespace rule, that rule as it is live, and
+	// the Service's readiness; ok false when the write is not such a move
+	// or the namespace rule is written too.
+	moving := func(name string) (svc string, group *locality.Rule, ready Ready, ok bool) {
+		g := groupOf(name)
+		svc = serviceOf(name)
+		if g == "" || svc == "" || written[g] || userChanged[svc] {
+			return "", nil, nil, false
+		}
+		if group = s.liveRule(g); group == nil || group.Metadata.Namespace != s.opts.Namespace {
+			return "", nil, nil, false
+		}
+		ready, ok = idx.service(svc)
+		return svc, group, ready, ok
+	}
+	var update []Write
+	for _, w := range p.Update {
+		name := w.Rule.Metadata.Name
+		if !hold(name, func() bool {
+			ready, keys := idx.of(pl, name)
+			if slices.ContainsFunc(keys, func(k string) bool { return userChanged[k] }) {
+				return false
+			}
+			old := s.liveRule(name)
+			ok, _ := Deferrable(old, w.Rule, ready)
+			return old != nil && ok
+		}) {
+			update = append(update, w)
+		}
+	}
+	var create []Write
+	for _, w := range p.Create {
+		name := w.Rule.Metadata.Name
+		if !hold(name, func() bool {
+			// The Service leaves its namespace rule, which covers it until
+			// its own rule exists.
+			_, group, ready, ok := moving(name)
+			if !ok || w.Rule.Metadata.Namespace != s.opts.Namespace {
+				return false
+			}
+			ok, _ = DeferrableMove(group, w.Rule, ready)
+			return ok
+		}) {
+			create = append(create, w)
+		}
+	}
+	var del []Delete
+	for _, d := range p.Delete {
+		if !hold(d.Name, func() bool {
+			// The Service rejoins its namespace rule, which covers it once
+			// its own rule is gone.
+			svc, group, ready, ok := moving(d.Name)
+			if !ok || cmp.Or(d.Namespace, s.opts.Namespace) != s.opts.Namespace {
+				return false
+			}
+			ns, _, _ := strings.Cut(svc, "/")
+			r := pl.byNS[ns]
+			if r == nil {
+				return false
+			}
+			if i, found := findDecision(r.decisions, svc); !found || r.decisions[i].Rule == nil || r.decisions[i].Rule.Metadata.Name != group.Metadata.Name {
+				return false // gone, or not under the namespace rule now
+			}
+			ok, _ = DeferrableMove(s.liveRule(d.Name), group, ready)
+			return ok
+		}) {
+			del = append(del, d)
+		}
+	}
+	p.Create, p.Update, p.Delete = create, update, del
 	if len(held) > 0 {
-		s.log.Debug("DestinationRule updates deferred: they change only failover entries no request uses now", "rules", len(held), "holdDown", hd)
+		s.log.Debug("DestinationRule writes deferred: they change only failover entries no request uses now", "rules", len(held), "holdDown", hd)
 	}
 	return p, held, changedAt
 }

@@ -97,6 +97,7 @@ var (
 	memProf  = flag.String("memprofile", "", "write a heap profile of the server alone (after its first write of every rule, before the MCP feed) to this file")
 	cpuProf  = flag.String("istiod-cpuprofile", "", "write a CPU profile of istiod (the one reading the API server) over the measured rounds to this file; later passes (modes, -istiod-env) to FILE-2, FILE-3, …")
 	envFlag  = flag.String("istiod-env", "", "after the modes, measure the first mode again on a fresh istiod with these extra KEY=VALUE settings (comma-separated), on the same clusters: e.g. PILOT_DEBOUNCE_AFTER=10ms")
+	holdDown = flag.Duration("hold-down", rulesync.DefaultHoldDown, "the writer's hold-down of updates that change only failover entries no request uses now (rulesync.Options.HoldDown; negative: none); the failover part alternates its rounds without it and with it")
 	withMCP  = flag.Bool("mcp", true, "also measure a second istiod reading the rules over MCP (its feed and watchers run in the same process: the memory figures then include them)")
 )
 
@@ -362,7 +363,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	}
 	written := make(chan time.Time, 1024)
 	srv, err := pipeline.New(pipeline.Options{
-		Clusters: cfgs, PrimaryCluster: "c1", GroupMin: groupMin,
+		Clusters: cfgs, PrimaryCluster: "c1", GroupMin: groupMin, HoldDown: *holdDown,
 		PolicySource: policySource,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registerer:   prometheus.NewRegistry(),
@@ -534,7 +535,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	hwm := procStatus("VmHWM")
 	st := srv.State()
 
-	var fo map[string][]time.Duration
+	var fo *failoverResult
 	if withFailover && *failover > 0 {
 		stopFeed()
 		if fo, err = failoverBench(ctx, kubes["c1"], cfgs["c1"], d, srv.Server); err != nil {
@@ -620,8 +621,22 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	if fo != nil {
 		fmt.Printf("\n%-66s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in the next locality)", "p50", "p99", "max")
 		for _, step := range failoverSteps {
-			row(step.key+": meshfleet's generated DestinationRule", fo[step.key+"/meshfleet"])
-			row(step.key+": baseline, same rule written by hand", fo[step.key+"/user"])
+			row(step.key+": meshfleet's generated DestinationRule", fo.times[step.key+"/meshfleet"])
+			row(step.key+": the same, no hold-down (-hold-down=0 rounds, interleaved)", fo.times[step.key+"/meshfleet-nohold"])
+			row(step.key+": baseline, same rule written by hand", fo.times[step.key+"/user"])
+		}
+		fmt.Printf("(meshfleet's rounds alternate between hold-down %v and none; load average at the failover part's start: %s)\n", *holdDown, fo.load)
+		fmt.Printf("\nistiod's pushes in the %v after a region failover (its %q lines)\n", foPushWindow, pushedLine)
+		for _, k := range []string{"meshfleet", "meshfleet-nohold", "user"} {
+			p := fo.pushes["region/"+k]
+			if p == nil {
+				continue
+			}
+			fmt.Printf("  %-18s first push p50 %s after the change, merged with another config in %d of %d rounds; pushes per round %v\n",
+				k+":", pct(p.first, 50), p.merged, len(p.first), p.counts)
+			if p.example != "" {
+				fmt.Printf("    e.g. %s\n", p.example)
+			}
 		}
 	}
 	return err
