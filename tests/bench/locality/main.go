@@ -27,8 +27,10 @@
 //   - failover time: endpoints go not ready → ≥ 99 of 100 consecutive RPCs
 //     of a real proxyless gRPC client in r1/z1 land in the next locality
 //     (r1/z2 when its zone fails, r2 when its region fails), for a service
-//     whose DestinationRule meshfleet generates, next to a baseline service
-//     with the same rule written by hand.
+//     whose DestinationRule meshfleet generates (its rounds alternating
+//     between the writer's hold-down, -hold-down, and none: ARCHITECTURE
+//     decision 75), next to a baseline service with the same rule written
+//     by hand, and istiod's pushes after each region failover.
 //
 // It re-executes itself in a private network namespace (internal/netns) for the
 // workload addresses.
@@ -45,7 +47,7 @@
 // -istiod-env measures the first mode again on a fresh istiod with extra
 // settings (ARCHITECTURE decision 73).
 //
-//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-mcp=false] [-istiod-cpuprofile FILE] [-istiod-env KEY=VALUE,…]
+//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-hold-down 300ms] [-mcp=false] [-istiod-cpuprofile FILE] [-istiod-env KEY=VALUE,…]
 package main
 
 import (
