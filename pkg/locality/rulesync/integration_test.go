@@ -27,6 +27,7 @@ import (
 	"github.com/meshfleet/meshfleet/internal/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/tests/testenv"
@@ -529,4 +530,92 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestHoldDownGroupMove: a Service that leaves its namespace rule (its own
+// rule created) and rejoins it (deleted) only because readiness moved
+// targets no request uses now waits for the hold-down both ways, and the
+// namespace rule stays throughout.
+func TestHoldDownGroupMove(t *testing.T) {
+	c, ctx, kube, drs := startPrimary(t)
+	nodes := []string{"node-a", "node-b", "node-c"}
+	for i, n := range nodes {
+		r := fmt.Sprintf("r%d", i+1)
+		_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n,
+			Labels: map[string]string{topology.LabelRegion: r, topology.LabelZone: r + "-z"}}}, metav1.CreateOptions{})
+		must(t, err)
+	}
+	slices := kube.DiscoveryV1().EndpointSlices("default")
+	// setReady writes svc's slice: one endpoint per region, r1's ready or not.
+	setReady := func(svc string, r1 bool) {
+		t.Helper()
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: svc + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for i := range nodes {
+			ready := i != 0 || r1
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)},
+				NodeName: &nodes[i], Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+		}
+		live, err := slices.Get(ctx, svc+"-1", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+			must(t, err)
+			return
+		}
+		must(t, err)
+		es.ResourceVersion = live.ResourceVersion
+		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		must(t, err)
+	}
+	for _, svc := range []string{"echo-a", "echo-b", "echo-c"} {
+		_, err := kube.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: "default"},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}, metav1.CreateOptions{})
+		must(t, err)
+		setReady(svc, true)
+	}
+	srv, err := pipeline.New(pipeline.Options{Clusters: map[string]*rest.Config{"primary": c.Config}, GroupMin: 2, HoldDown: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: prometheus.NewRegistry()})
+	must(t, err)
+	go func() { _ = srv.Run(ctx) }()
+
+	group, own := rulesync.GroupName("default"), locality.RuleName("default", "echo-a")
+	waitRules(t, drs, group)
+	waitDeferred := func(what, want string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, what+": deferred ["+want+"]", func() error {
+			if got := strings.Join(srv.State().Deferred, " "); got != want {
+				return fmt.Errorf("deferred [%s]", got)
+			}
+			return nil
+		})
+	}
+	rules := func() string {
+		list, err := drs.Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
+		must(t, err)
+		var got []string
+		for _, u := range list.Items {
+			got = append(got, u.GetName())
+		}
+		return strings.Join(got, " ")
+	}
+
+	// echo-a's r1 endpoint goes not ready: its r2 and r3 entries move from
+	// r1, so it leaves the namespace rule, which covers it meanwhile.
+	setReady("echo-a", false)
+	waitDeferred("echo-a leaves", own)
+	if got := rules(); got != group {
+		t.Errorf("while echo-a's own rule is deferred: rules %s, want %s", got, group)
+	}
+	waitRules(t, drs, group, own)
+	waitDeferred("echo-a's rule created", "")
+	// r1 ready again: it rejoins; its own rule goes after the hold-down.
+	setReady("echo-a", true)
+	waitDeferred("echo-a rejoins", own)
+	if got := rules(); got != group+" "+own {
+		t.Errorf("while echo-a's delete is deferred: rules %s, want %s", got, group+" "+own)
+	}
+	waitRules(t, drs, group)
+	waitDeferred("echo-a's rule deleted", "")
 }
