@@ -30,6 +30,7 @@ func newXDSCommand(logs *logFlags) *cobra.Command {
 		debugAddr             string
 		policyFile, domain    string
 		debounce, maxDebounce time.Duration
+		holdDown              time.Duration
 		meshKubeconfig        string
 		meshOpts              members.Options
 		tunnelURL, tunnelCA   string
@@ -96,7 +97,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 			opts := pipeline.Options{
 				Namespace: rulesNamespace, Domain: domain, Policy: policy,
 				TunnelMetrics: tunnelMetrics, TunnelMetricsInterval: rttInterval,
-				Debounce: debounce, MaxDebounce: maxDebounce, Identity: id,
+				Debounce: debounce, MaxDebounce: maxDebounce, HoldDown: holdDown, Identity: id,
 				Logger: log, Registerer: prometheus.DefaultRegisterer,
 			}
 			if leaderElect {
@@ -149,6 +150,7 @@ members and whether each synced), /metrics and /healthz, from the start.`,
 	f.StringVar(&domain, "domain", "cluster.local", "clusters' DNS domain")
 	f.DurationVar(&debounce, "debounce", rulesync.DefaultDebounce, "quiet period that ends a burst of changes before a write")
 	f.DurationVar(&maxDebounce, "max-debounce", rulesync.DefaultMaxDebounce, "longest a continuous burst of changes delays a write")
+	f.DurationVar(&holdDown, "failover-hold-down", rulesync.DefaultHoldDown, "how long a rule update waits when it changes only failover entries no request uses now (targets readiness moved for regions served locally), so that istiod pushes the endpoint change first (0: the default; negative: every change at once)")
 	f.StringVar(&tunnelMetrics, "tunnel-metrics", "", "URL of the tunnel server's /metrics (e.g. http://meshfleet-tunnel.istio-system:9090/metrics): its meshfleet_tunnel_agent_rtt_seconds order the failover regions nearest first")
 	f.DurationVar(&rttInterval, "tunnel-metrics-interval", rtt.DefaultInterval, "how often --tunnel-metrics is read")
 	f.StringVar(&primaryCluster, "primary-cluster", "", "with --cluster: the cluster whose API server istiod reads (the rules are written there; RTTs are measured from its region); default with one --cluster: that one, with --mesh-kubeconfig: the Istio resource's cluster")

@@ -211,6 +211,11 @@ type base struct {
 	memo                map[string]generated
 }
 
+// Inputs fingerprints what, besides the Services, every decision depends
+// on: the policy, the config cluster, the users' DestinationRules and the
+// nodes' regions. TranslateDelta translates everything when it changes.
+func Inputs(t *topology.Topology, p Policy) string { return inputsOf(t, p) }
+
 // inputsOf fingerprints what, besides the Services, every decision depends
 // on and a change of one Service cannot change: the policy, the config
 // cluster, the users' DestinationRules and the nodes' regions.

@@ -60,6 +60,7 @@ type Options struct {
 
 	// Writer settings, as in rulesync.Options.
 	Debounce, MaxDebounce time.Duration
+	HoldDown              time.Duration
 	GroupMin              int
 	Lease                 *rulesync.Lease
 	Identity              string
@@ -222,7 +223,7 @@ func New(opts Options) (*Server, error) {
 	srv, err := rulesync.New(rulesync.Options{
 		Config: s.primary, Namespace: opts.Namespace,
 		Changes: changes, Policy: policy, Members: memberState,
-		Debounce: opts.Debounce, MaxDebounce: opts.MaxDebounce, GroupMin: opts.GroupMin,
+		Debounce: opts.Debounce, MaxDebounce: opts.MaxDebounce, HoldDown: opts.HoldDown, GroupMin: opts.GroupMin,
 		Lease: opts.Lease, Identity: opts.Identity, OnWrite: opts.OnWrite,
 		Logger: s.log, Registerer: opts.Registerer,
 	})

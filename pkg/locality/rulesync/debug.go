@@ -24,6 +24,9 @@ type DebugState struct {
 	// Held names rules kept as they are, and HeldReason why.
 	Held       []string `json:"held,omitempty"`
 	HeldReason string   `json:"heldReason,omitempty"`
+	// Deferred names rules whose write waits for the hold-down: it
+	// changes only failover entries no request uses now.
+	Deferred []string `json:"deferred,omitempty"`
 	// Conflicts name rules not written because another object has their name.
 	Conflicts []string `json:"conflicts,omitempty"`
 	// Error is the last translation error, else the last write error; the
@@ -63,7 +66,7 @@ func (s *Server) State() DebugState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := DebugState{Leader: s.leader.Load(), Namespace: s.opts.Namespace, Rules: live,
-		Held: s.plan.Held, HeldReason: s.plan.Reason, Conflicts: s.conflicts}
+		Held: s.plan.Held, HeldReason: s.plan.Reason, Deferred: s.deferredNames, Conflicts: s.conflicts}
 	for _, name := range slices.Sorted(maps.Keys(s.members)) {
 		st.Members = append(st.Members, Member{Name: name, Synced: s.members[name]})
 	}

@@ -21,6 +21,14 @@
 //     cost no write. It watches only its own rules (label
 //     app.kubernetes.io/managed-by=meshfleet-locality): in its namespace, and
 //     beside users' subsets-only rules in theirs, for istiod to merge.
+//   - holddown.go (pure): whether a write may wait for the hold-down
+//     (Options.HoldDown, 300 ms): it changes only failover entries no
+//     request uses now — targets readiness moved, for regions served
+//     locally or left with one ready region to go to (Deferrable,
+//     DeferrableMove) — so that istiod pushes the endpoint change behind
+//     it alone instead of merging the two in one debounce window. Users'
+//     changes (a Service's own settings, the policy, users' rules, the
+//     nodes' regions) never wait; Sync writes everything at once.
 //   - incremental.go (pure): the translation placed into the rules
 //     namespace and grouped (group.go), kept per namespace, so that a change
 //     of some Services (topology.Watcher.Changes → locality.TranslateDelta)

@@ -27,6 +27,7 @@ import (
 	"github.com/meshfleet/meshfleet/internal/localistiod"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/locality/health"
+	"github.com/meshfleet/meshfleet/pkg/locality/pipeline"
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/topology"
 	"github.com/meshfleet/meshfleet/tests/testenv"
@@ -391,4 +392,230 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestHoldDown runs the writer with a hold-down against a real API
+// server: an update that changes only failover entries of regions served
+// locally waits for it and then lands; a user's change during the wait is
+// written at once, whole.
+func TestHoldDown(t *testing.T) {
+	c, ctx, kube, drs := startPrimary(t)
+	nodes := []string{"node-a", "node-b", "node-c"}
+	for i, n := range nodes {
+		r := fmt.Sprintf("r%d", i+1)
+		_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n,
+			Labels: map[string]string{topology.LabelRegion: r, topology.LabelZone: r + "-z"}}}, metav1.CreateOptions{})
+		must(t, err)
+	}
+	_, err := kube.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}, metav1.CreateOptions{})
+	must(t, err)
+	slices := kube.DiscoveryV1().EndpointSlices("default")
+	// setReady writes echo's slice: one endpoint per region, r1's ready or not.
+	setReady := func(r1 bool) {
+		t.Helper()
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "echo-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: "echo"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for i := range nodes {
+			ready := i != 0 || r1
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)},
+				NodeName: &nodes[i], Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+		}
+		live, err := slices.Get(ctx, "echo-1", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+			must(t, err)
+			return
+		}
+		must(t, err)
+		es.ResourceVersion = live.ResourceVersion
+		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		must(t, err)
+	}
+	setReady(true)
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var srv *rulesync.Server
+	w, err := topology.NewWatcher(map[string]*rest.Config{"primary": c.Config}, topology.WatcherOptions{Logger: quiet, OnChange: func() {
+		if srv != nil {
+			srv.Notify()
+		}
+	}})
+	must(t, err)
+	reg := prometheus.NewRegistry()
+	srv, err = rulesync.New(rulesync.Options{Config: c.Config, Snapshot: w.Snapshot, Members: w.Clusters, Logger: quiet, Registerer: reg,
+		HoldDown: 2 * time.Second})
+	must(t, err)
+	w.Start(ctx)
+	go func() { _ = srv.Run(ctx) }()
+
+	echoRule := locality.RuleName("default", "echo")
+	failover := func() string {
+		live, err := drs.Namespace(ns).Get(ctx, echoRule, metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		entries, _, _ := unstructured.NestedSlice(live.Object, "spec", "trafficPolicy", "loadBalancer", "localityLbSetting", "failover")
+		var out []string
+		for _, e := range entries {
+			m, _ := e.(map[string]any)
+			out = append(out, fmt.Sprintf("%v>%v", m["from"], m["to"]))
+		}
+		return strings.Join(out, " ")
+	}
+	waitFailover := func(what, want string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, what+": failover "+want, func() error {
+			if got := failover(); got != want {
+				return fmt.Errorf("failover %s", got)
+			}
+			return nil
+		})
+	}
+	waitDeferred := func(what, want string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, what+": deferred ["+want+"]", func() error {
+			if got := strings.Join(srv.State().Deferred, " "); got != want {
+				return fmt.Errorf("deferred [%s]", got)
+			}
+			return nil
+		})
+	}
+	const healthy, r1Down = "r1>r2 r2>r1 r3>r1", "r1>r2 r2>r3 r3>r2"
+	waitFailover("start", healthy)
+
+	// r1's endpoint goes not ready: r2's and r3's targets move from r1,
+	// but r2 and r3 are served in their own regions. The update waits,
+	// then lands.
+	setReady(false)
+	waitDeferred("r1 not ready", echoRule)
+	if got := failover(); got != healthy {
+		t.Errorf("deferred update written: failover %s, want still %s", got, healthy)
+	}
+	waitFailover("after the hold-down", r1Down)
+	waitDeferred("after the hold-down", "")
+
+	// r1 ready again, with a hold-down far longer than the test waits: the
+	// update waits; a user's annotation of echo meanwhile is written at
+	// once, with the update that waited.
+	srv.SetHoldDown(time.Hour)
+	setReady(true)
+	waitDeferred("r1 ready again", echoRule)
+	_, err = kube.CoreV1().Services("default").Patch(ctx, "echo", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"`+locality.AnnotationFailover+`":"r1=r3"}}}`), metav1.PatchOptions{})
+	must(t, err)
+	waitFailover("user's annotation", "r1>r3 r2>r1 r3>r1")
+	waitDeferred("user's annotation", "")
+	if n := counter(t, reg, "meshfleet_locality_updates_deferred_total"); n != 2 {
+		t.Errorf("updates deferred: %v, want 2", n)
+	}
+
+	// Sync (tests, benchmarks) writes at once: r1 not ready again.
+	setReady(false)
+	waitDeferred("r1 not ready again", echoRule)
+	must(t, srv.Sync(ctx, time.Now()))
+	waitFailover("Sync", "r1>r3 r2>r3 r3>r2")
+}
+
+// counter is the value of the counter named name in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	must(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestHoldDownGroupMove: a Service that leaves its namespace rule (its own
+// rule created) and rejoins it (deleted) only because readiness moved
+// targets no request uses now waits for the hold-down both ways, and the
+// namespace rule stays throughout.
+func TestHoldDownGroupMove(t *testing.T) {
+	c, ctx, kube, drs := startPrimary(t)
+	nodes := []string{"node-a", "node-b", "node-c"}
+	for i, n := range nodes {
+		r := fmt.Sprintf("r%d", i+1)
+		_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n,
+			Labels: map[string]string{topology.LabelRegion: r, topology.LabelZone: r + "-z"}}}, metav1.CreateOptions{})
+		must(t, err)
+	}
+	slices := kube.DiscoveryV1().EndpointSlices("default")
+	// setReady writes svc's slice: one endpoint per region, r1's ready or not.
+	setReady := func(svc string, r1 bool) {
+		t.Helper()
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: svc + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for i := range nodes {
+			ready := i != 0 || r1
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)},
+				NodeName: &nodes[i], Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+		}
+		live, err := slices.Get(ctx, svc+"-1", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+			must(t, err)
+			return
+		}
+		must(t, err)
+		es.ResourceVersion = live.ResourceVersion
+		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+		must(t, err)
+	}
+	for _, svc := range []string{"echo-a", "echo-b", "echo-c"} {
+		_, err := kube.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: "default"},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}, metav1.CreateOptions{})
+		must(t, err)
+		setReady(svc, true)
+	}
+	srv, err := pipeline.New(pipeline.Options{Clusters: map[string]*rest.Config{"primary": c.Config}, GroupMin: 2, HoldDown: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: prometheus.NewRegistry()})
+	must(t, err)
+	go func() { _ = srv.Run(ctx) }()
+
+	group, own := rulesync.GroupName("default"), locality.RuleName("default", "echo-a")
+	waitRules(t, drs, group)
+	waitDeferred := func(what, want string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, what+": deferred ["+want+"]", func() error {
+			if got := strings.Join(srv.State().Deferred, " "); got != want {
+				return fmt.Errorf("deferred [%s]", got)
+			}
+			return nil
+		})
+	}
+	rules := func() string {
+		list, err := drs.Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
+		must(t, err)
+		var got []string
+		for _, u := range list.Items {
+			got = append(got, u.GetName())
+		}
+		return strings.Join(got, " ")
+	}
+
+	// echo-a's r1 endpoint goes not ready: its r2 and r3 entries move from
+	// r1, so it leaves the namespace rule, which covers it meanwhile.
+	setReady("echo-a", false)
+	waitDeferred("echo-a leaves", own)
+	if got := rules(); got != group {
+		t.Errorf("while echo-a's own rule is deferred: rules %s, want %s", got, group)
+	}
+	waitRules(t, drs, group, own)
+	waitDeferred("echo-a's rule created", "")
+	// r1 ready again: it rejoins; its own rule goes after the hold-down.
+	setReady("echo-a", true)
+	waitDeferred("echo-a rejoins", own)
+	if got := rules(); got != group+" "+own {
+		t.Errorf("while echo-a's delete is deferred: rules %s, want %s", got, group+" "+own)
+	}
+	waitRules(t, drs, group)
+	waitDeferred("echo-a's rule deleted", "")
 }

@@ -11,8 +11,11 @@ type metrics struct {
 	unsynced    prometheus.Gauge
 	leader      prometheus.Gauge
 	conflicts   prometheus.Gauge
-	translate   prometheus.Histogram
-	written     prometheus.Histogram
+	deferred    prometheus.Gauge
+	// deferredTotal counts rule writes the hold-down deferred.
+	deferredTotal prometheus.Counter
+	translate     prometheus.Histogram
+	written       prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,6 +42,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshfleet_locality_conflicts", Help: "Generated rules not written because an object someone else made has their name.",
 		}),
+		deferred: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshfleet_locality_rules_deferred", Help: "Rule writes waiting for the hold-down: they change only failover entries no request uses now.",
+		}),
+		deferredTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshfleet_locality_updates_deferred_total", Help: "Rule writes the hold-down deferred (written later, or no longer needed).",
+		}),
 		translate: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "meshfleet_locality_translate_duration_seconds", Help: "Time to translate the topology into DestinationRules.", Buckets: buckets,
 		}),
@@ -47,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.writes, m.writeErrors, m.rules, m.held, m.unsynced, m.leader, m.conflicts, m.translate, m.written)
+		reg.MustRegister(m.writes, m.writeErrors, m.rules, m.held, m.unsynced, m.leader, m.conflicts, m.deferred, m.deferredTotal, m.translate, m.written)
 	}
 	return m
 }

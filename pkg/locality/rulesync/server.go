@@ -41,6 +41,11 @@ const (
 	DefaultNamespace   = "istio-system"
 	DefaultDebounce    = 20 * time.Millisecond
 	DefaultMaxDebounce = 250 * time.Millisecond
+	// DefaultHoldDown is how long a write that changes only failover
+	// entries no request uses now waits (Options.HoldDown): longer than istiod's
+	// default debounce (PILOT_DEBOUNCE_AFTER, 100 ms) and its push, so
+	// that istiod pushes the endpoint change behind it first, alone.
+	DefaultHoldDown = 300 * time.Millisecond
 	// FieldManager owns the fields of the rules the server writes.
 	FieldManager = "meshfleet-locality"
 	// maxRetry bounds the backoff after failed writes.
@@ -80,6 +85,15 @@ type Options struct {
 	// Debounce is the quiet period that ends a burst of changes;
 	// MaxDebounce bounds how long a continuous burst delays a write.
 	Debounce, MaxDebounce time.Duration
+	// HoldDown is how long the write of a rule waits when it changes
+	// nothing but failover entries no request uses now (Deferrable,
+	// DeferrableMove: targets that readiness moved, for regions served
+	// locally or left with one ready region to go to), counted from the
+	// first sync that found it so; a sync in between that writes the rule
+	// for another reason writes it whole. Users' changes never wait (see
+	// holdBack). 0 is DefaultHoldDown; a negative value writes every
+	// change at once.
+	HoldDown time.Duration
 	// Lease, if set, elects one writer among the replicas; without it this
 	// server always writes (one replica, tests).
 	Lease      *Lease
@@ -117,6 +131,16 @@ type Server struct {
 
 	syncMu sync.Mutex // one Sync at a time; guards the fields below
 	retry  time.Duration
+	// holdDown is Options.HoldDown (≤ 0: none), changeable by SetHoldDown.
+	holdDown atomic.Int64
+	// deferred holds the rules whose write waits for the hold-down, and
+	// holdTimer syncs again when the first of them is due.
+	deferred  map[string]deferredWrite
+	holdTimer *time.Timer
+	// settings fingerprints each Service's own settings (settingsOf), so
+	// that a change of them is never deferred.
+	settings map[string]string
+	inputs   string // locality.Inputs at the last translation
 	// translated is the last translation (TranslateDelta builds on it),
 	// placed its rules placed and grouped; planAll makes the next plan
 	// compare every rule (at start, after a failed write, a new leader, a
@@ -147,6 +171,8 @@ type Server struct {
 	members   map[string]bool
 	conflicts []string
 	lastWrite time.Time
+	// deferredNames are the rules whose write waits for the hold-down.
+	deferredNames []string
 }
 
 // New returns a Server; call Run to start it.
@@ -176,6 +202,9 @@ func New(opts Options) (*Server, error) {
 	if opts.GroupMin == 0 {
 		opts.GroupMin = DefaultGroupMin
 	}
+	if opts.HoldDown == 0 {
+		opts.HoldDown = DefaultHoldDown
+	}
 	cfg := rest.CopyConfig(opts.Config)
 	if cfg.QPS == 0 {
 		// The first write of a large mesh is one request per service.
@@ -190,20 +219,22 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("rulesync: client for the primary (%s): %w", cfg.Host, err)
 	}
 	s := &Server{
-		opts:    opts,
-		log:     opts.Logger,
-		metrics: newMetrics(opts.Registerer),
-		rules:   dc.Resource(GVR),
-		kube:    kc,
-		notify:  make(chan time.Time, 1),
-		recent:  map[string]recentWrite{},
-		planAll: true,
-		hashes:  newHashCache(),
+		opts:     opts,
+		log:      opts.Logger,
+		metrics:  newMetrics(opts.Registerer),
+		rules:    dc.Resource(GVR),
+		kube:     kc,
+		notify:   make(chan time.Time, 1),
+		recent:   map[string]recentWrite{},
+		settings: map[string]string{},
+		planAll:  true,
+		hashes:   newHashCache(),
 
 		identity:      opts.Identity,
 		configMaps:    kc.CoreV1().ConfigMaps(opts.Namespace),
 		unsyncedSince: map[string]time.Time{},
 	}
+	s.holdDown.Store(int64(opts.HoldDown))
 	if opts.Lease != nil && opts.Lease.Identity != "" {
 		s.identity = opts.Lease.Identity
 	}
@@ -318,7 +349,7 @@ func (s *Server) debounceLoop(ctx context.Context) {
 		if !quietBefore && !s.waitQuiet(ctx, first, &last) {
 			return
 		}
-		if err := s.Sync(ctx, first); err != nil {
+		if err := s.sync(ctx, first, true); err != nil {
 			s.log.Error("locality rules not fully written; the rules in the cluster stay as they are", "err", err)
 		}
 	}
@@ -346,10 +377,21 @@ func (s *Server) waitQuiet(ctx context.Context, first time.Time, last *time.Time
 	}
 }
 
+// SetHoldDown changes Options.HoldDown (≤ 0: none) from the next sync on
+// (benchmarks compare the two).
+func (s *Server) SetHoldDown(d time.Duration) { s.holdDown.Store(int64(d)) }
+
 // Sync translates the current topology and, on the leader once its view
 // of its own rules has synced, writes what changed; changedAt is when the
-// change was first seen. A failed translation writes nothing.
+// change was first seen. A failed translation writes nothing. Sync writes
+// every change at once, those the hold-down defers too (tests and
+// benchmarks call it to flush); Run's own syncs defer (Options.HoldDown).
 func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
+	return s.sync(ctx, changedAt, false)
+}
+
+// sync is Sync; with hold it defers the updates Deferrable allows.
+func (s *Server) sync(ctx context.Context, changedAt time.Time, hold bool) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	members := s.opts.Members()
@@ -379,7 +421,8 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	}
 	start := time.Now()
 	topo, delta := s.opts.Changes()
-	res, delta, err := locality.TranslateDelta(s.translated, topo, s.opts.Policy(), delta)
+	policy := s.opts.Policy()
+	res, delta, err := locality.TranslateDelta(s.translated, topo, policy, delta)
 	s.metrics.translate.Observe(time.Since(start).Seconds())
 	s.mu.Lock()
 	s.members = members
@@ -400,6 +443,10 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 		return fmt.Errorf("grouping the rules: %w", err)
 	}
 	s.translated, s.placed = res, next
+	userChanged := settingsChanged(s.settings, topo, delta)
+	inputs := locality.Inputs(topo, policy)
+	allChanged := inputs != s.inputs
+	s.inputs = inputs
 	s.mu.Lock()
 	s.last = next
 	touched := s.touched
@@ -408,6 +455,7 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	s.logWarnings(res, delta)
 	if !s.leader.Load() || !s.informer.HasSynced() {
 		s.planAll = true
+		s.setDeferred(nil) // the next plan compares every rule
 		return nil
 	}
 	complete := len(members) > 0 && len(unsynced) == 0
@@ -425,6 +473,17 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 		for name := range touched {
 			affected[name] = true
 		}
+		for name := range s.deferred {
+			affected[name] = true
+		}
+		// liveRules reads each rule's namespace rule too (Decide needs
+		// it): compare it with its desired state, else a live namespace
+		// rule looks undesired and is deleted.
+		for name := range maps.Clone(affected) {
+			if g := groupOf(name); g != "" {
+				affected[g] = true
+			}
+		}
 		for _, name := range slices.Sorted(maps.Keys(affected)) {
 			if r := next.ruleNamed(name); r != nil {
 				desired = append(desired, r)
@@ -437,6 +496,13 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 	if err != nil {
 		return err
 	}
+	// Every rule deferred before was compared: keep deferring those that
+	// still may (until due), write the others.
+	var deferred map[string]deferredWrite
+	if hold {
+		plan, deferred, changedAt = s.holdBack(plan, topo, next, userChanged, allChanged, changedAt)
+	}
+	s.setDeferred(deferred)
 	if all {
 		s.hashes.keep(desired, live)
 	}
@@ -479,6 +545,183 @@ func (s *Server) Sync(ctx context.Context, changedAt time.Time) error {
 		s.opts.OnWrite(plan.Writes(), lat)
 	}
 	return nil
+}
+
+// deferredWrite is a rule write held back since the first sync that
+// deferred it, for a change first seen at changedAt.
+type deferredWrite struct{ since, changedAt time.Time }
+
+// holdBack takes out of p the writes that may wait for the hold-down and
+// are not due yet, and returns them; changedAt becomes the earliest change
+// behind the writes left. Those are updates Deferrable allows (given the
+// Services of t under each rule placed in pl), and a Service's move
+// between its own rule and its namespace rule (a create or delete of its
+// rule) that DeferrableMove allows while the namespace rule itself is not
+// written. Nothing waits after a change of every rule's inputs (all: the
+// policy, the nodes' regions, users' rules), nor a rule of a Service that
+// is new or whose own settings changed (userChanged): those are users'
+// changes. Called under syncMu, after liveRules.
+func (s *Server) holdBack(p Plan, t *topology.Topology, pl *placed, userChanged map[string]bool, all bool, changedAt time.Time) (Plan, map[string]deferredWrite, time.Time) {
+	hd := time.Duration(s.holdDown.Load())
+	if hd <= 0 || p.Writes() == 0 || all {
+		return p, nil, changedAt
+	}
+	now := time.Now()
+	held := map[string]deferredWrite{}
+	idx := readyIndex{t: t}
+	written := map[string]bool{}
+	for _, w := range p.Create {
+		written[w.Rule.Metadata.Name] = true
+	}
+	for _, w := range p.Update {
+		written[w.Rule.Metadata.Name] = true
+	}
+	for _, d := range p.Delete {
+		written[d.Name] = true
+	}
+	// hold reports whether the write of name may wait, given whether the
+	// rule's change allows it; it records it if so.
+	hold := func(name string, allows func() bool) bool {
+		d, was := s.deferred[name]
+		if !was {
+			d = deferredWrite{since: now, changedAt: changedAt}
+		}
+		if now.Sub(d.since) < hd && allows() {
+			held[name] = d
+			if !was {
+				s.metrics.deferredTotal.Inc()
+			}
+			return true
+		}
+		if was && d.changedAt.Before(changedAt) {
+			changedAt = d.changedAt
+		}
+		return false
+	}
+	// moving returns the Service whose rule name is created or deleted as
+	// it leaves or rejoins its namespace rule, that rule as it is live, and
+	// the Service's readiness; ok false when the write is not such a move
+	// or the namespace rule is written too.
+	moving := func(name string) (svc string, group *locality.Rule, ready Ready, ok bool) {
+		g := groupOf(name)
+		svc = serviceOf(name)
+		if g == "" || svc == "" || written[g] || userChanged[svc] {
+			return "", nil, nil, false
+		}
+		if group = s.liveRule(g); group == nil || group.Metadata.Namespace != s.opts.Namespace {
+			return "", nil, nil, false
+		}
+		ready, ok = idx.service(svc)
+		return svc, group, ready, ok
+	}
+	var update []Write
+	for _, w := range p.Update {
+		name := w.Rule.Metadata.Name
+		if !hold(name, func() bool {
+			ready, keys := idx.of(pl, name)
+			if slices.ContainsFunc(keys, func(k string) bool { return userChanged[k] }) {
+				return false
+			}
+			old := s.liveRule(name)
+			ok, _ := Deferrable(old, w.Rule, ready)
+			return old != nil && ok
+		}) {
+			update = append(update, w)
+		}
+	}
+	var create []Write
+	for _, w := range p.Create {
+		name := w.Rule.Metadata.Name
+		if !hold(name, func() bool {
+			// The Service leaves its namespace rule, which covers it until
+			// its own rule exists.
+			_, group, ready, ok := moving(name)
+			if !ok || w.Rule.Metadata.Namespace != s.opts.Namespace {
+				return false
+			}
+			ok, _ = DeferrableMove(group, w.Rule, ready)
+			return ok
+		}) {
+			create = append(create, w)
+		}
+	}
+	var del []Delete
+	for _, d := range p.Delete {
+		if !hold(d.Name, func() bool {
+			// The Service rejoins its namespace rule, which covers it once
+			// its own rule is gone.
+			svc, group, ready, ok := moving(d.Name)
+			if !ok || cmp.Or(d.Namespace, s.opts.Namespace) != s.opts.Namespace {
+				return false
+			}
+			ns, _, _ := strings.Cut(svc, "/")
+			r := pl.byNS[ns]
+			if r == nil {
+				return false
+			}
+			if i, found := findDecision(r.decisions, svc); !found || r.decisions[i].Rule == nil || r.decisions[i].Rule.Metadata.Name != group.Metadata.Name {
+				return false // gone, or not under the namespace rule now
+			}
+			ok, _ = DeferrableMove(s.liveRule(d.Name), group, ready)
+			return ok
+		}) {
+			del = append(del, d)
+		}
+	}
+	p.Create, p.Update, p.Delete = create, update, del
+	if len(held) > 0 {
+		s.log.Debug("DestinationRule writes deferred: they change only failover entries no request uses now", "rules", len(held), "holdDown", hd)
+	}
+	return p, held, changedAt
+}
+
+// setDeferred records the updates held back, and syncs again when the
+// first of them is due.
+func (s *Server) setDeferred(m map[string]deferredWrite) {
+	if s.holdTimer != nil {
+		s.holdTimer.Stop()
+		s.holdTimer = nil
+	}
+	s.deferred = m
+	s.metrics.deferred.Set(float64(len(m)))
+	s.mu.Lock()
+	s.deferredNames = slices.Sorted(maps.Keys(m))
+	s.mu.Unlock()
+	if len(m) == 0 {
+		return
+	}
+	first := time.Time{}
+	for _, d := range m {
+		if first.IsZero() || d.since.Before(first) {
+			first = d.since
+		}
+	}
+	s.holdTimer = time.AfterFunc(time.Until(first.Add(time.Duration(s.holdDown.Load()))), s.Notify)
+}
+
+// liveRule is the rule named name as last written: this server's write
+// the informer has not delivered yet, else the informer's object (nil if
+// none or unreadable). Called after liveRules compared name.
+func (s *Server) liveRule(name string) *locality.Rule {
+	if w, ok := s.recent[name]; ok {
+		if w.deleted {
+			return nil
+		}
+		return w.rule
+	}
+	objs, _ := s.informer.GetIndexer().ByIndex(indexByName, name)
+	if len(objs) != 1 {
+		return nil
+	}
+	u, ok := objs[0].(*unstructured.Unstructured)
+	if !ok {
+		return nil
+	}
+	r, err := ruleOf(u)
+	if err != nil {
+		return nil
+	}
+	return r
 }
 
 // logWarnings logs the warnings of the decisions that may have changed.
@@ -548,11 +791,12 @@ func (s *Server) liveRules(names map[string]bool) map[string]Live {
 
 // recentWrite is a write of this server that its informer may not have
 // delivered yet: before is the resourceVersion the informer held when the
-// write was planned ("" if it held no object).
+// write was planned ("" if it held no object), rule what was written.
 type recentWrite struct {
 	before  string
 	live    Live
 	deleted bool
+	rule    *locality.Rule
 }
 
 // scheduleRetry syncs again after a backoff that doubles up to maxRetry.
@@ -583,7 +827,7 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 		wg   sync.WaitGroup
 		sem  = make(chan struct{}, writeWorkers)
 	)
-	done := func(op, name string, obj *unstructured.Unstructured, hash string, e error) {
+	done := func(op, name string, obj *unstructured.Unstructured, rule *locality.Rule, hash string, e error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if e != nil {
@@ -592,7 +836,7 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 			return
 		}
 		s.metrics.writes.WithLabelValues(op).Inc()
-		rw := recentWrite{before: before[name], deleted: obj == nil}
+		rw := recentWrite{before: before[name], deleted: obj == nil, rule: rule}
 		if obj != nil {
 			rw.live = Live{Namespace: obj.GetNamespace(), Name: name, UID: string(obj.GetUID()), Hash: hash}
 		}
@@ -628,13 +872,13 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 					return
 				}
 			}
-			done("create", name, obj, w.Hash, err)
+			done("create", name, obj, w.Rule, w.Hash, err)
 		})
 	}
 	for _, w := range p.Update {
 		run(func() {
 			obj, err := s.apply(ctx, w)
-			done("update", w.Rule.Metadata.Name, obj, w.Hash, err)
+			done("update", w.Rule.Metadata.Name, obj, w.Rule, w.Hash, err)
 		})
 	}
 	// Deletes last, and only once every create and update succeeded: a
@@ -653,7 +897,7 @@ func (s *Server) write(ctx context.Context, p Plan) (conflicts []string, err err
 			if apierrors.IsNotFound(err) {
 				err = nil
 			}
-			done("delete", d.Name, nil, "", err)
+			done("delete", d.Name, nil, nil, "", err)
 		})
 	}
 	wg.Wait()

@@ -3,12 +3,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -49,13 +53,42 @@ var failoverSteps = []struct {
 // r1/z1 and r1/z2 (created with the cluster) and r2/z5 (created here).
 var foNodes = []string{"n-r1-z1", "n-r1-z2", "n-r2-z5"}
 
+// failoverResult is what failoverBench measured: the failover times and
+// istiod's pushes after each failover, by "step/setup", and the load
+// average at its start.
+type failoverResult struct {
+	times  map[string][]time.Duration
+	pushes map[string]*foPushes
+	load   string
+}
+
+// foPushes sums istiod's pushes after the failovers of one step and setup:
+// the time from the change to the first push, how many rounds' first push
+// merged other config (a rule write) into the endpoint change, and the
+// pushes per round.
+type foPushes struct {
+	first   []time.Duration
+	merged  int
+	counts  []int
+	example string
+}
+
+// foPushWindow is how long after a failover istiod's pushes are counted.
+const foPushWindow = 1500 * time.Millisecond
+
 // failoverBench measures, for a service ruled by meshfleet ("meshfleet")
 // and one ruled by a hand-written Kubernetes DestinationRule ("user"), the
 // time from endpoints going not ready to ≥ 99 of 100 consecutive RPCs from
 // an r1/z1 client landing in the next locality: r1/z2 when r1/z1 fails
-// ("zone"), r2 when all of r1 fails ("region"). Keys are "step/setup".
-func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config, d *localistiod.Istiod, srv *rulesync.Server) (map[string][]time.Duration, error) {
-	out := map[string][]time.Duration{}
+// ("zone"), r2 when all of r1 fails ("region"). Keys are "step/setup";
+// meshfleet's rounds alternate between the server's hold-down (-hold-down)
+// and none ("meshfleet-nohold"). Each round starts once the rules are
+// settled (no update held down) and istiod has pushed them.
+func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config, d *localistiod.Istiod, srv *rulesync.Server) (*failoverResult, error) {
+	res := &failoverResult{times: map[string][]time.Duration{}, pushes: map[string]*foPushes{}, load: loadAverage()}
+	out := res.times
+	defer srv.SetHoldDown(*holdDown)
+	ilog := &istiodLog{path: d.LogPath}
 	setups := []struct {
 		key, name string
 		addrs     []netip.Addr
@@ -92,12 +125,25 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 		home := s.addrs[0].String()
 		for _, step := range failoverSteps {
 			next := s.addrs[step.want].String()
-			for range *failover {
+			for i := range *failover {
+				key := step.key + "/" + s.key
+				if s.key == "meshfleet" && i%2 == 0 {
+					key += "-nohold"
+					srv.SetHoldDown(-1)
+				} else {
+					srv.SetHoldDown(*holdDown)
+				}
 				if err := setNotReady(ctx, kube, s.name, s.addrs, nil); err != nil {
 					return nil, err
 				}
 				if _, err := waitWindow(ctx, cc, home, 60*time.Second); err != nil {
 					return nil, fmt.Errorf("%s: traffic did not settle on r1/z1: %w", s.name, err)
+				}
+				if err := settle(ctx, srv); err != nil {
+					return nil, err
+				}
+				if err := ilog.skip(); err != nil {
+					return nil, err
 				}
 				t0 := time.Now()
 				if err := setNotReady(ctx, kube, s.name, s.addrs, step.notReady); err != nil {
@@ -107,12 +153,85 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 				if err != nil {
 					return nil, fmt.Errorf("%s: no %s failover to %s: %w", s.name, step.key, foNodes[step.want], err)
 				}
-				out[step.key+"/"+s.key] = append(out[step.key+"/"+s.key], at.Sub(t0))
+				out[key] = append(out[key], at.Sub(t0))
+				if step.key == "region" {
+					if err := countPushes(ctx, ilog, t0, res.pushes, key); err != nil {
+						return nil, err
+					}
+				}
 			}
 		}
 		_ = setNotReady(ctx, kube, s.name, s.addrs, nil)
 	}
-	return out, nil
+	return res, nil
+}
+
+// settle waits until the server holds no update down, then for istiod to
+// push what was written (its debounce, 100 ms, and its push).
+func settle(ctx context.Context, srv *rulesync.Server) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for len(srv.State().Deferred) > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("rule updates still held down after 30s: %v", srv.State().Deferred)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(500 * time.Millisecond):
+		return nil
+	}
+}
+
+// countPushes waits until foPushWindow after t0 and records istiod's push
+// lines logged since l's offset under key.
+func countPushes(ctx context.Context, l *istiodLog, t0 time.Time, into map[string]*foPushes, key string) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(t0.Add(foPushWindow))):
+	}
+	f, err := os.Open(l.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(l.offset, io.SeekStart); err != nil {
+		return err
+	}
+	p := into[key]
+	if p == nil {
+		p = &foPushes{}
+		into[key] = p
+	}
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, pushedLine) {
+			continue
+		}
+		ts, _, _ := strings.Cut(line, "\t")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || at.Before(t0) || at.After(t0.Add(foPushWindow)) {
+			continue
+		}
+		if n == 0 {
+			p.first = append(p.first, at.Sub(t0))
+			if strings.Contains(line, " more") {
+				p.merged++
+			}
+			if p.example == "" || strings.Contains(line, " more") {
+				_, msg, _ := strings.Cut(line, pushedLine)
+				p.example = pushedLine + msg
+			}
+		}
+		n++
+	}
+	p.counts = append(p.counts, n)
+	return sc.Err()
 }
 
 // waitWindow calls until 100 consecutive RPCs have ≥ 99 answered by want and

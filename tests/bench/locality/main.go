@@ -27,8 +27,10 @@
 //   - failover time: endpoints go not ready → ≥ 99 of 100 consecutive RPCs
 //     of a real proxyless gRPC client in r1/z1 land in the next locality
 //     (r1/z2 when its zone fails, r2 when its region fails), for a service
-//     whose DestinationRule meshfleet generates, next to a baseline service
-//     with the same rule written by hand.
+//     whose DestinationRule meshfleet generates (its rounds alternating
+//     between the writer's hold-down, -hold-down, and none: ARCHITECTURE
+//     decision 75), next to a baseline service with the same rule written
+//     by hand, and istiod's pushes after each region failover.
 //
 // It re-executes itself in a private network namespace (internal/netns) for the
 // workload addresses.
@@ -45,7 +47,7 @@
 // -istiod-env measures the first mode again on a fresh istiod with extra
 // settings (ARCHITECTURE decision 73).
 //
-//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-mcp=false] [-istiod-cpuprofile FILE] [-istiod-env KEY=VALUE,…]
+//	go run -tags e2e ./tests/bench/locality [-services 1000,10000] [-modes grouped,per-service] [-per-service-max 1000] [-rounds 10] [-failover-rounds 5] [-hold-down 300ms] [-mcp=false] [-istiod-cpuprofile FILE] [-istiod-env KEY=VALUE,…]
 package main
 
 import (
@@ -97,6 +99,7 @@ var (
 	memProf  = flag.String("memprofile", "", "write a heap profile of the server alone (after its first write of every rule, before the MCP feed) to this file")
 	cpuProf  = flag.String("istiod-cpuprofile", "", "write a CPU profile of istiod (the one reading the API server) over the measured rounds to this file; later passes (modes, -istiod-env) to FILE-2, FILE-3, …")
 	envFlag  = flag.String("istiod-env", "", "after the modes, measure the first mode again on a fresh istiod with these extra KEY=VALUE settings (comma-separated), on the same clusters: e.g. PILOT_DEBOUNCE_AFTER=10ms")
+	holdDown = flag.Duration("hold-down", rulesync.DefaultHoldDown, "the writer's hold-down of updates that change only failover entries no request uses now (rulesync.Options.HoldDown; negative: none); the failover part alternates its rounds without it and with it")
 	withMCP  = flag.Bool("mcp", true, "also measure a second istiod reading the rules over MCP (its feed and watchers run in the same process: the memory figures then include them)")
 )
 
@@ -362,7 +365,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	}
 	written := make(chan time.Time, 1024)
 	srv, err := pipeline.New(pipeline.Options{
-		Clusters: cfgs, PrimaryCluster: "c1", GroupMin: groupMin,
+		Clusters: cfgs, PrimaryCluster: "c1", GroupMin: groupMin, HoldDown: *holdDown,
 		PolicySource: policySource,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registerer:   prometheus.NewRegistry(),
@@ -534,7 +537,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	hwm := procStatus("VmHWM")
 	st := srv.State()
 
-	var fo map[string][]time.Duration
+	var fo *failoverResult
 	if withFailover && *failover > 0 {
 		stopFeed()
 		if fo, err = failoverBench(ctx, kubes["c1"], cfgs["c1"], d, srv.Server); err != nil {
@@ -620,8 +623,22 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	if fo != nil {
 		fmt.Printf("\n%-66s %9s %9s %9s\n", "failover time (not ready → ≥99/100 RPCs in the next locality)", "p50", "p99", "max")
 		for _, step := range failoverSteps {
-			row(step.key+": meshfleet's generated DestinationRule", fo[step.key+"/meshfleet"])
-			row(step.key+": baseline, same rule written by hand", fo[step.key+"/user"])
+			row(step.key+": meshfleet's generated DestinationRule", fo.times[step.key+"/meshfleet"])
+			row(step.key+": the same, no hold-down (-hold-down=0 rounds, interleaved)", fo.times[step.key+"/meshfleet-nohold"])
+			row(step.key+": baseline, same rule written by hand", fo.times[step.key+"/user"])
+		}
+		fmt.Printf("(meshfleet's rounds alternate between hold-down %v and none; load average at the failover part's start: %s)\n", *holdDown, fo.load)
+		fmt.Printf("\nistiod's pushes in the %v after a region failover (its %q lines)\n", foPushWindow, pushedLine)
+		for _, k := range []string{"meshfleet", "meshfleet-nohold", "user"} {
+			p := fo.pushes["region/"+k]
+			if p == nil {
+				continue
+			}
+			fmt.Printf("  %-18s first push p50 %s after the change, merged with another config in %d of %d rounds; pushes per round %v\n",
+				k+":", pct(p.first, 50), p.merged, len(p.first), p.counts)
+			if p.example != "" {
+				fmt.Printf("    e.g. %s\n", p.example)
+			}
 		}
 	}
 	return err
