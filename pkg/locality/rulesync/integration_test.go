@@ -394,12 +394,10 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// TestHoldDown runs the writer with a hold-down against a real API
-// server: an update that changes only failover entries of regions served
-// locally waits for it and then lands; a user's change during the wait is
-// written at once, whole.
-func TestHoldDown(t *testing.T) {
-	c, ctx, kube, drs := startPrimary(t)
+// threeRegions creates nodes node-a, node-b and node-c in regions r1, r2
+// and r3 and returns their names.
+func threeRegions(ctx context.Context, t *testing.T, kube kubernetes.Interface) []string {
+	t.Helper()
 	nodes := []string{"node-a", "node-b", "node-c"}
 	for i, n := range nodes {
 		r := fmt.Sprintf("r%d", i+1)
@@ -407,48 +405,53 @@ func TestHoldDown(t *testing.T) {
 			Labels: map[string]string{topology.LabelRegion: r, topology.LabelZone: r + "-z"}}}, metav1.CreateOptions{})
 		must(t, err)
 	}
+	return nodes
+}
+
+// writeSlice creates or replaces svc's EndpointSlice in default: one
+// endpoint on each of nodes, all ready but the first unless r1.
+func writeSlice(ctx context.Context, t *testing.T, kube kubernetes.Interface, nodes []string, svc string, r1 bool) {
+	t.Helper()
+	slices := kube.DiscoveryV1().EndpointSlices("default")
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for i := range nodes {
+		ready := i != 0 || r1
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)},
+			NodeName: &nodes[i], Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+	}
+	live, err := slices.Get(ctx, svc+"-1", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = slices.Create(ctx, es, metav1.CreateOptions{})
+		must(t, err)
+		return
+	}
+	must(t, err)
+	es.ResourceVersion = live.ResourceVersion
+	_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
+	must(t, err)
+}
+
+// TestHoldDown runs the writer with a hold-down against a real API
+// server: an update that changes only failover entries of regions served
+// locally waits for it and then lands; a user's change during the wait is
+// written at once, whole.
+func TestHoldDown(t *testing.T) {
+	c, ctx, kube, drs := startPrimary(t)
+	nodes := threeRegions(ctx, t, kube)
 	_, err := kube.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "default"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}, metav1.CreateOptions{})
 	must(t, err)
-	slices := kube.DiscoveryV1().EndpointSlices("default")
 	// setReady writes echo's slice: one endpoint per region, r1's ready or not.
-	setReady := func(r1 bool) {
-		t.Helper()
-		es := &discoveryv1.EndpointSlice{
-			ObjectMeta:  metav1.ObjectMeta{Name: "echo-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: "echo"}},
-			AddressType: discoveryv1.AddressTypeIPv4,
-		}
-		for i := range nodes {
-			ready := i != 0 || r1
-			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)},
-				NodeName: &nodes[i], Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
-		}
-		live, err := slices.Get(ctx, "echo-1", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
-			must(t, err)
-			return
-		}
-		must(t, err)
-		es.ResourceVersion = live.ResourceVersion
-		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
-		must(t, err)
-	}
+	setReady := func(r1 bool) { t.Helper(); writeSlice(ctx, t, kube, nodes, "echo", r1) }
 	setReady(true)
 
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var srv *rulesync.Server
-	w, err := topology.NewWatcher(map[string]*rest.Config{"primary": c.Config}, topology.WatcherOptions{Logger: quiet, OnChange: func() {
-		if srv != nil {
-			srv.Notify()
-		}
-	}})
-	must(t, err)
 	reg := prometheus.NewRegistry()
-	srv, err = rulesync.New(rulesync.Options{Config: c.Config, Snapshot: w.Snapshot, Members: w.Clusters, Logger: quiet, Registerer: reg,
-		HoldDown: 2 * time.Second})
+	srv, err := pipeline.New(pipeline.Options{Clusters: map[string]*rest.Config{"primary": c.Config}, HoldDown: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg})
 	must(t, err)
-	w.Start(ctx)
 	go func() { _ = srv.Run(ctx) }()
 
 	echoRule := locality.RuleName("default", "echo")
@@ -474,15 +477,7 @@ func TestHoldDown(t *testing.T) {
 			return nil
 		})
 	}
-	waitDeferred := func(what, want string) {
-		t.Helper()
-		testenv.Eventually(t, 30*time.Second, what+": deferred ["+want+"]", func() error {
-			if got := strings.Join(srv.State().Deferred, " "); got != want {
-				return fmt.Errorf("deferred [%s]", got)
-			}
-			return nil
-		})
-	}
+	waitDeferred := func(what, want string) { t.Helper(); waitDeferredRules(t, srv.Server, what, want) }
 	const healthy, r1Down = "r1>r2 r2>r1 r3>r1", "r1>r2 r2>r3 r3>r2"
 	waitFailover("start", healthy)
 
@@ -519,6 +514,18 @@ func TestHoldDown(t *testing.T) {
 	waitFailover("Sync", "r1>r3 r2>r3 r3>r2")
 }
 
+// waitDeferredRules waits until the rules srv holds back are want
+// (space-separated names).
+func waitDeferredRules(t *testing.T, srv *rulesync.Server, what, want string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, what+": deferred ["+want+"]", func() error {
+		if got := strings.Join(srv.State().Deferred, " "); got != want {
+			return fmt.Errorf("deferred [%s]", got)
+		}
+		return nil
+	})
+}
+
 // counter is the value of the counter named name in reg.
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
@@ -538,37 +545,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // namespace rule stays throughout.
 func TestHoldDownGroupMove(t *testing.T) {
 	c, ctx, kube, drs := startPrimary(t)
-	nodes := []string{"node-a", "node-b", "node-c"}
-	for i, n := range nodes {
-		r := fmt.Sprintf("r%d", i+1)
-		_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n,
-			Labels: map[string]string{topology.LabelRegion: r, topology.LabelZone: r + "-z"}}}, metav1.CreateOptions{})
-		must(t, err)
-	}
-	slices := kube.DiscoveryV1().EndpointSlices("default")
+	nodes := threeRegions(ctx, t, kube)
 	// setReady writes svc's slice: one endpoint per region, r1's ready or not.
-	setReady := func(svc string, r1 bool) {
-		t.Helper()
-		es := &discoveryv1.EndpointSlice{
-			ObjectMeta:  metav1.ObjectMeta{Name: svc + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
-			AddressType: discoveryv1.AddressTypeIPv4,
-		}
-		for i := range nodes {
-			ready := i != 0 || r1
-			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("198.18.9.%d", i+1)},
-				NodeName: &nodes[i], Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
-		}
-		live, err := slices.Get(ctx, svc+"-1", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			_, err = slices.Create(ctx, es, metav1.CreateOptions{})
-			must(t, err)
-			return
-		}
-		must(t, err)
-		es.ResourceVersion = live.ResourceVersion
-		_, err = slices.Update(ctx, es, metav1.UpdateOptions{})
-		must(t, err)
-	}
+	setReady := func(svc string, r1 bool) { t.Helper(); writeSlice(ctx, t, kube, nodes, svc, r1) }
 	for _, svc := range []string{"echo-a", "echo-b", "echo-c"} {
 		_, err := kube.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svc, Namespace: "default"},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070}}}}, metav1.CreateOptions{})
@@ -582,15 +561,7 @@ func TestHoldDownGroupMove(t *testing.T) {
 
 	group, own := rulesync.GroupName("default"), locality.RuleName("default", "echo-a")
 	waitRules(t, drs, group)
-	waitDeferred := func(what, want string) {
-		t.Helper()
-		testenv.Eventually(t, 30*time.Second, what+": deferred ["+want+"]", func() error {
-			if got := strings.Join(srv.State().Deferred, " "); got != want {
-				return fmt.Errorf("deferred [%s]", got)
-			}
-			return nil
-		})
-	}
+	waitDeferred := func(what, want string) { t.Helper(); waitDeferredRules(t, srv.Server, what, want) }
 	rules := func() string {
 		list, err := drs.Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: locality.LabelManagedBy + "=" + locality.ManagedBy})
 		must(t, err)
