@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/xds"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshfleet/meshfleet/internal/localistiod"
@@ -104,15 +105,19 @@ func TestFleetRolloutNackedRevision(t *testing.T) {
 		fc.waitOK(t, cl, "1-29-6")
 	}
 
+	// setVersion retries on conflict: the operator writes the resource too
+	// (status, the rollout's annotations) between the read and the update.
 	setVersion := func(v string) {
 		t.Helper()
-		ist := &v1beta1.Istio{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: framework.Namespace, Name: "istio"}, ist); err != nil {
-			t.Fatal(err)
-		}
-		ist.Spec = spec(v)
-		if err := c.Update(ctx, ist); err != nil {
-			t.Fatal(err)
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			ist := &v1beta1.Istio{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: framework.Namespace, Name: "istio"}, ist); err != nil {
+				return err
+			}
+			ist.Spec = spec(v)
+			return c.Update(ctx, ist)
+		}); err != nil {
+			t.Fatalf("setting Istio istio's version to %s: %v", v, err)
 		}
 	}
 	rollout := func(what string, done func(*v1beta1.RolloutStatus) bool) *v1beta1.RolloutStatus {
