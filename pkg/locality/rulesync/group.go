@@ -34,6 +34,20 @@ func groupOf(name string) string {
 	return ""
 }
 
+// splitRuleName splits the name of a rule the server generates into its
+// namespace and, for a per-Service rule (perService), its Service; ok is
+// false for any other name.
+func splitRuleName(name string) (ns, svc string, perService, ok bool) {
+	rest, ok := strings.CutPrefix(name, locality.NamePrefix)
+	if !ok {
+		return "", "", false, false
+	}
+	if svc, ns, perService = strings.Cut(rest, "."); !perService {
+		ns = rest
+	}
+	return ns, svc, perService, true
+}
+
 // Group turns the per-Service rules of a translation into fewer objects
 // for istiod and the API server (pure). In a namespace where min or more
 // Services would get the same traffic policy, those Services share one

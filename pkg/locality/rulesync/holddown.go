@@ -197,12 +197,8 @@ func (x *readyIndex) service(key string) (Ready, bool) {
 // serviceOf is the Service key a per-Service rule name stands for ("" for
 // a namespace rule or another name).
 func serviceOf(name string) string {
-	rest, ok := strings.CutPrefix(name, locality.NamePrefix)
-	if !ok {
-		return ""
-	}
-	svc, ns, ok := strings.Cut(rest, ".")
-	if !ok {
+	ns, svc, perService, ok := splitRuleName(name)
+	if !ok || !perService {
 		return ""
 	}
 	return ns + "/" + svc
@@ -213,13 +209,9 @@ func serviceOf(name string) string {
 // rule, every Service sharing a namespace rule), and their keys; nil when
 // none is found.
 func (x *readyIndex) of(pl *placed, name string) ([]Ready, []string) {
-	rest, ok := strings.CutPrefix(name, locality.NamePrefix)
+	ns, svc, perService, ok := splitRuleName(name)
 	if !ok || pl == nil {
 		return nil, nil
-	}
-	svc, ns, perService := strings.Cut(rest, ".")
-	if !perService {
-		ns = rest
 	}
 	r := pl.byNS[ns]
 	if r == nil {

@@ -295,13 +295,9 @@ func (p *placed) result() (*locality.Result, []*locality.Rule) {
 
 // ruleNamed returns the rule named name that p writes, or nil.
 func (p *placed) ruleNamed(name string) *locality.Rule {
-	rest, ok := strings.CutPrefix(name, locality.NamePrefix)
+	ns, svc, perService, ok := splitRuleName(name)
 	if !ok {
 		return nil
-	}
-	svc, ns, perService := strings.Cut(rest, ".")
-	if !perService {
-		ns = rest
 	}
 	r := p.byNS[ns]
 	if r == nil {
