@@ -146,19 +146,9 @@ func TranslateDelta(prev *Result, t *topology.Topology, p Policy, d topology.Del
 		return nil, topology.Delta{}, fmt.Errorf("policy: %w", err)
 	}
 	prev.base = nil
-	find := func(key string) (topology.Service, bool) {
-		ns, name, _ := strings.Cut(key, "/")
-		i, ok := slices.BinarySearchFunc(t.Services, [2]string{ns, name}, func(s topology.Service, k [2]string) int {
-			return cmp.Or(cmp.Compare(s.Namespace, k[0]), cmp.Compare(s.Name, k[1]))
-		})
-		if !ok {
-			return topology.Service{}, false
-		}
-		return t.Services[i], true
-	}
 	for _, key := range d.Services {
 		b.forget(key)
-		if svc, ok := find(key); ok {
+		if svc, ok := t.ServiceByKey(key); ok {
 			if svc.Namespace == "" || svc.Name == "" || svc.Hostname == "" {
 				return nil, topology.Delta{}, fmt.Errorf("topology: service %s: namespace, name and hostname are required", key)
 			}
@@ -175,7 +165,7 @@ func TranslateDelta(prev *Result, t *topology.Topology, p Policy, d topology.Del
 	out := &Result{Decisions: slices.Clone(prev.Decisions), base: b}
 	for _, key := range d.Services {
 		i, found := slices.BinarySearchFunc(out.Decisions, key, func(d Decision, k string) int { return cmp.Compare(d.Service, k) })
-		svc, ok := find(key)
+		svc, ok := t.ServiceByKey(key)
 		switch {
 		case ok && found:
 			out.Decisions[i] = b.decide(svc)

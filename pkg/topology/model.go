@@ -151,6 +151,19 @@ func (t *Topology) Regions() []string {
 	return out
 }
 
+// ServiceByKey returns the Service with key "namespace/name", found by
+// binary search: t's Services must be in Sort's order.
+func (t *Topology) ServiceByKey(key string) (Service, bool) {
+	ns, name, _ := strings.Cut(key, "/")
+	i, ok := slices.BinarySearchFunc(t.Services, [2]string{ns, name}, func(s Service, k [2]string) int {
+		return cmp.Or(cmp.Compare(s.Namespace, k[0]), cmp.Compare(s.Name, k[1]))
+	})
+	if !ok {
+		return Service{}, false
+	}
+	return t.Services[i], true
+}
+
 // Sort puts every list in its canonical order, so that equal states print
 // equally: clusters and nodes by name, services by namespace then name,
 // endpoint groups by cluster then locality, users' rules by cluster,

@@ -173,25 +173,18 @@ func ruleOf(u *unstructured.Unstructured) (*locality.Rule, error) {
 func orNone(region string) string { return cmp.Or(region, "(none)") }
 
 // readyIndex finds the Services of a topology by key, for their ready
-// regions (built on first use).
+// regions.
 type readyIndex struct {
-	t     *topology.Topology
-	byKey map[string]int
+	t *topology.Topology
 }
 
 // service returns the regions where Service key has ready endpoints.
 func (x *readyIndex) service(key string) (Ready, bool) {
-	if x.byKey == nil {
-		x.byKey = make(map[string]int, len(x.t.Services))
-		for i, s := range x.t.Services {
-			x.byKey[s.Key()] = i
-		}
-	}
-	i, ok := x.byKey[key]
+	svc, ok := x.t.ServiceByKey(key)
 	if !ok {
 		return nil, false
 	}
-	return ReadyOf(x.t.Services[i]), true
+	return ReadyOf(svc), true
 }
 
 // serviceOf is the Service key a per-Service rule name stands for ("" for
@@ -277,15 +270,12 @@ func settingsChanged(known map[string]string, t *topology.Topology, d topology.D
 		return changed
 	}
 	for _, k := range d.Services {
-		ns, name, _ := strings.Cut(k, "/")
-		i, ok := slices.BinarySearchFunc(t.Services, [2]string{ns, name}, func(s topology.Service, k [2]string) int {
-			return cmp.Or(cmp.Compare(s.Namespace, k[0]), cmp.Compare(s.Name, k[1]))
-		})
+		svc, ok := t.ServiceByKey(k)
 		if !ok {
 			delete(known, k)
 			continue
 		}
-		if s := settingsOf(t.Services[i]); known[k] != s {
+		if s := settingsOf(svc); known[k] != s {
 			known[k] = s
 			changed[k] = true
 		}
