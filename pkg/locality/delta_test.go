@@ -71,7 +71,7 @@ func compareStrings(a, b string) int {
 // topology (added, changed, removed; sometimes the policy or a user's rule
 // too) and checks after each change that TranslateDelta, fed the previous
 // result and the Services changed, gives what Translate gives from
-// scratch.
+// scratch, inputs fingerprint included.
 func TestTranslateDeltaEqualsTranslate(t *testing.T) {
 	namespaces := []string{"a", "a-b", "b"}
 	for seed := range uint64(20) {
@@ -127,6 +127,9 @@ func TestTranslateDeltaEqualsTranslate(t *testing.T) {
 			if !equalDecisions(want.Decisions, got.Decisions) {
 				diff := cmp.Diff(jsonOf(t, want, " "), jsonOf(t, got, " "))
 				t.Fatalf("seed %d step %d (changed %v): TranslateDelta (+) against Translate (-):\n%s", seed, step, d.Services, diff)
+			}
+			if got.Inputs() != want.Inputs() || got.Inputs() != inputsOf(next, policy) {
+				t.Fatalf("seed %d step %d: TranslateDelta's Inputs %s, Translate's %s, want %s", seed, step, got.Inputs(), want.Inputs(), inputsOf(next, policy))
 			}
 			topo, res = next, got
 		}

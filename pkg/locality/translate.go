@@ -54,7 +54,17 @@ type Result struct {
 	// base is what TranslateDelta needs to translate a change of some
 	// Services only; nil once a TranslateDelta has taken it.
 	base *base
+	// inputs is the fingerprint of what every decision depends on
+	// besides the Services (Inputs).
+	inputs string
 }
+
+// Inputs fingerprints what, besides the Services, every decision of r
+// depends on: the policy, the config cluster, the users'
+// DestinationRules and the nodes' regions. Two results with different
+// inputs differ in every decision's grounds; TranslateDelta translates
+// everything when they change.
+func (r *Result) Inputs() string { return r.inputs }
 
 // Decision is what was generated for one Service, and why.
 type Decision struct {
@@ -111,7 +121,7 @@ func Translate(t *topology.Topology, p Policy) (*Result, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	b := newBase(t, p)
-	out := &Result{Decisions: make([]Decision, 0, len(t.Services)), base: b}
+	out := &Result{Decisions: make([]Decision, 0, len(t.Services)), base: b, inputs: b.inputs}
 	services := append([]topology.Service(nil), t.Services...)
 	sort.Slice(services, func(i, j int) bool { return services[i].Key() < services[j].Key() })
 	for _, svc := range services {
@@ -160,9 +170,9 @@ func TranslateDelta(prev *Result, t *topology.Topology, p Policy, d topology.Del
 		return full()
 	}
 	if len(d.Services) == 0 {
-		return &Result{Decisions: prev.Decisions, base: b}, d, nil // results are read-only: share
+		return &Result{Decisions: prev.Decisions, base: b, inputs: b.inputs}, d, nil // results are read-only: share
 	}
-	out := &Result{Decisions: slices.Clone(prev.Decisions), base: b}
+	out := &Result{Decisions: slices.Clone(prev.Decisions), base: b, inputs: b.inputs}
 	for _, key := range d.Services {
 		i, found := slices.BinarySearchFunc(out.Decisions, key, func(d Decision, k string) int { return cmp.Compare(d.Service, k) })
 		svc, ok := t.ServiceByKey(key)
@@ -200,11 +210,6 @@ type base struct {
 	users, ignoredUsers *userHosts
 	memo                map[string]generated
 }
-
-// Inputs fingerprints what, besides the Services, every decision depends
-// on: the policy, the config cluster, the users' DestinationRules and the
-// nodes' regions. TranslateDelta translates everything when it changes.
-func Inputs(t *topology.Topology, p Policy) string { return inputsOf(t, p) }
 
 // inputsOf fingerprints what, besides the Services, every decision depends
 // on and a change of one Service cannot change: the policy, the config

@@ -140,7 +140,7 @@ type Server struct {
 	// settings fingerprints each Service's own settings (settingsOf), so
 	// that a change of them is never deferred.
 	settings map[string]string
-	inputs   string // locality.Inputs at the last translation
+	inputs   string // the last translation's Result.Inputs
 	// translated is the last translation (TranslateDelta builds on it),
 	// placed its rules placed and grouped; planAll makes the next plan
 	// compare every rule (at start, after a failed write, a new leader, a
@@ -444,7 +444,7 @@ func (s *Server) sync(ctx context.Context, changedAt time.Time, hold bool) error
 	}
 	s.translated, s.placed = res, next
 	userChanged := settingsChanged(s.settings, topo, delta)
-	inputs := locality.Inputs(topo, policy)
+	inputs := res.Inputs()
 	allChanged := inputs != s.inputs
 	s.inputs = inputs
 	s.mu.Lock()
