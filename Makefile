@@ -268,7 +268,7 @@ e2e-tools-start:
 	@mkdir -p $(TOOL_LOGS) && rm -f $(E2E_TOOLS_EXIT)
 	@if $(MAKE) -q $(E2E_TOOLS) >/dev/null 2>&1; then echo 0 >$(E2E_TOOLS_EXIT); : >$(E2E_TOOLS_LOG); else \
 	  echo "building istioctl, Kiali and Flagger at low priority beside the tests (log: $(E2E_TOOLS_LOG))"; \
-	  (if nice -n 19 $(MAKE) --no-print-directory $(E2E_TOOLS); then echo 0; else echo $$?; fi >$(E2E_TOOLS_EXIT)) >$(E2E_TOOLS_LOG) 2>&1 </dev/null & fi
+	  (if nice -n 19 $(MAKE) --no-print-directory $(E2E_TOOLS); then s=0; else s=$$?; fi; echo $$s >$(E2E_TOOLS_EXIT)) >$(E2E_TOOLS_LOG) 2>&1 </dev/null & fi
 
 e2e-tools-wait:
 	@until [ -s $(E2E_TOOLS_EXIT) ]; do sleep 5; done; cat $(E2E_TOOLS_LOG); \
