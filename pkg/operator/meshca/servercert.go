@@ -37,15 +37,22 @@ type ServerCertKeeper struct {
 }
 
 // Start keeps the certificate until ctx ends. Errors are logged and tried
-// again after a short wait.
+// again after a short wait. Each Sync has a deadline well inside the
+// renewal margin, so a call the API server never answers (a half-open
+// connection, an overloaded server) costs one attempt, not the certificate.
 func (k *ServerCertKeeper) Start(ctx context.Context) error {
 	for {
 		wait := k.Resync
-		next, err := k.Sync(ctx)
+		sctx, cancel := context.WithTimeout(ctx, k.syncTimeout())
+		next, err := k.Sync(sctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
 		switch {
 		case err != nil:
 			k.Log.Error(err, "keeping the tunnel server certificate", "secret", Namespace+"/"+ServerTLSSecretName)
-			wait = 10 * time.Second
+			wait = min(10*time.Second, k.Resync)
 		case next.Sub(k.now()) < wait:
 			wait = max(next.Sub(k.now()), time.Second)
 		}
@@ -70,11 +77,7 @@ func (k *ServerCertKeeper) Sync(ctx context.Context) (time.Time, error) {
 	if err := k.Client.Get(ctx, key, live); err != nil && !apierrors.IsNotFound(err) {
 		return time.Time{}, fmt.Errorf("reading Secret %s: %w", key, err)
 	}
-	ttl := k.TTL
-	if ttl == 0 {
-		ttl = ServerCertTTL
-	}
-	cert, err := ServerCertificate(live.Data, tunnelCA, k.Hosts, ttl, now)
+	cert, err := ServerCertificate(live.Data, tunnelCA, k.Hosts, k.ttl(), now)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -95,6 +98,19 @@ func (k *ServerCertKeeper) Sync(ctx context.Context) (time.Time, error) {
 	}
 	RecordExpiry("", "tunnel-server", cert.NotAfter)
 	return cert.RenewAt, nil
+}
+
+// syncTimeout bounds one Sync: a sixth of the certificate's lifetime (half
+// of the third it is renewed before expiry), at most a minute.
+func (k *ServerCertKeeper) syncTimeout() time.Duration {
+	return min(k.ttl()/6, time.Minute)
+}
+
+func (k *ServerCertKeeper) ttl() time.Duration {
+	if k.TTL == 0 {
+		return ServerCertTTL
+	}
+	return k.TTL
 }
 
 func (k *ServerCertKeeper) now() time.Time {
