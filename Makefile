@@ -192,21 +192,21 @@ define build-tool
 endef
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
-	$(call build-tool,kubernetes-$(K8S_VERSION),15-25 min,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
+	$(call build-tool,kubernetes-$(K8S_VERSION),8 min idle and up to 25 busy,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
 
 $(KUBE_SCHEDULER):
-	$(call build-tool,kube-scheduler-$(K8S_VERSION),1-3 min after kube-apiserver,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-scheduler)
+	$(call build-tool,kube-scheduler-$(K8S_VERSION),under a minute after kube-apiserver,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-scheduler)
 
 # kwok from the tools module tests/tools/kwok, with its "fast" node and pod
 # stages (from the same module) beside it as its --config.
 $(KWOK) $(KWOK_CONFIG) &:
-	$(call build-tool,kwok-$(KWOK_VERSION),1-4 min,tests/tools/kwok,$(KWOK_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/kwok/cmd/kwok)
+	$(call build-tool,kwok-$(KWOK_VERSION),under a minute idle and up to 4 busy,tests/tools/kwok,$(KWOK_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/kwok/cmd/kwok)
 	@dir=$$(cd tests/tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && \
 	  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do \
 	    echo '---'; cat $$dir/kustomize/stage/$$f.yaml; done >$(KWOK_CONFIG).tmp && mv $(KWOK_CONFIG).tmp $(KWOK_CONFIG)
 
 $(PILOT_DISCOVERY):
-	$(call build-tool,istiod,8-15 min,tests/tools/istio,$(ISTIO_BIN),-ldflags '$(TOOL_LDFLAGS)' istio.io/istio/pilot/cmd/pilot-discovery)
+	$(call build-tool,istiod,5 min idle and up to 15 busy,tests/tools/istio,$(ISTIO_BIN),-ldflags '$(TOOL_LDFLAGS)' istio.io/istio/pilot/cmd/pilot-discovery)
 
 $(ISTIOCTL):
 	$(call build-tool,istioctl,3-5 min after istiod,tests/tools/istio,$(ISTIO_BIN),-ldflags '$(TOOL_LDFLAGS)' istio.io/istio/istioctl/cmd/istioctl)
@@ -228,7 +228,7 @@ $(KIALI):
 	@rm -rf $(KIALI_SRC)
 
 $(CONTROLLER_GEN) $(STATICCHECK) &:
-	$(call build-tool,controller-gen+staticcheck,2-4 min,tests/tools/dev,$(DEV_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/controller-tools/cmd/controller-gen honnef.co/go/tools/cmd/staticcheck)
+	$(call build-tool,controller-gen+staticcheck,1-4 min,tests/tools/dev,$(DEV_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/controller-tools/cmd/controller-gen honnef.co/go/tools/cmd/staticcheck)
 
 .PHONY: prometheus
 prometheus: ## Install Debian's Prometheus (dashboard tests, canary gate).
@@ -244,35 +244,45 @@ etcd:
 
 ##@ Test
 
-# The tools only the e2e tests run (istioctl, Kiali, Flagger) are built at
-# the lowest priority while verify, the unit and the integration tests run:
-# the integration tests leave a third to half of the two cores idle, waiting
-# on API servers. `make test` waits for them before the e2e tests.
+# `make test` builds its tools in one background job, so that nothing waits
+# for a build it does not need: the cluster tools (Kubernetes, kube-scheduler,
+# kwok, istiod) beside lint, which needs none of them (the module downloads
+# and the links that keep one core idle then serve the other), and then the
+# tools only the e2e tests run (istioctl, Kiali, Flagger) at the lowest
+# priority beside the integration tests, which leave a third to half of the
+# two cores idle, waiting on API servers. Each waiting point prints the
+# job's log (one line per tool) and fails with it if a build failed.
+CLUSTER_TOOLS   := $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY)
 E2E_TOOLS       := $(ISTIOCTL) $(KIALI) $(FLAGGER)
-E2E_TOOLS_LOG   := $(TOOL_LOGS)/e2e-tools.log
-E2E_TOOLS_EXIT  := $(TOOL_LOGS)/e2e-tools.exit
+TOOLS_JOB_LOG    = $(TOOL_LOGS)/$(1)-tools.log
+TOOLS_JOB_EXIT   = $(TOOL_LOGS)/$(1)-tools.exit
 
 .PHONY: test
-test: $(CONTROLLER_GEN) $(STATICCHECK) $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY) etcd prometheus ## verify, then unit, integration (real kube-apiservers), end-to-end (real istiod, gRPC xDS clients), chaos and fuzz tests.
-	@$(MAKE) --no-print-directory e2e-tools-start
-	$(MAKE) verify
-	$(GO_TEST) $(GO_TEST_FLAGS) ./...
+test: $(CONTROLLER_GEN) $(STATICCHECK) etcd prometheus ## verify, then unit and integration (real kube-apiservers), end-to-end (real istiod, gRPC xDS clients), chaos and fuzz tests.
+	@$(MAKE) --no-print-directory tools-start
+	$(MAKE) tidy-check fmt-check lint
+	@$(MAKE) --no-print-directory tools-wait TOOLS_JOB=cluster
+	$(MAKE) gen-check
+	@# Every unit test runs here too: no file is built only without a
+	@# tag (lint checks), so a separate untagged pass would run them twice.
 	$(GO_TEST) $(GO_TEST_FLAGS) -tags integration -p 1 -timeout 30m ./...
-	@$(MAKE) --no-print-directory e2e-tools-wait
+	@$(MAKE) --no-print-directory tools-wait TOOLS_JOB=e2e
 	$(GO_TEST) $(GO_TEST_FLAGS) -tags e2e -p 1 -timeout 45m ./tests/e2e/...
 	$(MAKE) chaos
 	$(MAKE) fuzz
 
-.PHONY: e2e-tools-start e2e-tools-wait
-e2e-tools-start:
-	@mkdir -p $(TOOL_LOGS) && rm -f $(E2E_TOOLS_EXIT)
-	@if $(MAKE) -q $(E2E_TOOLS) >/dev/null 2>&1; then echo 0 >$(E2E_TOOLS_EXIT); : >$(E2E_TOOLS_LOG); else \
-	  echo "building istioctl, Kiali and Flagger at low priority beside the tests (log: $(E2E_TOOLS_LOG))"; \
-	  (if nice -n 19 $(MAKE) --no-print-directory $(E2E_TOOLS); then s=0; else s=$$?; fi; echo $$s >$(E2E_TOOLS_EXIT)) >$(E2E_TOOLS_LOG) 2>&1 </dev/null & fi
+# tools-start starts the job; the exit file of each half holds its status.
+# Up-to-date tools need no job.
+.PHONY: tools-start tools-wait
+tools-start:
+	@mkdir -p $(TOOL_LOGS) && rm -f $(call TOOLS_JOB_EXIT,cluster) $(call TOOLS_JOB_EXIT,e2e)
+	@if $(MAKE) -q $(CLUSTER_TOOLS) $(E2E_TOOLS) >/dev/null 2>&1; then 	  : >$(call TOOLS_JOB_LOG,cluster); : >$(call TOOLS_JOB_LOG,e2e); echo 0 >$(call TOOLS_JOB_EXIT,cluster); echo 0 >$(call TOOLS_JOB_EXIT,e2e); else 	  echo "building kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kwok and istiod beside lint (log: $(call TOOLS_JOB_LOG,cluster)),"; 	  echo "then istioctl, Kiali and Flagger at low priority beside the tests (log: $(call TOOLS_JOB_LOG,e2e))"; 	  ( (if $(MAKE) --no-print-directory $(CLUSTER_TOOLS); then s=0; else s=$$?; fi; echo $$s >$(call TOOLS_JOB_EXIT,cluster)) >$(call TOOLS_JOB_LOG,cluster) 2>&1; 	    (if nice -n 19 $(MAKE) --no-print-directory $(E2E_TOOLS); then s=0; else s=$$?; fi; echo $$s >$(call TOOLS_JOB_EXIT,e2e)) >$(call TOOLS_JOB_LOG,e2e) 2>&1 ) </dev/null & fi
 
-e2e-tools-wait:
-	@until [ -s $(E2E_TOOLS_EXIT) ]; do sleep 5; done; cat $(E2E_TOOLS_LOG); \
-	  [ "$$(cat $(E2E_TOOLS_EXIT))" = 0 ] || { echo "building the e2e tools failed: see $(E2E_TOOLS_LOG)"; exit 1; }
+# tools-wait TOOLS_JOB=cluster|e2e follows that half's log until it ends.
+tools-wait:
+	@tail -n +1 -f $(call TOOLS_JOB_LOG,$(TOOLS_JOB)) & t=$$!; \
+	  until [ -s $(call TOOLS_JOB_EXIT,$(TOOLS_JOB)) ]; do sleep 2; done; sleep 1; kill $$t; echo; \
+	  [ "$$(cat $(call TOOLS_JOB_EXIT,$(TOOLS_JOB)))" = 0 ] || { echo "building the $(TOOLS_JOB) tools failed: see $(call TOOLS_JOB_LOG,$(TOOLS_JOB))"; exit 1; }
 
 .PHONY: unit
 unit: ## Unit tests only (no binaries needed).
