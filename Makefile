@@ -186,7 +186,7 @@ tools: $(KUBE_APISERVER) $(KUBE_SCHEDULER) $(KWOK) $(PILOT_DISCOVERY) $(ISTIOCTL
 TOOL_LOGS := $(CACHE)/logs
 define build-tool
 	@mkdir -p $(4) $(TOOL_LOGS)
-	@echo "building $(1) once (cold: about $(2) on two cores; log: $(TOOL_LOGS)/$(1).log)"
+	@echo "building $(1) once (cold, on two cores: $(2); log: $(TOOL_LOGS)/$(1).log)"
 	@start=$$(date +%s); (while sleep 60 >/dev/null 2>&1; do printf .; done) & dots=$$!; \
 	  if (cd $(3) && go build -o $(4)/ $(5)) >$(TOOL_LOGS)/$(1).log 2>&1; then kill $$dots; \
 	  echo " built $(1) in $$(( $$(date +%s) - start ))s"; \
@@ -194,7 +194,7 @@ define build-tool
 endef
 
 $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CM) &:
-	$(call build-tool,kubernetes-$(K8S_VERSION),8 min idle and up to 25 busy,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
+	$(call build-tool,kubernetes-$(K8S_VERSION),about 8 min idle and up to 25 busy,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager)
 
 $(KUBE_SCHEDULER):
 	$(call build-tool,kube-scheduler-$(K8S_VERSION),under a minute after kube-apiserver,tests/tools/k8s,$(K8S_BIN),-ldflags '$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-scheduler)
@@ -202,21 +202,21 @@ $(KUBE_SCHEDULER):
 # kwok from the tools module tests/tools/kwok, with its "fast" node and pod
 # stages (from the same module) beside it as its --config.
 $(KWOK) $(KWOK_CONFIG) &:
-	$(call build-tool,kwok-$(KWOK_VERSION),under a minute idle and up to 4 busy,tests/tools/kwok,$(KWOK_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/kwok/cmd/kwok)
+	$(call build-tool,kwok-$(KWOK_VERSION),under a minute,tests/tools/kwok,$(KWOK_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/kwok/cmd/kwok)
 	@dir=$$(cd tests/tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) && \
 	  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do \
 	    echo '---'; cat $$dir/kustomize/stage/$$f.yaml; done >$(KWOK_CONFIG).tmp && mv $(KWOK_CONFIG).tmp $(KWOK_CONFIG)
 
 $(PILOT_DISCOVERY):
-	$(call build-tool,istiod,5 min idle and up to 15 busy,tests/tools/istio,$(ISTIO_BIN),-ldflags '$(TOOL_LDFLAGS)' istio.io/istio/pilot/cmd/pilot-discovery)
+	$(call build-tool,istiod,about 4 min idle and up to 15 busy,tests/tools/istio,$(ISTIO_BIN),-ldflags '$(TOOL_LDFLAGS)' istio.io/istio/pilot/cmd/pilot-discovery)
 
 $(ISTIOCTL):
-	$(call build-tool,istioctl,3-5 min after istiod,tests/tools/istio,$(ISTIO_BIN),-ldflags '$(TOOL_LDFLAGS)' istio.io/istio/istioctl/cmd/istioctl)
+	$(call build-tool,istioctl,about 3-5 min after istiod,tests/tools/istio,$(ISTIO_BIN),-ldflags '$(TOOL_LDFLAGS)' istio.io/istio/istioctl/cmd/istioctl)
 
 # Flagger from the tools module tests/tools/flagger, with the CRDs of the
 # same module beside it (the canary interop e2e applies them from there).
 $(FLAGGER) $(FLAGGER_CRDS) &:
-	$(call build-tool,flagger-$(FLAGGER_VERSION),6-12 min,tests/tools/flagger,$(FLAGGER_BIN),-ldflags '$(TOOL_LDFLAGS)' github.com/fluxcd/flagger/cmd/flagger)
+	$(call build-tool,flagger-$(FLAGGER_VERSION),about 3-12 min,tests/tools/flagger,$(FLAGGER_BIN),-ldflags '$(TOOL_LDFLAGS)' github.com/fluxcd/flagger/cmd/flagger)
 	@dir=$$(cd tests/tools/flagger && go list -m -f '{{.Dir}}' github.com/fluxcd/flagger) && \
 	  cp $$dir/artifacts/flagger/crd.yaml $(FLAGGER_CRDS).tmp && chmod u+w $(FLAGGER_CRDS).tmp && mv $(FLAGGER_CRDS).tmp $(FLAGGER_CRDS)
 
@@ -226,11 +226,11 @@ $(KIALI):
 	@rm -rf $(KIALI_SRC) && mkdir -p $(KIALI_SRC) $(TOOL_LOGS) && \
 	  dir=$$(cd $(KIALI_SRC) && go mod download -json github.com/kiali/kiali@$(KIALI_VERSION) 2>$(TOOL_LOGS)/kiali-download.log | sed -n 's/.*"Dir": "\(.*\)".*/\1/p') && \
 	  cp -r $$dir/. $(KIALI_SRC)/ && chmod -R u+w $(KIALI_SRC) || { cat $(TOOL_LOGS)/kiali-download.log; exit 1; }
-	$(call build-tool,kiali-$(KIALI_VERSION),5-8 min,$(KIALI_SRC),$(dir $(KIALI)),-ldflags '$(TOOL_LDFLAGS)' .)
+	$(call build-tool,kiali-$(KIALI_VERSION),about 5-8 min,$(KIALI_SRC),$(dir $(KIALI)),-ldflags '$(TOOL_LDFLAGS)' .)
 	@rm -rf $(KIALI_SRC)
 
 $(CONTROLLER_GEN) $(STATICCHECK) &:
-	$(call build-tool,controller-gen+staticcheck,1-4 min,tests/tools/dev,$(DEV_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/controller-tools/cmd/controller-gen honnef.co/go/tools/cmd/staticcheck)
+	$(call build-tool,controller-gen+staticcheck,about 1-4 min,tests/tools/dev,$(DEV_BIN),-ldflags '$(TOOL_LDFLAGS)' sigs.k8s.io/controller-tools/cmd/controller-gen honnef.co/go/tools/cmd/staticcheck)
 
 .PHONY: prometheus
 prometheus: ## Install Debian's Prometheus (dashboard tests, canary gate).
