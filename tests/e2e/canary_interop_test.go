@@ -578,9 +578,14 @@ func createIOPodinfo(ctx context.Context, t *testing.T, pk kubernetes.Interface)
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr(int32(2)),
 			Selector: &metav1.LabelSelector{MatchLabels: sel},
-			// One Pod at a time, replaced in its own zone: the spread
-			// constraint then keeps one Pod per zone through every
-			// rollout (Flagger copies the strategy to podinfo-primary).
+			// One Pod at a time (Flagger copies the strategy to
+			// podinfo-primary), and never two in a zone (Flagger rewrites
+			// the anti-affinity's selector for podinfo-primary): a new
+			// Pod waits for the zone its predecessor leaves. The spread
+			// constraint alone did not hold through a rollout: the new
+			// ReplicaSet's Pod can be created before the old one's
+			// deletion, when both zones still count one, and land beside
+			// its sibling.
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
 				MaxSurge: ptr(intstr.FromInt32(0)), MaxUnavailable: ptr(intstr.FromInt32(1)),
 			}},
@@ -594,6 +599,11 @@ func createIOPodinfo(ctx context.Context, t *testing.T, pk kubernetes.Interface)
 					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
 						MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.DoNotSchedule,
 						LabelSelector: &metav1.LabelSelector{MatchLabels: sel},
+					}},
+					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+							TopologyKey: "topology.kubernetes.io/zone", LabelSelector: &metav1.LabelSelector{MatchLabels: sel},
+						}},
 					}},
 					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 				},

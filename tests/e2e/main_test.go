@@ -7,6 +7,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/meshfleet/meshfleet/internal/netns"
 	"github.com/meshfleet/meshfleet/internal/sandbox"
 )
@@ -28,5 +31,9 @@ func TestMain(m *testing.M) {
 	// The sandbox's demo servers (TestMeshctlCheck) listen on addresses of
 	// their own.
 	addrs := append(append(echoAddrs, clientAddr), sandbox.Addrs()...)
+	// As meshctl does: what logs outside the sandbox's managers (a client
+	// the operator creates for a remote) has nowhere to go; unset, the
+	// global logger prints a stack trace after 30 s.
+	ctrllog.SetLogger(logr.Discard())
 	os.Exit(netns.Main(m.Run, addrs...))
 }
