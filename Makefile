@@ -273,12 +273,22 @@ test: $(CONTROLLER_GEN) $(STATICCHECK) etcd prometheus ## verify, then unit and 
 	$(MAKE) chaos
 	$(MAKE) fuzz
 
+# $(call tools-job,name,command prefix,targets): one half of the job, its
+# output to its log and its status alone to its exit file.
+define tools-job
+(if $(2) $(MAKE) --no-print-directory $(3); then s=0; else s=$$?; fi; echo $$s >$(call TOOLS_JOB_EXIT,$(1))) >$(call TOOLS_JOB_LOG,$(1)) 2>&1
+endef
+
 # tools-start starts the job; the exit file of each half holds its status.
 # Up-to-date tools need no job.
 .PHONY: tools-start tools-wait
 tools-start:
 	@mkdir -p $(TOOL_LOGS) && rm -f $(call TOOLS_JOB_EXIT,cluster) $(call TOOLS_JOB_EXIT,e2e)
-	@if $(MAKE) -q $(CLUSTER_TOOLS) $(E2E_TOOLS) >/dev/null 2>&1; then 	  : >$(call TOOLS_JOB_LOG,cluster); : >$(call TOOLS_JOB_LOG,e2e); echo 0 >$(call TOOLS_JOB_EXIT,cluster); echo 0 >$(call TOOLS_JOB_EXIT,e2e); else 	  echo "building kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kwok and istiod beside lint (log: $(call TOOLS_JOB_LOG,cluster)),"; 	  echo "then istioctl, Kiali and Flagger at low priority beside the tests (log: $(call TOOLS_JOB_LOG,e2e))"; 	  ( (if $(MAKE) --no-print-directory $(CLUSTER_TOOLS); then s=0; else s=$$?; fi; echo $$s >$(call TOOLS_JOB_EXIT,cluster)) >$(call TOOLS_JOB_LOG,cluster) 2>&1; 	    (if nice -n 19 $(MAKE) --no-print-directory $(E2E_TOOLS); then s=0; else s=$$?; fi; echo $$s >$(call TOOLS_JOB_EXIT,e2e)) >$(call TOOLS_JOB_LOG,e2e) 2>&1 ) </dev/null & fi
+	@if $(MAKE) -q $(CLUSTER_TOOLS) $(E2E_TOOLS) >/dev/null 2>&1; then \
+	  for j in cluster e2e; do : >$(TOOL_LOGS)/$$j-tools.log; echo 0 >$(TOOL_LOGS)/$$j-tools.exit; done; else \
+	  echo "building kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kwok and istiod beside lint (log: $(call TOOLS_JOB_LOG,cluster)),"; \
+	  echo "then istioctl, Kiali and Flagger at low priority beside the tests (log: $(call TOOLS_JOB_LOG,e2e))"; \
+	  ( $(call tools-job,cluster,,$(CLUSTER_TOOLS)); $(call tools-job,e2e,nice -n 19,$(E2E_TOOLS)) ) </dev/null & fi
 
 # tools-wait TOOLS_JOB=cluster|e2e follows that half's log until it ends.
 tools-wait:

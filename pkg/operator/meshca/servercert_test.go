@@ -2,6 +2,7 @@ package meshca
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
 // A write the API server never answers must cost the keeper one attempt,
@@ -44,17 +47,16 @@ func TestServerCertKeeperOutlivesAHungWrite(t *testing.T) {
 		}
 	}()
 	key := client.ObjectKey{Namespace: Namespace, Name: ServerTLSSecretName}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.Eventually(t, time.Minute, "a certificate in "+key.String()+" after the first write hung", func() error {
 		s := &corev1.Secret{}
-		if err := c.Get(ctx, key, s); err == nil && len(s.Data[corev1.TLSCertKey]) > 0 {
-			break
+		if err := c.Get(ctx, key, s); err != nil {
+			return fmt.Errorf("%w (%d writes tried)", err, applies.Load())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no certificate in %s a minute after the first write hung (%d writes tried)", key, applies.Load())
+		if len(s.Data[corev1.TLSCertKey]) == 0 {
+			return fmt.Errorf("no %s yet (%d writes tried)", corev1.TLSCertKey, applies.Load())
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if n := applies.Load(); n < 2 {
 		t.Fatalf("%d writes, want the hung one and a second", n)
 	}
