@@ -212,11 +212,11 @@ func printLocality(w io.Writer, format string, st *localityState) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tRULE\tFAILOVER\tOUTLIER DETECTION")
 	for _, d := range st.Decisions {
-		if d.Rule == nil {
-			fmt.Fprintf(tw, "%s\t-\tskipped\t-\n", d.Service)
+		name, _ := nested(d.Rule, "metadata", "name").(string)
+		if d.Skipped != "" { // no rule, or an empty one that shields it from its namespace's rule
+			fmt.Fprintf(tw, "%s\t%s\tskipped\t-\n", d.Service, dash(name))
 			continue
 		}
-		name, _ := nested(d.Rule, "metadata", "name").(string)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Service, dash(name), failoverSummary(d.Rule), outlierSummary(d.Rule))
 	}
 	if err := tw.Flush(); err != nil {

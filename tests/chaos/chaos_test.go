@@ -28,6 +28,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/install"
 	"github.com/meshfleet/meshfleet/pkg/locality"
 	"github.com/meshfleet/meshfleet/pkg/operator"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -124,7 +125,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitSteady("start")
-	if s.baseline, err = generatedRules(ctx, sb.Istiod.HTTPAddr); err != nil || len(s.baseline) == 0 {
+	if s.baseline, err = framework.GeneratedRules(ctx, sb.Istiod.HTTPAddr); err != nil || len(s.baseline) == 0 {
 		t.Fatalf("no generated DestinationRule in istiod (%v): the locality server's rules never arrived", err)
 	}
 	t.Logf("baseline: istiod holds %d generated rules: %v", len(s.baseline), keys(s.baseline))
@@ -256,7 +257,7 @@ func (s *suite) run(f fault) *result {
 		r.note("recover: %s", firstLine(err.Error()))
 	}
 	err := s.poll(convergeTimeout, func() error {
-		rules, err := generatedRules(s.ctx, s.sb.Istiod.HTTPAddr)
+		rules, err := framework.GeneratedRules(s.ctx, s.sb.Istiod.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("istiod: %w", err)
 		}
@@ -450,7 +451,7 @@ func (s *suite) newRuleArrives() func() error {
 				return fmt.Errorf("create EndpointSlice demo/%s: %w", name, err)
 			}
 		}
-		rules, err := generatedRules(s.ctx, s.sb.Istiod.HTTPAddr)
+		rules, err := framework.GeneratedRules(s.ctx, s.sb.Istiod.HTTPAddr)
 		if err != nil {
 			return err
 		}

@@ -4,9 +4,7 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -17,55 +15,8 @@ import (
 
 	"github.com/meshfleet/meshfleet/internal/sandbox"
 	"github.com/meshfleet/meshfleet/pkg/api/v1beta1"
-	"github.com/meshfleet/meshfleet/pkg/locality"
+	"github.com/meshfleet/meshfleet/tests/framework"
 )
-
-// generatedRules reads a ready istiod's /debug/configz and returns the names
-// (namespace/name) of the DestinationRules the locality server generated.
-// An istiod that is not ready (starting, its caches not synced) is an
-// error, not an empty set: no proxy is sent to it, and it serves nothing.
-func generatedRules(ctx context.Context, istiodHTTP string) (map[string]bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ready, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+istiodHTTP+"/ready", nil)
-	if err != nil {
-		return nil, err
-	}
-	rresp, err := http.DefaultClient.Do(ready)
-	if err != nil {
-		return nil, err
-	}
-	rresp.Body.Close()
-	if rresp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("istiod not ready: GET /ready: %s", rresp.Status)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+istiodHTTP+"/debug/configz", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /debug/configz: %s", resp.Status)
-	}
-	var cfgs []struct {
-		Kind     string            `json:"kind"`
-		Metadata metav1.ObjectMeta `json:"metadata"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&cfgs); err != nil {
-		return nil, fmt.Errorf("GET /debug/configz: %w", err)
-	}
-	out := map[string]bool{}
-	for _, c := range cfgs {
-		if c.Kind == "DestinationRule" && strings.HasPrefix(c.Metadata.Name, locality.NamePrefix) {
-			out[c.Metadata.Namespace+"/"+c.Metadata.Name] = true
-		}
-	}
-	return out, nil
-}
 
 // watch samples istiod's generated rules and the operator's conditions
 // during one fault, until stop.
@@ -103,7 +54,7 @@ func startWatch(ctx context.Context, sb *sandbox.Sandbox, c client.Client, basel
 				w.mu.Unlock()
 			}
 			prev = now
-			rules, err := generatedRules(ctx, sb.Istiod.HTTPAddr)
+			rules, err := framework.GeneratedRules(ctx, sb.Istiod.HTTPAddr)
 			w.mu.Lock()
 			if err != nil {
 				w.istiodDown++

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +37,7 @@ import (
 	"github.com/meshfleet/meshfleet/pkg/locality/rulesync"
 	"github.com/meshfleet/meshfleet/pkg/render"
 	"github.com/meshfleet/meshfleet/pkg/topology"
+	"github.com/meshfleet/meshfleet/tests/framework"
 	"github.com/meshfleet/meshfleet/tests/testenv"
 )
 
@@ -119,6 +121,13 @@ type confCase struct {
 	change map[string]func(*corev1.Service)
 	// remoteDR is a user's DestinationRule in remote1 for the host.
 	remoteDR bool
+	// hiddenDR is a user's DestinationRule in the primary for the host,
+	// exported only to namespace "elsewhere": meshfleet steps aside, and
+	// the clients (in default) do not see it.
+	hiddenDR bool
+	// noHand: the person writes no rule (a Service meshfleet leaves
+	// alone), so the hand-written run has none for it.
+	noHand bool
 	// hand is the hand-written rule's failover ("r1>r3 r2>r1"); "" writes
 	// a rule with outlier detection only.
 	hand string
@@ -191,6 +200,19 @@ var confCases = []confCase{
 	// A user's rule in remote1, which istiod never reads: meshfleet keeps
 	// generating (and warns).
 	{name: "user-rule-in-remote", want: "r1/z2=0 r2/z3=2 r3/z4=1 | r1/z2=1 r2/z3=0 r3/z4=2 | r1/z2=1 r2/z3=2 r3/z4=0", bug: "user DestinationRule in a remote skips the host", hand: "r1>r3 r2>r1 r3>r1", remoteDR: true,
+		endpoints: []confEndpoint{
+			{cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
+		}},
+	// Services meshfleet leaves alone: without outlier detection istiod
+	// gives every locality priority 0. With the namespace's Services
+	// sharing one wildcard rule (run 3), each gets an empty rule of its
+	// own so that the wildcard does not reach it.
+	{name: "off", want: "r1/z2=0 r2/z3=0 r3/z4=0 | r1/z2=0 r2/z3=0 r3/z4=0 | r1/z2=0 r2/z3=0 r3/z4=0", noHand: true,
+		change: map[string]func(*corev1.Service){"remote1": annotate(locality.AnnotationLocality, "off"), "remote2": annotate(locality.AnnotationLocality, "off")},
+		endpoints: []confEndpoint{
+			{cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
+		}},
+	{name: "user-rule-elsewhere", want: "r1/z2=0 r2/z3=0 r3/z4=0 | r1/z2=0 r2/z3=0 r3/z4=0 | r1/z2=0 r2/z3=0 r3/z4=0", noHand: true, hiddenDR: true,
 		endpoints: []confEndpoint{
 			{cluster: "remote1", node: "a-r1-z2"}, {cluster: "remote2", node: "b-r2-z3"}, {cluster: "remote2", node: "b-r3-z4"},
 		}},
@@ -299,6 +321,9 @@ func TestLocalityConformance(t *testing.T) {
 	// Run 1: the hand-written rules, in the primary (the config cluster).
 	dyn := dynamic.NewForConfigOrDie(cfgs[mcPrimary]).Resource(destinationRuleGVR).Namespace(confNS)
 	for _, c := range confCases {
+		if c.noHand {
+			continue
+		}
 		if _, err := dyn.Create(ctx, handRule(c), metav1.CreateOptions{}); err != nil {
 			t.Fatalf("creating the hand-written DestinationRule of %s: %v", c.name, err)
 		}
@@ -317,6 +342,9 @@ func TestLocalityConformance(t *testing.T) {
 	// Run 2: meshfleet's locality server (real watcher and writer) over the
 	// three clusters, the hand-written rules gone.
 	for _, c := range confCases {
+		if c.noHand {
+			continue
+		}
 		if err := dyn.Delete(ctx, "hand-"+c.service(), metav1.DeleteOptions{}); err != nil {
 			t.Fatalf("deleting the hand-written DestinationRule of %s: %v", c.name, err)
 		}
@@ -428,7 +456,76 @@ func TestLocalityConformance(t *testing.T) {
 		}
 		return fmt.Errorf("no line with \"duplicate locality\" in %s", istiod.LogPath)
 	})
+
+	// Run 3: the namespace's Services share one wildcard rule where three
+	// or more would get the same policy (GroupMin 3); every other Service
+	// keeps its own, and a Service left alone gets an empty one that keeps
+	// the wildcard from it. istiod must still serve every case as the
+	// hand-written rules do.
+	ls.Stop()
+	grouping := startLocalityServer(t, localityServerOptions{primaryCluster: mcPrimary, clusters: cfgs, policy: confPolicy, groupMin: 3})
+	testenv.Eventually(t, 60*time.Second, "the server with GroupMin 3 has written its rules", func() error {
+		st := grouping.State()
+		written := map[string]bool{}
+		for _, d := range st.Decisions {
+			if d.Rule != nil {
+				written[d.Rule.Metadata.Name] = true
+			}
+		}
+		if !written[rulesync.GroupName(confNS)] {
+			return fmt.Errorf("no namespace rule %s among %d rules", rulesync.GroupName(confNS), len(written))
+		}
+		for _, c := range confCases {
+			if d := decisionOf(st.Decisions, confNS+"/"+c.service()); c.noHand && (d.Rule == nil || d.Rule.Spec.GetTrafficPolicy() != nil) {
+				return fmt.Errorf("%s: no empty rule of its own: %s", c.name, describeDecision(d))
+			}
+		}
+		if !st.Leader || st.Rules != len(written) {
+			return fmt.Errorf("leader %v, %d rules live of %d", st.Leader, st.Rules, len(written))
+		}
+		return nil
+	})
+	// istiod holds exactly those rules (run 2's per-Service rules of the
+	// grouped Services gone), then its answers settle: until then they may
+	// still be run 2's, which equal the hand-written ones too.
+	testenv.Eventually(t, 30*time.Second, "istiod to hold the grouping server's rules", func() error {
+		want := map[string]bool{}
+		for _, d := range grouping.State().Decisions {
+			if d.Rule != nil {
+				want[d.Rule.Metadata.Namespace+"/"+d.Rule.Metadata.Name] = true
+			}
+		}
+		got, err := framework.GeneratedRules(ctx, istiod.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(got, want) {
+			return fmt.Errorf("istiod holds %v, the server wrote %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+		}
+		return nil
+	})
+	grouped := confSettle(ctx, t, istiod.GRPCAddr)
+	for _, d := range grouping.State().Decisions {
+		if d.Rule != nil && strings.HasPrefix(d.Service, confNS+"/c-") {
+			t.Logf("grouped: %s: rule %s (%s)", d.Service, d.Rule.Metadata.Name, describeDecision(d))
+		}
+	}
+	for _, c := range confCases {
+		if grouped[c.name] != hand[c.name] {
+			t.Errorf("%s: with the namespace rule istiod serves %s, with the hand-written rule %s", c.name, grouped[c.name], hand[c.name])
+		}
+	}
 	t.Logf("wall time %v", time.Since(began).Round(time.Millisecond))
+}
+
+// decisionOf is the decision for Service key (the zero decision if none).
+func decisionOf(ds []locality.Decision, key string) locality.Decision {
+	for _, d := range ds {
+		if d.Service == key {
+			return d
+		}
+	}
+	return locality.Decision{}
 }
 
 // createConfCase creates a case's Services, Pods and EndpointSlices, and
@@ -520,6 +617,14 @@ func createConfCase(ctx context.Context, t *testing.T, kube map[string]kubernete
 			_, err := kube[cl].DiscoveryV1().EndpointSlices(confNS).Create(ctx, slice, metav1.CreateOptions{})
 			return err
 		})
+	}
+	if c.hiddenDR {
+		// The user means: r1 fails over to r2, for clients in "elsewhere".
+		dr := outlierRule("users-"+name, c.host(), "r1>r2")
+		dr.Object["spec"].(map[string]any)["exportTo"] = []any{"elsewhere"}
+		if _, err := dynamic.NewForConfigOrDie(cfgs[mcPrimary]).Resource(destinationRuleGVR).Namespace(confNS).Create(ctx, dr, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating the user's DestinationRule for %s in %s: %v", name, mcPrimary, err)
+		}
 	}
 	if c.remoteDR {
 		// The user means: r1 fails over to r2 (istiod never reads it).

@@ -44,6 +44,8 @@ type localityServerOptions struct {
 	// primaryCluster is istiod's config cluster, where the rules are
 	// written (the only cluster when empty).
 	primaryCluster string
+	// groupMin is the server's GroupMin (0: its default).
+	groupMin int
 }
 
 // localityServer is a running locality server (pkg/locality/pipeline, as
@@ -62,7 +64,7 @@ func startLocalityServer(t *testing.T, o localityServerOptions) *localityServer 
 	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
 	ls := &localityServer{reg: prometheus.NewRegistry(), stop: stop, done: make(chan struct{})}
 	s, err := pipeline.New(pipeline.Options{
-		Clusters: o.clusters, PrimaryCluster: o.primaryCluster, Policy: o.policy,
+		Clusters: o.clusters, PrimaryCluster: o.primaryCluster, Policy: o.policy, GroupMin: o.groupMin,
 		Logger:     slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Registerer: ls.reg,
 	})

@@ -3,7 +3,8 @@
 // joined directly or through the tunnel, the operator in process, real
 // istiod; internal/localmesh, which the sandbox runs too, with the test's
 // T handling around it), one operator starter that shows its log tail when the test
-// fails (StartOperator), a typed xDS probe (Endpoints, Routes), istiod with
+// fails (StartOperator), a typed xDS probe (Endpoints, Routes), the
+// generated rules istiod holds (GeneratedRules, from /debug/configz), istiod with
 // its CA and a workload certificate from it (StartCAIstiod,
 // WorkloadCertificate). Deployment rollouts a test must time itself are in
 // the fakerollout subpackage; polling is testenv.Eventually.

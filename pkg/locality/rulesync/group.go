@@ -2,6 +2,7 @@ package rulesync
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -53,11 +54,12 @@ func splitRuleName(name string) (ns, svc string, perService, ok bool) {
 // Services would get the same traffic policy, those Services share one
 // rule for the host "*.<namespace>.svc.<domain>" (GroupName); every other
 // Service of the namespace keeps its own rule, whose exact host istiod
-// prefers to the wildcard (its most specific host match). A namespace is
-// grouped only when nothing in it is left alone: a Service skipped for a
-// user's DestinationRule or the annotation meshfleet.io/locality: off would
-// otherwise fall under the wildcard. A Service without endpoints may (the
-// rule changes nothing for it). min ≤ 0 never groups.
+// prefers to the wildcard (its most specific host match). A Service left
+// alone there (skipped for a user's DestinationRule or the annotation
+// meshfleet.io/locality: off) gets a rule of its own that sets nothing
+// (shield), so that the wildcard does not reach it and istiod configures
+// it as it would without meshfleet. A Service without endpoints needs
+// none (the namespace rule changes nothing for it). min ≤ 0 never groups.
 //
 // It returns the decisions with each grouped Service's Rule replaced by its
 // namespace's rule (so the debug view names the object that applies), and
@@ -101,13 +103,47 @@ func groupNamespace(ds []locality.Decision, idx []int, ns string, min int) error
 	group := g.rule(ds[idx[g.first]].Rule, ns)
 	why := groupReason(group)
 	for j, i := range idx {
-		if g.keys[j] == g.best {
-			d := &ds[i]
+		d := &ds[i]
+		switch {
+		case g.keys[j] == g.best:
 			d.Rule = group
-			d.Reasons = append(append([]string(nil), d.Reasons...), why)
+			d.Reasons = append(slices.Clip(d.Reasons), why)
+		case leftAlone(*d):
+			shieldFrom(d, group)
 		}
 	}
 	return nil
+}
+
+// leftAlone reports whether d is a Service meshfleet steps aside for (a
+// user's rule, off), as opposed to one without endpoints.
+func leftAlone(d locality.Decision) bool {
+	return d.Rule == nil && d.Skipped != "" && d.Skipped != locality.SkipNoEndpoints
+}
+
+// shieldFrom gives d, a Service left alone in a namespace whose Services
+// share group, its shield: a rule for its exact host that sets nothing.
+// istiod takes the most specific host in a namespace, so the shield and
+// not group applies to the host from the rules namespace, and it applies
+// nothing. Wherever istiod looks first (the client's namespace, then the
+// Service's) a user's rule still wins; one in the rules namespace for
+// the same host is merged with the shield, and istiod keeps the first
+// top-level traffic policy it finds, the user's, as the shield has none.
+func shieldFrom(d *locality.Decision, group *locality.Rule) {
+	ns, name, _ := strings.Cut(d.Service, "/")
+	d.Rule = &locality.Rule{
+		APIVersion: group.APIVersion, Kind: group.Kind,
+		Metadata: locality.RuleMeta{
+			Name:      locality.RuleName(ns, name),
+			Namespace: group.Metadata.Namespace,
+			Labels:    map[string]string{locality.LabelManagedBy: locality.ManagedBy},
+			Annotations: map[string]string{locality.AnnotationGenerated: "Service " + d.Service +
+				", left alone: keeps " + group.Metadata.Name + " from applying to it"},
+		},
+		Spec: &networking.DestinationRule{Host: d.Host},
+	}
+	d.Reasons = append(slices.Clip(d.Reasons), fmt.Sprintf("left alone (skipped): its rule %s sets nothing and keeps the namespace rule %s (host %s) from applying to it",
+		d.Rule.Metadata.Name, group.Metadata.Name, group.Spec.GetHost()))
 }
 
 // grouping is what analyze finds in one namespace: whether it may be
@@ -134,7 +170,7 @@ func analyze(ds []locality.Decision, idx []int, ns string, min int) (grouping, e
 		d := ds[i]
 		suffix, ok := groupable(d, ns)
 		if !ok || (g.suffix != "" && suffix != g.suffix) {
-			return grouping{}, nil // left alone (a wildcard would take it), or a host the wildcard would not name alone
+			return grouping{}, nil // a host the wildcard would not name alone
 		}
 		g.suffix = suffix
 		k, err := policyKey(d, byPolicy)
@@ -163,13 +199,9 @@ func analyze(ds []locality.Decision, idx []int, ns string, min int) (grouping, e
 }
 
 // groupable returns the host suffix ".<ns>.svc.<domain>" of a decision of
-// namespace ns, and false when its namespace must not be grouped: the
-// Service is left alone (a wildcard would take it), or its host is not
-// one the wildcard would name.
+// namespace ns, and false when its namespace must not be grouped: its
+// host is not one the wildcard would name.
 func groupable(d locality.Decision, ns string) (string, bool) {
-	if d.Rule == nil && d.Skipped != locality.SkipNoEndpoints {
-		return "", false
-	}
 	_, name, _ := strings.Cut(d.Service, "/")
 	s, ok := strings.CutPrefix(d.Host, name)
 	if !ok || !strings.HasPrefix(s, "."+ns+".svc.") {
@@ -179,12 +211,12 @@ func groupable(d locality.Decision, ns string) (string, bool) {
 }
 
 // policyKey is the traffic policy of d's rule as deterministic bytes, ""
-// when the rule cannot be shared (none; subsets, exportTo, a workload
-// selector or another host). byPolicy caches the keys of the policies
+// when the rule cannot be shared (none, a shield; subsets, exportTo, a
+// workload selector or another host). byPolicy caches the keys of the policies
 // seen (Translate shares equal policies).
 func policyKey(d locality.Decision, byPolicy map[*networking.TrafficPolicy]string) (string, error) {
-	if d.Rule == nil {
-		return "", nil
+	if d.Rule == nil || d.Skipped != "" {
+		return "", nil // no rule, or a shield
 	}
 	if d.Rule.Spec.GetHost() != d.Host || len(d.Rule.Spec.GetSubsets()) > 0 || len(d.Rule.Spec.GetExportTo()) > 0 || d.Rule.Spec.GetWorkloadSelector() != nil {
 		return "", nil // only the traffic policy can be shared

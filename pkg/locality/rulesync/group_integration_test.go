@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -29,7 +30,8 @@ import (
 // TestGroupedRulesAgainstAPIServer runs the server with GroupMin 3 against
 // a real API server: three alike Services get one namespace-wide rule; a
 // Service turned off moves the namespace to per-Service rules (the off one
-// gets none) and back; and, in every state the API server passed through
+// gets none: two are too few to share) and back; with a fourth, the off
+// one gets an empty rule of its own beside the namespace rule; and, in every state the API server passed through
 // (read from a watch, in order), every Service that should have a rule was
 // covered by one — the namespace rule goes only after the rules that
 // replace it exist, and the other way round.
@@ -106,6 +108,22 @@ func TestGroupedRulesAgainstAPIServer(t *testing.T) {
 	a, b := locality.RuleName("default", "echo-a"), locality.RuleName("default", "echo-b")
 	setOff(true)
 	waitRules(t, drs, a, b)
+	setOff(false)
+	waitRules(t, drs, group)
+
+	// With a fourth alike Service, echo-c turned off leaves three sharing
+	// the namespace rule, which stays; echo-c gets an empty rule that
+	// keeps the wildcard from it, and loses it when turned on again.
+	createService(ctx, t, kube, "echo-d")
+	waitRules(t, drs, group)
+	shield := locality.RuleName("default", "echo-c")
+	setOff(true)
+	waitRules(t, drs, group, shield)
+	live, err = drs.Namespace(ns).Get(ctx, shield, metav1.GetOptions{})
+	must(t, err)
+	if spec := live.Object["spec"]; !reflect.DeepEqual(spec, map[string]any{"host": "echo-c.default.svc.cluster.local"}) {
+		t.Errorf("%s: spec %v, want the host alone", shield, spec)
+	}
 	setOff(false)
 	waitRules(t, drs, group)
 

@@ -37,6 +37,13 @@ func TestGroup(t *testing.T) {
 		"meshfleet-locality.svc-0002.bench svc-0002.bench.svc.cluster.local",
 		"meshfleet-locality.svc-0004.bench svc-0004.bench.svc.cluster.local",
 	}
+	// svc-0004 left alone: svc-0000 and svc-0002 share the namespace rule,
+	// and svc-0004's empty rule keeps it from the wildcard.
+	shielded := []string{
+		"meshfleet-locality.bench *.bench.svc.cluster.local",
+		"meshfleet-locality.svc-0001.bench svc-0001.bench.svc.cluster.local",
+		"meshfleet-locality.svc-0004.bench svc-0004.bench.svc.cluster.local",
+	}
 	for _, tc := range []struct {
 		name string
 		min  int
@@ -46,11 +53,14 @@ func TestGroup(t *testing.T) {
 		{"three share a rule", 3, nil, wantGrouped},
 		{"fewer than min share it", 4, nil, perService},
 		{"grouping off", -1, nil, perService},
-		{"a Service left alone keeps the namespace per Service", 3, func(t *topology.Topology) {
+		{"a Service left alone gets a shield", 2, func(t *topology.Topology) {
 			t.Services[4].Annotations = map[string]string{locality.AnnotationLocality: "off"}
-		}, perService[:3]},
-		{"a user's rule for one host keeps the namespace per Service", 3, func(t *topology.Topology) {
+		}, shielded},
+		{"a user's rule for one host gets a shield", 2, func(t *topology.Topology) {
 			t.UserDestinationRules = []topology.UserDestinationRule{{Cluster: "c1", Namespace: "bench", Name: "mine", Host: "svc-0004"}}
+		}, shielded},
+		{"left alone where too few share: no rule", 3, func(t *topology.Topology) {
+			t.Services[4].Annotations = map[string]string{locality.AnnotationLocality: "off"}
 		}, perService[:3]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +84,13 @@ func TestGroup(t *testing.T) {
 			}
 			if len(out.Decisions) != len(r.Decisions) {
 				t.Fatalf("%d decisions, want %d", len(out.Decisions), len(r.Decisions))
+			}
+			if slices.Equal(tc.want, shielded) {
+				d := out.Decisions[4]
+				if d.Rule.Spec.GetTrafficPolicy() != nil || d.Rule.Spec.GetHost() != d.Host || d.Skipped == "" ||
+					!strings.Contains(strings.Join(d.Reasons, "\n"), "keeps the namespace rule meshfleet-locality.bench") {
+					t.Errorf("svc-0004's shield: spec %v, skipped %q, reasons %q", d.Rule.Spec, d.Skipped, d.Reasons)
+				}
 			}
 			if tc.min == 3 && tc.edit == nil {
 				// The debug view names the rule that applies.

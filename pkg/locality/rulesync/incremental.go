@@ -27,8 +27,8 @@ type placed struct {
 
 // nsRules is one namespace's decisions, placed and grouped, and what its
 // grouping was decided from: the number of decisions per shareable
-// policy (counts), per host suffix (suffixes), those that keep the
-// namespace from being grouped (blockers), and its namespace rule (group,
+// policy (counts), per host suffix (suffixes), those whose host the
+// namespace rule would not name (blockers), and its namespace rule (group,
 // nil when not grouped) with the policy key it shares (best).
 type nsRules struct {
 	decisions []locality.Decision
@@ -221,9 +221,12 @@ func (p *placed) patch(prev *nsRules, ds []locality.Decision, ns string, keys []
 			continue
 		}
 		d := *c.d
-		if r.group != nil && c.policy == r.best {
+		switch {
+		case r.group != nil && c.policy == r.best:
 			d.Rule = r.group
 			d.Reasons = append(slices.Clip(d.Reasons), groupReason(r.group))
+		case r.group != nil && leftAlone(d):
+			shieldFrom(&d, r.group)
 		}
 		if d.Rule != nil {
 			affected[d.Rule.Metadata.Name] = true

@@ -17,7 +17,7 @@ import (
 // groupWorld is a topology whose namespaces hover around GroupMin
 // Services with one shared policy, so that random changes move Services
 // into and out of the namespace rule, and namespaces into and out of being
-// grouped (a Service left alone, a tie, too few sharing).
+// grouped (a tie, too few sharing; Services left alone get shields).
 func groupService(r *rand.Rand, ns, name string) topology.Service {
 	s := topology.Service{Namespace: ns, Name: name, Hostname: name + "." + ns + ".svc.cluster.local"}
 	eps := []topology.EndpointGroup{{Cluster: "c0", Locality: topology.Locality{Region: "r0", Zone: "z"}, Label: "r0/z/", Ready: 1}}
@@ -27,7 +27,7 @@ func groupService(r *rand.Rand, ns, name string) topology.Service {
 		eps = append(eps, topology.EndpointGroup{Cluster: "c1", Locality: topology.Locality{Region: "r1", Zone: "z"}, Label: "r1/z/", NotReady: 1})
 	case 2:
 		if r.IntN(4) == 0 {
-			s.Annotations = map[string]string{locality.AnnotationLocality: "off"} // left alone: blocks grouping
+			s.Annotations = map[string]string{locality.AnnotationLocality: "off"} // left alone: a shield where grouped
 		}
 		eps = append(eps, topology.EndpointGroup{Cluster: "c1", Locality: topology.Locality{Region: "r1", Zone: "z"}, Label: "r1/z/", Ready: 1})
 	case 3:
