@@ -49,6 +49,13 @@ var failoverSteps = []struct {
 	{"region", []int{0, 1}, 2}, // r1 → r2
 }
 
+// foNamespace holds the failover services. Not the bench's own namespace:
+// the user's rule and fo-user's locality "off" there would make meshfleet
+// give each of its Services a rule of its own (decision 49), and at 10,000
+// Services the failover rounds would run beside that rewrite and istiod's
+// pushes of it.
+const foNamespace = "bench-failover"
+
 // foNodes are the nodes of c1 the failover services' endpoints run on:
 // r1/z1 and r1/z2 (created with the cluster) and r2/z5 (created here).
 var foNodes = []string{"n-r1-z1", "n-r1-z2", "n-r2-z5"}
@@ -83,7 +90,7 @@ const foPushWindow = 1500 * time.Millisecond
 // ("zone"), r2 when all of r1 fails ("region"). Keys are "step/setup";
 // meshfleet's rounds alternate between the server's hold-down (-hold-down)
 // and none ("meshfleet-nohold"). Each round starts once the rules are
-// settled (no update held down) and istiod has pushed them.
+// settled (no update held down) and istiod has been quiet (settle).
 func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Config, d *localistiod.Istiod, srv *rulesync.Server) (*failoverResult, error) {
 	res := &failoverResult{times: map[string][]time.Duration{}, pushes: map[string]*foPushes{}, load: loadAverage()}
 	out := res.times
@@ -96,6 +103,9 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: foNodes[2], Labels: map[string]string{topology.LabelRegion: "r2", topology.LabelZone: "z5"}}}
 	if _, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("creating node %s: %w", node.Name, err)
+	}
+	if err := createBenchNamespace(ctx, kube, "c1", foNamespace); err != nil {
+		return nil, err
 	}
 	for _, s := range setups {
 		if err := createFailoverService(ctx, kube, s.name, s.addrs, s.key == "user"); err != nil {
@@ -139,7 +149,7 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 				if _, err := waitWindow(ctx, cc, home, 60*time.Second); err != nil {
 					return nil, fmt.Errorf("%s: traffic did not settle on r1/z1: %w", s.name, err)
 				}
-				if err := settle(ctx, srv); err != nil {
+				if err := settle(ctx, srv, ilog); err != nil {
 					return nil, err
 				}
 				if err := ilog.skip(); err != nil {
@@ -166,21 +176,75 @@ func failoverBench(ctx context.Context, kube kubernetes.Interface, cfg *rest.Con
 	return res, nil
 }
 
-// settle waits until the server holds no update down, then for istiod to
-// push what was written (its debounce, 100 ms, and its push).
-func settle(ctx context.Context, srv *rulesync.Server) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for len(srv.State().Deferred) > 0 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("rule updates still held down after 30s: %v", srv.State().Deferred)
+// settleQuiet is how long istiod must have logged no push before a round
+// starts: at 10,000 Services one push takes up to about 3 s to reach the
+// client (decision 73), so this only bounds how recent the last one began.
+const settleQuiet = 2 * time.Second
+
+// settle waits until the server holds no update down and istiod has begun
+// no push for settleQuiet: what was written has been pushed, and nothing
+// else (the previous round, the bench's setup) is still being pushed when
+// the round's change comes.
+func settle(ctx context.Context, srv *rulesync.Server, l *istiodLog) error {
+	deadline := time.Now().Add(60 * time.Second)
+	quietSince, off := time.Now(), l.offset
+	for {
+		held := srv.State().Deferred
+		last, next, err := l.lastPushFrom(off)
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		off = next
+		if last.After(quietSince) {
+			quietSince = last
+		}
+		if len(held) > 0 {
+			quietSince = time.Now()
+		}
+		if time.Since(quietSince) >= settleQuiet {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not settled after 60s: rule updates held down %v, istiod's last push began %v ago", held, time.Since(last).Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(500 * time.Millisecond):
-		return nil
+}
+
+// lastPushFrom returns the time of the last push line the log holds from
+// byte offset off on (zero if none) and the offset after its last whole
+// line, where the next call goes on.
+func (l *istiodLog) lastPushFrom(off int64) (time.Time, int64, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return time.Time{}, off, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return time.Time{}, off, err
+	}
+	var last time.Time
+	r := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := r.ReadString('\n')
+		if err == io.EOF { // a partial line is read again next time
+			return last, off, nil
+		}
+		if err != nil {
+			return last, off, err
+		}
+		off += int64(len(line))
+		if !strings.Contains(line, pushedLine) {
+			continue
+		}
+		ts, _, _ := strings.Cut(line, "\t")
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && at.After(last) {
+			last = at
+		}
 	}
 }
 
@@ -288,35 +352,35 @@ func dialXDS(istiod, service string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient(fmt.Sprintf("xds:///%s.default.svc.cluster.local:%d", service, foPort), grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return grpc.NewClient(fmt.Sprintf("xds:///%s.%s.svc.cluster.local:%d", service, foNamespace, foPort), grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 // createFailoverService creates a Service with a Pod on each of foNodes and
 // their EndpointSlice; off turns meshfleet off for it.
 func createFailoverService(ctx context.Context, kube kubernetes.Interface, name string, addrs []netip.Addr, off bool) error {
 	labels := map[string]string{"app": name}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: labels}, Spec: corev1.ServiceSpec{
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: foNamespace, Labels: labels}, Spec: corev1.ServiceSpec{
 		Selector: labels, Ports: []corev1.ServicePort{{Name: "grpc", Port: foPort, AppProtocol: ptr("grpc")}}}}
 	if off {
 		svc.Annotations = map[string]string{locality.AnnotationLocality: "off"}
 	}
-	if _, err := kube.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	if _, err := kube.CoreV1().Services(foNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating service %s: %w", name, err)
 	}
 	for i, a := range addrs {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, i), Namespace: "default", Labels: labels},
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, i), Namespace: foNamespace, Labels: labels},
 			Spec: corev1.PodSpec{NodeName: foNodes[i], Containers: []corev1.Container{{Name: "echo", Image: "echo"}}}}
-		created, err := kube.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+		created, err := kube.CoreV1().Pods(foNamespace).Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating pod %s: %w", pod.Name, err)
 		}
 		created.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: a.String(), PodIPs: []corev1.PodIP{{IP: a.String()}}, HostIP: "127.0.0.1",
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
-		if _, err := kube.CoreV1().Pods("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		if _, err := kube.CoreV1().Pods(foNamespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
 	}
-	_, err := kube.DiscoveryV1().EndpointSlices("default").Create(ctx, failoverSlice(name, addrs, nil), metav1.CreateOptions{})
+	_, err := kube.DiscoveryV1().EndpointSlices(foNamespace).Create(ctx, failoverSlice(name, addrs, nil), metav1.CreateOptions{})
 	return err
 }
 
@@ -324,7 +388,7 @@ func createFailoverService(ctx context.Context, kube kubernetes.Interface, name 
 // at the indexes in notReady not ready.
 func failoverSlice(name string, addrs []netip.Addr, notReady []int) *discoveryv1.EndpointSlice {
 	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: foNamespace, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr("grpc"), Port: ptr(int32(foPort)), Protocol: ptr(corev1.ProtocolTCP), AppProtocol: ptr("grpc")}},
 	}
@@ -333,7 +397,7 @@ func failoverSlice(name string, addrs []netip.Addr, notReady []int) *discoveryv1
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
 			Addresses: []string{a.String()}, NodeName: ptr(foNodes[i]),
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready, Terminating: ptr(false)},
-			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: fmt.Sprintf("%s-%d", name, i)},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: foNamespace, Name: fmt.Sprintf("%s-%d", name, i)},
 		})
 	}
 	return es
@@ -342,7 +406,7 @@ func failoverSlice(name string, addrs []netip.Addr, notReady []int) *discoveryv1
 // setNotReady rewrites the service's EndpointSlice with the endpoints at the
 // indexes in notReady not ready, the others ready.
 func setNotReady(ctx context.Context, kube kubernetes.Interface, name string, addrs []netip.Addr, notReady []int) error {
-	api := kube.DiscoveryV1().EndpointSlices("default")
+	api := kube.DiscoveryV1().EndpointSlices(foNamespace)
 	live, err := api.Get(ctx, name+"-1", metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -363,9 +427,9 @@ func applyUserRule(ctx context.Context, cfg *rest.Config, name string) error {
 	od := locality.DefaultOutlierDetection()
 	dr := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-		"metadata": map[string]any{"name": name, "namespace": "default"},
+		"metadata": map[string]any{"name": name, "namespace": foNamespace},
 		"spec": map[string]any{
-			"host": name + ".default.svc.cluster.local",
+			"host": name + "." + foNamespace + ".svc.cluster.local",
 			"trafficPolicy": map[string]any{
 				"loadBalancer": map[string]any{"localityLbSetting": map[string]any{"enabled": true,
 					"failover": []any{map[string]any{"from": "r1", "to": "r2"}}}},
@@ -377,7 +441,7 @@ func applyUserRule(ctx context.Context, cfg *rest.Config, name string) error {
 		},
 	}}
 	_, err = dyn.Resource(schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}).
-		Namespace("default").Create(ctx, dr, metav1.CreateOptions{})
+		Namespace(foNamespace).Create(ctx, dr, metav1.CreateOptions{})
 	return err
 }
 

@@ -1036,7 +1036,7 @@ func populate(ctx context.Context, kube kubernetes.Interface, cluster string, no
 	}
 	wg.Wait()
 	// The baseline's Service: the same shape, its rule written by hand.
-	if err := createHandNamespace(ctx, kube, cluster); err != nil {
+	if err := createBenchNamespace(ctx, kube, cluster, handNamespace); err != nil {
 		errs <- err
 	} else if err := createService(ctx, kube, handNamespace, handService, "198.19.250.", 0, nodes, standby, "198.19.252.", map[string]string{locality.AnnotationLocality: "off"}); err != nil {
 		errs <- err
@@ -1056,16 +1056,16 @@ const handService = "hand"
 // namespace's rules into one wildcard rule where a Service of it is off.
 const handNamespace = "bench-hand"
 
-// createHandNamespace creates handNamespace (and, in c1, where its Pods
+// createBenchNamespace creates namespace ns (and, in c1, where its Pods
 // run, its default ServiceAccount: no kube-controller-manager runs).
-func createHandNamespace(ctx context.Context, kube kubernetes.Interface, cluster string) error {
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: handNamespace}}, metav1.CreateOptions{}); err != nil {
+func createBenchNamespace(ctx context.Context, kube kubernetes.Interface, cluster, ns string) error {
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("cluster %s: %w", cluster, err)
 	}
 	if cluster != "c1" {
 		return nil
 	}
-	_, err := kube.CoreV1().ServiceAccounts(handNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	_, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 	return err
 }
 
