@@ -76,6 +76,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -423,8 +424,8 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	// Latency rounds. Each measures from the change to the rules written to
 	// the API server and to istiod's next push of DestinationRule config
 	// after the last write.
-	var one, all, direct, baseline, mcpOne, mcpAll pushTimes
-	one.ack, all.ack, direct.ack, baseline.ack = acks["api"], acks["api"], acks["api"], acks["api-hand"]
+	var one, off, all, direct, baseline, mcpOne, mcpAll pushTimes
+	one.ack, off.ack, all.ack, direct.ack, baseline.ack = acks["api"], acks["api"], acks["api"], acks["api"], acks["api-hand"]
 	mcpOne.ack, mcpAll.ack = acks["mcp"], acks["mcp"]
 	one.service, one.httpAddr = "svc-0000.default", d.HTTPAddr
 	one.check = func() (string, error) { return ruleTarget(ctx, drs, "svc-0000.default.svc.cluster.local") }
@@ -465,6 +466,15 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 			one.fail(fmt.Errorf("one service's endpoints: %w", err))
 		}
 		mcpOne.measureMCP(mcpd, t0)
+		// A user turns svc-0001 off (meshfleet.io/locality), then on again:
+		// its shield is created, then deleted (grouped), or its own rule
+		// deleted, then created.
+		off.rule = locality.RuleName("default", "svc-0001")
+		if err := off.measure(written, ilog, func() error {
+			return setOff(ctx, kubes["c1"], "svc-0001", i%2 == 0)
+		}); err != nil {
+			off.fail(fmt.Errorf("turning svc-0001 off or on: %w", err))
+		}
 		// Every service: relabel the r3 node of c3 between r3 and r4.
 		region := "r4"
 		if i%2 == 1 {
@@ -567,7 +577,7 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 		row("    its last response to the client sent", t.lastSent)
 		row(ackedRow, t.acked)
 	}
-	if n := one.failed + all.failed + direct.failed + baseline.failed + mcpOne.failed + mcpAll.failed; n > 0 {
+	if n := one.failed + off.failed + all.failed + direct.failed + baseline.failed + mcpOne.failed + mcpAll.failed; n > 0 {
 		fmt.Printf("rounds that did not complete (see stderr): %d\n", n)
 	}
 	fmt.Printf("%-66s %9s %9s %9s\n", "latency per round, from the change to", "p50", "p99", "max")
@@ -577,6 +587,11 @@ func benchMode(ctx context.Context, mode string, groupMin int, withFailover bool
 	row("  istiod pushes it (its \"Push debounce stable\" log line)", one.pushed)
 	ackRows(&one)
 	reflectedRow(&one)
+	fmt.Printf("a Service turned off / on (meshfleet.io/locality; its %s created / deleted):\n", map[bool]string{true: "shield", false: "rule"}[mode == "grouped"])
+	row("  rule written to the API server (the last write before a quiet second)", off.written)
+	row("  received by istiod", off.received)
+	row("  istiod pushes it", off.pushed)
+	ackRows(&off)
 	fmt.Printf("node region relabelled (every service's rule changes):\n")
 	row("  rules written to the API server", all.written)
 	row("  received by istiod", all.received)
@@ -1055,6 +1070,17 @@ const handService = "hand"
 // handNamespace holds handService alone: meshfleet does not group a
 // namespace's rules into one wildcard rule where a Service of it is off.
 const handNamespace = "bench-hand"
+
+// setOff sets or removes meshfleet.io/locality: off on Service
+// default/name of c1, the config cluster (whose copy istiod uses).
+func setOff(ctx context.Context, kube kubernetes.Interface, name string, on bool) error {
+	patch := `{"metadata":{"annotations":{"` + locality.AnnotationLocality + `":null}}}`
+	if on {
+		patch = `{"metadata":{"annotations":{"` + locality.AnnotationLocality + `":"off"}}}`
+	}
+	_, err := kube.CoreV1().Services("default").Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	return err
+}
 
 // createBenchNamespace creates namespace ns (and, in c1, where its Pods
 // run, its default ServiceAccount: no kube-controller-manager runs).
