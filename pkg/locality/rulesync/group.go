@@ -212,8 +212,8 @@ func groupable(d locality.Decision, ns string) (string, bool) {
 
 // policyKey is the traffic policy of d's rule as deterministic bytes, ""
 // when the rule cannot be shared (none, a shield; subsets, exportTo, a
-// workload selector or another host). byPolicy caches the keys of the policies
-// seen (Translate shares equal policies).
+// workload selector or another host). byPolicy caches the keys of the
+// policies seen (Translate shares equal policies).
 func policyKey(d locality.Decision, byPolicy map[*networking.TrafficPolicy]string) (string, error) {
 	if d.Rule == nil || d.Skipped != "" {
 		return "", nil // no rule, or a shield

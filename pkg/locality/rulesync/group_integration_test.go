@@ -31,10 +31,11 @@ import (
 // a real API server: three alike Services get one namespace-wide rule; a
 // Service turned off moves the namespace to per-Service rules (the off one
 // gets none: two are too few to share) and back; with a fourth, the off
-// one gets an empty rule of its own beside the namespace rule; and, in every state the API server passed through
-// (read from a watch, in order), every Service that should have a rule was
-// covered by one — the namespace rule goes only after the rules that
-// replace it exist, and the other way round.
+// one gets an empty rule of its own beside the namespace rule; and, in
+// every state the API server passed through (read from a watch, in
+// order), every Service that should have a rule was covered by one — the
+// namespace rule goes only after the rules that replace it exist, and the
+// other way round.
 func TestGroupedRulesAgainstAPIServer(t *testing.T) {
 	c, ctx, kube, drs := startPrimary(t)
 	for _, n := range []struct{ name, region string }{{"node-a", "r1"}, {"node-b", "r2"}} {
