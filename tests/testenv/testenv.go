@@ -32,7 +32,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -295,10 +297,48 @@ func Eventually(t testing.TB, timeout time.Duration, what string, f func() error
 			return
 		}
 		if time.Now().After(deadline) {
+			if busy := reconciling(allStacks()); busy != "" {
+				t.Logf("reconciles still running in this process when the wait for %s gave up:\n%s", what, busy)
+			}
 			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// allStacks is the stack of every goroutine of the process.
+func allStacks() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return string(buf[:n])
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// maxReconcileStacks bounds what reconciling reports.
+const maxReconcileStacks = 8
+
+// reconciling picks, from a dump of every goroutine, those inside a
+// controller-runtime reconcile (an idle worker waits in its queue instead),
+// at most maxReconcileStacks of them. A wait that gives up on an operator
+// running in the test's process then shows where a reconcile that never
+// returned is blocked, which its log cannot: a worker stuck past the
+// manager's 30 s shutdown grace once failed a -p 2 integration run
+// (TestFleetRollout) and did not come back in eight more.
+func reconciling(stacks string) string {
+	var out []string
+	for _, g := range strings.Split(stacks, "\n\n") {
+		if strings.Contains(g, "controller-runtime/pkg/internal/controller.(*Controller[...]).reconcileHandler") {
+			out = append(out, g)
+		}
+	}
+	if len(out) > maxReconcileStacks {
+		out = append(out[:maxReconcileStacks], fmt.Sprintf("(%d more)", len(out)-maxReconcileStacks))
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // Context is the context of what a test starts that must outlive
