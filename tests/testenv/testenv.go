@@ -325,9 +325,9 @@ const maxReconcileStacks = 8
 // controller-runtime reconcile (an idle worker waits in its queue instead),
 // at most maxReconcileStacks of them. A wait that gives up on an operator
 // running in the test's process then shows where a reconcile that never
-// returned is blocked, which its log cannot: a worker stuck past the
-// manager's 30 s shutdown grace once failed a -p 2 integration run
-// (TestFleetRollout) and did not come back in eight more.
+// returned is blocked, which its log cannot (ARCHITECTURE decision 78: a
+// worker stuck past the manager's shutdown grace once failed a -p 2
+// integration run).
 func reconciling(stacks string) string {
 	var out []string
 	for _, g := range strings.Split(stacks, "\n\n") {
