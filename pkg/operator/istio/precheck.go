@@ -35,7 +35,7 @@ func (r *Reconciler) preCheck(ctx context.Context, ist *v1beta1.Istio) (*render.
 		return nil, failed(v1beta1.ReasonInvalidSpec, "fix the spec: "+strings.Join(msgs, "; "))
 	}
 
-	info, err := r.Discovery.ServerVersion()
+	info, err := r.Discovery.ServerVersionWithContext(ctx)
 	if err != nil {
 		return nil, transient(v1beta1.ReasonPending, fmt.Sprintf("cannot read the Kubernetes version: %v", err), err)
 	}

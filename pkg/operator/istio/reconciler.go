@@ -38,7 +38,7 @@ type Reconciler struct {
 	// foreign installs) straight from the API server.
 	APIReader client.Reader
 	// Discovery tells the server's Kubernetes version.
-	Discovery discovery.ServerVersionInterface
+	Discovery discovery.ServerVersionInterfaceWithContext
 	// Events records what the operator did to each Istio resource.
 	Events events.EventRecorder
 	// Resync is how often a Ready control plane is checked again for drift in

@@ -52,6 +52,7 @@ type remote struct {
 // connect reaches the remote API server, through the kubeconfig Secret when
 // the spec names one, else through the tunnel. It checks the server answers,
 // that the operator may read it, and that it is the cluster first seen.
+// Every request of the client it returns ends when ctx does (boundTo).
 func (r *Reconciler) connect(ctx context.Context, ri *v1beta1.RemoteIstio, clusterName string) (*remote, conditions.Outcome) {
 	cfg, connection, out := r.restConfig(ctx, ri, clusterName)
 	if !out.Done {
@@ -62,15 +63,20 @@ func (r *Reconciler) connect(ctx context.Context, ri *v1beta1.RemoteIstio, clust
 	if cfg.QPS == 0 && cfg.Burst == 0 {
 		cfg.QPS, cfg.Burst = 50, 100
 	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return boundTo{ctx: ctx, next: rt} })
+	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, conditions.Failed(v1beta1.ReasonBadKubeconfig, fmt.Sprintf("cannot use the connection to cluster %s: %v", clusterName, err))
 	}
-	info, err := dc.ServerVersion()
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, conditions.Failed(v1beta1.ReasonBadKubeconfig, fmt.Sprintf("cannot use the connection to cluster %s: %v", clusterName, err))
+	}
+	info, err := dc.ServerVersionWithContext(ctx)
 	if err != nil {
 		return nil, classify(err, clusterName, cfg.Host, connection)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: r.Scheme})
+	c, err := client.New(cfg, client.Options{Scheme: r.Scheme, HTTPClient: hc})
 	if err != nil {
 		return nil, conditions.Transient(v1beta1.ReasonUnreachable, fmt.Sprintf("client for cluster %s: %v", clusterName, err), err)
 	}
