@@ -166,8 +166,10 @@ func TestWriterAgainstAPIServer(t *testing.T) {
 	if after := writes(t, reg); after != before {
 		t.Errorf("resync with nothing changed wrote %v times", after-before)
 	}
-	if cm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, health.ConfigMapName, metav1.GetOptions{}); err != nil || cm.ResourceVersion != cmBefore.ResourceVersion {
-		t.Errorf("resync with nothing changed rewrote the summary ConfigMap (%v)", err)
+	if cm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, health.ConfigMapName, metav1.GetOptions{}); err != nil {
+		t.Errorf("reading the summary ConfigMap after the resync: %v", err)
+	} else if cm.ResourceVersion != cmBefore.ResourceVersion {
+		t.Errorf("resync with nothing changed rewrote the summary ConfigMap:\nbefore %s\nafter  %s", cmBefore.Data[health.Key], cm.Data[health.Key])
 	}
 	t.Logf("writes to reach the steady state: %v; on resync: 0", before)
 
