@@ -73,10 +73,9 @@ func kubeconfigReconciler(t *testing.T, srv *httptest.Server) (*Reconciler, *v1b
 // worker only as long as the reconcile's context lives. When the manager
 // stops (or loses its lease) it cancels that context and waits a bounded
 // grace for its workers; a request still bound only by the connection's
-// 15 s client timeout outlives it. Both requests connect makes outside
-// client calls that take a context are checked: the server version, and the
-// API discovery of the client's REST mapper, which controller-runtime does
-// without one.
+// 15 s client timeout outlives it. Both of connect's requests that took no
+// context are held in turn: the server version, and the API discovery of
+// the client's REST mapper, which controller-runtime does without one.
 func TestConnectEndsWithTheReconcile(t *testing.T) {
 	for _, c := range []struct {
 		name    string
