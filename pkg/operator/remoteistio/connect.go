@@ -64,11 +64,11 @@ func (r *Reconciler) connect(ctx context.Context, ri *v1beta1.RemoteIstio, clust
 		cfg.QPS, cfg.Burst = 50, 100
 	}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return boundTo{ctx: ctx, next: rt} })
+	var dc *discovery.DiscoveryClient
 	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, conditions.Failed(v1beta1.ReasonBadKubeconfig, fmt.Sprintf("cannot use the connection to cluster %s: %v", clusterName, err))
+	if err == nil {
+		dc, err = discovery.NewDiscoveryClientForConfigAndClient(cfg, hc)
 	}
-	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, hc)
 	if err != nil {
 		return nil, conditions.Failed(v1beta1.ReasonBadKubeconfig, fmt.Sprintf("cannot use the connection to cluster %s: %v", clusterName, err))
 	}
